@@ -1,0 +1,106 @@
+"""Reading, resampling and writing audio.
+
+Reads whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, NIST SPHERE without shorten compression, ...)
+from local paths or fsspec URLs. Every way audio can be unusable raises ``BadAudioError(path, reason)``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from deepclust import storage
+from deepclust.errors import BadAudioError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".sph", ".wv1", ".wv2", ".aiff", ".aif", ".au", ".mp3")
+
+
+def check_waveform(x: np.ndarray, path="<array>") -> np.ndarray:
+    """Validate a waveform, ``(samples,)`` or ``(channels, samples)``; return it as float32."""
+    x = np.asarray(x)
+    if x.ndim not in (1, 2):
+        raise BadAudioError(path, f"wrong shape {x.shape}: expected (samples,) or (channels, samples)")
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise BadAudioError(path, "no channels")
+    if x.shape[-1] == 0:
+        raise BadAudioError(path, "0 samples")
+    if not np.issubdtype(x.dtype, np.number):
+        raise BadAudioError(path, f"not numeric audio (dtype {x.dtype})")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise BadAudioError(path, f"{bad} non-finite samples (NaN or Inf)")
+    return x
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling with a Kaiser-windowed anti-aliasing low-pass (time on the last axis)."""
+    sr_in, sr_out = int(sr_in), int(sr_out)
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    g = math.gcd(sr_in, sr_out)
+    y = resample_poly(np.asarray(x, dtype=np.float64), sr_out // g, sr_in // g, axis=-1, window=("kaiser", 8.0))
+    return y.astype(np.float32)
+
+
+def _read(path: str):
+    try:
+        if storage.is_local(path):
+            local = path[len("file://"):] if path.startswith("file://") else path
+            if not os.path.exists(local):
+                raise BadAudioError(path, "no such file")
+            return sf.read(local, dtype="float32", always_2d=True)
+        return sf.read(io.BytesIO(storage.read_bytes(path)), dtype="float32", always_2d=True)
+    except BadAudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise BadAudioError(path, f"unreadable as audio ({error})") from error
+    except OSError as error:
+        raise BadAudioError(path, f"cannot open ({error})") from error
+
+
+def read_audio(url, target_sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read audio as float32 in [-1, 1].
+
+    Returns ``(samples,)`` when ``mono`` (channels averaged), else ``(channels, samples)``, and the
+    sample rate (``target_sr`` when given, after resampling).
+    """
+    path = str(url)
+    data, sr = _read(path)
+    x = check_waveform(data.T, path)  # (channels, samples)
+    if mono:
+        x = x.mean(axis=0)
+    if target_sr is not None and int(target_sr) != int(sr):
+        x = resample(x, sr, target_sr)
+        sr = int(target_sr)
+    return x, int(sr)
+
+
+def audio_info(url) -> tuple[int, int, int]:
+    """``(sample_rate, frames, channels)`` without decoding the samples (local files only read headers)."""
+    path = str(url)
+    try:
+        if storage.is_local(path):
+            info = sf.info(path[len("file://"):] if path.startswith("file://") else path)
+        else:
+            info = sf.info(io.BytesIO(storage.read_bytes(path)))
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
+        raise BadAudioError(path, f"unreadable as audio ({error})") from error
+    return int(info.samplerate), int(info.frames), int(info.channels)
+
+
+def write_audio(url, x: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:
+    """Write ``(samples,)`` or ``(channels, samples)`` as WAV (or FLAC by suffix), atomically."""
+    x = np.asarray(x, dtype=np.float32)
+    data = x.T if x.ndim == 2 else x
+    if subtype.startswith("PCM"):
+        data = np.clip(data, -1.0, 1.0 - 1.0 / 32768)
+    fmt = "FLAC" if str(url).lower().endswith(".flac") else "WAV"
+    buffer = io.BytesIO()
+    sf.write(buffer, data, int(sr), subtype=subtype, format=fmt)
+    storage.write_bytes_atomic(str(url), buffer.getvalue())

@@ -1,0 +1,234 @@
+"""``deepclust`` command line; each command mirrors a library call. ``deepclust COMMAND --help``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from deepclust import storage
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _stage(plan) -> str:
+    from deepclust.pipeline.stages import run_stage
+
+    url = run_stage(plan, log=lambda m: print(m, file=sys.stderr))
+    print(storage.absolute(url))
+    return url
+
+
+def cmd_corpus(args) -> None:
+    from deepclust.pipeline.config import CorpusConfig
+    from deepclust.pipeline.stages import plan_corpus
+
+    config = CorpusConfig(name=args.name, root=args.root, pattern=args.pattern,
+                          test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+                          seed=args.seed, utterances_per_speaker=args.utterances_per_speaker)
+    _stage(plan_corpus(args.out, config))
+
+
+def _parse_lists(values) -> dict | None:
+    if not values:
+        return None
+    lists = {}
+    for value in values:
+        split, _, url = value.partition("=")
+        if split not in ("tr", "cv", "tt") or not url:
+            raise SystemExit(f"--list expects tr=FILE, cv=FILE or tt=FILE, got {value!r}")
+        lists[split] = url
+    return lists
+
+
+def cmd_mix(args) -> None:
+    from deepclust.pipeline.config import MixStageConfig
+    from deepclust.pipeline.stages import plan_mixtures
+
+    config = MixStageConfig(n_speakers=args.speakers, sample_rate=args.sample_rate, mode=args.mode,
+                            scale=args.scale, seed=args.seed, mix_lists=_parse_lists(args.list),
+                            test_speaker_counts=tuple(int(n) for n in args.test_speakers.split(",")))
+    _stage(plan_mixtures(args.out, args.corpus_manifest, config))
+
+
+def cmd_features(args) -> None:
+    from deepclust.features.extract import FeatureConfig
+    from deepclust.features.stft import StftConfig
+    from deepclust.pipeline.stages import plan_features
+
+    config = FeatureConfig(stft=StftConfig(sample_rate=args.sample_rate), shard_format=args.format,
+                           utterances_per_shard=args.utterances_per_shard)
+    _stage(plan_features(args.out, args.mixtures, config))
+
+
+def cmd_train(args) -> None:
+    from deepclust.model.blstm import ModelConfig
+    from deepclust.pipeline.stages import plan_training
+    from deepclust.pipeline.units import model_url_of
+    from deepclust.training.config import TrainConfig
+
+    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
+                 if v is not None}
+    model_config = ModelConfig.preset(args.preset, **overrides)
+    train_config = TrainConfig(max_epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                               batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,
+                               seed=args.seed, max_train_seconds=args.max_seconds,
+                               curriculum_chunk_frames=args.curriculum_frames)
+    url = _stage(plan_training(args.out, args.features, model_config, train_config))
+    print(model_url_of(url))
+
+
+def cmd_separate(args) -> None:
+    from deepclust.separate_files import separate_files
+    from deepclust.separation.separator import Separator
+
+    separator = Separator(args.model, device=args.device, kmeans=args.kmeans)
+    manifest = separate_files(separator, args.input, args.out, n_speakers=args.speakers, batch_size=args.batch_size,
+                              progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr))
+    failed = manifest[manifest["status"] != "done"]
+    for row in failed.itertuples():
+        print(f"failed: {row.error}", file=sys.stderr)
+    print(f"{int((manifest['status'] == 'done').sum())} separated, {len(failed)} failed; "
+          f"manifest: {storage.absolute(storage.join(args.out, 'manifest.parquet'))}")
+    if len(failed) and args.strict:
+        raise SystemExit(1)
+
+
+def cmd_evaluate(args) -> None:
+    from deepclust.pipeline.config import EvaluateConfig
+    from deepclust.pipeline.stages import plan_evaluation
+
+    config = EvaluateConfig(backend=args.backend, oracles=tuple(o for o in args.oracles.split(",") if o))
+    url = _stage(plan_evaluation(args.out, args.separated, args.mixtures, config))
+    from deepclust.reports.summary import headline, markdown_table, summarise
+
+    print(markdown_table(headline(summarise(storage.read_parquet(url)))))
+
+
+def reproduce_config_from_args(args):
+    from deepclust.pipeline.config import CorpusConfig, demo_config
+
+    config = demo_config(args.out, quick=args.quick)
+    if args.corpus != "demo":
+        config.corpus = CorpusConfig(name=args.corpus, root=args.wsj0_root or args.root, pattern=args.pattern,
+                                     test_speakers=args.test_speakers.split(",") if args.test_speakers else None)
+    if args.mix_lists:
+        folder = args.mix_lists
+        config.mix.mix_lists = {s: storage.join(folder, f"mix_{config.mix.n_speakers}_spk_{s}.txt")
+                                for s in ("tr", "cv", "tt")}
+    if args.scale is not None:
+        config.mix.scale = args.scale
+    if args.train_seconds is not None:
+        config.train = dataclasses.replace(config.train, max_train_seconds=args.train_seconds)
+    if args.device:
+        config.train = dataclasses.replace(config.train, device=args.device)
+        config.separate.device = args.device
+    return config
+
+
+def cmd_reproduce(args) -> None:
+    from deepclust.pipeline.reproduce import print_summary, reproduce
+
+    config = reproduce_config_from_args(args)
+    record = reproduce(config, log=lambda m: print(m, file=sys.stderr))
+    print_summary(record)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepclust", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("corpus", help="make an utterance manifest from a corpus (demo, wsj0, folder)")
+    p.add_argument("name", choices=["demo", "wsj0", "folder"])
+    p.add_argument("--root", help="corpus root (wsj0: the converted WSJ0 tree; folder: any speaker-labelled tree)")
+    p.add_argument("--pattern", help="folder only: librispeech, vctk, fsdd, or a regex with a (?P<speaker>...) group")
+    p.add_argument("--test-speakers", help="comma-separated speakers held out of training")
+    p.add_argument("--utterances-per-speaker", type=int, help="demo only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run root; the manifest goes to OUT/corpus/<key>/")
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("mix", help="mixtures as the wsj0-2mix/3mix recipe (official lists or generated ones)")
+    p.add_argument("--corpus-manifest", required=True)
+    p.add_argument("--list", action="append", metavar="SPLIT=FILE", help="official mix list, e.g. tr=mix_2_spk_tr.txt")
+    p.add_argument("--speakers", type=int, default=2)
+    p.add_argument("--test-speakers", default="2", help="speaker counts of the test sets, e.g. 2,3")
+    p.add_argument("--sample-rate", type=int, default=8000, choices=[8000, 16000])
+    p.add_argument("--mode", default="min", choices=["min", "max"])
+    p.add_argument("--scale", type=float, default=1.0, help="scales the 20k/5k/3k list sizes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_mix)
+
+    p = sub.add_parser("features", help="log-magnitude, IBM targets and weights as shards")
+    p.add_argument("--mixtures", required=True, help="mixture manifest URL")
+    p.add_argument("--format", default="parquet", choices=["parquet", "npz"])
+    p.add_argument("--sample-rate", type=int, default=8000)
+    p.add_argument("--utterances-per-shard", type=int, default=200)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train", help="train the BLSTM embedding network")
+    p.add_argument("--features", required=True, help="feature manifest URL")
+    p.add_argument("--preset", default="paper", choices=["paper", "dpcl++"])
+    p.add_argument("--emb-dim", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--layers", type=int)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--steps-per-epoch", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--curriculum-frames", type=int, help="continue with chunks of this many frames (paper: 400)")
+    p.add_argument("--max-seconds", type=float, help="wall-clock budget")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("separate", help="separate one audio file or a folder of them")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True, help="audio file or folder (any rate, any channels)")
+    p.add_argument("--out", required=True, help="writes OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet")
+    p.add_argument("--speakers", type=int, default=2)
+    p.add_argument("--kmeans", default="torch", choices=["torch", "sklearn"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
+    p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("evaluate", help="BSS-eval and SI-SDR tables, with IBM/IRM oracle rows")
+    p.add_argument("--mixtures", required=True, help="mixture manifest URL")
+    p.add_argument("--separated", required=True, help="separation manifest URL")
+    p.add_argument("--backend", default="fast", choices=["fast", "mir_eval"])
+    p.add_argument("--oracles", default="ibm,irm")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    for name, helptext in (("reproduce", "run every stage end to end (cached; reruns reuse finished stages)"),
+                           ("demo", "reproduce on the offline demo corpus (the README's main job)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--out", default="runs/demo", help="run root (local folder or s3:// URL)")
+        p.add_argument("--corpus", default="demo", choices=["demo", "wsj0", "folder"])
+        p.add_argument("--wsj0-root")
+        p.add_argument("--mix-lists", help="folder holding the official mix_2_spk_{tr,cv,tt}.txt")
+        p.add_argument("--root", help="folder corpus root")
+        p.add_argument("--pattern")
+        p.add_argument("--test-speakers")
+        p.add_argument("--scale", type=float)
+        p.add_argument("--train-seconds", type=float, help="training wall-clock budget")
+        p.add_argument("--device")
+        p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in a minute or two")
+        p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""WSJ0 (LDC93S6A) as used by the wsj0-2mix recipe, after conversion of the .wv1 files to WAV.
+
+Layout: ``<root>/wsj0/{si_tr_s,si_dt_05,si_et_05}/<speaker>/<utterance>.wav`` (``root`` may also be the
+``wsj0`` folder itself). ``.wav``/``.WAV`` and ``.wv1`` files that libsndfile reads are accepted.
+Speaker genders come from ``wsj0/doc/spkrinfo.txt`` when present.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pandas as pd
+
+from deepclust import storage
+from deepclust.corpora.manifest import build_manifest, normalise_gender, probe_audio
+from deepclust.errors import BadAudioError
+
+SUBSETS = ("si_tr_s", "si_dt_05", "si_et_05")
+SUFFIXES = (".wav", ".wv1")
+
+
+def _wsj0_dir(root: str) -> str:
+    """The folder holding si_tr_s/...: ``<root>/wsj0`` when it exists, else ``root`` itself."""
+    nested = storage.join(root, "wsj0")
+    return nested if storage.exists(nested) else root
+
+
+def read_speaker_genders(wsj0_dir: str) -> dict[str, str]:
+    """``{speaker: "m"|"f"}`` from ``doc/spkrinfo.txt`` (``;`` comment lines, then ``<id> <M|F> ...``)."""
+    path = storage.join(wsj0_dir, "doc", "spkrinfo.txt")
+    if not storage.exists(path):
+        return {}
+    genders = {}
+    for line in storage.read_bytes(path).decode("utf-8", errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) < 2 or line.lstrip().startswith(";"):
+            continue
+        gender = normalise_gender(fields[1])
+        if gender is not None:
+            genders[fields[0].lower()] = gender
+    return genders
+
+
+def _utterance_files(wsj0_dir: str, subset: str) -> list[str]:
+    """Audio files of one subset, ``.wav`` preferred when a ``.wv1`` of the same stem sits beside it."""
+    folder = storage.join(wsj0_dir, subset)
+    if not storage.exists(folder):
+        return []
+    by_stem: dict[str, str] = {}
+    for path in storage.list_files(folder, SUFFIXES):
+        stem = path[: -len(PurePosixPath(path).suffix)]
+        if stem not in by_stem or path.lower().endswith(".wav"):
+            by_stem[stem] = path
+    return sorted(by_stem.values())
+
+
+def prepare_wsj0(root) -> pd.DataFrame:
+    """Corpus manifest of a converted WSJ0 tree; subset = folder name, utterance_id = file stem.
+
+    Unreadable files are skipped and listed in ``manifest.attrs["errors"]``.
+    """
+    wsj0_dir = _wsj0_dir(storage.absolute(str(root)))
+    genders = read_speaker_genders(wsj0_dir)
+    rows, errors = [], []
+    for subset in SUBSETS:
+        for path in _utterance_files(wsj0_dir, subset):
+            parts = PurePosixPath(path.replace("\\", "/")).parts
+            speaker, stem = parts[-2], PurePosixPath(parts[-1]).stem
+            try:
+                duration, sample_rate = probe_audio(path)
+            except BadAudioError as error:
+                errors.append(error)
+                continue
+            rows.append(dict(utterance_id=stem, path=path, speaker=speaker, gender=genders.get(speaker.lower()),
+                             duration=duration, sample_rate=sample_rate, subset=subset))
+    if not rows and not errors:
+        raise FileNotFoundError(f"no WSJ0 audio under {root}: expected wsj0/{{{','.join(SUBSETS)}}}/<spk>/*.wav")
+    return build_manifest(rows, errors)
+
+
+def resolve_wsj0_path(root, listed_path: str) -> str:
+    """Map a mix-list path (``wsj0/si_tr_s/01t/01to030v.wv1``) to the converted file under ``root``.
+
+    Tries ``.wav`` then ``.wv1`` (either case of suffix); raises ``FileNotFoundError`` naming what was tried.
+    """
+    root = storage.absolute(str(root))
+    relative = PurePosixPath(listed_path.replace("\\", "/"))
+    if relative.parts and relative.parts[0].lower() == "wsj0":
+        relative = PurePosixPath(*relative.parts[1:])
+    stem = relative.with_suffix("")
+    candidates = [storage.join(_wsj0_dir(root), str(stem) + suffix)
+                  for suffix in (".wav", ".WAV", ".wv1", ".WV1")]
+    for candidate in candidates:
+        if storage.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"{listed_path}: neither {candidates[0]} nor {candidates[2]} (any suffix case) exists")

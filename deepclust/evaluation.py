@@ -1,0 +1,187 @@
+"""Scoring separated mixtures the way the paper reports them (Hershey et al., ICASSP 2016, sec. 4-5).
+
+For every mixture and every system (the model's estimates, and the ideal binary / ratio masks computed
+from the references of the same mixture) this computes BSS-eval v3 SDR, SIR, SAR, the SI-SDR, and the
+improvements over the unprocessed mixture (SDRi, SI-SDRi), averaged over the mixture's sources. Results
+can be broken down by number of speakers and same/different gender, as in the paper's Table 1.
+
+Prefect-free: a flow calls :func:`evaluate_mixtures` and writes the returned DataFrame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepclust.audio import read_audio
+from deepclust.errors import BadAudioError
+from deepclust.features.stft import StftConfig
+from deepclust.metrics.bss_eval import bss_eval, mixture_sdr
+from deepclust.metrics.si_sdr import si_sdr_best, si_sdr_mixture
+from deepclust.separation.oracle import ideal_binary_mask_estimates, ideal_ratio_mask_estimates
+
+log = logging.getLogger(__name__)
+
+ORACLES = {"ibm": ideal_binary_mask_estimates, "irm": ideal_ratio_mask_estimates}
+METRIC_COLUMNS = ["sdr", "sir", "sar", "si_sdr", "sdr_mixture", "si_sdr_mixture", "sdri", "si_sdri"]
+RESULT_COLUMNS = ["mixture_id", "split", "system", "num_speakers", "speakers", "genders", "gender_condition",
+                  *METRIC_COLUMNS, "status", "error"]
+
+
+def evaluate_mixture(mixture, sources, estimates, sr: int | None = None, backend: str = "fast",
+                     baseline: dict | None = None) -> dict:
+    """Score K estimates of one mixture against its K sources.
+
+    Args:
+        mixture: ``(samples,)`` the mixture (the baseline estimate for the improvements).
+        sources: ``(K, samples)`` references.
+        estimates: ``(K, samples)`` estimates in any order (the permutation is found, as mir_eval does,
+            by the largest mean SIR; SI-SDR uses its own best permutation).
+        sr: sample rate; unused by the measures, kept so callers record what they scored.
+        backend: BSS-eval back end, "fast" or "mir_eval".
+        baseline: the mixture's ``{"sdr_mixture", "si_sdr_mixture"}`` if already computed.
+
+    Returns:
+        dict of per-source arrays ``(K,)`` in reference order: ``sdr, sir, sar, perm, si_sdr,
+        sdr_mixture, si_sdr_mixture, sdri, si_sdri``.
+    """
+    sources = np.atleast_2d(np.asarray(sources, dtype=np.float64))
+    estimates = np.atleast_2d(np.asarray(estimates, dtype=np.float64))
+    mixture = np.asarray(mixture, dtype=np.float64).reshape(-1)
+    if estimates.shape != sources.shape or mixture.shape[0] != sources.shape[1]:
+        raise ValueError(f"shapes differ: mixture {mixture.shape}, sources {sources.shape}, estimates {estimates.shape}")
+    if baseline is None:
+        baseline = mixture_baseline(mixture, sources, backend)
+    scores = bss_eval(sources, estimates, backend=backend)
+    scale_invariant = si_sdr_best(sources, estimates)
+    return {
+        **scores,
+        "si_sdr": scale_invariant["si_sdr"],
+        "sdr_mixture": baseline["sdr_mixture"],
+        "si_sdr_mixture": baseline["si_sdr_mixture"],
+        "sdri": scores["sdr"] - baseline["sdr_mixture"],
+        "si_sdri": scale_invariant["si_sdr"] - baseline["si_sdr_mixture"],
+    }
+
+
+def mixture_baseline(mixture, sources, backend: str = "fast") -> dict:
+    """SDR and SI-SDR of the mixture as the estimate of each source, ``(K,)`` each."""
+    return {"sdr_mixture": mixture_sdr(sources, mixture, backend), "si_sdr_mixture": si_sdr_mixture(sources, mixture)}
+
+
+def gender_condition(genders) -> str | None:
+    """"same" when all speakers share a known gender, "different" when they differ, else None."""
+    known = [g for g in (genders if genders is not None else []) if isinstance(g, str) and g]
+    if len(known) < 2 or len(known) != len(list(genders)):
+        return None
+    return "same" if len(set(known)) == 1 else "different"
+
+
+def _as_list(value) -> list:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return list(value)
+
+
+def _read_set(paths, sample_rate, length, what: str) -> np.ndarray:
+    signals = []
+    for path in paths:
+        signal, _ = read_audio(path, target_sr=sample_rate)
+        if length is not None and signal.shape[0] != length:
+            raise BadAudioError(path, f"{what} has {signal.shape[0]} samples, the mixture {length}")
+        signals.append(signal)
+    return np.stack(signals)
+
+
+def _row_info(row: Mapping) -> dict:
+    genders = _as_list(row.get("genders"))
+    source_paths = _as_list(row.get("source_paths"))
+    num_speakers = row.get("num_speakers")
+    if num_speakers is None or (isinstance(num_speakers, float) and math.isnan(num_speakers)):
+        num_speakers = len(source_paths)
+    return {
+        "mixture_id": str(row["mixture_id"]),
+        "split": row.get("split"),
+        "num_speakers": int(num_speakers),
+        "speakers": [str(s) for s in _as_list(row.get("speakers"))],
+        "genders": [None if g is None else str(g) for g in genders],
+        "gender_condition": gender_condition(genders),
+    }
+
+
+def _result_row(info: dict, system: str, scores: dict | None = None, error: str = "") -> dict:
+    row = {**info, "system": system, "status": "ok" if scores is not None else "failed", "error": error}
+    for column in METRIC_COLUMNS:
+        # Means over the mixture's sources, the figure the paper reports per mixture.
+        row[column] = float(np.mean(scores[column])) if scores is not None else float("nan")
+    return row
+
+
+def evaluate_mixtures(mixture_manifest: pd.DataFrame, estimate_paths: Mapping[str, Sequence[str]] | None = None,
+                      separator_name: str = "model", oracles: Sequence[str] = ("ibm", "irm"),
+                      backend: str = "fast", stft_config: StftConfig | None = None) -> pd.DataFrame:
+    """Score a test set: one row per (mixture, system).
+
+    Args:
+        mixture_manifest: rows with ``mixture_id, mixture_path, source_paths, speakers, genders,
+            num_speakers, split`` (and optionally ``sample_rate``; else the mixture file's rate).
+        estimate_paths: ``{mixture_id: [estimate path per source]}`` written by the separator; None
+            scores the oracles only. A mixture missing from it gets a failed row for the system.
+        separator_name: the ``system`` value of the estimates' rows.
+        oracles: any of "ibm", "irm": masks computed from the references of the same mixture.
+        backend: BSS-eval back end, "fast" or "mir_eval".
+        stft_config: STFT of the oracle masks; default the paper's 32 ms / 8 ms at the mixture's rate.
+
+    Returns:
+        DataFrame with ``RESULT_COLUMNS``: ``mixture_id, split, system, num_speakers, speakers, genders,
+        gender_condition, sdr, sir, sar, si_sdr, sdr_mixture, si_sdr_mixture, sdri, si_sdri`` (means
+        over the sources, dB), ``status`` ("ok"/"failed") and ``error``. A mixture that cannot be read
+        gets failed rows (NaN scores, the reason in ``error``) and the others go on.
+    """
+    unknown = [name for name in oracles if name not in ORACLES]
+    if unknown:
+        raise ValueError(f"unknown oracle(s) {unknown}: choose from {sorted(ORACLES)}")
+    systems = ([separator_name] if estimate_paths is not None else []) + list(oracles)
+    rows = []
+    for record in mixture_manifest.to_dict("records"):
+        info = _row_info(record)
+        try:
+            sample_rate = record.get("sample_rate")
+            sample_rate = None if sample_rate is None or pd.isna(sample_rate) else int(sample_rate)
+            mixture, sr = read_audio(record["mixture_path"], target_sr=sample_rate)
+            sources = _read_set(_as_list(record["source_paths"]), sr, mixture.shape[0], "source")
+            baseline = mixture_baseline(mixture, sources, backend)
+        except (BadAudioError, ValueError, OSError) as error:
+            log.warning("cannot evaluate mixture %s: %s", info["mixture_id"], error)
+            rows.extend(_result_row(info, system, error=str(error)) for system in systems)
+            continue
+        config = stft_config or StftConfig(sample_rate=sr)
+        for system in systems:
+            try:
+                if system in ORACLES and system != separator_name:
+                    estimates = ORACLES[system](mixture, sources, config)
+                else:
+                    paths = estimate_paths.get(info["mixture_id"]) if estimate_paths is not None else None
+                    if not paths:
+                        raise ValueError(f"no estimates for mixture {info['mixture_id']}")
+                    estimates = _read_set(_as_list(paths), sr, mixture.shape[0], "estimate")
+                scores = evaluate_mixture(mixture, sources, estimates, sr, backend, baseline)
+                rows.append(_result_row(info, system, scores))
+            except (BadAudioError, ValueError, OSError) as error:
+                log.warning("cannot evaluate %s on mixture %s: %s", system, info["mixture_id"], error)
+                rows.append(_result_row(info, system, error=str(error)))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def summarise(results: pd.DataFrame, by: Sequence[str] = ("system", "num_speakers", "gender_condition")) -> pd.DataFrame:
+    """Mean scores of the successful rows per group (the layout of the paper's Table 1), with counts."""
+    ok = results[results["status"] == "ok"]
+    keys = list(by)
+    grouped = ok.groupby(keys, dropna=False)[METRIC_COLUMNS]
+    summary = grouped.mean()
+    summary["mixtures"] = grouped.size()
+    return summary.reset_index()

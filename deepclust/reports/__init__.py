@@ -1,0 +1,1 @@
+"""Results tables, summaries, Markdown reports and figures (Prefect-free; the flows publish them)."""

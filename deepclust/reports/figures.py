@@ -1,0 +1,54 @@
+"""PNG figures written beside the reports: the training loss curve and example masks."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from deepclust import storage  # noqa: E402
+
+
+def _save(fig, url: str) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    storage.write_bytes_atomic(url, buffer.getvalue())
+    return storage.absolute(url)
+
+
+def plot_loss_curve(history_csv_url: str, png_url: str) -> str:
+    """Training and validation loss per epoch."""
+    with storage.open_url(history_csv_url, "rb") as handle:
+        history = pd.read_csv(handle)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(history["epoch"], history["train_loss"], marker="o", label="training")
+    if "val_loss" in history:
+        ax.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("deep clustering loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, png_url)
+
+
+def plot_masks(log_mag: np.ndarray, masks: np.ndarray, png_url: str, title: str = "") -> str:
+    """Mixture log-spectrogram ``(frames, freq)`` beside each estimated mask ``(K, frames, freq)``."""
+    k = len(masks)
+    fig, axes = plt.subplots(1, k + 1, figsize=(3.2 * (k + 1), 3), sharey=True)
+    axes[0].imshow(log_mag.T, origin="lower", aspect="auto", cmap="magma")
+    axes[0].set_title("mixture (log magnitude)")
+    for i, mask in enumerate(masks, start=1):
+        axes[i].imshow(mask.T, origin="lower", aspect="auto", cmap="gray", vmin=0, vmax=1)
+        axes[i].set_title(f"mask s{i}")
+    axes[0].set_ylabel("frequency bin")
+    for ax in axes:
+        ax.set_xlabel("frame")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, png_url)

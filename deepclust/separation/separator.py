@@ -1,0 +1,167 @@
+"""Separation with a trained deep clustering model (Hershey et al., ICASSP 2016, sec. 3 and 4.1).
+
+For a mixture x and a known number of speakers K:
+
+1. features: ``log(|X| + floor)`` of the mixture STFT, normalised with the training statistics;
+2. embeddings ``V`` ``(frames, freq, emb)`` from the network, one unit vector per time-frequency bin;
+3. k-means with K clusters on the embeddings of the non-silent bins (within ``silence_db`` = 40 dB of
+   the utterance's loudest bin, the same rule that weights the training loss);
+4. every bin, silent ones too, goes to its nearest centroid: K binary masks that tile the plane;
+5. each mask times the mixture STFT, inverse STFT with the mixture phase -> K waveforms.
+
+``separate_batch`` runs step 2 as one padded network forward (sequences packed, so padding does not
+leak into the backward LSTM) and step 3 as one batched k-means, which is the fast path for test sets.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from deepclust.features.extract import FeatureConfig
+from deepclust.features.stft import istft, num_frames, stft
+from deepclust.model.checkpoint import LoadedModel, load_model
+from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
+
+
+def _feature_config(value) -> FeatureConfig:
+    if isinstance(value, FeatureConfig):
+        return value
+    if isinstance(value, dict) and value:
+        return FeatureConfig.from_dict(value)
+    return FeatureConfig()
+
+
+class Separator:
+    """Deep clustering separator around a trained model.
+
+    Args:
+        model: a model file URL (written by ``save_model``) or a ``LoadedModel``.
+        device: where the network and the torch k-means run ("cpu", "cuda", ...).
+        kmeans: "torch" (batched, the default) or "sklearn" (one utterance at a time).
+        seed: k-means seed; separation is deterministic for a given seed.
+        n_init: k-means restarts per utterance.
+
+    Attributes:
+        sample_rate: the rate the model was trained at (from its feature config); inputs must use it.
+    """
+
+    def __init__(self, model: str | LoadedModel, device: str | torch.device = "cpu", kmeans: str = "torch",
+                 seed: int = 0, n_init: int = DEFAULT_N_INIT):
+        if kmeans not in ("torch", "sklearn"):
+            raise ValueError(f"kmeans must be 'torch' or 'sklearn', got {kmeans!r}")
+        self.device = torch.device(device)
+        loaded = model if isinstance(model, LoadedModel) else load_model(str(model), self.device)
+        self.loaded = loaded
+        self.model = loaded.model.to(self.device).eval()
+        self.feature_config = _feature_config(loaded.feature_config)
+        self.feature_stats = loaded.feature_stats
+        self.stft_config = self.feature_config.stft
+        self.sample_rate = int(self.stft_config.sample_rate)
+        self.kmeans = kmeans
+        self.seed = int(seed)
+        self.n_init = int(n_init)
+
+    # -- embeddings -------------------------------------------------------------------------------
+
+    def _network(self, features: torch.Tensor, frame_counts: list[int]) -> torch.Tensor:
+        """``(batch, frames, freq)`` normalised features -> ``(batch, frames, freq, emb)``.
+
+        A BLSTM reads its input backwards too, so zero padding after a short utterance would change
+        that utterance's embeddings: the model packs the sequences given their lengths.
+        """
+        return self.model(features, lengths=torch.as_tensor(frame_counts))
+
+    @torch.no_grad()
+    def embed_batch(self, waveforms) -> dict:
+        """Embeddings of a batch of mixtures, zero-padded to the longest.
+
+        Args:
+            waveforms: list of ``(samples,)`` arrays/tensors at ``sample_rate``.
+
+        Returns:
+            dict with ``spectra`` complex ``(batch, frames, freq)`` mixture STFTs, ``embeddings``
+            ``(batch, frames, freq, emb)``, ``valid`` bool ``(batch, frames, freq)`` (non-silent,
+            non-padded bins), ``frame_counts`` and ``lengths`` (samples) per item; tensors on ``device``.
+        """
+        signals = [torch.as_tensor(np.asarray(w, dtype=np.float32) if not torch.is_tensor(w) else w,
+                                   dtype=torch.float32).reshape(-1) for w in waveforms]
+        if not signals:
+            raise ValueError("no waveforms to separate")
+        lengths = [int(s.shape[0]) for s in signals]
+        if min(lengths) == 0:
+            raise ValueError("cannot separate an empty waveform")
+        padded = torch.nn.utils.rnn.pad_sequence(signals, batch_first=True).to(self.device)  # (batch, samples)
+        # Zero padding leaves each item's own frames unchanged (stft pads with zeros at the edges too).
+        spectra = stft(padded, self.stft_config)  # (batch, frames, freq)
+        frame_counts = [num_frames(n, self.stft_config) for n in lengths]
+        frame_valid = torch.arange(spectra.shape[1], device=self.device)[None, :] < torch.as_tensor(
+            frame_counts, device=self.device)[:, None]  # (batch, frames)
+        magnitude = spectra.abs() * frame_valid.unsqueeze(-1)
+        log_mag = torch.log(magnitude + self.feature_config.log_floor)
+        features = self.feature_stats.apply(log_mag) if self.feature_stats is not None else log_mag
+        embeddings = self._network(features, frame_counts)
+        # Silence rule of training (compute_features): |X| >= max|X| * 10^(-silence_db / 20), per item.
+        peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
+        valid = (magnitude >= peak * 10.0 ** (-self.feature_config.silence_db / 20.0)) & (peak > 0)
+        valid &= frame_valid.unsqueeze(-1)
+        return {"spectra": spectra, "embeddings": embeddings, "valid": valid,
+                "frame_counts": frame_counts, "lengths": lengths}
+
+    def embed(self, waveform) -> np.ndarray:
+        """``(samples,)`` mixture -> embeddings ``(frames, freq, emb)`` float32 numpy."""
+        return self.embed_batch([waveform])["embeddings"][0].cpu().numpy()
+
+    # -- clustering and masking -------------------------------------------------------------------
+
+    def _cluster(self, embeddings: torch.Tensor, valid: torch.Tensor, frame_counts, k: int) -> torch.Tensor:
+        """``(batch, frames, freq, emb)`` -> labels ``(batch, frames, freq)``, every bin labelled."""
+        batch, frames, freq, dim = embeddings.shape
+        points = embeddings.reshape(batch, frames * freq, dim)
+        if self.kmeans == "torch":
+            labels, _ = kmeans_torch(points, valid.reshape(batch, -1), k, seed=self.seed, n_init=self.n_init)
+            return labels.view(batch, frames, freq)
+        labels = torch.zeros(batch, frames, freq, dtype=torch.long, device=embeddings.device)
+        for i, n in enumerate(frame_counts):
+            item = embeddings[i, :n].reshape(-1, dim).cpu().numpy()
+            item_valid = valid[i, :n].reshape(-1).cpu().numpy()
+            if item_valid.sum() < k:
+                item_valid[:] = True
+            centroid_labels = kmeans_sklearn(item[item_valid], k, seed=self.seed, n_init=self.n_init)
+            centroids = np.stack([item[item_valid][centroid_labels == c].mean(0) for c in range(k)])
+            # Silent bins were not clustered: give them the nearest centroid, as the torch path does.
+            nearest = ((item[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+            labels[i, :n] = torch.from_numpy(nearest).view(n, freq).to(labels.device)
+        return labels
+
+    @torch.no_grad()
+    def separate_batch(self, waveforms, n_speakers: int) -> list[np.ndarray]:
+        """Separate several mixtures at once (one network forward, one batched k-means).
+
+        Args:
+            waveforms: list of ``(samples,)`` mixtures at ``sample_rate``, any lengths.
+            n_speakers: K, the number of sources to extract (2 or 3 in the paper; it need not equal
+                the number the model was trained on).
+
+        Returns:
+            list of ``(K, samples)`` float32 arrays, each as long as its input.
+        """
+        k = int(n_speakers)
+        if k < 1:
+            raise ValueError(f"n_speakers must be >= 1, got {n_speakers}")
+        batch = self.embed_batch(waveforms)
+        labels = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
+        cluster_ids = torch.arange(k, device=labels.device)
+        outputs = []
+        for i, (n_frames, length) in enumerate(zip(batch["frame_counts"], batch["lengths"])):
+            masks = (labels[i, :n_frames].unsqueeze(0) == cluster_ids.view(k, 1, 1))  # (K, frames, freq)
+            # Binary masks on the mixture STFT; istft of the masked spectra keeps the mixture phase.
+            # Each item is inverted on its own frames so that padding never enters the overlap-add.
+            masked = batch["spectra"][i, :n_frames].unsqueeze(0) * masks
+            outputs.append(istft(masked, self.stft_config, length).float().cpu().numpy())
+        return outputs
+
+    def separate(self, waveform, n_speakers: int) -> np.ndarray:
+        """Separate one mixture ``(samples,)`` at ``sample_rate`` into ``(K, samples)`` float32."""
+        return self.separate_batch([waveform], n_speakers)[0]

@@ -1,0 +1,168 @@
+"""Storage that works the same on a local disk and on object stores (``s3://``) through fsspec.
+
+Code above this module never branches on the storage kind. S3-compatible endpoints are configured the
+fsspec way, e.g. ``FSSPEC_S3_ENDPOINT_URL=http://127.0.0.1:8333`` (or ``storage_options``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+
+
+def is_local(url: str) -> bool:
+    return "://" not in str(url) or str(url).startswith("file://")
+
+
+def _local_path(url: str) -> str:
+    url = str(url)
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def filesystem(url: str):
+    """(fs, path) for a URL or local path."""
+    fs, path = fsspec.core.url_to_fs(str(url))
+    return fs, path
+
+
+def join(url: str, *parts: str) -> str:
+    url = str(url)
+    if is_local(url):
+        return str(Path(_local_path(url)).joinpath(*parts))
+    return "/".join([url.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def parent(url: str) -> str:
+    """The folder (or prefix) holding a file."""
+    url = str(url)
+    if is_local(url):
+        return str(Path(_local_path(url)).parent)
+    return url.rstrip("/").rsplit("/", 1)[0]
+
+
+def absolute(url: str) -> str:
+    """Absolute local path, or the URL unchanged."""
+    return str(Path(_local_path(url)).resolve()) if is_local(url) else str(url)
+
+
+def exists(url: str) -> bool:
+    if is_local(url):
+        return os.path.exists(_local_path(url))
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def makedirs(url: str) -> None:
+    if is_local(url):
+        os.makedirs(_local_path(url), exist_ok=True)
+    # Object stores have no directories to create.
+
+
+def remove(url: str, recursive: bool = False) -> None:
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+@contextmanager
+def open_url(url: str, mode: str = "rb"):
+    """Open for reading (or plain non-atomic writing); prefer ``write_bytes_atomic`` for outputs."""
+    if is_local(url) and ("w" in mode or "a" in mode):
+        os.makedirs(os.path.dirname(os.path.abspath(_local_path(url))) or ".", exist_ok=True)
+    with fsspec.open(str(url), mode) as handle:
+        yield handle
+
+
+def read_bytes(url: str) -> bytes:
+    with open_url(url, "rb") as handle:
+        return handle.read()
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write so that readers see either nothing or the whole file, never a partial one.
+
+    Local: a temporary file in the same folder, fsync, then ``os.replace``. Object stores: a single PUT,
+    which S3 makes visible only when complete.
+    """
+    if is_local(url):
+        path = os.path.abspath(_local_path(url))
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    else:
+        fs, path = filesystem(url)
+        fs.pipe_file(path, data)
+
+
+def write_text_atomic(url: str, text: str) -> None:
+    write_bytes_atomic(url, text.encode("utf-8"))
+
+
+def read_text(url: str) -> str:
+    return read_bytes(url).decode("utf-8")
+
+
+def write_json(obj, url: str) -> None:
+    write_text_atomic(url, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(url: str):
+    return json.loads(read_text(url))
+
+
+def write_parquet(df: pd.DataFrame, url: str) -> None:
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    write_bytes_atomic(url, buffer.getvalue())
+
+
+def read_parquet(url: str) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(read_bytes(url)))
+
+
+def sha256_of(url: str, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open_url(url, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_files(url: str, extensions: tuple[str, ...] | None = None) -> list[str]:
+    """All files under a folder/prefix (recursively), sorted, as local paths or full URLs."""
+    url = str(url)
+    fs, root = filesystem(url)
+    if fs.isfile(root):
+        found = [root]
+    else:
+        found = sorted(fs.find(root))
+    if extensions:
+        lowered = tuple(e.lower() for e in extensions)
+        found = [p for p in found if p.lower().endswith(lowered)]
+    if is_local(url):
+        return [str(Path(p)) for p in found]
+    protocol = url.split("://", 1)[0]
+    return [f"{protocol}://{p}" for p in found]
+
+
+def unique_suffix() -> str:
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,6 @@
+"""Training the deep clustering network on fixed-length chunks, with early stopping and exact resume."""
+
+from deepclust.training.config import TrainConfig
+from deepclust.training.train import fit, train
+
+__all__ = ["TrainConfig", "fit", "train"]

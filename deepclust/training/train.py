@@ -1,0 +1,348 @@
+"""Training the embedding network: a short loop with explicit device, precision, and exact resume.
+
+``train`` reads the feature folder (``manifest.parquet``, ``stats.json``, shards); ``fit`` is the core,
+and takes any items (``iter_features`` dicts), so it also runs on in-memory data.
+
+Outputs under ``out_url``:
+- ``model.pt``: the best model so far by validation loss (``deepclust.model.save_model``);
+- ``checkpoints/last.pt``: the full training state after every epoch (model, optimiser, grad scaler,
+  counters, early-stopping state, history, RNG states). Chunk sampling draws from an RNG seeded by
+  ``(seed, epoch)``, so a run resumed from ``last.pt`` continues exactly as an uninterrupted one;
+- ``history.csv``: one row per epoch (epoch, stage, chunk_frames, train_loss, val_loss, seconds, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import random
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepclust import storage
+from deepclust.model.blstm import DeepClusteringNet, ModelConfig
+from deepclust.model.checkpoint import save_model, to_plain
+from deepclust.model.loss import deep_clustering_loss
+from deepclust.training.chunks import ItemSource, training_batches, validation_batches
+from deepclust.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "deepclust-train-state/1"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def _torch_settings(config: TrainConfig, device: torch.device):
+    """Threads and deterministic kernels for this run only; restored afterwards (we are a library)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    # On CPU every kernel used here has a deterministic variant, so a seed fixes the model bit for bit.
+    # On CUDA, cuDNN's LSTM backward and cuBLAS need more (CUBLAS_WORKSPACE_CONFIG) and are slower; we
+    # accept run-to-run noise there rather than warn on every step.
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _rng_states() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Plain lists, so that last.pt loads with weights_only=True (no pickled numpy objects).
+        "numpy": to_plain(np.random.get_state(legacy=False)),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy_state = dict(states["numpy"])
+    numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(numpy_state)
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in states["python"]))
+
+
+def _batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """Loss of one batch of chunks: ``log_mag (batch, frames, freq)`` -> scalar (Hershey et al. Eq. 3)."""
+    log_mag = batch["log_mag"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)
+    weight = batch["weight"].to(device, non_blocking=True)
+    precision = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    with precision:
+        embeddings = model(log_mag)  # (batch, frames, freq, emb)
+    # Sources absent from a batch give all-zero columns of Y, which add nothing to the loss.
+    n_sources = max(2, int(target.max()) + 1)
+    return deep_clustering_loss(embeddings.flatten(1, 2), target.flatten(1), weight.flatten(1), n_sources)
+
+
+def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_dtype, grad_clip: float) -> list[float]:
+    """One pass of Adam steps over ``batches``; returns the loss of every step."""
+    model.train()
+    losses = []
+    for batch in batches:
+        loss = _batch_loss(model, batch, device, amp_dtype)
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimiser)  # clip the true gradient, not the loss-scaled one
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimiser)
+        scaler.update()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterable[dict], device: torch.device, amp_dtype=None) -> float:
+    """Mean loss per chunk over deterministic validation batches."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        size = batch["log_mag"].shape[0]
+        total += _batch_loss(model, batch, device, amp_dtype).item() * size
+        count += size
+    if count == 0:
+        raise ValueError("the validation set yields no chunk with a non-zero weight")
+    return total / count
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _fresh_state() -> dict:
+    return {
+        "epoch": 0,  # epochs completed, all stages
+        "global_step": 0,
+        "stage": 0,  # 0: chunk_frames; 1: curriculum_chunk_frames
+        "stage_epochs": 0,
+        "best_val_loss": math.inf,
+        "bad_epochs": 0,  # epochs since the validation loss last improved (patience counter)
+        "train_seconds": 0.0,
+        "history": [],
+    }
+
+
+def _stage_done(state: dict, config: TrainConfig) -> bool:
+    return state["bad_epochs"] >= config.patience or state["stage_epochs"] >= config.max_epochs
+
+
+def _write_history(out_url: str, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    pd.DataFrame(history).to_csv(buffer, index=False)
+    storage.write_bytes_atomic(storage.join(out_url, "history.csv"), buffer.getvalue().encode())
+
+
+def fit(
+    train_items: ItemSource,
+    val_items: Iterable[dict] | Callable[[], Iterable[dict]],
+    out_url: str,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    feature_stats=None,
+    feature_config: dict | None = None,
+    resume: bool = True,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train on items (``iter_features`` dicts) and write ``model.pt``, ``checkpoints/last.pt``, ``history.csv``.
+
+    Args:
+        train_items: a list of items, or ``seed -> iterable of items`` (e.g. shards in a seeded order).
+        val_items: a re-iterable list of items, or ``() -> iterable`` (read again every epoch).
+        feature_stats: ``FeatureStats`` applied to every ``log_mag`` (None: already normalised).
+        feature_config: stored in ``model.pt`` so separation computes the same features.
+        resume: continue from ``checkpoints/last.pt`` if it exists (else start afresh and overwrite).
+        progress: called with each epoch's record (a dict) after its checkpoint is written.
+
+    Returns:
+        ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
+    """
+    config = train_config
+    device = resolve_device(config.device)
+    amp_dtype = _amp_dtype(config, device)
+    model_url = storage.join(out_url, "model.pt")
+    last_url = storage.join(out_url, "checkpoints", "last.pt")
+    val_source = val_items if callable(val_items) else (lambda: val_items)
+
+    def stage_frames(stage: int) -> int:
+        return config.chunk_frames if stage == 0 else config.curriculum_chunk_frames
+
+    def val_loss_at(frames: int) -> float:
+        batches = validation_batches(val_source(), feature_stats, frames, config.batch_size)
+        return evaluate(model, batches, device, amp_dtype)
+
+    def new_optimiser():
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+    with _torch_settings(config, device):
+        torch.manual_seed(config.seed)
+        model = DeepClusteringNet(model_config).to(device)
+        optimiser = new_optimiser()
+        # Loss scaling is needed for fp16 only; bf16 has float32's exponent range.
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        state = _fresh_state()
+
+        if resume and storage.exists(last_url):
+            with storage.open_url(last_url, "rb") as handle:
+                saved = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+            if saved["model_config"] != model_config.to_dict():
+                raise ValueError(
+                    f"{last_url}: checkpoint has model config {saved['model_config']}, "
+                    f"asked for {model_config.to_dict()}; use another out_url or resume=False"
+                )
+            model.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimiser"])
+            scaler.load_state_dict(saved["scaler"])
+            state = saved["state"]
+            _set_rng_states(saved["rng"])
+            log.info("resumed from %s after epoch %d", last_url, state["epoch"])
+
+        def save_state() -> None:
+            payload = {
+                "format": STATE_FORMAT,
+                "model_config": model_config.to_dict(),
+                "train_config": config.to_dict(),
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "scaler": scaler.state_dict(),
+                "state": state,
+                "rng": _rng_states(),
+            }
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
+            storage.write_bytes_atomic(last_url, buffer.getvalue())
+
+        def save_best(val_loss: float) -> None:
+            extra = {"epoch": state["epoch"], "global_step": state["global_step"], "best_val_loss": val_loss,
+                     "chunk_frames": stage_frames(state["stage"]), "train_config": config.to_dict()}
+            save_model(model_url, model, feature_stats, feature_config or {}, extra)
+
+        stopped_reason = "finished"
+        while True:
+            if _stage_done(state, config):
+                if state["stage"] == 0 and config.curriculum_chunk_frames:
+                    # Curriculum (Isik et al. 2016): restart from the best short-chunk model on longer
+                    # chunks. The new stage's best is the old model's loss on the new chunks, so model.pt
+                    # is only replaced by a model that is better on them.
+                    if storage.exists(model_url):  # absent only if no epoch ever gave a finite val loss
+                        best = io.BytesIO(storage.read_bytes(model_url))
+                        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+                    optimiser = new_optimiser()
+                    state.update(stage=1, stage_epochs=0, bad_epochs=0)
+                    state["best_val_loss"] = val_loss_at(stage_frames(1))
+                    save_state()
+                    continue
+                break
+            if config.max_train_seconds is not None and state["train_seconds"] >= config.max_train_seconds:
+                stopped_reason = "time budget"
+                break
+
+            # ---- one epoch ----
+            started = time.perf_counter()
+            frames = stage_frames(state["stage"])
+            # The epoch's chunks depend on (seed, epoch) only: nothing about the sampler needs checkpointing.
+            batches = training_batches(train_items, feature_stats, frames, config.batch_size,
+                                       [config.seed, state["epoch"]], config.steps_per_epoch, config.shuffle_buffer)
+            losses = train_epoch(model, optimiser, scaler, batches, device, amp_dtype, config.grad_clip)
+            state["global_step"] += len(losses)
+            val_loss = val_loss_at(frames)
+            seconds = time.perf_counter() - started
+
+            # ---- bookkeeping: early stopping, best model, checkpoint ----
+            state["epoch"] += 1
+            state["stage_epochs"] += 1
+            state["train_seconds"] += seconds
+            improved = val_loss < state["best_val_loss"] - config.min_delta
+            if improved:
+                state["best_val_loss"], state["bad_epochs"] = val_loss, 0
+                save_best(val_loss)
+            else:
+                state["bad_epochs"] += 1
+            record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": frames,
+                      "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
+                      "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
+                      "global_step": state["global_step"], "seconds": seconds}
+            state["history"].append(record)
+            save_state()
+            _write_history(out_url, state["history"])
+            log.info("epoch %(epoch)d (chunks of %(chunk_frames)d): train %(train_loss).4f, val %(val_loss).4f, "
+                     "%(seconds).1f s", record)
+            if progress is not None:
+                progress(record)
+
+        if stopped_reason == "finished":
+            stopped_reason = "patience" if state["bad_epochs"] >= config.patience else "max_epochs"
+    return {
+        "model_url": model_url,
+        "history": list(state["history"]),
+        "best_val_loss": state["best_val_loss"],
+        "stopped_reason": stopped_reason,
+        "epochs": state["epoch"],
+        "global_step": state["global_step"],
+    }
+
+
+def _feature_folder(feature_manifest_url: str) -> str:
+    url = str(feature_manifest_url).rstrip("/")
+    return url.rsplit("/", 1)[0] if url.endswith(".parquet") else url
+
+
+def train(
+    feature_manifest_url: str,
+    out_url: str,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    resume: bool = True,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train on the "tr" split of a feature folder, validate on "cv"; see :func:`fit` for outputs.
+
+    ``feature_manifest_url`` is the folder's ``manifest.parquet`` (or the folder itself); its ``stats.json``
+    (training-set ``FeatureStats`` and the ``FeatureConfig``) normalises the inputs; both are stored in ``model.pt``.
+    """
+    from deepclust.features.extract import FeatureConfig
+    from deepclust.features.normalisation import FeatureStats
+    from deepclust.features.shards import iter_features
+
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    folder = _feature_folder(feature_manifest_url)
+    manifest_url = storage.join(folder, "manifest.parquet")
+    stats_json = storage.read_json(storage.join(folder, "stats.json"))
+    feature_stats = FeatureStats.from_dict(stats_json)
+    # The extractor stores its FeatureConfig.to_dict() (sample rate, STFT, silence threshold) beside the stats.
+    feature_config = stats_json.get("feature_config") or FeatureConfig().to_dict()
+    if feature_stats.n_freq != model_config.n_freq:
+        raise ValueError(f"{folder}: features have {feature_stats.n_freq} bins, model expects {model_config.n_freq}")
+    return fit(
+        train_items=lambda seed: iter_features(manifest_url, "tr", shuffle=True, seed=seed),
+        val_items=lambda: iter_features(manifest_url, "cv"),
+        out_url=out_url,
+        model_config=model_config,
+        train_config=train_config,
+        feature_stats=feature_stats,
+        feature_config=feature_config,
+        resume=resume,
+        progress=progress,
+    )

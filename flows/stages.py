@@ -1,0 +1,142 @@
+"""One flow per stage. Each takes the run root, its typed config (defaults: the paper's recipe) and the
+upstream manifest URLs, and returns the URL of its own manifest.
+
+Every stage flow is the same three steps: ``plan_stage`` (content key + units), ``run_stage_unit`` per
+unit mapped over the flow's task runner (threads by default, ``max_workers`` configurable through
+``with_task_runner``), then ``finish_stage`` (manifest + marker). A stage already committed in the
+store is reused without running any unit.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from deepclust import storage
+from deepclust.features.extract import FeatureConfig
+from deepclust.model.blstm import ModelConfig
+from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
+from deepclust.pipeline.store import Stage
+from deepclust.training.config import TrainConfig
+from tasks import StageProgress, finish_stage, plan_stage, publish_loss_curve, publish_results, publish_summary
+from tasks import result_storage_for, run_stage_unit
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def make_task_runner(kind: str = "thread", max_workers: int | None = None):
+    """``thread`` (default: units share the process, cheap to start) or ``process`` (one Python per
+    worker; for CPU-bound units that hold the GIL)."""
+    workers = max_workers or default_workers()
+    if kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "process":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers)
+    raise ValueError(f"task runner must be 'thread' or 'process', got {kind!r}")
+
+
+def with_task_runner(stage_flow, kind: str = "thread", max_workers: int | None = None):
+    """The same stage flow mapping its units over another task runner."""
+    return stage_flow.with_options(task_runner=make_task_runner(kind, max_workers))
+
+
+def failed_items(manifest_url: str) -> int:
+    """Rows of a committed manifest that the library recorded as failed (bad audio etc.)."""
+    manifest = storage.read_parquet(manifest_url)
+    return int((manifest["status"] == "failed").sum()) if "status" in manifest else 0
+
+
+def run_plan(plan: dict) -> str:
+    """Run a planned stage: reuse it when committed, else map the missing units, then commit."""
+    logger = get_run_logger()
+    stage = Stage(**plan["stage"])
+    results_at = result_storage_for(stage.run_root)
+    finish = finish_stage.with_options(result_storage=results_at, refresh_cache=not stage.is_complete())
+    if stage.is_complete():
+        logger.info("%s: reusing %s", stage.name, stage.url)
+        return finish(plan, [])
+    # The store decides: a unit without a marker is (re)computed even if Prefect's cache has a record.
+    cached = run_stage_unit.with_options(result_storage=results_at)
+    fresh = run_stage_unit.with_options(result_storage=results_at, refresh_cache=True)
+    done = {unit["id"] for unit in plan["units"] if storage.exists(stage.unit_marker(unit["id"]))}
+    futures = [(cached if unit["id"] in done else fresh).submit(plan, unit) for unit in plan["units"]]
+    logger.info("%s: %d units (%d already done) -> %s", stage.name, len(futures), len(done), stage.url)
+    progress = StageProgress(stage.name, len(futures), len(done)) if len(futures) - len(done) > 1 else None
+    unit_of = {future: unit["id"] for unit, future in zip(plan["units"], futures)}
+    for future in as_completed(futures):
+        if progress and unit_of[future] not in done:
+            progress.advance()
+    failed = [(unit["id"], future.state) for unit, future in zip(plan["units"], futures) if not future.state.is_completed()]
+    if failed:
+        unit_id, state = failed[0]
+        raise RuntimeError(f"{stage.name}: {len(failed)} of {len(futures)} units failed (finished units are kept "
+                           f"and a rerun redoes only these); first: {unit_id}: {state.message}")
+    return finish(plan, [future.result() for future in futures])
+
+
+def _finished(manifest_url: str, stage: str):
+    """The flow's return value; the final state's message names failed items, if any."""
+    failed = failed_items(manifest_url)
+    if failed:
+        return Completed(message=f"{stage}: {failed} item(s) failed and were recorded in {manifest_url}",
+                         data=manifest_url)
+    return manifest_url
+
+
+@flow(name="make-corpus", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def make_corpus(run_root: str, config: CorpusConfig = CorpusConfig()) -> str:
+    """Corpus -> utterance manifest (demo: synthesised; wsj0 / folder: scanned)."""
+    return _finished(run_plan(plan_stage("corpus", run_root, [], [config])), "corpus")
+
+
+@flow(name="make-mixtures", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def make_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfig = MixStageConfig()) -> str:
+    """Mix lists (generated or official) -> mixture WAVs and the mixture manifest."""
+    return _finished(run_plan(plan_stage("mixtures", run_root, [corpus_manifest_url], [config])), "mixtures")
+
+
+@flow(name="extract-features", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def extract_features(run_root: str, mixture_manifest_url: str, config: FeatureConfig = FeatureConfig()) -> str:
+    """Mixtures -> feature shards (one task per shard) + training normalisation statistics."""
+    return _finished(run_plan(plan_stage("features", run_root, [mixture_manifest_url], [config])), "features")
+
+
+@flow(name="train", task_runner=ThreadPoolTaskRunner(max_workers=1))
+def train(run_root: str, feature_manifest_url: str, model: ModelConfig = ModelConfig(),
+          training: TrainConfig = TrainConfig()) -> str:
+    """Features -> trained embedding network (resumes from its checkpoints); publishes the loss curve.
+    (``model_config`` would be the natural name, but pydantic reserves it.)"""
+    url = run_plan(plan_stage("train", run_root, [feature_manifest_url], [model, training]))
+    trained = storage.read_parquet(url).iloc[0]
+    if trained.get("history_url") and storage.exists(trained["history_url"]):
+        publish_loss_curve(trained["history_url"], trained.get("loss_curve_png") or None)
+    return url
+
+
+@flow(name="separate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def separate(run_root: str, model_manifest_url: str, mixture_manifest_url: str,
+             config: SeparateConfig = SeparateConfig()) -> str:
+    """Test mixtures -> separated sources (one task per batch of mixtures)."""
+    plan = plan_stage("separate", run_root, [model_manifest_url, mixture_manifest_url], [config])
+    return _finished(run_plan(plan), "separate")
+
+
+@flow(name="evaluate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def evaluate(run_root: str, separation_manifest_url: str, mixture_manifest_url: str,
+             config: EvaluateConfig = EvaluateConfig()) -> str:
+    """Separated sources -> per-utterance metrics (model, IBM, IRM), summary, Markdown report; publishes
+    ``dpcl-results`` and ``dpcl-summary``."""
+    plan = plan_stage("evaluate", run_root, [separation_manifest_url, mixture_manifest_url], [config])
+    url = run_plan(plan)
+    reports = Stage(**plan["stage"]).info()
+    publish_results(reports["results_parquet"])
+    publish_summary(reports["report_md"], reports["summary_parquet"])
+    return _finished(url, "evaluate")

@@ -1,0 +1,21 @@
+"""Thin Prefect tasks over ``deepclust.pipeline``: retries, content-keyed caching, artifacts, progress.
+
+A task calls the library and returns a small reference (a plan dict, a manifest URL), never an array.
+"""
+
+from tasks.artifacts import (
+    StageProgress,
+    publish_loss_curve,
+    publish_results,
+    publish_run_artifacts,
+    publish_summary,
+)
+from tasks.caching import StageCache, StageUnitCache, result_storage_for
+from tasks.retry import is_transient, retry_transient
+from tasks.stage_tasks import finish_stage, plan_stage, run_stage_unit, unit_task
+
+__all__ = [
+    "StageCache", "StageProgress", "StageUnitCache", "finish_stage", "is_transient", "plan_stage",
+    "publish_loss_curve", "publish_results", "publish_run_artifacts", "publish_summary",
+    "result_storage_for", "retry_transient", "run_stage_unit", "unit_task",
+]

@@ -1,0 +1,114 @@
+"""What a run shows in the Prefect UI: results, summary, loss curve, and progress of long stages.
+
+Artifact keys are stable (``dpcl-results``, ``dpcl-summary``, ``dpcl-summary-table``,
+``dpcl-loss-curve``, ``dpcl-loss-curve-plot``, ``dpcl-run``, ``dpcl-progress-<stage>``), so the UI keeps
+one history per key across runs. Publishing reads the files the library wrote; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+
+from deepclust import storage
+
+# A table artifact lives in the Prefect database; the full per-utterance table is results.csv.
+MAX_TABLE_ROWS = 5000
+
+
+def _json_cell(value):
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return " ".join(map(str, value))
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value
+
+
+def table_rows(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> list[dict]:
+    """DataFrame -> JSON-safe records (lists joined, NaN -> None) for a table artifact."""
+    return [{str(k): _json_cell(v) for k, v in row.items()} for row in frame.head(limit).to_dict("records")]
+
+
+@task(name="publish-results", cache_policy=NO_CACHE)
+def publish_results(results_url: str) -> str:
+    """``dpcl-results``: one row per (mixture, system) with SDR/SIR/SAR/SI-SDR and improvements."""
+    results = storage.read_parquet(results_url)
+    shown = min(len(results), MAX_TABLE_ROWS)
+    note = "" if shown == len(results) else f" (first {shown} of {len(results)} rows)"
+    create_table_artifact(table=table_rows(results), key="dpcl-results",
+                          description=f"Per-utterance separation results{note}: {results_url}")
+    return results_url
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE)
+def publish_summary(report_url: str, summary_url: str) -> str:
+    """``dpcl-summary`` (the Markdown report: model beside IBM/IRM and the paper) and
+    ``dpcl-summary-table`` (mean/median per condition)."""
+    report = storage.read_text(report_url)
+    create_markdown_artifact(markdown=report, key="dpcl-summary",
+                             description=f"Separation summary by condition: {report_url}")
+    summary = storage.read_parquet(summary_url)
+    create_table_artifact(table=table_rows(summary), key="dpcl-summary-table",
+                          description=f"Mean and median metrics by condition: {summary_url}")
+    return report_url
+
+
+@task(name="publish-loss-curve", cache_policy=NO_CACHE)
+def publish_loss_curve(history_url: str, png_url: str | None = None) -> str:
+    """``dpcl-loss-curve``: training/validation loss per epoch; ``dpcl-loss-curve-plot`` links the PNG."""
+    with storage.open_url(history_url, "rb") as handle:
+        history = pd.read_csv(handle)
+    create_table_artifact(table=table_rows(history), key="dpcl-loss-curve",
+                          description=f"Deep clustering loss per epoch: {history_url}")
+    if png_url:
+        create_markdown_artifact(
+            markdown=f"# Training loss curve\n\n![loss curve]({png_url})\n\nPNG: [{png_url}]({png_url})\n\n"
+                     f"History: [{history_url}]({history_url})\n",
+            key="dpcl-loss-curve-plot", description="Loss curve plot written to the run folder")
+    return history_url
+
+
+@task(name="publish-run", cache_policy=NO_CACHE)
+def publish_run_artifacts(record: dict, failed_items: dict) -> None:
+    """``dpcl-run``: where everything of this run lies (the run record), and any failed items."""
+    lines = ["# deepclust reproduce run", "", f"Run record: `{record.get('run_json')}`",
+             f"Report: `{record.get('report')}`", f"Model: `{record.get('model')}`", "",
+             "| stage | key | manifest |", "| --- | --- | --- |"]
+    lines += [f"| {name} | `{stage['key']}` | `{stage['manifest']}` |" for name, stage in record["stages"].items()]
+    if any(failed_items.values()):
+        lines += ["", "Failed items (recorded with their reason in each stage's manifest): "
+                  + ", ".join(f"{name}: {count}" for name, count in failed_items.items() if count)]
+    create_markdown_artifact(markdown="\n".join(lines), key="dpcl-run", description="deepclust run record")
+
+
+class StageProgress:
+    """A ``dpcl-progress-<stage>`` progress artifact advanced once per finished unit (flow-side)."""
+
+    def __init__(self, stage_name: str, total: int, already_done: int = 0):
+        self.total, self.done = max(1, total), already_done
+        self.artifact_id = create_progress_artifact(
+            progress=self.percent, key=f"dpcl-progress-{stage_name}",
+            description=f"{stage_name}: units done out of {total}")
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.done / self.total, 1)
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        update_progress_artifact(artifact_id=self.artifact_id, progress=self.percent)

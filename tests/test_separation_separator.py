@@ -1,0 +1,91 @@
+"""Separator end to end with a tiny randomly initialised model (quality is tested with training)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from deepclust.audio import read_audio
+from deepclust.features.extract import FeatureConfig
+from deepclust.features.normalisation import FeatureStats
+from deepclust.model.blstm import DeepClusteringNet, ModelConfig
+from deepclust.model.checkpoint import load_model, save_model
+from deepclust.separation.separator import Separator
+
+FILES = ["0_george_0.wav", "4_lucas_17.wav", "9_nicolas_33.wav"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_url(tmp_path_factory):
+    torch.manual_seed(0)
+    model = DeepClusteringNet(ModelConfig(hidden=16, layers=2, emb_dim=6))
+    stats = FeatureStats(mean=np.full(129, -4.0), std=np.full(129, 2.0))
+    url = str(tmp_path_factory.mktemp("model") / "tiny.pt")
+    save_model(url, model, stats, FeatureConfig().to_dict(), {"note": "untrained"})
+    return url
+
+
+@pytest.fixture(scope="module")
+def mixtures(fsdd_dir):
+    # Different lengths on purpose: the batch is padded.
+    return [read_audio(fsdd_dir / name)[0] for name in FILES]
+
+
+def masks_of(estimates, mixture, separator):
+    """Recover the binary masks (as cluster labels) from the separated signals' spectra."""
+    from deepclust.features.stft import stft
+
+    spectra = stft(torch.from_numpy(np.ascontiguousarray(estimates)), separator.stft_config).abs()
+    return spectra.argmax(0).flatten().numpy()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("kmeans", ["torch", "sklearn"])
+def test_separate_returns_k_signals_as_long_as_the_input(tiny_model_url, mixtures, k, kmeans):
+    separator = Separator(tiny_model_url, kmeans=kmeans)
+    assert separator.sample_rate == 8000
+    for mixture in mixtures:
+        estimates = separator.separate(mixture, k)
+        assert estimates.shape == (k, len(mixture)) and estimates.dtype == np.float32
+        # Binary masks that tile the time-frequency plane: the estimates add up to the mixture.
+        np.testing.assert_allclose(estimates.sum(0), mixture, atol=1e-4)
+        assert np.all(np.abs(estimates).sum(1) > 0)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_separate_batch_equals_separate_per_item(tiny_model_url, mixtures, k):
+    separator = Separator(load_model(tiny_model_url, "cpu"))
+    batch = separator.separate_batch(mixtures, k)
+    assert len(batch) == len(mixtures)
+    for mixture, batched in zip(mixtures, batch):
+        single = separator.separate(mixture, k)
+        assert batched.shape == single.shape == (k, len(mixture))
+        agreement = adjusted_rand_score(masks_of(single, mixture, separator), masks_of(batched, mixture, separator))
+        assert agreement > 0.98
+
+
+def test_padded_batch_embeddings_equal_single_embeddings(tiny_model_url, mixtures):
+    # The BLSTM's backward pass must not see the padding of shorter utterances.
+    separator = Separator(tiny_model_url)
+    batch = separator.embed_batch(mixtures)
+    for i, mixture in enumerate(mixtures):
+        single = separator.embed(mixture)
+        frames = batch["frame_counts"][i]
+        assert single.shape == (frames, 129, 6)
+        np.testing.assert_allclose(batch["embeddings"][i, :frames].numpy(), single, atol=1e-5)
+        assert not batch["valid"][i, frames:].any()
+
+
+def test_two_speaker_model_separates_into_three(tiny_model_url, mixtures):
+    # The model was "trained" for 2 speakers; K is a test-time choice (the paper's 3-speaker result).
+    n = max(len(m) for m in mixtures)
+    three_speakers = sum(np.pad(m, (0, n - len(m))) for m in mixtures)
+    separator = Separator(tiny_model_url)
+    estimates = separator.separate_batch([three_speakers, mixtures[0]], 3)
+    assert estimates[0].shape == (3, n) and estimates[1].shape == (3, len(mixtures[0]))
+    np.testing.assert_allclose(estimates[0].sum(0), three_speakers, atol=1e-4)
+
+
+def test_rejects_unknown_kmeans_backend(tiny_model_url):
+    with pytest.raises(ValueError):
+        Separator(tiny_model_url, kmeans="faiss")
