@@ -193,9 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="audio file or folder (any rate, any channels)")
     p.add_argument("--out", required=True, help="writes OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet")
     p.add_argument("--speakers", type=int, default=2)
-    p.add_argument("--kmeans", default="torch", choices=["torch", "sklearn"])
+    p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
+                   help="auto: batched torch on CUDA, scikit-learn on CPU")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
     p.set_defaults(func=cmd_separate)
 

@@ -15,12 +15,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 import pandas as pd
 
 from deepclust.audio import read_audio
 from deepclust.errors import BadAudioError
 from deepclust.features.stft import StftConfig
-from deepclust.metrics.bss_eval import bss_eval, mixture_sdr
+from deepclust.metrics.bss_eval import bss_eval, bss_eval_systems, mixture_sdr
 from deepclust.metrics.si_sdr import si_sdr_best, si_sdr_mixture
 from deepclust.separation.oracle import ideal_binary_mask_estimates, ideal_ratio_mask_estimates
 
@@ -49,23 +50,37 @@ def evaluate_mixture(mixture, sources, estimates, sr: int | None = None, backend
         dict of per-source arrays ``(K,)`` in reference order: ``sdr, sir, sar, perm, si_sdr,
         sdr_mixture, si_sdr_mixture, sdri, si_sdri``.
     """
+    return evaluate_systems(mixture, sources, [estimates], backend, baseline)[0]
+
+
+def evaluate_systems(mixture, sources, estimate_sets, backend: str = "fast", baseline: dict | None = None) -> list[dict]:
+    """``evaluate_mixture`` for several systems' estimates of one mixture (one shared BSS-eval solve)."""
     sources = np.atleast_2d(np.asarray(sources, dtype=np.float64))
-    estimates = np.atleast_2d(np.asarray(estimates, dtype=np.float64))
     mixture = np.asarray(mixture, dtype=np.float64).reshape(-1)
-    if estimates.shape != sources.shape or mixture.shape[0] != sources.shape[1]:
-        raise ValueError(f"shapes differ: mixture {mixture.shape}, sources {sources.shape}, estimates {estimates.shape}")
-    if baseline is None:
-        baseline = mixture_baseline(mixture, sources, backend)
-    scores = bss_eval(sources, estimates, backend=backend)
-    scale_invariant = si_sdr_best(sources, estimates)
-    return {
-        **scores,
-        "si_sdr": scale_invariant["si_sdr"],
-        "sdr_mixture": baseline["sdr_mixture"],
-        "si_sdr_mixture": baseline["si_sdr_mixture"],
-        "sdri": scores["sdr"] - baseline["sdr_mixture"],
-        "si_sdri": scale_invariant["si_sdr"] - baseline["si_sdr_mixture"],
-    }
+    sets = [np.atleast_2d(np.asarray(e, dtype=np.float64)) for e in estimate_sets]
+    for estimates in sets:
+        if estimates.shape != sources.shape or mixture.shape[0] != sources.shape[1]:
+            raise ValueError(f"shapes differ: mixture {mixture.shape}, sources {sources.shape}, "
+                             f"estimates {estimates.shape}")
+    if backend == "fast":
+        bss, sdr_mixture = bss_eval_systems(sources, sets, mixture if baseline is None else None)
+        if baseline is None:
+            baseline = {"sdr_mixture": sdr_mixture, "si_sdr_mixture": si_sdr_mixture(sources, mixture)}
+    else:
+        bss = [bss_eval(sources, estimates, backend=backend) for estimates in sets]
+        baseline = baseline or mixture_baseline(mixture, sources, backend)
+    results = []
+    for estimates, scores in zip(sets, bss):
+        scale_invariant = si_sdr_best(sources, estimates)
+        results.append({
+            **scores,
+            "si_sdr": scale_invariant["si_sdr"],
+            "sdr_mixture": baseline["sdr_mixture"],
+            "si_sdr_mixture": baseline["si_sdr_mixture"],
+            "sdri": scores["sdr"] - baseline["sdr_mixture"],
+            "si_sdri": scale_invariant["si_sdr"] - baseline["si_sdr_mixture"],
+        })
+    return results
 
 
 def mixture_baseline(mixture, sources, backend: str = "fast") -> dict:
@@ -114,7 +129,7 @@ def _row_info(row: Mapping) -> dict:
 
 
 def _result_row(info: dict, system: str, scores: dict | None = None, error: str = "") -> dict:
-    row = {**info, "system": system, "status": "ok" if scores is not None else "failed", "error": error}
+    row = {**info, "system": system, "status": "done" if scores is not None else "failed", "error": error}
     for column in METRIC_COLUMNS:
         # Means over the mixture's sources, the figure the paper reports per mixture.
         row[column] = float(np.mean(scores[column])) if scores is not None else float("nan")
@@ -139,9 +154,16 @@ def evaluate_mixtures(mixture_manifest: pd.DataFrame, estimate_paths: Mapping[st
     Returns:
         DataFrame with ``RESULT_COLUMNS``: ``mixture_id, split, system, num_speakers, speakers, genders,
         gender_condition, sdr, sir, sar, si_sdr, sdr_mixture, si_sdr_mixture, sdri, si_sdri`` (means
-        over the sources, dB), ``status`` ("ok"/"failed") and ``error``. A mixture that cannot be read
+        over the sources, dB), ``status`` ("done"/"failed") and ``error``. A mixture that cannot be read
         gets failed rows (NaN scores, the reason in ``error``) and the others go on.
     """
+    # One BLAS thread: evaluation is parallel across mixtures (units, processes), and OpenBLAS's own
+    # threads measured 7-20x slower on the Gram solves when the cores are already busy.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _evaluate_mixtures(mixture_manifest, estimate_paths, separator_name, oracles, backend, stft_config)
+
+
+def _evaluate_mixtures(mixture_manifest, estimate_paths, separator_name, oracles, backend, stft_config):
     unknown = [name for name in oracles if name not in ORACLES]
     if unknown:
         raise ValueError(f"unknown oracle(s) {unknown}: choose from {sorted(ORACLES)}")
@@ -154,32 +176,49 @@ def evaluate_mixtures(mixture_manifest: pd.DataFrame, estimate_paths: Mapping[st
             sample_rate = None if sample_rate is None or pd.isna(sample_rate) else int(sample_rate)
             mixture, sr = read_audio(record["mixture_path"], target_sr=sample_rate)
             sources = _read_set(_as_list(record["source_paths"]), sr, mixture.shape[0], "source")
-            baseline = mixture_baseline(mixture, sources, backend)
         except (BadAudioError, ValueError, OSError) as error:
             log.warning("cannot evaluate mixture %s: %s", info["mixture_id"], error)
             rows.extend(_result_row(info, system, error=str(error)) for system in systems)
             continue
         config = stft_config or StftConfig(sample_rate=sr)
+        gathered = {}
         for system in systems:
             try:
                 if system in ORACLES and system != separator_name:
-                    estimates = ORACLES[system](mixture, sources, config)
+                    gathered[system] = ORACLES[system](mixture, sources, config)
                 else:
                     paths = estimate_paths.get(info["mixture_id"]) if estimate_paths is not None else None
                     if not paths:
                         raise ValueError(f"no estimates for mixture {info['mixture_id']}")
-                    estimates = _read_set(_as_list(paths), sr, mixture.shape[0], "estimate")
-                scores = evaluate_mixture(mixture, sources, estimates, sr, backend, baseline)
-                rows.append(_result_row(info, system, scores))
+                    gathered[system] = _read_set(_as_list(paths), sr, mixture.shape[0], "estimate")
             except (BadAudioError, ValueError, OSError) as error:
                 log.warning("cannot evaluate %s on mixture %s: %s", system, info["mixture_id"], error)
                 rows.append(_result_row(info, system, error=str(error)))
+        scored = _score_systems(mixture, sources, gathered, backend, info)
+        rows.extend(_result_row(info, system, scores, error) for system, (scores, error) in scored.items())
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _score_systems(mixture, sources, gathered: dict, backend: str, info: dict) -> dict:
+    """``{system: (scores or None, error)}``: all systems at once, or one by one if that fails."""
+    try:
+        scores = evaluate_systems(mixture, sources, list(gathered.values()), backend)
+        return {system: (s, "") for system, s in zip(gathered, scores)}
+    except ValueError:
+        # One bad estimate set (e.g. all zeros) must not fail the others: score them separately.
+        out = {}
+        for system, estimates in gathered.items():
+            try:
+                out[system] = (evaluate_mixture(mixture, sources, estimates, backend=backend), "")
+            except ValueError as error:
+                log.warning("cannot evaluate %s on mixture %s: %s", system, info["mixture_id"], error)
+                out[system] = (None, str(error))
+        return out
 
 
 def summarise(results: pd.DataFrame, by: Sequence[str] = ("system", "num_speakers", "gender_condition")) -> pd.DataFrame:
     """Mean scores of the successful rows per group (the layout of the paper's Table 1), with counts."""
-    ok = results[results["status"] == "ok"]
+    ok = results[results["status"] == "done"]
     keys = list(by)
     grouped = ok.groupby(keys, dropna=False)[METRIC_COLUMNS]
     summary = grouped.mean()

@@ -1,9 +1,18 @@
-"""Prefect flows: one per stage, and ``flows.reproduce.reproduce`` that chains them.
+"""Prefect flows: one per stage (``flows.stages``), and ``flows.reproduce.reproduce`` that chains them.
 
 ``python -m flows.reproduce --help`` (or ``python -m flows``) runs the end-to-end flow. Import the
-end-to-end flow as ``from flows.reproduce import reproduce``.
+end-to-end flow as ``from flows.reproduce import reproduce``. The stage flows are loaded lazily, so
+``flows.cli`` can be imported (and fall back to the library) where Prefect is not installed.
 """
 
-from flows.stages import evaluate, extract_features, make_corpus, make_mixtures, separate, train
+STAGE_FLOWS = ("make_corpus", "make_mixtures", "extract_features", "train", "separate", "evaluate")
 
-__all__ = ["evaluate", "extract_features", "make_corpus", "make_mixtures", "separate", "train"]
+__all__ = list(STAGE_FLOWS)
+
+
+def __getattr__(name: str):
+    if name in STAGE_FLOWS:
+        from flows import stages
+
+        return getattr(stages, name)
+    raise AttributeError(f"module 'flows' has no attribute {name!r}")

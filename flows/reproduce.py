@@ -1,7 +1,9 @@
 """The end-to-end flow: corpus -> mixtures -> features -> train -> separate -> evaluate, then run.json.
 
-Each stage is its own (sub)flow and reuses whatever the stage store already holds, so a rerun with the
-same inputs recomputes nothing and a changed parameter recomputes only the stages downstream of it.
+Each stage is planned here first (its content key); a stage the store already holds is reused at once
+(its commit task is a Prefect cache hit), any other runs as its own stage (sub)flow. So a rerun with the
+same inputs recomputes nothing and starts no stage flow, and a changed parameter recomputes only the
+stages downstream of it.
 
     python -m flows.reproduce --run-root runs/demo            # the README's demo job
     python -m flows.reproduce --run-root runs/quick --quick   # a smoke-test size
@@ -24,15 +26,9 @@ from deepclust.pipeline.reproduce import write_run_record
 from deepclust.pipeline.store import Stage
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
-from tasks import publish_run_artifacts
+from tasks import finish_task, plan_stage, publish_run_artifacts
 
 STAGES = ("corpus", "mixtures", "features", "train", "separate", "evaluate")
-
-
-def _plan_of(run_root: str, name: str, manifest_url: str):
-    """What ``write_run_record`` reads from a plan (the stage folder), rebuilt from a manifest URL."""
-    key = storage.parent(manifest_url).rstrip("/").rsplit("/", 1)[-1]
-    return SimpleNamespace(stage=Stage(run_root=run_root, name=name, key=key))
 
 
 @flow(name="reproduce", log_prints=True)
@@ -47,21 +43,34 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
     began = time.perf_counter()
     root = config.run_root
     storage.makedirs(root)
-    run = {name: with_task_runner(getattr(stage_flows, name), task_runner, max_workers)
-           for name in ("make_corpus", "make_mixtures", "extract_features", "separate", "evaluate")}
-    manifests = {}
-    manifests["corpus"] = corpus = run["make_corpus"](root, config.corpus)
-    manifests["mixtures"] = mixtures = run["make_mixtures"](root, corpus, config.mix)
-    manifests["features"] = features = run["extract_features"](root, mixtures, config.features)
-    manifests["train"] = model = stage_flows.train(root, features, config.model, config.train)
-    manifests["separate"] = separated = run["separate"](root, model, mixtures, config.separate)
-    manifests["evaluate"] = run["evaluate"](root, separated, mixtures, config.evaluate)
+    plans, manifests = {}, {}
 
-    plans = {name: _plan_of(root, name, url) for name, url in manifests.items()}
+    def stage(name: str, stage_flow, upstream: list, configs: list, **options) -> str:
+        """Plan the stage here; a committed one is reused from the store (its commit task comes out of
+        Prefect's cache) without starting its flow, else the stage flow runs (and re-plans, cheaply)."""
+        plan = plan_stage(name, root, upstream, configs)
+        plans[name] = SimpleNamespace(stage=Stage(**plan["stage"]))
+        if plans[name].stage.is_complete():
+            logger.info("%s: reusing %s", name, plans[name].stage.url)
+            manifests[name] = finish_task(plan)(plan, [])
+        else:
+            runner = stage_flow if name == "train" else with_task_runner(stage_flow, task_runner, max_workers)
+            manifests[name] = runner(root, *upstream, *configs, **options)
+        return manifests[name]
+
+    corpus = stage("corpus", stage_flows.make_corpus, [], [config.corpus])
+    mixtures = stage("mixtures", stage_flows.make_mixtures, [corpus], [config.mix])
+    features = stage("features", stage_flows.extract_features, [mixtures], [config.features])
+    model = stage("train", stage_flows.train, [features], [config.model, config.train], publish=False)
+    separated = stage("separate", stage_flows.separate, [model, mixtures], [config.separate])
+    results = stage("evaluate", stage_flows.evaluate, [separated, mixtures], [config.evaluate], publish=False)
+
     url = write_run_record(config, plans, manifests, time.perf_counter() - began)
     record = storage.read_json(url)
     record["run_json"] = storage.absolute(url)
     failed = {name: failed_items(manifests[name]) for name in STAGES}
+    stage_flows.publish_training(model)
+    stage_flows.publish_evaluation(results)
     publish_run_artifacts(record, failed)
     logger.info("report: %s", record.get("report"))
     logger.info("run record: %s", record["run_json"])
@@ -73,7 +82,7 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m flows.reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("--run-root", default="runs/demo")
+    parser.add_argument("--run-root", default=None, help="default: runs/demo (or the --config file's)")
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (a minute or two)")
     parser.add_argument("--config", help="JSON file with a ReproduceConfig (as written in run.json)")
     parser.add_argument("--max-workers", type=int, default=None)
@@ -96,9 +105,9 @@ def main(argv=None) -> int:
         with open(args.config) as handle:
             data = json.load(handle)
         config = config_from_dict(data.get("config", data))
-        config.run_root = args.run_root if "--run-root" in (argv or sys.argv) else config.run_root
+        config.run_root = args.run_root or config.run_root
     else:
-        config = demo_config(args.run_root, quick=args.quick)
+        config = demo_config(args.run_root or "runs/demo", quick=args.quick)
     record = reproduce(config, max_workers=args.max_workers, task_runner=args.task_runner)
     print_summary(record)
     return 0

@@ -22,7 +22,7 @@ from deepclust.model.blstm import ModelConfig
 from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
 from deepclust.pipeline.store import Stage
 from deepclust.training.config import TrainConfig
-from tasks import StageProgress, finish_stage, plan_stage, publish_loss_curve, publish_results, publish_summary
+from tasks import StageProgress, finish_task, plan_stage, publish_loss_curve, publish_results, publish_summary
 from tasks import result_storage_for, run_stage_unit
 
 
@@ -59,7 +59,7 @@ def run_plan(plan: dict) -> str:
     logger = get_run_logger()
     stage = Stage(**plan["stage"])
     results_at = result_storage_for(stage.run_root)
-    finish = finish_stage.with_options(result_storage=results_at, refresh_cache=not stage.is_complete())
+    finish = finish_task(plan)
     if stage.is_complete():
         logger.info("%s: reusing %s", stage.name, stage.url)
         return finish(plan, [])
@@ -74,6 +74,8 @@ def run_plan(plan: dict) -> str:
     for future in as_completed(futures):
         if progress and unit_of[future] not in done:
             progress.advance()
+    for future in futures:
+        future.wait()  # records the final state on the future (``.state`` alone may still read Running)
     failed = [(unit["id"], future.state) for unit, future in zip(plan["units"], futures) if not future.state.is_completed()]
     if failed:
         unit_id, state = failed[0]
@@ -111,14 +113,19 @@ def extract_features(run_root: str, mixture_manifest_url: str, config: FeatureCo
 
 @flow(name="train", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def train(run_root: str, feature_manifest_url: str, model: ModelConfig = ModelConfig(),
-          training: TrainConfig = TrainConfig()) -> str:
+          training: TrainConfig = TrainConfig(), publish: bool = True) -> str:
     """Features -> trained embedding network (resumes from its checkpoints); publishes the loss curve.
     (``model_config`` would be the natural name, but pydantic reserves it.)"""
     url = run_plan(plan_stage("train", run_root, [feature_manifest_url], [model, training]))
-    trained = storage.read_parquet(url).iloc[0]
+    if publish:
+        publish_training(url)
+    return url
+
+
+def publish_training(model_manifest_url: str) -> None:
+    trained = storage.read_parquet(model_manifest_url).iloc[0]
     if trained.get("history_url") and storage.exists(trained["history_url"]):
         publish_loss_curve(trained["history_url"], trained.get("loss_curve_png") or None)
-    return url
 
 
 @flow(name="separate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
@@ -131,12 +138,25 @@ def separate(run_root: str, model_manifest_url: str, mixture_manifest_url: str,
 
 @flow(name="evaluate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
 def evaluate(run_root: str, separation_manifest_url: str, mixture_manifest_url: str,
-             config: EvaluateConfig = EvaluateConfig()) -> str:
+             config: EvaluateConfig = EvaluateConfig(), publish: bool = True) -> str:
     """Separated sources -> per-utterance metrics (model, IBM, IRM), summary, Markdown report; publishes
     ``dpcl-results`` and ``dpcl-summary``."""
     plan = plan_stage("evaluate", run_root, [separation_manifest_url, mixture_manifest_url], [config])
     url = run_plan(plan)
-    reports = Stage(**plan["stage"]).info()
+    if publish:
+        publish_evaluation(url)
+    return _finished(url, "evaluate")
+
+
+def publish_evaluation(results_manifest_url: str) -> None:
+    reports = Stage(**_stage_of(results_manifest_url)).info()
     publish_results(reports["results_parquet"])
     publish_summary(reports["report_md"], reports["summary_parquet"])
-    return _finished(url, "evaluate")
+
+
+def _stage_of(manifest_url: str) -> dict:
+    """The committed stage a manifest belongs to: ``{run_root}/{stage}/{key}/manifest.parquet``."""
+    folder = storage.parent(manifest_url).rstrip("/")
+    stage_folder, key = folder.rsplit("/", 1)
+    run_root, name = stage_folder.rsplit("/", 1)
+    return {"run_root": run_root, "name": name, "key": key}

@@ -56,16 +56,9 @@ def finish_stage(plan: dict, unit_results: list) -> str:
     return stages.finish(plan_object, unit_results)
 
 
-def unit_task(plan: dict, unit: dict, task=None):
-    """``run_stage_unit`` configured for this unit: results under the run root, and the Prefect cache
-    bypassed (``refresh_cache``) when the store has no marker for the unit, since the store decides."""
-    stage = Stage(**plan["stage"])
-    done = storage.exists(stage.unit_marker(unit["id"]))
-    return (task or run_stage_unit).with_options(result_storage=result_storage_for(stage.run_root),
-                                                 refresh_cache=not done)
-
-
 def finish_task(plan: dict):
+    """``finish_stage`` for this plan: results under the run root; Prefect's cache bypassed unless the
+    store holds the stage's ``_COMPLETE`` marker (the store decides, never a stale cache record)."""
     stage = Stage(**plan["stage"])
     return finish_stage.with_options(result_storage=result_storage_for(stage.run_root),
                                      refresh_cache=not stage.is_complete())

@@ -45,7 +45,7 @@ def test_one_row_per_mixture_and_system_with_oracles(test_set):
     results = evaluate_mixtures(manifest, estimate_paths)
     assert list(results.columns) == RESULT_COLUMNS
     assert len(results) == 9 and set(results["system"]) == {"model", "ibm", "irm"}
-    assert (results["status"] == "ok").all()
+    assert (results["status"] == "done").all()
     for column in ["sdr", "sir", "sar", "si_sdr", "sdri", "si_sdri"]:
         assert np.isfinite(results[column]).all(), column
     np.testing.assert_allclose(results["sdri"], results["sdr"] - results["sdr_mixture"])
@@ -67,9 +67,9 @@ def test_failed_mixture_gets_failed_rows_and_others_go_on(test_set):
     partial = {k: v for k, v in estimate_paths.items() if k != "mix2"}
     results = evaluate_mixtures(broken, partial, oracles=("ibm",))
     status = results.set_index(["mixture_id", "system"])["status"].to_dict()
-    assert status == {("mix0", "model"): "ok", ("mix0", "ibm"): "ok",
+    assert status == {("mix0", "model"): "done", ("mix0", "ibm"): "done",
                       ("mix1", "model"): "failed", ("mix1", "ibm"): "failed",
-                      ("mix2", "model"): "failed", ("mix2", "ibm"): "ok"}
+                      ("mix2", "model"): "failed", ("mix2", "ibm"): "done"}
     failed = results[results["status"] == "failed"]
     assert failed["error"].str.len().gt(0).all() and failed["sdr"].isna().all()
     assert "missing.wav" in failed.iloc[0]["error"]
@@ -78,7 +78,7 @@ def test_failed_mixture_gets_failed_rows_and_others_go_on(test_set):
 def test_oracles_only_when_no_estimates(test_set):
     manifest, _, _ = test_set
     results = evaluate_mixtures(manifest.iloc[:1], None, oracles=("irm",))
-    assert list(results["system"]) == ["irm"] and results["status"].eq("ok").all()
+    assert list(results["system"]) == ["irm"] and results["status"].eq("done").all()
 
 
 def test_evaluate_mixture_backends_agree(test_set):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 # Length of the time-invariant distortion filters (BSS Eval v3, mir_eval's bss_eval_sources).
 FILTER_LENGTH = 512
@@ -69,7 +70,13 @@ def _db(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    # mir_eval solves G c = D with LU and falls back to least squares when G is singular.
+    # G is a Gram matrix (symmetric positive definite unless the references are degenerate): Cholesky
+    # costs half of LU. mir_eval uses LU and falls back to least squares when G is singular; so do we
+    # when Cholesky fails.
+    try:
+        return cho_solve(cho_factor(matrix, check_finite=False), rhs, check_finite=False)
+    except np.linalg.LinAlgError:
+        pass
     try:
         return np.linalg.solve(matrix, rhs)
     except np.linalg.LinAlgError:
@@ -180,6 +187,41 @@ def bss_eval(reference, estimate, backend: str = "fast", compute_permutation: bo
     columns = np.arange(reference.shape[0])
     perm = best_permutation(sir) if compute_permutation else columns
     return {"sdr": sdr[perm, columns], "sir": sir[perm, columns], "sar": sar[perm, columns], "perm": perm}
+
+
+def bss_eval_systems(reference, estimate_sets, mixture=None, compute_permutation: bool = True):
+    """``bss_eval`` (fast back end) of several systems' estimates of one mixture, sharing one solve.
+
+    The references' Gram matrix is factorised once for every system (model, oracles) and for the
+    unprocessed mixture, instead of once per system.
+
+    Args:
+        reference: ``(K, samples)``.
+        estimate_sets: list of ``(K, samples)`` estimates, one per system.
+        mixture: ``(samples,)`` or None; when given, its SDR as the estimate of every source is returned.
+
+    Returns:
+        ``(scores, mixture_sdr)``: a ``bss_eval``-style dict per system, and ``(K,)`` dB or None.
+    """
+    reference = _as_2d(reference, "reference")
+    sets = [_as_2d(e, "estimate") for e in estimate_sets]
+    for estimate in sets:
+        _check(reference, estimate)
+    stacked = list(sets)
+    if mixture is not None:
+        mixture = np.asarray(mixture, dtype=np.float64).reshape(1, -1)
+        _check(reference, np.broadcast_to(mixture, reference.shape))
+        stacked.append(mixture)
+    sdr, sir, sar = pairwise_criteria(reference, np.concatenate(stacked))
+    columns = np.arange(reference.shape[0])
+    scores, offset = [], 0
+    for estimate in sets:
+        rows = slice(offset, offset + len(estimate))
+        offset += len(estimate)
+        perm = best_permutation(sir[rows]) if compute_permutation else columns
+        scores.append({"sdr": sdr[rows][perm, columns], "sir": sir[rows][perm, columns],
+                       "sar": sar[rows][perm, columns], "perm": perm})
+    return scores, (sdr[-1] if mixture is not None else None)
 
 
 def mixture_sdr(reference, mixture, backend: str = "fast") -> np.ndarray:

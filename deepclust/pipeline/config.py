@@ -47,7 +47,7 @@ class MixStageConfig:
 
 @dataclass
 class SeparateConfig:
-    kmeans: str = "torch"  # "torch" (batched, CPU/GPU) or "sklearn" (reference)
+    kmeans: str = "auto"  # "auto" (torch on CUDA, scikit-learn on CPU), "torch" (batched) or "sklearn"
     device: str = "auto"
     batch_size: int = 16  # utterances per network forward / batched k-means
     unit_size: int = 100  # mixtures per work unit (one Prefect task each)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,8 +28,12 @@ COMPLETE = "_COMPLETE"
 COMPUTE_COUNTER: dict[str, int] = {}
 
 
+_COUNTER_LOCK = threading.Lock()  # units run in thread pools: a bare read-modify-write can lose counts
+
+
 def _count(name: str) -> None:
-    COMPUTE_COUNTER[name] = COMPUTE_COUNTER.get(name, 0) + 1
+    with _COUNTER_LOCK:
+        COMPUTE_COUNTER[name] = COMPUTE_COUNTER.get(name, 0) + 1
 
 
 def canonical(value):

@@ -196,7 +196,8 @@ def train_unit(plan, unit) -> dict:
     train_config = TrainConfig(**plan.context["train"])
     outcome = train(plan.context["feature_manifest_url"], plan.stage.url, model_config, train_config, resume=True)
     return {"model_url": outcome["model_url"], "best_val_loss": float(outcome["best_val_loss"]),
-            "epochs": len(outcome["history"])}
+            "initial_val_loss": outcome.get("initial_val_loss"), "epochs": len(outcome["history"]),
+            "stopped_reason": outcome.get("stopped_reason")}
 
 
 def train_finish(plan, results):
@@ -204,7 +205,8 @@ def train_finish(plan, results):
 
     result = results[0]
     history_url = plan.stage.path("history.csv")
-    curve = plot_loss_curve(history_url, plan.stage.path("loss_curve.png")) if storage.exists(history_url) else None
+    curve = (plot_loss_curve(history_url, plan.stage.path("loss_curve.png"), result.get("initial_val_loss"))
+             if storage.exists(history_url) else None)
     manifest = pd.DataFrame([{"model_url": storage.absolute(result["model_url"]),
                               "sha256": storage.sha256_of(result["model_url"]),
                               "best_val_loss": result["best_val_loss"], "epochs": result["epochs"],

@@ -22,14 +22,16 @@ def _save(fig, url: str) -> str:
     return storage.absolute(url)
 
 
-def plot_loss_curve(history_csv_url: str, png_url: str) -> str:
-    """Training and validation loss per epoch."""
+def plot_loss_curve(history_csv_url: str, png_url: str, initial_val_loss: float | None = None) -> str:
+    """Training and validation loss per epoch (epoch 0: the untrained network, when known)."""
     with storage.open_url(history_csv_url, "rb") as handle:
         history = pd.read_csv(handle)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(history["epoch"], history["train_loss"], marker="o", label="training")
-    if "val_loss" in history:
-        ax.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+    epochs, val = list(history["epoch"]), list(history["val_loss"])
+    if initial_val_loss is not None:
+        epochs, val = [0, *epochs], [initial_val_loss, *val]
+    ax.plot(epochs, val, marker="o", label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("deep clustering loss")
     ax.legend()

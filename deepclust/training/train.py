@@ -141,6 +141,7 @@ def _fresh_state() -> dict:
         "bad_epochs": 0,  # epochs since the validation loss last improved (patience counter)
         "train_seconds": 0.0,
         "history": [],
+        "initial_val_loss": None,  # the untrained network's validation loss
     }
 
 
@@ -238,6 +239,11 @@ def fit(
                      "chunk_frames": stage_frames(state["stage"]), "train_config": config.to_dict()}
             save_model(model_url, model, feature_stats, feature_config or {}, extra)
 
+        if state.get("initial_val_loss") is None:
+            # The untrained network's validation loss: curves (and tests) then show the whole descent,
+            # most of which happens inside the first epoch.
+            state["initial_val_loss"] = val_loss_at(stage_frames(0))
+
         stopped_reason = "finished"
         while True:
             if _stage_done(state, config):
@@ -296,6 +302,7 @@ def fit(
     return {
         "model_url": model_url,
         "history": list(state["history"]),
+        "initial_val_loss": state.get("initial_val_loss"),
         "best_val_loss": state["best_val_loss"],
         "stopped_reason": stopped_reason,
         "epochs": state["epoch"],

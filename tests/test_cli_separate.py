@@ -1,0 +1,95 @@
+"""`deepclust separate` on a folder of 8 kHz and 16 kHz mixtures, and `--help` on every command."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from deepclust.audio import read_audio, resample
+from deepclust.features.extract import FeatureConfig
+from deepclust.features.normalisation import FeatureStats
+from deepclust.model.blstm import DeepClusteringNet, ModelConfig
+from deepclust.model.checkpoint import save_model
+from deepclust.separate_files import safe_relative_stem
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = ["corpus", "mix", "features", "train", "separate", "evaluate", "reproduce", "demo"]
+
+
+def run_cli(*args, check=True):
+    return subprocess.run([sys.executable, "-m", "deepclust.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, check=check, timeout=300)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0 and "usage: deepclust " + command in result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained network in a real model file: enough to prove the file plumbing, not quality."""
+    import torch
+
+    torch.manual_seed(0)
+    model = DeepClusteringNet(ModelConfig(hidden=16, layers=1, emb_dim=4))
+    url = tmp_path_factory.mktemp("model") / "model.pt"
+    save_model(str(url), model, FeatureStats(np.zeros(129), np.ones(129)), FeatureConfig().to_dict())
+    return url
+
+
+def test_separate_folder_of_8k_and_16k_mixtures(tmp_path, fsdd_dir, tiny_model):
+    a, _ = read_audio(fsdd_dir / "1_jackson_3.wav")
+    b, _ = read_audio(fsdd_dir / "7_nicolas_5.wav")
+    n = min(len(a), len(b))
+    mixture = 0.5 * (a[:n] + b[:n])
+    inputs = tmp_path / "in"
+    (inputs / "calls" / "day 1").mkdir(parents=True)
+    sf.write(inputs / "m8k.wav", mixture, 8000)
+    sf.write(inputs / "calls" / "day 1" / "m16k.flac", resample(mixture, 8000, 16000), 16000)
+    sf.write(inputs / "calls" / "stereo.wav", np.stack([mixture, mixture], axis=1), 8000)
+    (inputs / "calls" / "broken.wav").write_bytes(b"RIFF....not really")
+    sf.write(inputs / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
+    (inputs / "notes.txt").write_text("not audio, not listed")
+
+    out = tmp_path / "out"
+    result = run_cli("separate", "--model", str(tiny_model), "--input", str(inputs), "--out", str(out), "--speakers", "2")
+    assert "3 separated, 2 failed" in result.stdout, result.stdout + result.stderr
+
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert {"input", "status", "error", "outputs"} <= set(manifest.columns)
+    by_name = {Path(p).name: row for p, row in zip(manifest["input"], manifest.to_dict("records"))}
+    assert set(by_name) == {"m8k.wav", "m16k.flac", "stereo.wav", "broken.wav", "silent.wav"}
+    assert by_name["broken.wav"]["status"] == "failed" and "broken.wav" in by_name["broken.wav"]["error"]
+    assert by_name["silent.wav"]["status"] == "failed" and "silent" in by_name["silent.wav"]["error"]
+    assert by_name["m16k.flac"]["sample_rate"] == 16000
+
+    expected = {"m8k": out / "m8k", "m16k": out / "calls" / "day_1" / "m16k", "stereo": out / "calls" / "stereo"}
+    for name, folder in expected.items():
+        for k in (1, 2):
+            separated, sr = sf.read(folder / f"s{k}.wav")
+            assert sr == 8000 and abs(len(separated) - n) <= 1, (name, len(separated), n)
+    row = by_name["m8k.wav"]
+    assert [Path(p).name for p in row["outputs"]] == ["s1.wav", "s2.wav"]
+
+
+def test_single_file_input_and_three_speakers(tmp_path, fsdd_dir, tiny_model):
+    out = tmp_path / "out"
+    run_cli("separate", "--model", str(tiny_model), "--input", str(fsdd_dir / "2_theo_9.wav"), "--out", str(out),
+            "--speakers", "3")
+    assert sorted(p.name for p in (out / "2_theo_9").iterdir()) == ["s1.wav", "s2.wav", "s3.wav"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("/data/in/a/b.wav", "a/b"),
+    ("/data/in/../../etc/passwd.wav", "etc/passwd"),
+    ("/data/in/we ird$name.flac", "we_ird_name"),
+    ("/data/in/.hidden.wav", "hidden"),
+])
+def test_output_names_cannot_escape_the_output_folder(name, expected):
+    assert safe_relative_stem(name, "/data/in") == expected

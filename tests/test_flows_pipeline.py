@@ -1,0 +1,137 @@
+"""The Prefect pipeline end to end on a tiny demo corpus: caching, invalidation, artifacts.
+
+One ``prefect_test_harness`` for the session (tests/flows_fixtures.py); the first ``reproduce`` is
+shared by the tests below (``tiny_run``), each of which adds its own runs on top.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("prefect")
+
+from flows_fixtures import counter_delta, prefect_harness, tiny_run  # noqa: E402,F401  (fixtures)
+
+from deepclust import storage  # noqa: E402
+from deepclust.pipeline.store import COMPUTE_COUNTER  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+STAGES = ("corpus", "mixtures", "features", "train", "separate", "evaluate")
+
+
+def _read_run(run_root) -> dict:
+    return storage.read_json(storage.join(str(run_root), "run.json"))
+
+
+def _task_runs_of(flow_run_id) -> list:
+    """Every task run under a flow run and its subflow runs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        ids = [flow_run_id, *[run.id for run in flow_runs]]
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200)
+
+
+def test_reproduce_completes_and_a_rerun_computes_nothing(tiny_run):
+    from flows.reproduce import reproduce
+
+    state = tiny_run["state"]
+    assert state.is_completed(), state.message
+    record = _read_run(tiny_run["run_root"])
+    assert set(record["stages"]) == set(STAGES)
+    for stage in STAGES:  # the first run computed every stage (and its units)
+        assert tiny_run["computed"].get(stage) == 1, tiny_run["computed"]
+    assert storage.exists(record["model"]) and storage.exists(record["report"])
+    summary = pd.read_parquet(record["summary"])
+    assert {"model", "ibm", "irm"} <= set(summary["system"])
+
+    before = dict(COMPUTE_COUNTER)
+    began = time.perf_counter()
+    again = reproduce(copy.deepcopy(tiny_run["config"]), return_state=True)
+    rerun_seconds = time.perf_counter() - began
+    assert again.is_completed(), again.message
+    assert counter_delta(before, dict(COMPUTE_COUNTER)) == {}, "a rerun with the same inputs recomputed something"
+    rerun = _read_run(tiny_run["run_root"])
+    assert {s: rerun["stages"][s]["key"] for s in STAGES} == {s: record["stages"][s]["key"] for s in STAGES}
+
+    # No unit task ran; every stage commit came out of Prefect's cache.
+    task_runs = _task_runs_of(again.state_details.flow_run_id)
+    assert not [t for t in task_runs if "run_stage_unit" in t.task_key], [t.name for t in task_runs]
+    finishes = [t for t in task_runs if "finish_stage" in t.task_key]
+    assert len(finishes) == len(STAGES) and all(t.state.name == "Cached" for t in finishes), \
+        [(t.name, t.state.name) for t in finishes]
+
+    ratio = tiny_run["seconds"] / rerun_seconds
+    print(f"first run {tiny_run['seconds']:.1f} s, rerun {rerun_seconds:.1f} s ({ratio:.1f}x faster)")
+    assert ratio >= 5, f"rerun took {rerun_seconds:.1f} s vs {tiny_run['seconds']:.1f} s first ({ratio:.1f}x)"
+
+
+def test_changing_a_training_parameter_reruns_only_train_separate_evaluate(tiny_run):
+    from flows.reproduce import reproduce
+
+    first = _read_run(tiny_run["run_root"])
+    config = copy.deepcopy(tiny_run["config"])
+    config.train = dataclasses.replace(config.train, learning_rate=config.train.learning_rate * 2)
+
+    before = dict(COMPUTE_COUNTER)
+    state = reproduce(config, return_state=True)
+    assert state.is_completed(), state.message
+    computed = counter_delta(before, dict(COMPUTE_COUNTER))
+    second = _read_run(tiny_run["run_root"])
+
+    for stage in ("corpus", "mixtures", "features"):
+        assert second["stages"][stage]["key"] == first["stages"][stage]["key"], stage
+        assert not any(name.startswith(stage) for name in computed), computed
+    for stage in ("train", "separate", "evaluate"):
+        assert second["stages"][stage]["key"] != first["stages"][stage]["key"], stage
+        assert computed.get(stage) == 1, computed
+    # The first run's outputs are still there, untouched, for the old parameters.
+    assert storage.exists(storage.join(first["stages"]["train"]["folder"], "_COMPLETE"))
+
+
+def test_artifacts_hold_the_results_and_summary_rows(tiny_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    from deepclust.reports.summary import headline
+
+    record = _read_run(tiny_run["run_root"])
+    keys = ["dpcl-results", "dpcl-summary", "dpcl-summary-table", "dpcl-loss-curve", "dpcl-run",
+            "dpcl-progress-features", "dpcl-progress-separate"]
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=keys)))
+    artifacts = {artifact.key: artifact for artifact in latest}
+    assert set(keys) <= set(artifacts), sorted(artifacts)
+
+    results = pd.read_parquet(record["results"])
+    rows = json.loads(artifacts["dpcl-results"].data) if isinstance(artifacts["dpcl-results"].data, str) \
+        else artifacts["dpcl-results"].data
+    assert len(rows) == len(results)
+    assert {r["mixture_id"] for r in rows} == set(results["mixture_id"])
+    assert {r["system"] for r in rows} == {"model", "ibm", "irm"}
+
+    summary = pd.read_parquet(record["summary"])
+    markdown = artifacts["dpcl-summary"].data
+    assert "IBM SDRi" in markdown and "paper SDRi" in markdown
+    for row in headline(summary).itertuples(index=False):
+        assert f"| {row.speakers} | {row.condition} | {row.mixtures} | {row[3]:.2f} |" in markdown
+    table = artifacts["dpcl-summary-table"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert len(table) == len(summary)
+
+    history = pd.read_csv(storage.join(record["stages"]["train"]["folder"], "history.csv"))
+    curve = artifacts["dpcl-loss-curve"].data
+    curve = json.loads(curve) if isinstance(curve, str) else curve
+    assert [r["epoch"] for r in curve] == list(history["epoch"])
+    assert float(artifacts["dpcl-progress-features"].data) == 100.0

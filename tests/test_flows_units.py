@@ -1,0 +1,68 @@
+"""Fast checks of the Prefect layer's pieces (no server): retry policy, cache keys, result storage."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("prefect")
+
+from deepclust.errors import BadAudioError  # noqa: E402
+from tasks.caching import StageCache, StageUnitCache, result_storage_for, stage_cache_key  # noqa: E402
+from tasks.retry import is_transient  # noqa: E402
+from tasks.stage_tasks import finish_stage, run_stage_unit  # noqa: E402
+
+
+class _ThrottledError(Exception):
+    """Stands in for botocore's ClientError, which carries the S3 answer in ``.response``."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+
+
+class ReadTimeoutError(Exception):
+    """Same name as botocore's, which is not an OSError."""
+
+
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), TimeoutError("read timed out"),
+                                   ConnectionResetError("reset by peer"), _ThrottledError("SlowDown"),
+                                   ReadTimeoutError("s3"), RuntimeError("wrapped")])
+def test_transient_faults_are_retried(error):
+    if isinstance(error, RuntimeError):
+        error.__cause__ = ConnectionError("dropped")
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize("error", [BadAudioError("a/b.wav", "0 samples"), ValueError("bad parameter"),
+                                   FileNotFoundError("gone"), PermissionError("denied"), KeyError("column"),
+                                   RuntimeError("a bug")])
+def test_bad_inputs_and_bugs_are_not_retried(error):
+    assert not is_transient(error)
+
+
+def test_unit_task_retries_with_exponential_backoff_and_jitter():
+    assert run_stage_unit.retries == 3
+    assert run_stage_unit.retry_delay_seconds == [1, 2, 4]
+    assert run_stage_unit.retry_jitter_factor == 0.5
+    assert run_stage_unit.retry_condition_fn is not None
+    assert run_stage_unit.persist_result is True
+
+
+def test_cache_keys_follow_the_stage_content_key_and_unit():
+    stage = {"run_root": "/tmp/run-a", "name": "features", "key": "0123456789abcdef", "params": {}}
+    plan = {"stage": stage, "kind": "features", "units": [], "context": {}}
+    unit_key = StageUnitCache().compute_key(None, {"plan": plan, "unit": {"id": "tr-00001"}}, {})
+    assert unit_key == stage_cache_key(stage, "tr-00001")
+    assert "features" in unit_key and "0123456789abcdef" in unit_key and unit_key.endswith("tr-00001")
+    assert StageUnitCache().compute_key(None, {"plan": plan, "unit": {"id": "tr-00002"}}, {}) != unit_key
+    other_key = {**stage, "key": "fedcba9876543210"}
+    assert stage_cache_key(other_key, "tr-00001") != unit_key
+    other_root = {**stage, "run_root": "/tmp/run-b"}
+    assert stage_cache_key(other_root, "tr-00001") != unit_key  # two run roots never share results
+    assert StageCache().compute_key(None, {"plan": plan, "unit_results": []}, {}) == stage_cache_key(stage)
+    assert isinstance(finish_stage.cache_policy, StageCache)
+
+
+def test_results_persist_under_the_run_root(tmp_path):
+    assert result_storage_for(str(tmp_path)) == tmp_path / ".prefect-results"
+    assert result_storage_for("s3://bucket/run") is None  # Prefect's default storage
