@@ -174,7 +174,7 @@ def _write(path: Path, data: np.ndarray, sr: int, **kwargs) -> None:
 BAD_FILES = {
     "bad/cut_short.wav": "truncated WAV",
     "bad/cut_short_flac.flac": "corrupt or truncated",
-    "bad/cut_short_ogg.ogg": "0 samples",
+    "bad/cut_short_ogg.ogg": "malformed",
     "bad/empty.wav": "unreadable as audio",
     "bad/no_frames.wav": "0 samples",
     "bad/silent.flac": "all-silent",

@@ -42,7 +42,8 @@ def test_fsdd_lists_all_recordings_with_test_speakers_held_out(fsdd_manifest):
 
 def test_fsdd_rows_carry_probed_duration_rate_and_csv_gender(fsdd_manifest, fsdd_dir):
     row = fsdd_manifest.set_index("utterance_id").loc["7_theo_12"]
-    assert row["speaker"] == "theo" and row["path"] == str(fsdd_dir / "7_theo_12.wav")
+    # The manifest holds resolved absolute paths (a symlinked corpus folder resolves to its target).
+    assert row["speaker"] == "theo" and row["path"] == str((fsdd_dir / "7_theo_12.wav").resolve())
     assert row["sample_rate"] == 8000
     assert 0.1 < row["duration"] < 2.5
     assert set(fsdd_manifest["gender"]) == {"m"}  # speakers.csv: all six FSDD speakers are male

@@ -1,0 +1,77 @@
+"""Kill `deepclust separate-archive` midway (SIGKILL), rerun: the result equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from deepclust.archive import read_manifest
+from archive_fixtures import build_archive, tiny_model_url  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(model, input_dir, out_dir) -> list[str]:
+    return [sys.executable, "-m", "deepclust.cli", "separate-archive", "--model", str(model), "--input", str(input_dir),
+            "--out", str(out_dir), "--speakers", "2", "--window-seconds", "4", "--overlap-seconds", "1",
+            "--files-per-batch", "2", "--device", "cpu"]
+
+
+def environment() -> dict:
+    # One thread: the run is small, and two processes share two cores in CI.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def outputs_of(out_dir: Path) -> dict[str, np.ndarray]:
+    return {p.relative_to(out_dir).as_posix(): sf.read(p, dtype="int16")[0] for p in sorted(out_dir.rglob("*.wav"))}
+
+
+def test_killed_run_resumes_to_the_same_outputs(tmp_path, tiny_model_url, fsdd_dir, librispeech_dir):  # noqa: F811
+    archive = tmp_path / "in"
+    expected = build_archive(archive, fsdd_dir, librispeech_dir)
+    inputs = len(expected["good"]) + len(expected["bad"])
+
+    reference = tmp_path / "reference"
+    subprocess.run(cli(tiny_model_url, archive, reference), cwd=REPO, env=environment(), check=True,
+                   capture_output=True, timeout=300)
+
+    out = tmp_path / "out"
+    run = subprocess.Popen(cli(tiny_model_url, archive, out), cwd=REPO, env=environment(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill it once a few batches are committed, while outputs are still being written.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        if (out / "manifest.parquet").exists() and len(read_manifest(str(out))) >= 6:
+            break
+        time.sleep(0.01)
+    os.kill(run.pid, signal.SIGKILL)
+    assert run.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
+    committed = len(read_manifest(str(out)))
+    assert 6 <= committed < inputs
+    assert (out / ".lock").exists()  # the killed run could not release its lock
+
+    rerun = subprocess.run(cli(tiny_model_url, archive, out), cwd=REPO, env=environment(), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"completed with {len(expected['bad'])} failed inputs" in rerun.stdout
+
+    manifest = read_manifest(str(out))
+    assert len(manifest) == inputs and manifest["relative_path"].is_unique
+    reference_manifest = read_manifest(str(reference)).set_index("relative_path")
+    for row in manifest.itertuples():
+        assert row.status == reference_manifest.loc[row.relative_path, "status"]
+    # Same files, same samples; nothing partial or temporary left, no lock.
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert left == sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.is_file())
+    assert not any(part.startswith(".") for name in left for part in name.split("/"))
+    resumed, uninterrupted = outputs_of(out), outputs_of(reference)
+    assert resumed.keys() == uninterrupted.keys() and len(resumed) == 2 * len(expected["good"])
+    for name, samples in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[name], samples, err_msg=name)

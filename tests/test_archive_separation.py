@@ -1,0 +1,193 @@
+"""Archive separation on local disk and on a real S3 server (SeaweedFS on loopback)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepclust import storage
+from deepclust.archive import (ArchiveLock, LockBusyError, archive_lock, commit_manifest, list_archive,
+                               output_stem, plan_archive, read_manifest, separate_archive,
+                               separate_archive_batch)
+from deepclust.separation.long import WindowConfig
+from deepclust.separation.separator import Separator
+
+from archive_fixtures import build_archive, s3_server, tiny_model_url, upload_folder  # noqa: F401
+
+# 4 s windows: the two 13 s LibriSpeech mixtures go through the long-recording path (4 windows each).
+WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, fsdd_dir, librispeech_dir):
+    root = tmp_path_factory.mktemp("archive") / "in"
+    return root, build_archive(root, fsdd_dir, librispeech_dir)
+
+
+@pytest.fixture(scope="module")
+def separator(tiny_model_url):  # noqa: F811
+    return Separator(tiny_model_url, device="cpu")
+
+
+def read_output(url: str) -> tuple[np.ndarray, int]:
+    data, sr = sf.read(io.BytesIO(storage.read_bytes(url)), dtype="float32")
+    return data, sr
+
+
+def check_archive_result(summary, manifest, expected, out_url):
+    """Every good file separated into 2 tracks at 8 kHz of its length; every bad file failed with its reason."""
+    good, bad = expected["good"], expected["bad"]
+    assert sorted(manifest["relative_path"]) == sorted(good + list(bad))
+    assert manifest["relative_path"].is_unique
+    rows = manifest.set_index("relative_path")
+    for rel in good:
+        row = rows.loc[rel]
+        assert row["status"] == "done", f"{rel}: {row['error']}"
+        assert len(row["outputs"]) == 2
+        stem = output_stem(rel)
+        for k, url in enumerate(row["outputs"], start=1):
+            assert url.endswith(f"{stem}/s{k}.wav") and storage.exists(url)
+            data, sr = read_output(url)
+            assert sr == 8000 and data.ndim == 1
+            assert len(data) == math.ceil(expected["durations"][rel] * 8000 - 1e-6), rel
+        assert row["duration"] == pytest.approx(expected["durations"][rel], abs=1e-3)
+        assert row["seconds"] > 0 and row["network_seconds"] > 0
+    for rel, reason in bad.items():
+        row = rows.loc[rel]
+        assert row["status"] == "failed" and list(row["outputs"]) == []
+        assert reason in row["error"] and rel in row["error"], (rel, row["error"])
+    assert summary["failed"] == len(bad)
+    assert summary["message"] == f"completed with {len(bad)} failed inputs"
+    # Nothing was written outside the per-input folders, the manifest and (on S3) nothing temporary.
+    leftovers = [u for u in storage.list_files(out_url) if "/.tmp-" in u or "/.partial" in u or u.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_archive_on_local_disk_separates_good_files_and_records_bad_ones(archive, separator, tmp_path):
+    root, expected = archive
+    out = tmp_path / "out"
+    summary = separate_archive(separator, str(root), str(out), n_speakers=2, files_per_batch=8, window=WINDOW)
+    manifest = read_manifest(str(out))
+    check_archive_result(summary, manifest, expected, str(out))
+    assert summary["separated"] == len(expected["good"]) and summary["already_done"] == 0
+    rows = manifest.set_index("relative_path")
+    assert rows.loc["zz_long/lecture.ogg", "windows"] == 4 and rows.loc["zz_long/lecture.ogg", "sample_rate"] == 22050
+    assert rows.loc["calls/2024/day 1/mix_01.flac", "channels"] == 2
+    # A name that needs sanitising still lands inside out.
+    assert (out / "meetings" / "room_b_" / "mix_02" / "s1.wav").exists()
+
+    # Rerun: only the failed inputs are tried again, the done ones are left alone.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")}
+    again = separate_archive(separator, str(root), str(out), window=WINDOW)
+    assert again["already_done"] == len(expected["good"]) and again["separated"] == 0
+    assert again["failed"] == len(expected["bad"])
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")} == before
+
+    # A new file is picked up; a deleted output makes its input todo again.
+    (root / "late").mkdir()
+    (root / "late" / "new.wav").write_bytes((root / "calls" / "mix_00.wav").read_bytes())
+    (out / "calls" / "mix_04" / "s2.wav").unlink()
+    todo, done = plan_archive(str(root), str(out))
+    assert sorted(todo) == sorted(["late/new.wav", "calls/mix_04.flac", *[r for r in expected["bad"]
+                                                                        if r != "collide/take.wav"]])
+    assert len(done) == len(expected["good"]) - 1
+    (root / "late" / "new.wav").unlink()
+    (root / "late").rmdir()
+
+
+def test_archive_on_s3_separates_good_files_and_records_bad_ones(archive, separator, s3_server):  # noqa: F811
+    root, expected = archive
+    fs = s3_server.filesystem()
+    upload_folder(fs, root, f"{s3_server.bucket}/in")
+    input_url, out_url = s3_server.url("in"), s3_server.url("out")
+    assert sorted(list_archive(input_url)) == sorted(expected["good"] + list(expected["bad"]))
+    summary = separate_archive(separator, input_url, out_url, n_speakers=2, files_per_batch=16, window=WINDOW)
+    manifest = read_manifest(out_url)
+    check_archive_result(summary, manifest, expected, out_url)
+    assert all(u.startswith("s3://") for u in manifest["input"])
+    assert not fs.exists(f"{s3_server.bucket}/out/.lock")
+
+
+def test_unreadable_object_is_recorded_and_the_batch_goes_on(archive, separator, s3_server):  # noqa: F811
+    root, _ = archive
+    fs = s3_server.filesystem()
+    prefix = f"{s3_server.bucket}/vanishing"
+    for name in ("calls/mix_00.wav", "calls/mix_04.flac"):
+        fs.put_file(str(root / name), f"{prefix}/in/{name}")
+    input_url, out_url = s3_server.url("vanishing", "in"), s3_server.url("vanishing", "out")
+    with archive_lock(out_url):
+        todo, _ = plan_archive(input_url, out_url)
+        fs.rm(f"{prefix}/in/calls/mix_00.wav")  # listed, then gone: a lifecycle rule or another user
+        rows = separate_archive_batch(separator, input_url, out_url, todo, 2, WINDOW)
+        commit_manifest(out_url, rows)
+    by_rel = {r["relative_path"]: r for r in rows}
+    assert by_rel["calls/mix_00.wav"]["status"] == "failed"
+    assert "unreadable object" in by_rel["calls/mix_00.wav"]["error"]
+    assert "vanishing/in/calls/mix_00.wav" in by_rel["calls/mix_00.wav"]["error"]
+    assert by_rel["calls/mix_04.flac"]["status"] == "done"
+    assert len(read_manifest(out_url)) == 2
+
+
+def test_lock_refuses_a_second_run_and_takes_over_a_stale_one(tmp_path):
+    out = str(tmp_path / "out")
+    first = ArchiveLock(out, settle_seconds=0.0).acquire()
+    try:
+        with pytest.raises(LockBusyError, match="held by"):
+            ArchiveLock(out, settle_seconds=0.0).acquire()
+        # The holder stops beating (a crashed machine): once stale, the lock is taken over...
+        record = json.loads((tmp_path / "out" / ".lock").read_text())
+        record.update(heartbeat=time.time() - 3600, host="another-machine")
+        (tmp_path / "out" / ".lock").write_text(json.dumps(record))
+        second = ArchiveLock(out, stale_minutes=10, settle_seconds=0.0).acquire()
+        # ...and the old holder finds out before it commits anything.
+        with pytest.raises(RuntimeError, match="taken over"):
+            first.check()
+        second.release()
+        assert not os.path.exists(tmp_path / "out" / ".lock")
+    finally:
+        first.release()
+
+
+def test_lock_of_a_killed_process_on_this_host_is_taken_over(tmp_path):
+    import socket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    (out / ".lock").write_text(json.dumps({"owner": "killed", "host": socket.gethostname(), "pid": dead,
+                                           "acquired": time.time(), "heartbeat": time.time()}))
+    with archive_lock(str(out), settle_seconds=0.0) as lock:
+        assert lock.owns()
+
+
+@pytest.mark.parametrize("name, stem", [("a/b c/x.flac", "a/b_c/x"), ("../../etc/passwd.wav", "etc/passwd"),
+                                        ("/abs/..hidden.wav", "abs/hidden"), ("..wav", "wav")])
+def test_output_folder_never_leaves_out(name, stem):
+    assert output_stem(name) == stem
+
+
+def test_cli_separates_an_s3_prefix_with_the_endpoint_from_the_environment(archive, tiny_model_url, s3_server):  # noqa: F811
+    import subprocess
+    import sys
+
+    root, _ = archive
+    fs = s3_server.filesystem()
+    for name in ("mix_03.wav", "bad/nan.wav"):
+        fs.put_file(str(root / name), f"{s3_server.bucket}/cli/in/{name}")
+    result = subprocess.run(
+        [sys.executable, "-m", "deepclust.cli", "separate-archive", "--model", tiny_model_url,
+         "--input", s3_server.url("cli", "in"), "--out", s3_server.url("cli", "out"), "--device", "cpu"],
+        env={**os.environ, **s3_server.env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "completed with 1 failed inputs" in result.stdout and "non-finite" in result.stderr
+    assert fs.exists(f"{s3_server.bucket}/cli/out/mix_03/s2.wav")
