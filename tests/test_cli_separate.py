@@ -17,7 +17,7 @@ from deepclust.model.checkpoint import save_model
 from deepclust.separate_files import safe_relative_stem
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["corpus", "mix", "features", "train", "separate", "evaluate", "reproduce", "demo"]
+COMMANDS = ["corpus", "mix", "features", "train", "separate", "separate-archive", "evaluate", "reproduce", "demo"]
 
 
 def run_cli(*args, check=True):
