@@ -102,9 +102,17 @@ def cmd_separate_archive(args) -> None:
     from deepclust.separation.long import WindowConfig
 
     window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds)
-    summary = separate_archive(args.model, args.input, args.out, n_speakers=args.speakers,
-                               files_per_batch=args.files_per_batch, window=window, device=args.device,
-                               progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr))
+    if args.prefect or args.dask_address:  # the Prefect flow (batches as tasks, on threads or on Dask)
+        from flows.separate_archive import separate_archive as separate_archive_flow
+
+        summary = separate_archive_flow(args.model, args.input, args.out, n_speakers=args.speakers,
+                                        files_per_batch=args.files_per_batch, window_seconds=args.window_seconds,
+                                        overlap_seconds=args.overlap_seconds, device=args.device,
+                                        dask_address=args.dask_address)
+    else:
+        summary = separate_archive(args.model, args.input, args.out, n_speakers=args.speakers,
+                                   files_per_batch=args.files_per_batch, window=window, device=args.device,
+                                   progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr))
     for relative_path, error in summary["failed_inputs"]:
         print(f"failed: {error}", file=sys.stderr)
     print(f"{summary['message']}: {summary['done']} done ({summary['separated']} now, "
@@ -237,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files-per-batch", type=int, default=8, help="files per manifest commit")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
+    p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
+    p.add_argument("--dask-address", default=None,
+                   help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
     p.set_defaults(func=cmd_separate_archive)
 
     p = sub.add_parser("evaluate", help="BSS-eval and SI-SDR tables, with IBM/IRM oracle rows")

@@ -51,6 +51,9 @@ def weed_command(data_dir: Path, ports: dict) -> list[str]:
             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
             f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
             "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
+            # Iceberg/Lance catalog ports default to fixed numbers (8181, 9101): two servers (xdist
+            # workers, two test modules) would clash, so let the OS pick them.
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
             # Small volumes: the default 30 GB limit preallocates nothing but plans for a big disk.
             "-master.volumeSizeLimitMB=64", "-master.telemetry=false"]
 

@@ -294,8 +294,78 @@ def speaker_condition(speakers, training_speakers: set) -> str:
 
 
 def evaluate_finish(plan, results):
+    """Write the results, summary and report.md; the report shows the loss curve (when the model that
+    made the separations is found, see ``_loss_curve_of``) and masks of a few example test mixtures."""
     from deepclust.reports.summary import write_reports
 
     table = _concat_parts(results)
-    reports = write_reports(table, plan.stage.url)
+    figures = {}
+    curve = _loss_curve_of(plan.context["separation_manifest_url"], plan.context["mixture_manifest_url"])
+    if curve:
+        figures["Loss curve"] = curve
+    figures.update(_mask_figures(plan, table))
+    if storage.is_local(plan.stage.url):  # relative links: report.md reads the same wherever the run folder goes
+        folder = storage.absolute(plan.stage.url)
+        figures = {title: os.path.relpath(png, folder) for title, png in figures.items()}
+    reports = write_reports(table, plan.stage.url, figures)
+    reports["figures"] = figures
     return table, reports
+
+
+EXAMPLE_MIXTURES = 3
+
+
+def _loss_curve_of(separation_manifest_url: str, mixture_manifest_url: str) -> str | None:
+    """``loss_curve.png`` of the model that made these separations, or None.
+
+    The separation manifest does not name its model, but its stage key fingerprints the model manifest's
+    checksum: the train stage (of the same run root) whose checksum reproduces that key is the one.
+    """
+    from deepclust.pipeline.store import COMPLETE, fingerprint, manifest_checksum
+
+    separate_folder = storage.parent(separation_manifest_url).rstrip("/")
+    separate_marker = storage.read_json(storage.join(separate_folder, COMPLETE))
+    train_root = storage.join(separate_folder.rsplit("/", 2)[0], "train")
+    if not storage.exists(train_root):
+        return None
+    mixture_checksum = manifest_checksum(mixture_manifest_url)
+    for marker_url in storage.list_files(train_root, extensions=("/" + COMPLETE,)):
+        trained = storage.read_json(marker_url)
+        key = fingerprint("separate", separate_marker["params"], [trained["manifest_sha256"], mixture_checksum])
+        if key == separate_marker["key"]:
+            manifest = storage.read_parquet(storage.join(storage.parent(marker_url), "manifest.parquet"))
+            png = manifest["loss_curve_png"].iloc[0] if "loss_curve_png" in manifest else ""
+            return png if png and storage.exists(png) else None
+    return None
+
+
+def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> dict:
+    """``{"Masks: <mixture_id>": png}`` for a few test mixtures the model separated (one per speaker
+    count first, then in order).
+
+    The separator's binary masks are not stored, so each mask is recovered from the separated outputs
+    themselves: ``|S_k| / sum_j |S_j|`` of their STFTs. Each output is the inverse STFT of the mixture
+    times a binary mask, so this is that mask up to the smoothing of overlap-add at its edges.
+    """
+    from deepclust.audio import read_audio
+    from deepclust.features.stft import StftConfig, stft_np
+    from deepclust.reports.figures import plot_masks
+
+    model_rows = table[(table["system"] == "model") & (table.get("status", "done") == "done")]
+    if model_rows.empty:
+        return {}
+    ordered = pd.concat([model_rows.drop_duplicates("num_speakers"), model_rows]).drop_duplicates("mixture_id")
+    separated = storage.read_parquet(plan.context["separation_manifest_url"]).set_index("mixture_id")
+    mixtures = storage.read_parquet(plan.context["mixture_manifest_url"]).set_index("mixture_id")
+    figures = {}
+    for mixture_id in ordered["mixture_id"].head(count):
+        mixture, rate = read_audio(mixtures.loc[mixture_id, "mixture_path"])
+        config = StftConfig(sample_rate=rate)
+        outputs = [read_audio(url, target_sr=rate)[0] for url in separated.loc[mixture_id, "outputs"]]
+        magnitudes = np.abs(stft_np(np.stack([o[:len(mixture)] for o in outputs]), config))  # (K, frames, freq)
+        masks = magnitudes / np.maximum(magnitudes.sum(0, keepdims=True), 1e-8)
+        log_mag = np.log(np.abs(stft_np(mixture, config)) + 1e-6)  # (frames, freq)
+        png = plan.stage.path("figures", f"masks-{mixture_id}.png")
+        # No title: the report's heading names the mixture (and a long id would cover the panel titles).
+        figures[f"Masks: {mixture_id}"] = plot_masks(log_mag, masks[:, :log_mag.shape[0]], png)
+    return figures

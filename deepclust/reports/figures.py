@@ -52,5 +52,5 @@ def plot_masks(log_mag: np.ndarray, masks: np.ndarray, png_url: str, title: str 
     for ax in axes:
         ax.set_xlabel("frame")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)  # above the panel titles
     return _save(fig, png_url)

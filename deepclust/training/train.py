@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -60,6 +62,47 @@ def _torch_settings(config: TrainConfig, device: torch.device):
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _identity(value):
+    return value
+
+
+def _nothing() -> None:
+    return None
+
+
+def _no_context(model):
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Replicas:
+    """``fit`` as one of ``world_size`` data-parallel processes; the default is a single process.
+
+    ``deepclust.training.distributed`` fills it in for torch.distributed: ``wrap`` turns the network into
+    the one that takes the training steps (DistributedDataParallel, which averages gradients);
+    ``uneven(trained)`` is the context of one training epoch, in which processes may run out of batches
+    at different steps (DDP's ``join``); ``mean`` averages a float over all processes, so that every
+    process takes the same decisions (best model, early stopping, time budget); ``barrier`` waits for
+    them all. Only rank 0 writes files; ``shard`` keeps this process's share of the training items.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    wrap: Callable = _identity
+    uneven: Callable = _no_context
+    mean: Callable[[float], float] = _identity
+    barrier: Callable[[], None] = _nothing
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: Iterable[dict]) -> Iterable[dict]:
+        """Every ``world_size``-th item from ``rank`` on: disjoint shares of a stream every rank sees in
+        the same (seeded) order."""
+        return items if self.world_size == 1 else itertools.islice(items, self.rank, None, self.world_size)
 
 
 def _rng_states() -> dict:
@@ -165,6 +208,7 @@ def fit(
     feature_config: dict | None = None,
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
+    replicas: Replicas | None = None,
 ) -> dict:
     """Train on items (``iter_features`` dicts) and write ``model.pt``, ``checkpoints/last.pt``, ``history.csv``.
 
@@ -175,11 +219,14 @@ def fit(
         feature_config: stored in ``model.pt`` so separation computes the same features.
         resume: continue from ``checkpoints/last.pt`` if it exists (else start afresh and overwrite).
         progress: called with each epoch's record (a dict) after its checkpoint is written.
+        replicas: run as one of several data-parallel processes (see ``Replicas``); ``train_items`` is
+            then this process's share, and ``steps_per_epoch`` and ``batch_size`` are per process.
 
     Returns:
         ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
     """
     config = train_config
+    replicas = replicas or Replicas()
     device = resolve_device(config.device)
     amp_dtype = _amp_dtype(config, device)
     model_url = storage.join(out_url, "model.pt")
@@ -191,7 +238,7 @@ def fit(
 
     def val_loss_at(frames: int) -> float:
         batches = validation_batches(val_source(), feature_stats, frames, config.batch_size)
-        return evaluate(model, batches, device, amp_dtype)
+        return replicas.mean(evaluate(model, batches, device, amp_dtype))
 
     def new_optimiser():
         return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -218,8 +265,11 @@ def fit(
             state = saved["state"]
             _set_rng_states(saved["rng"])
             log.info("resumed from %s after epoch %d", last_url, state["epoch"])
+        trained = replicas.wrap(model)  # takes the steps; ``model`` (the same parameters) is saved
 
         def save_state() -> None:
+            if not replicas.writes:
+                return
             payload = {
                 "format": STATE_FORMAT,
                 "model_config": model_config.to_dict(),
@@ -235,6 +285,8 @@ def fit(
             storage.write_bytes_atomic(last_url, buffer.getvalue())
 
         def save_best(val_loss: float) -> None:
+            if not replicas.writes:
+                return
             extra = {"epoch": state["epoch"], "global_step": state["global_step"], "best_val_loss": val_loss,
                      "chunk_frames": stage_frames(state["stage"]), "train_config": config.to_dict()}
             save_model(model_url, model, feature_stats, feature_config or {}, extra)
@@ -258,6 +310,7 @@ def fit(
                     state.update(stage=1, stage_epochs=0, bad_epochs=0)
                     state["best_val_loss"] = val_loss_at(stage_frames(1))
                     save_state()
+                    replicas.barrier()
                     continue
                 break
             if config.max_train_seconds is not None and state["train_seconds"] >= config.max_train_seconds:
@@ -270,10 +323,11 @@ def fit(
             # The epoch's chunks depend on (seed, epoch) only: nothing about the sampler needs checkpointing.
             batches = training_batches(train_items, feature_stats, frames, config.batch_size,
                                        [config.seed, state["epoch"]], config.steps_per_epoch, config.shuffle_buffer)
-            losses = train_epoch(model, optimiser, scaler, batches, device, amp_dtype, config.grad_clip)
+            with replicas.uneven(trained):
+                losses = train_epoch(trained, optimiser, scaler, batches, device, amp_dtype, config.grad_clip)
             state["global_step"] += len(losses)
             val_loss = val_loss_at(frames)
-            seconds = time.perf_counter() - started
+            seconds = replicas.mean(time.perf_counter() - started)  # one time budget for all processes
 
             # ---- bookkeeping: early stopping, best model, checkpoint ----
             state["epoch"] += 1
@@ -291,7 +345,9 @@ def fit(
                       "global_step": state["global_step"], "seconds": seconds}
             state["history"].append(record)
             save_state()
-            _write_history(out_url, state["history"])
+            if replicas.writes:
+                _write_history(out_url, state["history"])
+            replicas.barrier()  # model.pt and last.pt are complete before any process reads them
             log.info("epoch %(epoch)d (chunks of %(chunk_frames)d): train %(train_loss).4f, val %(val_loss).4f, "
                      "%(seconds).1f s", record)
             if progress is not None:
@@ -322,11 +378,13 @@ def train(
     train_config: TrainConfig | None = None,
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
+    replicas: Replicas | None = None,
 ) -> dict:
     """Train on the "tr" split of a feature folder, validate on "cv"; see :func:`fit` for outputs.
 
     ``feature_manifest_url`` is the folder's ``manifest.parquet`` (or the folder itself); its ``stats.json``
     (training-set ``FeatureStats`` and the ``FeatureConfig``) normalises the inputs; both are stored in ``model.pt``.
+    With ``replicas`` (data-parallel training), each process trains on its share of the "tr" utterances.
     """
     from deepclust.features.extract import FeatureConfig
     from deepclust.features.normalisation import FeatureStats
@@ -334,6 +392,7 @@ def train(
 
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
+    replicas = replicas or Replicas()
     folder = _feature_folder(feature_manifest_url)
     manifest_url = storage.join(folder, "manifest.parquet")
     stats_json = storage.read_json(storage.join(folder, "stats.json"))
@@ -343,7 +402,8 @@ def train(
     if feature_stats.n_freq != model_config.n_freq:
         raise ValueError(f"{folder}: features have {feature_stats.n_freq} bins, model expects {model_config.n_freq}")
     return fit(
-        train_items=lambda seed: iter_features(manifest_url, "tr", shuffle=True, seed=seed),
+        # Every process visits the shards in the same seeded order and keeps its share of the utterances.
+        train_items=lambda seed: replicas.shard(iter_features(manifest_url, "tr", shuffle=True, seed=seed)),
         val_items=lambda: iter_features(manifest_url, "cv"),
         out_url=out_url,
         model_config=model_config,
@@ -352,4 +412,5 @@ def train(
         feature_config=feature_config,
         resume=resume,
         progress=progress,
+        replicas=replicas,
     )

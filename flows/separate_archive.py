@@ -1,0 +1,176 @@
+"""The ``separate-archive`` flow: every audio file of a folder or ``s3://`` prefix separated, resumably,
+on threads of this process or on a Dask cluster.
+
+    from flows.separate_archive import separate_archive
+    summary = separate_archive("model.pt", "s3://bucket/calls", "s3://bucket/calls-separated")
+    separate_archive(..., dask_address="tcp://scheduler:8786")   # an existing Dask cluster
+    separate_archive(..., dask_address="local")                  # a LocalCluster of 2 worker processes
+
+The flow holds ``out/.lock`` for the whole run (``deepclust.archive.archive_lock``), plans what is left
+(``plan_archive``), and maps one task per batch of ``files_per_batch`` files over its task runner; as
+each batch finishes it checks it still owns the lock and commits that batch's manifest rows, so a run
+stopped at any point keeps every committed batch and a rerun does only the rest. Bad inputs are rows
+with ``status == "failed"`` and their reason; the flow then ends Completed with the message "completed
+with N failed inputs". A batch task that fails even after its retries (an infrastructure fault, not a
+bad input) fails the flow once the other batches are committed; a rerun redoes only its files.
+
+Workers of a remote cluster need ``deepclust`` (and this repository's ``tasks``) importable, the model
+and archive reachable at the same URLs (``s3://`` or a shared file system), and S3 credentials in their
+environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from urllib.parse import urlparse
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
+from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from deepclust import storage
+from deepclust.archive import archive_lock, commit_manifest, plan_archive, read_manifest, summarise
+from deepclust.separation.long import WindowConfig
+from flows.stages import default_workers
+from tasks import StageProgress
+from tasks.archive_tasks import separate_archive_batch_task
+
+# A LocalCluster of processes, one thread each (each worker runs torch with one thread: see tasks.archive_tasks).
+LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
+MAX_FAILED_SHOWN = 50
+
+
+def archive_task_runner(dask_address: str | None = None, max_workers: int | None = None):
+    """Threads of this process (no ``dask_address``), an existing Dask cluster (``tcp://host:port``), or
+    ``local``: a ``distributed.LocalCluster`` of ``max_workers`` (default 2) single-threaded processes."""
+    if not dask_address:
+        return ThreadPoolTaskRunner(max_workers=max_workers or default_workers())
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address == "local":
+        cluster = {**LOCAL_CLUSTER, "n_workers": max_workers or LOCAL_CLUSTER["n_workers"]}
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster)
+    return DaskTaskRunner(address=dask_address)
+
+
+@contextlib.contextmanager
+def _ephemeral_api_shared_with(dask_address: str | None):
+    """Without a Prefect server (``PREFECT_API_URL`` unset) this process starts an ephemeral one (a
+    subprocess on loopback); Dask workers on this machine would each start their own (seconds each, and their task runs
+    would land in databases nobody reads). Point them at ours instead. Remote workers need a real server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    host = urlparse(dask_address).hostname if dask_address and "://" in dask_address else None
+    local = dask_address == "local" or host in ("127.0.0.1", "localhost", "::1")
+    if not local or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer._instances.get(None)
+    if server is None or not server.running:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield
+
+
+def _run_batches(batches: list[list[str]], parameters: dict, lock, out_url: str, dask_address: str | None,
+                 max_workers: int | None) -> tuple[list, list]:
+    """Map one task per batch; commit each batch's rows as it finishes. Returns ``(rows, failed batches)``."""
+    logger = get_run_logger()
+    progress = StageProgress("separate-archive", len(batches))
+    rows, failed = [], []
+    runner = archive_task_runner(dask_address, max_workers)
+    with _ephemeral_api_shared_with(dask_address), runner:
+        futures = [runner.submit(separate_archive_batch_task,
+                                 parameters={**parameters, "relative_paths": paths, "batch": index})
+                   for index, paths in enumerate(batches)]
+        index_of = {future.task_run_id: index for index, future in enumerate(futures)}
+        for future in as_completed(futures):
+            future.wait()  # records the final state on the future
+            index = index_of[future.task_run_id]
+            if future.state.is_completed():
+                batch_rows = future.result()
+                lock.check()  # another run took out/ over: stop before committing anything
+                commit_manifest(out_url, batch_rows)
+                rows.extend(batch_rows)
+            else:
+                failed.append((index, future.state.message))
+                logger.error("batch %d (%d files, first %s) failed: %s", index, len(batches[index]),
+                             batches[index][0], future.state.message)
+            progress.advance()
+    return rows, failed
+
+
+def _publish_summary(summary: dict) -> None:
+    """``dpcl-archive-summary``: the counts, the speed, and (the first) failed inputs with their reason."""
+    lines = [f"# separate-archive: {summary['message']}", "",
+             f"- inputs: {summary['inputs']} ({summary['done']} done, {summary['failed']} failed)",
+             f"- this run: {summary['separated']} separated, {summary['already_done']} already done",
+             f"- audio separated: {summary['audio_seconds']:.1f} s in {summary['seconds']:.1f} s "
+             f"({summary['real_time_factor']:.1f}x real time)",
+             f"- manifest: `{summary['manifest_url']}`"]
+    if summary["failed_inputs"]:
+        shown = summary["failed_inputs"][:MAX_FAILED_SHOWN]
+        lines += ["", "| input | reason |", "| --- | --- |"]
+        lines += [f"| `{rel}` | {reason.replace('|', '/')} |" for rel, reason in shown]
+        if len(summary["failed_inputs"]) > len(shown):
+            lines.append(f"\n(first {len(shown)} of {len(summary['failed_inputs'])}; all are in the manifest)")
+    create_markdown_artifact(markdown="\n".join(lines), key="dpcl-archive-summary",
+                             description=f"separate-archive summary: {summary['manifest_url']}")
+
+
+@flow(name="separate-archive")
+def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: int = 2, files_per_batch: int = 8,
+                     window_seconds: float = 10.0, overlap_seconds: float = 2.0, device: str = "auto",
+                     dask_address: str | None = None, windows_per_batch: int = 8, max_workers: int | None = None,
+                     stale_minutes: float = 10.0):
+    """Separate every audio file under ``input_url`` into ``out_url`` (local or ``s3://``); resumable.
+
+    Args:
+        model_url: a model file written by ``deepclust.model.save_model``.
+        files_per_batch: files per task (and per manifest commit).
+        window_seconds / overlap_seconds / windows_per_batch: how long recordings are cut
+            (``deepclust.separation.long.WindowConfig``).
+        dask_address: None (threads of this process), ``tcp://host:port`` (an existing Dask cluster) or
+            ``local`` (a LocalCluster of single-threaded worker processes).
+        max_workers: threads (no Dask) or LocalCluster workers; ignored for an existing cluster.
+        stale_minutes: another run's lock older than this is taken over.
+
+    Returns ``deepclust.archive.summarise``'s summary; the final state's message is "completed" or
+    "completed with N failed inputs".
+    """
+    logger = get_run_logger()
+    began = time.perf_counter()
+    window = WindowConfig(window_seconds=window_seconds, overlap_seconds=overlap_seconds,
+                          windows_per_batch=windows_per_batch)
+    # Absolute: worker processes may run in another folder.
+    input_url, out_url = storage.absolute(input_url), storage.absolute(out_url)
+    parameters = {"model_url": storage.absolute(model_url), "input_url": input_url, "out_url": out_url,
+                  "n_speakers": n_speakers, "window": window.to_dict(), "device": device}
+    rows, failed_batches = [], []
+    with archive_lock(out_url, stale_minutes=stale_minutes) as lock:
+        todo, already_done = plan_archive(input_url, out_url)
+        batches = [todo[first:first + files_per_batch] for first in range(0, len(todo), files_per_batch)]
+        logger.info("%s: %d inputs to separate in %d batches (%d already done) -> %s", input_url, len(todo),
+                    len(batches), len(already_done), out_url)
+        if batches:
+            rows, failed_batches = _run_batches(batches, parameters, lock, out_url, dask_address, max_workers)
+        else:
+            commit_manifest(out_url, [])  # a manifest exists even for an empty archive
+        manifest = read_manifest(out_url)
+    summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began)
+    _publish_summary(summary)
+    logger.info("%s: %d done (%d now), %d failed, %.1fx real time", summary["message"], summary["done"],
+                summary["separated"], summary["failed"], summary["real_time_factor"])
+    if failed_batches:
+        index, message = failed_batches[0]
+        raise RuntimeError(f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are kept "
+                           f"and a rerun redoes only the rest); first: batch {index}: {message}")
+    if summary["failed"]:
+        return Completed(message=summary["message"], data=summary)
+    return summary

@@ -1,0 +1,197 @@
+"""The ``separate-archive`` flow: threads, a real Dask LocalCluster of 2 worker processes, S3, retries.
+
+The model is a tiny untrained network: these tests prove the plumbing (every file accounted for, the
+same manifest whatever runs the batches), not the separation quality.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepclust import storage
+from deepclust.archive import read_manifest
+from flows.separate_archive import separate_archive
+
+from archive_fixtures import build_archive, s3_server, tiny_model_url  # noqa: F401
+from flows_fixtures import prefect_harness  # noqa: F401
+from test_archive_separation import check_archive_result, read_output
+
+# As in test_archive_separation: 4 s windows, so the two 13 s recordings take the long-recording path.
+WINDOW = dict(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
+# One xdist worker for the module: the archive, the thread run (compared with the Dask run), the Prefect
+# harness and the S3 server are then made once; the Dask cluster (2 processes) never overlaps the other
+# flow runs of this module.
+pytestmark = pytest.mark.xdist_group("flows-archive")
+
+COMPARED = ["input", "relative_path", "status", "error", "duration", "sample_rate", "channels",
+            "output_sample_rate", "windows"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, fsdd_dir, librispeech_dir):
+    root = tmp_path_factory.mktemp("flow-archive") / "in"
+    return root, build_archive(root, fsdd_dir, librispeech_dir)
+
+
+@pytest.fixture(scope="module")
+def thread_run(archive, tiny_model_url, prefect_harness, tmp_path_factory):  # noqa: F811
+    """The whole archive through the flow on its default thread pool, once."""
+    root, _ = archive
+    out = tmp_path_factory.mktemp("flow-threads") / "out"
+    state = separate_archive(tiny_model_url, str(root), str(out), files_per_batch=8, device="cpu",
+                             return_state=True, **WINDOW)
+    return out, state
+
+
+def comparable(manifest, out) -> pd.DataFrame:
+    """Manifest rows without timings, outputs (and ``out`` in reasons) relative to ``out``."""
+    rows = manifest[COMPARED].copy()
+    rows["error"] = rows["error"].str.replace(storage.absolute(str(out)), "OUT", regex=False)
+    rows["outputs"] = [" ".join(os.path.relpath(u, str(out)) for u in outputs) for outputs in manifest["outputs"]]
+    return rows
+
+
+def test_flow_separates_the_archive_and_its_final_state_counts_the_bad_inputs(archive, thread_run):
+    root, expected = archive
+    out, state = thread_run
+    assert state.is_completed(), state.message
+    assert state.message == f"completed with {len(expected['bad'])} failed inputs"
+    summary = state.result()
+    check_archive_result(summary, read_manifest(str(out)), expected, str(out))
+    assert summary["separated"] == len(expected["good"])
+
+
+def test_flow_rerun_skips_done_inputs_and_retries_only_failed_ones(archive, thread_run, tiny_model_url):  # noqa: F811
+    root, expected = archive
+    out, _ = thread_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")}
+    state = separate_archive(tiny_model_url, str(root), str(out), device="cpu", return_state=True, **WINDOW)
+    summary = state.result()
+    assert summary["already_done"] == len(expected["good"]) and summary["separated"] == 0
+    assert summary["failed"] == len(expected["bad"]) and state.message.endswith(f"{len(expected['bad'])} failed inputs")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")} == before
+
+
+def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive, thread_run, tiny_model_url,  # noqa: F811
+                                                                        tmp_path):
+    from distributed import Client, LocalCluster
+
+    from tasks import archive_tasks
+
+    root, expected = archive
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        state = separate_archive(tiny_model_url, str(root), str(out), files_per_batch=8, device="cpu",
+                                 dask_address=cluster.scheduler_address, return_state=True, **WINDOW)
+        loads = client.run(lambda: sum(archive_tasks.SEPARATOR_LOADS.values()))
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert state.is_completed(), state.message
+    assert state.message == f"completed with {len(expected['bad'])} failed inputs"
+    # Both worker processes separated batches, and each loaded the model once (not once per batch).
+    assert sorted(loads.values()) == [1, 1], loads
+    assert set(threads.values()) == {1}
+
+    thread_out, _ = thread_run
+    manifest, thread_manifest = read_manifest(str(out)), read_manifest(str(thread_out))
+    pd.testing.assert_frame_equal(comparable(manifest, out), comparable(thread_manifest, thread_out))
+    # Same audio: separation is seeded; only float summation order may differ between thread counts.
+    for rel, outputs in zip(manifest["relative_path"], manifest["outputs"]):
+        for url in outputs:
+            data, sr = read_output(url)
+            reference, reference_sr = read_output(storage.join(str(thread_out), os.path.relpath(url, str(out))))
+            assert sr == reference_sr and data.shape == reference.shape, (rel, url)
+            np.testing.assert_allclose(data, reference, atol=1e-3, err_msg=url)
+
+
+def test_flow_separates_an_s3_prefix(archive, tiny_model_url, s3_server, prefect_harness):  # noqa: F811
+    root, expected = archive
+    fs = s3_server.filesystem()
+    picked = ["calls/mix_00.wav", "calls/2024/day 1/mix_01.flac", "zz_long/lecture.ogg", "bad/nan.wav",
+              "bad/not_audio.wav"]
+    for rel in picked:
+        fs.put_file(str(root / rel), f"{s3_server.bucket}/flow/in/{rel}")
+    input_url, out_url = s3_server.url("flow", "in"), s3_server.url("flow", "out")
+    state = separate_archive(tiny_model_url, input_url, out_url, files_per_batch=2, device="cpu",
+                             return_state=True, **WINDOW)
+    assert state.is_completed() and state.message == "completed with 2 failed inputs"
+    rows = read_manifest(out_url).set_index("relative_path")
+    assert sorted(rows.index) == sorted(picked)
+    for rel in picked:
+        if rel.startswith("bad/"):
+            assert rows.loc[rel, "status"] == "failed" and expected["bad"][rel] in rows.loc[rel, "error"]
+        else:
+            assert rows.loc[rel, "status"] == "done", rows.loc[rel, "error"]
+            assert all(u.startswith("s3://") and storage.exists(u) for u in rows.loc[rel, "outputs"])
+    assert not fs.exists(f"{s3_server.bucket}/flow/out/.lock")
+
+
+@pytest.fixture()
+def two_file_archive(archive, tmp_path):
+    root, _ = archive
+    small = tmp_path / "in"
+    for rel in ("calls/mix_00.wav", "mix_03.wav"):
+        (small / rel).parent.mkdir(parents=True, exist_ok=True)
+        (small / rel).write_bytes((root / rel).read_bytes())
+    return small
+
+
+def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url, prefect_harness, tmp_path,  # noqa: F811
+                                               monkeypatch):
+    from tasks import archive_tasks
+
+    calls = []
+    real = archive_tasks.separate_archive_batch
+
+    def flaky(separator, input_url, out_url, relative_paths, *args):
+        calls.append(relative_paths[0])
+        if len(calls) == 1:
+            raise ConnectionError("connection reset by the object store")
+        return real(separator, input_url, out_url, relative_paths, *args)
+
+    monkeypatch.setattr(archive_tasks, "separate_archive_batch", flaky)
+    state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
+                             device="cpu", max_workers=1, return_state=True, **WINDOW)
+    assert state.is_completed() and state.message in (None, "")
+    assert len(calls) == 3 and calls[0] == calls[1]  # the failed batch ran again
+    assert list(read_manifest(str(tmp_path / "out"))["status"]) == ["done", "done"]
+
+
+def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_archive, tiny_model_url,  # noqa: F811
+                                                                       prefect_harness, tmp_path, monkeypatch):
+    from tasks import archive_tasks
+
+    calls = []
+    real = archive_tasks.separate_archive_batch
+
+    def broken(separator, input_url, out_url, relative_paths, *args):
+        calls.append(relative_paths[0])
+        if relative_paths[0] == "calls/mix_00.wav":
+            raise ValueError("a bug, not a fault of the object store")
+        return real(separator, input_url, out_url, relative_paths, *args)
+
+    monkeypatch.setattr(archive_tasks, "separate_archive_batch", broken)
+    state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
+                             device="cpu", max_workers=1, return_state=True, **WINDOW)
+    assert state.is_failed() and "1 of 2 batches failed" in state.message
+    assert calls.count("calls/mix_00.wav") == 1
+    # The other batch was committed, and the lock released: a rerun redoes only the failed batch.
+    manifest = read_manifest(str(tmp_path / "out"))
+    assert list(manifest["relative_path"]) == ["mix_03.wav"] and list(manifest["status"]) == ["done"]
+    assert not (tmp_path / "out" / ".lock").exists()
+
+
+def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, prefect_harness, tmp_path, capsys,  # noqa: F811
+                                          caplog):
+    from deepclust.cli import main
+
+    (two_file_archive / "notes.wav").write_text("not a recording")
+    main(["separate-archive", "--model", tiny_model_url, "--input", str(two_file_archive), "--out",
+          str(tmp_path / "out"), "--device", "cpu", "--prefect"])
+    printed = capsys.readouterr()
+    assert "completed with 1 failed inputs: 2 done" in printed.out and "notes.wav: unreadable" in printed.err
+    assert "for flow 'separate-archive'" in caplog.text  # it ran as a Prefect flow run
