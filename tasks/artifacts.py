@@ -7,7 +7,10 @@ one history per key across runs. Publishing reads the files the library wrote; n
 
 from __future__ import annotations
 
+import base64
 import math
+import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -56,10 +59,31 @@ def publish_results(results_url: str) -> str:
 
 
 @task(name="publish-summary", cache_policy=NO_CACHE)
+def data_uri(png_url: str) -> str:
+    """The PNG itself as a data URI: the UI runs in a browser that cannot open the run folder's files."""
+    return "data:image/png;base64," + base64.b64encode(storage.read_bytes(png_url)).decode("ascii")
+
+
+def inline_images(markdown: str, base_url: str, max_bytes: int = 400_000) -> str:
+    """Replace ``![title](figure.png)`` links of a report (relative to ``base_url``) by data URIs."""
+    def embed(match: re.Match) -> str:
+        title, target = match.groups()
+        url = target if os.path.isabs(target) or "://" in target else storage.join(base_url, target)
+        try:
+            data = storage.read_bytes(url)
+        except OSError:
+            return match.group(0)  # a missing figure stays a link rather than failing the report
+        if len(data) > max_bytes:
+            return match.group(0)
+        return f"![{title}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", embed, markdown)
+
+
 def publish_summary(report_url: str, summary_url: str) -> str:
     """``dpcl-summary`` (the Markdown report: model beside IBM/IRM and the paper) and
     ``dpcl-summary-table`` (mean/median per condition)."""
-    report = storage.read_text(report_url)
+    report = inline_images(storage.read_text(report_url), storage.parent(report_url))
     create_markdown_artifact(markdown=report, key="dpcl-summary",
                              description=f"Separation summary by condition: {report_url}")
     summary = storage.read_parquet(summary_url)
@@ -77,7 +101,7 @@ def publish_loss_curve(history_url: str, png_url: str | None = None) -> str:
                           description=f"Deep clustering loss per epoch: {history_url}")
     if png_url:
         create_markdown_artifact(
-            markdown=f"# Training loss curve\n\n![loss curve]({png_url})\n\nPNG: [{png_url}]({png_url})\n\n"
+            markdown=f"# Training loss curve\n\n![loss curve]({data_uri(png_url)})\n\nPNG: `{png_url}`\n\n"
                      f"History: [{history_url}]({history_url})\n",
             key="dpcl-loss-curve-plot", description="Loss curve plot written to the run folder")
     return history_url

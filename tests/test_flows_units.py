@@ -66,3 +66,19 @@ def test_cache_keys_follow_the_stage_content_key_and_unit():
 def test_results_persist_under_the_run_root(tmp_path):
     assert result_storage_for(str(tmp_path)) == tmp_path / ".prefect-results"
     assert result_storage_for("s3://bucket/run") is None  # Prefect's default storage
+
+
+def test_report_figures_are_inlined_for_the_ui(tmp_path):
+    """The UI cannot open the run folder: the summary artifact carries its PNGs as data URIs."""
+    import base64
+
+    from tasks.artifacts import inline_images
+
+    (tmp_path / "figures").mkdir()
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+    (tmp_path / "figures" / "masks.png").write_bytes(png)
+    report = "# r\n\n![Masks](figures/masks.png)\n\n![Missing](figures/none.png)\n"
+    inlined = inline_images(report, str(tmp_path))
+    encoded = inlined.split("![Masks](data:image/png;base64,", 1)[1].split(")", 1)[0]
+    assert base64.b64decode(encoded) == png
+    assert "![Missing](figures/none.png)" in inlined
