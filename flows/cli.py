@@ -11,7 +11,7 @@ from __future__ import annotations
 
 def prefect_available() -> bool:
     try:
-        import prefect  # noqa: F401
+        import prefect  # noqa: F401  (availability check only)
     except ImportError:
         return False
     return True
