@@ -264,7 +264,8 @@ def separate_unit(plan, unit) -> dict:
 def separate_finish(plan, results):
     manifest = _concat_parts(results)
     return manifest, {"separated": int((manifest["status"] == "done").sum()),
-                      "failed": int((manifest["status"] != "done").sum())}
+                      "failed": int((manifest["status"] != "done").sum()),
+                      "model_manifest_url": plan.context["model_manifest_url"]}
 
 
 # Evaluation -----------------------------------------------------------------------------------------
@@ -294,13 +295,13 @@ def speaker_condition(speakers, training_speakers: set) -> str:
 
 
 def evaluate_finish(plan, results):
-    """Write the results, summary and report.md; the report shows the loss curve (when the model that
-    made the separations is found, see ``_loss_curve_of``) and masks of a few example test mixtures."""
+    """Write the results, summary and report.md; the report shows the model's loss curve and masks of a
+    few example test mixtures."""
     from deepclust.reports.summary import write_reports
 
     table = _concat_parts(results)
     figures = {}
-    curve = _loss_curve_of(plan.context["separation_manifest_url"], plan.context["mixture_manifest_url"])
+    curve = _loss_curve_of(plan.context["separation_manifest_url"])
     if curve:
         figures["Loss curve"] = curve
     figures.update(_mask_figures(plan, table))
@@ -315,28 +316,16 @@ def evaluate_finish(plan, results):
 EXAMPLE_MIXTURES = 3
 
 
-def _loss_curve_of(separation_manifest_url: str, mixture_manifest_url: str) -> str | None:
-    """``loss_curve.png`` of the model that made these separations, or None.
+def _loss_curve_of(separation_manifest_url: str) -> str | None:
+    """``loss_curve.png`` of the model that made these separations (named in the separation's marker)."""
+    from deepclust.pipeline.store import COMPLETE
 
-    The separation manifest does not name its model, but its stage key fingerprints the model manifest's
-    checksum: the train stage (of the same run root) whose checksum reproduces that key is the one.
-    """
-    from deepclust.pipeline.store import COMPLETE, fingerprint, manifest_checksum
-
-    separate_folder = storage.parent(separation_manifest_url).rstrip("/")
-    separate_marker = storage.read_json(storage.join(separate_folder, COMPLETE))
-    train_root = storage.join(separate_folder.rsplit("/", 2)[0], "train")
-    if not storage.exists(train_root):
+    info = storage.read_json(storage.join(storage.parent(separation_manifest_url), COMPLETE)).get("info", {})
+    model_manifest_url = info.get("model_manifest_url")
+    if not model_manifest_url or not storage.exists(model_manifest_url):
         return None
-    mixture_checksum = manifest_checksum(mixture_manifest_url)
-    for marker_url in storage.list_files(train_root, extensions=("/" + COMPLETE,)):
-        trained = storage.read_json(marker_url)
-        key = fingerprint("separate", separate_marker["params"], [trained["manifest_sha256"], mixture_checksum])
-        if key == separate_marker["key"]:
-            manifest = storage.read_parquet(storage.join(storage.parent(marker_url), "manifest.parquet"))
-            png = manifest["loss_curve_png"].iloc[0] if "loss_curve_png" in manifest else ""
-            return png if png and storage.exists(png) else None
-    return None
+    png = storage.read_parquet(model_manifest_url).get("loss_curve_png", pd.Series([""])).iloc[0]
+    return png if png and storage.exists(png) else None
 
 
 def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> dict:
