@@ -49,6 +49,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.audio import AUDIO_EXTENSIONS
 from deepclust.errors import BadAudioError
+from deepclust.transient import is_transient
 from deepclust.separate_files import safe_relative_stem
 from deepclust.separation.long import (BlockReader, TrackWriter, WindowConfig, separate_long,
                                        separate_window_batch)
@@ -58,7 +59,9 @@ LOCK_NAME = ".lock"
 PARTIAL_NAME = ".partial"
 TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "write_seconds"]
 MANIFEST_COLUMNS = ["input", "relative_path", "status", "error", "duration", "sample_rate", "channels",
-                    "output_sample_rate", "windows", "outputs", "seconds", *TIMING_COLUMNS]
+                    "output_sample_rate", "windows", "outputs", "input_size", "seconds", *TIMING_COLUMNS]
+# Output stems that would collide with the archive's own bookkeeping in ``out``.
+RESERVED_STEMS = {"manifest.parquet", "lock", "partial"}
 
 
 # -- listing and planning ---------------------------------------------------------------------------
@@ -114,14 +117,16 @@ def _inside(url: str, folder: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def find_collisions(relative_paths: list[str]) -> dict[str, str]:
-    """Inputs whose output folder is already taken by an earlier input (``a.wav`` and ``a.flac``).
+def find_collisions(relative_paths: list[str], keep: set[str] = frozenset()) -> dict[str, str]:
+    """Inputs whose output folder is already taken by another input (``a.wav`` and ``a.flac``).
 
-    Returns ``{later relative path: earlier relative path}``; the first in sorted order keeps the folder.
+    Returns ``{input: the input that keeps the folder}``. An input in ``keep`` (already separated) keeps
+    its folder; otherwise the first in sorted order does. A stem reserved for the archive's bookkeeping
+    (``manifest.parquet``) is never given out.
     """
-    owners: dict[str, str] = {}
+    owners: dict[str, str] = {stem: "(reserved for the archive's manifest)" for stem in RESERVED_STEMS}
     collisions = {}
-    for rel in sorted(relative_paths):
+    for rel in sorted(relative_paths, key=lambda r: (r not in keep, r)):
         stem = output_stem(rel)
         if stem in owners:
             collisions[rel] = owners[stem]
@@ -130,26 +135,37 @@ def find_collisions(relative_paths: list[str]) -> dict[str, str]:
     return collisions
 
 
-def plan_archive(input_url: str, out_url: str) -> tuple[list[str], list[str]]:
+def _input_sizes(input_url: str) -> dict[str, int]:
+    """``{relative path: size in bytes}`` from one listing (a replaced input usually changes size)."""
+    fs, root = storage.filesystem(input_url)
+    prefix = root.rstrip("/") + "/"
+    return {path[len(prefix):]: int(info.get("size") or 0)
+            for path, info in fs.find(root, detail=True).items() if path.startswith(prefix)}
+
+
+def plan_archive(input_url: str, out_url: str, n_speakers: int | None = None) -> tuple[list[str], list[str]]:
     """Split the archive into ``(todo, already_done)`` relative paths.
 
-    Done = the manifest says ``done`` and every output listed in its row exists. ``failed`` inputs and
-    new files are in ``todo``. Files under ``out`` (when ``out`` lies inside the input folder) are not
-    inputs. Inputs whose output folder collides with an earlier input's are recorded as ``failed`` right
-    away (their reason names the other file) instead of overwriting it; so call this under
-    ``archive_lock``.
+    Done = the manifest says ``done``, its row has ``n_speakers`` outputs (when given) that all exist, and
+    the input still has the size it had when separated. ``failed`` inputs, new and replaced files are in
+    ``todo``. Files under ``out`` (when ``out`` lies inside the input folder) are not inputs. Inputs whose
+    output folder collides with another input's are recorded as ``failed`` right away (their reason names
+    the other file); an input already separated keeps its folder. Call this under ``archive_lock``.
     """
     listed = [rel for rel in list_archive(input_url) if not _inside(storage.join(input_url, rel), out_url)]
-    collisions = find_collisions(listed)
-    if collisions:
-        commit_manifest(out_url, [_collision_row(input_url, out_url, rel, other) for rel, other in collisions.items()])
     manifest = read_manifest(out_url)
     existing = _existing_outputs(out_url)
+    sizes = _input_sizes(input_url)
     done_rows = manifest[manifest["status"] == "done"]
     finished = {row.relative_path for row in done_rows.itertuples()
-                if len(row.outputs) and all(storage.filesystem(u)[1] in existing for u in row.outputs)}
+                if len(row.outputs) and all(storage.filesystem(u)[1] in existing for u in row.outputs)
+                and (n_speakers is None or len(row.outputs) == int(n_speakers))
+                and (pd.isna(getattr(row, "input_size", np.nan)) or sizes.get(row.relative_path) == row.input_size)}
+    collisions = find_collisions(listed, keep=finished)
+    if collisions:
+        commit_manifest(out_url, [_collision_row(input_url, out_url, rel, other) for rel, other in collisions.items()])
     todo = [rel for rel in listed if rel not in finished and rel not in collisions]
-    already_done = [rel for rel in listed if rel in finished]
+    already_done = [rel for rel in listed if rel in finished and rel not in collisions]
     return todo, already_done
 
 
@@ -183,8 +199,13 @@ def _failed_row(input_url: str, rel: str, error: str, seconds: float) -> dict:
     """``input_url`` is the archive root; the row names the file."""
     return {"input": storage.absolute(storage.join(input_url, rel)), "relative_path": rel, "status": "failed",
             "error": error, "duration": np.nan, "sample_rate": np.nan, "channels": np.nan,
-            "output_sample_rate": np.nan, "windows": 0, "outputs": [], "seconds": seconds,
+            "output_sample_rate": np.nan, "windows": 0, "outputs": [], "input_size": np.nan, "seconds": seconds,
             **{c: 0.0 for c in TIMING_COLUMNS}}
+
+
+def _size_of(url: str) -> int:
+    fs, path = storage.filesystem(url)
+    return int(fs.size(path) or 0)
 
 
 def _done_row(file_url: str, rel: str, info: dict, outputs: list[str], seconds: float) -> dict:
@@ -192,7 +213,7 @@ def _done_row(file_url: str, rel: str, info: dict, outputs: list[str], seconds: 
             "error": "", "duration": float(info["duration"]), "sample_rate": int(info["sample_rate"]),
             "channels": int(info["channels"]), "output_sample_rate": int(info["output_sample_rate"]),
             "windows": int(info["windows"]), "outputs": [storage.absolute(u) for u in outputs],
-            "seconds": seconds, **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}}
+            "input_size": _size_of(file_url), "seconds": seconds, **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}}
 
 
 # -- the lock ---------------------------------------------------------------------------------------
@@ -346,7 +367,9 @@ class _Workspace:
         try:
             fs, path = storage.filesystem(url)
             fs.get_file(path, target)
-        except Exception as error:  # the object vanished, is forbidden, or the endpoint failed
+        except Exception as error:  # the object vanished or is forbidden (timeouts/throttling: re-raised)
+            if is_transient(error):
+                raise
             raise BadAudioError(url, f"unreadable object ({type(error).__name__}: {error})") from error
         return target
 
@@ -411,6 +434,8 @@ def separate_archive_batch(separator, input_url: str, out_url: str, relative_pat
                 info["read_seconds"] += item.download_seconds
                 rows.append(_publish(workspace, item, info))
             except Exception as error:
+                if is_transient(error):
+                    raise  # a retry may cure it: not this input's fault
                 rows.append(_failed_row(input_url, rel, _reason(url, error), time.perf_counter() - item.began))
             finally:
                 if local is not None:  # short inputs are in memory by now; downloads are not kept
@@ -445,6 +470,8 @@ def _separate_short(separator, workspace: _Workspace, input_url: str, short: lis
         try:
             batch = separate_window_batch(separator, [waveform for _, _, waveform in group], n_speakers)
         except Exception as error:  # e.g. out of memory: every file of the group fails with the reason
+            if is_transient(error):
+                raise
             rows.extend(_failed_row(input_url, item.rel, _reason(item.input_url, error), time.perf_counter() - item.began)
                         for item, _, _ in group)
             continue
@@ -466,6 +493,8 @@ def _separate_short(separator, workspace: _Workspace, input_url: str, short: lis
                         "write_seconds": time.perf_counter() - tick}
                 rows.append(_publish(workspace, item, info))
             except Exception as error:
+                if is_transient(error):
+                    raise  # e.g. an S3 upload timed out: retry, don't blame the input
                 rows.append(_failed_row(input_url, item.rel, _reason(item.input_url, error),
                                         time.perf_counter() - item.began))
     return rows
@@ -499,7 +528,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
                  else Separator(model_url_or_separator, device=device))
     rows: list[dict] = []
     with archive_lock(out_url, stale_minutes=stale_minutes) as lock:
-        todo, already_done = plan_archive(input_url, out_url)
+        todo, already_done = plan_archive(input_url, out_url, n_speakers)
         for first in range(0, len(todo), files_per_batch):
             batch_rows = separate_archive_batch(separator, input_url, out_url, todo[first:first + files_per_batch],
                                                 n_speakers, window)

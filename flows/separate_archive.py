@@ -154,7 +154,7 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
                   "n_speakers": n_speakers, "window": window.to_dict(), "device": device}
     rows, failed_batches = [], []
     with archive_lock(out_url, stale_minutes=stale_minutes) as lock:
-        todo, already_done = plan_archive(input_url, out_url)
+        todo, already_done = plan_archive(input_url, out_url, n_speakers)
         batches = [todo[first:first + files_per_batch] for first in range(0, len(todo), files_per_batch)]
         logger.info("%s: %d inputs to separate in %d batches (%d already done) -> %s", input_url, len(todo),
                     len(batches), len(already_done), out_url)

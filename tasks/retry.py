@@ -1,55 +1,10 @@
-"""Which failures are worth retrying: transient I/O faults, never bad inputs.
-
-A bad utterance raises ``BadAudioError`` (a ``ValueError``); the library records it per item and goes
-on, so if one escapes a unit anyway, retrying cannot help. Network hiccups, timeouts and object-store
-throttling can.
-"""
+"""Prefect's retry condition: retry only transient faults (``deepclust.transient``), never bad inputs."""
 
 from __future__ import annotations
 
-from deepclust.errors import BadAudioError
+from deepclust.transient import is_transient
 
-# botocore error codes S3 (and S3-compatible stores) answer when asked to slow down.
-THROTTLING_CODES = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
-    "SlowDown", "RequestLimitExceeded", "TooManyRequestsException", "ProvisionedThroughputExceededException",
-    "RequestTimeout", "RequestTimeoutException", "ServiceUnavailable", "InternalError", "503",
-}
-# botocore / urllib3 / aiohttp network errors that are not OSError subclasses; matched by name so that
-# importing this module never needs botocore.
-TRANSIENT_NAMES = {
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-    "ProxyConnectionError", "ResponseStreamingError", "IncompleteReadError",
-    "ServerDisconnectedError", "ClientConnectionError", "ClientPayloadError",
-}
-# OSErrors that will fail the same way next time.
-PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-
-
-def _is_throttling(error: BaseException) -> bool:
-    response = getattr(error, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in THROTTLING_CODES or status in (429, 503)
-
-
-def is_transient(error: BaseException | None) -> bool:
-    """True for faults a retry may cure (I/O errors, timeouts, connection drops, S3 throttling)."""
-    seen = set()
-    while error is not None and id(error) not in seen:  # look through `raise X from Y` chains
-        seen.add(id(error))
-        if isinstance(error, (BadAudioError, ValueError, TypeError, KeyError)):
-            return False
-        if isinstance(error, (TimeoutError, ConnectionError)):
-            return True
-        if isinstance(error, OSError) and not isinstance(error, PERMANENT_OS_ERRORS):
-            return True
-        if _is_throttling(error) or any(cls.__name__ in TRANSIENT_NAMES for cls in type(error).__mro__):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+__all__ = ["is_transient", "retry_transient"]
 
 
 def retry_transient(task, task_run, state) -> bool:

@@ -191,3 +191,33 @@ def test_cli_separates_an_s3_prefix_with_the_endpoint_from_the_environment(archi
     assert result.returncode == 0, result.stderr
     assert "completed with 1 failed inputs" in result.stdout and "non-finite" in result.stderr
     assert fs.exists(f"{s3_server.bucket}/cli/out/mix_03/s2.wav")
+
+
+def test_rerun_redoes_replaced_inputs_and_a_new_speaker_count_and_keeps_done_folders(tmp_path, fsdd_dir, tiny_model_url):
+    """Review findings: 'done' must mean done for these inputs and this K; a new input whose output
+    folder collides with a finished one must not take it over; a reserved name cannot break the manifest."""
+    import shutil
+
+    from deepclust.archive import plan_archive, read_manifest, separate_archive
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for name in ("a.wav", "b.wav"):
+        shutil.copy(fsdd_dir / f"{'1' if name == 'a.wav' else '2'}_theo_0.wav", root / name)
+    shutil.copy(fsdd_dir / "3_theo_0.wav", root / "manifest.parquet.wav")
+    separate_archive(tiny_model_url, str(root), str(out), n_speakers=2)
+    manifest = read_manifest(str(out)).set_index("relative_path")
+    assert manifest.loc["a.wav", "status"] == "done"
+    assert manifest.loc["manifest.parquet.wav", "status"] == "failed"
+    assert "reserved" in manifest.loc["manifest.parquet.wav", "error"]
+
+    shutil.copy(fsdd_dir / "4_theo_0.wav", root / "a.flac")  # collides with the finished a.wav
+    shutil.copy(fsdd_dir / "5_theo_0.wav", root / "b.wav")  # replaced under the same name
+    todo, done = plan_archive(str(root), str(out), n_speakers=2)
+    assert "b.wav" in todo and "a.wav" in done and "a.flac" not in todo
+    manifest = read_manifest(str(out)).set_index("relative_path")
+    assert manifest.loc["a.wav", "status"] == "done" and manifest.loc["a.flac", "status"] == "failed"
+
+    todo, done = plan_archive(str(root), str(out), n_speakers=3)  # asking for 3 speakers redoes everything
+    assert done == [] and "b.wav" in todo
+    assert len({"a.wav", "a.flac"} & set(todo)) == 1  # nothing is finished for K=3: one of them gets a/

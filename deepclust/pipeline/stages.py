@@ -116,9 +116,19 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
                      {"config": _config_dict(config), "mixture_manifest_url": mixture_manifest_url})
 
 
+# Settings that say where or how fast a stage runs, not what it computes: kept out of stage keys, so
+# moving a run to another device or thread count reuses its finished stages.
+EXECUTION_ONLY = {"device", "num_threads"}
+
+
+def _recipe(config) -> dict:
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in EXECUTION_ONLY}
+
+
 def plan_training(run_root: str, feature_manifest_url: str, model_config, train_config) -> StagePlan:
     """One unit: training resumes from its own checkpoints inside the stage folder."""
-    stage = make_stage(run_root, "train", {"model": model_config, "train": train_config}, [feature_manifest_url])
+    stage = make_stage(run_root, "train", {"model": model_config, "train": _recipe(train_config)},
+                       [feature_manifest_url])
     return StagePlan(stage, "train", [{"id": "train"}],
                      {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config),
                       "feature_manifest_url": feature_manifest_url})
@@ -126,7 +136,7 @@ def plan_training(run_root: str, feature_manifest_url: str, model_config, train_
 
 def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str, config) -> StagePlan:
     """Units: batches of test mixtures; each writes ``<mixture_id>/s1.wav ..``."""
-    stage = make_stage(run_root, "separate", {"config": config}, [model_manifest_url, mixture_manifest_url])
+    stage = make_stage(run_root, "separate", {"config": _recipe(config)}, [model_manifest_url, mixture_manifest_url])
     mixtures = storage.read_parquet(mixture_manifest_url)
     mixtures = mixtures[mixtures["split"].isin(config.splits)]
     if "status" in mixtures:

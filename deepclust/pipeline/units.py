@@ -247,7 +247,14 @@ def separate_unit(plan, unit) -> dict:
         for item in loaded:
             by_count.setdefault(int(item[1]["num_speakers"]), []).append(item)
         for n_speakers, items in by_count.items():
-            estimates = separator.separate_batch([w for _, _, w, _ in items], n_speakers)
+            try:
+                estimates = separator.separate_batch([w for _, _, w, _ in items], n_speakers)
+            except (RuntimeError, ValueError) as error:
+                # One bad batch (e.g. out of memory on a long mixture) fails its items, not the unit.
+                rows.extend({"mixture_id": mixture_id, "status": "failed", "error": f"{row['mixture_path']}: {error}",
+                             "outputs": [], "seconds": time.perf_counter() - began}
+                            for mixture_id, row, _, began in items)
+                continue
             for (mixture_id, row, _, began), sources in zip(items, estimates):
                 outputs = []
                 for k, source in enumerate(sources, start=1):

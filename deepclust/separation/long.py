@@ -352,6 +352,11 @@ class TrackWriter:
     def commit(self) -> None:
         for handle in self.files:
             handle.close()
+        for temp in self.temp_paths:
+            # On disk before the rename: a crash must never leave a renamed-but-empty output behind a
+            # manifest row that says done (as storage.write_bytes_atomic does).
+            with open(temp, "rb+") as synced:
+                os.fsync(synced.fileno())
         for temp, path in zip(self.temp_paths, self.output_paths):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.replace(temp, path)

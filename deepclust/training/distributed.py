@@ -16,6 +16,10 @@ DDP keeps the replicas in sync).
 ``--batch-size`` and ``--steps-per-epoch`` are per process: the effective batch is ``world_size`` times
 larger. Every process reads every training shard (and keeps its share), and evaluates the whole
 validation set: simple, and cheap next to the network on the sizes this recipe trains.
+
+Across several nodes, ``--out`` must be storage every node sees (a shared file system or ``s3://``):
+on resume and at the curriculum switch every rank reloads the checkpoint written by rank 0, and ranks
+that cannot read it would drift apart.
 """
 
 from __future__ import annotations
