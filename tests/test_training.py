@@ -53,16 +53,14 @@ def fsdd_items(fsdd_dir):
     }
 
 
-@pytest.fixture(scope="module")
-def feature_folder(fsdd_items, tmp_path_factory):
-    """A feature folder as deepclust.features writes it: shards, manifest.parquet, stats.json."""
-    folder = str(tmp_path_factory.mktemp("features"))
+def write_feature_folder(folder: str, items_by_split: dict, per_shard: int) -> str:
+    """A feature folder as deepclust.features writes it (shards, manifest.parquet, stats.json from 'tr')."""
     rows, stats = [], RunningStats(129)
-    for split, items in fsdd_items.items():
-        for index in range(0, len(items), 16):  # several shards per split, so shard order matters
+    for split, items in items_by_split.items():
+        for index in range(0, len(items), per_shard):
             shard_url = storage.join(folder, "shards", f"{split}-{index:05d}.parquet")
-            write_shard(items[index : index + 16], shard_url)
-            for item in items[index : index + 16]:
+            write_shard(items[index : index + per_shard], shard_url)
+            for item in items[index : index + per_shard]:
                 rows.append({"mixture_id": item["mixture_id"], "split": split, "shard_url": shard_url,
                              "num_frames": item["log_mag"].shape[0], "num_speakers": 2})
                 if split == "tr":
@@ -71,6 +69,12 @@ def feature_folder(fsdd_items, tmp_path_factory):
     storage.write_json(stats_json, storage.join(folder, "stats.json"))
     storage.write_parquet(pd.DataFrame(rows), storage.join(folder, "manifest.parquet"))
     return folder
+
+
+@pytest.fixture(scope="module")
+def feature_folder(fsdd_items, tmp_path_factory):
+    # several shards per split, so shard order matters
+    return write_feature_folder(str(tmp_path_factory.mktemp("features")), fsdd_items, per_shard=16)
 
 
 def synthetic_item(frames, freq=129, seed=0):

@@ -12,12 +12,9 @@ import pandas as pd
 import pytest
 
 from deepclust import storage
-from deepclust.features.extract import FeatureConfig
-from deepclust.features.normalisation import RunningStats
-from deepclust.features.shards import write_shard
 from deepclust.model import load_model
 
-from test_training import fsdd_mixtures
+from test_training import fsdd_mixtures, write_feature_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,22 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def small_features(fsdd_dir, tmp_path_factory) -> str:
     """13 training mixtures in 3 shards (an odd count: the two ranks get 7 and 6), 4 validation ones."""
-    folder = str(tmp_path_factory.mktemp("ddp-features"))
-    rows, stats = [], RunningStats(129)
     splits = {"tr": fsdd_mixtures(fsdd_dir, 13, seed=1, indices=range(40)),
               "cv": fsdd_mixtures(fsdd_dir, 4, seed=2, indices=range(40, 50))}
-    for split, items in splits.items():
-        for index in range(0, len(items), 5):
-            shard_url = storage.join(folder, "shards", f"{split}-{index:05d}.parquet")
-            write_shard(items[index:index + 5], shard_url)
-            for item in items[index:index + 5]:
-                rows.append({"mixture_id": item["mixture_id"], "split": split, "shard_url": shard_url,
-                             "num_frames": item["log_mag"].shape[0], "num_speakers": 2})
-                if split == "tr":
-                    stats.update(item["log_mag"])
-    storage.write_json({**stats.result().to_dict(), "feature_config": FeatureConfig().to_dict()},
-                       storage.join(folder, "stats.json"))
-    storage.write_parquet(pd.DataFrame(rows), storage.join(folder, "manifest.parquet"))
+    folder = write_feature_folder(str(tmp_path_factory.mktemp("ddp-features")), splits, per_shard=5)
     return storage.join(folder, "manifest.parquet")
 
 
