@@ -37,7 +37,6 @@ import torch
 
 from deepclust.audio import resample
 from deepclust.errors import BadAudioError
-from deepclust.features.stft import istft
 
 # Overlap alignment is trusted when the best permutation beats the second best by this fraction of the
 # overlap's energy; below it (silence, or a speaker absent on both sides) the centroids decide.
@@ -251,12 +250,7 @@ def separate_window_batch(separator, waveforms: list, n_speakers: int) -> Window
     network_done = time.perf_counter()
     labels = separator._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
     centroids = cluster_centroids(batch["embeddings"], labels, batch["valid"], k).float().cpu().numpy()
-    cluster_ids = torch.arange(k, device=labels.device)
-    outputs = []
-    for i, (n_frames, length) in enumerate(zip(batch["frame_counts"], batch["lengths"])):
-        masks = labels[i, :n_frames].unsqueeze(0) == cluster_ids.view(k, 1, 1)  # (K, frames, freq)
-        masked = batch["spectra"][i, :n_frames].unsqueeze(0) * masks
-        outputs.append(istft(masked, separator.stft_config, length).float().cpu().numpy())
+    outputs = separator.reconstruct(batch, labels, k)
     _synchronise(separator.device)
     return WindowBatch(outputs, centroids, network_done - began, time.perf_counter() - network_done)
 

@@ -156,12 +156,18 @@ class Separator:
             raise ValueError(f"n_speakers must be >= 1, got {n_speakers}")
         batch = self.embed_batch(waveforms)
         labels = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
+        return self.reconstruct(batch, labels, k)
+
+    def reconstruct(self, batch: dict, labels: torch.Tensor, k: int) -> list[np.ndarray]:
+        """Cluster labels ``(batch, frames * freq)`` of an ``embed_batch`` -> list of ``(K, samples)``.
+
+        Binary masks on the mixture STFT; the inverse STFT of the masked spectra keeps the mixture
+        phase. Each item is inverted on its own frames so that padding never enters the overlap-add.
+        """
         cluster_ids = torch.arange(k, device=labels.device)
         outputs = []
         for i, (n_frames, length) in enumerate(zip(batch["frame_counts"], batch["lengths"])):
             masks = (labels[i, :n_frames].unsqueeze(0) == cluster_ids.view(k, 1, 1))  # (K, frames, freq)
-            # Binary masks on the mixture STFT; istft of the masked spectra keeps the mixture phase.
-            # Each item is inverted on its own frames so that padding never enters the overlap-add.
             masked = batch["spectra"][i, :n_frames].unsqueeze(0) * masks
             outputs.append(istft(masked, self.stft_config, length).float().cpu().numpy())
         return outputs
