@@ -81,6 +81,38 @@ def cmd_train(args) -> None:
     print(model_url_of(url))
 
 
+def cmd_train_dynamic(args) -> None:
+    from deepclust.corpora.sources import CorpusSource, prepare_sources
+    from deepclust.model.blstm import ModelConfig
+    from deepclust.training.config import TrainConfig
+    from deepclust.training.dynamic_mixing import DynamicMixConfig
+    from deepclust.training.dynamic_train import train_dynamic
+
+    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
+                 if v is not None}
+    model_config = ModelConfig.preset(args.preset, **overrides)
+    train_config = TrainConfig(chunk_frames=args.chunk_frames, curriculum_chunk_frames=args.curriculum_frames,
+                               max_epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, patience=args.patience,
+                               batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,
+                               seed=args.seed, max_train_seconds=args.max_seconds, num_threads=args.threads,
+                               dc_loss=args.dc_loss or ("whitened" if model_config.mask_heads else "classic"),
+                               mask_loss_weight=args.mask_loss_weight)
+    mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speakers.split(",")))
+    corpus = prepare_sources([CorpusSource.parse(text) for text in args.source], test_fraction=args.test_fraction,
+                             seed=args.split_seed)
+    command = "deepclust " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("deepclust") else None
+
+    def report(record: dict) -> None:
+        print(f"epoch {record['epoch']} ({record['chunk_frames']} frames, {record['steps']} steps, "
+              f"{record['seconds']:.0f} s): train {record['train_loss']:.4f}, val {record['val_loss']:.4f}"
+              f"{' (best)' if record['improved'] else ''}", file=sys.stderr, flush=True)
+
+    result = train_dynamic(corpus, args.out, model_config, train_config, mix_config,
+                           progress=report, provenance={"command": command})
+    print(f"{result['stopped_reason']} after {result['epochs']} epochs ({result['global_step']} steps); "
+          f"best validation loss {result['best_val_loss']:.4f}; model: {storage.absolute(result['model_url'])}")
+
+
 def cmd_separate(args) -> None:
     from deepclust.separate_files import separate_files
     from deepclust.separation.separator import Separator
@@ -171,6 +203,8 @@ def cmd_reproduce(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deepclust.training.config import TrainConfig
+
     parser = argparse.ArgumentParser(prog="deepclust", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -220,6 +254,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-dynamic", help="train on fresh mixtures of speaker-labelled folders (dynamic mixing)")
+    p.add_argument("--source", action="append", required=True, metavar="[NAME:]ROOT[=PATTERN]",
+                   help="a speaker-labelled folder (repeatable); PATTERN: a preset or regex, default from its name")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="speakers held out per source (never trained on)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test speaker split")
+    p.add_argument("--speakers", default="2", help="speaker counts of the training mixtures, e.g. 2 or 2,3")
+    p.add_argument("--preset", default="chimera++", choices=["paper", "dpcl++", "chimera++"])
+    p.add_argument("--emb-dim", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--layers", type=int)
+    p.add_argument("--dc-loss", choices=["classic", "whitened"], help="default: whitened with a mask head")
+    p.add_argument("--mask-loss-weight", type=float, default=TrainConfig.mask_loss_weight)
+    p.add_argument("--chunk-frames", type=int, default=TrainConfig.chunk_frames)
+    p.add_argument("--curriculum-frames", type=int, help="continue with chunks of this many frames (paper: 400)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="epochs per curriculum stage at most")
+    p.add_argument("--steps-per-epoch", type=int, default=200)
+    p.add_argument("--patience", type=int, default=TrainConfig.patience)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    p.add_argument("--max-seconds", type=float, help="safety cap on wall-clock time")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="model.pt, checkpoints/last.pt, history.csv, corpus.parquet")
+    p.set_defaults(func=cmd_train_dynamic)
 
     p = sub.add_parser("separate", help="separate one audio file or a folder of them")
     p.add_argument("--model", required=True)

@@ -28,6 +28,8 @@ PRESETS = {
     "vctk": r"(?:.*/)?(?P<speaker>p\d+|s\d+)/[^/]+\.\w+$",
     # <digit>_<speaker>_<index>.wav
     "fsdd": r"(?:.*/)?\d_(?P<speaker>[^_/]+)_\d+\.wav$",
+    # speechocean762: <speaker>/<utterance>.flac, speaker = 4 digits, utterance id starting with it
+    "speechocean762": r"(?:.*/)?(?P<speaker>\d{4})/\d+\.\w+$",
 }
 
 

@@ -5,6 +5,9 @@ separation", ICASSP 2016 (arXiv:1508.04306), Sec. 4: two BLSTM layers, a linear 
 ``freq * emb`` outputs, tanh, and unit-normalisation of each bin's embedding (Eq. 1, ``|v_i| = 1``).
 Isik et al., "Single-channel multi-speaker separation using deep clustering", Interspeech 2016
 (DPCL++): four BLSTM layers of 300 units per direction, dropout 0.3 between layers.
+Wang, Le Roux, Hershey, "Alternative objective functions for deep clustering", ICASSP 2018 (Chimera++):
+the same BLSTM feeds a second, mask-inference head, ``mask_heads`` masks per bin (sigmoid), trained with
+a truncated phase-sensitive approximation; separation can then read the masks directly (no k-means).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ _PRESETS = {
     "paper": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0),
     # Isik et al. 2016 (DPCL++): deeper network with dropout; embedding size unchanged.
     "dpcl++": dict(n_freq=129, hidden=300, layers=4, emb_dim=20, dropout=0.3),
+    # Wang et al. 2018 (Chimera++), sized for CPU training: the paper's 2 x 300 BLSTM with both heads.
+    # (Their 4 x 600 network is about 9x the compute per frame; see deepclust/pretrained/MODEL_CARD.md.)
+    "chimera++": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0, mask_heads=2),
 }
 
 
@@ -31,7 +37,8 @@ class ModelConfig:
 
     ``n_freq``: STFT bins per frame (129 for a 256-point FFT); ``hidden``: LSTM units *per direction*;
     ``layers``: stacked BLSTM layers; ``emb_dim``: embedding dimension D; ``dropout``: between BLSTM
-    layers (and before the output layer).
+    layers (and before the output layer); ``mask_heads``: masks of the Chimera++ mask-inference head
+    (0 = the deep clustering head only).
     """
 
     n_freq: int = 129
@@ -39,6 +46,7 @@ class ModelConfig:
     layers: int = 2
     emb_dim: int = 20
     dropout: float = 0.0
+    mask_heads: int = 0
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
@@ -76,12 +84,16 @@ class DeepClusteringNet(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.embed = nn.Linear(2 * config.hidden, config.n_freq * config.emb_dim)
+        # Chimera++ mask-inference head: one sigmoid mask per source and bin, from the same BLSTM output.
+        self.mask = nn.Linear(2 * config.hidden, config.n_freq * config.mask_heads) if config.mask_heads else None
 
-    def forward(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, heads: bool = False):
         """``(batch, frames, freq)`` -> ``(batch, frames, freq, emb)`` unit-norm embeddings.
 
         ``lengths`` (batch,): valid frames per item of a zero-padded batch. The sequences are then packed,
         so the backward LSTM of a short item starts at its own last frame, not in the padding.
+        ``heads=True`` returns a dict instead: ``embeddings`` and, with a mask head, ``masks``
+        ``(batch, mask_heads, frames, freq)`` in [0, 1] (a keyword, so DistributedDataParallel passes it on).
         """
         if log_mag.ndim != 3 or log_mag.shape[-1] != self.config.n_freq:
             raise ValueError(
@@ -98,7 +110,14 @@ class DeepClusteringNet(nn.Module):
         # |v_i| = 1 (Eq. 1): the affinity V V^T is then a cosine similarity bounded in [-1, 1].
         # Normalise in float32: under fp16 autocast the squared norm of a 20-dim tanh vector is safe, but
         # the division of tiny norms is not.
-        return F.normalize(embeddings.float(), p=2, dim=-1, eps=1e-8)
+        embeddings = F.normalize(embeddings.float(), p=2, dim=-1, eps=1e-8)
+        if not heads:
+            return embeddings
+        outputs = {"embeddings": embeddings}
+        if self.mask is not None:
+            logits = self.mask(self.dropout(hidden)).float().view(batch, frames, freq, self.config.mask_heads)
+            outputs["masks"] = torch.sigmoid(logits).permute(0, 3, 1, 2)  # (batch, sources, frames, freq)
+        return outputs
 
     @property
     def num_parameters(self) -> int:

@@ -30,6 +30,9 @@ class TrainConfig:
     num_threads: torch intra-op threads for this run (None = leave as is).
     max_train_seconds: optional budget over the whole run, resumes included; checked at epoch ends.
     shuffle_buffer: training chunks held for shuffling; bounds memory on large sets (small sets fit whole).
+    dc_loss: "classic" (Hershey et al. 2016, Eq. 3) or "whitened" (Wang et al. 2018, Chimera++'s L_DC,W).
+    mask_loss_weight: 1 - alpha of Chimera++: the mask-inference loss's share when the model has a mask
+        head and the batches carry phase-sensitive targets (dynamic mixing does); the rest is the DC loss.
     """
 
     chunk_frames: int = 100
@@ -47,8 +50,14 @@ class TrainConfig:
     num_threads: int | None = None
     max_train_seconds: float | None = None
     shuffle_buffer: int = 1024
+    dc_loss: str = "classic"
+    mask_loss_weight: float = 0.5
 
     def __post_init__(self):
+        if self.dc_loss not in ("classic", "whitened"):
+            raise ValueError(f"dc_loss must be 'classic' or 'whitened', got {self.dc_loss!r}")
+        if not 0.0 <= self.mask_loss_weight <= 1.0:
+            raise ValueError(f"mask_loss_weight must be in [0, 1], got {self.mask_loss_weight}")
         if self.chunk_frames < 1 or self.batch_size < 1:
             raise ValueError("chunk_frames and batch_size must be positive")
         if self.curriculum_chunk_frames is not None and self.curriculum_chunk_frames < 1:

@@ -30,6 +30,7 @@ import torch
 from deepclust import storage
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model, to_plain
+from deepclust.model.chimera_loss import mask_inference_loss, whitened_deep_clustering_loss
 from deepclust.model.loss import deep_clustering_loss
 from deepclust.training.chunks import ItemSource, training_batches, validation_batches
 from deepclust.training.config import TrainConfig
@@ -125,25 +126,41 @@ def _set_rng_states(states: dict) -> None:
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in states["python"]))
 
 
-def _batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype | None) -> torch.Tensor:
-    """Loss of one batch of chunks: ``log_mag (batch, frames, freq)`` -> scalar (Hershey et al. Eq. 3)."""
+def _batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype | None,
+                config: TrainConfig | None = None) -> torch.Tensor:
+    """Loss of one batch: ``log_mag (batch, frames, freq)`` -> scalar.
+
+    The deep clustering loss (Hershey et al. Eq. 3, or Chimera++'s whitened form per ``config.dc_loss``);
+    with a mask head and a batch carrying ``psa_target`` (batch, K, frames, freq) with K = the head's
+    masks, Chimera++'s ``alpha * L_DC + (1 - alpha) * L_MI`` (Wang et al. 2018).
+    """
+    config = config or TrainConfig()
     log_mag = batch["log_mag"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)
     weight = batch["weight"].to(device, non_blocking=True)
     precision = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     with precision:
-        embeddings = model(log_mag)  # (batch, frames, freq, emb)
+        outputs = model(log_mag, heads=True)
+    embeddings = outputs["embeddings"]  # (batch, frames, freq, emb)
     # Sources absent from a batch give all-zero columns of Y, which add nothing to the loss.
     n_sources = max(2, int(target.max()) + 1)
-    return deep_clustering_loss(embeddings.flatten(1, 2), target.flatten(1), weight.flatten(1), n_sources)
+    dc_loss = whitened_deep_clustering_loss if config.dc_loss == "whitened" else deep_clustering_loss
+    loss = dc_loss(embeddings.flatten(1, 2), target.flatten(1), weight.flatten(1), n_sources)
+    masks = outputs.get("masks")
+    psa_target = batch.get("psa_target")
+    if masks is not None and psa_target is not None and psa_target.shape[1] == masks.shape[1]:
+        mask_loss = mask_inference_loss(masks, batch["mixture_mag"].to(device), psa_target.to(device))
+        loss = (1 - config.mask_loss_weight) * loss + config.mask_loss_weight * mask_loss
+    return loss
 
 
-def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_dtype, grad_clip: float) -> list[float]:
+def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_dtype, grad_clip: float,
+                config: TrainConfig | None = None) -> list[float]:
     """One pass of Adam steps over ``batches``; returns the loss of every step."""
     model.train()
     losses = []
     for batch in batches:
-        loss = _batch_loss(model, batch, device, amp_dtype)
+        loss = _batch_loss(model, batch, device, amp_dtype, config)
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimiser)  # clip the true gradient, not the loss-scaled one
@@ -155,13 +172,14 @@ def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_d
 
 
 @torch.no_grad()
-def evaluate(model, batches: Iterable[dict], device: torch.device, amp_dtype=None) -> float:
+def evaluate(model, batches: Iterable[dict], device: torch.device, amp_dtype=None,
+             config: TrainConfig | None = None) -> float:
     """Mean loss per chunk over deterministic validation batches."""
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
         size = batch["log_mag"].shape[0]
-        total += _batch_loss(model, batch, device, amp_dtype).item() * size
+        total += _batch_loss(model, batch, device, amp_dtype, config).item() * size
         count += size
     if count == 0:
         raise ValueError("the validation set yields no chunk with a non-zero weight")
@@ -209,6 +227,8 @@ def fit(
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
     replicas: Replicas | None = None,
+    batch_source=None,
+    extra: dict | None = None,
 ) -> dict:
     """Train on items (``iter_features`` dicts) and write ``model.pt``, ``checkpoints/last.pt``, ``history.csv``.
 
@@ -221,6 +241,11 @@ def fit(
         progress: called with each epoch's record (a dict) after its checkpoint is written.
         replicas: run as one of several data-parallel processes (see ``Replicas``); ``train_items`` is
             then this process's share, and ``steps_per_epoch`` and ``batch_size`` are per process.
+        batch_source: instead of items, an object making ready batches (e.g. ``DynamicMixing``):
+            ``training_batches(seed_sequence, chunk_frames, batch_size, steps)`` and
+            ``validation_batches(chunk_frames, batch_size)``; ``train_items``/``val_items`` are then ignored
+            and ``steps_per_epoch`` is required.
+        extra: more facts stored in ``model.pt`` (e.g. the training speakers).
 
     Returns:
         ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
@@ -232,13 +257,18 @@ def fit(
     model_url = storage.join(out_url, "model.pt")
     last_url = storage.join(out_url, "checkpoints", "last.pt")
     val_source = val_items if callable(val_items) else (lambda: val_items)
+    if batch_source is not None and not config.steps_per_epoch:
+        raise ValueError("training from a batch source (dynamic mixing) needs steps_per_epoch")
 
     def stage_frames(stage: int) -> int:
         return config.chunk_frames if stage == 0 else config.curriculum_chunk_frames
 
     def val_loss_at(frames: int) -> float:
-        batches = validation_batches(val_source(), feature_stats, frames, config.batch_size)
-        return replicas.mean(evaluate(model, batches, device, amp_dtype))
+        if batch_source is not None:
+            batches = batch_source.validation_batches(frames, config.batch_size)
+        else:
+            batches = validation_batches(val_source(), feature_stats, frames, config.batch_size)
+        return replicas.mean(evaluate(model, batches, device, amp_dtype, config))
 
     def new_optimiser():
         return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -287,9 +317,10 @@ def fit(
         def save_best(val_loss: float) -> None:
             if not replicas.writes:
                 return
-            extra = {"epoch": state["epoch"], "global_step": state["global_step"], "best_val_loss": val_loss,
-                     "chunk_frames": stage_frames(state["stage"]), "train_config": config.to_dict()}
-            save_model(model_url, model, feature_stats, feature_config or {}, extra)
+            facts = {**(extra or {}), "epoch": state["epoch"], "global_step": state["global_step"],
+                     "best_val_loss": val_loss, "chunk_frames": stage_frames(state["stage"]),
+                     "train_config": config.to_dict()}
+            save_model(model_url, model, feature_stats, feature_config or {}, facts)
 
         if state.get("initial_val_loss") is None:
             # The untrained network's validation loss: curves (and tests) then show the whole descent,
@@ -321,10 +352,17 @@ def fit(
             started = time.perf_counter()
             frames = stage_frames(state["stage"])
             # The epoch's chunks depend on (seed, epoch) only: nothing about the sampler needs checkpointing.
-            batches = training_batches(train_items, feature_stats, frames, config.batch_size,
-                                       [config.seed, state["epoch"]], config.steps_per_epoch, config.shuffle_buffer)
+            if batch_source is not None:
+                # Each process draws its own batches: (seed, epoch, rank) seeds them.
+                batches = batch_source.training_batches([config.seed, state["epoch"], replicas.rank], frames,
+                                                        config.batch_size, config.steps_per_epoch)
+            else:
+                batches = training_batches(train_items, feature_stats, frames, config.batch_size,
+                                           [config.seed, state["epoch"]], config.steps_per_epoch,
+                                           config.shuffle_buffer)
             with replicas.uneven(trained):
-                losses = train_epoch(trained, optimiser, scaler, batches, device, amp_dtype, config.grad_clip)
+                losses = train_epoch(trained, optimiser, scaler, batches, device, amp_dtype, config.grad_clip,
+                                     config)
             state["global_step"] += len(losses)
             val_loss = val_loss_at(frames)
             seconds = replicas.mean(time.perf_counter() - started)  # one time budget for all processes

@@ -1,0 +1,256 @@
+"""Dynamic mixing: fresh training mixtures for every batch, drawn from source utterances held in memory.
+
+With few utterances per speaker, a fixed list of premixed training mixtures is seen again and again as
+training grows longer. Here every batch draws K distinct training speakers, one utterance of each, a
+random crop, and relative levels by wsj0-2mix's rules (each source normalised to 0 dB P.56 active level,
+measured on the whole utterance; the first scaled by +u dB and the second by -u dB, u uniform in [0, 2.5],
+so the pair differs by 0-5 dB; further sources uniform in [-2.5, 2.5] dB), then the mixture and sources
+are scaled together to a peak of 0.9 and by one random overall gain (``gain_db_range``), so that the
+network meets quiet recordings too. Features are computed on the fly (one batched STFT).
+
+Every batch is a function of ``(seed, epoch, step)`` only, so a resumed run continues exactly and the
+sampler needs no checkpointed state. The validation set is a fixed list drawn from the cv speakers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepclust.audio import read_audio
+from deepclust.errors import BadAudioError
+from deepclust.features.extract import FeatureConfig
+from deepclust.features.normalisation import FeatureStats, RunningStats
+from deepclust.features.stft import stft
+from deepclust.mixing.mix import PEAK_AFTER_SCALING
+from deepclust.mixing.p56 import active_level
+from deepclust.model.chimera_loss import phase_sensitive_targets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DynamicMixConfig:
+    """How training mixtures are drawn.
+
+    speaker_counts / speaker_count_weights: K of each batch, drawn with these weights (e.g. (2, 3)).
+    max_snr_db: the pair's level difference is uniform in [0, max_snr_db] (wsj0-2mix: 5 dB).
+    gain_db_range: overall gain of the scaled mixture (dB re a 0.9 peak), uniform in this range.
+    cv_fraction: share of the training speakers held out for validation (early stopping, best model).
+    cv_mixtures: size of the fixed validation list. cv_seconds: length of its crops.
+    stats_mixtures: mixtures drawn (seeded) to estimate the input normalisation.
+    """
+
+    speaker_counts: tuple[int, ...] = (2,)
+    speaker_count_weights: tuple[float, ...] | None = None
+    max_snr_db: float = 5.0
+    gain_db_range: tuple[float, float] = (-25.0, 0.0)
+    cv_fraction: float = 0.05
+    cv_mixtures: int = 256
+    cv_seconds: float = 3.2
+    stats_mixtures: int = 512
+
+    def __post_init__(self):
+        if not self.speaker_counts or min(self.speaker_counts) < 2:
+            raise ValueError(f"speaker_counts must be >= 2, got {self.speaker_counts}")
+        if self.speaker_count_weights is not None and len(self.speaker_count_weights) != len(self.speaker_counts):
+            raise ValueError("speaker_count_weights needs one weight per speaker count")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DynamicMixConfig":
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+class SourcePool:
+    """Source utterances of some speakers, in memory at one sample rate, with their P.56 active levels.
+
+    ``waveforms[i]`` float32 ``(samples,)``; ``levels[i]`` active power; ``speakers``: sorted speaker ids;
+    ``by_speaker[s]``: indices of that speaker's utterances. Unreadable or silent files are skipped and
+    listed in ``errors`` as ``(path, reason)``.
+    """
+
+    def __init__(self, rows: pd.DataFrame, sample_rate: int):
+        self.sample_rate = int(sample_rate)
+        self.waveforms: list[np.ndarray] = []
+        self.levels: list[float] = []
+        self.utterance_ids: list[str] = []
+        self.errors: list[tuple[str, str]] = []
+        by_speaker: dict[str, list[int]] = {}
+        for row in rows.sort_values("utterance_id").itertuples():
+            try:
+                waveform, _ = read_audio(row.path, target_sr=self.sample_rate)
+                level, _ = active_level(waveform, self.sample_rate)
+                if not level > 0:
+                    raise BadAudioError(row.path, "silent (active level 0)")
+            except BadAudioError as error:
+                self.errors.append((error.path, error.reason))
+                log.warning("dynamic mixing skips %s", error)
+                continue
+            by_speaker.setdefault(str(row.speaker), []).append(len(self.waveforms))
+            self.waveforms.append(waveform.astype(np.float32))
+            self.levels.append(float(level))
+            self.utterance_ids.append(str(row.utterance_id))
+        self.by_speaker = by_speaker
+        self.speakers = sorted(by_speaker)
+        if len(self.speakers) < 2:
+            raise ValueError(f"dynamic mixing needs at least 2 speakers with usable audio, got {len(self.speakers)}")
+
+    @property
+    def seconds(self) -> float:
+        return sum(w.size for w in self.waveforms) / self.sample_rate
+
+    def draw(self, rng: np.random.Generator, n_speakers: int, samples: int, max_snr_db: float,
+             gain_db_range: tuple[float, float]) -> np.ndarray:
+        """One mixture's sources ``(K, samples)`` float32, levels applied; the mixture is their sum."""
+        chosen = rng.choice(len(self.speakers), size=n_speakers, replace=False)
+        half = float(rng.uniform(0.0, max_snr_db / 2))
+        gains_db = [half, -half] + [float(rng.uniform(-max_snr_db / 2, max_snr_db / 2)) for _ in range(n_speakers - 2)]
+        sources = np.zeros((n_speakers, samples), dtype=np.float64)
+        for k, speaker_index in enumerate(chosen):
+            indices = self.by_speaker[self.speakers[speaker_index]]
+            utterance = indices[int(rng.integers(len(indices)))]
+            waveform = self.waveforms[utterance]
+            if waveform.size >= samples:  # a random crop
+                start = int(rng.integers(0, waveform.size - samples + 1))
+                crop, offset = waveform[start:start + samples], 0
+            else:  # a short utterance at a random place in the crop, silence around it
+                crop, offset = waveform, int(rng.integers(0, samples - waveform.size + 1))
+            scale = 10 ** (gains_db[k] / 20) / math.sqrt(self.levels[utterance])
+            sources[k, offset:offset + crop.size] = crop * scale
+        peak = max(np.abs(sources.sum(0)).max(), np.abs(sources).max())
+        gain = PEAK_AFTER_SCALING / peak if peak > 0 else 1.0
+        gain *= 10 ** (float(rng.uniform(*gain_db_range)) / 20)
+        return (sources * gain).astype(np.float32)
+
+
+def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_stats: FeatureStats | None) -> dict:
+    """Training tensors of a batch of mixtures from their sources ``(batch, K, samples)``.
+
+    Returns ``log_mag`` ``(batch, frames, freq)`` (normalised when ``feature_stats`` is given), ``target``
+    int64 (dominant source, the IBM), ``weight`` float32 (the 40 dB silence rule, per mixture), ``mixture_mag``
+    ``(batch, frames, freq)`` and ``psa_target`` ``(batch, K, frames, freq)`` (Chimera++'s truncated PSA).
+    """
+    sources_t = torch.from_numpy(np.ascontiguousarray(sources, dtype=np.float32))
+    batch, k, samples = sources_t.shape
+    mixtures = sources_t.sum(1)
+    spectra = stft(torch.cat([mixtures.unsqueeze(1), sources_t], 1).reshape(batch * (k + 1), samples),
+                   feature_config.stft)
+    spectra = spectra.view(batch, k + 1, *spectra.shape[1:])
+    mixture_spectra, source_spectra = spectra[:, 0], spectra[:, 1:]
+    magnitude = mixture_spectra.abs()
+    log_mag = torch.log(magnitude + feature_config.log_floor)
+    if feature_stats is not None:
+        log_mag = feature_stats.apply(log_mag)
+    peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
+    weight = ((magnitude >= peak * 10.0 ** (-feature_config.silence_db / 20.0)) & (peak > 0)).float()
+    return {
+        "log_mag": log_mag.float(),
+        "target": source_spectra.abs().argmax(1),
+        "weight": weight,
+        "mixture_mag": magnitude.float(),
+        "psa_target": phase_sensitive_targets(mixture_spectra, source_spectra).float(),
+    }
+
+
+class DynamicMixing:
+    """Training and validation batches for ``deepclust.training.train.fit`` (its ``batch_source``).
+
+    Args:
+        train_pool / cv_pool: source utterances of the training and validation speakers.
+        feature_config: STFT and silence rule (the model stores it for separation).
+        config: the mixing rules.
+        seed: the validation list and the normalisation statistics derive from it.
+    """
+
+    def __init__(self, train_pool: SourcePool, cv_pool: SourcePool, feature_config: FeatureConfig,
+                 config: DynamicMixConfig = DynamicMixConfig(), seed: int = 0):
+        self.train_pool, self.cv_pool = train_pool, cv_pool
+        self.feature_config, self.config, self.seed = feature_config, config, int(seed)
+        self.feature_stats = self._estimate_stats()
+        self._cv_cache: dict[tuple[int, int], list[dict]] = {}
+
+    def _hop(self) -> int:
+        return self.feature_config.stft.hop
+
+    def _speaker_count(self, rng: np.random.Generator) -> int:
+        counts = self.config.speaker_counts
+        weights = np.asarray(self.config.speaker_count_weights or [1.0] * len(counts), dtype=np.float64)
+        return int(counts[int(rng.choice(len(counts), p=weights / weights.sum()))])
+
+    def _draw_batch(self, pool: SourcePool, rng: np.random.Generator, batch_size: int, samples: int,
+                    n_speakers: int) -> np.ndarray:
+        return np.stack([pool.draw(rng, n_speakers, samples, self.config.max_snr_db, self.config.gain_db_range)
+                         for _ in range(batch_size)])
+
+    def _estimate_stats(self) -> FeatureStats:
+        """Per-bin mean/std of log magnitudes over ``stats_mixtures`` seeded training mixtures."""
+        rng = np.random.default_rng([self.seed, 7_000_001])
+        running = RunningStats()
+        samples = int(round(self.config.cv_seconds * self.train_pool.sample_rate))
+        for _ in range(math.ceil(self.config.stats_mixtures / 32)):
+            n = self._speaker_count(rng)
+            batch = mixture_batch(self._draw_batch(self.train_pool, rng, 32, samples, n), self.feature_config, None)
+            running.update(batch["log_mag"].flatten(0, 1).numpy())
+        return running.result()
+
+    def training_batches(self, seed_sequence: list[int], chunk_frames: int, batch_size: int,
+                         steps: int) -> Iterator[dict]:
+        """``steps`` batches of fresh mixtures of ``chunk_frames`` frames; batch i depends on
+        ``(*seed_sequence, i)`` only."""
+        samples = (chunk_frames - 1) * self._hop()  # gives exactly chunk_frames centred frames
+        for step in range(steps):
+            rng = np.random.default_rng([*seed_sequence, step])
+            n = self._speaker_count(rng)
+            yield mixture_batch(self._draw_batch(self.train_pool, rng, batch_size, samples, n),
+                                self.feature_config, self.feature_stats)
+
+    def validation_batches(self, chunk_frames: int, batch_size: int) -> list[dict]:
+        """The fixed validation list (cv speakers, seeded), cut to ``chunk_frames`` frames, in batches.
+
+        Each speaker count of ``speaker_counts`` gets an equal share of the list."""
+        key = (chunk_frames, batch_size)
+        if key not in self._cv_cache:
+            rng = np.random.default_rng([self.seed, 7_000_002])
+            samples = (chunk_frames - 1) * self._hop()
+            counts = self.config.speaker_counts
+            batches = []
+            for n in counts:
+                share = max(1, self.config.cv_mixtures // len(counts))
+                n = min(n, len(self.cv_pool.speakers))
+                for start in range(0, share, batch_size):
+                    size = min(batch_size, share - start)
+                    batches.append(mixture_batch(self._draw_batch(self.cv_pool, rng, size, samples, n),
+                                                 self.feature_config, self.feature_stats))
+            self._cv_cache = {key: batches}  # one chunk length at a time
+        return self._cv_cache[key]
+
+
+def split_cv_speakers(speakers, cv_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(train, cv)`` speaker lists: a seeded ``cv_fraction`` of each source (the part of the speaker id
+    before ``/``; ids without one form one source), at least one per source with more than two speakers."""
+    by_source: dict[str, list[str]] = {}
+    for speaker in sorted(set(map(str, speakers))):
+        by_source.setdefault(speaker.split("/", 1)[0] if "/" in speaker else "", []).append(speaker)
+    train, cv = [], []
+    for index, (source, members) in enumerate(sorted(by_source.items())):
+        n_cv = int(round(cv_fraction * len(members)))
+        if len(members) > 2:
+            n_cv = max(1, n_cv)
+        n_cv = min(n_cv, len(members) - 2) if len(members) > 2 else 0
+        order = np.random.default_rng([seed, index, 7_000_003]).permutation(len(members))
+        chosen = {members[i] for i in order[:n_cv]}
+        cv += [m for m in members if m in chosen]
+        train += [m for m in members if m not in chosen]
+    if not cv:  # tiny corpora: validate on training speakers rather than not at all
+        cv = list(train)
+    return train, cv
