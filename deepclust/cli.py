@@ -96,7 +96,8 @@ def cmd_train_dynamic(args) -> None:
                                batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,
                                seed=args.seed, max_train_seconds=args.max_seconds, num_threads=args.threads,
                                dc_loss=args.dc_loss or ("whitened" if model_config.mask_heads else "classic"),
-                               mask_loss_weight=args.mask_loss_weight)
+                               mask_loss_weight=args.mask_loss_weight,
+                               lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every)
     mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speakers.split(",")))
     corpus = prepare_sources([CorpusSource.parse(text) for text in args.source], test_fraction=args.test_fraction,
                              seed=args.split_seed)
@@ -272,8 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="epochs per curriculum stage at most")
     p.add_argument("--steps-per-epoch", type=int, default=200)
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
+    p.add_argument("--lr-halving-patience", type=int, help="halve the learning rate after this many epochs "
+                   "without improvement")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    p.add_argument("--snapshot-every", type=int, help="keep the model of every N-th epoch in OUT/snapshots/")
     p.add_argument("--max-seconds", type=float, help="safety cap on wall-clock time")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="auto")

@@ -33,6 +33,11 @@ class TrainConfig:
     dc_loss: "classic" (Hershey et al. 2016, Eq. 3) or "whitened" (Wang et al. 2018, Chimera++'s L_DC,W).
     mask_loss_weight: 1 - alpha of Chimera++: the mask-inference loss's share when the model has a mask
         head and the batches carry phase-sensitive targets (dynamic mixing does); the rest is the DC loss.
+    lr_halving_patience: halve the learning rate after this many epochs in a row without improvement
+        (and again after as many more); None keeps it constant. Decided from the validation loss only,
+        so a resumed run halves at the same epochs.
+    snapshot_every: also keep the model of every N-th epoch as ``snapshots/epoch-NNN.pt`` (quality
+        against training time, measured afterwards); None keeps only the best and the last.
     """
 
     chunk_frames: int = 100
@@ -52,6 +57,8 @@ class TrainConfig:
     shuffle_buffer: int = 1024
     dc_loss: str = "classic"
     mask_loss_weight: float = 0.5
+    lr_halving_patience: int | None = None
+    snapshot_every: int | None = None
 
     def __post_init__(self):
         if self.dc_loss not in ("classic", "whitened"):

@@ -377,11 +377,19 @@ def fit(
                 save_best(val_loss)
             else:
                 state["bad_epochs"] += 1
+                if config.lr_halving_patience and state["bad_epochs"] % config.lr_halving_patience == 0:
+                    for group in optimiser.param_groups:  # saved with the optimiser: resumes exactly
+                        group["lr"] *= 0.5
             record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": frames,
                       "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
                       "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
-                      "global_step": state["global_step"], "seconds": seconds}
+                      "global_step": state["global_step"], "seconds": seconds,
+                      "learning_rate": optimiser.param_groups[0]["lr"]}
             state["history"].append(record)
+            if config.snapshot_every and state["epoch"] % config.snapshot_every == 0 and replicas.writes:
+                save_model(storage.join(out_url, "snapshots", f"epoch-{state['epoch']:03d}.pt"), model, feature_stats,
+                           feature_config or {}, {**(extra or {}), "epoch": state["epoch"],
+                                                  "global_step": state["global_step"], "val_loss": val_loss})
             save_state()
             if replicas.writes:
                 _write_history(out_url, state["history"])
