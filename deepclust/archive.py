@@ -139,6 +139,9 @@ def _input_sizes(input_url: str) -> dict[str, int]:
     """``{relative path: size in bytes}`` from one listing (a replaced input usually changes size)."""
     fs, root = storage.filesystem(input_url)
     prefix = root.rstrip("/") + "/"
+    if storage.is_local(input_url):  # follows symlinked folders, as the listing does
+        return {path[len(prefix):]: os.path.getsize(path) for path in storage.walk_local_files(root)
+                if path.startswith(prefix)}
     return {path[len(prefix):]: int(info.get("size") or 0)
             for path, info in fs.find(root, detail=True).items() if path.startswith(prefix)}
 

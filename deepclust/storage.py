@@ -147,12 +147,29 @@ def sha256_of(url: str, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def walk_local_files(root: str) -> list[str]:
+    """Files under a local folder, following symlinked folders (each real folder visited once, so a link
+    back up the tree cannot loop); paths stay under ``root`` as the user sees them."""
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        found += [os.path.join(folder, name) for name in files]
+    return sorted(found)
+
+
 def list_files(url: str, extensions: tuple[str, ...] | None = None) -> list[str]:
-    """All files under a folder/prefix (recursively), sorted, as local paths or full URLs."""
+    """All files under a folder/prefix (recursively, symlinked folders followed), sorted, as local paths or
+    full URLs."""
     url = str(url)
     fs, root = filesystem(url)
     if fs.isfile(root):
         found = [root]
+    elif is_local(url):
+        found = walk_local_files(root)
     else:
         found = sorted(fs.find(root))
     if extensions:

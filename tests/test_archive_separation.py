@@ -19,7 +19,7 @@ from deepclust.archive import (ArchiveLock, LockBusyError, archive_lock, commit_
 from deepclust.separation.long import WindowConfig
 from deepclust.separation.separator import Separator
 
-from archive_fixtures import build_archive, s3_server, tiny_model_url, upload_folder  # noqa: F401
+from archive_fixtures import build_archive, fsdd_mixture, s3_server, tiny_model_url, upload_folder  # noqa: F401
 
 # 4 s windows: the two 13 s LibriSpeech mixtures go through the long-recording path (4 windows each).
 WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
@@ -221,3 +221,23 @@ def test_rerun_redoes_replaced_inputs_and_a_new_speaker_count_and_keeps_done_fol
     todo, done = plan_archive(str(root), str(out), n_speakers=3)  # asking for 3 speakers redoes everything
     assert done == [] and "b.wav" in todo
     assert len({"a.wav", "a.flac"} & set(todo)) == 1  # nothing is finished for K=3: one of them gets a/
+
+
+def test_symlinked_subfolder_of_an_archive_is_separated_and_resumes(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+    import os
+
+    from deepclust.archive import separate_archive
+
+    elsewhere = tmp_path / "elsewhere" / "calls"
+    elsewhere.mkdir(parents=True)
+    archive = tmp_path / "archive"
+    (archive / "direct").mkdir(parents=True)
+    for index, target in enumerate((archive / "direct" / "a.wav", elsewhere / "b.wav")):
+        sf.write(target, fsdd_mixture(fsdd_dir, 3, index), 8000)
+    os.symlink(elsewhere, archive / "linked")
+    out = tmp_path / "out"
+    summary = separate_archive(tiny_model_url, str(archive), str(out), n_speakers=2)
+    assert summary["done"] == 2 and summary["failed"] == 0
+    assert (out / "linked" / "b" / "s1.wav").is_file()
+    again = separate_archive(tiny_model_url, str(archive), str(out), n_speakers=2)
+    assert again["already_done"] == 2 and again["separated"] == 0

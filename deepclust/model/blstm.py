@@ -87,13 +87,15 @@ class DeepClusteringNet(nn.Module):
         # Chimera++ mask-inference head: one sigmoid mask per source and bin, from the same BLSTM output.
         self.mask = nn.Linear(2 * config.hidden, config.n_freq * config.mask_heads) if config.mask_heads else None
 
-    def forward(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, heads: bool = False):
+    def forward(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, heads: bool = False,
+                embeddings: bool = True):
         """``(batch, frames, freq)`` -> ``(batch, frames, freq, emb)`` unit-norm embeddings.
 
         ``lengths`` (batch,): valid frames per item of a zero-padded batch. The sequences are then packed,
         so the backward LSTM of a short item starts at its own last frame, not in the padding.
         ``heads=True`` returns a dict instead: ``embeddings`` and, with a mask head, ``masks``
         ``(batch, mask_heads, frames, freq)`` in [0, 1] (a keyword, so DistributedDataParallel passes it on).
+        ``embeddings=False`` (with ``heads=True``) skips the embedding head: mask inference does not need it.
         """
         if log_mag.ndim != 3 or log_mag.shape[-1] != self.config.n_freq:
             raise ValueError(
@@ -105,15 +107,16 @@ class DeepClusteringNet(nn.Module):
             hidden, _ = pad_packed_sequence(self.blstm(packed)[0], batch_first=True, total_length=frames)
         else:
             hidden, _ = self.blstm(log_mag)  # (batch, frames, 2 * hidden)
-        projected = torch.tanh(self.embed(self.dropout(hidden)))  # (batch, frames, freq * emb)
-        embeddings = projected.view(batch, frames, freq, self.config.emb_dim)
-        # |v_i| = 1 (Eq. 1): the affinity V V^T is then a cosine similarity bounded in [-1, 1].
-        # Normalise in float32: under fp16 autocast the squared norm of a 20-dim tanh vector is safe, but
-        # the division of tiny norms is not.
-        embeddings = F.normalize(embeddings.float(), p=2, dim=-1, eps=1e-8)
+        outputs = {}
+        if embeddings or not heads:
+            projected = torch.tanh(self.embed(self.dropout(hidden)))  # (batch, frames, freq * emb)
+            # |v_i| = 1 (Eq. 1): the affinity V V^T is then a cosine similarity bounded in [-1, 1].
+            # Normalise in float32: under fp16 autocast the squared norm of a 20-dim tanh vector is safe, but
+            # the division of tiny norms is not.
+            outputs["embeddings"] = F.normalize(projected.view(batch, frames, freq, self.config.emb_dim).float(),
+                                                p=2, dim=-1, eps=1e-8)
         if not heads:
-            return embeddings
-        outputs = {"embeddings": embeddings}
+            return outputs["embeddings"]
         if self.mask is not None:
             logits = self.mask(self.dropout(hidden)).float().view(batch, frames, freq, self.config.mask_heads)
             outputs["masks"] = torch.sigmoid(logits).permute(0, 3, 1, 2)  # (batch, sources, frames, freq)

@@ -25,11 +25,9 @@ def corpus_source_fingerprint(config) -> list:
     if config.name == "demo" or not config.root:
         return []
     listing = []
-    for folder, _, files in os.walk(config.root):
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            stat = os.stat(path)
-            listing.append([os.path.relpath(path, config.root), stat.st_size, stat.st_mtime_ns])
+    for path in storage.walk_local_files(config.root):  # symlinked folders too, as the corpus listing
+        stat = os.stat(path)
+        listing.append([os.path.relpath(path, config.root), stat.st_size, stat.st_mtime_ns])
     return sorted(listing)
 
 

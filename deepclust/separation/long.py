@@ -240,17 +240,17 @@ def cluster_centroids(embeddings: torch.Tensor, labels: torch.Tensor, valid: tor
 def separate_window_batch(separator, waveforms: list, n_speakers: int) -> WindowBatch:
     """Separate a list of ``(samples,)`` windows in one network forward and one batched clustering.
 
-    The same steps as ``Separator.separate_batch`` (binary masks on the mixture STFT, inverse STFT
-    with the mixture phase), timed separately, and the cluster centroids kept for alignment.
+    The same steps as ``Separator.separate_batch`` (masks on the mixture STFT, inverse STFT with the
+    mixture phase), timed separately, and the cluster centroids kept for alignment.
     """
     k = int(n_speakers)
     began = time.perf_counter()
     batch = separator.embed_batch(waveforms)
     _synchronise(separator.device)
     network_done = time.perf_counter()
-    labels = separator._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
+    masks, labels = separator.assign(batch, k)  # k-means, or a Chimera++ model's mask head
     centroids = cluster_centroids(batch["embeddings"], labels, batch["valid"], k).float().cpu().numpy()
-    outputs = separator.reconstruct(batch, labels, k)
+    outputs = separator.reconstruct_masks(batch, masks)
     _synchronise(separator.device)
     return WindowBatch(outputs, centroids, network_done - began, time.perf_counter() - network_done)
 

@@ -9,6 +9,10 @@ For a mixture x and a known number of speakers K:
 4. every bin, silent ones too, goes to its nearest centroid: K binary masks that tile the plane;
 5. each mask times the mixture STFT, inverse STFT with the mixture phase -> K waveforms.
 
+A Chimera++ model (Wang et al., ICASSP 2018) also has a mask-inference head: when it was trained for K
+sources, steps 3-4 are replaced by its K soft masks (``inference="auto"`` or ``"mask"``), which needs no
+k-means; for another K (three speakers with a two-mask head) k-means on its embeddings still works.
+
 ``separate_batch`` runs step 2 as one padded network forward (sequences packed, so padding does not
 leak into the backward LSTM) and step 3 as one batched k-means, which is the fast path for test sets.
 """
@@ -44,15 +48,20 @@ class Separator:
             measured about 4x faster; see benchmarks/RESULTS.md), "torch" or "sklearn".
         seed: k-means seed; separation is deterministic for a given seed.
         n_init: k-means restarts per utterance.
+        inference: "auto" (the mask head when the model has one for the K asked for, else k-means),
+            "mask" (the mask head; an error when it has none for K) or "kmeans".
 
     Attributes:
         sample_rate: the rate the model was trained at (from its feature config); inputs must use it.
     """
 
     def __init__(self, model: str | LoadedModel, device: str | torch.device = "auto", kmeans: str = "auto",
-                 seed: int = 0, n_init: int = DEFAULT_N_INIT):
+                 seed: int = 0, n_init: int = DEFAULT_N_INIT, inference: str = "auto"):
         if kmeans not in ("auto", "torch", "sklearn"):
             raise ValueError(f"kmeans must be 'auto', 'torch' or 'sklearn', got {kmeans!r}")
+        if inference not in ("auto", "mask", "kmeans"):
+            raise ValueError(f"inference must be 'auto', 'mask' or 'kmeans', got {inference!r}")
+        self.inference = inference
         self.device = resolve_device(str(device))
         if kmeans == "auto":
             kmeans = "torch" if self.device.type == "cuda" else "sklearn"
@@ -69,25 +78,27 @@ class Separator:
 
     # -- embeddings -------------------------------------------------------------------------------
 
-    def _network(self, features: torch.Tensor, frame_counts: list[int]) -> torch.Tensor:
+    def _network(self, features: torch.Tensor, frame_counts: list[int], embeddings: bool = True) -> dict:
         """``(batch, frames, freq)`` normalised features -> ``(batch, frames, freq, emb)``.
 
         A BLSTM reads its input backwards too, so zero padding after a short utterance would change
         that utterance's embeddings: the model packs the sequences given their lengths.
         """
-        return self.model(features, lengths=torch.as_tensor(frame_counts))
+        return self.model(features, lengths=torch.as_tensor(frame_counts), heads=True, embeddings=embeddings)
 
     @torch.no_grad()
-    def embed_batch(self, waveforms) -> dict:
+    def embed_batch(self, waveforms, embeddings: bool = True) -> dict:
         """Embeddings of a batch of mixtures, zero-padded to the longest.
 
         Args:
             waveforms: list of ``(samples,)`` arrays/tensors at ``sample_rate``.
+            embeddings: False skips the embedding head (``embeddings`` is then None): for mask inference.
 
         Returns:
             dict with ``spectra`` complex ``(batch, frames, freq)`` mixture STFTs, ``embeddings``
             ``(batch, frames, freq, emb)``, ``valid`` bool ``(batch, frames, freq)`` (non-silent,
-            non-padded bins), ``frame_counts`` and ``lengths`` (samples) per item; tensors on ``device``.
+            non-padded bins), ``frame_counts`` and ``lengths`` (samples) per item; with a mask head also
+            ``masks`` ``(batch, mask_heads, frames, freq)``; tensors on ``device``.
         """
         signals = [torch.as_tensor(np.asarray(w, dtype=np.float32) if not torch.is_tensor(w) else w,
                                    dtype=torch.float32).reshape(-1) for w in waveforms]
@@ -105,13 +116,19 @@ class Separator:
         magnitude = spectra.abs() * frame_valid.unsqueeze(-1)
         log_mag = torch.log(magnitude + self.feature_config.log_floor)
         features = self.feature_stats.apply(log_mag) if self.feature_stats is not None else log_mag
-        embeddings = self._network(features, frame_counts)
+        # Without a mask head the embeddings are all there is, so they are always computed.
+        outputs = self._network(features, frame_counts,
+                                embeddings=embeddings or getattr(self.model, "mask", None) is None)
+        embeddings = outputs.get("embeddings")
         # Silence rule of training (compute_features): |X| >= max|X| * 10^(-silence_db / 20), per item.
         peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
         valid = (magnitude >= peak * 10.0 ** (-self.feature_config.silence_db / 20.0)) & (peak > 0)
         valid &= frame_valid.unsqueeze(-1)
-        return {"spectra": spectra, "embeddings": embeddings, "valid": valid,
-                "frame_counts": frame_counts, "lengths": lengths}
+        batch = {"spectra": spectra, "embeddings": embeddings, "valid": valid,
+                 "frame_counts": frame_counts, "lengths": lengths}
+        if "masks" in outputs:
+            batch["masks"] = outputs["masks"]
+        return batch
 
     def embed(self, waveform) -> np.ndarray:
         """``(samples,)`` mixture -> embeddings ``(frames, freq, emb)`` float32 numpy."""
@@ -139,6 +156,24 @@ class Separator:
             labels[i, :n] = torch.from_numpy(nearest).view(n, freq).to(labels.device)
         return labels
 
+    def uses_mask_head(self, n_speakers: int) -> bool:
+        """Whether K = ``n_speakers`` sources come from the mask head (else from k-means)."""
+        heads = int(getattr(self.model.config, "mask_heads", 0))
+        if self.inference == "mask" and heads != int(n_speakers):
+            raise ValueError(f"inference='mask' needs a mask head for {n_speakers} sources; this model has "
+                             f"{heads or 'none'}: use inference='kmeans' or 'auto'")
+        return self.inference != "kmeans" and heads == int(n_speakers)
+
+    def assign(self, batch: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(masks (batch, K, frames, freq) float, labels (batch, frames, freq))`` of an ``embed_batch``:
+        the mask head's soft masks (labels = their argmax) or k-means' binary ones."""
+        if self.uses_mask_head(k):
+            masks = batch["masks"].float()
+            return masks, masks.argmax(1)
+        labels = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
+        masks = torch.nn.functional.one_hot(labels, k).permute(0, 3, 1, 2).float()
+        return masks, labels
+
     @torch.no_grad()
     def separate_batch(self, waveforms, n_speakers: int) -> list[np.ndarray]:
         """Separate several mixtures at once (one network forward, one batched k-means).
@@ -154,21 +189,25 @@ class Separator:
         k = int(n_speakers)
         if k < 1:
             raise ValueError(f"n_speakers must be >= 1, got {n_speakers}")
-        batch = self.embed_batch(waveforms)
-        labels = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
-        return self.reconstruct(batch, labels, k)
+        batch = self.embed_batch(waveforms, embeddings=not self.uses_mask_head(k))
+        masks, _ = self.assign(batch, k)
+        return self.reconstruct_masks(batch, masks)
 
     def reconstruct(self, batch: dict, labels: torch.Tensor, k: int) -> list[np.ndarray]:
-        """Cluster labels ``(batch, frames * freq)`` of an ``embed_batch`` -> list of ``(K, samples)``.
+        """Cluster labels ``(batch, frames, freq)`` of an ``embed_batch`` -> list of ``(K, samples)``
+        (binary masks; see :meth:`reconstruct_masks`)."""
+        masks = torch.nn.functional.one_hot(labels.reshape(labels.shape[0], *batch["spectra"].shape[1:]), k)
+        return self.reconstruct_masks(batch, masks.permute(0, 3, 1, 2))
 
-        Binary masks on the mixture STFT; the inverse STFT of the masked spectra keeps the mixture
-        phase. Each item is inverted on its own frames so that padding never enters the overlap-add.
+    def reconstruct_masks(self, batch: dict, masks: torch.Tensor) -> list[np.ndarray]:
+        """Masks ``(batch, K, frames, freq)`` on an ``embed_batch``'s mixture STFTs -> list of ``(K, samples)``.
+
+        The inverse STFT of the masked spectra keeps the mixture phase. Each item is inverted on its own
+        frames so that padding never enters the overlap-add.
         """
-        cluster_ids = torch.arange(k, device=labels.device)
         outputs = []
         for i, (n_frames, length) in enumerate(zip(batch["frame_counts"], batch["lengths"])):
-            masks = (labels[i, :n_frames].unsqueeze(0) == cluster_ids.view(k, 1, 1))  # (K, frames, freq)
-            masked = batch["spectra"][i, :n_frames].unsqueeze(0) * masks
+            masked = batch["spectra"][i, :n_frames].unsqueeze(0) * masks[i, :, :n_frames].to(batch["spectra"].real.dtype)
             outputs.append(istft(masked, self.stft_config, length).float().cpu().numpy())
         return outputs
 

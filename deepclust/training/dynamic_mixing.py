@@ -133,6 +133,25 @@ class SourcePool:
         return (sources * gain).astype(np.float32)
 
 
+    def draw_utterances(self, rng: np.random.Generator, n_speakers: int, max_snr_db: float = 5.0,
+                        mode: str = "min") -> tuple[np.ndarray, list[int]]:
+        """A whole-utterance mixture as wsj0-2mix's test set makes it: K distinct speakers, one utterance
+        each, truncated to the shortest (``min``) or padded to the longest (``max``), levels as ``draw``,
+        scaled to a 0.9 peak. Returns ``(sources (K, samples) float32, utterance indices)``."""
+        from deepclust.mixing.mix import mix_sources
+
+        chosen = rng.choice(len(self.speakers), size=n_speakers, replace=False)
+        utterances = []
+        for speaker_index in chosen:
+            indices = self.by_speaker[self.speakers[speaker_index]]
+            utterances.append(indices[int(rng.integers(len(indices)))])
+        half = float(rng.uniform(0.0, max_snr_db / 2))
+        gains_db = [half, -half] + [float(rng.uniform(-max_snr_db / 2, max_snr_db / 2)) for _ in range(n_speakers - 2)]
+        _, sources = mix_sources([self.waveforms[u] for u in utterances], gains_db, self.sample_rate, mode,
+                                 levels=[self.levels[u] for u in utterances])
+        return sources.astype(np.float32), utterances
+
+
 def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_stats: FeatureStats | None) -> dict:
     """Training tensors of a batch of mixtures from their sources ``(batch, K, samples)``.
 
@@ -237,7 +256,8 @@ class DynamicMixing:
 
 def split_cv_speakers(speakers, cv_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """``(train, cv)`` speaker lists: a seeded ``cv_fraction`` of each source (the part of the speaker id
-    before ``/``; ids without one form one source), at least one per source with more than two speakers."""
+    before ``/``; ids without one form one source), at least one per source with more than two speakers
+    and at least two in all (a cv mixture needs two); with fewer speakers, cv = train."""
     by_source: dict[str, list[str]] = {}
     for speaker in sorted(set(map(str, speakers))):
         by_source.setdefault(speaker.split("/", 1)[0] if "/" in speaker else "", []).append(speaker)
@@ -251,6 +271,10 @@ def split_cv_speakers(speakers, cv_fraction: float, seed: int) -> tuple[list[str
         chosen = {members[i] for i in order[:n_cv]}
         cv += [m for m in members if m in chosen]
         train += [m for m in members if m not in chosen]
-    if not cv:  # tiny corpora: validate on training speakers rather than not at all
+    if len(cv) == 1 and len(train) > 3:  # a mixture needs two cv speakers: move one more over
+        moved = train[int(np.random.default_rng([seed, 7_000_004]).integers(len(train)))]
+        train.remove(moved)
+        cv.append(moved)
+    if len(cv) < 2:  # tiny corpora: validate on training speakers rather than not at all
         cv = list(train)
     return train, cv

@@ -1,0 +1,112 @@
+"""Dynamic mixing: fresh mixtures per batch by wsj0-2mix's level rules, seeded so a resumed run is exact."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepclust.corpora.sources import CorpusSource, prepare_sources
+from deepclust.features.extract import FeatureConfig
+from deepclust.mixing.p56 import active_level
+from deepclust.model.blstm import ModelConfig
+from deepclust.training.config import TrainConfig
+from deepclust.training.dynamic_mixing import (DynamicMixConfig, DynamicMixing, SourcePool, mixture_batch,
+                                               split_cv_speakers)
+from deepclust.training.dynamic_train import train_dynamic
+from deepclust.training.train import fit
+
+
+@pytest.fixture(scope="module")
+def corpus(corpora_dir, tmp_path_factory):
+    """Eight LibriSpeech readers (one utterance each), linked into a small corpus folder."""
+    root = tmp_path_factory.mktemp("corpus") / "libri"
+    root.mkdir()
+    source = corpora_dir / "librispeech-speakers"
+    for speaker in sorted(p.name for p in source.iterdir() if p.is_dir())[:8]:
+        (root / speaker).symlink_to(source / speaker)
+    return prepare_sources([CorpusSource(str(root), "librispeech")], test_fraction=0.25, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pool(corpus):
+    return SourcePool(corpus[corpus["subset"] == "train"], 8000)
+
+
+def test_same_seed_gives_the_same_batch_and_steps_differ(pool):
+    source = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(stats_mixtures=32), seed=0)
+    first = list(source.training_batches([0, 3, 0], 50, 4, 2))
+    again = list(source.training_batches([0, 3, 0], 50, 4, 2))
+    for a, b in zip(first, again):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(first[0]["log_mag"], first[1]["log_mag"])
+    assert first[0]["log_mag"].shape == (4, 50, 129) and first[0]["psa_target"].shape == (4, 2, 50, 129)
+
+
+def test_sources_follow_the_wsj0_2mix_level_rules(pool):
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        sources = pool.draw(rng, 2, 16000, max_snr_db=5.0, gain_db_range=(0.0, 0.0))
+        levels = [active_level(s.astype(np.float64), 8000)[0] for s in sources]
+        if min(levels) <= 0:
+            continue  # a crop of pure silence has no level to compare
+        assert max(np.abs(sources.sum(0)).max(), np.abs(sources).max()) == pytest.approx(0.9, rel=1e-4)
+    # Whole utterances (the test-set rule) keep the level difference exactly: 0 to 5 dB.
+    for _ in range(10):
+        sources, utterances = pool.draw_utterances(rng, 2)
+        difference = 10 * np.log10(active_level(sources[0].astype(np.float64), 8000)[0]
+                                   / active_level(sources[1].astype(np.float64), 8000)[0])
+        assert -0.6 <= difference <= 5.6, difference  # P.56 on a truncated utterance moves it a little
+        assert utterances[0] != utterances[1]
+
+
+def test_targets_are_the_ideal_binary_mask_and_weights_the_40_db_rule(pool):
+    sources = np.stack([pool.draw(np.random.default_rng(i), 2, 8000, 5.0, (0.0, 0.0)) for i in range(2)])
+    batch = mixture_batch(sources, FeatureConfig(), None)
+    from deepclust.features.extract import compute_features
+
+    expected = compute_features(sources[0].sum(0), sources[0])
+    assert np.array_equal(batch["target"][0].numpy(), expected["target"].astype(np.int64))
+    assert np.array_equal(batch["weight"][0].numpy(), expected["weight"])
+    assert np.allclose(batch["log_mag"][0].numpy(), expected["log_mag"], atol=1e-5)
+
+
+def test_cv_speakers_are_drawn_per_source_and_disjoint():
+    speakers = [f"a/{i}" for i in range(40)] + [f"b/{i}" for i in range(10)]
+    train, cv = split_cv_speakers(speakers, 0.1, seed=0)
+    assert not set(train) & set(cv) and sorted(train + cv) == sorted(speakers)
+    assert sum(s.startswith("a/") for s in cv) == 4 and sum(s.startswith("b/") for s in cv) == 1
+    assert split_cv_speakers(speakers, 0.1, seed=0) == (train, cv)
+
+
+def _tiny(max_epochs):
+    return TrainConfig(chunk_frames=30, batch_size=3, steps_per_epoch=2, max_epochs=max_epochs, patience=9,
+                       device="cpu", seed=0, dc_loss="whitened", lr_halving_patience=1)
+
+
+def test_a_stopped_and_resumed_run_ends_with_the_same_model(pool, tmp_path):
+    model_config = ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4)
+    mix = DynamicMixConfig(cv_mixtures=6, stats_mixtures=32)
+
+    def run(out, epochs):
+        source = DynamicMixing(pool, pool, FeatureConfig(), mix, seed=0)
+        return fit([], [], str(out), model_config, _tiny(epochs), feature_stats=source.feature_stats,
+                   batch_source=source)
+
+    run(tmp_path / "straight", 3)
+    run(tmp_path / "resumed", 1)
+    run(tmp_path / "resumed", 3)  # a new process would do the same: everything comes from last.pt
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert [h["val_loss"] for h in straight["state"]["history"]] == [h["val_loss"] for h in resumed["state"]["history"]]
+
+
+def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(corpus, tmp_path):
+    result = train_dynamic(corpus, str(tmp_path), ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4),
+                           _tiny(1), DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2))
+    extra = torch.load(result["model_url"], weights_only=True)["extra"]
+    test = set(corpus.loc[corpus["subset"] == "test", "speaker"])
+    assert test and set(extra["held_out_speakers"]) == test
+    assert not (set(extra["training_speakers"]) | set(extra["cv_speakers"])) & test
+    assert not set(extra["training_speakers"]) & set(extra["cv_speakers"])
