@@ -28,7 +28,7 @@ def cmd_corpus(args) -> None:
 
     config = CorpusConfig(name=args.name, root=args.root, pattern=args.pattern,
                           test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
-                          seed=args.seed, utterances_per_speaker=args.utterances_per_speaker)
+                          seed=args.seed, utterances_per_speaker=args.utterances_per_speaker, sources=args.source)
     _stage(plan_corpus(args.out, config))
 
 
@@ -192,7 +192,8 @@ def reproduce_config_from_args(args):
     config = demo_config(args.out, quick=args.quick)
     if args.corpus != "demo":
         config.corpus = CorpusConfig(name=args.corpus, root=args.wsj0_root or args.root, pattern=args.pattern,
-                                     test_speakers=args.test_speakers.split(",") if args.test_speakers else None)
+                                     test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+                                     sources=args.source)
     if args.mix_lists:
         folder = args.mix_lists
         config.mix.mix_lists = {s: storage.join(folder, f"mix_{config.mix.n_speakers}_spk_{s}.txt")
@@ -242,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("corpus", help="make an utterance manifest from a corpus (demo, wsj0, folder)")
-    p.add_argument("name", choices=["demo", "wsj0", "folder"])
+    p.add_argument("name", choices=["demo", "wsj0", "folder", "sources"])
+    p.add_argument("--source", action="append", metavar="[NAME:]ROOT[=PATTERN]",
+                   help="sources only: a speaker-labelled folder (repeatable)")
     p.add_argument("--root", help="corpus root (wsj0: the converted WSJ0 tree; folder: any speaker-labelled tree)")
     p.add_argument("--pattern", help="folder only: librispeech, vctk, fsdd, or a regex with a (?P<speaker>...) group")
     p.add_argument("--test-speakers", help="comma-separated speakers held out of training")
@@ -365,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("demo", "reproduce on the offline demo corpus (the README's main job)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--out", default="runs/demo", help="run root (local folder or s3:// URL)")
-        p.add_argument("--corpus", default="demo", choices=["demo", "wsj0", "folder"])
+        p.add_argument("--corpus", default="demo", choices=["demo", "wsj0", "folder", "sources"])
+        p.add_argument("--source", action="append", metavar="[NAME:]ROOT[=PATTERN]",
+                       help="--corpus sources: a speaker-labelled folder (repeatable), ids namespaced NAME/...")
         p.add_argument("--wsj0-root")
         p.add_argument("--mix-lists", help="folder holding the official mix_2_spk_{tr,cv,tt}.txt")
         p.add_argument("--root", help="folder corpus root")

@@ -17,7 +17,8 @@ from deepclust.model.checkpoint import save_model
 from deepclust.separate_files import safe_relative_stem
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["corpus", "mix", "features", "train", "separate", "separate-archive", "evaluate", "reproduce", "demo"]
+COMMANDS = ["corpus", "mix", "features", "train", "train-dynamic", "export-model", "separate", "separate-archive",
+            "evaluate", "reproduce", "demo"]
 
 
 def run_cli(*args, check=True):

@@ -74,3 +74,19 @@ def test_symlinked_speaker_folder_is_followed(tmp_path, corpora_dir):
     os.symlink(corpora_dir / "librispeech-speakers" / "1034", root / "1034")
     manifest = prepare_sources([CorpusSource(str(root), "librispeech")], test_fraction=0.5)
     assert sorted(manifest["speaker"].unique()) == ["corpus/103", "corpus/1034"]
+
+
+def test_corpus_stage_combines_sources_and_its_key_follows_their_content(two_corpora, tmp_path):
+    from deepclust import storage
+    from deepclust.pipeline.config import CorpusConfig
+    from deepclust.pipeline.stages import plan_corpus, run_stage
+
+    ocean, libri = two_corpora
+    config = CorpusConfig(name="sources", sources=[str(ocean), f"ls:{libri}=librispeech"])
+    url = run_stage(plan_corpus(str(tmp_path / "run"), config))
+    manifest = storage.read_parquet(url)
+    assert {s.split("/")[0] for s in manifest["speaker"]} == {"speechocean762", "ls"}
+    extra = ocean / "0001"
+    extra.mkdir(exist_ok=True)
+    shutil.copy(next(ocean.glob("*/*.flac")), extra / "000019999.flac")
+    assert plan_corpus(str(tmp_path / "run"), config).stage.key != url.rstrip("/").split("/")[-2]

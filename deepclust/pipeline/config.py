@@ -19,7 +19,9 @@ class CorpusConfig:
     """Which corpus becomes the utterance manifest.
 
     ``name``: "demo" (synthesised offline), "wsj0" (``root`` = the converted WSJ0 tree), "folder"
-    (``root`` + ``pattern``: "librispeech", "vctk", "fsdd" or a regex with a ``speaker`` group).
+    (``root`` + ``pattern``: "librispeech", "vctk", "fsdd", "speechocean762" or a regex with a ``speaker``
+    group), "sources" (several folders, ``sources`` = ``[NAME:]ROOT[=PATTERN]`` strings, ids namespaced
+    ``NAME/...``, split per source; see ``deepclust.corpora.sources``).
     """
 
     name: str = "demo"
@@ -28,6 +30,7 @@ class CorpusConfig:
     test_speakers: list[str] | None = None
     seed: int = 0
     utterances_per_speaker: int | None = None  # demo only: None = the demo's default
+    sources: list[str] | None = None  # "sources" only
 
 
 @dataclass

@@ -22,12 +22,18 @@ def corpus_source_fingerprint(config) -> list:
     Hashing every byte of WSJ0 (GBs) on each run would cost minutes; size and mtime change whenever
     a file is replaced. The demo corpus is made by the library itself, so its parameters suffice.
     """
-    if config.name == "demo" or not config.root:
+    if config.name == "demo":
         return []
+    roots = [config.root] if config.root else []
+    if config.name == "sources":
+        from deepclust.corpora.sources import CorpusSource
+
+        roots = [CorpusSource.parse(text).root for text in config.sources or []]
     listing = []
-    for path in storage.walk_local_files(config.root):  # symlinked folders too, as the corpus listing
-        stat = os.stat(path)
-        listing.append([os.path.relpath(path, config.root), stat.st_size, stat.st_mtime_ns])
+    for root in roots:
+        for path in storage.walk_local_files(root):  # symlinked folders too, as the corpus listing
+            stat = os.stat(path)
+            listing.append([root, os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns])
     return sorted(listing)
 
 
@@ -43,6 +49,8 @@ def corpus_unit(plan, unit) -> dict:
             kwargs["utterances_per_voice"] = config.utterances_per_speaker
     elif config.name == "wsj0":
         kwargs = {"root": config.root}
+    elif config.name == "sources":
+        kwargs = {"sources": config.sources, "test_speakers": config.test_speakers, "seed": config.seed}
     else:
         kwargs = {"root": config.root, "pattern": config.pattern or "librispeech",
                   "test_speakers": config.test_speakers, "seed": config.seed}
