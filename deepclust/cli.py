@@ -97,7 +97,8 @@ def cmd_train_dynamic(args) -> None:
                                seed=args.seed, max_train_seconds=args.max_seconds, num_threads=args.threads,
                                dc_loss=args.dc_loss or ("whitened" if model_config.mask_heads else "classic"),
                                mask_loss_weight=args.mask_loss_weight,
-                               lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every)
+                               lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every,
+                               lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e))
     mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speakers.split(",")))
     corpus = prepare_sources([CorpusSource.parse(text) for text in args.source], test_fraction=args.test_fraction,
                              seed=args.split_seed)
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--lr-halving-patience", type=int, help="halve the learning rate after this many epochs "
                    "without improvement")
+    p.add_argument("--lr-halving-epochs", default="", help="halve the learning rate after these epochs, e.g. 10,12")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--snapshot-every", type=int, help="keep the model of every N-th epoch in OUT/snapshots/")

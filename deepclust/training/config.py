@@ -36,6 +36,9 @@ class TrainConfig:
     lr_halving_patience: halve the learning rate after this many epochs in a row without improvement
         (and again after as many more); None keeps it constant. Decided from the validation loss only,
         so a resumed run halves at the same epochs.
+    lr_halving_epochs: also halve the learning rate after each of these epochs (counted over all stages):
+        a fixed schedule that does not depend on how many epochs follow, so a run extended later is the run
+        that would have been made with the longer budget from the start.
     snapshot_every: also keep the model of every N-th epoch as ``snapshots/epoch-NNN.pt`` (quality
         against training time, measured afterwards); None keeps only the best and the last.
     """
@@ -58,6 +61,7 @@ class TrainConfig:
     dc_loss: str = "classic"
     mask_loss_weight: float = 0.5
     lr_halving_patience: int | None = None
+    lr_halving_epochs: tuple[int, ...] = ()
     snapshot_every: int | None = None
 
     def __post_init__(self):
@@ -75,4 +79,5 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        values = {**values, "lr_halving_epochs": tuple(values.get("lr_halving_epochs") or ())}
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})

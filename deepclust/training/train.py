@@ -380,6 +380,9 @@ def fit(
                 if config.lr_halving_patience and state["bad_epochs"] % config.lr_halving_patience == 0:
                     for group in optimiser.param_groups:  # saved with the optimiser: resumes exactly
                         group["lr"] *= 0.5
+            if state["epoch"] in config.lr_halving_epochs:
+                for group in optimiser.param_groups:
+                    group["lr"] *= 0.5
             record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": frames,
                       "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
                       "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
