@@ -195,6 +195,13 @@ def test_time_budget_stops_at_an_epoch_boundary(fsdd_items, tmp_path):
                  quick_config(max_train_seconds=1e-9))
     assert result["stopped_reason"] == "time budget" and len(result["history"]) == 1
     assert storage.exists(result["model_url"])
+    # The run record flags it: a time-capped model is not the recipe's result.
+    from deepclust.pipeline.reproduce import training_outcome
+
+    config = quick_config(max_train_seconds=1e-9)
+    outcome = training_outcome({"stopped_reason": result["stopped_reason"], "epochs": 1}, config)
+    assert outcome["time_capped"] and f"after 1 of {config.max_epochs} epochs" in outcome["message"]
+    assert not training_outcome({"stopped_reason": "patience", "epochs": 3}, config)["time_capped"]
 
 
 def test_same_seed_gives_the_same_model_and_another_seed_does_not(fsdd_items, tmp_path):

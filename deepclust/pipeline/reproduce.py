@@ -14,6 +14,18 @@ from deepclust.pipeline import stages
 from deepclust.pipeline.config import ReproduceConfig
 
 
+def training_outcome(info: dict, train_config) -> dict:
+    """How training ended. A run stopped by the wall-clock cap is not the recipe's result: its model depends
+    on the machine's speed, so it is flagged (``time_capped``) with a message saying how far it got."""
+    reason = info.get("stopped_reason")
+    outcome = {"stopped_reason": reason, "epochs": info.get("epochs"), "max_epochs": train_config.max_epochs,
+               "best_val_loss": info.get("best_val_loss"), "time_capped": reason == "time budget"}
+    if outcome["time_capped"]:
+        outcome["message"] = (f"training stopped by the time cap ({train_config.max_train_seconds:.0f} s) after "
+                              f"{outcome['epochs']} of {train_config.max_epochs} epochs: not the recipe's result")
+    return outcome
+
+
 def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seconds: float) -> str:
     """``{run_root}/run.json``: every stage's manifest URL and key, the model and the results table."""
     from deepclust.pipeline.units import model_url_of
@@ -30,6 +42,7 @@ def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seco
         "stages": {name: {"manifest": storage.absolute(manifests[name]), "key": plan.stage.key,
                           "folder": storage.absolute(plan.stage.url)} for name, plan in plans.items()},
         "seconds": round(seconds, 1),
+        "training": training_outcome(plans["train"].stage.info(), config.train),
         "config": config.to_dict(),
     }
     url = storage.join(config.run_root, "run.json")
@@ -66,6 +79,8 @@ def print_summary(record: dict, log=print) -> None:
 
     summary = storage.read_parquet(record["summary"])
     log(markdown_table(headline(summary)))
+    if (record.get("training") or {}).get("time_capped"):
+        log(f"WARNING: {record['training']['message']}")
     log(f"report: {record['report']}")
     log(f"run record: {record.get('run_json')}")
 
