@@ -214,17 +214,29 @@ def cmd_reproduce(args) -> None:
 
     config = reproduce_config_from_args(args)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    history = {"history_url": args.history, "regression_margin_db": args.regression_margin}
     if args.no_prefect:
-        record = reproduce(config, log=log)
+        record = reproduce(config, log=log, **history)
     else:
         # The Prefect flows (a server if PREFECT_API_URL is set, else Prefect's ephemeral mode); the
         # library path when Prefect is not installed. Both share the stage store.
         from flows.cli import run_reproduce
 
-        record = run_reproduce(config, max_workers=args.workers, log=log)
+        record = run_reproduce(config, max_workers=args.workers, log=log, **history)
     print_summary(record)
     if args.command == "demo":
         _demo_real_example(storage.join(args.out, "real_example"))
+    if (record.get("history") or {}).get("regression"):
+        raise SystemExit(1)
+
+
+def cmd_compare(args) -> None:
+    from deepclust.reports.history import compare_runs
+
+    comparison = compare_runs(args.run_a, args.run_b)
+    print(comparison["markdown"])
+    if args.out:
+        storage.write_text_atomic(args.out, comparison["markdown"] + "\n")
 
 
 def _demo_real_example(out_url: str) -> None:
@@ -384,7 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in a minute or two")
         p.add_argument("--workers", type=int, help="units run in parallel by the flow's task runner")
         p.add_argument("--no-prefect", action="store_true", help="run the stages by hand, without Prefect")
+        p.add_argument("--history", help="run history table (Parquet URL); default: OUT/../history.parquet")
+        p.add_argument("--regression-margin", type=float, default=0.5,
+                       help="exit 1 when 2-speaker SDRi falls this many dB below the best earlier run of the same "
+                            "config and corpus")
         p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("compare", help="two runs side by side: config differences and results per condition")
+    p.add_argument("run_a", help="run root or run.json")
+    p.add_argument("run_b", help="run root or run.json")
+    p.add_argument("--out", help="also write the Markdown here")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -18,7 +18,7 @@ def prefect_available() -> bool:
 
 
 def run_reproduce(config, max_workers: int | None = None, task_runner: str = "thread", use_prefect: bool | None = None,
-                  log=print) -> dict:
+                  log=print, history_url: str | None = None, regression_margin_db: float = 0.5) -> dict:
     """Run the whole recipe; through the ``reproduce`` flow when Prefect is importable (or
     ``use_prefect=True``), else by hand with ``deepclust.pipeline.reproduce``. Both use the same stage
     store, so either can resume what the other started."""
@@ -27,7 +27,19 @@ def run_reproduce(config, max_workers: int | None = None, task_runner: str = "th
     if not use_prefect:
         from deepclust.pipeline.reproduce import reproduce as reproduce_by_hand
 
-        return reproduce_by_hand(config, log=log)
+        return reproduce_by_hand(config, log=log, history_url=history_url, regression_margin_db=regression_margin_db)
     from flows.reproduce import reproduce
 
-    return reproduce(config, max_workers=max_workers, task_runner=task_runner)
+    state = reproduce(config, max_workers=max_workers, task_runner=task_runner, history_url=history_url,
+                      regression_margin_db=regression_margin_db, return_state=True)
+    if state.is_completed():
+        return state.result()
+    # A Failed run whose record was written (a quality regression) is still reported; anything else raises.
+    from deepclust import storage
+
+    run_json = storage.join(config.run_root, "run.json")
+    record = storage.read_json(run_json) if storage.exists(run_json) else {}
+    if not (record.get("history") or {}).get("regression"):
+        state.result()  # raises the flow's error
+    record["run_json"] = storage.absolute(run_json)
+    return record

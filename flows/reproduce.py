@@ -18,36 +18,39 @@ import time
 from types import SimpleNamespace
 
 from prefect import flow, get_run_logger
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 
 from deepclust import storage
 from deepclust.pipeline.config import ReproduceConfig, demo_config
-from deepclust.pipeline.reproduce import write_run_record
+from deepclust.pipeline.reproduce import record_history, write_run_record
 from deepclust.pipeline.store import Stage
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
-from tasks import finish_task, plan_stage, publish_run_artifacts
+from tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
 
 STAGES = ("corpus", "mixtures", "features", "train", "separate", "evaluate")
 
 
 @flow(name="reproduce", log_prints=True)
 def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | None = None,
-              task_runner: str = "thread"):
+              task_runner: str = "thread", history_url: str | None = None, regression_margin_db: float = 0.5):
     """Run (or reuse) every stage, write ``{run_root}/run.json``, publish the reports; returns the run record.
 
     ``task_runner``: "thread" (default) or "process"; ``max_workers``: parallel units per stage
-    (default: the CPU count, at most 4).
+    (default: the CPU count, at most 4). Every run is appended to the history table at ``history_url``
+    (default: ``history.parquet`` beside the run root) and published as ``dpcl-history``; a run more than
+    ``regression_margin_db`` below the best earlier run of its recipe and corpus ends Failed.
     """
     logger = get_run_logger()
     began = time.perf_counter()
     root = config.run_root
     storage.makedirs(root)
-    plans, manifests = {}, {}
+    plans, manifests, stage_seconds = {}, {}, {}
 
     def stage(name: str, stage_flow, upstream: list, configs: list, **options) -> str:
         """Plan the stage here; a committed one is reused from the store (its commit task comes out of
         Prefect's cache) without starting its flow, else the stage flow runs (and re-plans, cheaply)."""
+        started = time.perf_counter()
         plan = plan_stage(name, root, upstream, configs)
         plans[name] = SimpleNamespace(stage=Stage(**plan["stage"]))
         if plans[name].stage.is_complete():
@@ -56,6 +59,7 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
         else:
             runner = stage_flow if name == "train" else with_task_runner(stage_flow, task_runner, max_workers)
             manifests[name] = runner(root, *upstream, *configs, **options)
+        stage_seconds[name] = time.perf_counter() - started
         return manifests[name]
 
     corpus = stage("corpus", stage_flows.make_corpus, [], [config.corpus])
@@ -65,15 +69,22 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
     separated = stage("separate", stage_flows.separate, [model, mixtures], [config.separate])
     results = stage("evaluate", stage_flows.evaluate, [separated, mixtures], [config.evaluate], publish=False)
 
-    url = write_run_record(config, plans, manifests, time.perf_counter() - began)
+    url = write_run_record(config, plans, manifests, time.perf_counter() - began, stage_seconds)
     record = storage.read_json(url)
     record["run_json"] = storage.absolute(url)
     failed = {name: failed_items(manifests[name]) for name in STAGES}
     stage_flows.publish_training(model)
     stage_flows.publish_evaluation(results)
     publish_run_artifacts(record, failed)
+    history = record_history(record, history_url, regression_margin_db)
+    publish_history(history["url"], history["config_fingerprint"], history.get("trend_png"))
     logger.info("report: %s", record.get("report"))
     logger.info("run record: %s", record["run_json"])
+    if history.get("regression"):
+        return Failed(message=history["regression"]["message"], data=record)
+    training = record.get("training") or {}
+    if training.get("time_capped"):
+        return Completed(message=training["message"], data=record)
     if any(failed.values()):
         listing = ", ".join(f"{name}: {count}" for name, count in failed.items() if count)
         return Completed(message=f"completed; failed items recorded with their reasons ({listing})", data=record)

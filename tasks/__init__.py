@@ -5,6 +5,7 @@ A task calls the library and returns a small reference (a plan dict, a manifest 
 
 from tasks.artifacts import (
     StageProgress,
+    publish_history,
     publish_loss_curve,
     publish_results,
     publish_run_artifacts,
@@ -16,6 +17,6 @@ from tasks.stage_tasks import finish_stage, finish_task, plan_stage, run_stage_u
 
 __all__ = [
     "StageCache", "StageProgress", "StageUnitCache", "finish_stage", "finish_task", "is_transient", "plan_stage",
-    "publish_loss_curve", "publish_results", "publish_run_artifacts", "publish_summary",
+    "publish_history", "publish_loss_curve", "publish_results", "publish_run_artifacts", "publish_summary",
     "result_storage_for", "retry_transient", "run_stage_unit",
 ]

@@ -120,6 +120,22 @@ def publish_run_artifacts(record: dict, failed_items: dict) -> None:
     create_markdown_artifact(markdown="\n".join(lines), key="dpcl-run", description="deepclust run record")
 
 
+@task(name="publish-history", cache_policy=NO_CACHE)
+def publish_history(history_url: str, config_fingerprint: str, trend_png: str | None = None) -> str:
+    """``dpcl-history``: every run of the history table (newest last), and ``dpcl-history-trend``: this
+    recipe's SDRi per run over time, the IBM ceiling as a line, with the same rows as Markdown."""
+    from deepclust.reports.history import read_history, trend_markdown
+
+    history = read_history(history_url)
+    create_table_artifact(table=table_rows(history), key="dpcl-history",
+                          description=f"deepclust run history: {history_url}")
+    figure = f"![SDRi per run]({data_uri(trend_png)})\n\n" if trend_png else ""
+    create_markdown_artifact(
+        markdown=f"# Runs of config {config_fingerprint}\n\n{figure}{trend_markdown(history, config_fingerprint)}\n",
+        key="dpcl-history-trend", description="SDRi per run over time, IBM ceiling as a line")
+    return history_url
+
+
 class StageProgress:
     """A ``dpcl-progress-<stage>`` progress artifact advanced once per finished unit (flow-side)."""
 

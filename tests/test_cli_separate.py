@@ -17,7 +17,7 @@ from deepclust.model.checkpoint import save_model
 from deepclust.separate_files import safe_relative_stem
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["corpus", "mix", "features", "train", "train-dynamic", "export-model", "separate", "separate-archive",
+COMMANDS = ["corpus", "mix", "features", "train", "train-dynamic", "export-model", "separate", "separate-archive", "compare",
             "evaluate", "reproduce", "demo"]
 
 

@@ -135,3 +135,39 @@ def test_artifacts_hold_the_results_and_summary_rows(tiny_run):
     curve = json.loads(curve) if isinstance(curve, str) else curve
     assert [r["epoch"] for r in curve] == list(history["epoch"])
     assert float(artifacts["dpcl-progress-features"].data) == 100.0
+
+
+def test_history_grows_and_an_injected_regression_fails_the_run(tiny_run):
+    """Every run appends to the history; a run well below the best earlier run of its recipe ends Failed."""
+    from prefect.client.orchestration import get_client
+
+    from deepclust.reports.history import read_history
+    from flows.reproduce import reproduce
+
+    record = _read_run(tiny_run["run_root"])
+    history_url = record["history"]["url"]
+    history = read_history(history_url)
+    assert len(history) >= 1 and history["config_fingerprint"].nunique() == 1
+    assert {"sdri_2spk_open", "ibm_sdri_2spk_open", "code_version", "machine"} <= set(history.columns)
+    # An earlier run of the same recipe that scored 3 dB more: the next run must be flagged against it.
+    better = history.iloc[[-1]].assign(run_id="earlier-better-run", run_root="/elsewhere/better",
+                                       sdri_2spk_open=history["sdri_2spk_open"].iloc[-1] + 3.0)
+    storage.write_parquet(pd.concat([history, better], ignore_index=True), history_url)
+    try:
+        state = reproduce(copy.deepcopy(tiny_run["config"]), return_state=True)
+        after = read_history(history_url)
+    finally:  # the other tests of this session rerun the same recipe: leave no better run behind
+        storage.write_parquet(history, history_url)
+    assert state.is_failed()
+    assert "quality regression" in state.message and "earlier-better-run" in state.message
+    flagged = _read_run(tiny_run["run_root"])["history"]["regression"]
+    assert flagged["best_run_id"] == "earlier-better-run" and 2.9 < flagged["drop"] < 3.1
+    assert len(after) == len(history) + 2
+
+    async def artifact_keys():
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
+    import asyncio
+
+    assert {"dpcl-history", "dpcl-history-trend"} <= asyncio.run(artifact_keys())

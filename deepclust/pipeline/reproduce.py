@@ -26,7 +26,8 @@ def training_outcome(info: dict, train_config) -> dict:
     return outcome
 
 
-def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seconds: float) -> str:
+def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seconds: float,
+                     stage_seconds: dict | None = None) -> str:
     """``{run_root}/run.json``: every stage's manifest URL and key, the model and the results table."""
     from deepclust.pipeline.units import model_url_of
 
@@ -42,6 +43,7 @@ def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seco
         "stages": {name: {"manifest": storage.absolute(manifests[name]), "key": plan.stage.key,
                           "folder": storage.absolute(plan.stage.url)} for name, plan in plans.items()},
         "seconds": round(seconds, 1),
+        "stage_seconds": {name: round(value, 1) for name, value in (stage_seconds or {}).items()},
         "training": training_outcome(plans["train"].stage.info(), config.train),
         "config": config.to_dict(),
     }
@@ -50,16 +52,43 @@ def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seco
     return url
 
 
-def reproduce(config: ReproduceConfig, log=print) -> dict:
-    """Run every stage (reusing finished ones) and return the run record."""
+def record_history(record: dict, history_url: str | None = None, margin_db: float = 0.5) -> dict:
+    """Append this run to the history table, check it against the best earlier run of the same recipe and
+    corpus, and note both in ``record`` (and run.json): ``record["history"] = {url, run_id, regression}``.
+
+    A regression (see ``deepclust.reports.history.find_regression``) is returned, not raised: the caller
+    decides (the CLI exits 1, the flow ends Failed).
+    """
+    from deepclust.reports.history import (append_history, default_history_url, find_regression, history_row,
+                                           plot_trend)
+
+    url = history_url or default_history_url(record["run_root"])
+    summary = storage.read_parquet(record["summary"])
+    row = history_row(record, summary, record.get("stage_seconds"))
+    history = append_history(url, row)
+    regression = find_regression(history, row, margin_db)
+    trend = plot_trend(history[history["config_fingerprint"] == row["config_fingerprint"]],
+                       storage.join(record["run_root"], "history_trend.png"))
+    record["history"] = {"url": storage.absolute(url), "run_id": row["run_id"], "trend_png": trend,
+                         "config_fingerprint": row["config_fingerprint"], "regression": regression}
+    storage.write_json({k: v for k, v in record.items() if k != "run_json"}, storage.join(record["run_root"], "run.json"))
+    return record["history"]
+
+
+def reproduce(config: ReproduceConfig, log=print, history_url: str | None = None,
+              regression_margin_db: float = 0.5) -> dict:
+    """Run every stage (reusing finished ones), append the run to its history (``record_history``) and
+    return the run record."""
     began = time.perf_counter()
     root = config.run_root
     storage.makedirs(root)
-    plans, manifests = {}, {}
+    plans, manifests, stage_seconds = {}, {}, {}
 
     def run(name, plan):
         plans[name] = plan
+        started = time.perf_counter()
         manifests[name] = stages.run_stage(plan, log=log)
+        stage_seconds[name] = time.perf_counter() - started
         return manifests[name]
 
     corpus = run("corpus", stages.plan_corpus(root, config.corpus))
@@ -68,9 +97,10 @@ def reproduce(config: ReproduceConfig, log=print) -> dict:
     model = run("train", stages.plan_training(root, features, config.model, config.train))
     separated = run("separate", stages.plan_separation(root, model, mixtures, config.separate))
     run("evaluate", stages.plan_evaluation(root, separated, mixtures, config.evaluate))
-    url = write_run_record(config, plans, manifests, time.perf_counter() - began)
+    url = write_run_record(config, plans, manifests, time.perf_counter() - began, stage_seconds)
     record = storage.read_json(url)
     record["run_json"] = storage.absolute(url)
+    record_history(record, history_url, regression_margin_db)
     return record
 
 
@@ -81,6 +111,11 @@ def print_summary(record: dict, log=print) -> None:
     log(markdown_table(headline(summary)))
     if (record.get("training") or {}).get("time_capped"):
         log(f"WARNING: {record['training']['message']}")
+    history = record.get("history") or {}
+    if history:
+        log(f"history: {history['url']} (run {history['run_id']}, config {history['config_fingerprint']})")
+        if history.get("regression"):
+            log(f"REGRESSION: {history['regression']['message']}")
     log(f"report: {record['report']}")
     log(f"run record: {record.get('run_json')}")
 
