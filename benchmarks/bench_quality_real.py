@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--snapshots", help="a folder of epoch-NNN.pt: two-speaker SDRi of each (training time)")
     parser.add_argument("--results", help="write every row to this Parquet file")
+    parser.add_argument("--whitened", action="store_true", help="also k-means on whitened embeddings (2 speakers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -156,6 +157,8 @@ def main() -> None:
 
     has_masks = bool(getattr(loaded.model.config, "mask_heads", 0))
     two = {"k-means": Separator(loaded, device="cpu", inference="kmeans")}
+    if args.whitened:
+        two["k-means (whitened)"] = Separator(loaded, device="cpu", inference="kmeans", whiten=True)
     if has_masks:
         two = {"mask head": Separator(loaded, device="cpu", inference="mask"), **two}
     rows2, seconds2 = score(draw_mixtures(pool, args.mixtures, 2, args.seed), two, 2, speaker_of, gender_of, age_of)

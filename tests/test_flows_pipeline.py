@@ -141,17 +141,18 @@ def test_history_grows_and_an_injected_regression_fails_the_run(tiny_run):
     """Every run appends to the history; a run well below the best earlier run of its recipe ends Failed."""
     from prefect.client.orchestration import get_client
 
-    from deepclust.reports.history import read_history
+    from deepclust.reports.history import config_fingerprint, read_history
     from flows.reproduce import reproduce
 
     record = _read_run(tiny_run["run_root"])
     history_url = record["history"]["url"]
     history = read_history(history_url)
-    assert len(history) >= 1 and history["config_fingerprint"].nunique() == 1
+    ours = history[history["config_fingerprint"] == config_fingerprint(tiny_run["config"].to_dict())]
+    assert len(ours) >= 1, history[["run_id", "config_fingerprint"]]
     assert {"sdri_2spk_open", "ibm_sdri_2spk_open", "code_version", "machine"} <= set(history.columns)
     # An earlier run of the same recipe that scored 3 dB more: the next run must be flagged against it.
-    better = history.iloc[[-1]].assign(run_id="earlier-better-run", run_root="/elsewhere/better",
-                                       sdri_2spk_open=history["sdri_2spk_open"].iloc[-1] + 3.0)
+    better = ours.iloc[[-1]].assign(run_id="earlier-better-run", run_root="/elsewhere/better",
+                                    sdri_2spk_open=ours["sdri_2spk_open"].iloc[-1] + 3.0)
     storage.write_parquet(pd.concat([history, better], ignore_index=True), history_url)
     try:
         state = reproduce(copy.deepcopy(tiny_run["config"]), return_state=True)

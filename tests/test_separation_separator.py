@@ -89,3 +89,18 @@ def test_two_speaker_model_separates_into_three(tiny_model_url, mixtures):
 def test_rejects_unknown_kmeans_backend(tiny_model_url):
     with pytest.raises(ValueError):
         Separator(tiny_model_url, kmeans="faiss")
+
+
+def test_whitened_embeddings_have_identity_covariance_over_the_valid_bins():
+    import torch
+
+    from deepclust.separation.separator import whiten_embeddings
+
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(2, 30, 9, 5, generator=generator) @ torch.randn(5, 5, generator=generator)
+    valid = torch.rand(2, 30, 9, generator=generator) > 0.3
+    white = whiten_embeddings(embeddings, valid)
+    for item in range(2):
+        points = white[item][valid[item]].double()
+        covariance = points.T @ points / points.shape[0]
+        assert torch.allclose(covariance, torch.eye(5, dtype=torch.float64), atol=1e-4)

@@ -38,6 +38,17 @@ def _feature_config(value) -> FeatureConfig:
     return FeatureConfig()
 
 
+def whiten_embeddings(embeddings: torch.Tensor, valid: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``(batch, frames, freq, emb)`` -> the same shape times ``(V^T V / n)^-1/2`` of each item's valid bins."""
+    batch, dim = embeddings.shape[0], embeddings.shape[-1]
+    flat = embeddings.reshape(batch, -1, dim).double()
+    weights = valid.reshape(batch, -1, 1).double()
+    covariance = (flat * weights).transpose(1, 2) @ flat / weights.sum(1, keepdim=True).clamp_min(1.0)
+    values, vectors = torch.linalg.eigh(covariance + eps * torch.eye(dim, dtype=flat.dtype, device=flat.device))
+    inverse_root = vectors @ torch.diag_embed(values.clamp_min(eps).rsqrt()) @ vectors.transpose(1, 2)
+    return (flat @ inverse_root).to(embeddings.dtype).reshape(embeddings.shape)
+
+
 class Separator:
     """Deep clustering separator around a trained model.
 
@@ -50,13 +61,14 @@ class Separator:
         n_init: k-means restarts per utterance.
         inference: "auto" (the mask head when the model has one for the K asked for, else k-means),
             "mask" (the mask head; an error when it has none for K) or "kmeans".
+        whiten: cluster whitened embeddings ``V (V^T V)^-1/2`` (per utterance) instead of V.
 
     Attributes:
         sample_rate: the rate the model was trained at (from its feature config); inputs must use it.
     """
 
     def __init__(self, model: str | LoadedModel, device: str | torch.device = "auto", kmeans: str = "auto",
-                 seed: int = 0, n_init: int = DEFAULT_N_INIT, inference: str = "auto"):
+                 seed: int = 0, n_init: int = DEFAULT_N_INIT, inference: str = "auto", whiten: bool = False):
         if kmeans not in ("auto", "torch", "sklearn"):
             raise ValueError(f"kmeans must be 'auto', 'torch' or 'sklearn', got {kmeans!r}")
         if inference not in ("auto", "mask", "kmeans"):
@@ -75,6 +87,10 @@ class Separator:
         self.kmeans = kmeans
         self.seed = int(seed)
         self.n_init = int(n_init)
+        # Whitened k-means (V (V^T V)^-1/2, the space Chimera++'s L_DC,W is written in) is an option, off by
+        # default: on the shipped model's held-out mixtures it scored lower than plain k-means
+        # (benchmarks/RESULTS.md) and took longer.
+        self.whiten = bool(whiten)
 
     # -- embeddings -------------------------------------------------------------------------------
 
@@ -139,6 +155,8 @@ class Separator:
     def _cluster(self, embeddings: torch.Tensor, valid: torch.Tensor, frame_counts, k: int) -> torch.Tensor:
         """``(batch, frames, freq, emb)`` -> labels ``(batch, frames, freq)``, every bin labelled."""
         batch, frames, freq, dim = embeddings.shape
+        if self.whiten:
+            embeddings = whiten_embeddings(embeddings, valid)
         points = embeddings.reshape(batch, frames * freq, dim)
         if self.kmeans == "torch":
             labels, _ = kmeans_torch(points, valid.reshape(batch, -1), k, seed=self.seed, n_init=self.n_init)

@@ -392,7 +392,8 @@ def fit(
             if config.snapshot_every and state["epoch"] % config.snapshot_every == 0 and replicas.writes:
                 save_model(storage.join(out_url, "snapshots", f"epoch-{state['epoch']:03d}.pt"), model, feature_stats,
                            feature_config or {}, {**(extra or {}), "epoch": state["epoch"],
-                                                  "global_step": state["global_step"], "val_loss": val_loss})
+                                                  "global_step": state["global_step"], "val_loss": val_loss,
+                                                  "train_config": config.to_dict()})
             save_state()
             if replicas.writes:
                 _write_history(out_url, state["history"])
