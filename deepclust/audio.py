@@ -1,7 +1,9 @@
 """Reading, resampling and writing audio.
 
-Reads whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, NIST SPHERE without shorten compression, ...)
-from local paths or fsspec URLs. Every way audio can be unusable raises ``BadAudioError(path, reason)``.
+Reads whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, ...) and NIST SPHERE as LDC ships it (WSJ0's
+``.wv1``/``.wv2``, ``.sph``: pcm, ulaw or alaw, shorten-compressed or not, 1-2 channels, either byte order,
+decoded by ``desphere`` exactly as LDC's sph2pipe does), from local paths or fsspec URLs. Every way audio
+can be unusable raises ``BadAudioError(path, reason)``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,42 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
+SPHERE_MAGIC = b"NIST_1A"
+
+
+def _is_sphere(path: str, head: bytes | None = None) -> bool:
+    """By content when the first bytes are at hand, else by suffix (``.sph``, ``.wv1``, ``.wv2``)."""
+    if head is not None:
+        return head.startswith(SPHERE_MAGIC)
+    return str(path).lower().endswith((".sph", ".wv1", ".wv2"))
+
+
+def _local(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def _raw_bytes(path: str) -> bytes:
+    if storage.is_local(path):
+        if not os.path.exists(_local(path)):
+            raise BadAudioError(path, "no such file")
+        with open(_local(path), "rb") as handle:
+            return handle.read()
+    return storage.read_bytes(path)
+
+
+def _sphere_to_wav(path: str, raw: bytes) -> bytes:
+    """A SPHERE file's bytes as 16-bit PCM WAV bytes (sph2pipe's ``-p`` output, bit for bit)."""
+    import desphere
+
+    try:
+        return desphere.transcode_bytes(raw)
+    except (desphere.DesphereError, ValueError, IndexError, EOFError) as error:
+        raise BadAudioError(path, f"damaged or unsupported NIST SPHERE file ({error})") from error
+
+
 def _read(path: str):
+    if _is_sphere(path):
+        return _read_sphere(path)
     try:
         if storage.is_local(path):
             local = path[len("file://"):] if path.startswith("file://") else path
@@ -62,6 +99,22 @@ def _read(path: str):
         raise BadAudioError(path, f"unreadable as audio ({error})") from error
     except OSError as error:
         raise BadAudioError(path, f"cannot open ({error})") from error
+
+
+def _read_sphere(path: str):
+    try:
+        raw = _raw_bytes(path)
+    except OSError as error:
+        raise BadAudioError(path, f"cannot open ({error})") from error
+    if not _is_sphere(path, raw[:16]):  # a .wv1 that is not SPHERE (e.g. already converted): libsndfile
+        try:
+            return sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            raise BadAudioError(path, f"unreadable as audio ({error})") from error
+    try:
+        return sf.read(io.BytesIO(_sphere_to_wav(path, raw)), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise BadAudioError(path, f"damaged NIST SPHERE file ({error})") from error
 
 
 def read_audio(url, target_sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
@@ -84,6 +137,8 @@ def read_audio(url, target_sr: int | None = None, mono: bool = True) -> tuple[np
 def audio_info(url) -> tuple[int, int, int]:
     """``(sample_rate, frames, channels)`` without decoding the samples (local files only read headers)."""
     path = str(url)
+    if _is_sphere(path):
+        return _sphere_info(path)
     try:
         if storage.is_local(path):
             info = sf.info(path[len("file://"):] if path.startswith("file://") else path)
@@ -92,6 +147,32 @@ def audio_info(url) -> tuple[int, int, int]:
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
         raise BadAudioError(path, f"unreadable as audio ({error})") from error
     return int(info.samplerate), int(info.frames), int(info.channels)
+
+
+def _sphere_info(path: str) -> tuple[int, int, int]:
+    """``(sample_rate, frames, channels)`` from a SPHERE header (the first 1024 bytes hold it, per NIST)."""
+    import desphere
+
+    try:
+        if storage.is_local(path):
+            with open(_local(path), "rb") as handle:
+                head = handle.read(4096)
+        else:
+            with storage.open_url(path, "rb") as handle:
+                head = handle.read(4096)
+    except OSError as error:
+        raise BadAudioError(path, f"cannot open ({error})") from error
+    if not _is_sphere(path, head):
+        try:
+            info = sf.info(io.BytesIO(_raw_bytes(path)))
+        except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
+            raise BadAudioError(path, f"unreadable as audio ({error})") from error
+        return int(info.samplerate), int(info.frames), int(info.channels)
+    try:
+        header = desphere.SphereHeader.parse(head)
+        return int(header.sample_rate), int(header.sample_count), int(header.channel_count)
+    except (desphere.DesphereError, ValueError, KeyError, TypeError) as error:
+        raise BadAudioError(path, f"damaged NIST SPHERE header ({error})") from error
 
 
 def write_audio(url, x: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:

@@ -1,8 +1,10 @@
-"""WSJ0 (LDC93S6A) as used by the wsj0-2mix recipe, after conversion of the .wv1 files to WAV.
+"""WSJ0 (LDC93S6A) as used by the wsj0-2mix recipe: the LDC tree as shipped, or converted to WAV.
 
-Layout: ``<root>/wsj0/{si_tr_s,si_dt_05,si_et_05}/<speaker>/<utterance>.wav`` (``root`` may also be the
-``wsj0`` folder itself). ``.wav``/``.WAV`` and ``.wv1`` files that libsndfile reads are accepted.
-Speaker genders come from ``wsj0/doc/spkrinfo.txt`` when present.
+Layout: ``<root>/wsj0/{si_tr_s,si_dt_05,si_et_05}/<speaker>/<utterance>.wv1`` as on the discs (NIST SPHERE,
+shorten-compressed; read directly, no sph2pipe needed), or the same tree converted to ``.wav``; folder and
+file names in either case (the discs' ISO 9660 names are upper-case on some systems). ``root`` may also be
+the ``wsj0`` folder itself. Where both a ``.wav`` and a ``.wv1`` of one utterance exist, the ``.wav`` is
+used. Speaker genders come from ``wsj0/doc/spkrinfo.txt`` when present.
 """
 
 from __future__ import annotations
@@ -19,16 +21,32 @@ SUBSETS = ("si_tr_s", "si_dt_05", "si_et_05")
 SUFFIXES = (".wav", ".wv1")
 
 
+def _child(folder: str, name: str) -> str | None:
+    """``folder/name`` matched case-insensitively (``WSJ0``, ``SI_TR_S``, ``01T``), or None."""
+    exact = storage.join(folder, name)
+    if storage.exists(exact):
+        return exact
+    fs, path = storage.filesystem(folder)
+    try:
+        entries = fs.ls(path, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for entry in entries:
+        if entry.rstrip("/").rsplit("/", 1)[-1].lower() == name.lower():
+            return storage.join(folder, entry.rstrip("/").rsplit("/", 1)[-1])
+    return None
+
+
 def _wsj0_dir(root: str) -> str:
-    """The folder holding si_tr_s/...: ``<root>/wsj0`` when it exists, else ``root`` itself."""
-    nested = storage.join(root, "wsj0")
-    return nested if storage.exists(nested) else root
+    """The folder holding si_tr_s/...: ``<root>/wsj0`` (any case) when it exists, else ``root`` itself."""
+    return _child(root, "wsj0") or root
 
 
 def read_speaker_genders(wsj0_dir: str) -> dict[str, str]:
     """``{speaker: "m"|"f"}`` from ``doc/spkrinfo.txt`` (``;`` comment lines, then ``<id> <M|F> ...``)."""
-    path = storage.join(wsj0_dir, "doc", "spkrinfo.txt")
-    if not storage.exists(path):
+    doc = _child(wsj0_dir, "doc")
+    path = _child(doc, "spkrinfo.txt") if doc else None
+    if path is None:
         return {}
     genders = {}
     for line in storage.read_bytes(path).decode("utf-8", errors="replace").splitlines():
@@ -43,8 +61,8 @@ def read_speaker_genders(wsj0_dir: str) -> dict[str, str]:
 
 def _utterance_files(wsj0_dir: str, subset: str) -> list[str]:
     """Audio files of one subset, ``.wav`` preferred when a ``.wv1`` of the same stem sits beside it."""
-    folder = storage.join(wsj0_dir, subset)
-    if not storage.exists(folder):
+    folder = _child(wsj0_dir, subset)
+    if folder is None:
         return []
     by_stem: dict[str, str] = {}
     for path in storage.list_files(folder, SUFFIXES):
@@ -71,10 +89,14 @@ def prepare_wsj0(root) -> pd.DataFrame:
             except BadAudioError as error:
                 errors.append(error)
                 continue
-            rows.append(dict(utterance_id=stem, path=path, speaker=speaker, gender=genders.get(speaker.lower()),
+            speaker, stem = speaker.lower(), stem.lower()  # the discs' names are upper-case on some systems
+            rows.append(dict(utterance_id=stem, path=path, speaker=speaker, gender=genders.get(speaker),
                              duration=duration, sample_rate=sample_rate, subset=subset))
     if not rows and not errors:
-        raise FileNotFoundError(f"no WSJ0 audio under {root}: expected wsj0/{{{','.join(SUBSETS)}}}/<spk>/*.wav")
+        raise FileNotFoundError(
+            f"no WSJ0 audio under {root} (looked in {wsj0_dir}): expected the LDC tree "
+            f"wsj0/{{{','.join(SUBSETS)}}}/<speaker>/<utterance>.wv1 (or the same tree converted to .wav); "
+            f"give --wsj0-root the folder that holds wsj0/")
     return build_manifest(rows, errors)
 
 
@@ -88,9 +110,18 @@ def resolve_wsj0_path(root, listed_path: str) -> str:
     if relative.parts and relative.parts[0].lower() == "wsj0":
         relative = PurePosixPath(*relative.parts[1:])
     stem = relative.with_suffix("")
-    candidates = [storage.join(_wsj0_dir(root), str(stem) + suffix)
-                  for suffix in (".wav", ".WAV", ".wv1", ".WV1")]
+    base = _wsj0_dir(root)
+    candidates = [storage.join(base, str(stem) + suffix) for suffix in (".wav", ".WAV", ".wv1", ".WV1")]
     for candidate in candidates:
         if storage.exists(candidate):
             return candidate
-    raise FileNotFoundError(f"{listed_path}: neither {candidates[0]} nor {candidates[2]} (any suffix case) exists")
+    # Folder and file names in another case (SI_TR_S/01T/01TO030V.WV1): match each component.
+    folder = base
+    for part in stem.parts[:-1]:
+        folder = _child(folder, part) if folder else None
+    if folder:
+        for suffix in (".wav", ".wv1"):
+            found = _child(folder, stem.name + suffix)
+            if found:
+                return found
+    raise FileNotFoundError(f"{listed_path}: neither {candidates[0]} nor {candidates[2]} (any case) exists")
