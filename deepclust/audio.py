@@ -101,6 +101,16 @@ def _read(path: str):
         raise BadAudioError(path, f"cannot open ({error})") from error
 
 
+def sphere_as_wav(path: str) -> bytes | None:
+    """A NIST SPHERE file (by its first bytes) as WAV bytes, for readers that stream through libsndfile;
+    None when ``path`` is not SPHERE. ``BadAudioError`` when it is, but cannot be decoded."""
+    try:
+        raw = _raw_bytes(path)
+    except OSError as error:
+        raise BadAudioError(path, f"cannot open ({error})") from error
+    return _sphere_to_wav(path, raw) if _is_sphere(path, raw[:16]) else None
+
+
 def _read_sphere(path: str):
     try:
         raw = _raw_bytes(path)

@@ -23,6 +23,7 @@ Each output is written to a temporary file and renamed into place only when comp
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import os
@@ -35,7 +36,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from deepclust.audio import resample
+from deepclust.audio import resample, sphere_as_wav
 from deepclust.errors import BadAudioError
 
 # Overlap alignment is trusted when the best permutation beats the second best by this fraction of the
@@ -151,8 +152,11 @@ class BlockReader:
     def __init__(self, path: str, sample_rate: int, context_seconds: float = 0.05):
         self.path = str(path)
         check_wav_complete(self.path)
+        # NIST SPHERE (WSJ0's shorten-compressed .wv1) is decoded to WAV in memory first: libsndfile cannot
+        # read shorten. Such files are utterances of seconds, not hours.
+        sphere = sphere_as_wav(self.path) if self.path.lower().endswith((".sph", ".wv1", ".wv2")) else None
         try:
-            self.file = sf.SoundFile(self.path)
+            self.file = sf.SoundFile(io.BytesIO(sphere) if sphere is not None else self.path)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
             raise BadAudioError(self.path, f"unreadable as audio ({error})") from error
         except OSError as error:
