@@ -118,3 +118,17 @@ def test_deployed_reproduce_runs_on_a_process_worker(prefect_server, served_tiny
     assert "IBM SDRi" in summary.data
     assert worker.poll() is None, f"the worker exited:\n{worker_log[-4000:]}"
     print(f"deploy + deployment run on a process worker: {time.perf_counter() - began:.1f} s")
+
+
+def test_regression_notification_automation_is_a_valid_prefect_automation():
+    """deployments/automation-regression.yaml parses as a Prefect automation on a Failed reproduce run."""
+    import uuid
+
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    text = (REPO / "deployments" / "automation-regression.yaml").read_text()
+    data = yaml.safe_load(text.replace("<NOTIFICATION-BLOCK-ID>", str(uuid.uuid4())))
+    automation = AutomationCore.model_validate(data)
+    assert automation.trigger.expect == {"prefect.flow-run.Failed"}
+    assert automation.actions[0].type == "send-notification"
