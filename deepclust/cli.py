@@ -104,13 +104,9 @@ def cmd_train_dynamic(args) -> None:
                              seed=args.split_seed)
     command = "deepclust " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("deepclust") else None
 
-    def report(record: dict) -> None:
-        print(f"epoch {record['epoch']} ({record['chunk_frames']} frames, {record['steps']} steps, "
-              f"{record['seconds']:.0f} s): train {record['train_loss']:.4f}, val {record['val_loss']:.4f}"
-              f"{' (best)' if record['improved'] else ''}", file=sys.stderr, flush=True)
-
+    # Epoch lines (loss, time left) come through the library's logging (see main).
     result = train_dynamic(corpus, args.out, model_config, train_config, mix_config,
-                           progress=report, provenance={"command": command})
+                           provenance={"command": command})
     print(f"{result['stopped_reason']} after {result['epochs']} epochs ({result['global_step']} steps); "
           f"best validation loss {result['best_val_loss']:.4f}; model: {storage.absolute(result['model_url'])}")
 
@@ -410,7 +406,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
+    import logging
+
     args = build_parser().parse_args(argv)
+    # The library reports progress (training epochs, loss, time left) through logging: show it on the
+    # console, so a person watching a long stage sees it move.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    library_log = logging.getLogger("deepclust")
+    if not library_log.handlers:
+        library_log.addHandler(handler)
+        library_log.setLevel(logging.INFO)
     args.func(args)
 
 

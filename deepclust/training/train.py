@@ -398,8 +398,13 @@ def fit(
             if replicas.writes:
                 _write_history(out_url, state["history"])
             replicas.barrier()  # model.pt and last.pt are complete before any process reads them
-            log.info("epoch %(epoch)d (chunks of %(chunk_frames)d): train %(train_loss).4f, val %(val_loss).4f, "
-                     "%(seconds).1f s", record)
+            # At most this many epochs remain (early stopping may end sooner): a time-left bound for the console.
+            stages_left = 1 if state["stage"] == 0 and config.curriculum_chunk_frames else 0
+            epochs_left = max(0, config.max_epochs - state["stage_epochs"]) + stages_left * config.max_epochs
+            mean_seconds = state["train_seconds"] / max(1, len(state["history"]))
+            log.info("epoch %d (chunks of %d, %d steps): train %.4f, val %.4f%s, %.0f s; at most %d epochs "
+                     "(~%.0f min) left", record["epoch"], frames, len(losses), record["train_loss"], val_loss,
+                     " (best)" if improved else "", seconds, epochs_left, epochs_left * mean_seconds / 60)
             if progress is not None:
                 progress(record)
 
