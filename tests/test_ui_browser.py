@@ -88,3 +88,45 @@ def test_summary_artifact_shows_its_table_in_the_ui(prefect_server, served_tiny_
     assert got == rows
     assert screenshot.stat().st_size > 10_000
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def test_history_artifact_shows_every_run_in_the_ui(prefect_server, served_tiny_run, tmp_path):
+    """A second run of the same recipe (all stages reused) appends to the history; the newest
+    ``dpcl-history`` artifact lists both runs, and ``dpcl-history-trend`` carries the SDRi figure."""
+    import json
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from deepclust.reports.history import read_history
+    from server_fixtures import REPO
+
+    run_root = served_tiny_run["run_root"]
+    again = subprocess.run([sys.executable, "-m", "deepclust.cli", "reproduce", "--quick", "--out", str(run_root)],
+                           cwd=REPO, env=prefect_server.env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((run_root / "run.json").read_text())
+    run_ids = list(read_history(record["history"]["url"])["run_id"])
+    assert len(run_ids) >= 2
+    driver = chromium_driver(tmp_path / "chromium-profile")
+    try:
+        driver.get(f"{prefect_server.url}/artifacts/key/dpcl-history")
+        newest = WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.element_to_be_clickable(
+            (By.XPATH, "//a[contains(@href, '/artifacts/artifact/')]")))
+        newest.click()
+        for run_id in run_ids[-2:]:
+            WebDriverWait(driver, PAGE_TIMEOUT).until(
+                expected_conditions.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{run_id}')]")))
+        driver.get(f"{prefect_server.url}/artifacts/key/dpcl-history-trend")
+        WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.element_to_be_clickable(
+            (By.XPATH, "//a[contains(@href, '/artifacts/artifact/')]"))).click()
+        figure = WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.presence_of_element_located(
+            (By.XPATH, "//img[starts-with(@src, 'data:image/png')]")))
+        assert figure.size["width"] > 100
+        driver.save_screenshot(str(tmp_path / "dpcl-history-trend.png"))
+    finally:
+        driver.quit()
+    shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
