@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--snapshots", help="a folder of epoch-NNN.pt: two-speaker SDRi of each (training time)")
     parser.add_argument("--results", help="write every row to this Parquet file")
     parser.add_argument("--whitened", action="store_true", help="also k-means on whitened embeddings (2 speakers)")
+    parser.add_argument("--phase-iterations", type=int, default=0,
+                        help="also the mask head with this many MISI phase iterations (2 speakers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -127,7 +129,9 @@ def main() -> None:
     sources = [CorpusSource.parse(s) for s in (args.source or DEFAULT_SOURCES)]
     corpus = prepare_sources(sources, test_fraction=args.test_fraction, seed=args.split_seed)
     test_rows = corpus[corpus["subset"] == "test"]
-    loaded = load_model(args.model)
+    snapshots = sorted(Path(args.snapshots).glob("epoch-*.pt")) if args.snapshots else []
+    loaded = load_model(str(snapshots[-1]) if snapshots else args.model)
+    args.model = str(snapshots[-1]) if snapshots else args.model
     heard = set(loaded.extra.get("training_speakers", [])) | set(loaded.extra.get("cv_speakers", []))
     overlap = heard & set(test_rows["speaker"])
     if overlap:
@@ -144,6 +148,7 @@ def main() -> None:
 
     if args.snapshots:
         mixtures = draw_mixtures(pool, args.mixtures, 2, args.seed)
+        # (the speaker check above used --model; each snapshot lists its own speakers too)
         print("| snapshot | epoch | steps | SDRi (mask head) | SDRi (k-means) | IBM |\n| --- | --- | --- | --- | --- | --- |")
         for path in sorted(Path(args.snapshots).glob("epoch-*.pt")):
             snapshot = load_model(str(path))
@@ -160,7 +165,11 @@ def main() -> None:
     if args.whitened:
         two["k-means (whitened)"] = Separator(loaded, device="cpu", inference="kmeans", whiten=True)
     if has_masks:
-        two = {"mask head": Separator(loaded, device="cpu", inference="mask"), **two}
+        heads = {"mask head": Separator(loaded, device="cpu", inference="mask")}
+        if args.phase_iterations:
+            heads[f"mask head + MISI {args.phase_iterations}"] = Separator(
+                loaded, device="cpu", inference="mask", phase_iterations=args.phase_iterations)
+        two = {**heads, **two}
     rows2, seconds2 = score(draw_mixtures(pool, args.mixtures, 2, args.seed), two, 2, speaker_of, gender_of, age_of)
     rows3, seconds3 = score(draw_mixtures(pool, args.mixtures3, 3, args.seed), {"k-means": two["k-means"]}, 3,
                             speaker_of, gender_of, age_of)
