@@ -216,8 +216,15 @@ def cmd_reproduce(args) -> None:
     else:
         # The Prefect flows (a server if PREFECT_API_URL is set, else Prefect's ephemeral mode); the
         # library path when Prefect is not installed. Both share the stage store.
+        import logging
+
         from flows.cli import run_reproduce
 
+        # Prefect prints the library's log lines itself (and sends them to the UI): no second console copy.
+        library_log = logging.getLogger("deepclust")
+        for handler in list(library_log.handlers):
+            if getattr(handler, "deepclust_console", False):
+                library_log.removeHandler(handler)
         record = run_reproduce(config, max_workers=args.workers, log=log, **history)
     print_summary(record)
     if args.command == "demo":
@@ -413,6 +420,7 @@ def main(argv=None) -> None:
     # console, so a person watching a long stage sees it move.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.deepclust_console = True
     library_log = logging.getLogger("deepclust")
     if not library_log.handlers:
         library_log.addHandler(handler)
