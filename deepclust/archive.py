@@ -334,10 +334,19 @@ def archive_lock(out_url: str, **kwargs):
 
 
 def remove_partials(out_url: str) -> None:
-    """Delete ``out/.partial`` (local temporary outputs; only the lock holder may call this)."""
+    """Delete ``out/.partial`` (local temporary outputs) and the temporary files of an atomic write that a
+    killed run left in ``out/`` (``.tmp-manifest.parquet-*``); only the lock holder may call this."""
     partial = storage.join(out_url, PARTIAL_NAME)
     if storage.is_local(partial):
         shutil.rmtree(partial, ignore_errors=True)
+        folder = os.path.dirname(os.path.abspath(partial))
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith(".tmp-"):  # storage.write_bytes_atomic's prefix
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                    except OSError:
+                        pass
 
 
 # -- separating a batch of files --------------------------------------------------------------------
