@@ -64,15 +64,21 @@ def cmd_features(args) -> None:
     _stage(plan_features(args.out, args.mixtures, config))
 
 
-def cmd_train(args) -> None:
+def _model_config(args):
+    """``--preset`` with the ``--emb-dim/--hidden/--layers`` overrides given on the command line."""
     from deepclust.model.blstm import ModelConfig
+
+    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
+                 if v is not None}
+    return ModelConfig.preset(args.preset, **overrides)
+
+
+def cmd_train(args) -> None:
     from deepclust.pipeline.stages import plan_training
     from deepclust.pipeline.units import model_url_of
     from deepclust.training.config import TrainConfig
 
-    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
-                 if v is not None}
-    model_config = ModelConfig.preset(args.preset, **overrides)
+    model_config = _model_config(args)
     train_config = TrainConfig(max_epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                                batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,
                                seed=args.seed, max_train_seconds=args.max_seconds,
@@ -83,14 +89,11 @@ def cmd_train(args) -> None:
 
 def cmd_train_dynamic(args) -> None:
     from deepclust.corpora.sources import CorpusSource, prepare_sources
-    from deepclust.model.blstm import ModelConfig
     from deepclust.training.config import TrainConfig
     from deepclust.training.dynamic_mixing import DynamicMixConfig
     from deepclust.training.dynamic_train import train_dynamic
 
-    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
-                 if v is not None}
-    model_config = ModelConfig.preset(args.preset, **overrides)
+    model_config = _model_config(args)
     train_config = TrainConfig(chunk_frames=args.chunk_frames, curriculum_chunk_frames=args.curriculum_frames,
                                max_epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, patience=args.patience,
                                batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,

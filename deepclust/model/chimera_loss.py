@@ -25,6 +25,8 @@ import itertools
 import torch
 from torch.nn import functional as F
 
+from deepclust.model.loss import check_embedding_shapes
+
 
 def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
                                   n_sources: int, eps: float = 1e-6) -> torch.Tensor:
@@ -37,10 +39,7 @@ def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tenso
         n_sources: C. Sources absent from an utterance (no weighted bin) do not count in its C.
         eps: ridge added to ``V^T V`` and ``Y^T Y`` so that an (almost) rank-deficient utterance stays finite.
     """
-    if embeddings.ndim != 3:
-        raise ValueError(f"embeddings must be (batch, N, D), got {tuple(embeddings.shape)}")
-    if targets.shape != embeddings.shape[:2]:
-        raise ValueError(f"targets {tuple(targets.shape)} do not match embeddings {tuple(embeddings.shape)}")
+    check_embedding_shapes(embeddings, targets)
     dtype = torch.promote_types(embeddings.dtype, torch.float32)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
         embeddings = embeddings.to(dtype)

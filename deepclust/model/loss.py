@@ -19,6 +19,14 @@ import torch
 from torch.nn import functional as F
 
 
+def check_embedding_shapes(embeddings: torch.Tensor, targets: torch.Tensor) -> None:
+    """``ValueError`` naming the expected shapes: embeddings ``(batch, N, D)``, targets ``(batch, N)``."""
+    if embeddings.ndim != 3:
+        raise ValueError(f"embeddings must be (batch, N, D), got {tuple(embeddings.shape)}")
+    if targets.shape != embeddings.shape[:2]:
+        raise ValueError(f"targets {tuple(targets.shape)} do not match embeddings {tuple(embeddings.shape)}")
+
+
 def deep_clustering_loss(
     embeddings: torch.Tensor,
     targets: torch.Tensor,
@@ -42,10 +50,7 @@ def deep_clustering_loss(
     Computed in float32 (or float64 if the embeddings are float64) with autocast disabled, because the
     Gram matrices sum N ~ 10^4 products and lose every significant digit in half precision.
     """
-    if embeddings.ndim != 3:
-        raise ValueError(f"embeddings must be (batch, N, D), got {tuple(embeddings.shape)}")
-    if targets.shape != embeddings.shape[:2]:
-        raise ValueError(f"targets {tuple(targets.shape)} do not match embeddings {tuple(embeddings.shape)}")
+    check_embedding_shapes(embeddings, targets)
     dtype = torch.promote_types(embeddings.dtype, torch.float32)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
         embeddings = embeddings.to(dtype)

@@ -71,6 +71,12 @@ class DynamicMixConfig:
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
+def _gains_db(rng: np.random.Generator, n_speakers: int, max_snr_db: float) -> list[float]:
+    """wsj0-2mix's levels: +u and -u dB (u uniform in [0, max/2]), further sources uniform in [-max/2, max/2]."""
+    half = float(rng.uniform(0.0, max_snr_db / 2))
+    return [half, -half] + [float(rng.uniform(-max_snr_db / 2, max_snr_db / 2)) for _ in range(n_speakers - 2)]
+
+
 class SourcePool:
     """Source utterances of some speakers, in memory at one sample rate, with their P.56 active levels.
 
@@ -113,8 +119,7 @@ class SourcePool:
              gain_db_range: tuple[float, float]) -> np.ndarray:
         """One mixture's sources ``(K, samples)`` float32, levels applied; the mixture is their sum."""
         chosen = rng.choice(len(self.speakers), size=n_speakers, replace=False)
-        half = float(rng.uniform(0.0, max_snr_db / 2))
-        gains_db = [half, -half] + [float(rng.uniform(-max_snr_db / 2, max_snr_db / 2)) for _ in range(n_speakers - 2)]
+        gains_db = _gains_db(rng, n_speakers, max_snr_db)
         sources = np.zeros((n_speakers, samples), dtype=np.float64)
         for k, speaker_index in enumerate(chosen):
             indices = self.by_speaker[self.speakers[speaker_index]]
@@ -145,8 +150,7 @@ class SourcePool:
         for speaker_index in chosen:
             indices = self.by_speaker[self.speakers[speaker_index]]
             utterances.append(indices[int(rng.integers(len(indices)))])
-        half = float(rng.uniform(0.0, max_snr_db / 2))
-        gains_db = [half, -half] + [float(rng.uniform(-max_snr_db / 2, max_snr_db / 2)) for _ in range(n_speakers - 2)]
+        gains_db = _gains_db(rng, n_speakers, max_snr_db)
         _, sources = mix_sources([self.waveforms[u] for u in utterances], gains_db, self.sample_rate, mode,
                                  levels=[self.levels[u] for u in utterances])
         return sources.astype(np.float32), utterances
