@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from deepclust import storage
@@ -75,7 +76,7 @@ def _model_config(args):
 
 def cmd_train(args) -> None:
     from deepclust.pipeline.stages import plan_training
-    from deepclust.pipeline.units import model_url_of
+    from deepclust.training.stage import model_url_of
     from deepclust.training.config import TrainConfig
 
     model_config = _model_config(args)
@@ -133,46 +134,48 @@ def cmd_export_model(args) -> None:
 
 
 def cmd_separate(args) -> None:
-    from deepclust.separate_files import separate_files
-    from deepclust.separation.separator import Separator
-
-    separator = Separator(_model_or_pretrained(args.model), device=args.device, kmeans=args.kmeans,
-                          inference=args.inference)
-    manifest = separate_files(separator, args.input, args.out, n_speakers=args.speakers, batch_size=args.batch_size,
-                              progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr))
-    failed = manifest[manifest["status"] != "done"]
-    for row in failed.itertuples():
-        print(f"failed: {row.error}", file=sys.stderr)
-    print(f"{int((manifest['status'] == 'done').sum())} separated, {len(failed)} failed; "
-          f"manifest: {storage.absolute(storage.join(args.out, 'manifest.parquet'))}")
-    if len(failed) and args.strict:
-        raise SystemExit(1)
-
-
-def cmd_separate_archive(args) -> None:
+    """``separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or as
+    the Prefect flow (``--prefect``, ``--dask-address``)."""
     from deepclust.archive import separate_archive
     from deepclust.separation.long import WindowConfig
 
-    window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds)
+    window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
+                          windows_per_batch=args.batch_size)
+    splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
     args.model = _model_or_pretrained(args.model)
     if args.prefect or args.dask_address:  # the Prefect flow (batches as tasks, on threads or on Dask)
         from flows.separate_archive import separate_archive as separate_archive_flow
 
         summary = separate_archive_flow(args.model, args.input, args.out, n_speakers=args.speakers,
                                         files_per_batch=args.files_per_batch, window_seconds=args.window_seconds,
-                                        overlap_seconds=args.overlap_seconds, device=args.device,
-                                        dask_address=args.dask_address)
+                                        overlap_seconds=args.overlap_seconds, windows_per_batch=args.batch_size,
+                                        device=args.device, dask_address=args.dask_address, splits=splits)
     else:
+        progress = _progress_printer("separate")
         summary = separate_archive(args.model, args.input, args.out, n_speakers=args.speakers,
                                    files_per_batch=args.files_per_batch, window=window, device=args.device,
-                                   progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr))
+                                   kmeans=args.kmeans, inference=args.inference, progress=progress, splits=splits)
     for relative_path, error in summary["failed_inputs"]:
         print(f"failed: {error}", file=sys.stderr)
-    print(f"{summary['message']}: {summary['done']} done ({summary['separated']} now, "
-          f"{summary['already_done']} before), {summary['failed']} failed, "
-          f"{summary['real_time_factor']:.1f}x real time; manifest: {summary['manifest_url']}")
+    print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
+          f"{summary['failed']} failed, {summary['real_time_factor']:.1f}x real time; "
+          f"manifest: {summary['manifest_url']}")
     if summary["failed"] and args.strict:
         raise SystemExit(1)
+
+
+def _progress_printer(name: str):
+    """``progress(done, total)`` printing ``[name] done/total inputs, s, time left`` lines on stderr."""
+    import time
+
+    began = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - began
+        left = f", ~{elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
+        print(f"[{name}] {done}/{total} inputs, {elapsed:.0f} s{left}", file=sys.stderr)
+
+    return progress
 
 
 def cmd_evaluate(args) -> None:
@@ -255,7 +258,47 @@ def _demo_real_example(out_url: str) -> None:
           f"in {result['seconds']:.2f} s.\nOutputs: {', '.join(result['outputs'])}")
 
 
+def _add_separation_parser(sub, name: str, helptext: str) -> None:
+    from deepclust.archive import FILES_PER_BATCH
+    from deepclust.separation.inputs import MIXTURE_SPLITS
+    from deepclust.separation.long import WindowConfig
+
+    p = sub.add_parser(name, help=helptext)
+    p.add_argument("--model", help="model file (default: the shipped real-speech model)")
+    p.add_argument("--input", required=True,
+                   help="audio file, folder, s3://bucket/prefix (any audio, rate, channels, length) or a mixture "
+                        "manifest (deepclust mix's manifest.parquet: its output can be passed to evaluate)")
+    p.add_argument("--out", required=True,
+                   help="folder or s3:// prefix: OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet; "
+                        "S3 endpoint and keys from FSSPEC_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
+    p.add_argument("--speakers", type=int, default=2, help="sources per input (a mixture manifest knows its own)")
+    p.add_argument("--splits", default=",".join(MIXTURE_SPLITS),
+                   help="mixture manifests only: comma-separated splits to separate (tr, cv, tt), or 'all'")
+    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans"],
+                   help="auto: a Chimera++ model's mask head when it has one for --speakers, else k-means")
+    p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
+                   help="auto: batched torch on CUDA, scikit-learn on CPU")
+    p.add_argument("--batch-size", type=int, default=WindowConfig.windows_per_batch,
+                   help="inputs (or windows of long recordings) per network forward")
+    p.add_argument("--window-seconds", type=float, default=WindowConfig.window_seconds,
+                   help="long recordings are cut in windows this long")
+    p.add_argument("--overlap-seconds", type=float, default=WindowConfig.overlap_seconds,
+                   help="overlap of neighbouring windows")
+    p.add_argument("--files-per-batch", type=int, default=FILES_PER_BATCH, help="inputs per manifest commit")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
+    p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
+    p.add_argument("--dask-address", default=None,
+                   help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
+    p.set_defaults(func=cmd_separate)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # Every default below is read from the typed config that owns it (one place per default).
+    from deepclust.features.extract import FeatureConfig
+    from deepclust.features.stft import StftConfig
+    from deepclust.pipeline.config import EvaluateConfig, MixStageConfig
+    from deepclust.training import dynamic_train
     from deepclust.training.config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="deepclust", description=__doc__)
@@ -278,18 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="append", metavar="SPLIT=FILE", help="official mix list, e.g. tr=mix_2_spk_tr.txt")
     p.add_argument("--speakers", type=int, default=2)
     p.add_argument("--test-speakers", default="2", help="speaker counts of the test sets, e.g. 2,3")
-    p.add_argument("--sample-rate", type=int, default=8000, choices=[8000, 16000])
-    p.add_argument("--mode", default="min", choices=["min", "max"])
-    p.add_argument("--scale", type=float, default=1.0, help="scales the 20k/5k/3k list sizes")
+    p.add_argument("--sample-rate", type=int, default=MixStageConfig.sample_rate, choices=[8000, 16000])
+    p.add_argument("--mode", default=MixStageConfig.mode, choices=["min", "max"])
+    p.add_argument("--scale", type=float, default=MixStageConfig.scale, help="scales the 20k/5k/3k list sizes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_mix)
 
     p = sub.add_parser("features", help="log-magnitude, IBM targets and weights as shards")
     p.add_argument("--mixtures", required=True, help="mixture manifest URL")
-    p.add_argument("--format", default="parquet", choices=["parquet", "npz"])
-    p.add_argument("--sample-rate", type=int, default=8000)
-    p.add_argument("--utterances-per-shard", type=int, default=200)
+    p.add_argument("--format", default=FeatureConfig.shard_format, choices=["parquet", "npz"])
+    p.add_argument("--sample-rate", type=int, default=StftConfig.sample_rate)
+    p.add_argument("--utterances-per-shard", type=int, default=FeatureConfig.utterances_per_shard)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_features)
 
@@ -299,10 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emb-dim", type=int)
     p.add_argument("--hidden", type=int)
     p.add_argument("--layers", type=int)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--steps-per-epoch", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=TrainConfig.steps_per_epoch,
+                   help="default: one pass over the training set")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--curriculum-frames", type=int, help="continue with chunks of this many frames (paper: 400)")
     p.add_argument("--max-seconds", type=float, help="wall-clock budget")
     p.add_argument("--device", default="auto")
@@ -325,12 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-frames", type=int, default=TrainConfig.chunk_frames)
     p.add_argument("--curriculum-frames", type=int, help="continue with chunks of this many frames (paper: 400)")
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="epochs per curriculum stage at most")
-    p.add_argument("--steps-per-epoch", type=int, default=200)
+    p.add_argument("--steps-per-epoch", type=int, default=dynamic_train.STEPS_PER_EPOCH)
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--lr-halving-patience", type=int, help="halve the learning rate after this many epochs "
                    "without improvement")
     p.add_argument("--lr-halving-epochs", default="", help="halve the learning rate after these epochs, e.g. 10,12")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=dynamic_train.BATCH_SIZE)
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--snapshot-every", type=int, help="keep the model of every N-th epoch in OUT/snapshots/")
     p.add_argument("--max-seconds", type=float, help="safety cap on wall-clock time")
@@ -345,42 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export_model)
 
-    p = sub.add_parser("separate", help="separate one audio file or a folder of them")
-    p.add_argument("--model", help="model file (default: the shipped real-speech model)")
-    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans"],
-                   help="auto: a Chimera++ model's mask head when it has one for --speakers, else k-means")
-    p.add_argument("--input", required=True, help="audio file or folder (any rate, any channels)")
-    p.add_argument("--out", required=True, help="writes OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet")
-    p.add_argument("--speakers", type=int, default=2)
-    p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
-                   help="auto: batched torch on CUDA, scikit-learn on CPU")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
-    p.set_defaults(func=cmd_separate)
-
-    p = sub.add_parser("separate-archive", help="separate a large archive (folder or s3:// prefix), resumable")
-    p.add_argument("--model", help="model file (default: the shipped real-speech model)")
-    p.add_argument("--input", required=True, help="folder or s3://bucket/prefix; any audio, rate, channels, length")
-    p.add_argument("--out", required=True,
-                   help="folder or s3:// prefix: OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet; "
-                        "S3 endpoint and keys from FSSPEC_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
-    p.add_argument("--speakers", type=int, default=2)
-    p.add_argument("--window-seconds", type=float, default=10.0, help="long recordings are cut in windows this long")
-    p.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of neighbouring windows")
-    p.add_argument("--files-per-batch", type=int, default=8, help="files per manifest commit")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
-    p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
-    p.add_argument("--dask-address", default=None,
-                   help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
-    p.set_defaults(func=cmd_separate_archive)
+    for name, helptext in (
+            ("separate", "separate one audio file, a folder, an s3:// prefix or a mixture manifest (resumable)"),
+            ("separate-archive", "the same as separate, named for large archives (folder or s3:// prefix)")):
+        _add_separation_parser(sub, name, helptext)
 
     p = sub.add_parser("evaluate", help="BSS-eval and SI-SDR tables, with IBM/IRM oracle rows")
     p.add_argument("--mixtures", required=True, help="mixture manifest URL")
     p.add_argument("--separated", required=True, help="separation manifest URL")
-    p.add_argument("--backend", default="fast", choices=["fast", "mir_eval"])
-    p.add_argument("--oracles", default="ibm,irm")
+    p.add_argument("--backend", default=EvaluateConfig.backend, choices=["fast", "mir_eval"])
+    p.add_argument("--oracles", default=",".join(EvaluateConfig.oracles))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
@@ -419,6 +437,9 @@ def main(argv=None) -> None:
     import logging
 
     args = build_parser().parse_args(argv)
+    # The ephemeral Prefect server this command may start would try to send analytics (and log an ERROR
+    # on an offline machine): off, unless the user has chosen otherwise.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The library reports progress (training epochs, loss, time left) through logging: show it on the
     # console, so a person watching a long stage sees it move.
     handler = logging.StreamHandler(sys.stderr)

@@ -8,7 +8,19 @@ the item as bad.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from typing import Callable, TypeVar
+
 from deepclust.errors import BadAudioError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The plain (no Prefect) path's retries: the same schedule as the Prefect tasks' (tasks.stage_tasks.RETRY).
+RETRIES = 3
+BACKOFF_SECONDS = 1.0
 
 # botocore error codes S3 (and S3-compatible stores) answer when asked to slow down.
 THROTTLING_CODES = {
@@ -51,3 +63,21 @@ def is_transient(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def call_with_retries(call: Callable[[], T], what: str = "call", retries: int = RETRIES,
+                    backoff_seconds: float = BACKOFF_SECONDS, jitter: float = 0.5) -> T:
+    """``call()``, retried up to ``retries`` times while it fails transiently, ``backoff_seconds * 2**n``
+    apart (each stretched by up to ``jitter`` at random, so parallel callers do not retry in lock-step).
+    Any other error, and the last transient one, propagates."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == retries or not is_transient(error):
+                raise
+            delay = backoff_seconds * 2 ** attempt * (1 + jitter * random.random())
+            log.warning("%s: transient fault (%s: %s); retry %d of %d in %.1f s", what, type(error).__name__,
+                        error, attempt + 1, retries, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

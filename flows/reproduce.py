@@ -15,14 +15,13 @@ import argparse
 import json
 import sys
 import time
-from types import SimpleNamespace
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 
 from deepclust import storage
 from deepclust.pipeline.config import ReproduceConfig, demo_config
-from deepclust.pipeline.reproduce import record_history, write_run_record
+from deepclust.pipeline.reproduce import record_history, run_recipe, write_run_record
 from deepclust.pipeline.store import Stage
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
@@ -43,33 +42,26 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
     """
     logger = get_run_logger()
     began = time.perf_counter()
-    root = config.run_root
-    storage.makedirs(root)
-    plans, manifests, stage_seconds = {}, {}, {}
+    flows_by_stage = {"corpus": stage_flows.make_corpus, "mixtures": stage_flows.make_mixtures,
+                      "features": stage_flows.extract_features, "train": stage_flows.train,
+                      "separate": stage_flows.separate, "evaluate": stage_flows.evaluate}
 
-    def stage(name: str, stage_flow, upstream: list, configs: list, **options) -> str:
+    def run_stage(name: str, run_root: str, upstream: list, configs: list):
         """Plan the stage here; a committed one is reused from the store (its commit task comes out of
         Prefect's cache) without starting its flow, else the stage flow runs (and re-plans, cheaply)."""
-        started = time.perf_counter()
-        plan = plan_stage(name, root, upstream, configs)
-        plans[name] = SimpleNamespace(stage=Stage(**plan["stage"]))
-        if plans[name].stage.is_complete():
-            logger.info("%s: reusing %s", name, plans[name].stage.url)
-            manifests[name] = finish_task(plan)(plan, [])
-        else:
-            runner = stage_flow if name == "train" else with_task_runner(stage_flow, task_runner, max_workers)
-            manifests[name] = runner(root, *upstream, *configs, **options)
-        stage_seconds[name] = time.perf_counter() - started
-        return manifests[name]
+        plan = plan_stage(name, run_root, upstream, configs)
+        stage = Stage(**plan["stage"])
+        if stage.is_complete():
+            logger.info("%s: reusing %s", name, stage.url)
+            return stage, finish_task(plan)(plan, [])
+        stage_flow = flows_by_stage[name]
+        runner = stage_flow if name == "train" else with_task_runner(stage_flow, task_runner, max_workers)
+        options = {"publish": False} if name in ("train", "evaluate") else {}
+        return stage, runner(run_root, *upstream, *configs, **options)
 
-    corpus = stage("corpus", stage_flows.make_corpus, [], [config.corpus])
-    mixtures = stage("mixtures", stage_flows.make_mixtures, [corpus], [config.mix])
-    features = stage("features", stage_flows.extract_features, [mixtures], [config.features])
-    model = stage("train", stage_flows.train, [features], [config.model, config.train], publish=False)
-    separated = stage("separate", stage_flows.separate, [model, mixtures], [config.separate])
-    results = stage("evaluate", stage_flows.evaluate, [separated, mixtures], [config.evaluate], publish=False)
-
-    url = write_run_record(config, plans, manifests, time.perf_counter() - began, stage_seconds)
+    done_stages, manifests, stage_seconds = run_recipe(config, run_stage)
+    model, results = manifests["train"], manifests["evaluate"]
+    url = write_run_record(config, done_stages, manifests, time.perf_counter() - began, stage_seconds)
     record = storage.read_json(url)
     record["run_json"] = storage.absolute(url)
     failed = {name: failed_items(manifests[name]) for name in STAGES}

@@ -6,8 +6,10 @@ on threads of this process or on a Dask cluster.
     separate_archive(..., dask_address="tcp://scheduler:8786")   # an existing Dask cluster
     separate_archive(..., dask_address="local")                  # a LocalCluster of 2 worker processes
 
-The flow holds ``out/.lock`` for the whole run (``deepclust.archive.archive_lock``), plans what is left
-(``plan_archive``), and maps one task per batch of ``files_per_batch`` files over its task runner; as
+The flow runs the library's separation job (``deepclust.archive``) with Prefect mapping the batches: it
+holds ``out/.lock`` for the whole run (``deepclust.storage_lock.folder_lock``), plans what is left
+(``plan_archive``: a folder, a prefix, one file or a mixture manifest), and maps one task per batch of
+``files_per_batch`` inputs over its task runner; as
 each batch finishes it checks it still owns the lock and commits that batch's manifest rows, so a run
 stopped at any point keeps every committed batch and a rerun does only the rest. Bad inputs are rows
 with ``status == "failed"`` and their reason; the flow then ends Completed with the message "completed
@@ -32,8 +34,10 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import storage
-from deepclust.archive import archive_lock, commit_manifest, plan_archive, read_manifest, summarise
+from deepclust.archive import FILES_PER_BATCH, batches_of, commit_manifest, plan_archive, read_manifest, summarise
+from deepclust.separation.inputs import MIXTURE_SPLITS
 from deepclust.separation.long import WindowConfig
+from deepclust.storage_lock import folder_lock
 from flows.stages import default_workers
 from tasks import StageProgress
 from tasks.archive_tasks import separate_archive_batch_task
@@ -78,7 +82,7 @@ def _ephemeral_api_shared_with(dask_address: str | None):
         yield
 
 
-def _run_batches(batches: list[list[str]], parameters: dict, lock, out_url: str, dask_address: str | None,
+def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str, dask_address: str | None,
                  max_workers: int | None) -> tuple[list, list]:
     """Map one task per batch; commit each batch's rows as it finishes. Returns ``(rows, failed batches)``."""
     logger = get_run_logger()
@@ -87,8 +91,8 @@ def _run_batches(batches: list[list[str]], parameters: dict, lock, out_url: str,
     runner = archive_task_runner(dask_address, max_workers)
     with _ephemeral_api_shared_with(dask_address), runner:
         futures = [runner.submit(separate_archive_batch_task,
-                                 parameters={**parameters, "relative_paths": paths, "batch": index})
-                   for index, paths in enumerate(batches)]
+                                 parameters={**parameters, "items": items, "batch": index})
+                   for index, items in enumerate(batches)]
         index_of = {future.task_run_id: index for index, future in enumerate(futures)}
         for future in as_completed(futures):
             future.wait()  # records the final state on the future
@@ -100,8 +104,8 @@ def _run_batches(batches: list[list[str]], parameters: dict, lock, out_url: str,
                 rows.extend(batch_rows)
             else:
                 failed.append((index, future.state.message))
-                logger.error("batch %d (%d files, first %s) failed: %s", index, len(batches[index]),
-                             batches[index][0], future.state.message)
+                logger.error("batch %d (%d inputs, first %s) failed: %s", index, len(batches[index]),
+                             batches[index][0]["relative_path"], future.state.message)
             progress.advance()
     return rows, failed
 
@@ -125,11 +129,14 @@ def _publish_summary(summary: dict) -> None:
 
 
 @flow(name="separate-archive")
-def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: int = 2, files_per_batch: int = 8,
-                     window_seconds: float = 10.0, overlap_seconds: float = 2.0, device: str = "auto",
-                     dask_address: str | None = None, windows_per_batch: int = 8, max_workers: int | None = None,
-                     stale_minutes: float = 10.0):
-    """Separate every audio file under ``input_url`` into ``out_url`` (local or ``s3://``); resumable.
+def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: int = 2,
+                     files_per_batch: int = FILES_PER_BATCH, window_seconds: float = WindowConfig.window_seconds,
+                     overlap_seconds: float = WindowConfig.overlap_seconds, device: str = "auto",
+                     dask_address: str | None = None, windows_per_batch: int = WindowConfig.windows_per_batch,
+                     max_workers: int | None = None, stale_minutes: float = 10.0,
+                     splits: tuple[str, ...] | None = MIXTURE_SPLITS):
+    """Separate every input of ``input_url`` (a folder, an ``s3://`` prefix, one audio file or a mixture
+    manifest) into ``out_url`` (local or ``s3://``); resumable.
 
     Args:
         model_url: a model file written by ``deepclust.model.save_model``.
@@ -140,6 +147,7 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
             ``local`` (a LocalCluster of single-threaded worker processes).
         max_workers: threads (no Dask) or LocalCluster workers; ignored for an existing cluster.
         stale_minutes: another run's lock older than this is taken over.
+        splits: which splits of a mixture manifest to separate (None = all).
 
     Returns ``deepclust.archive.summarise``'s summary; the final state's message is "completed" or
     "completed with N failed inputs".
@@ -150,12 +158,12 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
                           windows_per_batch=windows_per_batch)
     # Absolute: worker processes may run in another folder.
     input_url, out_url = storage.absolute(input_url), storage.absolute(out_url)
-    parameters = {"model_url": storage.absolute(model_url), "input_url": input_url, "out_url": out_url,
-                  "n_speakers": n_speakers, "window": window.to_dict(), "device": device}
+    parameters = {"model_url": storage.absolute(model_url), "out_url": out_url, "window": window.to_dict(),
+                  "device": device}
     rows, failed_batches = [], []
-    with archive_lock(out_url, stale_minutes=stale_minutes) as lock:
-        todo, already_done = plan_archive(input_url, out_url, n_speakers)
-        batches = [todo[first:first + files_per_batch] for first in range(0, len(todo), files_per_batch)]
+    with folder_lock(out_url, stale_minutes=stale_minutes) as lock:
+        todo, already_done = plan_archive(input_url, out_url, n_speakers, splits)
+        batches = batches_of(todo, files_per_batch)
         logger.info("%s: %d inputs to separate in %d batches (%d already done) -> %s", input_url, len(todo),
                     len(batches), len(already_done), out_url)
         if batches:

@@ -20,6 +20,8 @@ from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
 from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
+from deepclust.pipeline import stages
+from deepclust.pipeline.plan import StagePlan
 from deepclust.pipeline.store import Stage
 from deepclust.training.config import TrainConfig
 from tasks import StageProgress, finish_task, plan_stage, publish_loss_curve, publish_results, publish_summary
@@ -55,14 +57,20 @@ def failed_items(manifest_url: str) -> int:
 
 
 def run_plan(plan: dict) -> str:
-    """Run a planned stage: reuse it when committed, else map the missing units, then commit."""
+    """Run a planned stage through the library's one driver (``deepclust.pipeline.stages.run_stage``), with
+    the units submitted as tasks to this flow's task runner and the commit as a (cached) task."""
+    logger = get_run_logger()
+    plan_object = StagePlan.from_dict(plan)
+    finish = finish_task(plan)
+    return stages.run_stage(plan_object, map_units=lambda p: _submit_units(plan), log=logger.info,
+                            finish_stage=lambda p, results: finish(plan, results))
+
+
+def _submit_units(plan: dict) -> list:
+    """One ``run_stage_unit`` task per unit; waits for all, raises naming the failed ones."""
     logger = get_run_logger()
     stage = Stage(**plan["stage"])
     results_at = result_storage_for(stage.run_root)
-    finish = finish_task(plan)
-    if stage.is_complete():
-        logger.info("%s: reusing %s", stage.name, stage.url)
-        return finish(plan, [])
     # The store decides: a unit without a marker is (re)computed even if Prefect's cache has a record.
     cached = run_stage_unit.with_options(result_storage=results_at)
     fresh = run_stage_unit.with_options(result_storage=results_at, refresh_cache=True)
@@ -81,7 +89,7 @@ def run_plan(plan: dict) -> str:
         unit_id, state = failed[0]
         raise RuntimeError(f"{stage.name}: {len(failed)} of {len(futures)} units failed (finished units are kept "
                            f"and a rerun redoes only these); first: {unit_id}: {state.message}")
-    return finish(plan, [future.result() for future in futures])
+    return [future.result() for future in futures]
 
 
 def _finished(manifest_url: str, stage: str):
@@ -149,14 +157,6 @@ def evaluate(run_root: str, separation_manifest_url: str, mixture_manifest_url: 
 
 
 def publish_evaluation(results_manifest_url: str) -> None:
-    reports = Stage(**_stage_of(results_manifest_url)).info()
+    reports = Stage.of_manifest(results_manifest_url).info()
     publish_results(reports["results_parquet"])
     publish_summary(reports["report_md"], reports["summary_parquet"])
-
-
-def _stage_of(manifest_url: str) -> dict:
-    """The committed stage a manifest belongs to: ``{run_root}/{stage}/{key}/manifest.parquet``."""
-    folder = storage.parent(manifest_url).rstrip("/")
-    stage_folder, key = folder.rsplit("/", 1)
-    run_root, name = stage_folder.rsplit("/", 1)
-    return {"run_root": run_root, "name": name, "key": key}

@@ -1,32 +1,21 @@
 """The three tasks every stage is made of: plan it, run its units, commit it.
 
-Each calls ``deepclust.pipeline.stages`` and passes plans as JSON-able dicts
+Each is a thin wrapper of ``deepclust.pipeline.stages`` (the registry and the driver's steps) and passes
+plans as JSON-able dicts
 (``StagePlan.to_dict()``), so they travel through any task runner and show up readably in the UI.
 """
 
 from __future__ import annotations
 
-import os
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from deepclust import storage
 from deepclust.pipeline import stages
 from deepclust.pipeline.stages import StagePlan
 from deepclust.pipeline.store import Stage
 from tasks.caching import StageCache, StageUnitCache, result_storage_for
 from tasks.retry import retry_transient
-
-PLANNERS = {
-    "corpus": stages.plan_corpus,
-    "mixtures": stages.plan_mixtures,
-    "features": stages.plan_features,
-    "train": stages.plan_training,
-    "separate": stages.plan_separation,
-    "evaluate": stages.plan_evaluation,
-}
 
 # Transient faults only (retry_transient), 3 times, 1 s, 2 s, 4 s apart, each stretched by up to 50 %
 # at random so parallel units that hit the same throttled bucket do not retry in lock-step.
@@ -37,7 +26,7 @@ RETRY = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1
 @task(name="plan-stage", task_run_name="plan-{kind}", cache_policy=NO_CACHE, **RETRY)
 def plan_stage(kind: str, run_root: str, upstream: list[str], configs: list) -> dict:
     """Decide the stage folder (content key) and its units. Never cached: the key *is* the content check."""
-    return PLANNERS[kind](run_root, *upstream, *configs).to_dict()
+    return stages.plan(kind, run_root, upstream, configs).to_dict()
 
 
 @task(name="run-stage-unit", task_run_name="{plan[kind]}-{unit[id]}", cache_policy=StageUnitCache(),
@@ -51,9 +40,7 @@ def run_stage_unit(plan: dict, unit: dict):
       persist_result=True, **RETRY)
 def finish_stage(plan: dict, unit_results: list) -> str:
     """Merge the unit results into the manifest and write the ``_COMPLETE`` marker; returns the manifest URL."""
-    plan_object = StagePlan.from_dict(plan)
-    _remove_stale_temp_files(plan_object.stage)
-    return stages.finish(plan_object, unit_results)
+    return stages.finish(StagePlan.from_dict(plan), unit_results)
 
 
 def finish_task(plan: dict):
@@ -62,18 +49,3 @@ def finish_task(plan: dict):
     stage = Stage(**plan["stage"])
     return finish_stage.with_options(result_storage=result_storage_for(stage.run_root),
                                      refresh_cache=not stage.is_complete())
-
-
-def _remove_stale_temp_files(stage: Stage) -> None:
-    """A process killed inside an atomic write leaves a ``.tmp-*`` file (never a partial shard: the
-    real name appears only by rename). Once every unit is done nothing is writing, so sweep them."""
-    if not storage.is_local(stage.url):
-        return  # object-store writes are single PUTs: no temporary files
-    root = storage.absolute(stage.url)
-    for folder, _, names in os.walk(root):
-        for name in names:
-            if name.startswith(".tmp-"):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except FileNotFoundError:
-                    pass

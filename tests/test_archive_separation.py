@@ -13,9 +13,12 @@ import pytest
 import soundfile as sf
 
 from deepclust import storage
-from deepclust.archive import (ArchiveLock, LockBusyError, archive_lock, commit_manifest, list_archive,
-                               output_stem, plan_archive, read_manifest, separate_archive,
-                               separate_archive_batch)
+from deepclust.archive import commit_manifest, plan_archive, read_manifest, separate_archive
+from deepclust.separation.batch import separate_items
+from deepclust.separation.inputs import list_archive, output_stem
+from deepclust.storage_lock import FolderLock as ArchiveLock
+from deepclust.storage_lock import LockBusyError
+from deepclust.storage_lock import folder_lock as archive_lock
 from deepclust.separation.long import WindowConfig
 from deepclust.separation.separator import Separator
 
@@ -95,7 +98,7 @@ def test_archive_on_local_disk_separates_good_files_and_records_bad_ones(archive
     (root / "late" / "new.wav").write_bytes((root / "calls" / "mix_00.wav").read_bytes())
     (out / "calls" / "mix_04" / "s2.wav").unlink()
     todo, done = plan_archive(str(root), str(out))
-    assert sorted(todo) == sorted(["late/new.wav", "calls/mix_04.flac", *[r for r in expected["bad"]
+    assert sorted(item["relative_path"] for item in todo) == sorted(["late/new.wav", "calls/mix_04.flac", *[r for r in expected["bad"]
                                                                         if r != "collide/take.wav"]])
     assert len(done) == len(expected["good"]) - 1
     (root / "late" / "new.wav").unlink()
@@ -125,7 +128,7 @@ def test_unreadable_object_is_recorded_and_the_batch_goes_on(archive, separator,
     with archive_lock(out_url):
         todo, _ = plan_archive(input_url, out_url)
         fs.rm(f"{prefix}/in/calls/mix_00.wav")  # listed, then gone: a lifecycle rule or another user
-        rows = separate_archive_batch(separator, input_url, out_url, todo, 2, WINDOW)
+        rows = separate_items(separator, todo, out_url, WINDOW)
         commit_manifest(out_url, rows)
     by_rel = {r["relative_path"]: r for r in rows}
     assert by_rel["calls/mix_00.wav"]["status"] == "failed"
@@ -214,11 +217,13 @@ def test_rerun_redoes_replaced_inputs_and_a_new_speaker_count_and_keeps_done_fol
     shutil.copy(fsdd_dir / "4_theo_0.wav", root / "a.flac")  # collides with the finished a.wav
     shutil.copy(fsdd_dir / "5_theo_0.wav", root / "b.wav")  # replaced under the same name
     todo, done = plan_archive(str(root), str(out), n_speakers=2)
+    todo = [item["relative_path"] for item in todo]
     assert "b.wav" in todo and "a.wav" in done and "a.flac" not in todo
     manifest = read_manifest(str(out)).set_index("relative_path")
     assert manifest.loc["a.wav", "status"] == "done" and manifest.loc["a.flac", "status"] == "failed"
 
     todo, done = plan_archive(str(root), str(out), n_speakers=3)  # asking for 3 speakers redoes everything
+    todo = [item["relative_path"] for item in todo]
     assert done == [] and "b.wav" in todo
     assert len({"a.wav", "a.flac"} & set(todo)) == 1  # nothing is finished for K=3: one of them gets a/
 

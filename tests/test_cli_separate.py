@@ -14,7 +14,7 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.features.normalisation import FeatureStats
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model
-from deepclust.separate_files import safe_relative_stem
+from deepclust.separation.inputs import safe_relative_stem
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["corpus", "mix", "features", "train", "train-dynamic", "export-model", "separate", "separate-archive", "compare",
@@ -60,7 +60,7 @@ def test_separate_folder_of_8k_and_16k_mixtures(tmp_path, fsdd_dir, tiny_model):
 
     out = tmp_path / "out"
     result = run_cli("separate", "--model", str(tiny_model), "--input", str(inputs), "--out", str(out), "--speakers", "2")
-    assert "3 separated, 2 failed" in result.stdout, result.stdout + result.stderr
+    assert "3 separated, 0 already done, 2 failed" in result.stdout, result.stdout + result.stderr
 
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert {"input", "status", "error", "outputs"} <= set(manifest.columns)

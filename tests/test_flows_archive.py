@@ -80,7 +80,7 @@ def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive,
                                                                         tmp_path):
     from distributed import Client, LocalCluster
 
-    from tasks import archive_tasks
+    from deepclust.separation import separator as separator_module
 
     root, expected = archive
     out = tmp_path / "out"
@@ -88,7 +88,7 @@ def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         state = separate_archive(tiny_model_url, str(root), str(out), files_per_batch=8, device="cpu",
                                  dask_address=cluster.scheduler_address, return_state=True, **WINDOW)
-        loads = client.run(lambda: sum(archive_tasks.SEPARATOR_LOADS.values()))
+        loads = client.run(lambda: sum(separator_module.SEPARATOR_LOADS.values()))
         threads = client.run(lambda: __import__("torch").get_num_threads())
     assert state.is_completed(), state.message
     assert state.message == f"completed with {len(expected['bad'])} failed inputs"
@@ -145,15 +145,15 @@ def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url,
     from tasks import archive_tasks
 
     calls = []
-    real = archive_tasks.separate_archive_batch
+    real = archive_tasks.separate_items
 
-    def flaky(separator, input_url, out_url, relative_paths, *args):
-        calls.append(relative_paths[0])
+    def flaky(separator, items, *args):
+        calls.append(items[0]["relative_path"])
         if len(calls) == 1:
             raise ConnectionError("connection reset by the object store")
-        return real(separator, input_url, out_url, relative_paths, *args)
+        return real(separator, items, *args)
 
-    monkeypatch.setattr(archive_tasks, "separate_archive_batch", flaky)
+    monkeypatch.setattr(archive_tasks, "separate_items", flaky)
     state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
                              device="cpu", max_workers=1, return_state=True, **WINDOW)
     assert state.is_completed() and state.message in (None, "")
@@ -166,15 +166,15 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
     from tasks import archive_tasks
 
     calls = []
-    real = archive_tasks.separate_archive_batch
+    real = archive_tasks.separate_items
 
-    def broken(separator, input_url, out_url, relative_paths, *args):
-        calls.append(relative_paths[0])
-        if relative_paths[0] == "calls/mix_00.wav":
+    def broken(separator, items, *args):
+        calls.append(items[0]["relative_path"])
+        if items[0]["relative_path"] == "calls/mix_00.wav":
             raise ValueError("a bug, not a fault of the object store")
-        return real(separator, input_url, out_url, relative_paths, *args)
+        return real(separator, items, *args)
 
-    monkeypatch.setattr(archive_tasks, "separate_archive_batch", broken)
+    monkeypatch.setattr(archive_tasks, "separate_items", broken)
     state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
                              device="cpu", max_workers=1, return_state=True, **WINDOW)
     assert state.is_failed() and "1 of 2 batches failed" in state.message
@@ -193,5 +193,5 @@ def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, pref
     main(["separate-archive", "--model", tiny_model_url, "--input", str(two_file_archive), "--out",
           str(tmp_path / "out"), "--device", "cpu", "--prefect"])
     printed = capsys.readouterr()
-    assert "completed with 1 failed inputs: 2 done" in printed.out and "notes.wav: unreadable" in printed.err
+    assert "completed with 1 failed inputs: 2 separated, 0 already done, 1 failed" in printed.out and "notes.wav: unreadable" in printed.err
     assert "for flow 'separate-archive'" in caplog.text  # it ran as a Prefect flow run

@@ -138,17 +138,18 @@ def test_a_bad_mixture_is_recorded_and_the_stage_completes(tiny_run, tmp_path):
 
 CHILD = """
 import json, sys, time
-import deepclust.pipeline.units as units
+import dataclasses
+from deepclust.pipeline import stages
 from deepclust.features.extract import FeatureConfig
 from flows.stages import extract_features, with_task_runner
 
-real_features_unit = units.features_unit
+real = stages.STAGES["features"]
 
 def slower_features_unit(plan, unit):
     time.sleep(0.3)  # widen each shard so the test can kill the process between and inside shards
-    return real_features_unit(plan, unit)
+    return real.run_unit(plan, unit)
 
-units.features_unit = slower_features_unit
+stages.STAGES["features"] = dataclasses.replace(real, run_unit=slower_features_unit)
 run_root, mixtures_url, config = sys.argv[1], sys.argv[2], FeatureConfig.from_dict(json.loads(sys.argv[3]))
 with_task_runner(extract_features, max_workers=1)(run_root, mixtures_url, config)
 """

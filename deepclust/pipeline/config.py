@@ -10,7 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from deepclust.features.extract import FeatureConfig
+from deepclust.mixing.mix import MixConfig
 from deepclust.model.blstm import ModelConfig
+from deepclust.separation.long import WindowConfig
 from deepclust.training.config import TrainConfig
 
 
@@ -35,12 +37,16 @@ class CorpusConfig:
 
 @dataclass
 class MixStageConfig:
-    """wsj0-2mix recipe: 20k/5k/3k mixtures (scaled by ``scale``), relative SNR 0-5 dB, 8 kHz, 'min'."""
+    """wsj0-2mix recipe: 20k/5k/3k mixtures (scaled by ``scale``), relative SNR 0-5 dB, 8 kHz, 'min'.
+
+    ``sample_rate`` and ``mode`` are ``deepclust.mixing.mix.MixConfig``'s (their defaults come from there);
+    this config adds what the stage needs around it: list sizes, speaker counts, seed, unit size.
+    """
 
     n_speakers: int = 2
     test_speaker_counts: tuple[int, ...] = (2,)  # add 3 for the paper's 2->3 speaker generalisation test
-    sample_rate: int = 8000
-    mode: str = "min"
+    sample_rate: int = MixConfig.sample_rate
+    mode: str = MixConfig.mode
     sizes: dict = field(default_factory=lambda: {"tr": 20000, "cv": 5000, "tt": 3000})
     scale: float = 1.0
     seed: int = 0
@@ -50,9 +56,15 @@ class MixStageConfig:
 
 @dataclass
 class SeparateConfig:
+    """The recipe's separation stage (the one separation loop, ``deepclust.separation.batch``)."""
+
     kmeans: str = "auto"  # "auto" (torch on CUDA, scikit-learn on CPU), "torch" (batched) or "sklearn"
     device: str = "auto"
-    batch_size: int = 16  # utterances per network forward / batched k-means
+    inference: str = "auto"  # "auto" (a Chimera++ model's mask head, else k-means), "mask" or "kmeans"
+    batch_size: int = WindowConfig.windows_per_batch  # mixtures per network forward / batched k-means
+    # Test utterances are separated whole, as the paper does (wsj0-2mix mixtures last at most ~ 20 s);
+    # only longer recordings would be cut into windows.
+    window_seconds: float = 60.0
     unit_size: int = 100  # mixtures per work unit (one Prefect task each)
     splits: tuple[str, ...] = ("tt",)
 

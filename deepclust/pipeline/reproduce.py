@@ -26,13 +26,12 @@ def training_outcome(info: dict, train_config) -> dict:
     return outcome
 
 
-def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seconds: float,
+def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict, seconds: float,
                      stage_seconds: dict | None = None) -> str:
     """``{run_root}/run.json``: every stage's manifest URL and key, the model and the results table."""
-    from deepclust.pipeline.units import model_url_of
+    from deepclust.training.stage import model_url_of
 
-    evaluate = plans["evaluate"].stage
-    reports = evaluate.info()
+    reports = done_stages["evaluate"].info()
     record = {
         "run_root": storage.absolute(config.run_root),
         "model": storage.absolute(model_url_of(manifests["train"])),
@@ -40,11 +39,11 @@ def write_run_record(config: ReproduceConfig, plans: dict, manifests: dict, seco
         "results_csv": reports.get("results_csv"),
         "summary": reports.get("summary_parquet"),
         "report": reports.get("report_md"),
-        "stages": {name: {"manifest": storage.absolute(manifests[name]), "key": plan.stage.key,
-                          "folder": storage.absolute(plan.stage.url)} for name, plan in plans.items()},
+        "stages": {name: {"manifest": storage.absolute(manifests[name]), "key": stage.key,
+                          "folder": storage.absolute(stage.url)} for name, stage in done_stages.items()},
         "seconds": round(seconds, 1),
         "stage_seconds": {name: round(value, 1) for name, value in (stage_seconds or {}).items()},
-        "training": training_outcome(plans["train"].stage.info(), config.train),
+        "training": training_outcome(done_stages["train"].info(), config.train),
         "config": config.to_dict(),
     }
     url = storage.join(config.run_root, "run.json")
@@ -75,29 +74,47 @@ def record_history(record: dict, history_url: str | None = None, margin_db: floa
     return record["history"]
 
 
+def recipe(config: ReproduceConfig) -> list[tuple[str, list[str], list]]:
+    """The stages in order: ``(name, upstream stage names, configs)``."""
+    return [("corpus", [], [config.corpus]),
+            ("mixtures", ["corpus"], [config.mix]),
+            ("features", ["mixtures"], [config.features]),
+            ("train", ["features"], [config.model, config.train]),
+            ("separate", ["train", "mixtures"], [config.separate]),
+            ("evaluate", ["separate", "mixtures"], [config.evaluate])]
+
+
+def run_here(log=print):
+    """The plain way to run one stage of the recipe: plan it, then ``stages.run_stage`` in this process."""
+    def run(name: str, run_root: str, upstream: list[str], configs: list):
+        plan = stages.plan(name, run_root, upstream, configs)
+        return plan.stage, stages.run_stage(plan, log=log)
+
+    return run
+
+
+def run_recipe(config: ReproduceConfig, run_stage=None) -> tuple[dict, dict, dict]:
+    """Run (or reuse) every stage in order; ``run_stage(name, run_root, upstream URLs, configs) -> (Stage,
+    manifest URL)`` (default ``run_here()``; the Prefect flow passes one that runs stage flows).
+    Returns ``(stages, manifests, stage_seconds)`` by stage name."""
+    run_stage = run_stage or run_here()
+    storage.makedirs(config.run_root)
+    done_stages, manifests, stage_seconds = {}, {}, {}
+    for name, upstream, configs in recipe(config):
+        started = time.perf_counter()
+        done_stages[name], manifests[name] = run_stage(name, config.run_root, [manifests[u] for u in upstream],
+                                                       configs)
+        stage_seconds[name] = time.perf_counter() - started
+    return done_stages, manifests, stage_seconds
+
+
 def reproduce(config: ReproduceConfig, log=print, history_url: str | None = None,
               regression_margin_db: float = 0.5) -> dict:
     """Run every stage (reusing finished ones), append the run to its history (``record_history``) and
     return the run record."""
     began = time.perf_counter()
-    root = config.run_root
-    storage.makedirs(root)
-    plans, manifests, stage_seconds = {}, {}, {}
-
-    def run(name, plan):
-        plans[name] = plan
-        started = time.perf_counter()
-        manifests[name] = stages.run_stage(plan, log=log)
-        stage_seconds[name] = time.perf_counter() - started
-        return manifests[name]
-
-    corpus = run("corpus", stages.plan_corpus(root, config.corpus))
-    mixtures = run("mixtures", stages.plan_mixtures(root, corpus, config.mix))
-    features = run("features", stages.plan_features(root, mixtures, config.features))
-    model = run("train", stages.plan_training(root, features, config.model, config.train))
-    separated = run("separate", stages.plan_separation(root, model, mixtures, config.separate))
-    run("evaluate", stages.plan_evaluation(root, separated, mixtures, config.evaluate))
-    url = write_run_record(config, plans, manifests, time.perf_counter() - began, stage_seconds)
+    done_stages, manifests, stage_seconds = run_recipe(config, run_here(log))
+    url = write_run_record(config, done_stages, manifests, time.perf_counter() - began, stage_seconds)
     record = storage.read_json(url)
     record["run_json"] = storage.absolute(url)
     record_history(record, history_url, regression_margin_db)

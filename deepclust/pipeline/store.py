@@ -132,6 +132,14 @@ class Stage:
     def info(self) -> dict:
         return storage.read_json(self.path(COMPLETE)).get("info", {})
 
+    @classmethod
+    def of_manifest(cls, manifest_url: str) -> "Stage":
+        """The committed stage a manifest belongs to (``{run_root}/{stage}/{key}/manifest.parquet``)."""
+        folder = storage.parent(manifest_url)
+        marker = storage.read_json(storage.join(folder, COMPLETE))
+        return cls(run_root=storage.parent(storage.parent(folder)), name=marker["stage"], key=marker["key"],
+                   params=marker.get("params", {}))
+
 
 def make_stage(run_root: str, name: str, params, upstream: list[str] | tuple[str, ...] = ()) -> Stage:
     """The stage folder for these parameters and these upstream manifests (by content)."""

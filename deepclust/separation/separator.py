@@ -19,6 +19,8 @@ leak into the backward LSTM) and step 3 as one batched k-means, which is the fas
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 
 import numpy as np
 import torch
@@ -242,3 +244,19 @@ class Separator:
     def separate(self, waveform, n_speakers: int) -> np.ndarray:
         """Separate one mixture ``(samples,)`` at ``sample_rate`` into ``(K, samples)`` float32."""
         return self.separate_batch([waveform], n_speakers)[0]
+
+
+_SEPARATORS: dict = {}
+_SEPARATORS_LOCK = threading.Lock()
+SEPARATOR_LOADS: Counter = Counter()  # model loads of this process, by cache key
+
+
+def cached_separator(model_url: str, device: str = "auto", kmeans: str = "auto", inference: str = "auto") -> Separator:
+    """The ``Separator`` of this process for these settings: loaded by the first batch, reused by every later
+    batch and thread of the process (a model file is read once per worker, not per batch)."""
+    key = (model_url, device, kmeans, inference)
+    with _SEPARATORS_LOCK:  # two threads asking at once load it once
+        if key not in _SEPARATORS:
+            _SEPARATORS[key] = Separator(model_url, device=device, kmeans=kmeans, inference=inference)
+            SEPARATOR_LOADS[key] += 1
+        return _SEPARATORS[key]

@@ -23,6 +23,12 @@ from deepclust.training.train import fit
 log = logging.getLogger(__name__)
 
 
+# Dynamic mixing draws fresh mixtures for ever, so an "epoch" is a fixed number of steps (one validation and
+# checkpoint each); 16-mixture batches are what the shipped model was trained with.
+STEPS_PER_EPOCH = 200
+BATCH_SIZE = 16
+
+
 def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: ModelConfig,
                   train_config: TrainConfig, mix_config: DynamicMixConfig = DynamicMixConfig(),
                   feature_config: FeatureConfig = FeatureConfig(), resume: bool = True,

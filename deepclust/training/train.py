@@ -364,7 +364,9 @@ def fit(
                 losses = train_epoch(trained, optimiser, scaler, batches, device, amp_dtype, config.grad_clip,
                                      config)
             state["global_step"] += len(losses)
+            val_began = time.perf_counter()
             val_loss = val_loss_at(frames)
+            val_seconds = time.perf_counter() - val_began
             seconds = replicas.mean(time.perf_counter() - started)  # one time budget for all processes
 
             # ---- bookkeeping: early stopping, best model, checkpoint ----
@@ -386,7 +388,7 @@ def fit(
             record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": frames,
                       "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
                       "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
-                      "global_step": state["global_step"], "seconds": seconds,
+                      "global_step": state["global_step"], "seconds": seconds, "val_seconds": val_seconds,
                       "learning_rate": optimiser.param_groups[0]["lr"]}
             state["history"].append(record)
             if config.snapshot_every and state["epoch"] % config.snapshot_every == 0 and replicas.writes:

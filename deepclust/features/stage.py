@@ -1,0 +1,65 @@
+"""The features stage: mixtures become feature shards (log-magnitude, IBM targets, weights), one unit per
+shard, and the training set's normalisation statistics (merged from every training shard's own).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from deepclust import storage
+from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, config_dict
+from deepclust.pipeline.store import batches, make_stage
+
+
+def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr", "cv")) -> StagePlan:
+    """Units: one feature shard each (``utterances_per_shard`` mixtures of one split).
+
+    Only the splits training reads (tr, cv) by default: test mixtures are separated from audio.
+    """
+    stage = make_stage(run_root, "features", {"config": config, "splits": list(splits)}, [mixture_manifest_url])
+    mixtures = storage.read_parquet(mixture_manifest_url)
+    mixtures = mixtures[mixtures["split"].isin(splits)]
+    mixtures = mixtures[mixtures["status"] == "done"] if "status" in mixtures else mixtures
+    units = []
+    for split, group in mixtures.groupby("split", sort=True):
+        for index, ids in enumerate(batches(list(group["mixture_id"]), config.utterances_per_shard)):
+            units.append({"id": f"{split}-{index:05d}", "split": split, "mixture_ids": ids})
+    return StagePlan(stage, "features", units,
+                     {"config": config_dict(config), "mixture_manifest_url": mixture_manifest_url})
+
+
+def features_unit(plan, unit) -> dict:
+    from deepclust.features.extract import FeatureConfig, extract_shard
+    from deepclust.features.normalisation import RunningStats
+    from deepclust.features.shards import shard_extension
+
+    config = FeatureConfig.from_dict(plan.context["config"])
+    mixtures = storage.read_parquet(plan.context["mixture_manifest_url"]).set_index("mixture_id")
+    rows = mixtures.loc[unit["mixture_ids"]].reset_index()
+    shard_url = plan.stage.path("shards", f"{unit['id']}{shard_extension(config.shard_format)}")
+    # Each shard accumulates its own statistics; finish merges the training ones.
+    stats = RunningStats(config.stft.n_freq) if unit["split"] == "tr" else None
+    manifest_rows = extract_shard(rows, shard_url, config, stats=stats)
+    part = plan.stage.path("parts", f"{unit['id']}.parquet")
+    storage.write_parquet(pd.DataFrame(manifest_rows), part)
+    return {"part": part, "shard_url": shard_url, "split": unit["split"],
+            "stats": stats.to_dict() if stats is not None and stats.count else None}
+
+
+def features_finish(plan, results):
+    from deepclust.features.extract import FeatureConfig, write_feature_index
+    from deepclust.features.normalisation import RunningStats
+
+    rows = concat_parts(results).to_dict("records")
+    train_stats = [RunningStats.from_dict(r["stats"]) for r in results if r.get("stats")]
+    if not train_stats:
+        raise ValueError("feature extraction: no training ('tr') utterances to compute normalisation statistics")
+    merged = train_stats[0]
+    for other in train_stats[1:]:
+        merged = merged.merge(other)
+    manifest = write_feature_index(rows, plan.stage.url, FeatureConfig.from_dict(plan.context["config"]), merged)
+    return manifest, {"shards": len(results), "utterances": int(len(manifest)),
+                      "failed": int((manifest["status"] != "done").sum())}
+
+
+STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "feature shards")

@@ -1,0 +1,78 @@
+"""What every stage is made of: a ``StagePlan`` (its folder and units) and a ``StageDefinition`` (plan,
+run one unit, finish), plus the helpers the stage modules share.
+
+Each stage is defined beside its domain code (``deepclust/corpora/stage.py``, ``mixing/stage.py``,
+``features/stage.py``, ``training/stage.py``, ``separation/stage.py``, ``evaluation/stage.py``) and
+registered in ``deepclust.pipeline.stages.STAGES``, which also holds the one driver, ``run_stage``.
+Every function takes and returns URLs and small JSON-able values, never arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from deepclust import storage
+from deepclust.pipeline.store import Stage
+
+
+@dataclass
+class StagePlan:
+    """A stage folder plus the units of work it needs; JSON-able so it can travel through Prefect."""
+
+    stage: Stage
+    kind: str
+    units: list[dict] = field(default_factory=list)
+    context: dict = field(default_factory=dict)
+
+    @property
+    def manifest_url(self) -> str:
+        return self.stage.manifest_url
+
+    def to_dict(self) -> dict:
+        return {"stage": dataclasses.asdict(self.stage), "kind": self.kind, "units": self.units,
+                "context": self.context}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StagePlan":
+        return cls(stage=Stage(**data["stage"]), kind=data["kind"], units=data["units"], context=data["context"])
+
+
+@dataclass(frozen=True)
+class StageDefinition:
+    """One stage of the recipe.
+
+    ``plan(run_root, *upstream manifest URLs, *configs) -> StagePlan`` decides the folder (by content key)
+    and the units; ``run_unit(plan, unit)`` does one unit and returns a JSON-able result (the driver
+    skips units already done); ``finish(plan, results) -> (manifest, info)`` merges the unit results
+    (the driver commits them). ``description`` is what a person reads in progress lines.
+    """
+
+    name: str
+    plan: Callable[..., StagePlan]
+    run_unit: Callable[[StagePlan, dict], Any]
+    finish: Callable[[StagePlan, list], tuple[pd.DataFrame, dict]]
+    description: str = ""
+
+
+def concat_parts(results: list) -> pd.DataFrame:
+    """The per-unit ``part`` tables of a stage, in unit order, as one table."""
+    frames = [storage.read_parquet(r["part"]) for r in results if r and r.get("part")]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def config_dict(config) -> dict:
+    return config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+
+
+# Settings that say where or how fast a stage runs, not what it computes: kept out of stage keys, so
+# moving a run to another device or thread count reuses its finished stages.
+EXECUTION_ONLY = {"device", "num_threads"}
+
+
+def recipe_params(config) -> dict:
+    """A config without its execution-only settings: what goes into a stage key."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in EXECUTION_ONLY}

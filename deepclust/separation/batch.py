@@ -1,0 +1,185 @@
+"""The separation loop: a batch of input-manifest rows in, their outputs written, one manifest row each out.
+
+This is the only place files are separated: ``deepclust separate``, ``separate-archive`` (plain or Prefect,
+threads or Dask) and the recipe's separation stage all call ``separate_items``. One schema
+(``MANIFEST_COLUMNS``) and one error policy:
+
+- a bad input (corrupt, truncated, empty, all-silent, non-finite, not audio, an unreadable object, a
+  batch that runs out of memory) becomes a ``failed`` row whose ``error`` names the input and the reason,
+  and the batch goes on;
+- a transient fault (timeouts, throttling, connection resets: ``deepclust.transient``) is raised, so the
+  caller retries the batch: it is nobody's fault and must not be recorded as the input's.
+
+Inputs no longer than one window are read whole and separated together (one network forward per
+``window.windows_per_batch`` inputs with the same speaker count); longer ones go through
+``separate_long`` (windows batched). Outputs exist when this returns; rows are not committed here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepclust import storage
+from deepclust.audio_blocks import BlockReader, TrackWriter
+from deepclust.errors import BadAudioError
+from deepclust.separation.inputs import output_urls
+from deepclust.separation.long import WindowConfig, separate_long, separate_window_batch
+from deepclust.transient import is_transient
+from deepclust.workspace import Workspace
+
+TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "write_seconds"]
+MANIFEST_COLUMNS = ["input", "relative_path", "mixture_id", "status", "error", "duration", "sample_rate",
+                    "channels", "output_sample_rate", "windows", "n_speakers", "outputs", "input_size", "seconds",
+                    *TIMING_COLUMNS]
+
+
+@dataclass
+class _Item:
+    row: dict  # the input-manifest row
+    outputs: list  # final URLs
+    local_outputs: list  # where separation writes (final paths locally, temporary files for S3)
+    began: float
+    download_seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return self.row["input"]
+
+
+def failed_row(item: dict, error: str, seconds: float = 0.0) -> dict:
+    """The row of an input that could not be separated; ``error`` names the input and the reason."""
+    return {"input": item["input"], "relative_path": item["relative_path"], "mixture_id": item.get("mixture_id") or "",
+            "status": "failed", "error": error, "duration": np.nan, "sample_rate": np.nan, "channels": np.nan,
+            "output_sample_rate": np.nan, "windows": 0, "n_speakers": int(item["n_speakers"]), "outputs": [],
+            "input_size": _size_or_nan(item), "seconds": seconds, **{c: 0.0 for c in TIMING_COLUMNS}}
+
+
+def _size_or_nan(item: dict) -> float:
+    size = item.get("input_size")
+    return float(size) if size is not None and not (isinstance(size, float) and np.isnan(size)) else np.nan
+
+
+def _done_row(item: _Item, info: dict) -> dict:
+    return {"input": item.url, "relative_path": item.row["relative_path"], "mixture_id": item.row.get("mixture_id") or "",
+            "status": "done", "error": "", "duration": info["duration"], "sample_rate": info["sample_rate"],
+            "channels": info["channels"], "output_sample_rate": info["output_sample_rate"], "windows": info["windows"],
+            "n_speakers": len(item.outputs), "outputs": [storage.absolute(u) for u in item.outputs],
+            "input_size": _size_or_nan(item.row), "seconds": time.perf_counter() - item.began,
+            **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}}
+
+
+def reason(url: str, error: Exception) -> str:
+    """``"<input url>: <reason>"``, even when the error named a temporary download."""
+    if isinstance(error, BadAudioError):
+        return str(BadAudioError(url, error.reason))
+    return str(BadAudioError(url, f"{type(error).__name__}: {error}"))
+
+
+def separate_items(separator, items: list[dict], out_url: str, window: WindowConfig = WindowConfig()) -> list[dict]:
+    """Separate input-manifest rows (``deepclust.separation.inputs``) into ``out/<stem>/s1.wav ..``.
+
+    Returns one ``MANIFEST_COLUMNS`` row per item, in the items' order. Raises only transient faults.
+    """
+    rows: list[dict] = []
+    short: list = []  # (item, info, waveform) of inputs no longer than one window
+    window_samples, _ = window.samples(separator.sample_rate)
+    with Workspace(out_url) as workspace:
+        for row in items:
+            outputs = output_urls(out_url, row["relative_path"], row["n_speakers"])
+            item = _Item(row, outputs, workspace.local_outputs(outputs), time.perf_counter())
+            local = None
+            try:
+                tick = time.perf_counter()
+                local = workspace.local_input(item.url)
+                item.download_seconds = time.perf_counter() - tick
+                reader = BlockReader(local, separator.sample_rate, window.context_seconds)
+                if reader.n_samples <= window_samples:
+                    short.append(_read_short(item, reader))
+                    continue
+                reader.close()
+                info = separate_long(separator, local, item.local_outputs, int(row["n_speakers"]), window,
+                                     workspace.temp_dir)
+                info["read_seconds"] += item.download_seconds
+                rows.append(_publish(workspace, item, info))
+            except Exception as error:
+                if is_transient(error):
+                    raise  # a retry may cure it: not this input's fault
+                rows.append(failed_row(row, reason(item.url, error), time.perf_counter() - item.began))
+            finally:
+                if local is not None:  # short inputs are in memory by now; downloads are not kept
+                    workspace.discard_input(local, item.url)
+        rows.extend(_separate_short(separator, workspace, short, window))
+    order = {row["relative_path"]: i for i, row in enumerate(items)}
+    return sorted(rows, key=lambda row: order[row["relative_path"]])
+
+
+def _read_short(item: _Item, reader: BlockReader):
+    """Read a one-window input whole (it is at most a window long, so memory stays bounded)."""
+    try:
+        tick = time.perf_counter()
+        waveform = reader.read(0, reader.n_samples)
+        read_seconds = time.perf_counter() - tick + item.download_seconds
+        if reader.peak == 0.0:
+            raise BadAudioError(item.url, "all-silent audio (every sample is 0)")
+        info = {"duration": reader.duration, "sample_rate": reader.input_rate, "channels": reader.channels,
+                "windows": 1, "read_seconds": read_seconds}
+        return item, info, waveform
+    finally:
+        reader.close()
+
+
+def _separate_short(separator, workspace: Workspace, short: list, window: WindowConfig) -> list[dict]:
+    """One network forward per ``windows_per_batch`` short inputs of the same speaker count."""
+    by_count: dict[int, list] = {}
+    for entry in short:
+        by_count.setdefault(len(entry[0].outputs), []).append(entry)
+    rows = []
+    for n_speakers, entries in sorted(by_count.items()):
+        for first in range(0, len(entries), window.windows_per_batch):
+            rows.extend(_separate_group(separator, workspace, entries[first:first + window.windows_per_batch],
+                                        n_speakers))
+    return rows
+
+
+def _separate_group(separator, workspace: Workspace, group: list, n_speakers: int) -> list[dict]:
+    try:
+        batch = separate_window_batch(separator, [waveform for _, _, waveform in group], n_speakers)
+    except Exception as error:  # e.g. out of memory: every input of the group fails with the reason
+        if is_transient(error):
+            raise
+        return [failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began)
+                for item, _, _ in group]
+    rows = []
+    total = sum(w.shape[0] for _, _, w in group)
+    for (item, info, waveform), tracks in zip(group, batch.outputs):
+        share = waveform.shape[0] / total  # the batch's compute time, split by length
+        try:
+            tick = time.perf_counter()
+            writer = TrackWriter(item.local_outputs, separator.sample_rate, workspace.temp_dir)
+            try:
+                writer.write(tracks)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            info = {**info, "output_sample_rate": separator.sample_rate,
+                    "network_seconds": batch.network_seconds * share,
+                    "clustering_seconds": batch.clustering_seconds * share,
+                    "write_seconds": time.perf_counter() - tick}
+            rows.append(_publish(workspace, item, info))
+        except Exception as error:
+            if is_transient(error):
+                raise  # e.g. an S3 upload timed out: retry, don't blame the input
+            rows.append(failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began))
+    return rows
+
+
+def _publish(workspace: Workspace, item: _Item, info: dict) -> dict:
+    """Upload (S3) and make the ``done`` row; the upload counts as writing."""
+    tick = time.perf_counter()
+    workspace.publish(item.local_outputs, item.outputs)
+    info = {**info, "write_seconds": info.get("write_seconds", 0.0) + time.perf_counter() - tick}
+    return _done_row(item, info)

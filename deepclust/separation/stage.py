@@ -1,0 +1,61 @@
+"""The recipe's separation stage: the test mixtures, separated by the one separation loop.
+
+The mixture manifest becomes an input manifest (``inputs_from_mixtures``); each unit is a batch of its
+rows, separated by ``deepclust.separation.batch.separate_items`` into ``<stage>/<split>/<mixture_id>/``,
+exactly as ``deepclust separate --input <mixture manifest>`` would: the same rows, the same schema, the
+same error policy. A unit's rows are committed (its part file and marker) as soon as it finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from deepclust import storage
+from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, recipe_params
+from deepclust.pipeline.store import batches, make_stage
+from deepclust.separation.inputs import inputs_from_mixtures
+
+
+def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str, config) -> StagePlan:
+    """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows)."""
+    stage = make_stage(run_root, "separate", {"config": recipe_params(config)},
+                       [model_manifest_url, mixture_manifest_url])
+    items = inputs_from_mixtures(mixture_manifest_url, tuple(config.splits))
+    items["input_size"] = items["input_size"].astype(object).where(items["input_size"].notna(), None)
+    units = [{"id": f"batch-{i:05d}", "items": chunk}
+             for i, chunk in enumerate(batches(items.to_dict("records"), config.unit_size))]
+    return StagePlan(stage, "separate", units,
+                     {"config": dataclasses.asdict(config), "model_manifest_url": model_manifest_url,
+                      "mixture_manifest_url": mixture_manifest_url})
+
+
+def separate_unit(plan, unit) -> dict:
+    from deepclust.separation.batch import separate_items
+    from deepclust.separation.separator import cached_separator
+    from deepclust.training.stage import model_url_of
+
+    config = plan.context["config"]
+    separator = cached_separator(model_url_of(plan.context["model_manifest_url"]), config["device"],
+                                 config["kmeans"], config["inference"])
+    rows = separate_items(separator, unit["items"], plan.stage.url, window_of(config))
+    part = plan.stage.path("parts", f"{unit['id']}.parquet")
+    storage.write_parquet(pd.DataFrame(rows), part)
+    return {"part": part, "rows": len(rows)}
+
+
+def window_of(config: dict):
+    from deepclust.separation.long import WindowConfig
+
+    return WindowConfig(window_seconds=config["window_seconds"], windows_per_batch=config["batch_size"])
+
+
+def separate_finish(plan, results):
+    manifest = concat_parts(results)
+    return manifest, {"separated": int((manifest["status"] == "done").sum()),
+                      "failed": int((manifest["status"] != "done").sum()),
+                      "model_manifest_url": plan.context["model_manifest_url"]}
+
+
+STAGE = StageDefinition("separate", plan_separation, separate_unit, separate_finish, "batches of test mixtures")

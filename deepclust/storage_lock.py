@@ -1,0 +1,153 @@
+"""One writer per output folder: ``out/.lock`` with a heartbeat, on local disks and object stores alike.
+
+A run holds ``out/.lock`` (JSON ``{owner, host, pid, acquired, heartbeat}``) for as long as it writes into
+``out``; a daemon thread rewrites the heartbeat every ``heartbeat_seconds``. Another run refuses to start
+while the heartbeat is fresh. A lock whose heartbeat is older than ``stale_minutes`` is taken over (its
+owner is presumed dead), and so is a lock left by a process of this host that no longer exists. Object
+stores have no compare-and-swap on SeaweedFS/MinIO, so taking the lock is write-then-verify after a short
+pause: two runs starting within that pause could both believe they won; ``check()`` before every commit
+makes the loser stop instead of committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+
+from deepclust import storage
+
+LOCK_NAME = ".lock"
+PARTIAL_NAME = ".partial"  # local temporary outputs of the lock holder
+
+
+class LockBusyError(RuntimeError):
+    """Another live run holds ``out/.lock``."""
+
+
+class LockLostError(RuntimeError):
+    """Our lock was taken over (our heartbeat went stale); stop before committing anything."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FolderLock:
+    """``out/.lock``: one run writes into ``out`` at a time (see the module docstring).
+
+    Args:
+        out_url: the output folder or prefix.
+        stale_minutes: a lock whose heartbeat is older than this is taken over.
+        heartbeat_seconds: how often the holder rewrites its heartbeat (in a daemon thread).
+        settle_seconds: pause between writing the lock and reading it back to confirm ownership.
+    """
+
+    def __init__(self, out_url: str, stale_minutes: float = 10.0, heartbeat_seconds: float = 30.0,
+                 settle_seconds: float = 0.5):
+        self.url = storage.join(out_url, LOCK_NAME)
+        self.stale_seconds = stale_minutes * 60.0
+        self.heartbeat_seconds = heartbeat_seconds
+        self.settle_seconds = settle_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _record(self, acquired: float) -> dict:
+        return {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+                "acquired": acquired, "heartbeat": time.time()}
+
+    def _read(self) -> dict | None:
+        try:
+            return storage.read_json(self.url)
+        except (FileNotFoundError, json.JSONDecodeError, ValueError):
+            return None  # vanished or half-visible: treat as free, verification decides
+
+    def _takeable(self, record: dict | None) -> bool:
+        if record is None:
+            return True
+        if time.time() - float(record.get("heartbeat", 0)) > self.stale_seconds:
+            return True
+        # A killed run of this host: its process is gone, no need to wait for the heartbeat to age.
+        return record.get("host") == socket.gethostname() and not _pid_alive(int(record.get("pid", -1)))
+
+    def acquire(self) -> "FolderLock":
+        record = self._read()
+        if not self._takeable(record):
+            age = time.time() - float(record.get("heartbeat", 0))
+            raise LockBusyError(f"{self.url}: held by {record.get('owner')} (heartbeat {age:.0f} s ago); "
+                                f"it is taken over once older than {self.stale_seconds / 60:.0f} min")
+        self.acquired = time.time()
+        storage.write_json(self._record(self.acquired), self.url)
+        time.sleep(self.settle_seconds)
+        if not self.owns():
+            raise LockBusyError(f"{self.url}: another run took the lock at the same time")
+        self._thread = threading.Thread(target=self._beat, name="folder-lock-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def owns(self) -> bool:
+        record = self._read()
+        return record is not None and record.get("owner") == self.owner
+
+    def check(self) -> None:
+        """Raise ``LockLostError`` when another run has taken the lock over."""
+        if self.lost or not self.owns():
+            self.lost = True
+            raise LockLostError(f"{self.url}: lock taken over by another run; stopping without committing")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                if not self.owns():
+                    self.lost = True
+                    return
+                storage.write_json(self._record(self.acquired), self.url)
+            except Exception:  # a failed heartbeat is retried next time; staleness needs many misses
+                continue
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not self.lost and self.owns():
+            storage.remove(self.url)
+
+
+@contextmanager
+def folder_lock(out_url: str, **kwargs):
+    """Hold ``out/.lock`` for the block; partial files of a killed run are removed once it is ours."""
+    lock = FolderLock(out_url, **kwargs).acquire()
+    try:
+        remove_partials(out_url)
+        yield lock
+    finally:
+        lock.release()
+
+
+def remove_partials(out_url: str) -> None:
+    """Delete ``out/.partial`` (local temporary outputs) and the temporary files of an atomic write that a
+    killed run left in ``out/`` (``.tmp-manifest.parquet-*``); only the lock holder may call this."""
+    partial = storage.join(out_url, PARTIAL_NAME)
+    if storage.is_local(partial):
+        shutil.rmtree(partial, ignore_errors=True)
+        folder = os.path.dirname(os.path.abspath(partial))
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith(".tmp-"):  # storage.write_bytes_atomic's prefix
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                    except OSError:
+                        pass

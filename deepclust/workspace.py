@@ -1,0 +1,69 @@
+"""Local scratch space of one batch of separation: inputs downloaded from object stores, outputs to upload.
+
+Local inputs are used in place and local outputs are written under ``out/.partial`` and renamed into
+place; for ``s3://`` both go through a temporary folder on local disk (bounded disk, never RAM).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+
+from deepclust import storage
+from deepclust.errors import BadAudioError
+from deepclust.storage_lock import PARTIAL_NAME
+from deepclust.transient import is_transient
+
+
+class Workspace:
+    """Local scratch space of one batch: downloaded inputs and outputs to upload (S3 only)."""
+
+    def __init__(self, out_url: str):
+        self.out_url = out_url
+        self.local_out = storage.is_local(out_url)
+        self.root = tempfile.mkdtemp(prefix="deepclust-archive-")
+        self.temp_dir = storage.join(out_url, PARTIAL_NAME) if self.local_out else os.path.join(self.root, "partial")
+
+    def local_input(self, url: str) -> str:
+        """A local path for the input: itself, or a download into the workspace (bounded disk, not RAM)."""
+        if storage.is_local(url):
+            return storage._local_path(url)
+        target = os.path.join(self.root, "input-" + uuid.uuid4().hex[:8] + os.path.splitext(url)[1])
+        try:
+            fs, path = storage.filesystem(url)
+            fs.get_file(path, target)
+        except Exception as error:  # the object vanished or is forbidden (timeouts/throttling: re-raised)
+            if is_transient(error):
+                raise
+            raise BadAudioError(url, f"unreadable object ({type(error).__name__}: {error})") from error
+        return target
+
+    def local_outputs(self, outputs: list[str]) -> list[str]:
+        if self.local_out:
+            return [storage._local_path(u) for u in outputs]
+        folder = os.path.join(self.root, uuid.uuid4().hex[:8])
+        return [os.path.join(folder, os.path.basename(u)) for u in outputs]
+
+    def publish(self, local_outputs: list[str], outputs: list[str]) -> None:
+        """Upload finished local outputs (S3); local outputs were already renamed into place."""
+        if self.local_out:
+            return
+        fs, _ = storage.filesystem(self.out_url)
+        for local, url in zip(local_outputs, outputs):
+            fs.put_file(local, storage.filesystem(url)[1])
+            os.unlink(local)
+
+    def discard_input(self, local: str, url: str) -> None:
+        if not storage.is_local(url) and os.path.exists(local):
+            os.unlink(local)
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
