@@ -94,3 +94,21 @@ def test_single_file_input_and_three_speakers(tmp_path, fsdd_dir, tiny_model):
 ])
 def test_output_names_cannot_escape_the_output_folder(name, expected):
     assert safe_relative_stem(name, "/data/in") == expected
+
+
+def test_prefect_path_on_an_offline_machine_logs_no_telemetry_error(tmp_path, fsdd_dir, tiny_model):
+    """The CLI turns the ephemeral server's analytics off unless the user set the variable (with it on, this
+    machine logs ``ERROR ... send_telemetry_heartbeat``: no network)."""
+    import os
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.wav").write_bytes((fsdd_dir / "1_theo_0.wav").read_bytes())
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    result = subprocess.run([sys.executable, "-m", "deepclust.cli", "separate", "--model", str(tiny_model), "--input",
+                             str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--prefect", "--device", "cpu"],
+                            cwd=REPO, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 separated" in result.stdout
+    output = result.stdout + result.stderr
+    assert "ERROR" not in output and "telemetry" not in output, output[-3000:]

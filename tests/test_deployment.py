@@ -132,3 +132,16 @@ def test_regression_notification_automation_is_a_valid_prefect_automation():
     automation = AutomationCore.model_validate(data)
     assert automation.trigger.expect == {"prefect.flow-run.Failed"}
     assert automation.actions[0].type == "send-notification"
+
+
+def test_the_main_job_prints_training_progress_and_stage_progress(served_tiny_run):
+    """``deepclust reproduce`` as a user runs it: an epoch line (losses, time left) for every epoch, and the
+    stages' unit progress, on the console; no ERROR line."""
+    from deepclust.pipeline.config import demo_config
+
+    output = served_tiny_run["stderr"] + served_tiny_run["stdout"]
+    epochs = demo_config("x", quick=True).train.max_epochs
+    lines = re.findall(r"epoch (\d+) \(chunks of \d+, \d+ steps\): train [\d.]+, val [\d.]+.*left", output)
+    assert [int(n) for n in lines] == list(range(1, epochs + 1)), output[-4000:]
+    assert re.search(r"separate: \d+ units \(0 already done\)", output), output[-4000:]
+    assert " ERROR " not in output and "| ERROR" not in output, output[-4000:]

@@ -212,6 +212,8 @@ def test_same_seed_gives_the_same_model_and_another_seed_does_not(fsdd_items, tm
 
     first, second, other = run("a", 0), run("b", 0), run("c", 1)
     assert all(torch.equal(first[name], second[name]) for name in first)
+    # The shipped artefact itself, byte for byte (no timestamps or paths inside): issue 9's reproducibility.
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
     assert not all(torch.equal(first[name], other[name]) for name in first)
 
 

@@ -216,6 +216,185 @@ def _write_history(out_url: str, history: list[dict]) -> None:
     storage.write_bytes_atomic(storage.join(out_url, "history.csv"), buffer.getvalue().encode())
 
 
+class _Run:
+    """One training run's moving parts (model, optimiser, scaler, counters) and what it does between steps:
+    validate, checkpoint, keep the best model, adjust the learning rate, log. ``fit`` reads as the loop."""
+
+    def __init__(self, out_url: str, model_config: ModelConfig, config: TrainConfig, replicas: "Replicas",
+                 device: torch.device, feature_stats, feature_config: dict | None, extra: dict | None,
+                 train_items, val_source: Callable[[], Iterable[dict]], batch_source):
+        self.config, self.model_config, self.replicas, self.device = config, model_config, replicas, device
+        self.amp_dtype = _amp_dtype(config, device)
+        self.out_url = out_url
+        self.model_url = storage.join(out_url, "model.pt")
+        self.last_url = storage.join(out_url, "checkpoints", "last.pt")
+        self.feature_stats, self.feature_config, self.extra = feature_stats, feature_config or {}, extra or {}
+        self.train_items, self.val_source, self.batch_source = train_items, val_source, batch_source
+        torch.manual_seed(config.seed)
+        self.model = DeepClusteringNet(model_config).to(device)
+        self.optimiser = self.new_optimiser()
+        # Loss scaling is needed for fp16 only; bf16 has float32's exponent range.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.state = _fresh_state()
+        self.trained = None  # replicas.wrap(model), set by ``start``
+
+    def new_optimiser(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate)
+
+    def frames(self, stage: int | None = None) -> int:
+        stage = self.state["stage"] if stage is None else stage
+        return self.config.chunk_frames if stage == 0 else self.config.curriculum_chunk_frames
+
+    def start(self, resume: bool) -> None:
+        """Resume from ``checkpoints/last.pt`` when asked and present; measure the untrained loss once."""
+        if resume and storage.exists(self.last_url):
+            with storage.open_url(self.last_url, "rb") as handle:
+                saved = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+            if saved["model_config"] != self.model_config.to_dict():
+                raise ValueError(
+                    f"{self.last_url}: checkpoint has model config {saved['model_config']}, "
+                    f"asked for {self.model_config.to_dict()}; use another out_url or resume=False"
+                )
+            self.model.load_state_dict(saved["model"])
+            self.optimiser.load_state_dict(saved["optimiser"])
+            self.scaler.load_state_dict(saved["scaler"])
+            self.state = saved["state"]
+            _set_rng_states(saved["rng"])
+            log.info("resumed from %s after epoch %d", self.last_url, self.state["epoch"])
+        self.trained = self.replicas.wrap(self.model)  # takes the steps; ``model`` (the same parameters) is saved
+        if self.state.get("initial_val_loss") is None:
+            # The untrained network's validation loss: curves (and tests) then show the whole descent,
+            # most of which happens inside the first epoch.
+            self.state["initial_val_loss"] = self.val_loss(self.frames(0))
+
+    def val_loss(self, frames: int) -> float:
+        config = self.config
+        if self.batch_source is not None:
+            batches = self.batch_source.validation_batches(frames, config.batch_size)
+        else:
+            batches = validation_batches(self.val_source(), self.feature_stats, frames, config.batch_size)
+        return self.replicas.mean(evaluate(self.model, batches, self.device, self.amp_dtype, config))
+
+    def stage_done(self) -> bool:
+        return _stage_done(self.state, self.config)
+
+    def next_stage(self) -> bool:
+        """Start the curriculum's long-chunk stage if there is one left; False when training is over.
+
+        Curriculum (Isik et al. 2016): restart from the best short-chunk model on longer chunks. The new
+        stage's best is the old model's loss on the new chunks, so model.pt is only replaced by a model
+        that is better on them.
+        """
+        if self.state["stage"] != 0 or not self.config.curriculum_chunk_frames:
+            return False
+        if storage.exists(self.model_url):  # absent only if no epoch ever gave a finite val loss
+            best = io.BytesIO(storage.read_bytes(self.model_url))
+            self.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        self.optimiser = self.new_optimiser()
+        self.state.update(stage=1, stage_epochs=0, bad_epochs=0)
+        self.state["best_val_loss"] = self.val_loss(self.frames(1))
+        self.save_state()
+        self.replicas.barrier()
+        return True
+
+    def out_of_time(self) -> bool:
+        cap = self.config.max_train_seconds
+        return cap is not None and self.state["train_seconds"] >= cap
+
+    def epoch_batches(self):
+        """The epoch's batches; they depend on (seed, epoch) only: nothing about sampling is checkpointed."""
+        config, frames = self.config, self.frames()
+        if self.batch_source is not None:
+            # Each process draws its own batches: (seed, epoch, rank) seeds them.
+            return self.batch_source.training_batches([config.seed, self.state["epoch"], self.replicas.rank], frames,
+                                                      config.batch_size, config.steps_per_epoch)
+        return training_batches(self.train_items, self.feature_stats, frames, config.batch_size,
+                                [config.seed, self.state["epoch"]], config.steps_per_epoch, config.shuffle_buffer)
+
+    def train_one_epoch(self) -> list[float]:
+        with self.replicas.uneven(self.trained):
+            return train_epoch(self.trained, self.optimiser, self.scaler, self.epoch_batches(), self.device,
+                               self.amp_dtype, self.config.grad_clip, self.config)
+
+    def end_epoch(self, losses: list[float], val_loss: float, seconds: float, val_seconds: float) -> dict:
+        """Early-stopping counters, the best model, learning-rate halving, history, snapshot, checkpoint."""
+        config, state = self.config, self.state
+        state["global_step"] += len(losses)
+        state["epoch"] += 1
+        state["stage_epochs"] += 1
+        state["train_seconds"] += seconds
+        improved = val_loss < state["best_val_loss"] - config.min_delta
+        if improved:
+            state["best_val_loss"], state["bad_epochs"] = val_loss, 0
+            self.save_model(self.model_url, {"best_val_loss": val_loss, "chunk_frames": self.frames()})
+        else:
+            state["bad_epochs"] += 1
+            if config.lr_halving_patience and state["bad_epochs"] % config.lr_halving_patience == 0:
+                self.halve_learning_rate()
+        if state["epoch"] in config.lr_halving_epochs:
+            self.halve_learning_rate()
+        record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": self.frames(),
+                  "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
+                  "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
+                  "global_step": state["global_step"], "seconds": seconds, "val_seconds": val_seconds,
+                  "learning_rate": self.optimiser.param_groups[0]["lr"]}
+        state["history"].append(record)
+        if config.snapshot_every and state["epoch"] % config.snapshot_every == 0:
+            self.save_model(storage.join(self.out_url, "snapshots", f"epoch-{state['epoch']:03d}.pt"),
+                            {"val_loss": val_loss})
+        self.save_state()
+        if self.replicas.writes:
+            _write_history(self.out_url, state["history"])
+        self.replicas.barrier()  # model.pt and last.pt are complete before any process reads them
+        return record
+
+    def halve_learning_rate(self) -> None:
+        for group in self.optimiser.param_groups:  # saved with the optimiser: resumes exactly
+            group["lr"] *= 0.5
+
+    def save_model(self, url: str, facts: dict) -> None:
+        if self.replicas.writes:
+            save_model(url, self.model, self.feature_stats, self.feature_config,
+                       {**self.extra, "epoch": self.state["epoch"], "global_step": self.state["global_step"], **facts,
+                        "train_config": self.config.to_dict()})
+
+    def save_state(self) -> None:
+        if not self.replicas.writes:
+            return
+        payload = {
+            "format": STATE_FORMAT,
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": self.state,
+            "rng": _rng_states(),
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        storage.write_bytes_atomic(self.last_url, buffer.getvalue())
+
+    def log_epoch(self, record: dict) -> None:
+        """The console line: losses, seconds, and at most how many epochs (and minutes) are left."""
+        config, state = self.config, self.state
+        stages_left = 1 if state["stage"] == 0 and config.curriculum_chunk_frames else 0
+        epochs_left = max(0, config.max_epochs - state["stage_epochs"]) + stages_left * config.max_epochs
+        mean_seconds = state["train_seconds"] / max(1, len(state["history"]))
+        log.info("epoch %d (chunks of %d, %d steps): train %.4f, val %.4f%s, %.0f s; at most %d epochs "
+                 "(~%.0f min) left", record["epoch"], record["chunk_frames"], record["steps"], record["train_loss"],
+                 record["val_loss"], " (best)" if record["improved"] else "", record["seconds"], epochs_left,
+                 epochs_left * mean_seconds / 60)
+
+    def outcome(self, stopped_reason: str) -> dict:
+        state = self.state
+        if stopped_reason == "finished":
+            stopped_reason = "patience" if state["bad_epochs"] >= self.config.patience else "max_epochs"
+        return {"model_url": self.model_url, "history": list(state["history"]),
+                "initial_val_loss": state.get("initial_val_loss"), "best_val_loss": state["best_val_loss"],
+                "stopped_reason": stopped_reason, "epochs": state["epoch"], "global_step": state["global_step"]}
+
+
 def fit(
     train_items: ItemSource,
     val_items: Iterable[dict] | Callable[[], Iterable[dict]],
@@ -250,177 +429,32 @@ def fit(
     Returns:
         ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
     """
-    config = train_config
-    replicas = replicas or Replicas()
-    device = resolve_device(config.device)
-    amp_dtype = _amp_dtype(config, device)
-    model_url = storage.join(out_url, "model.pt")
-    last_url = storage.join(out_url, "checkpoints", "last.pt")
-    val_source = val_items if callable(val_items) else (lambda: val_items)
-    if batch_source is not None and not config.steps_per_epoch:
+    if batch_source is not None and not train_config.steps_per_epoch:
         raise ValueError("training from a batch source (dynamic mixing) needs steps_per_epoch")
-
-    def stage_frames(stage: int) -> int:
-        return config.chunk_frames if stage == 0 else config.curriculum_chunk_frames
-
-    def val_loss_at(frames: int) -> float:
-        if batch_source is not None:
-            batches = batch_source.validation_batches(frames, config.batch_size)
-        else:
-            batches = validation_batches(val_source(), feature_stats, frames, config.batch_size)
-        return replicas.mean(evaluate(model, batches, device, amp_dtype, config))
-
-    def new_optimiser():
-        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-
-    with _torch_settings(config, device):
-        torch.manual_seed(config.seed)
-        model = DeepClusteringNet(model_config).to(device)
-        optimiser = new_optimiser()
-        # Loss scaling is needed for fp16 only; bf16 has float32's exponent range.
-        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-        state = _fresh_state()
-
-        if resume and storage.exists(last_url):
-            with storage.open_url(last_url, "rb") as handle:
-                saved = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
-            if saved["model_config"] != model_config.to_dict():
-                raise ValueError(
-                    f"{last_url}: checkpoint has model config {saved['model_config']}, "
-                    f"asked for {model_config.to_dict()}; use another out_url or resume=False"
-                )
-            model.load_state_dict(saved["model"])
-            optimiser.load_state_dict(saved["optimiser"])
-            scaler.load_state_dict(saved["scaler"])
-            state = saved["state"]
-            _set_rng_states(saved["rng"])
-            log.info("resumed from %s after epoch %d", last_url, state["epoch"])
-        trained = replicas.wrap(model)  # takes the steps; ``model`` (the same parameters) is saved
-
-        def save_state() -> None:
-            if not replicas.writes:
-                return
-            payload = {
-                "format": STATE_FORMAT,
-                "model_config": model_config.to_dict(),
-                "train_config": config.to_dict(),
-                "model": model.state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "scaler": scaler.state_dict(),
-                "state": state,
-                "rng": _rng_states(),
-            }
-            buffer = io.BytesIO()
-            torch.save(payload, buffer)
-            storage.write_bytes_atomic(last_url, buffer.getvalue())
-
-        def save_best(val_loss: float) -> None:
-            if not replicas.writes:
-                return
-            facts = {**(extra or {}), "epoch": state["epoch"], "global_step": state["global_step"],
-                     "best_val_loss": val_loss, "chunk_frames": stage_frames(state["stage"]),
-                     "train_config": config.to_dict()}
-            save_model(model_url, model, feature_stats, feature_config or {}, facts)
-
-        if state.get("initial_val_loss") is None:
-            # The untrained network's validation loss: curves (and tests) then show the whole descent,
-            # most of which happens inside the first epoch.
-            state["initial_val_loss"] = val_loss_at(stage_frames(0))
-
-        stopped_reason = "finished"
+    replicas = replicas or Replicas()
+    device = resolve_device(train_config.device)
+    val_source = val_items if callable(val_items) else (lambda: val_items)
+    with _torch_settings(train_config, device):
+        run = _Run(out_url, model_config, train_config, replicas, device, feature_stats, feature_config, extra,
+                   train_items, val_source, batch_source)
+        run.start(resume)
         while True:
-            if _stage_done(state, config):
-                if state["stage"] == 0 and config.curriculum_chunk_frames:
-                    # Curriculum (Isik et al. 2016): restart from the best short-chunk model on longer
-                    # chunks. The new stage's best is the old model's loss on the new chunks, so model.pt
-                    # is only replaced by a model that is better on them.
-                    if storage.exists(model_url):  # absent only if no epoch ever gave a finite val loss
-                        best = io.BytesIO(storage.read_bytes(model_url))
-                        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-                    optimiser = new_optimiser()
-                    state.update(stage=1, stage_epochs=0, bad_epochs=0)
-                    state["best_val_loss"] = val_loss_at(stage_frames(1))
-                    save_state()
-                    replicas.barrier()
+            if run.stage_done():
+                if run.next_stage():
                     continue
-                break
-            if config.max_train_seconds is not None and state["train_seconds"] >= config.max_train_seconds:
-                stopped_reason = "time budget"
-                break
-
-            # ---- one epoch ----
+                return run.outcome("finished")
+            if run.out_of_time():
+                return run.outcome("time budget")
             started = time.perf_counter()
-            frames = stage_frames(state["stage"])
-            # The epoch's chunks depend on (seed, epoch) only: nothing about the sampler needs checkpointing.
-            if batch_source is not None:
-                # Each process draws its own batches: (seed, epoch, rank) seeds them.
-                batches = batch_source.training_batches([config.seed, state["epoch"], replicas.rank], frames,
-                                                        config.batch_size, config.steps_per_epoch)
-            else:
-                batches = training_batches(train_items, feature_stats, frames, config.batch_size,
-                                           [config.seed, state["epoch"]], config.steps_per_epoch,
-                                           config.shuffle_buffer)
-            with replicas.uneven(trained):
-                losses = train_epoch(trained, optimiser, scaler, batches, device, amp_dtype, config.grad_clip,
-                                     config)
-            state["global_step"] += len(losses)
+            losses = run.train_one_epoch()
             val_began = time.perf_counter()
-            val_loss = val_loss_at(frames)
+            val_loss = run.val_loss(run.frames())
             val_seconds = time.perf_counter() - val_began
             seconds = replicas.mean(time.perf_counter() - started)  # one time budget for all processes
-
-            # ---- bookkeeping: early stopping, best model, checkpoint ----
-            state["epoch"] += 1
-            state["stage_epochs"] += 1
-            state["train_seconds"] += seconds
-            improved = val_loss < state["best_val_loss"] - config.min_delta
-            if improved:
-                state["best_val_loss"], state["bad_epochs"] = val_loss, 0
-                save_best(val_loss)
-            else:
-                state["bad_epochs"] += 1
-                if config.lr_halving_patience and state["bad_epochs"] % config.lr_halving_patience == 0:
-                    for group in optimiser.param_groups:  # saved with the optimiser: resumes exactly
-                        group["lr"] *= 0.5
-            if state["epoch"] in config.lr_halving_epochs:
-                for group in optimiser.param_groups:
-                    group["lr"] *= 0.5
-            record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": frames,
-                      "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
-                      "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
-                      "global_step": state["global_step"], "seconds": seconds, "val_seconds": val_seconds,
-                      "learning_rate": optimiser.param_groups[0]["lr"]}
-            state["history"].append(record)
-            if config.snapshot_every and state["epoch"] % config.snapshot_every == 0 and replicas.writes:
-                save_model(storage.join(out_url, "snapshots", f"epoch-{state['epoch']:03d}.pt"), model, feature_stats,
-                           feature_config or {}, {**(extra or {}), "epoch": state["epoch"],
-                                                  "global_step": state["global_step"], "val_loss": val_loss,
-                                                  "train_config": config.to_dict()})
-            save_state()
-            if replicas.writes:
-                _write_history(out_url, state["history"])
-            replicas.barrier()  # model.pt and last.pt are complete before any process reads them
-            # At most this many epochs remain (early stopping may end sooner): a time-left bound for the console.
-            stages_left = 1 if state["stage"] == 0 and config.curriculum_chunk_frames else 0
-            epochs_left = max(0, config.max_epochs - state["stage_epochs"]) + stages_left * config.max_epochs
-            mean_seconds = state["train_seconds"] / max(1, len(state["history"]))
-            log.info("epoch %d (chunks of %d, %d steps): train %.4f, val %.4f%s, %.0f s; at most %d epochs "
-                     "(~%.0f min) left", record["epoch"], frames, len(losses), record["train_loss"], val_loss,
-                     " (best)" if improved else "", seconds, epochs_left, epochs_left * mean_seconds / 60)
+            record = run.end_epoch(losses, val_loss, seconds, val_seconds)
+            run.log_epoch(record)
             if progress is not None:
                 progress(record)
-
-        if stopped_reason == "finished":
-            stopped_reason = "patience" if state["bad_epochs"] >= config.patience else "max_epochs"
-    return {
-        "model_url": model_url,
-        "history": list(state["history"]),
-        "initial_val_loss": state.get("initial_val_loss"),
-        "best_val_loss": state["best_val_loss"],
-        "stopped_reason": stopped_reason,
-        "epochs": state["epoch"],
-        "global_step": state["global_step"],
-    }
 
 
 def _feature_folder(feature_manifest_url: str) -> str:
