@@ -83,6 +83,7 @@ class BlockReader:
 
     @property
     def duration(self) -> float:
+        """Length of the recording in seconds."""
         return self.input_frames / self.input_rate
 
     def read(self, start: int, end: int) -> np.ndarray:
@@ -115,6 +116,7 @@ class BlockReader:
         return np.ascontiguousarray(piece, dtype=np.float32)
 
     def close(self) -> None:
+        """Close the sound file."""
         self.file.close()
 
 
@@ -152,6 +154,7 @@ class TrackWriter:
             handle.write(np.ascontiguousarray(track, dtype=np.float32))
 
     def commit(self) -> None:
+        """Close and fsync the temporary files, then rename each onto its output path: the outputs appear complete."""
         for handle in self.files:
             handle.close()
         for temp in self.temp_paths:
@@ -165,6 +168,7 @@ class TrackWriter:
         self.temp_paths = []
 
     def abort(self) -> None:
+        """Close and delete the temporary files; no output is written."""
         for handle in self.files:
             handle.close()
         for temp in self.temp_paths:

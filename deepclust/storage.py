@@ -20,6 +20,7 @@ import pandas as pd
 
 
 def is_local(url: str) -> bool:
+    """True for a plain path or a ``file://`` URL, False for any other scheme (``s3://``, ...)."""
     return "://" not in str(url) or str(url).startswith("file://")
 
 
@@ -35,6 +36,7 @@ def filesystem(url: str):
 
 
 def join(url: str, *parts: str) -> str:
+    """``url`` with ``parts`` appended: path rules locally (``file://`` dropped), ``/``-joined for object-store URLs."""
     url = str(url)
     if is_local(url):
         return str(Path(_local_path(url)).joinpath(*parts))
@@ -55,6 +57,7 @@ def absolute(url: str) -> str:
 
 
 def exists(url: str) -> bool:
+    """Whether ``url`` exists, on a local disk or an object store."""
     if is_local(url):
         return os.path.exists(_local_path(url))
     fs, path = filesystem(url)
@@ -62,12 +65,14 @@ def exists(url: str) -> bool:
 
 
 def makedirs(url: str) -> None:
+    """Create a local folder and its parents (no error if it exists); a no-op on object stores."""
     if is_local(url):
         os.makedirs(_local_path(url), exist_ok=True)
     # Object stores have no directories to create.
 
 
 def remove(url: str, recursive: bool = False) -> None:
+    """Delete a file (or, with ``recursive``, a whole folder or prefix); nothing happens if it is absent."""
     fs, path = filesystem(url)
     if fs.exists(path):
         fs.rm(path, recursive=recursive)
@@ -83,6 +88,7 @@ def open_url(url: str, mode: str = "rb"):
 
 
 def read_bytes(url: str) -> bytes:
+    """The whole file's bytes."""
     with open_url(url, "rb") as handle:
         return handle.read()
 
@@ -114,32 +120,39 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
 
 
 def write_text_atomic(url: str, text: str) -> None:
+    """``write_bytes_atomic`` of UTF-8 text."""
     write_bytes_atomic(url, text.encode("utf-8"))
 
 
 def read_text(url: str) -> str:
+    """The whole file decoded as UTF-8."""
     return read_bytes(url).decode("utf-8")
 
 
 def write_json(obj, url: str) -> None:
+    """Write ``obj`` as indented JSON with sorted keys, atomically; values JSON cannot hold are written as ``str``."""
     write_text_atomic(url, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(url: str):
+    """The parsed contents of a JSON file."""
     return json.loads(read_text(url))
 
 
 def write_parquet(df: pd.DataFrame, url: str) -> None:
+    """Write ``df`` as Parquet (without its index), atomically."""
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     write_bytes_atomic(url, buffer.getvalue())
 
 
 def read_parquet(url: str) -> pd.DataFrame:
+    """A Parquet file as a DataFrame, read whole through ``read_bytes`` (so any URL works alike)."""
     return pd.read_parquet(io.BytesIO(read_bytes(url)))
 
 
 def sha256_of(url: str, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's contents, read in ``chunk_size`` blocks (memory bounded whatever the size)."""
     digest = hashlib.sha256()
     with open_url(url, "rb") as handle:
         for block in iter(lambda: handle.read(chunk_size), b""):
@@ -182,4 +195,5 @@ def list_files(url: str, extensions: tuple[str, ...] | None = None) -> list[str]
 
 
 def unique_suffix() -> str:
+    """12 random hex digits, for names that must not collide (e.g. run ids)."""
     return uuid.uuid4().hex[:12]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 
 def prefect_available() -> bool:
+    """Whether Prefect can be imported."""
     try:
         import prefect  # noqa: F401  (availability check only)
     except ImportError:

@@ -84,6 +84,7 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line options of ``python -m flows.reproduce``."""
     parser = argparse.ArgumentParser(prog="python -m flows.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--run-root", default=None, help="default: runs/demo (or the --config file's)")
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (a minute or two)")
@@ -101,6 +102,7 @@ def config_from_dict(data: dict) -> ReproduceConfig:
 
 
 def main(argv=None) -> int:
+    """Run the recipe from the command line (the demo config, or ``--config``'s) and print its summary."""
     from deepclust.pipeline.reproduce import print_summary
 
     args = parse_args(argv)

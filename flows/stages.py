@@ -29,6 +29,7 @@ from tasks import result_storage_for, run_stage_unit
 
 
 def default_workers() -> int:
+    """Units run at once by default: the CPU count, at least 1 and at most 4."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -131,6 +132,7 @@ def train(run_root: str, feature_manifest_url: str, model: ModelConfig = ModelCo
 
 
 def publish_training(model_manifest_url: str) -> None:
+    """Publish the loss-curve artifacts of a trained model, when its history file exists."""
     trained = storage.read_parquet(model_manifest_url).iloc[0]
     if trained.get("history_url") and storage.exists(trained["history_url"]):
         publish_loss_curve(trained["history_url"], trained.get("loss_curve_png") or None)
@@ -157,6 +159,7 @@ def evaluate(run_root: str, separation_manifest_url: str, mixture_manifest_url: 
 
 
 def publish_evaluation(results_manifest_url: str) -> None:
+    """Publish the ``dpcl-results`` and ``dpcl-summary`` artifacts of a committed evaluation stage."""
     reports = Stage.of_manifest(results_manifest_url).info()
     publish_results(reports["results_parquet"])
     publish_summary(reports["report_md"], reports["summary_parquet"])

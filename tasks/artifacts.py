@@ -58,7 +58,6 @@ def publish_results(results_url: str) -> str:
     return results_url
 
 
-@task(name="publish-summary", cache_policy=NO_CACHE)
 def data_uri(png_url: str) -> str:
     """The PNG itself as a data URI: the UI runs in a browser that cannot open the run folder's files."""
     return "data:image/png;base64," + base64.b64encode(storage.read_bytes(png_url)).decode("ascii")
@@ -80,6 +79,7 @@ def inline_images(markdown: str, base_url: str, max_bytes: int = 400_000) -> str
     return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", embed, markdown)
 
 
+@task(name="publish-summary", cache_policy=NO_CACHE)
 def publish_summary(report_url: str, summary_url: str) -> str:
     """``dpcl-summary`` (the Markdown report: model beside IBM/IRM and the paper) and
     ``dpcl-summary-table`` (mean/median per condition)."""
@@ -147,8 +147,10 @@ class StageProgress:
 
     @property
     def percent(self) -> float:
+        """Units done, as a percentage of the total (one decimal)."""
         return round(100.0 * self.done / self.total, 1)
 
     def advance(self, count: int = 1) -> None:
+        """Count ``count`` more units done and update the artifact."""
         self.done += count
         update_progress_artifact(artifact_id=self.artifact_id, progress=self.percent)

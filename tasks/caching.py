@@ -23,6 +23,7 @@ def _root_tag(run_root: str) -> str:
 
 
 def stage_cache_key(stage: dict, unit_id: str | None = None) -> str:
+    """``dpcl-{stage}-{key}-{run root tag}[-{unit id}]``: the cache key of a stage's finish, or of one of its units."""
     parts = ["dpcl", stage["name"], stage["key"], _root_tag(stage["run_root"])]
     if unit_id is not None:
         parts.append(unit_id)
@@ -33,6 +34,7 @@ class StageUnitCache(CachePolicy):
     """Key of ``run_stage_unit(plan, unit)``: the stage's content key + the unit id."""
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        """``stage_cache_key`` of the task's ``plan`` stage and ``unit`` id."""
         return stage_cache_key(inputs["plan"]["stage"], inputs["unit"]["id"])
 
 
@@ -40,6 +42,7 @@ class StageCache(CachePolicy):
     """Key of ``finish_stage(plan, ...)``: the stage's content key."""
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        """``stage_cache_key`` of the task's ``plan`` stage."""
         return stage_cache_key(inputs["plan"]["stage"])
 
 

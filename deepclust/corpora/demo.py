@@ -45,6 +45,7 @@ N_TEST_ACCENTS = 6
 
 @dataclass(frozen=True)
 class DemoVoice:
+    """One demo speaker: its eSpeak NG voice, and the pitch, pitch range and rate it speaks with."""
     speaker: str      # e.g. "en-gb-scotland_f3"
     espeak_name: str  # e.g. "en-gb-scotland+f3"
     gender: str       # "m" | "f"

@@ -124,6 +124,7 @@ class EspeakEngine:
         _ctypes.dlclose(handle)
 
     def close(self) -> None:
+        """Terminate eSpeak NG and unload this engine's copy of the library; closing again does nothing."""
         with self._lock:
             if self._lib is not None:
                 self._lib.espeak_Terminate()

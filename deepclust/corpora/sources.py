@@ -38,6 +38,7 @@ class CorpusSource:
 
     @property
     def source_name(self) -> str:
+        """``name``, or the folder's own name when none was given."""
         return self.name or str(self.root).rstrip("/").rsplit("/", 1)[-1]
 
     def resolved_pattern(self) -> str:

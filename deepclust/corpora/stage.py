@@ -15,6 +15,7 @@ from deepclust.pipeline.store import make_stage
 
 
 def plan_corpus(run_root: str, config) -> StagePlan:
+    """One unit; the stage key holds the config and the corpus tree's listing (``corpus_source_fingerprint``)."""
     params = {"config": config, "source": corpus_source_fingerprint(config)}
     stage = make_stage(run_root, "corpus", params)
     return StagePlan(stage, "corpus", [{"id": "corpus"}], {"config": dataclasses.asdict(config)})
@@ -42,6 +43,7 @@ def corpus_source_fingerprint(config) -> list:
 
 
 def corpus_unit(plan, unit) -> dict:
+    """Make (demo) or scan the corpus into the stage's ``utterances.parquet``; returns its size and unreadable files."""
     from deepclust.corpora import prepare_corpus
     from deepclust.pipeline.config import CorpusConfig
 
@@ -66,6 +68,7 @@ def corpus_unit(plan, unit) -> dict:
 
 
 def corpus_finish(plan, results):
+    """The utterance manifest, with its speaker and utterance counts, hours and unreadable files."""
     manifest = storage.read_parquet(plan.stage.path("utterances.parquet"))
     info = {"speakers": int(manifest["speaker"].nunique()), "utterances": int(len(manifest)),
             "hours": float(manifest["duration"].sum() / 3600), "unreadable": results[0].get("errors", [])}

@@ -32,6 +32,10 @@ def plan_evaluation(run_root: str, separation_manifest_url: str, mixture_manifes
 
 
 def evaluate_unit(plan, unit) -> dict:
+    """Score one batch of mixtures (model and oracle rows; a failed separation gives a failed row) into a part file.
+
+    Each row's ``condition`` says whether its speakers were heard in training (``speaker_condition``).
+    """
     from deepclust.evaluation import evaluate_mixtures
 
     config = plan.context["config"]

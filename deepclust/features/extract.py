@@ -65,10 +65,12 @@ class FeatureConfig:
     utterances_per_shard: int = 200
 
     def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
+        """Inverse of ``to_dict``; a missing ``stft`` gives the default ``StftConfig``."""
         data = dict(data)
         stft_config = data.pop("stft", None)
         if isinstance(stft_config, dict):

@@ -39,6 +39,7 @@ class FeatureStats:
 
     @property
     def n_freq(self) -> int:
+        """Number of frequency bins."""
         return int(self.mean.shape[0])
 
     def to_dict(self) -> dict:
@@ -124,6 +125,7 @@ class RunningStats:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunningStats":
+        """Inverse of ``to_dict``; a state with no frames gives an empty accumulator."""
         stats = cls()
         if data.get("count"):
             stats.count = int(data["count"])

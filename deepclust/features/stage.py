@@ -29,6 +29,7 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
 
 
 def features_unit(plan, unit) -> dict:
+    """Extract one feature shard; a training shard also returns its own normalisation statistics (merged at finish)."""
     from deepclust.features.extract import FeatureConfig, extract_shard
     from deepclust.features.normalisation import RunningStats
     from deepclust.features.shards import shard_extension
@@ -47,6 +48,7 @@ def features_unit(plan, unit) -> dict:
 
 
 def features_finish(plan, results):
+    """Merge the training shards' statistics and write the feature index (``manifest.parquet``, ``stats.json``)."""
     from deepclust.features.extract import FeatureConfig, write_feature_index
     from deepclust.features.normalisation import RunningStats
 

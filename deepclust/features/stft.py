@@ -46,10 +46,12 @@ class StftConfig:
         return self.n_fft // 2 + 1
 
     def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
         return {"sample_rate": self.sample_rate, "win_ms": self.win_ms, "hop_ms": self.hop_ms}
 
     @classmethod
     def from_dict(cls, data: dict) -> "StftConfig":
+        """Inverse of ``to_dict``."""
         return cls(
             sample_rate=int(data["sample_rate"]),
             win_ms=float(data["win_ms"]),

@@ -63,6 +63,7 @@ def mixture_id(entry: MixEntry) -> str:
 
 
 def format_mix_line(entry: MixEntry) -> str:
+    """One mix-list line, ``path snr path snr ...`` with ``format_snr`` SNRs; a path holding whitespace is refused."""
     if any(any(c.isspace() for c in p) for p in entry.paths):
         raise ValueError(f"mix list paths cannot contain whitespace: {entry.paths}")
     return " ".join(f"{p} {format_snr(s)}" for p, s in zip(entry.paths, entry.snrs_db))
@@ -118,6 +119,7 @@ class _UtterancePicker:
         self.pools: dict[str, list[str]] = {}
 
     def take(self, speaker: str) -> str:
+        """The next utterance of ``speaker`` from its shuffled pool, reshuffled in full once used up."""
         pool = self.pools.get(speaker)
         if not pool:
             pool = list(self.rng.permutation(self.paths_by_speaker[speaker]))

@@ -86,6 +86,7 @@ def _path_resolver(corpus: pd.DataFrame):
 
 
 def mixtures_unit(plan, unit) -> dict:
+    """Mix one unit's slice of its mix list into WAVs and write their manifest rows (with checksums) as a part file."""
     from deepclust.mixing.mix import MixConfig, create_mixtures
     from deepclust.mixing.mixlist import read_mix_list
 
@@ -103,6 +104,7 @@ def mixtures_unit(plan, unit) -> dict:
 
 
 def mixtures_finish(plan, results):
+    """The mixture manifest from the parts, with the count per split and speaker count and the failures."""
     manifest = concat_parts(results)
     counts = manifest.groupby(["split", "num_speakers"]).size()
     info = {"mixtures": {f"{s}/{n}spk": int(c) for (s, n), c in counts.items()},

@@ -56,10 +56,12 @@ class ModelConfig:
         return cls(**{**_PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
+        """Inverse of ``to_dict``; unknown keys are ignored and missing ones take their defaults."""
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
@@ -124,4 +126,5 @@ class DeepClusteringNet(nn.Module):
 
     @property
     def num_parameters(self) -> int:
+        """Number of parameter values (weights and biases) in the network."""
         return sum(p.numel() for p in self.parameters())

@@ -30,14 +30,17 @@ class StagePlan:
 
     @property
     def manifest_url(self) -> str:
+        """The stage's ``manifest.parquet``."""
         return self.stage.manifest_url
 
     def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
         return {"stage": dataclasses.asdict(self.stage), "kind": self.kind, "units": self.units,
                 "context": self.context}
 
     @classmethod
     def from_dict(cls, data: dict) -> "StagePlan":
+        """Inverse of ``to_dict``."""
         return cls(stage=Stage(**data["stage"]), kind=data["kind"], units=data["units"], context=data["context"])
 
 
@@ -65,6 +68,7 @@ def concat_parts(results: list) -> pd.DataFrame:
 
 
 def config_dict(config) -> dict:
+    """A config as a dict: its own ``to_dict`` when it has one, else ``dataclasses.asdict``."""
     return config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
 
 

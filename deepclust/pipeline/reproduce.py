@@ -122,6 +122,8 @@ def reproduce(config: ReproduceConfig, log=print, history_url: str | None = None
 
 
 def print_summary(record: dict, log=print) -> None:
+    """Log a finished run's headline table, any time-cap warning, its history entry and regression, and where
+    its report and run record are."""
     from deepclust.reports.summary import headline, markdown_table
 
     summary = storage.read_parquet(record["summary"])

@@ -77,20 +77,25 @@ class Stage:
 
     @property
     def url(self) -> str:
+        """The stage folder, ``{run_root}/{name}/{key}``."""
         return storage.join(self.run_root, self.name, self.key)
 
     def path(self, *parts: str) -> str:
+        """A path inside the stage folder."""
         return storage.join(self.url, *parts)
 
     @property
     def manifest_url(self) -> str:
+        """The stage's ``manifest.parquet``."""
         return self.path(MANIFEST)
 
     def is_complete(self) -> bool:
+        """Whether the stage is committed (its ``_COMPLETE`` marker exists)."""
         return storage.exists(self.path(COMPLETE))
 
     # Units -----------------------------------------------------------------------------------------
     def unit_marker(self, unit_id: str) -> str:
+        """The ``units/<id>.json`` marker a finished unit leaves."""
         return self.path("units", f"{unit_id}.json")
 
     def unit_result(self, unit_id: str):
@@ -99,6 +104,7 @@ class Stage:
         return storage.read_json(marker)["result"] if storage.exists(marker) else None
 
     def finish_unit(self, unit_id: str, result) -> None:
+        """Write a unit's marker with its result (the unit is now done) and count it as computed."""
         storage.write_json({"unit": unit_id, "result": result, "finished": time.time()}, self.unit_marker(unit_id))
         _count(f"{self.name}:unit")
 
@@ -130,6 +136,7 @@ class Stage:
         return self.manifest_url
 
     def info(self) -> dict:
+        """The ``info`` the stage was committed with (from its ``_COMPLETE`` marker)."""
         return storage.read_json(self.path(COMPLETE)).get("info", {})
 
     @classmethod
@@ -149,4 +156,5 @@ def make_stage(run_root: str, name: str, params, upstream: list[str] | tuple[str
 
 
 def batches(items: list, size: int) -> list[list]:
+    """``items`` cut into consecutive lists of ``size`` (the last may be shorter)."""
     return [items[i:i + size] for i in range(0, len(items), max(1, int(size)))]

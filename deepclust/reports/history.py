@@ -61,6 +61,7 @@ def code_version() -> str:
 
 
 def corpus_label(config: dict) -> str:
+    """Which corpus a run config used: ``name:root``, or ``sources:`` and its sorted source list."""
     corpus = config.get("corpus") or {}
     if corpus.get("name") == "sources":
         return "sources:" + ",".join(sorted(corpus.get("sources") or []))
@@ -110,10 +111,12 @@ def history_row(record: dict, summary: pd.DataFrame, stage_seconds: dict | None 
 
 
 def default_history_url(run_root: str) -> str:
+    """``history.parquet`` beside the run folder, so that runs under one parent folder share a history."""
     return storage.join(storage.parent(storage.absolute(run_root).rstrip("/")), "history.parquet")
 
 
 def read_history(url: str) -> pd.DataFrame:
+    """The history table at ``url``; empty when there is none yet."""
     return storage.read_parquet(url) if storage.exists(url) else pd.DataFrame()
 
 

@@ -13,4 +13,5 @@ PAPER_SDRI_DB = {
 
 
 def paper_sdri(num_speakers: int, condition: str):
+    """The paper's SDRi (dB) for this speaker count and condition, or None where it gives none."""
     return PAPER_SDRI_DB.get((int(num_speakers), str(condition)))

@@ -71,6 +71,7 @@ def markdown_table(table: pd.DataFrame, digits: int = 2) -> str:
 
 
 def render_report(summary: pd.DataFrame, results: pd.DataFrame, figures: dict | None = None) -> str:
+    """The Markdown report: the headline table, any failed mixtures, the results by condition, then the figures."""
     lines = ["# Deep clustering: separation results", "",
              "SDR improvement (dB) over the unprocessed mixture, mean over test mixtures, beside the ideal "
              "binary/ratio mask ceilings and the paper's figure (Hershey et al., ICASSP 2016).", "",

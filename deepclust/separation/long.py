@@ -78,6 +78,7 @@ class WindowConfig:
         return window, window - overlap
 
     def to_dict(self) -> dict:
+        """JSON-able form (``WindowConfig(**d)`` reads it back)."""
         return {"window_seconds": self.window_seconds, "overlap_seconds": self.overlap_seconds,
                 "windows_per_batch": self.windows_per_batch, "context_seconds": self.context_seconds}
 

@@ -32,6 +32,7 @@ def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url
 
 
 def separate_unit(plan, unit) -> dict:
+    """Separate one batch of input rows with the training stage's model (cached per process) into a part file."""
     from deepclust.separation.batch import separate_items
     from deepclust.separation.separator import cached_separator
     from deepclust.training.stage import model_url_of
@@ -46,12 +47,15 @@ def separate_unit(plan, unit) -> dict:
 
 
 def window_of(config: dict):
+    """The ``WindowConfig`` of a stage config dict: its window length and batch size, the rest by default."""
     from deepclust.separation.long import WindowConfig
 
     return WindowConfig(window_seconds=config["window_seconds"], windows_per_batch=config["batch_size"])
 
 
 def separate_finish(plan, results):
+    """The separation manifest from the parts, with the counts separated and failed and the model manifest used
+    (the evaluation report finds the loss curve through it)."""
     manifest = concat_parts(results)
     return manifest, {"separated": int((manifest["status"] == "done").sum()),
                       "failed": int((manifest["status"] != "done").sum()),

@@ -19,6 +19,7 @@ ItemSource = Iterable[dict] | Callable[[int], Iterable[dict]]
 
 
 def iterate_source(source: ItemSource, seed: int) -> Iterable[dict]:
+    """The items of one pass over a training set: ``source(seed)`` for a function, else ``source`` itself."""
     return source(seed) if callable(source) else source
 
 

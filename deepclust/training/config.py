@@ -75,9 +75,11 @@ class TrainConfig:
             raise ValueError("curriculum_chunk_frames must be positive or None")
 
     def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """Inverse of ``to_dict``; unknown keys are ignored, ``lr_halving_epochs`` a tuple again (JSON gives a list)."""
         values = {**values, "lr_halving_epochs": tuple(values.get("lr_halving_epochs") or ())}
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})

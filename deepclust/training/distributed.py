@@ -60,23 +60,28 @@ class TorchDistributedReplicas(Replicas):
         self.seen = defaultdict(list)  # item-order seed -> mixture ids this rank trained on
 
     def wrap(self, model):
+        """The network in ``DistributedDataParallel`` (on this process's GPU under CUDA), kept as ``trained``."""
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         return self.trained
 
     def uneven(self, trained):
+        """DDP's ``join`` context for an epoch, so that processes may run out of batches at different steps."""
         return trained.join()  # a process out of batches shadows the others' gradient all-reduces
 
     def mean(self, value: float) -> float:
+        """``value`` averaged over all processes (on the GPU under nccl, which reduces CUDA tensors only)."""
         tensor = torch.tensor([float(value)], dtype=torch.float64,
                               device=self.device if dist.get_backend() == "nccl" else "cpu")
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
     def barrier(self) -> None:
+        """Wait until every process gets here."""
         dist.barrier()
 
     def shard(self, items):
+        """This rank's share of ``items`` (``Replicas.shard``), recording the mixture ids it trains on in ``seen``."""
         return self._record(super().shard(items))
 
     def _record(self, items):
@@ -117,6 +122,7 @@ def train_distributed(feature_manifest_url: str, out_url: str, model_config: Mod
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line options of the torchrun entry point; defaults from ``ModelConfig`` and ``TrainConfig``."""
     model, training = ModelConfig(), TrainConfig()
     parser = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m deepclust.training.distributed",
                                      description=__doc__.splitlines()[0])
@@ -140,6 +146,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """torchrun entry point: train as one process of the group; rank 0 prints the outcome as one JSON line."""
     args = parse_args(argv)
     model_config = ModelConfig(hidden=args.hidden, layers=args.layers, emb_dim=args.emb_dim)
     train_config = TrainConfig(batch_size=args.batch_size, chunk_frames=args.chunk_frames,

@@ -63,10 +63,12 @@ class DynamicMixConfig:
             raise ValueError("speaker_count_weights needs one weight per speaker count")
 
     def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DynamicMixConfig":
+        """Inverse of ``to_dict``: lists become tuples again (JSON has none) and unknown keys are ignored."""
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
@@ -113,6 +115,7 @@ class SourcePool:
 
     @property
     def seconds(self) -> float:
+        """Total length of the utterances held, in seconds."""
         return sum(w.size for w in self.waveforms) / self.sample_rate
 
     def draw(self, rng: np.random.Generator, n_speakers: int, samples: int, max_snr_db: float,

@@ -23,6 +23,7 @@ def plan_training(run_root: str, feature_manifest_url: str, model_config, train_
 
 
 def train_unit(plan, unit) -> dict:
+    """Train into the stage folder (resuming its checkpoints); returns the model URL, losses, epochs, stop reason."""
     from deepclust.model.blstm import ModelConfig
     from deepclust.training.config import TrainConfig
     from deepclust.training.train import train
@@ -36,6 +37,7 @@ def train_unit(plan, unit) -> dict:
 
 
 def train_finish(plan, results):
+    """Plot the loss curve; return the one-row model manifest (model URL and checksum, best loss, history, curve)."""
     from deepclust.reports.figures import plot_loss_curve
 
     result = results[0]
@@ -50,6 +52,7 @@ def train_finish(plan, results):
 
 
 def model_url_of(model_manifest_url: str) -> str:
+    """The trained model file named by a training stage's manifest."""
     return storage.read_parquet(model_manifest_url)["model_url"].iloc[0]
 
 

@@ -41,6 +41,7 @@ STATE_FORMAT = "deepclust-train-state/1"
 
 
 def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; any other name as ``torch.device`` reads it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -98,6 +99,7 @@ class Replicas:
 
     @property
     def writes(self) -> bool:
+        """Whether this process writes the files (rank 0 only)."""
         return self.rank == 0
 
     def shard(self, items: Iterable[dict]) -> Iterable[dict]:
@@ -239,9 +241,11 @@ class _Run:
         self.trained = None  # replicas.wrap(model), set by ``start``
 
     def new_optimiser(self):
+        """A fresh Adam over the model's parameters at the configured learning rate."""
         return torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate)
 
     def frames(self, stage: int | None = None) -> int:
+        """Chunk length of a stage (default: the current one): ``chunk_frames``, then ``curriculum_chunk_frames``."""
         stage = self.state["stage"] if stage is None else stage
         return self.config.chunk_frames if stage == 0 else self.config.curriculum_chunk_frames
 
@@ -268,6 +272,7 @@ class _Run:
             self.state["initial_val_loss"] = self.val_loss(self.frames(0))
 
     def val_loss(self, frames: int) -> float:
+        """Validation loss on chunks of ``frames`` frames, averaged over the processes so that all decide alike."""
         config = self.config
         if self.batch_source is not None:
             batches = self.batch_source.validation_batches(frames, config.batch_size)
@@ -276,6 +281,7 @@ class _Run:
         return self.replicas.mean(evaluate(self.model, batches, self.device, self.amp_dtype, config))
 
     def stage_done(self) -> bool:
+        """Whether the current stage has run out of patience or of epochs."""
         return _stage_done(self.state, self.config)
 
     def next_stage(self) -> bool:
@@ -298,6 +304,7 @@ class _Run:
         return True
 
     def out_of_time(self) -> bool:
+        """Whether the run has used up ``max_train_seconds`` (resumes included)."""
         cap = self.config.max_train_seconds
         return cap is not None and self.state["train_seconds"] >= cap
 
@@ -312,6 +319,7 @@ class _Run:
                                 [config.seed, self.state["epoch"]], config.steps_per_epoch, config.shuffle_buffer)
 
     def train_one_epoch(self) -> list[float]:
+        """One epoch of optimiser steps on the wrapped network; returns the loss of every step."""
         with self.replicas.uneven(self.trained):
             return train_epoch(self.trained, self.optimiser, self.scaler, self.epoch_batches(), self.device,
                                self.amp_dtype, self.config.grad_clip, self.config)
@@ -349,16 +357,19 @@ class _Run:
         return record
 
     def halve_learning_rate(self) -> None:
+        """Halve the learning rate of every parameter group (saved with the optimiser, so a resume keeps it)."""
         for group in self.optimiser.param_groups:  # saved with the optimiser: resumes exactly
             group["lr"] *= 0.5
 
     def save_model(self, url: str, facts: dict) -> None:
+        """Write the model to ``url`` with its feature stats and config, counters, train config, ``facts`` (rank 0)."""
         if self.replicas.writes:
             save_model(url, self.model, self.feature_stats, self.feature_config,
                        {**self.extra, "epoch": self.state["epoch"], "global_step": self.state["global_step"], **facts,
                         "train_config": self.config.to_dict()})
 
     def save_state(self) -> None:
+        """Write the full training state to ``checkpoints/last.pt``, atomically (rank 0 only), for an exact resume."""
         if not self.replicas.writes:
             return
         payload = {
@@ -387,6 +398,7 @@ class _Run:
                  epochs_left * mean_seconds / 60)
 
     def outcome(self, stopped_reason: str) -> dict:
+        """What ``fit`` returns; a ``"finished"`` run is told apart as stopped by ``patience`` or by ``max_epochs``."""
         state = self.state
         if stopped_reason == "finished":
             stopped_reason = "patience" if state["bad_epochs"] >= self.config.patience else "max_epochs"
