@@ -5,25 +5,28 @@ this job; the input is an audio file, a folder, an ``s3://`` prefix or a mixture
 input manifest first (``deepclust.separation.inputs``), and every batch goes through the one separation
 loop (``deepclust.separation.batch.separate_items``). Layout of ``out`` (local folder or ``s3://`` prefix)::
 
-    out/<relative path without extension>/s1.wav .. sK.wav   one folder per input, names sanitised
-    out/manifest.parquet                                      one row per input (batch.MANIFEST_COLUMNS)
-    out/.lock                                                 the writer's lock (deepclust.storage_lock)
-    out/.partial/                                             local outputs being written (never on S3)
+    out/<output stem>/s1.wav .. sK.wav   one folder per input, never shared (``assign_output_stems``)
+    out/manifest.parquet                 one row per input (batch.MANIFEST_COLUMNS), whole after every run
+    out/.manifest/                       rows committed since (``deepclust.manifest_log``: append-only)
+    out/.lock                            the writer's lock (``deepclust.storage_lock``)
+    out/.partial/                        local outputs being written (never on S3)
 
 Guarantees:
 
 - **Atomic outputs.** Each output is written under a temporary name and renamed into place (local), or
-  written to a local temporary file and uploaded when finished (S3: one PUT, or a multipart upload,
-  which S3 also makes visible only when complete). A manifest row is committed only after all of its
-  input's outputs exist, and the manifest itself is replaced atomically after every batch: a crash loses
-  at most the batch in flight.
-- **Resumable.** An input is done when the manifest says ``done`` *and* its outputs exist, for the same
-  number of speakers and the same input size; ``failed`` inputs are retried and new files are picked up.
-  Temporary files of a killed run are removed when the next run takes the lock.
-- **One writer per ``out``** (``deepclust.storage_lock.folder_lock``); the owner check before every
-  manifest commit makes a run that lost its lock stop instead of committing.
-- **Bad inputs** become ``failed`` rows whose ``error`` names the input and the reason; the run goes on.
-  **Transient faults** (timeouts, throttling) are retried (``deepclust.transient.call_with_retries``).
+  written to a local temporary file and uploaded when finished (S3: one PUT or a multipart upload, which S3
+  also makes visible only when complete). A batch's rows are committed (one small append) only after its
+  outputs exist: a crash loses at most the batch in flight.
+- **Done means done for this input, this model and these settings.** A row stands while its outputs exist
+  and its ``input_id`` (content identity), ``model_sha256`` and ``settings`` (K, window, inference) match;
+  a changed model, setting or input re-separates exactly the affected inputs. ``failed`` and ``transient``
+  inputs are tried again, new files are picked up, temporary files of a killed run are removed.
+- **One writer per ``out``** (``deepclust.storage_lock.folder_lock``); the owner check before every commit
+  makes a run that lost its lock stop instead of committing.
+- **Faults classified by cause.** A bad input is a ``failed`` row with its reason; a transient fault is
+  retried with backoff for ``retry_minutes`` and then recorded as ``transient`` (retried by the next run,
+  never ``failed``); a device fault (CUDA, not out-of-memory) or ``max_consecutive_failures`` failed inputs
+  in a row open the **circuit breaker**: the job stops with ``CircuitOpenError`` and marks nothing after.
 
 S3 endpoints are configured the fsspec way: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``.
@@ -31,149 +34,248 @@ S3 endpoints are configured the fsspec way: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_AC
 
 from __future__ import annotations
 
+import json
 import time
 
-import numpy as np
 import pandas as pd
 
 from deepclust import storage
-from deepclust.errors import BadAudioError
-from deepclust.separation.batch import MANIFEST_COLUMNS, TIMING_COLUMNS, failed_row, separate_items
-from deepclust.separation.inputs import MIXTURE_SPLITS, find_collisions, input_manifest, output_stem
+from deepclust.manifest_log import ManifestLog
+from deepclust.separation.batch import (MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row)
+from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
 from deepclust.separation.long import WindowConfig
-from deepclust.storage_lock import folder_lock
-from deepclust.transient import call_with_retries
+from deepclust.storage_lock import FolderLock, folder_lock
+from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_transient
 
 MANIFEST_NAME = "manifest.parquet"
 FILES_PER_BATCH = 8  # inputs per manifest commit (and per Prefect task)
+MAX_CONSECUTIVE_FAILURES = 50  # failed inputs in a row that open the circuit breaker (a lost mount, a bad model)
+
+
+class CircuitOpenError(RuntimeError):
+    """The job stopped itself: a device fault, or too many failures in a row to be the inputs' fault."""
 
 
 def manifest_url(out_url: str) -> str:
+    """``out/manifest.parquet``."""
     return storage.join(out_url, MANIFEST_NAME)
 
 
+def manifest_log(out_url: str) -> ManifestLog:
+    """The job's append-only manifest (``deepclust.manifest_log``), keyed by relative path."""
+    return ManifestLog(out_url, "relative_path", MANIFEST_COLUMNS, MANIFEST_NAME)
+
+
 def read_manifest(out_url: str) -> pd.DataFrame:
-    url = manifest_url(out_url)
-    if not storage.exists(url):
-        return pd.DataFrame(columns=MANIFEST_COLUMNS)
-    return storage.read_parquet(url)
+    """Every committed row of ``out``'s manifest (the newest per input), also in the middle of a run."""
+    return manifest_log(out_url).read()
+
+
+def commit_manifest(out_url: str, rows: list[dict], log: ManifestLog | None = None) -> None:
+    """Append rows to ``out``'s manifest (one small part file). Call it only after the rows' outputs exist,
+    and under the lock."""
+    (log or manifest_log(out_url)).append(rows)
+
+
+def separation_settings(n_speakers: int, window: WindowConfig, inference: str = "auto", kmeans: str = "auto") -> str:
+    """What besides the model and the input decides the outputs, as canonical JSON (a manifest column)."""
+    return json.dumps({"n_speakers": int(n_speakers), "window_seconds": window.window_seconds,
+                       "overlap_seconds": window.overlap_seconds, "context_seconds": window.context_seconds,
+                       "inference": inference, "kmeans": kmeans}, sort_keys=True)
+
+
+def job_stamp(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto") -> dict:
+    """``{"model_sha256", "window", "inference", "kmeans"}`` (JSON-able: it travels to Prefect tasks): what made
+    a job's outputs, recorded with every row; see ``separation_settings``."""
+    return {"model_sha256": storage.sha256_of(model_url), "window": window.to_dict(), "inference": inference,
+            "kmeans": kmeans}
+
+
+def _window(stamp: dict) -> WindowConfig:
+    return WindowConfig(**stamp["window"])
+
+
+def _stamp_for(stamp: dict, n_speakers: int) -> dict:
+    return {"model_sha256": stamp["model_sha256"],
+            "settings": separation_settings(n_speakers, _window(stamp), stamp["inference"], stamp["kmeans"])}
 
 
 def _existing_outputs(out_url: str) -> set[str]:
-    """Every object under ``out`` as a normalised path: one listing instead of a HEAD per output."""
+    """Every file under ``out``, relative to it: one listing instead of a HEAD per output."""
     if not storage.exists(out_url):
         return set()
-    return {storage.filesystem(u)[1] for u in storage.list_files(out_url)}
+    return {relative_to(u, out_url) for u in storage.list_files(out_url)}
 
 
-def _is_done(row, item: dict, existing: set[str]) -> bool:
-    """The manifest row still stands for this input: done, all K outputs there, the input's size unchanged."""
-    if row.status != "done" or not len(row.outputs) or len(row.outputs) != int(item["n_speakers"]):
+def _stands(row, item: dict, stamp: dict, existing: set[str]) -> bool:
+    """The recorded row still stands for this input: done, its K outputs there, and made from the same input
+    content by the same model with the same settings."""
+    if row.status != "done" or len(row.outputs) != int(item["n_speakers"]):
         return False
-    if not all(storage.filesystem(u)[1] in existing for u in row.outputs):
+    expected = _stamp_for(stamp, item["n_speakers"])
+    if (row.input_id or "") != (item["input_id"] or "") or row.model_sha256 != expected["model_sha256"] \
+            or row.settings != expected["settings"]:
         return False
-    recorded, size = getattr(row, "input_size", np.nan), item.get("input_size")
-    return pd.isna(recorded) or size is None or pd.isna(size) or int(size) == int(recorded)
+    return all(name in existing for name in row.outputs)
 
 
-def plan_inputs(inputs: pd.DataFrame, out_url: str) -> tuple[list[dict], list[str]]:
-    """Split an input manifest into ``(todo rows, already done relative paths)``.
+def plan_inputs(inputs: pd.DataFrame, out_url: str, stamp: dict) -> tuple[list[dict], list[str]]:
+    """Split an input manifest into ``(todo rows with their output stem, already done relative paths)``.
 
-    Inputs whose output folder collides with another input's are recorded as ``failed`` right away (their
-    reason names the other input); an input already separated keeps its folder. Call under the lock.
+    Every input gets its own output folder (``assign_output_stems``); one that has a recorded row keeps its
+    folder. Call under the lock.
     """
     manifest = read_manifest(out_url)
-    existing = _existing_outputs(out_url)
     recorded = {row.relative_path: row for row in manifest.itertuples()}
     items = inputs.to_dict("records")
-    finished = {item["relative_path"] for item in items
-                if item["relative_path"] in recorded and _is_done(recorded[item["relative_path"]], item, existing)}
-    collisions = find_collisions([item["relative_path"] for item in items], keep=finished)
-    if collisions:
-        by_rel = {item["relative_path"]: item for item in items}
-        commit_manifest(out_url, [_collision_row(by_rel[rel], out_url, other) for rel, other in collisions.items()])
-    todo = [item for item in items if item["relative_path"] not in finished and item["relative_path"] not in collisions]
-    done = [item["relative_path"] for item in items
-            if item["relative_path"] in finished and item["relative_path"] not in collisions]
+    stems = assign_output_stems([i["relative_path"] for i in items],
+                                {rel: row.output_stem for rel, row in recorded.items()
+                                 if isinstance(getattr(row, "output_stem", None), str)})
+    existing = _existing_outputs(out_url)
+    todo, done = [], []
+    for item in items:
+        item["output_stem"] = stems[item["relative_path"]]
+        row = recorded.get(item["relative_path"])
+        if row is not None and row.output_stem == item["output_stem"] and _stands(row, item, stamp, existing):
+            done.append(item["relative_path"])
+        else:
+            todo.append(item)
     return todo, done
 
 
-def plan_archive(input_url: str, out_url: str, n_speakers: int = 2,
+def plan_archive(input_url: str, out_url: str, n_speakers: int = 2, stamp: dict | None = None,
                  splits: tuple[str, ...] | None = MIXTURE_SPLITS) -> tuple[list[dict], list[str]]:
     """``plan_inputs`` of the input manifest of ``input_url`` (a file, folder, prefix or mixture manifest)."""
-    return plan_inputs(input_manifest(input_url, n_speakers, out_url, splits), out_url)
-
-
-def _collision_row(item: dict, out_url: str, other: str) -> dict:
-    folder = storage.join(out_url, output_stem(item["relative_path"]))
-    error = str(BadAudioError(item["input"], f"its output folder {folder} is already used by {other}; "
-                                             "rename one of them"))
-    return failed_row(item, error)
-
-
-def commit_manifest(out_url: str, rows: list[dict]) -> pd.DataFrame:
-    """Merge ``rows`` into ``out/manifest.parquet`` (one row per relative path, newest wins), atomically.
-
-    Call it only after the rows' outputs exist, and under the lock (read-modify-write).
-    """
-    manifest = read_manifest(out_url)
-    if rows:
-        new = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        old = manifest.reindex(columns=MANIFEST_COLUMNS)  # a manifest of an older version lacks new columns
-        manifest = new if manifest.empty else pd.concat([old, new], ignore_index=True)
-        manifest = manifest.drop_duplicates("relative_path", keep="last")
-    manifest = manifest.sort_values("relative_path").reset_index(drop=True)
-    storage.makedirs(out_url)
-    storage.write_parquet(manifest, manifest_url(out_url))
-    return manifest
+    if stamp is None:
+        raise ValueError("plan_archive needs the job's stamp (job_stamp(model_url, window)) to decide what is done")
+    return plan_inputs(input_manifest(input_url, n_speakers, out_url, splits), out_url, stamp)
 
 
 def batches_of(items: list, size: int) -> list[list]:
+    """``items`` in consecutive batches of ``size``."""
     return [items[first:first + size] for first in range(0, len(items), max(1, int(size)))]
+
+
+class Breaker:
+    """Counts failed inputs in a row; opens (raises ``CircuitOpenError``) at ``limit``, or at a device fault."""
+
+    def __init__(self, limit: int = MAX_CONSECUTIVE_FAILURES):
+        self.limit, self.in_a_row = max(1, int(limit)), 0
+
+    def record(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.in_a_row = 0 if row["status"] == "done" else self.in_a_row + 1
+        if self.in_a_row >= self.limit:
+            last = rows[-1]
+            raise CircuitOpenError(f"stopped after {self.in_a_row} failed inputs in a row (limit {self.limit}); "
+                                   f"the last: {last['error']}. Inputs not tried yet are left as they were; "
+                                   "fix the cause and rerun")
+
+    @staticmethod
+    def device_fault(error: BaseException, batch: list[dict]) -> CircuitOpenError:
+        return CircuitOpenError(f"stopped: device fault while separating {batch[0]['input']} "
+                                f"({type(error).__name__}: {error}); inputs not tried yet are left as they were")
+
+
+def separate_batch(separator, batch: list[dict], out_url: str, stamp: dict) -> list[dict]:
+    """One batch, each speaker count with its settings stamped in its rows; transient and device faults raise."""
+    by_count: dict[int, list] = {}
+    for item in batch:
+        by_count.setdefault(int(item["n_speakers"]), []).append(item)
+    rows = []
+    for n_speakers, items in sorted(by_count.items()):
+        rows += separate_items(separator, items, out_url, _window(stamp), _stamp_for(stamp, n_speakers))
+    order = {item["relative_path"]: i for i, item in enumerate(batch)}
+    return sorted(rows, key=lambda row: order[row["relative_path"]])
+
+
+def run_batch(separator, batch: list[dict], out_url: str, stamp: dict, retry_seconds: float) -> list[dict]:
+    """``separate_batch`` with retries: its rows, or ``transient`` rows when the fault outlasts the budget;
+    a device fault raises ``CircuitOpenError``."""
+    try:
+        return call_with_retries(lambda: separate_batch(separator, batch, out_url, stamp),
+                                 what=f"batch from {batch[0]['relative_path']}", budget_seconds=retry_seconds)
+    except Exception as error:
+        if is_device_fault(error):
+            raise Breaker.device_fault(error, batch) from error
+        if not is_transient(error):
+            raise
+        return transient_rows(batch, stamp, error, retry_seconds)
+
+
+def transient_rows(batch: list[dict], stamp: dict, error: BaseException, retry_seconds: float) -> list[dict]:
+    """The rows of a batch whose transient fault outlasted its retries (tried again by the next run)."""
+    reason = (f"transient fault outlasted {retry_seconds:.0f} s of retries ({type(error).__name__}: {error}); "
+              "tried again by the next run")
+    return [transient_row(item, f"{item['input']}: {reason}", _stamp_for(stamp, item["n_speakers"]))
+            for item in batch]
 
 
 def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_speakers: int = 2,
                      files_per_batch: int = FILES_PER_BATCH, window: WindowConfig = WindowConfig(),
-                     device: str = "auto", stale_minutes: float = 10.0, progress=None, kmeans: str = "auto",
-                     inference: str = "auto", splits: tuple[str, ...] | None = MIXTURE_SPLITS) -> dict:
+                     device: str = "auto", stale_minutes: float = FolderLock.STALE_MINUTES, progress=None,
+                     kmeans: str = "auto",
+                     inference: str = "auto", splits: tuple[str, ...] | None = MIXTURE_SPLITS,
+                     retry_seconds: float = RETRY_BUDGET_SECONDS,
+                     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
+                     model_url: str | None = None) -> dict:
     """Separate every input of ``input_url`` (an audio file, a folder, an ``s3://`` prefix or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable. Batches are committed as they finish.
 
-    ``splits``: which splits of a mixture manifest (None = all). ``progress(done, total)`` is called after
-    each batch. Returns ``summarise``'s summary.
+    ``model_url_or_separator``: a model file, or a ``Separator`` (then ``model_url`` names its file, for the
+    rows' ``model_sha256``). ``splits``: which splits of a mixture manifest (None = all). ``progress(done,
+    total)`` is called after each batch. Returns ``summarise``'s summary; raises ``CircuitOpenError`` when the
+    circuit breaker opens (the rows committed until then are kept).
     """
     from deepclust.separation.separator import Separator
 
     began = time.perf_counter()
-    separator = (model_url_or_separator if hasattr(model_url_or_separator, "embed_batch")
-                 else Separator(model_url_or_separator, device=device, kmeans=kmeans, inference=inference))
+    if hasattr(model_url_or_separator, "embed_batch"):
+        separator, model_url = model_url_or_separator, model_url or getattr(model_url_or_separator, "model_url", None)
+    else:
+        model_url = model_url_or_separator
+        separator = Separator(model_url, device=device, kmeans=kmeans, inference=inference)
+    if not model_url:
+        raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made the outputs")
+    stamp = job_stamp(model_url, window, inference, kmeans)
     rows: list[dict] = []
-    with folder_lock(out_url, stale_minutes=stale_minutes) as lock:
-        todo, already_done = plan_inputs(input_manifest(input_url, n_speakers, out_url, splits), out_url)
-        for batch in batches_of(todo, files_per_batch):
-            batch_rows = call_with_retries(lambda: separate_items(separator, batch, out_url, window),
-                                         what=f"batch of {len(batch)} inputs from {batch[0]['relative_path']}")
-            lock.check()
-            commit_manifest(out_url, batch_rows)
-            rows.extend(batch_rows)
-            if progress:
-                progress(len(rows), len(todo))
-        if not todo:
-            commit_manifest(out_url, [])  # a manifest exists even for an empty archive
+    breaker = Breaker(max_consecutive_failures)
+    with folder_lock(out_url, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
+        log = manifest_log(out_url)
+        todo, already_done = plan_archive(input_url, out_url, n_speakers, stamp, splits)
+        try:
+            for batch in batches_of(todo, files_per_batch):
+                batch_rows = run_batch(separator, batch, out_url, stamp, retry_seconds)
+                lock.check()
+                commit_manifest(out_url, batch_rows, log)
+                rows.extend(batch_rows)
+                if progress:
+                    progress(len(rows), len(todo))
+                breaker.record(batch_rows)
+        finally:
+            log.compact()  # manifest.parquet whole again, also when the breaker opened
         manifest = read_manifest(out_url)
-    return summarise(manifest, rows, already_done, out_url, time.perf_counter() - began)
+    return summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
 
 
 def summarise(manifest: pd.DataFrame, rows: list[dict], already_done: list[str], out_url: str,
-              seconds: float) -> dict:
+              seconds: float, manifest_io: dict | None = None) -> dict:
     """The run's summary from the final manifest and this run's rows."""
     failed = manifest[manifest["status"] == "failed"]
+    transient = manifest[manifest["status"] == "transient"]
     done_now = [r for r in rows if r["status"] == "done"]
     audio = float(sum(r["duration"] for r in done_now))
     timing = {c: float(sum(r[c] for r in rows)) for c in TIMING_COLUMNS}
     message = f"completed with {len(failed)} failed inputs" if len(failed) else "completed"
+    if len(transient):
+        message = (f"incomplete: {len(transient)} inputs hit transient faults (rerun to finish them)"
+                   + (f"; {len(failed)} failed inputs" if len(failed) else ""))
     return {"inputs": int(len(manifest)), "already_done": len(already_done), "separated": len(done_now),
             "done": int((manifest["status"] == "done").sum()), "failed": int(len(failed)),
+            "transient": int(len(transient)),
             "failed_inputs": [(r.relative_path, r.error) for r in failed.itertuples()],
+            "transient_inputs": [(r.relative_path, r.error) for r in transient.itertuples()],
             "audio_seconds": audio, "seconds": seconds, "real_time_factor": audio / seconds if seconds > 0 else 0.0,
-            **timing, "manifest_url": storage.absolute(manifest_url(out_url)), "message": message}
+            **timing, **(manifest_io or {}), "manifest_url": storage.absolute(manifest_url(out_url)),
+            "message": message}
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 
 import numpy as np
 import soundfile as sf
@@ -83,16 +84,42 @@ def _sphere_to_wav(path: str, raw: bytes) -> bytes:
         raise BadAudioError(path, f"damaged or unsupported NIST SPHERE file ({error})") from error
 
 
+# What deepclust accepts from a header before allocating anything for it: a hostile or broken header (400 frames
+# "at 50,000,017 Hz") would otherwise make resampling ask for gigabytes, again on every resume.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+MAX_DURATION_SECONDS = 48 * 3600.0
+
+
+def check_header(path: str, sample_rate: int, frames: int) -> None:
+    """``BadAudioError`` for a sample rate outside 1 kHz - 384 kHz or more than 48 hours of declared audio."""
+    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise BadAudioError(path, f"implausible sample rate {sample_rate} Hz (accepted: {MIN_SAMPLE_RATE} to "
+                                  f"{MAX_SAMPLE_RATE} Hz)")
+    if frames / sample_rate > MAX_DURATION_SECONDS:
+        raise BadAudioError(path, f"declares {frames / sample_rate / 3600:.1f} h of audio ({frames} frames), more "
+                                  f"than the {MAX_DURATION_SECONDS / 3600:.0f} h accepted")
+
+
+def check_regular_file(path: str) -> None:
+    """``BadAudioError`` for a local path that is not a regular file (a FIFO would block the reader for ever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as error:
+        raise BadAudioError(path, "no such file") from error
+    if not stat.S_ISREG(mode):
+        raise BadAudioError(path, "not a regular file (a FIFO, device or socket): not read")
+
+
 def _read(path: str):
+    if storage.is_local(path):
+        check_regular_file(_local(path))
     if _is_sphere(path):
         return _read_sphere(path)
     try:
-        if storage.is_local(path):
-            local = path[len("file://"):] if path.startswith("file://") else path
-            if not os.path.exists(local):
-                raise BadAudioError(path, "no such file")
-            return sf.read(local, dtype="float32", always_2d=True)
-        return sf.read(io.BytesIO(storage.read_bytes(path)), dtype="float32", always_2d=True)
+        source = _local(path) if storage.is_local(path) else io.BytesIO(storage.read_bytes(path))
+        with sf.SoundFile(source) as handle:  # the header first: nothing is allocated for a hostile one
+            check_header(path, handle.samplerate, handle.frames)
+            return handle.read(dtype="float32", always_2d=True), handle.samplerate
     except BadAudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:

@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 import soundfile as sf
 
-from deepclust.audio import resample, sphere_as_wav
+from deepclust.audio import check_header, check_regular_file, resample, sphere_as_wav
 from deepclust.errors import BadAudioError
 
 
@@ -56,6 +56,7 @@ class BlockReader:
 
     def __init__(self, path: str, sample_rate: int, context_seconds: float = 0.05):
         self.path = str(path)
+        check_regular_file(self.path)
         check_wav_complete(self.path)
         # NIST SPHERE (WSJ0's shorten-compressed .wv1) is decoded to WAV in memory first: libsndfile cannot
         # read shorten. Such files are utterances of seconds, not hours.
@@ -73,6 +74,11 @@ class BlockReader:
         if self.input_frames <= 0:
             self.close()
             raise BadAudioError(self.path, "0 samples (empty, or its length cannot be read)")
+        try:
+            check_header(self.path, self.input_rate, self.input_frames)
+        except BadAudioError:
+            self.close()
+            raise
         g = math.gcd(self.input_rate, self.sample_rate)
         self.input_step, self.output_step = self.input_rate // g, self.sample_rate // g
         # Same length as resample(whole file): resample_poly gives ceil(n * up / down) samples.

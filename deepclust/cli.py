@@ -133,33 +133,47 @@ def cmd_export_model(args) -> None:
     print(storage.absolute(args.out))
 
 
+EXIT_CIRCUIT_OPEN = 3  # the job stopped itself (device fault, or too many failures in a row)
+EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: inputs hit transient faults; run again to finish them
+
+
 def cmd_separate(args) -> None:
     """``separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or as
-    the Prefect flow (``--prefect``, ``--dask-address``)."""
-    from deepclust.archive import separate_archive
+    the Prefect flow (``--prefect``, ``--dask-address``). Exit 0, 1 (``--strict`` and failed inputs), 3 (the
+    circuit breaker stopped the run) or 75 (transient faults outlasted the retries: run again)."""
+    from deepclust.archive import CircuitOpenError, separate_archive
     from deepclust.separation.long import WindowConfig
 
     window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
                           windows_per_batch=args.batch_size)
     splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
     args.model = _model_or_pretrained(args.model)
-    if args.prefect or args.dask_address:  # the Prefect flow (batches as tasks, on threads or on Dask)
-        from flows.separate_archive import separate_archive as separate_archive_flow
+    job = dict(n_speakers=args.speakers, files_per_batch=args.files_per_batch, device=args.device, splits=splits,
+               inference=args.inference, stale_minutes=args.lock_stale_minutes, break_lock=args.break_lock,
+               max_consecutive_failures=args.max_consecutive_failures)
+    try:
+        if args.prefect or args.dask_address:  # the Prefect flow (batches as tasks, on threads or on Dask)
+            from flows.separate_archive import separate_archive as separate_archive_flow
 
-        summary = separate_archive_flow(args.model, args.input, args.out, n_speakers=args.speakers,
-                                        files_per_batch=args.files_per_batch, window_seconds=args.window_seconds,
-                                        overlap_seconds=args.overlap_seconds, windows_per_batch=args.batch_size,
-                                        device=args.device, dask_address=args.dask_address, splits=splits)
-    else:
-        progress = _progress_printer("separate")
-        summary = separate_archive(args.model, args.input, args.out, n_speakers=args.speakers,
-                                   files_per_batch=args.files_per_batch, window=window, device=args.device,
-                                   kmeans=args.kmeans, inference=args.inference, progress=progress, splits=splits)
+            summary = separate_archive_flow(args.model, args.input, args.out, window_seconds=args.window_seconds,
+                                            overlap_seconds=args.overlap_seconds, windows_per_batch=args.batch_size,
+                                            dask_address=args.dask_address, **job)
+        else:
+            summary = separate_archive(args.model, args.input, args.out, window=window, kmeans=args.kmeans,
+                                       progress=_progress_printer("separate"),
+                                       retry_seconds=args.retry_minutes * 60, **job)
+    except CircuitOpenError as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_CIRCUIT_OPEN)
     for relative_path, error in summary["failed_inputs"]:
         print(f"failed: {error}", file=sys.stderr)
+    for relative_path, error in summary.get("transient_inputs", []):
+        print(f"transient: {error}", file=sys.stderr)
     print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
           f"{summary['failed']} failed, {summary['real_time_factor']:.1f}x real time; "
           f"manifest: {summary['manifest_url']}")
+    if summary.get("transient"):
+        raise SystemExit(EXIT_TEMPFAIL)
     if summary["failed"] and args.strict:
         raise SystemExit(1)
 
@@ -259,8 +273,10 @@ def _demo_real_example(out_url: str) -> None:
 
 
 def _add_separation_parser(sub, name: str, helptext: str) -> None:
-    from deepclust.archive import FILES_PER_BATCH
+    from deepclust.archive import FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES
     from deepclust.separation.inputs import MIXTURE_SPLITS
+    from deepclust.storage_lock import FolderLock
+    from deepclust.transient import RETRY_BUDGET_SECONDS
     from deepclust.separation.long import WindowConfig
 
     p = sub.add_parser(name, help=helptext)
@@ -287,6 +303,14 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
     p.add_argument("--files-per-batch", type=int, default=FILES_PER_BATCH, help="inputs per manifest commit")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
+    p.add_argument("--retry-minutes", type=float, default=RETRY_BUDGET_SECONDS / 60,
+                   help="how long a batch's transient faults (timeouts, throttling) are retried before its inputs are "
+                        "recorded as 'transient' (tried again by the next run; exit 75)")
+    p.add_argument("--max-consecutive-failures", type=int, default=MAX_CONSECUTIVE_FAILURES,
+                   help="failed inputs in a row that stop the run (exit 3): a lost mount or a broken model")
+    p.add_argument("--lock-stale-minutes", type=float, default=FolderLock.STALE_MINUTES,
+                   help="another run's lock whose heartbeat is older than this is taken over")
+    p.add_argument("--break-lock", action="store_true", help="take OUT/.lock even if its owner looks alive")
     p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
     p.add_argument("--dask-address", default=None,
                    help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")

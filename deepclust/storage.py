@@ -194,6 +194,42 @@ def list_files(url: str, extensions: tuple[str, ...] | None = None) -> list[str]
     return [f"{protocol}://{p}" for p in found]
 
 
+def content_identity(info: dict) -> str:
+    """Content identity from an fsspec listing entry (or ``os.stat`` fields): ETag, else size and mtime."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    mtime = info.get("mtime_ns") or info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""
+    if hasattr(mtime, "timestamp"):
+        mtime = int(mtime.timestamp() * 1e9)
+    return f"{int(info.get('size') or 0)}:{mtime}"
+
+
+def _stat_identity(path: str) -> str:
+    stat = os.stat(path)
+    return content_identity({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+
+
+def content_identities(input_url: str) -> dict[str, str]:
+    """``{relative path: content identity}`` of every file under a folder or prefix, from one listing (on every
+    storage: an edited corpus or archive file changes its identity, and so every key that depends on it)."""
+    fs, root = filesystem(input_url)
+    prefix = root.rstrip("/") + "/"
+    if is_local(input_url):  # follows symlinked folders, as the listing does
+        return {path[len(prefix):]: _stat_identity(path) for path in walk_local_files(root)
+                if path.startswith(prefix)}
+    return {path[len(prefix):]: content_identity(info)
+            for path, info in fs.find(root, detail=True).items() if path.startswith(prefix)}
+
+
+def file_identity(url: str) -> str:
+    """Content identity of one file (local: size and mtime; object stores: ETag)."""
+    if is_local(url):
+        return _stat_identity(absolute(url))
+    fs, path = filesystem(url)
+    return content_identity(fs.info(path))
+
+
 def unique_suffix() -> str:
     """12 random hex digits, for names that must not collide (e.g. run ids)."""
     return uuid.uuid4().hex[:12]

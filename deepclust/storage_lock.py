@@ -12,6 +12,7 @@ makes the loser stop instead of committing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ import uuid
 from contextlib import contextmanager
 
 from deepclust import storage
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 PARTIAL_NAME = ".partial"  # local temporary outputs of the lock holder
@@ -34,7 +37,26 @@ class LockLostError(RuntimeError):
     """Our lock was taken over (our heartbeat went stale); stop before committing anything."""
 
 
-def _pid_alive(pid: int) -> bool:
+def machine_identity() -> dict:
+    """Who we are, precisely enough to tell a dead owner from a live one: the host name alone is not (two
+    containers can share it with separate PID namespaces, and PIDs repeat after a reboot)."""
+    def read(path: str) -> str:
+        try:
+            with open(path) as handle:
+                return handle.read().strip()
+        except OSError:
+            return ""
+
+    try:
+        pid_namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_namespace = ""
+    return {"host": socket.gethostname(), "boot_id": read("/proc/sys/kernel/random/boot_id"),
+            "pid_namespace": pid_namespace}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this PID namespace exists (signal 0 probes without sending)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,22 +74,27 @@ class FolderLock:
         stale_minutes: a lock whose heartbeat is older than this is taken over.
         heartbeat_seconds: how often the holder rewrites its heartbeat (in a daemon thread).
         settle_seconds: pause between writing the lock and reading it back to confirm ownership.
+        break_lock: take the lock whatever its state (the user knows its owner is gone); logged with the owner.
     """
 
-    def __init__(self, out_url: str, stale_minutes: float = 10.0, heartbeat_seconds: float = 30.0,
-                 settle_seconds: float = 0.5):
+    STALE_MINUTES = 10.0
+
+    def __init__(self, out_url: str, stale_minutes: float = STALE_MINUTES, heartbeat_seconds: float = 30.0,
+                 settle_seconds: float = 0.5, break_lock: bool = False):
         self.url = storage.join(out_url, LOCK_NAME)
         self.stale_seconds = stale_minutes * 60.0
         self.heartbeat_seconds = heartbeat_seconds
         self.settle_seconds = settle_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.identity = machine_identity()
+        self.break_lock = break_lock
         self.lost = False
         self._stop = threading.Event()
         self._thread = None
 
     def _record(self, acquired: float) -> dict:
-        return {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                "acquired": acquired, "heartbeat": time.time()}
+        return {"owner": self.owner, **self.identity, "pid": os.getpid(), "acquired": acquired,
+                "heartbeat": time.time()}
 
     def _read(self) -> dict | None:
         try:
@@ -80,15 +107,22 @@ class FolderLock:
             return True
         if time.time() - float(record.get("heartbeat", 0)) > self.stale_seconds:
             return True
-        # A killed run of this host: its process is gone, no need to wait for the heartbeat to age.
-        return record.get("host") == socket.gethostname() and not _pid_alive(int(record.get("pid", -1)))
+        # A killed run of this machine and PID namespace, since its last boot: its process is gone, no need to
+        # wait for the heartbeat to age. Same host name alone proves nothing (containers share it).
+        same_processes = all(record.get(k) == v for k, v in self.identity.items()) and all(self.identity.values())
+        return same_processes and not pid_alive(int(record.get("pid", -1)))
 
     def acquire(self) -> "FolderLock":
+        """Take the lock (or raise ``LockBusyError`` naming its live owner) and start the heartbeat."""
         record = self._read()
-        if not self._takeable(record):
+        if record is not None and self.break_lock:
+            log.warning("%s: breaking the lock of %s (heartbeat %.0f s ago) as asked", self.url, record.get("owner"),
+                        time.time() - float(record.get("heartbeat", 0)))
+        elif not self._takeable(record):
             age = time.time() - float(record.get("heartbeat", 0))
             raise LockBusyError(f"{self.url}: held by {record.get('owner')} (heartbeat {age:.0f} s ago); "
-                                f"it is taken over once older than {self.stale_seconds / 60:.0f} min")
+                                f"it is taken over once older than {self.stale_seconds / 60:.0f} min "
+                                "(--lock-stale-minutes), or now with --break-lock if you know its owner is gone")
         self.acquired = time.time()
         storage.write_json(self._record(self.acquired), self.url)
         time.sleep(self.settle_seconds)
@@ -99,6 +133,7 @@ class FolderLock:
         return self
 
     def owns(self) -> bool:
+        """Whether the lock file names us (read back from storage, not remembered)."""
         record = self._read()
         return record is not None and record.get("owner") == self.owner
 
@@ -119,6 +154,7 @@ class FolderLock:
                 continue
 
     def release(self) -> None:
+        """Stop the heartbeat and remove the lock if it is still ours."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

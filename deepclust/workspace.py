@@ -13,8 +13,31 @@ import uuid
 
 from deepclust import storage
 from deepclust.errors import BadAudioError
-from deepclust.storage_lock import PARTIAL_NAME
+from deepclust.storage_lock import PARTIAL_NAME, pid_alive
 from deepclust.transient import is_transient
+
+
+PREFIX = "deepclust-archive-"
+_swept = False
+
+
+def sweep_stale_workspaces(folder: str | None = None) -> list[str]:
+    """Delete the scratch folders (``deepclust-archive-<pid>-*``) of killed processes: a run killed mid-batch
+    leaves its downloads behind, and an overnight archive job would fill ``/tmp``. Once per process."""
+    global _swept
+    if _swept and folder is None:
+        return []
+    _swept = True
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(folder):
+        if not name.startswith(PREFIX):
+            continue
+        pid = name[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 class Workspace:
@@ -23,7 +46,8 @@ class Workspace:
     def __init__(self, out_url: str):
         self.out_url = out_url
         self.local_out = storage.is_local(out_url)
-        self.root = tempfile.mkdtemp(prefix="deepclust-archive-")
+        sweep_stale_workspaces()
+        self.root = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
         self.temp_dir = storage.join(out_url, PARTIAL_NAME) if self.local_out else os.path.join(self.root, "partial")
 
     def local_input(self, url: str) -> str:
@@ -41,6 +65,7 @@ class Workspace:
         return target
 
     def local_outputs(self, outputs: list[str]) -> list[str]:
+        """Where separation writes each output: its final path (local), or a scratch file to upload (S3)."""
         if self.local_out:
             return [storage._local_path(u) for u in outputs]
         folder = os.path.join(self.root, uuid.uuid4().hex[:8])
@@ -56,10 +81,12 @@ class Workspace:
             os.unlink(local)
 
     def discard_input(self, local: str, url: str) -> None:
+        """Delete a downloaded input once read (local inputs are left alone)."""
         if not storage.is_local(url) and os.path.exists(local):
             os.unlink(local)
 
     def close(self) -> None:
+        """Delete the scratch folder."""
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "Workspace":

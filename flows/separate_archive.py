@@ -34,16 +34,22 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import storage
-from deepclust.archive import FILES_PER_BATCH, batches_of, commit_manifest, plan_archive, read_manifest, summarise
+from deepclust.archive import (FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, Breaker, CircuitOpenError, batches_of,
+                               commit_manifest, job_stamp, manifest_log, plan_archive, read_manifest, summarise,
+                               transient_rows)
+from deepclust.transient import RETRY_BUDGET_SECONDS, is_device_fault, is_transient
 from deepclust.separation.inputs import MIXTURE_SPLITS
 from deepclust.separation.long import WindowConfig
-from deepclust.storage_lock import folder_lock
+from deepclust.storage_lock import FolderLock, folder_lock
 from flows.stages import default_workers
 from tasks import StageProgress
 from tasks.archive_tasks import separate_archive_batch_task
 
 # A LocalCluster of processes, one thread each (each worker runs torch with one thread: see tasks.archive_tasks).
-LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
+# Bound to loopback, dashboard included: a Dask scheduler runs the pickled callables it is sent, so anyone who
+# reaches it runs code where the workers hold S3 keys.
+LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+                 "dashboard_address": "127.0.0.1:0"}
 MAX_FAILED_SHOWN = 50
 
 
@@ -83,12 +89,19 @@ def _ephemeral_api_shared_with(dask_address: str | None):
 
 
 def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str, dask_address: str | None,
-                 max_workers: int | None) -> tuple[list, list]:
-    """Map one task per batch; commit each batch's rows as it finishes. Returns ``(rows, failed batches)``."""
+                 max_workers: int | None, breaker: Breaker) -> tuple[list, list]:
+    """Map one task per batch; commit each batch's rows as it finishes. Returns ``(rows, failed batches)``.
+
+    A batch whose task failed transiently even after its retries becomes ``transient`` rows (the next run tries
+    them again); a device fault or too many failed inputs in a row opens the circuit breaker: nothing that
+    finishes after it is committed, and ``CircuitOpenError`` is raised once the runner has stopped.
+    """
     logger = get_run_logger()
     progress = StageProgress("separate-archive", len(batches))
     rows, failed = [], []
+    log = manifest_log(out_url)
     runner = archive_task_runner(dask_address, max_workers)
+    opened = None
     with _ephemeral_api_shared_with(dask_address), runner:
         futures = [runner.submit(separate_archive_batch_task,
                                  parameters={**parameters, "items": items, "batch": index})
@@ -97,16 +110,34 @@ def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str
         for future in as_completed(futures):
             future.wait()  # records the final state on the future
             index = index_of[future.task_run_id]
+            if opened is not None:
+                continue  # the breaker is open: what still finishes is not committed (a rerun redoes it)
+            batch_rows = None
             if future.state.is_completed():
                 batch_rows = future.result()
-                lock.check()  # another run took out/ over: stop before committing anything
-                commit_manifest(out_url, batch_rows)
-                rows.extend(batch_rows)
             else:
-                failed.append((index, future.state.message))
-                logger.error("batch %d (%d inputs, first %s) failed: %s", index, len(batches[index]),
-                             batches[index][0]["relative_path"], future.state.message)
+                error = future.state.result(raise_on_failure=False)
+                if isinstance(error, BaseException) and is_device_fault(error):
+                    opened = Breaker.device_fault(error, batches[index])
+                elif isinstance(error, BaseException) and is_transient(error):
+                    batch_rows = transient_rows(batches[index], parameters["stamp"], error, RETRY_BUDGET_SECONDS)
+                else:
+                    failed.append((index, future.state.message))
+                    logger.error("batch %d (%d inputs, first %s) failed: %s", index, len(batches[index]),
+                                 batches[index][0]["relative_path"], future.state.message)
+            if batch_rows is not None:
+                lock.check()  # another run took out/ over: stop before committing anything
+                commit_manifest(out_url, batch_rows, log)
+                rows.extend(batch_rows)
+                try:
+                    breaker.record(batch_rows)
+                except CircuitOpenError as error:
+                    opened = error
             progress.advance()
+    log.compact()
+    if opened is not None:
+        logger.error("%s", opened)
+        raise opened
     return rows, failed
 
 
@@ -133,8 +164,9 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
                      files_per_batch: int = FILES_PER_BATCH, window_seconds: float = WindowConfig.window_seconds,
                      overlap_seconds: float = WindowConfig.overlap_seconds, device: str = "auto",
                      dask_address: str | None = None, windows_per_batch: int = WindowConfig.windows_per_batch,
-                     max_workers: int | None = None, stale_minutes: float = 10.0,
-                     splits: tuple[str, ...] | None = MIXTURE_SPLITS):
+                     max_workers: int | None = None, stale_minutes: float = FolderLock.STALE_MINUTES,
+                     splits: tuple[str, ...] | None = MIXTURE_SPLITS, inference: str = "auto",
+                     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False):
     """Separate every input of ``input_url`` (a folder, an ``s3://`` prefix, one audio file or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable.
 
@@ -148,6 +180,9 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
         max_workers: threads (no Dask) or LocalCluster workers; ignored for an existing cluster.
         stale_minutes: another run's lock older than this is taken over.
         splits: which splits of a mixture manifest to separate (None = all).
+        inference: "auto" (a Chimera++ model's mask head when it has one for K, else k-means), "mask", "kmeans".
+        max_consecutive_failures: failed inputs in a row that stop the run (the circuit breaker).
+        break_lock: take ``out/.lock`` even from a live-looking owner (you know it is gone).
 
     Returns ``deepclust.archive.summarise``'s summary; the final state's message is "completed" or
     "completed with N failed inputs".
@@ -158,18 +193,20 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
                           windows_per_batch=windows_per_batch)
     # Absolute: worker processes may run in another folder.
     input_url, out_url = storage.absolute(input_url), storage.absolute(out_url)
-    parameters = {"model_url": storage.absolute(model_url), "out_url": out_url, "window": window.to_dict(),
-                  "device": device}
+    model_url = storage.absolute(model_url)
+    stamp = job_stamp(model_url, window, inference)
+    parameters = {"model_url": model_url, "out_url": out_url, "stamp": stamp, "device": device}
     rows, failed_batches = [], []
-    with folder_lock(out_url, stale_minutes=stale_minutes) as lock:
-        todo, already_done = plan_archive(input_url, out_url, n_speakers, splits)
+    with folder_lock(out_url, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
+        todo, already_done = plan_archive(input_url, out_url, n_speakers, stamp, splits)
         batches = batches_of(todo, files_per_batch)
         logger.info("%s: %d inputs to separate in %d batches (%d already done) -> %s", input_url, len(todo),
                     len(batches), len(already_done), out_url)
         if batches:
-            rows, failed_batches = _run_batches(batches, parameters, lock, out_url, dask_address, max_workers)
+            rows, failed_batches = _run_batches(batches, parameters, lock, out_url, dask_address, max_workers,
+                                                Breaker(max_consecutive_failures))
         else:
-            commit_manifest(out_url, [])  # a manifest exists even for an empty archive
+            manifest_log(out_url).compact()  # a manifest exists even for an empty archive
         manifest = read_manifest(out_url)
     summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began)
     _publish_summary(summary)
@@ -179,6 +216,6 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
         index, message = failed_batches[0]
         raise RuntimeError(f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are kept "
                            f"and a rerun redoes only the rest); first: batch {index}: {message}")
-    if summary["failed"]:
+    if summary["failed"] or summary["transient"]:
         return Completed(message=summary["message"], data=summary)
     return summary

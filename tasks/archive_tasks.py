@@ -13,9 +13,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from deepclust import archive
 from deepclust.separation import separator as separator_module
-from deepclust.separation.batch import separate_items
-from deepclust.separation.long import WindowConfig
 from tasks.stage_tasks import RETRY
 
 
@@ -41,11 +40,14 @@ def _limit_torch_threads() -> None:
             torch.set_num_threads(1)
 
 
-@task(name="separate-archive-batch", task_run_name="archive-batch-{batch}", cache_policy=NO_CACHE, **RETRY)
-def separate_archive_batch_task(model_url: str, items: list[dict], out_url: str, window: dict | None = None,
+@task(name="separate-archive-batch", task_run_name="archive-batch-{batch}", cache_policy=NO_CACHE,
+      result_serializer="json", **RETRY)
+def separate_archive_batch_task(model_url: str, items: list[dict], out_url: str, stamp: dict,
                                 device: str = "auto", batch: int = 0) -> list[dict]:
-    """Separate ``items`` (input-manifest rows) into ``out_url``; returns their manifest rows (outputs
-    exist, rows not yet committed). ``window``: ``WindowConfig.to_dict()``."""
+    """Separate ``items`` (input-manifest rows with their output stems) into ``out_url``; returns their manifest
+    rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_stamp``; the separator is
+    cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""
     _limit_torch_threads()
-    separator = separator_module.cached_separator(model_url, device)
-    return separate_items(separator, list(items), out_url, WindowConfig(**(window or {})))
+    separator = separator_module.cached_separator(model_url, device, stamp["kmeans"], stamp["inference"],
+                                                  stamp["model_sha256"])
+    return archive.separate_batch(separator, list(items), out_url, stamp)

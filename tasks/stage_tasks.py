@@ -9,18 +9,23 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from deepclust.pipeline import stages
 from deepclust.pipeline.stages import StagePlan
 from deepclust.pipeline.store import Stage
 from tasks.caching import StageCache, StageUnitCache, result_storage_for
+from deepclust.transient import retry_delays
 from tasks.retry import retry_transient
 
-# Transient faults only (retry_transient), 3 times, 1 s, 2 s, 4 s apart, each stretched by up to 50 %
-# at random so parallel units that hit the same throttled bucket do not retry in lock-step.
-RETRY = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1), retry_jitter_factor=0.5,
+# Transient faults only (retry_transient), on the library's schedule (deepclust.transient.retry_delays: 1 s, 2 s,
+# 4 s ... up to a minute apart, ten minutes in all), each stretched by up to 50 % at random so parallel units that
+# hit the same throttled bucket do not retry in lock-step.
+_DELAYS = [round(d) for d in retry_delays()]
+RETRY = dict(retries=len(_DELAYS), retry_delay_seconds=_DELAYS, retry_jitter_factor=0.5,
              retry_condition_fn=retry_transient)
+# Results persisted as JSON (plans, URLs and small dicts), never pickle: a cached rerun loads them, and a pickle
+# under the run root would run code for anyone who can write there.
+RESULTS = dict(persist_result=True, result_serializer="json")
 
 
 @task(name="plan-stage", task_run_name="plan-{kind}", cache_policy=NO_CACHE, **RETRY)
@@ -30,14 +35,14 @@ def plan_stage(kind: str, run_root: str, upstream: list[str], configs: list) -> 
 
 
 @task(name="run-stage-unit", task_run_name="{plan[kind]}-{unit[id]}", cache_policy=StageUnitCache(),
-      persist_result=True, **RETRY)
+      **RESULTS, **RETRY)
 def run_stage_unit(plan: dict, unit: dict):
     """One shard / batch of a stage; skipped by the store when its unit marker exists."""
     return stages.run_unit(StagePlan.from_dict(plan), unit)
 
 
 @task(name="finish-stage", task_run_name="finish-{plan[kind]}", cache_policy=StageCache(),
-      persist_result=True, **RETRY)
+      **RESULTS, **RETRY)
 def finish_stage(plan: dict, unit_results: list) -> str:
     """Merge the unit results into the manifest and write the ``_COMPLETE`` marker; returns the manifest URL."""
     return stages.finish(StagePlan.from_dict(plan), unit_results)

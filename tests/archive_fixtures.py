@@ -184,7 +184,6 @@ BAD_FILES = {
     "bad/nan.wav": "non-finite",
     "bad/not_audio.wav": "unreadable as audio",
     "bad/random_bytes.ogg": "unreadable as audio",
-    "collide/take.wav": "already used by collide/take.flac",
 }
 
 
@@ -208,7 +207,8 @@ def make_bad_files(root: Path, good: np.ndarray) -> None:
     _write(root / "bad/nan.wav", noisy, 8000, subtype="FLOAT")
     (root / "bad/not_audio.wav").write_text("these are minutes of a meeting, not a recording of it\n" * 20)
     (root / "bad/random_bytes.ogg").write_bytes(np.random.default_rng(0).bytes(4096))
-    # Same output folder collide/take/ for two inputs: the first in sorted order (.flac) keeps it.
+    # Same plain output folder collide/take/ for two inputs: the first in sorted order (.flac) gets it, the
+    # other keeps its extension (collide/take_wav/).
     _write(root / "collide/take.wav", good, 8000)
     _write(root / "collide/take.flac", good, 8000)
 
@@ -239,8 +239,9 @@ def build_archive(root: Path, fsdd_dir: Path, librispeech_dir: Path) -> dict:
         good.append(rel)
         durations[rel] = signal.shape[-1] / sr
     make_bad_files(root, fsdd_mixture(fsdd_dir, 0, 0))
-    good.append("collide/take.flac")
-    durations["collide/take.flac"] = len(fsdd_mixture(fsdd_dir, 0, 0)) / 8000
+    for rel in ("collide/take.flac", "collide/take.wav"):
+        good.append(rel)
+        durations[rel] = len(fsdd_mixture(fsdd_dir, 0, 0)) / 8000
     (root / "calls" / "README.txt").write_text("not audio by extension: never listed\n")
     return {"good": sorted(good), "bad": dict(BAD_FILES), "durations": durations}
 

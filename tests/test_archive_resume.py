@@ -52,7 +52,7 @@ def test_killed_run_resumes_to_the_same_outputs(command, tmp_path, tiny_model_ur
     # Kill it once a few batches are committed, while outputs are still being written.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and run.poll() is None:
-        if (out / "manifest.parquet").exists() and len(read_manifest(str(out))) >= 6:
+        if len(read_manifest(str(out))) >= 6:  # rows committed so far (the append-only parts included)
             break
         time.sleep(0.01)
     os.kill(run.pid, signal.SIGKILL)

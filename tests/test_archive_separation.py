@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from deepclust import storage
-from deepclust.archive import commit_manifest, plan_archive, read_manifest, separate_archive
+from deepclust.archive import commit_manifest, job_stamp, plan_archive, read_manifest, separate_archive
 from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import list_archive, output_stem
 from deepclust.storage_lock import FolderLock as ArchiveLock
@@ -54,9 +54,12 @@ def check_archive_result(summary, manifest, expected, out_url):
         row = rows.loc[rel]
         assert row["status"] == "done", f"{rel}: {row['error']}"
         assert len(row["outputs"]) == 2
-        stem = output_stem(rel)
-        for k, url in enumerate(row["outputs"], start=1):
-            assert url.endswith(f"{stem}/s{k}.wav") and storage.exists(url)
+        stem = row["output_stem"]
+        assert stem == (output_stem(rel) if rel != "collide/take.wav" else "collide/take_wav")
+        for k, name in enumerate(row["outputs"], start=1):
+            assert name == f"{stem}/s{k}.wav"  # relative to out: the folder can move
+            url = storage.join(out_url, name)
+            assert storage.exists(url)
             data, sr = read_output(url)
             assert sr == 8000 and data.ndim == 1
             assert len(data) == math.ceil(expected["durations"][rel] * 8000 - 1e-6), rel
@@ -97,9 +100,9 @@ def test_archive_on_local_disk_separates_good_files_and_records_bad_ones(archive
     (root / "late").mkdir()
     (root / "late" / "new.wav").write_bytes((root / "calls" / "mix_00.wav").read_bytes())
     (out / "calls" / "mix_04" / "s2.wav").unlink()
-    todo, done = plan_archive(str(root), str(out))
-    assert sorted(item["relative_path"] for item in todo) == sorted(["late/new.wav", "calls/mix_04.flac", *[r for r in expected["bad"]
-                                                                        if r != "collide/take.wav"]])
+    todo, done = plan_archive(str(root), str(out), 2, job_stamp(separator.model_url, WINDOW))
+    assert sorted(item["relative_path"] for item in todo) == sorted(["late/new.wav", "calls/mix_04.flac",
+                                                                     *expected["bad"]])
     assert len(done) == len(expected["good"]) - 1
     (root / "late" / "new.wav").unlink()
     (root / "late").rmdir()
@@ -126,7 +129,7 @@ def test_unreadable_object_is_recorded_and_the_batch_goes_on(archive, separator,
         fs.put_file(str(root / name), f"{prefix}/in/{name}")
     input_url, out_url = s3_server.url("vanishing", "in"), s3_server.url("vanishing", "out")
     with archive_lock(out_url):
-        todo, _ = plan_archive(input_url, out_url)
+        todo, _ = plan_archive(input_url, out_url, 2, job_stamp(separator.model_url, WINDOW))
         fs.rm(f"{prefix}/in/calls/mix_00.wav")  # listed, then gone: a lifecycle rule or another user
         rows = separate_items(separator, todo, out_url, WINDOW)
         commit_manifest(out_url, rows)
@@ -158,18 +161,46 @@ def test_lock_refuses_a_second_run_and_takes_over_a_stale_one(tmp_path):
         first.release()
 
 
-def test_lock_of_a_killed_process_on_this_host_is_taken_over(tmp_path):
-    import socket
-
-    out = tmp_path / "out"
-    out.mkdir()
+def _dead_pid() -> int:
     dead = os.fork()
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    (out / ".lock").write_text(json.dumps({"owner": "killed", "host": socket.gethostname(), "pid": dead,
+    return dead
+
+
+def test_lock_of_a_killed_process_on_this_host_is_taken_over(tmp_path):
+    from deepclust.storage_lock import machine_identity
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"owner": "killed", **machine_identity(), "pid": _dead_pid(),
                                            "acquired": time.time(), "heartbeat": time.time()}))
     with archive_lock(str(out), settle_seconds=0.0) as lock:
+        assert lock.owns()
+
+
+def test_a_live_lock_of_another_container_with_our_host_name_is_not_taken(tmp_path):
+    """Audit finding 9: two containers can share a host name while their PIDs live in separate namespaces, so
+    'no such PID here' says nothing about the other container's run. Only --break-lock takes it before it
+    goes stale."""
+    from deepclust.storage_lock import machine_identity
+
+    out = tmp_path / "out"
+    out.mkdir()
+    other = {**machine_identity(), "pid_namespace": "pid:[4026531999]"}  # same host name, another namespace
+    (out / ".lock").write_text(json.dumps({"owner": "other-container", **other, "pid": _dead_pid(),
+                                           "acquired": time.time(), "heartbeat": time.time()}))
+    with pytest.raises(LockBusyError, match="other-container.*--break-lock"):
+        ArchiveLock(str(out), settle_seconds=0.0).acquire()
+    with archive_lock(str(out), settle_seconds=0.0, break_lock=True) as lock:
+        assert lock.owns()
+    # A stale limit of the user's choosing: a heartbeat 2 minutes old is stale under --lock-stale-minutes 1.
+    (out / ".lock").write_text(json.dumps({"owner": "other-container", **other, "pid": 1,
+                                           "acquired": time.time(), "heartbeat": time.time() - 120}))
+    with pytest.raises(LockBusyError):
+        ArchiveLock(str(out), settle_seconds=0.0).acquire()
+    with archive_lock(str(out), settle_seconds=0.0, stale_minutes=1) as lock:
         assert lock.owns()
 
 
@@ -196,12 +227,10 @@ def test_cli_separates_an_s3_prefix_with_the_endpoint_from_the_environment(archi
     assert fs.exists(f"{s3_server.bucket}/cli/out/mix_03/s2.wav")
 
 
-def test_rerun_redoes_replaced_inputs_and_a_new_speaker_count_and_keeps_done_folders(tmp_path, fsdd_dir, tiny_model_url):
-    """Review findings: 'done' must mean done for these inputs and this K; a new input whose output
-    folder collides with a finished one must not take it over; a reserved name cannot break the manifest."""
+def test_done_means_same_input_model_and_settings_and_folders_never_move(tmp_path, fsdd_dir, tiny_model_url):
+    """'Done' holds only for the same input content, model and settings; a new input whose plain folder is
+    taken gets its own (extension kept) and the finished one keeps its folder; a reserved name is separated."""
     import shutil
-
-    from deepclust.archive import plan_archive, read_manifest, separate_archive
 
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()
@@ -210,22 +239,27 @@ def test_rerun_redoes_replaced_inputs_and_a_new_speaker_count_and_keeps_done_fol
     shutil.copy(fsdd_dir / "3_theo_0.wav", root / "manifest.parquet.wav")
     separate_archive(tiny_model_url, str(root), str(out), n_speakers=2)
     manifest = read_manifest(str(out)).set_index("relative_path")
-    assert manifest.loc["a.wav", "status"] == "done"
-    assert manifest.loc["manifest.parquet.wav", "status"] == "failed"
-    assert "reserved" in manifest.loc["manifest.parquet.wav", "error"]
+    assert (manifest["status"] == "done").all()
+    assert manifest.loc["manifest.parquet.wav", "output_stem"] == "manifest.parquet_wav"  # not the manifest's name
+    stamp = job_stamp(tiny_model_url, WindowConfig())
 
-    shutil.copy(fsdd_dir / "4_theo_0.wav", root / "a.flac")  # collides with the finished a.wav
-    shutil.copy(fsdd_dir / "5_theo_0.wav", root / "b.wav")  # replaced under the same name
-    todo, done = plan_archive(str(root), str(out), n_speakers=2)
-    todo = [item["relative_path"] for item in todo]
-    assert "b.wav" in todo and "a.wav" in done and "a.flac" not in todo
-    manifest = read_manifest(str(out)).set_index("relative_path")
-    assert manifest.loc["a.wav", "status"] == "done" and manifest.loc["a.flac", "status"] == "failed"
+    def todo_of(**kwargs):
+        todo, done = plan_archive(str(root), str(out), **{"n_speakers": 2, "stamp": stamp, **kwargs})
+        return sorted(item["relative_path"] for item in todo), {i["relative_path"]: i["output_stem"] for i in todo}
 
-    todo, done = plan_archive(str(root), str(out), n_speakers=3)  # asking for 3 speakers redoes everything
-    todo = [item["relative_path"] for item in todo]
-    assert done == [] and "b.wav" in todo
-    assert len({"a.wav", "a.flac"} & set(todo)) == 1  # nothing is finished for K=3: one of them gets a/
+    assert todo_of() == ([], {})
+    shutil.copy(fsdd_dir / "4_theo_0.wav", root / "a.flac")  # its plain folder a/ is a.wav's
+    os.utime(root / "b.wav", ns=(1, 1))  # the same bytes, touched: size and mtime are the identity
+    todo, stems = todo_of()
+    assert todo == ["a.flac", "b.wav"] and stems["a.flac"] == "a_flac" and stems["b.wav"] == "b"
+
+    other_model = tmp_path / "other.pt"
+    other_model.write_bytes(open(tiny_model_url, "rb").read() + b"\0")  # another file: another checksum
+    everything = sorted(["a.wav", "a.flac", "b.wav", "manifest.parquet.wav"])
+    assert todo_of(stamp={**stamp, "model_sha256": storage.sha256_of(str(other_model))})[0] == everything
+    assert todo_of(stamp=job_stamp(tiny_model_url, WindowConfig(window_seconds=4.0, overlap_seconds=1.0)))[0] == everything
+    todo, stems = todo_of(n_speakers=3)  # asking for 3 speakers redoes everything, in the same folders
+    assert todo == everything and stems["a.wav"] == "a"
 
 
 def test_symlinked_subfolder_of_an_archive_is_separated_and_resumes(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811

@@ -6,7 +6,6 @@ same manifest whatever runs the batches), not the separation quality.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pandas as pd
@@ -27,8 +26,8 @@ WINDOW = dict(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
 # flow runs of this module.
 pytestmark = pytest.mark.xdist_group("flows-archive")
 
-COMPARED = ["input", "relative_path", "status", "error", "duration", "sample_rate", "channels",
-            "output_sample_rate", "windows"]
+COMPARED = ["input", "relative_path", "output_stem", "status", "error", "duration", "sample_rate", "channels",
+            "output_sample_rate", "windows", "input_id", "model_sha256", "settings"]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +47,10 @@ def thread_run(archive, tiny_model_url, prefect_harness, tmp_path_factory):  # n
 
 
 def comparable(manifest, out) -> pd.DataFrame:
-    """Manifest rows without timings, outputs (and ``out`` in reasons) relative to ``out``."""
+    """Manifest rows without timings (outputs are relative to ``out`` already; ``out`` in reasons replaced)."""
     rows = manifest[COMPARED].copy()
     rows["error"] = rows["error"].str.replace(storage.absolute(str(out)), "OUT", regex=False)
-    rows["outputs"] = [" ".join(os.path.relpath(u, str(out)) for u in outputs) for outputs in manifest["outputs"]]
+    rows["outputs"] = [" ".join(outputs) for outputs in manifest["outputs"]]
     return rows
 
 
@@ -101,11 +100,11 @@ def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive,
     pd.testing.assert_frame_equal(comparable(manifest, out), comparable(thread_manifest, thread_out))
     # Same audio: separation is seeded; only float summation order may differ between thread counts.
     for rel, outputs in zip(manifest["relative_path"], manifest["outputs"]):
-        for url in outputs:
-            data, sr = read_output(url)
-            reference, reference_sr = read_output(storage.join(str(thread_out), os.path.relpath(url, str(out))))
-            assert sr == reference_sr and data.shape == reference.shape, (rel, url)
-            np.testing.assert_allclose(data, reference, atol=1e-3, err_msg=url)
+        for name in outputs:
+            data, sr = read_output(storage.join(str(out), name))
+            reference, reference_sr = read_output(storage.join(str(thread_out), name))
+            assert sr == reference_sr and data.shape == reference.shape, (rel, name)
+            np.testing.assert_allclose(data, reference, atol=1e-3, err_msg=name)
 
 
 def test_flow_separates_an_s3_prefix(archive, tiny_model_url, s3_server, prefect_harness):  # noqa: F811
@@ -126,7 +125,7 @@ def test_flow_separates_an_s3_prefix(archive, tiny_model_url, s3_server, prefect
             assert rows.loc[rel, "status"] == "failed" and expected["bad"][rel] in rows.loc[rel, "error"]
         else:
             assert rows.loc[rel, "status"] == "done", rows.loc[rel, "error"]
-            assert all(u.startswith("s3://") and storage.exists(u) for u in rows.loc[rel, "outputs"])
+            assert all(storage.exists(storage.join(out_url, name)) for name in rows.loc[rel, "outputs"])
     assert not fs.exists(f"{s3_server.bucket}/flow/out/.lock")
 
 
@@ -142,10 +141,10 @@ def two_file_archive(archive, tmp_path):
 
 def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url, prefect_harness, tmp_path,  # noqa: F811
                                                monkeypatch):
-    from tasks import archive_tasks
+    from deepclust import archive
 
     calls = []
-    real = archive_tasks.separate_items
+    real = archive.separate_batch
 
     def flaky(separator, items, *args):
         calls.append(items[0]["relative_path"])
@@ -153,7 +152,7 @@ def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url,
             raise ConnectionError("connection reset by the object store")
         return real(separator, items, *args)
 
-    monkeypatch.setattr(archive_tasks, "separate_items", flaky)
+    monkeypatch.setattr(archive, "separate_batch", flaky)
     state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
                              device="cpu", max_workers=1, return_state=True, **WINDOW)
     assert state.is_completed() and state.message in (None, "")
@@ -163,10 +162,10 @@ def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url,
 
 def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_archive, tiny_model_url,  # noqa: F811
                                                                        prefect_harness, tmp_path, monkeypatch):
-    from tasks import archive_tasks
+    from deepclust import archive
 
     calls = []
-    real = archive_tasks.separate_items
+    real = archive.separate_batch
 
     def broken(separator, items, *args):
         calls.append(items[0]["relative_path"])
@@ -174,7 +173,7 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
             raise ValueError("a bug, not a fault of the object store")
         return real(separator, items, *args)
 
-    monkeypatch.setattr(archive_tasks, "separate_items", broken)
+    monkeypatch.setattr(archive, "separate_batch", broken)
     state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
                              device="cpu", max_workers=1, return_state=True, **WINDOW)
     assert state.is_failed() and "1 of 2 batches failed" in state.message

@@ -40,9 +40,23 @@ def test_bad_inputs_and_bugs_are_not_retried(error):
     assert not is_transient(error)
 
 
+def test_transient_cause_makes_a_bad_read_transient_and_a_full_disk_is_not():
+    """Audit finding 4: a read that timed out was recorded as the file's fault (and its stage reused for ever)."""
+    import errno
+
+    wrapped = BadAudioError("s3://b/a.wav", "cannot open (read timed out)")
+    wrapped.__cause__ = TimeoutError("read timed out")
+    assert is_transient(wrapped)
+    assert not is_transient(OSError(errno.ENOSPC, "No space left on device"))
+
+
 def test_unit_task_retries_with_exponential_backoff_and_jitter():
-    assert run_stage_unit.retries == 3
-    assert run_stage_unit.retry_delay_seconds == [1, 2, 4]
+    from deepclust.transient import RETRY_BUDGET_SECONDS, retry_delays
+
+    delays = run_stage_unit.retry_delay_seconds
+    assert delays[:4] == [1, 2, 4, 8] and max(delays) <= 60  # doubling, capped at a minute
+    assert run_stage_unit.retries == len(delays) == len(retry_delays())
+    assert 0.5 * RETRY_BUDGET_SECONDS <= sum(delays) <= RETRY_BUDGET_SECONDS  # minutes, not seconds, of retries
     assert run_stage_unit.retry_jitter_factor == 0.5
     assert run_stage_unit.retry_condition_fn is not None
     assert run_stage_unit.persist_result is True

@@ -19,12 +19,14 @@ from deepclust import storage
 from deepclust.archive import read_manifest, separate_archive
 from deepclust.pipeline import stages
 from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
+from deepclust.separation.long import WindowConfig
 
 from archive_fixtures import tiny_model_url  # noqa: F401
 from flows_fixtures import prefect_harness  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-COMPARED = ["relative_path", "mixture_id", "status", "error", "n_speakers", "windows", "sample_rate", "channels"]
+COMPARED = ["relative_path", "mixture_id", "output_stem", "status", "error", "n_speakers", "windows", "sample_rate",
+            "channels", "outputs", "input_id", "model_sha256", "settings"]
 
 
 def quiet(message):
@@ -53,11 +55,10 @@ def cli(*args) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
 
 
-def comparable(manifest: pd.DataFrame, out: str) -> pd.DataFrame:
-    """Rows without timings; outputs relative to their ``out``."""
+def comparable(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Rows without timings (outputs are recorded relative to each run's own output folder)."""
     rows = manifest[COMPARED].copy().set_index("relative_path").sort_index()
-    rows["outputs"] = [[os.path.relpath(u, storage.absolute(out)) for u in outputs]
-                       for outputs in manifest.set_index("relative_path").sort_index()["outputs"]]
+    rows["outputs"] = [" ".join(outputs) for outputs in rows["outputs"]]
     return rows
 
 
@@ -110,16 +111,16 @@ def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_
     model_manifest = str(tmp_path / "model.parquet")  # what the training stage commits: the model's URL
     storage.write_parquet(pd.DataFrame([{"model_url": tiny_model_url}]), model_manifest)
     plan = stages.plan_separation(str(tmp_path / "run"), model_manifest, mixture_set["url"],
-                                  SeparateConfig(device="cpu", unit_size=2))
+                                  SeparateConfig(device="cpu", unit_size=2, window_seconds=WindowConfig.window_seconds))
     stage_manifest = storage.read_parquet(stages.run_stage(plan, log=quiet))
 
-    rows = {"plain": comparable(read_manifest(plain), plain), "flow": comparable(read_manifest(flow), flow),
-            "stage": comparable(stage_manifest, plan.stage.url)}
+    rows = {"plain": comparable(read_manifest(plain)), "flow": comparable(read_manifest(flow)),
+            "stage": comparable(stage_manifest)}
     pd.testing.assert_frame_equal(rows["plain"], rows["flow"])
     pd.testing.assert_frame_equal(rows["plain"], rows["stage"])
     bad = rows["plain"][rows["plain"]["mixture_id"] == mixture_set["damaged"]].iloc[0]
     assert bad["status"] == "failed" and "truncated" in bad["error"] and mixture_set["damaged"] in bad["error"]
-    assert list(bad["outputs"]) == []
+    assert bad["outputs"] == ""
     # The recipe's evaluation reads any of them.
     results = stages.run_stage(stages.plan_evaluation(str(tmp_path / "run"), storage.join(plain, "manifest.parquet"),
                                                       mixture_set["url"], EvaluateConfig(oracles=())), log=quiet)

@@ -1,13 +1,14 @@
 """The corpus stage: a corpus (demo, wsj0, folder, sources) becomes the utterance manifest.
 
-The demo corpus is synthesised into the stage folder; external trees are scanned, and their listing
-(path, size, mtime) goes into the stage key so that an edited corpus makes a new stage.
+The demo corpus is synthesised into the stage folder; external trees are scanned. Their listing (each file's
+content identity: size and mtime, or the ETag on object stores) goes into the stage key, and each utterance's
+identity into the manifest's ``content_id`` column, so an edited file changes the corpus manifest's checksum and
+with it every downstream stage key (mixtures, features, training ...): nothing stale is reused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from deepclust import storage
 from deepclust.pipeline.plan import StageDefinition, StagePlan
@@ -21,25 +22,34 @@ def plan_corpus(run_root: str, config) -> StagePlan:
     return StagePlan(stage, "corpus", [{"id": "corpus"}], {"config": dataclasses.asdict(config)})
 
 
-def corpus_source_fingerprint(config) -> list:
-    """Content proxy of an external corpus tree: (relative path, size, mtime) of every file.
-
-    Hashing every byte of WSJ0 (GBs) on each run would cost minutes; size and mtime change whenever
-    a file is replaced. The demo corpus is made by the library itself, so its parameters suffice.
-    """
+def _roots(config) -> list[str]:
     if config.name == "demo":
         return []
-    roots = [config.root] if config.root else []
     if config.name == "sources":
         from deepclust.corpora.sources import CorpusSource
 
-        roots = [CorpusSource.parse(text).root for text in config.sources or []]
-    listing = []
+        return [CorpusSource.parse(text).root for text in config.sources or []]
+    return [config.root] if config.root else []
+
+
+def corpus_source_fingerprint(config) -> list:
+    """Content proxy of an external corpus tree: (root, relative path, content identity) of every file, from one
+    listing per root on any storage (``storage.content_identities``).
+
+    Hashing every byte of WSJ0 (GBs) on each run would cost minutes; size and mtime (or an object's ETag)
+    change whenever a file is replaced. The demo corpus is made by the library itself: its parameters suffice.
+    """
+    return sorted([root, rel, identity] for root in _roots(config)
+                  for rel, identity in storage.content_identities(root).items())
+
+
+def _content_ids(paths, roots: list[str]) -> list[str]:
+    """Each utterance file's content identity (from the roots' listings; a file outside them on its own)."""
+    known = {}
     for root in roots:
-        for path in storage.walk_local_files(root):  # symlinked folders too, as the corpus listing
-            stat = os.stat(path)
-            listing.append([root, os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns])
-    return sorted(listing)
+        for rel, identity in storage.content_identities(root).items():
+            known[storage.absolute(storage.join(root, rel))] = identity
+    return [known.get(storage.absolute(p)) or storage.file_identity(p) for p in paths]
 
 
 def corpus_unit(plan, unit) -> dict:
@@ -63,6 +73,8 @@ def corpus_unit(plan, unit) -> dict:
     manifest = prepare_corpus(config.name, **kwargs)
     errors = list(manifest.attrs.get("errors", []))
     manifest.attrs = {}
+    # The demo's audio is a function of its parameters (in the key); an external file's is its content identity.
+    manifest["content_id"] = "" if config.name == "demo" else _content_ids(manifest["path"], _roots(config))
     storage.write_parquet(manifest, plan.stage.path("utterances.parquet"))
     return {"rows": int(len(manifest)), "errors": errors}
 

@@ -13,6 +13,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts
 from deepclust.pipeline.store import batches, make_stage
+from deepclust.separation.inputs import resolve_outputs
 
 
 def plan_evaluation(run_root: str, separation_manifest_url: str, mixture_manifest_url: str, config) -> StagePlan:
@@ -42,7 +43,8 @@ def evaluate_unit(plan, unit) -> dict:
     mixtures = storage.read_parquet(plan.context["mixture_manifest_url"])
     separated = storage.read_parquet(plan.context["separation_manifest_url"]).set_index("mixture_id")
     chosen = mixtures[mixtures["mixture_id"].isin(unit["mixture_ids"])]
-    estimates = {mid: list(separated.loc[mid, "outputs"]) for mid in unit["mixture_ids"]
+    base = storage.parent(plan.context["separation_manifest_url"])  # outputs are recorded relative to it
+    estimates = {mid: resolve_outputs(base, separated.loc[mid, "outputs"]) for mid in unit["mixture_ids"]
                  if separated.loc[mid, "status"] == "done"}
     results = evaluate_mixtures(chosen, estimates, oracles=tuple(config["oracles"]), backend=config["backend"])
     training_speakers = set(np.concatenate(mixtures.loc[mixtures["split"] == "tr", "speakers"].to_numpy())) \
@@ -118,7 +120,8 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
     for mixture_id in ordered["mixture_id"].head(count):
         mixture, rate = read_audio(mixtures.loc[mixture_id, "mixture_path"])
         config = StftConfig(sample_rate=rate)
-        outputs = [read_audio(url, target_sr=rate)[0] for url in separated.loc[mixture_id, "outputs"]]
+        urls = resolve_outputs(storage.parent(plan.context["separation_manifest_url"]), separated.loc[mixture_id, "outputs"])
+        outputs = [read_audio(url, target_sr=rate)[0] for url in urls]
         magnitudes = np.abs(stft_np(np.stack([o[:len(mixture)] for o in outputs]), config))  # (K, frames, freq)
         masks = magnitudes / np.maximum(magnitudes.sum(0, keepdims=True), 1e-8)
         log_mag = np.log(np.abs(stft_np(mixture, config)) + 1e-6)  # (frames, freq)

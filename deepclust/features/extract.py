@@ -26,6 +26,7 @@ from deepclust.errors import BadAudioError
 from deepclust.features.normalisation import RunningStats
 from deepclust.features.shards import shard_extension, write_shard
 from deepclust.features.stft import StftConfig, stft
+from deepclust.transient import is_transient
 
 __all__ = [
     "FeatureConfig",
@@ -207,6 +208,8 @@ def extract_shard(
         try:
             mixture, sources = _read_mixture(row, config.stft.sample_rate)
         except BadAudioError as error:
+            if is_transient(error):
+                raise  # a read that timed out is not a bad mixture: fail the unit (retried), never the row
             log.warning("skipping mixture %s: %s", row["mixture_id"], error)
             manifest_rows.append(_manifest_row(row, split, None, 0, "failed", str(error)))
             continue

@@ -8,7 +8,9 @@ threads or Dask) and the recipe's separation stage all call ``separate_items``. 
   batch that runs out of memory) becomes a ``failed`` row whose ``error`` names the input and the reason,
   and the batch goes on;
 - a transient fault (timeouts, throttling, connection resets: ``deepclust.transient``) is raised, so the
-  caller retries the batch: it is nobody's fault and must not be recorded as the input's.
+  caller retries the batch: it is nobody's fault and must not be recorded as the input's;
+- a device fault (a CUDA error other than out-of-memory) is raised too: every later input would fail the
+  same way, so the job stops (its circuit breaker) instead of marking the rest of the archive failed.
 
 Inputs no longer than one window are read whole and separated together (one network forward per
 ``window.windows_per_batch`` inputs with the same speaker count); longer ones go through
@@ -25,20 +27,25 @@ import numpy as np
 from deepclust import storage
 from deepclust.audio_blocks import BlockReader, TrackWriter
 from deepclust.errors import BadAudioError
-from deepclust.separation.inputs import output_urls
+from deepclust.separation.inputs import output_names, output_stem
 from deepclust.separation.long import WindowConfig, separate_long, separate_window_batch
-from deepclust.transient import is_transient
+from deepclust.transient import is_device_fault, is_transient
 from deepclust.workspace import Workspace
 
 TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "write_seconds"]
-MANIFEST_COLUMNS = ["input", "relative_path", "mixture_id", "status", "error", "duration", "sample_rate",
-                    "channels", "output_sample_rate", "windows", "n_speakers", "outputs", "input_size", "seconds",
-                    *TIMING_COLUMNS]
+# ``outputs``: relative to the output root (the folder can move); ``input_id``, ``model_sha256`` and ``settings``
+# say which input content, which model and which settings made them: "done" holds only while all three match.
+# ``status``: "done", "failed" (the input's fault: its reason in ``error``) or "transient" (a fault that
+# outlasted the retry budget; tried again by the next run).
+MANIFEST_COLUMNS = ["input", "relative_path", "mixture_id", "output_stem", "status", "error", "duration",
+                    "sample_rate", "channels", "output_sample_rate", "windows", "n_speakers", "outputs", "input_id",
+                    "model_sha256", "settings", "seconds", *TIMING_COLUMNS]
 
 
 @dataclass
 class _Item:
-    row: dict  # the input-manifest row
+    row: dict  # the input-manifest row (with its ``output_stem``)
+    names: list  # outputs relative to the output root
     outputs: list  # final URLs
     local_outputs: list  # where separation writes (final paths locally, temporary files for S3)
     began: float
@@ -49,26 +56,38 @@ class _Item:
         return self.row["input"]
 
 
-def failed_row(item: dict, error: str, seconds: float = 0.0) -> dict:
-    """The row of an input that could not be separated; ``error`` names the input and the reason."""
+def stem_of(item: dict) -> str:
+    """The item's output folder below the output root (assigned by the job's plan; else its plain stem)."""
+    return item.get("output_stem") or output_stem(item["relative_path"])
+
+
+def _row(item: dict, status: str, error: str, seconds: float, stamp: dict | None) -> dict:
+    stamp = stamp or {}
     return {"input": item["input"], "relative_path": item["relative_path"], "mixture_id": item.get("mixture_id") or "",
-            "status": "failed", "error": error, "duration": np.nan, "sample_rate": np.nan, "channels": np.nan,
-            "output_sample_rate": np.nan, "windows": 0, "n_speakers": int(item["n_speakers"]), "outputs": [],
-            "input_size": _size_or_nan(item), "seconds": seconds, **{c: 0.0 for c in TIMING_COLUMNS}}
+            "output_stem": stem_of(item), "status": status, "error": error, "duration": np.nan,
+            "sample_rate": np.nan, "channels": np.nan, "output_sample_rate": np.nan, "windows": 0,
+            "n_speakers": int(item["n_speakers"]), "outputs": [], "input_id": item.get("input_id") or "",
+            "model_sha256": stamp.get("model_sha256", ""), "settings": stamp.get("settings", ""), "seconds": seconds,
+            **{c: 0.0 for c in TIMING_COLUMNS}}
 
 
-def _size_or_nan(item: dict) -> float:
-    size = item.get("input_size")
-    return float(size) if size is not None and not (isinstance(size, float) and np.isnan(size)) else np.nan
+def failed_row(item: dict, error: str, seconds: float = 0.0, stamp: dict | None = None) -> dict:
+    """The row of an input that could not be separated; ``error`` names the input and the reason."""
+    return _row(item, "failed", error, seconds, stamp)
 
 
-def _done_row(item: _Item, info: dict) -> dict:
-    return {"input": item.url, "relative_path": item.row["relative_path"], "mixture_id": item.row.get("mixture_id") or "",
-            "status": "done", "error": "", "duration": info["duration"], "sample_rate": info["sample_rate"],
-            "channels": info["channels"], "output_sample_rate": info["output_sample_rate"], "windows": info["windows"],
-            "n_speakers": len(item.outputs), "outputs": [storage.absolute(u) for u in item.outputs],
-            "input_size": _size_or_nan(item.row), "seconds": time.perf_counter() - item.began,
-            **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}}
+def transient_row(item: dict, error: str, stamp: dict | None = None) -> dict:
+    """The row of an input whose batch kept failing transiently: not its fault, tried again next run."""
+    return _row(item, "transient", error, 0.0, stamp)
+
+
+def _done_row(item: _Item, info: dict, stamp: dict | None) -> dict:
+    row = _row(item.row, "done", "", time.perf_counter() - item.began, stamp)
+    row.update({"duration": info["duration"], "sample_rate": info["sample_rate"], "channels": info["channels"],
+                "output_sample_rate": info["output_sample_rate"], "windows": info["windows"],
+                "n_speakers": len(item.outputs), "outputs": list(item.names),
+                **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}})
+    return row
 
 
 def reason(url: str, error: Exception) -> str:
@@ -78,18 +97,21 @@ def reason(url: str, error: Exception) -> str:
     return str(BadAudioError(url, f"{type(error).__name__}: {error}"))
 
 
-def separate_items(separator, items: list[dict], out_url: str, window: WindowConfig = WindowConfig()) -> list[dict]:
-    """Separate input-manifest rows (``deepclust.separation.inputs``) into ``out/<stem>/s1.wav ..``.
+def separate_items(separator, items: list[dict], out_url: str, window: WindowConfig = WindowConfig(),
+                   stamp: dict | None = None) -> list[dict]:
+    """Separate input-manifest rows (``deepclust.separation.inputs``) into ``out/<output_stem>/s1.wav ..``.
 
-    Returns one ``MANIFEST_COLUMNS`` row per item, in the items' order. Raises only transient faults.
+    ``stamp``: ``{"model_sha256", "settings"}`` recorded in every row (what made the outputs). Returns one
+    ``MANIFEST_COLUMNS`` row per item, in the items' order. Raises only transient faults and device faults.
     """
     rows: list[dict] = []
     short: list = []  # (item, info, waveform) of inputs no longer than one window
     window_samples, _ = window.samples(separator.sample_rate)
     with Workspace(out_url) as workspace:
         for row in items:
-            outputs = output_urls(out_url, row["relative_path"], row["n_speakers"])
-            item = _Item(row, outputs, workspace.local_outputs(outputs), time.perf_counter())
+            names = output_names(stem_of(row), row["n_speakers"])
+            outputs = [storage.join(out_url, name) for name in names]
+            item = _Item(row, names, outputs, workspace.local_outputs(outputs), time.perf_counter())
             local = None
             try:
                 tick = time.perf_counter()
@@ -103,15 +125,15 @@ def separate_items(separator, items: list[dict], out_url: str, window: WindowCon
                 info = separate_long(separator, local, item.local_outputs, int(row["n_speakers"]), window,
                                      workspace.temp_dir)
                 info["read_seconds"] += item.download_seconds
-                rows.append(_publish(workspace, item, info))
+                rows.append(_publish(workspace, item, info, stamp))
             except Exception as error:
-                if is_transient(error):
-                    raise  # a retry may cure it: not this input's fault
-                rows.append(failed_row(row, reason(item.url, error), time.perf_counter() - item.began))
+                if is_transient(error) or is_device_fault(error):
+                    raise  # a retry may cure it, or nothing will: not this input's fault either way
+                rows.append(failed_row(row, reason(item.url, error), time.perf_counter() - item.began, stamp))
             finally:
                 if local is not None:  # short inputs are in memory by now; downloads are not kept
                     workspace.discard_input(local, item.url)
-        rows.extend(_separate_short(separator, workspace, short, window))
+        rows.extend(_separate_short(separator, workspace, short, window, stamp))
     order = {row["relative_path"]: i for i, row in enumerate(items)}
     return sorted(rows, key=lambda row: order[row["relative_path"]])
 
@@ -131,7 +153,7 @@ def _read_short(item: _Item, reader: BlockReader):
         reader.close()
 
 
-def _separate_short(separator, workspace: Workspace, short: list, window: WindowConfig) -> list[dict]:
+def _separate_short(separator, workspace: Workspace, short: list, window: WindowConfig, stamp) -> list[dict]:
     """One network forward per ``windows_per_batch`` short inputs of the same speaker count."""
     by_count: dict[int, list] = {}
     for entry in short:
@@ -140,17 +162,17 @@ def _separate_short(separator, workspace: Workspace, short: list, window: Window
     for n_speakers, entries in sorted(by_count.items()):
         for first in range(0, len(entries), window.windows_per_batch):
             rows.extend(_separate_group(separator, workspace, entries[first:first + window.windows_per_batch],
-                                        n_speakers))
+                                        n_speakers, stamp))
     return rows
 
 
-def _separate_group(separator, workspace: Workspace, group: list, n_speakers: int) -> list[dict]:
+def _separate_group(separator, workspace: Workspace, group: list, n_speakers: int, stamp) -> list[dict]:
     try:
         batch = separate_window_batch(separator, [waveform for _, _, waveform in group], n_speakers)
     except Exception as error:  # e.g. out of memory: every input of the group fails with the reason
-        if is_transient(error):
+        if is_transient(error) or is_device_fault(error):
             raise
-        return [failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began)
+        return [failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began, stamp)
                 for item, _, _ in group]
     rows = []
     total = sum(w.shape[0] for _, _, w in group)
@@ -169,17 +191,17 @@ def _separate_group(separator, workspace: Workspace, group: list, n_speakers: in
                     "network_seconds": batch.network_seconds * share,
                     "clustering_seconds": batch.clustering_seconds * share,
                     "write_seconds": time.perf_counter() - tick}
-            rows.append(_publish(workspace, item, info))
+            rows.append(_publish(workspace, item, info, stamp))
         except Exception as error:
             if is_transient(error):
                 raise  # e.g. an S3 upload timed out: retry, don't blame the input
-            rows.append(failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began))
+            rows.append(failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began, stamp))
     return rows
 
 
-def _publish(workspace: Workspace, item: _Item, info: dict) -> dict:
+def _publish(workspace: Workspace, item: _Item, info: dict, stamp) -> dict:
     """Upload (S3) and make the ``done`` row; the upload counts as writing."""
     tick = time.perf_counter()
     workspace.publish(item.local_outputs, item.outputs)
     info = {**info, "write_seconds": info.get("write_seconds", 0.0) + time.perf_counter() - tick}
-    return _done_row(item, info)
+    return _done_row(item, info, stamp)

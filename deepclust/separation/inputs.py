@@ -6,8 +6,9 @@ recipe) becomes the same table first, one row per input (``INPUT_COLUMNS``):
 - ``relative_path``: the input's key within the job, unique: its path below the input root (folders,
   prefixes), its file name (one file), or ``<split>/<mixture_id>.wav`` (mixture manifests). Its output
   folder is ``out/<output_stem(relative_path)>/``.
-- ``input``: the URL that is read; ``input_size``: its size in bytes when listed (a replaced file
-  usually changes size; None when unknown).
+- ``input``: the URL that is read; ``input_id``: its content identity from the listing: ``sha256:<hex>`` for a
+  mixture (the manifest records it), the object's ETag on S3, else ``<size>:<mtime in ns>`` (an edited or
+  replaced file changes it; hashing every byte of a large archive on each run would cost as much as reading it).
 - ``n_speakers``: how many sources to separate it into; ``mixture_id``: the recipe's id ("" otherwise),
   so that the separation manifest can be passed to evaluation.
 
@@ -17,8 +18,10 @@ where the rows came from.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import unicodedata
 from pathlib import PurePosixPath
 
 import pandas as pd
@@ -26,7 +29,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.audio import AUDIO_EXTENSIONS
 
-INPUT_COLUMNS = ["relative_path", "input", "input_size", "n_speakers", "mixture_id"]
+INPUT_COLUMNS = ["relative_path", "input", "input_id", "n_speakers", "mixture_id"]
 # A mixture manifest's splits separated unless asked otherwise: the test sets, what one evaluates.
 MIXTURE_SPLITS = ("tt",)
 # Output stems that would collide with a job's own bookkeeping in ``out``.
@@ -56,12 +59,18 @@ def output_stem(relative_path: str) -> str:
     return safe_relative_stem(relative_path, "")
 
 
-def output_urls(out_url: str, relative_path: str, n_speakers: int) -> list[str]:
-    stem = output_stem(relative_path)
-    return [storage.join(out_url, stem, f"s{k}.wav") for k in range(1, int(n_speakers) + 1)]
+def output_names(stem: str, n_speakers: int) -> list[str]:
+    """``<stem>/s1.wav .. <stem>/sK.wav``: outputs relative to the output root (as manifests record them)."""
+    return [f"{stem}/s{k}.wav" for k in range(1, int(n_speakers) + 1)]
 
 
-def _relative(url: str, root: str) -> str:
+def resolve_outputs(out_url: str, outputs) -> list[str]:
+    """Manifest outputs as URLs: relative ones below ``out_url`` (absolute ones, of older manifests, as they are)."""
+    return [o if "://" in o or o.startswith("/") else storage.join(out_url, o) for o in outputs]
+
+
+def relative_to(url: str, root: str) -> str:
+    """``url``'s path below ``root`` (``/``-separated), compared as the filesystem names them."""
     _, root_path = storage.filesystem(root)
     _, path = storage.filesystem(url)
     return path[len(root_path.rstrip("/")):].lstrip("/").replace(os.sep, "/")
@@ -81,18 +90,7 @@ def list_archive(input_url: str) -> list[str]:
         raise FileNotFoundError(f"{input_url}: no such folder or prefix")
     if fs.isfile(path):
         raise NotADirectoryError(f"{input_url}: give the folder (or prefix) that holds the archive")
-    return sorted(_relative(url, input_url) for url in storage.list_files(input_url, AUDIO_EXTENSIONS))
-
-
-def input_sizes(input_url: str) -> dict[str, int]:
-    """``{relative path: size in bytes}`` of every file under a folder or prefix, from one listing."""
-    fs, root = storage.filesystem(input_url)
-    prefix = root.rstrip("/") + "/"
-    if storage.is_local(input_url):  # follows symlinked folders, as the listing does
-        return {path[len(prefix):]: os.path.getsize(path) for path in storage.walk_local_files(root)
-                if path.startswith(prefix)}
-    return {path[len(prefix):]: int(info.get("size") or 0)
-            for path, info in fs.find(root, detail=True).items() if path.startswith(prefix)}
+    return sorted(relative_to(url, input_url) for url in storage.list_files(input_url, AUDIO_EXTENSIONS))
 
 
 def is_mixture_manifest(url: str) -> bool:
@@ -112,16 +110,16 @@ def inputs_from_files(input_url: str, n_speakers: int, out_url: str | None = Non
     fs, path = storage.filesystem(input_url)
     if fs.isfile(path):
         root = storage.parent(str(input_url))
-        rel = _relative(str(input_url), root)
+        rel = relative_to(str(input_url), root)
         rows = [{"relative_path": rel, "input": storage.absolute(str(input_url)),
-                 "input_size": int(fs.size(path) or 0), "n_speakers": int(n_speakers), "mixture_id": ""}]
+                 "input_id": storage.file_identity(str(input_url)), "n_speakers": int(n_speakers), "mixture_id": ""}]
         return pd.DataFrame(rows, columns=INPUT_COLUMNS)
     listed = list_archive(input_url)
     if out_url is not None:
         listed = [rel for rel in listed if not inside(storage.join(input_url, rel), out_url)]
-    sizes = input_sizes(input_url)
+    identities = storage.content_identities(input_url)
     rows = [{"relative_path": rel, "input": storage.absolute(storage.join(input_url, rel)),
-             "input_size": sizes.get(rel), "n_speakers": int(n_speakers), "mixture_id": ""} for rel in listed]
+             "input_id": identities.get(rel, ""), "n_speakers": int(n_speakers), "mixture_id": ""} for rel in listed]
     return pd.DataFrame(rows, columns=INPUT_COLUMNS)
 
 
@@ -133,9 +131,11 @@ def inputs_from_mixtures(manifest: pd.DataFrame | str, splits: tuple[str, ...] |
         mixtures = mixtures[mixtures["split"].isin(splits)]
     if "status" in mixtures:
         mixtures = mixtures[mixtures["status"] == "done"]
+    hashes = mixtures["sha256"] if "sha256" in mixtures else [""] * len(mixtures)
     rows = [{"relative_path": f"{row.split}/{row.mixture_id}.wav", "input": storage.absolute(row.mixture_path),
-             "input_size": None, "n_speakers": int(row.num_speakers), "mixture_id": row.mixture_id}
-            for row in mixtures.itertuples()]
+             "input_id": f"sha256:{digest}" if digest else storage.file_identity(row.mixture_path),
+             "n_speakers": int(row.num_speakers), "mixture_id": row.mixture_id}
+            for row, digest in zip(mixtures.itertuples(), hashes)]
     return pd.DataFrame(rows, columns=INPUT_COLUMNS)
 
 
@@ -152,19 +152,63 @@ def input_manifest(input_url: str, n_speakers: int = 2, out_url: str | None = No
     return inputs_from_files(input_url, n_speakers, out_url)
 
 
-def find_collisions(relative_paths: list[str], keep: set[str] = frozenset()) -> dict[str, str]:
-    """Inputs whose output folder is already taken by another input (``a.wav`` and ``a.flac``).
+def _clash_key(stem: str) -> str:
+    """Two stems that may name one folder: equal after Unicode NFC and case folding (macOS, Windows)."""
+    return unicodedata.normalize("NFC", stem).casefold()
 
-    Returns ``{input: the input that keeps the folder}``. An input in ``keep`` (already separated) keeps
-    its folder; otherwise the first in sorted order does. A stem reserved for the job's bookkeeping
-    (``manifest.parquet``) is never given out.
+
+def _with_extension(relative_path: str) -> str:
+    """``a/b.flac`` -> ``a/b_flac``: the sanitised path with its extension kept (for stems that clash); joined by
+    ``_``, because a folder named ``b.flac`` would look like an audio file to every ``*.flac`` glob."""
+    stem = output_stem(relative_path)
+    suffix = re.sub(r"[^\w\-]+", "_", PurePosixPath(relative_path).suffix.lstrip("."))
+    return f"{stem}_{suffix}" if suffix else stem
+
+
+def _hashed(relative_path: str, stem: str) -> str:
+    return f"{stem}-{hashlib.sha256(relative_path.encode()).hexdigest()[:8]}"
+
+
+def assign_output_stems(relative_paths: list[str], kept: dict[str, str] | None = None) -> dict[str, str]:
+    """One output folder per input, never shared: ``{relative path: stem below out}``.
+
+    An input keeps the stem it already has (``kept``: recorded by an earlier run), so outputs never move.
+    Others get their sanitised path without extension (``a/b c/x.flac`` -> ``a/b_c/x``) unless that clashes
+    with another input's folder (``a.wav`` and ``a.flac``, ``p q.wav`` and ``p_q.wav``, NFC/NFD or case
+    variants), with a folder holding other inputs' folders (``x.wav`` and ``x/y.wav``) or with the job's own
+    files (``manifest.parquet.wav``); then the extension is kept (``a_flac``), and if that clashes too, a hash of
+    the relative path is appended (``p_q-1a2b3c4d``). Deterministic: the same listing gives the same stems.
     """
-    owners: dict[str, str] = {stem: "(reserved for the job's manifest)" for stem in RESERVED_STEMS}
-    collisions = {}
-    for rel in sorted(relative_paths, key=lambda r: (r not in keep, r)):
-        stem = output_stem(rel)
-        if stem in owners:
-            collisions[rel] = owners[stem]
+    kept = {rel: stem for rel, stem in (kept or {}).items() if rel in set(relative_paths) and stem}
+    taken = {_clash_key(stem) for stem in RESERVED_STEMS}
+    folders: set[str] = set()  # every parent folder of an assigned stem
+
+    def free(stem: str) -> bool:
+        key = _clash_key(stem)
+        return key not in taken and key not in folders and not any(
+            _clash_key(parent) in taken for parent in _parents(stem))
+
+    def take(rel: str, stem: str) -> None:
+        taken.add(_clash_key(stem))
+        folders.update(_clash_key(parent) for parent in _parents(stem))
+        stems[rel] = stem
+
+    stems: dict[str, str] = {}
+    for rel, stem in sorted(kept.items()):
+        take(rel, stem)
+    # Files first whose plain stem is wanted as a folder by others get the extension: decided before assigning.
+    wanted_folders = {_clash_key(parent) for rel in relative_paths for parent in _parents(output_stem(rel))}
+    for rel in sorted(r for r in relative_paths if r not in stems):
+        plain = output_stem(rel)
+        for stem in (plain, _with_extension(rel), _hashed(rel, plain)):
+            if free(stem) and (stem != plain or _clash_key(plain) not in wanted_folders):
+                take(rel, stem)
+                break
         else:
-            owners[stem] = rel
-    return collisions
+            take(rel, _hashed(rel, _with_extension(rel)))
+    return stems
+
+
+def _parents(stem: str) -> list[str]:
+    parts = stem.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]

@@ -84,6 +84,7 @@ class Separator:
         if kmeans == "auto":
             kmeans = "torch" if self.device.type == "cuda" else "sklearn"
         loaded = model if isinstance(model, LoadedModel) else load_model(str(model), self.device)
+        self.model_url = None if isinstance(model, LoadedModel) else str(model)  # jobs record its sha256
         self.loaded = loaded
         self.model = loaded.model.to(self.device).eval()
         self.feature_config = _feature_config(loaded.feature_config)
@@ -251,10 +252,12 @@ _SEPARATORS_LOCK = threading.Lock()
 SEPARATOR_LOADS: Counter = Counter()  # model loads of this process, by cache key
 
 
-def cached_separator(model_url: str, device: str = "auto", kmeans: str = "auto", inference: str = "auto") -> Separator:
+def cached_separator(model_url: str, device: str = "auto", kmeans: str = "auto", inference: str = "auto",
+                     model_sha256: str | None = None) -> Separator:
     """The ``Separator`` of this process for these settings: loaded by the first batch, reused by every later
-    batch and thread of the process (a model file is read once per worker, not per batch)."""
-    key = (model_url, device, kmeans, inference)
+    batch and thread of the process (a model file is read once per worker, not per batch). ``model_sha256``
+    (the file's checksum, when the caller knows it) is part of the key: a replaced model file is loaded anew."""
+    key = (model_url, device, kmeans, inference, model_sha256)
     with _SEPARATORS_LOCK:  # two threads asking at once load it once
         if key not in _SEPARATORS:
             _SEPARATORS[key] = Separator(model_url, device=device, kmeans=kmeans, inference=inference)

@@ -15,17 +15,18 @@ import pandas as pd
 from deepclust import storage
 from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, recipe_params
 from deepclust.pipeline.store import batches, make_stage
-from deepclust.separation.inputs import inputs_from_mixtures
+from deepclust.separation.inputs import assign_output_stems, inputs_from_mixtures
 
 
 def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str, config) -> StagePlan:
     """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows)."""
     stage = make_stage(run_root, "separate", {"config": recipe_params(config)},
                        [model_manifest_url, mixture_manifest_url])
-    items = inputs_from_mixtures(mixture_manifest_url, tuple(config.splits))
-    items["input_size"] = items["input_size"].astype(object).where(items["input_size"].notna(), None)
-    units = [{"id": f"batch-{i:05d}", "items": chunk}
-             for i, chunk in enumerate(batches(items.to_dict("records"), config.unit_size))]
+    items = inputs_from_mixtures(mixture_manifest_url, tuple(config.splits)).to_dict("records")
+    stems = assign_output_stems([item["relative_path"] for item in items])
+    for item in items:
+        item["output_stem"] = stems[item["relative_path"]]
+    units = [{"id": f"batch-{i:05d}", "items": chunk} for i, chunk in enumerate(batches(items, config.unit_size))]
     return StagePlan(stage, "separate", units,
                      {"config": dataclasses.asdict(config), "model_manifest_url": model_manifest_url,
                       "mixture_manifest_url": mixture_manifest_url})
@@ -33,14 +34,17 @@ def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url
 
 def separate_unit(plan, unit) -> dict:
     """Separate one batch of input rows with the training stage's model (cached per process) into a part file."""
-    from deepclust.separation.batch import separate_items
+    from deepclust.archive import job_stamp, separate_batch
     from deepclust.separation.separator import cached_separator
     from deepclust.training.stage import model_url_of
 
     config = plan.context["config"]
-    separator = cached_separator(model_url_of(plan.context["model_manifest_url"]), config["device"],
-                                 config["kmeans"], config["inference"])
-    rows = separate_items(separator, unit["items"], plan.stage.url, window_of(config))
+    model_url = model_url_of(plan.context["model_manifest_url"])
+    separator = cached_separator(model_url, config["device"], config["kmeans"], config["inference"])
+    stamp = job_stamp(model_url, window_of(config), config["inference"], config["kmeans"])
+    # The job's batch step; a transient fault fails the unit (the driver or Prefect retries it), so a stage is
+    # never committed with rows that a retry could have made.
+    rows = separate_batch(separator, unit["items"], plan.stage.url, stamp)
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(pd.DataFrame(rows), part)
     return {"part": part, "rows": len(rows)}
