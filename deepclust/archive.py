@@ -242,7 +242,10 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
     breaker = Breaker(max_consecutive_failures)
     with folder_lock(out_url, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
         log = manifest_log(out_url)
-        todo, already_done = plan_archive(input_url, out_url, n_speakers, stamp, splits)
+        # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
+        # transient error propagates (nothing was separated: the caller says "run again").
+        todo, already_done = call_with_retries(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
+                                               what=f"listing {input_url}", budget_seconds=retry_seconds)
         try:
             for batch in batches_of(todo, files_per_batch):
                 batch_rows = run_batch(separator, batch, out_url, stamp, retry_seconds)

@@ -165,6 +165,14 @@ def cmd_separate(args) -> None:
     except CircuitOpenError as error:
         print(f"stopped: {error}", file=sys.stderr)
         raise SystemExit(EXIT_CIRCUIT_OPEN)
+    except Exception as error:
+        from deepclust.transient import is_transient
+
+        if not is_transient(error):
+            raise
+        print(f"stopped: a transient fault outlasted {args.retry_minutes:g} min of retries ({type(error).__name__}: "
+              f"{error}); what was committed is kept: run again to finish", file=sys.stderr)
+        raise SystemExit(EXIT_TEMPFAIL)
     for relative_path, error in summary["failed_inputs"]:
         print(f"failed: {error}", file=sys.stderr)
     for relative_path, error in summary.get("transient_inputs", []):

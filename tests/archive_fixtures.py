@@ -251,3 +251,38 @@ def upload_folder(fs, local: Path, prefix: str) -> None:
     for path in sorted(local.rglob("*")):
         if path.is_file():
             fs.put_file(str(path), f"{prefix}/{path.relative_to(local).as_posix()}")
+
+
+class RestartableS3:
+    """A SeaweedFS S3 endpoint of its own that a test can stop (a real outage: connections refused) and start
+    again on the same ports and data."""
+
+    def __init__(self, root: Path, bucket: str = "outage-tests"):
+        self.root, self.ports = root, {name: _free_port() for name in (
+            "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")}
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        self.server = S3Server(endpoint=f"http://127.0.0.1:{self.ports['s3']}", bucket=bucket)
+        self.process = None
+
+    def start(self) -> None:
+        restart = self.process is not None
+        with open(self.root / "weed.log", "ab") as log_handle:
+            self.process = subprocess.Popen(weed_command(self.root / "data", self.ports), stdout=log_handle,
+                                            stderr=subprocess.STDOUT, cwd=self.root)
+        if not restart:
+            _wait_for_s3(self.server, self.process, self.root / "weed.log", timeout=90)
+            return
+        deadline, last = time.monotonic() + 90, None
+        while time.monotonic() < deadline:  # the bucket exists already: wait until it can be read again
+            try:
+                self.server.filesystem().ls(self.server.bucket)
+                return
+            except Exception as error:  # not up yet
+                last = error
+                time.sleep(0.2)
+        pytest.fail(f"S3 on {self.server.endpoint} did not come back within 90 s ({last!r})")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
