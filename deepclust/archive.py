@@ -163,6 +163,7 @@ class Breaker:
         self.limit, self.in_a_row = max(1, int(limit)), 0
 
     def record(self, rows: list[dict]) -> None:
+        """Count a committed batch's rows; raise ``CircuitOpenError`` when too many failed in a row."""
         for row in rows:
             self.in_a_row = 0 if row["status"] == "done" else self.in_a_row + 1
         if self.in_a_row >= self.limit:
@@ -173,6 +174,7 @@ class Breaker:
 
     @staticmethod
     def device_fault(error: BaseException, batch: list[dict]) -> CircuitOpenError:
+        """The error that stops a job at a device fault, naming the input it met it on."""
         return CircuitOpenError(f"stopped: device fault while separating {batch[0]['input']} "
                                 f"({type(error).__name__}: {error}); inputs not tried yet are left as they were")
 
@@ -249,14 +251,16 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         try:
             for batch in batches_of(todo, files_per_batch):
                 batch_rows = run_batch(separator, batch, out_url, stamp, retry_seconds)
-                lock.check()
-                commit_manifest(out_url, batch_rows, log)
+                # The store may be restarting here too: checking the lock and committing are retried alike.
+                call_with_retries(lock.check, what="checking the lock", budget_seconds=retry_seconds)
+                call_with_retries(lambda: commit_manifest(out_url, batch_rows, log), what="committing rows",
+                                  budget_seconds=retry_seconds)
                 rows.extend(batch_rows)
                 if progress:
                     progress(len(rows), len(todo))
                 breaker.record(batch_rows)
-        finally:
-            log.compact()  # manifest.parquet whole again, also when the breaker opened
+        finally:  # manifest.parquet whole again, also when the breaker opened
+            call_with_retries(log.compact, what="compacting the manifest", budget_seconds=retry_seconds)
         manifest = read_manifest(out_url)
     return summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
 

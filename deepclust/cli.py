@@ -24,6 +24,7 @@ def _stage(plan) -> str:
 
 
 def cmd_corpus(args) -> None:
+    """``deepclust corpus``: the corpus stage; prints the utterance manifest's URL."""
     from deepclust.pipeline.config import CorpusConfig
     from deepclust.pipeline.stages import plan_corpus
 
@@ -46,6 +47,7 @@ def _parse_lists(values) -> dict | None:
 
 
 def cmd_mix(args) -> None:
+    """``deepclust mix``: the mixtures stage (official lists or generated ones); prints the manifest's URL."""
     from deepclust.pipeline.config import MixStageConfig
     from deepclust.pipeline.stages import plan_mixtures
 
@@ -56,6 +58,7 @@ def cmd_mix(args) -> None:
 
 
 def cmd_features(args) -> None:
+    """``deepclust features``: the features stage; prints the feature manifest's URL."""
     from deepclust.features.extract import FeatureConfig
     from deepclust.features.stft import StftConfig
     from deepclust.pipeline.stages import plan_features
@@ -75,6 +78,7 @@ def _model_config(args):
 
 
 def cmd_train(args) -> None:
+    """``deepclust train``: the training stage on a feature manifest; prints the model file's URL."""
     from deepclust.pipeline.stages import plan_training
     from deepclust.training.stage import model_url_of
     from deepclust.training.config import TrainConfig
@@ -89,6 +93,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_train_dynamic(args) -> None:
+    """``deepclust train-dynamic``: dynamic mixing of speaker-labelled folders (the shipped model's recipe)."""
     from deepclust.corpora.sources import CorpusSource, prepare_sources
     from deepclust.training.config import TrainConfig
     from deepclust.training.dynamic_mixing import DynamicMixConfig
@@ -127,6 +132,7 @@ def _model_or_pretrained(model: str | None) -> str:
 
 
 def cmd_export_model(args) -> None:
+    """``deepclust export-model``: a half-precision copy of a model file, for shipping."""
     from deepclust.model.export import export_half
 
     export_half(args.model, args.out, drop_extra=("skipped_sources",))
@@ -180,6 +186,8 @@ def cmd_separate(args) -> None:
     print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
           f"{summary['failed']} failed, {summary['real_time_factor']:.1f}x real time; "
           f"manifest: {summary['manifest_url']}")
+    if args.summary_json:  # for scripts: counts, speed, manifest I/O, failed and transient inputs
+        storage.write_text_atomic(args.summary_json, json.dumps(summary, indent=2, default=str) + "\n")
     if summary.get("transient"):
         raise SystemExit(EXIT_TEMPFAIL)
     if summary["failed"] and args.strict:
@@ -201,6 +209,7 @@ def _progress_printer(name: str):
 
 
 def cmd_evaluate(args) -> None:
+    """``deepclust evaluate``: the evaluation stage; prints the headline table."""
     from deepclust.pipeline.config import EvaluateConfig
     from deepclust.pipeline.stages import plan_evaluation
 
@@ -212,6 +221,7 @@ def cmd_evaluate(args) -> None:
 
 
 def reproduce_config_from_args(args):
+    """The ``ReproduceConfig`` of ``reproduce``/``demo``: the demo config with the command line's changes."""
     from deepclust.pipeline.config import CorpusConfig, demo_config
 
     config = demo_config(args.out, quick=args.quick)
@@ -234,6 +244,8 @@ def reproduce_config_from_args(args):
 
 
 def cmd_reproduce(args) -> None:
+    """``deepclust reproduce`` / ``demo``: every stage through Prefect (or by hand), then the summary; exit 1
+    on a quality regression."""
     from deepclust.pipeline.reproduce import print_summary, reproduce
 
     config = reproduce_config_from_args(args)
@@ -262,6 +274,7 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    """``deepclust compare A B``: two runs' config differences and results side by side."""
     from deepclust.reports.history import compare_runs
 
     comparison = compare_runs(args.run_a, args.run_b)
@@ -319,6 +332,7 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
     p.add_argument("--lock-stale-minutes", type=float, default=FolderLock.STALE_MINUTES,
                    help="another run's lock whose heartbeat is older than this is taken over")
     p.add_argument("--break-lock", action="store_true", help="take OUT/.lock even if its owner looks alive")
+    p.add_argument("--summary-json", help="also write the run's summary (counts, speed, manifest I/O) here")
     p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
     p.add_argument("--dask-address", default=None,
                    help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
@@ -326,6 +340,7 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``deepclust`` argument parser, one sub-command per library call."""
     # Every default below is read from the typed config that owns it (one place per default).
     from deepclust.features.extract import FeatureConfig
     from deepclust.features.stft import StftConfig
@@ -466,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
+    """Entry point of the ``deepclust`` command."""
     import logging
 
     args = build_parser().parse_args(argv)

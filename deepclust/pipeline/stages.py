@@ -86,6 +86,7 @@ class ProgressLine:
         self.shown_at = 0.0
 
     def advance(self) -> None:
+        """One more unit finished: print a line (at most every ``every_seconds``, and the last)."""
         self.done += 1
         elapsed = time.perf_counter() - self.began
         if self.done < self.total and elapsed - self.shown_at < self.every_seconds:

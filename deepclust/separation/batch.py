@@ -53,6 +53,7 @@ class _Item:
 
     @property
     def url(self) -> str:
+        """The input's URL."""
         return self.row["input"]
 
 
