@@ -89,7 +89,7 @@ def main() -> None:
             sf.write(path, fsdd_mixture(FSDD, index % 10, index), 8000)
             good.append(rel)
     began = time.perf_counter()
-    fs.put(str(local) + "/", f"soak/in/", recursive=True)
+    fs.put(str(local) + "/", "soak/in/", recursive=True)
     print(f"{args.files} files ({len(bad)} damaged) uploaded in {time.perf_counter() - began:.0f} s")
     model = tiny_model(work / "tiny.pt")
     command = [sys.executable, "-m", "deepclust.cli", "separate", "--model", model, "--input", "s3://soak/in",
@@ -120,8 +120,22 @@ def main() -> None:
                 run = subprocess.Popen(command + [str(work / "summary-2.json")], cwd=REPO, env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(0.5)
-    out, err = run.communicate()
-    runs.append((run.returncode, out.strip().splitlines()[-1] if out.strip() else err[-500:]))
+    # The scheduler's part: a run that ends with 75 (transient faults outlasted its retries) is started again.
+    attempt = 2
+    while True:
+        while run.poll() is None:
+            if server.process.poll() is not None:  # the store died on its own: note it and bring it back
+                events.append(f"{time.perf_counter() - began:.0f} s: S3 server found dead (exit "
+                              f"{server.process.returncode}); restarted")
+                server.start()
+            time.sleep(0.5)
+        out, err = run.communicate()
+        runs.append((run.returncode, out.strip().splitlines()[-1] if out.strip() else err.strip()[-400:]))
+        if run.returncode != 75 or attempt >= 6:
+            break
+        attempt += 1
+        run = subprocess.Popen(command + [str(work / f"summary-{attempt}.json")], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - began
     for event in events:
         print(event)
@@ -135,16 +149,17 @@ def main() -> None:
     recorded = {f"soak/out/{name}" for names in manifest.loc[manifest["status"] == "done", "outputs"] for name in names}
     checks = {
         "one row per input": len(manifest) == args.files and manifest.index.is_unique,
-        "every good file done": bool((manifest.loc[good, "status"] == "done").all()),
-        "every damaged file failed with its reason": bool((manifest.loc[bad, "status"] == "failed").all()
-                                                          and manifest.loc[bad, "error"].str.contains("call_").all()),
+        "every good file done": bool((manifest.reindex(good)["status"] == "done").all()),
+        "every damaged file failed with its reason": bool((manifest.reindex(bad)["status"] == "failed").all()
+                                                          and manifest.reindex(bad)["error"].str.contains("call_").all()),
         "no transient row left": int((manifest["status"] == "transient").sum()) == 0,
         "every recorded output exists": recorded <= outputs,
         "no output without a row (separated once)": outputs == recorded,
     }
     for name, ok in checks.items():
         print(f"  {'ok ' if ok else 'FAIL'} {name}")
-    summary = json.loads((work / "summary-2.json").read_text()) if (work / "summary-2.json").exists() else {}
+    last = work / f"summary-{attempt}.json"
+    summary = json.loads(last.read_text()) if last.exists() else {}
     batches = -(-args.files // args.files_per_batch)
     rewrite_rows = sum(min(args.files, (b + 1) * args.files_per_batch) for b in range(batches))
     print(f"wall time {seconds:.0f} s for {args.files} files; last run: {summary.get('separated')} separated, "

@@ -242,7 +242,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
     stamp = job_stamp(model_url, window, inference, kmeans)
     rows: list[dict] = []
     breaker = Breaker(max_consecutive_failures)
-    with folder_lock(out_url, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
+    with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
         log = manifest_log(out_url)
         # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
         # transient error propagates (nothing was separated: the caller says "run again").

@@ -176,8 +176,8 @@ def cmd_separate(args) -> None:
 
         if not is_transient(error):
             raise
-        print(f"stopped: a transient fault outlasted {args.retry_minutes:g} min of retries ({type(error).__name__}: "
-              f"{error}); what was committed is kept: run again to finish", file=sys.stderr)
+        print(f"stopped by a transient fault that retries did not cure ({type(error).__name__}: {error}); what was "
+              "committed is kept: run again to finish", file=sys.stderr)
         raise SystemExit(EXIT_TEMPFAIL)
     for relative_path, error in summary["failed_inputs"]:
         print(f"failed: {error}", file=sys.stderr)

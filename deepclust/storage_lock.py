@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 PARTIAL_NAME = ".partial"  # local temporary outputs of the lock holder
+_HELD: set[str] = set()  # owners of the locks this process holds right now
 
 
 class LockBusyError(RuntimeError):
@@ -110,6 +111,10 @@ class FolderLock:
         # A killed run of this machine and PID namespace, since its last boot: its process is gone, no need to
         # wait for the heartbeat to age. Same host name alone proves nothing (containers share it).
         same_processes = all(record.get(k) == v for k, v in self.identity.items()) and all(self.identity.values())
+        if same_processes and int(record.get("pid", -1)) == os.getpid():
+            # This very process wrote it: a lock it holds now, or an attempt whose read-back failed (a restarting
+            # object store) and that is being retried.
+            return record.get("owner") not in _HELD
         return same_processes and not pid_alive(int(record.get("pid", -1)))
 
     def acquire(self) -> "FolderLock":
@@ -130,6 +135,7 @@ class FolderLock:
             raise LockBusyError(f"{self.url}: another run took the lock at the same time")
         self._thread = threading.Thread(target=self._beat, name="folder-lock-heartbeat", daemon=True)
         self._thread.start()
+        _HELD.add(self.owner)
         return self
 
     def owns(self) -> bool:
@@ -155,6 +161,7 @@ class FolderLock:
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lock if it is still ours."""
+        _HELD.discard(self.owner)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -163,14 +170,28 @@ class FolderLock:
 
 
 @contextmanager
-def folder_lock(out_url: str, **kwargs):
-    """Hold ``out/.lock`` for the block; partial files of a killed run are removed once it is ours."""
-    lock = FolderLock(out_url, **kwargs).acquire()
+def folder_lock(out_url: str, retry_seconds: float | None = None, **kwargs):
+    """Hold ``out/.lock`` for the block; partial files of a killed run are removed once it is ours.
+
+    Taking the lock is retried through transient faults (an object store restarting) for ``retry_seconds``
+    (default: ``deepclust.transient.RETRY_BUDGET_SECONDS``); a release that fails transiently only logs (the lock
+    names a process that is gone by then, so the next run takes it over)."""
+    from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_transient
+
+    budget = RETRY_BUDGET_SECONDS if retry_seconds is None else retry_seconds
+    lock = call_with_retries(lambda: FolderLock(out_url, **kwargs).acquire(), what=f"taking {out_url}/.lock",
+                             budget_seconds=budget)
     try:
-        remove_partials(out_url)
+        call_with_retries(lambda: remove_partials(out_url), what="removing partial files", budget_seconds=budget)
         yield lock
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("%s: could not release the lock (%s: %s); the next run takes it over", lock.url,
+                        type(error).__name__, error)
 
 
 def remove_partials(out_url: str) -> None:
