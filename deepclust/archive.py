@@ -238,7 +238,8 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         model_url = model_url_or_separator
         separator = Separator(model_url, device=device, kmeans=kmeans, inference=inference)
     if not model_url:
-        raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made the outputs")
+        raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made "
+                         "the outputs")
     stamp = job_stamp(model_url, window, inference, kmeans)
     rows: list[dict] = []
     breaker = Breaker(max_consecutive_failures)

@@ -163,7 +163,7 @@ def cmd_separate(args) -> None:
 
             summary = separate_archive_flow(args.model, args.input, args.out, window_seconds=args.window_seconds,
                                             overlap_seconds=args.overlap_seconds, windows_per_batch=args.batch_size,
-                                            dask_address=args.dask_address, **job)
+                                            dask_address=args.dask_address, retry_minutes=args.retry_minutes, **job)
         else:
             summary = separate_archive(args.model, args.input, args.out, window=window, kmeans=args.kmeans,
                                        progress=_progress_printer("separate"),

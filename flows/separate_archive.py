@@ -37,7 +37,7 @@ from deepclust import storage
 from deepclust.archive import (FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, Breaker, CircuitOpenError, batches_of,
                                commit_manifest, job_stamp, manifest_log, plan_archive, read_manifest, summarise,
                                transient_rows)
-from deepclust.transient import RETRY_BUDGET_SECONDS, is_device_fault, is_transient
+from deepclust.transient import RETRY_BUDGET_SECONDS, is_device_fault, is_transient, retry_delays
 from deepclust.separation.inputs import MIXTURE_SPLITS
 from deepclust.separation.long import WindowConfig
 from deepclust.storage_lock import FolderLock, folder_lock
@@ -89,7 +89,7 @@ def _ephemeral_api_shared_with(dask_address: str | None):
 
 
 def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str, dask_address: str | None,
-                 max_workers: int | None, breaker: Breaker) -> tuple[list, list]:
+                 max_workers: int | None, breaker: Breaker, retry_seconds: float) -> tuple[list, list]:
     """Map one task per batch; commit each batch's rows as it finishes. Returns ``(rows, failed batches)``.
 
     A batch whose task failed transiently even after its retries becomes ``transient`` rows (the next run tries
@@ -103,8 +103,9 @@ def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str
     runner = archive_task_runner(dask_address, max_workers)
     opened = None
     with _ephemeral_api_shared_with(dask_address), runner:
-        futures = [runner.submit(separate_archive_batch_task,
-                                 parameters={**parameters, "items": items, "batch": index})
+        delays = [round(d) for d in retry_delays(retry_seconds)]
+        batch_task = separate_archive_batch_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
+        futures = [runner.submit(batch_task, parameters={**parameters, "items": items, "batch": index})
                    for index, items in enumerate(batches)]
         index_of = {future.task_run_id: index for index, future in enumerate(futures)}
         for future in as_completed(futures):
@@ -120,7 +121,7 @@ def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str
                 if isinstance(error, BaseException) and is_device_fault(error):
                     opened = Breaker.device_fault(error, batches[index])
                 elif isinstance(error, BaseException) and is_transient(error):
-                    batch_rows = transient_rows(batches[index], parameters["stamp"], error, RETRY_BUDGET_SECONDS)
+                    batch_rows = transient_rows(batches[index], parameters["stamp"], error, retry_seconds)
                 else:
                     failed.append((index, future.state.message))
                     logger.error("batch %d (%d inputs, first %s) failed: %s", index, len(batches[index]),
@@ -166,7 +167,8 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
                      dask_address: str | None = None, windows_per_batch: int = WindowConfig.windows_per_batch,
                      max_workers: int | None = None, stale_minutes: float = FolderLock.STALE_MINUTES,
                      splits: tuple[str, ...] | None = MIXTURE_SPLITS, inference: str = "auto",
-                     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False):
+                     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
+                     retry_minutes: float = RETRY_BUDGET_SECONDS / 60):
     """Separate every input of ``input_url`` (a folder, an ``s3://`` prefix, one audio file or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable.
 
@@ -183,6 +185,8 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
         inference: "auto" (a Chimera++ model's mask head when it has one for K, else k-means), "mask", "kmeans".
         max_consecutive_failures: failed inputs in a row that stop the run (the circuit breaker).
         break_lock: take ``out/.lock`` even from a live-looking owner (you know it is gone).
+        retry_minutes: how long a batch task's transient faults are retried (backoff 1 s, 2 s, 4 s ... up to a
+            minute apart) before its inputs are recorded as ``transient`` for the next run.
 
     Returns ``deepclust.archive.summarise``'s summary; the final state's message is "completed" or
     "completed with N failed inputs".
@@ -197,14 +201,15 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
     stamp = job_stamp(model_url, window, inference)
     parameters = {"model_url": model_url, "out_url": out_url, "stamp": stamp, "device": device}
     rows, failed_batches = [], []
-    with folder_lock(out_url, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
+    with folder_lock(out_url, retry_seconds=retry_minutes * 60, stale_minutes=stale_minutes,
+                     break_lock=break_lock) as lock:
         todo, already_done = plan_archive(input_url, out_url, n_speakers, stamp, splits)
         batches = batches_of(todo, files_per_batch)
         logger.info("%s: %d inputs to separate in %d batches (%d already done) -> %s", input_url, len(todo),
                     len(batches), len(already_done), out_url)
         if batches:
             rows, failed_batches = _run_batches(batches, parameters, lock, out_url, dask_address, max_workers,
-                                                Breaker(max_consecutive_failures))
+                                                Breaker(max_consecutive_failures), retry_minutes * 60)
         else:
             manifest_log(out_url).compact()  # a manifest exists even for an empty archive
         manifest = read_manifest(out_url)

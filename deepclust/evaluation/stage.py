@@ -120,7 +120,8 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
     for mixture_id in ordered["mixture_id"].head(count):
         mixture, rate = read_audio(mixtures.loc[mixture_id, "mixture_path"])
         config = StftConfig(sample_rate=rate)
-        urls = resolve_outputs(storage.parent(plan.context["separation_manifest_url"]), separated.loc[mixture_id, "outputs"])
+        base = storage.parent(plan.context["separation_manifest_url"])
+        urls = resolve_outputs(base, separated.loc[mixture_id, "outputs"])
         outputs = [read_audio(url, target_sr=rate)[0] for url in urls]
         magnitudes = np.abs(stft_np(np.stack([o[:len(mixture)] for o in outputs]), config))  # (K, frames, freq)
         masks = magnitudes / np.maximum(magnitudes.sum(0, keepdims=True), 1e-8)
