@@ -6,6 +6,7 @@ loopback; an outage is the server killed, not a mock). Each of them fails on the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -29,6 +30,20 @@ REPO = Path(__file__).resolve().parents[1]
 def cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deepclust.cli", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=timeout)
+
+
+@contextlib.contextmanager
+def talking_to(server: RestartableS3):
+    """fsspec in this process pointed at ``server`` (environment and live config), restored afterwards."""
+    import fsspec.config
+
+    env = server.server.env()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": server.server.endpoint,
+                                                  "key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"]})
+        yield
 
 
 def write(path: Path, data: np.ndarray, sr: int = 8000) -> None:
@@ -138,14 +153,7 @@ def test_corpus_fingerprint_on_s3_lists_the_objects(tmp_path):
         fs = server.server.filesystem()
         fs.pipe(f"{server.server.bucket}/corpus/spk1/a.wav", b"one")
         fs.pipe(f"{server.server.bucket}/corpus/spk2/b.wav", b"two")
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in server.server.env().items():
-                patch.setenv(key, value)
-            import fsspec.config
-
-            patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": server.server.endpoint,
-                                                      "key": server.server.env()["AWS_ACCESS_KEY_ID"],
-                                                      "secret": server.server.env()["AWS_SECRET_ACCESS_KEY"]})
+        with talking_to(server):
             listing = corpus_source_fingerprint(CorpusConfig(name="folder", root=server.server.url("corpus")))
             assert [entry[1] for entry in listing] == ["spk1/a.wav", "spk2/b.wav"]
             fs.pipe(f"{server.server.bucket}/corpus/spk1/a.wav", b"ONE")  # same size, new content
@@ -163,8 +171,6 @@ def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes
     """The store goes away after the first batch (the server killed: connections refused). The rest is retried
     for the budget, then recorded 'transient', never 'failed'; a run while it is still down stops with exit 75;
     once it is back, the next run separates exactly the transient inputs."""
-    import fsspec.config
-
     server = RestartableS3(tmp_path / "s3")
     server.start()
     try:
@@ -174,13 +180,7 @@ def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes
             write(local, fsdd_mixture(fsdd_dir, index, index))
             fs.put_file(str(local), f"{server.server.bucket}/in/m{index}.wav")
         out = str(tmp_path / "out")
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in server.server.env().items():
-                patch.setenv(key, value)
-            patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": server.server.endpoint,
-                                                      "key": server.server.env()["AWS_ACCESS_KEY_ID"],
-                                                      "secret": server.server.env()["AWS_SECRET_ACCESS_KEY"]})
-
+        with talking_to(server):
             def outage_after_first_batch(done, total):
                 if done == 1:
                     server.stop()
