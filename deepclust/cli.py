@@ -183,8 +183,9 @@ def cmd_separate(args) -> None:
         print(f"failed: {error}", file=sys.stderr)
     for relative_path, error in summary.get("transient_inputs", []):
         print(f"transient: {error}", file=sys.stderr)
+    transient = f", {summary['transient']} transient" if summary.get("transient") else ""
     print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
-          f"{summary['failed']} failed, {summary['real_time_factor']:.1f}x real time; "
+          f"{summary['failed']} failed{transient}, {summary['real_time_factor']:.1f}x real time; "
           f"manifest: {summary['manifest_url']}")
     if args.summary_json:  # for scripts: counts, speed, manifest I/O, failed and transient inputs
         storage.write_text_atomic(args.summary_json, json.dumps(summary, indent=2, default=str) + "\n")

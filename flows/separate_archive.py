@@ -143,19 +143,23 @@ def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str
 
 
 def _publish_summary(summary: dict) -> None:
-    """``dpcl-archive-summary``: the counts, the speed, and (the first) failed inputs with their reason."""
+    """``dpcl-archive-summary``: the counts, the speed, and (the first) failed and transient inputs with their
+    reason."""
     lines = [f"# separate-archive: {summary['message']}", "",
-             f"- inputs: {summary['inputs']} ({summary['done']} done, {summary['failed']} failed)",
+             f"- inputs: {summary['inputs']} ({summary['done']} done, {summary['failed']} failed, "
+             f"{summary.get('transient', 0)} transient: tried again by the next run)",
              f"- this run: {summary['separated']} separated, {summary['already_done']} already done",
              f"- audio separated: {summary['audio_seconds']:.1f} s in {summary['seconds']:.1f} s "
              f"({summary['real_time_factor']:.1f}x real time)",
              f"- manifest: `{summary['manifest_url']}`"]
-    if summary["failed_inputs"]:
-        shown = summary["failed_inputs"][:MAX_FAILED_SHOWN]
-        lines += ["", "| input | reason |", "| --- | --- |"]
-        lines += [f"| `{rel}` | {reason.replace('|', '/')} |" for rel, reason in shown]
-        if len(summary["failed_inputs"]) > len(shown):
-            lines.append(f"\n(first {len(shown)} of {len(summary['failed_inputs'])}; all are in the manifest)")
+    listed = [("failed", rel, reason) for rel, reason in summary["failed_inputs"]]
+    listed += [("transient", rel, reason) for rel, reason in summary.get("transient_inputs", [])]
+    if listed:
+        shown = listed[:MAX_FAILED_SHOWN]
+        lines += ["", "| input | status | reason |", "| --- | --- | --- |"]
+        lines += [f"| `{rel}` | {status} | {reason.replace('|', '/')} |" for status, rel, reason in shown]
+        if len(listed) > len(shown):
+            lines.append(f"\n(first {len(shown)} of {len(listed)}; all are in the manifest)")
     create_markdown_artifact(markdown="\n".join(lines), key="dpcl-archive-summary",
                              description=f"separate-archive summary: {summary['manifest_url']}")
 
