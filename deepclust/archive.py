@@ -243,7 +243,8 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
     stamp = job_stamp(model_url, window, inference, kmeans)
     rows: list[dict] = []
     breaker = Breaker(max_consecutive_failures)
-    with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes, break_lock=break_lock) as lock:
+    with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes,
+                     break_lock=break_lock) as lock:
         log = manifest_log(out_url)
         # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
         # transient error propagates (nothing was separated: the caller says "run again").
@@ -260,8 +261,9 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
                 if progress:
                     progress(len(rows), len(todo))
                 breaker.record(batch_rows)
-        finally:  # manifest.parquet whole again, also when the breaker opened
-            call_with_retries(log.compact, what="compacting the manifest", budget_seconds=retry_seconds)
+        finally:  # manifest.parquet whole again, also when the breaker opened; never by a run that lost the lock
+            if not lock.lost:
+                call_with_retries(log.compact, what="compacting the manifest", budget_seconds=retry_seconds)
         manifest = read_manifest(out_url)
     return summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
 

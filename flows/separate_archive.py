@@ -135,7 +135,8 @@ def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str
                 except CircuitOpenError as error:
                     opened = error
             progress.advance()
-    log.compact()
+    if not lock.lost:  # a run that lost the lock writes nothing more
+        log.compact()
     if opened is not None:
         logger.error("%s", opened)
         raise opened

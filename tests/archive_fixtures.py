@@ -66,8 +66,9 @@ class S3Server:
     def filesystem(self):
         import s3fs
 
-        return s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, client_kwargs={"endpoint_url": self.endpoint},
-                                 skip_instance_cache=True)
+        # endpoint_url as a keyword of its own: it then overrides fsspec's config (which the session server sets
+        # for the whole process), where client_kwargs would clash with it.
+        return s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=self.endpoint, skip_instance_cache=True)
 
     def url(self, *parts: str) -> str:
         return "s3://" + "/".join([self.bucket, *parts])

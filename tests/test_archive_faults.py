@@ -7,6 +7,7 @@ loopback; an outage is the server killed, not a mock). Each of them fails on the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -367,3 +368,26 @@ def test_dependency_lower_bounds_exclude_known_vulnerable_releases():
     assert not requirements["torch"].contains(Version("2.5.1"))  # CVE-2025-32434, fixed in 2.6
     assert not requirements["pyarrow"].contains(Version("14.0.0"))  # CVE-2023-47248, fixed in 14.0.1
     assert requirements["torch"].contains(Version("2.13.0")) and requirements["pyarrow"].contains(Version("26.0.1"))
+
+
+def test_a_run_whose_lock_was_taken_over_stops_and_writes_nothing_more(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+    """Another run took ``out/.lock`` over (ours looked stale to it): ours must stop before its next commit and
+    must not fold the manifest on its way out either."""
+    from deepclust.storage_lock import LockLostError
+
+    archive = tmp_path / "in"
+    for index in range(3):
+        write(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
+    out = tmp_path / "out"
+
+    def taken_over_after_first_batch(done, total):
+        if done == 1:
+            (out / ".lock").write_text(json.dumps({"owner": "the-other-run", "host": "elsewhere", "pid": 1,
+                                                   "acquired": time.time(), "heartbeat": time.time()}))
+
+    with pytest.raises(LockLostError, match="taken over"):
+        separate_archive(tiny_model_url, str(archive), str(out), files_per_batch=1, device="cpu",
+                         progress=taken_over_after_first_batch)
+    assert len(read_manifest(str(out))) == 1  # the batch committed before the takeover is kept
+    assert not (out / "manifest.parquet").exists()  # no fold by the run that lost the lock
+    assert json.loads((out / ".lock").read_text())["owner"] == "the-other-run"  # and its lock left alone
