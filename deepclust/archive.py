@@ -143,11 +143,10 @@ def plan_inputs(inputs: pd.DataFrame, out_url: str, stamp: dict) -> tuple[list[d
     return todo, done
 
 
-def plan_archive(input_url: str, out_url: str, n_speakers: int = 2, stamp: dict | None = None,
+def plan_archive(input_url: str, out_url: str, n_speakers: int, stamp: dict,
                  splits: tuple[str, ...] | None = MIXTURE_SPLITS) -> tuple[list[dict], list[str]]:
-    """``plan_inputs`` of the input manifest of ``input_url`` (a file, folder, prefix or mixture manifest)."""
-    if stamp is None:
-        raise ValueError("plan_archive needs the job's stamp (job_stamp(model_url, window)) to decide what is done")
+    """``plan_inputs`` of the input manifest of ``input_url`` (a file, folder, prefix or mixture manifest);
+    ``stamp``: ``job_stamp(model_url, window, ...)``, what decides whether a recorded row still stands."""
     return plan_inputs(input_manifest(input_url, n_speakers, out_url, splits), out_url, stamp)
 
 
@@ -262,9 +261,9 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
                     progress(len(rows), len(todo))
                 breaker.record(batch_rows)
         finally:  # manifest.parquet whole again, also when the breaker opened; never by a run that lost the lock
-            if not lock.lost:
-                call_with_retries(log.compact, what="compacting the manifest", budget_seconds=retry_seconds)
-        manifest = read_manifest(out_url)
+            if not lock.lost:  # (a run that lost it has raised LockLostError: it returns nothing)
+                manifest = call_with_retries(log.compact, what="compacting the manifest",
+                                             budget_seconds=retry_seconds)
     return summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
 
 

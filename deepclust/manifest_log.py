@@ -53,6 +53,13 @@ def _read(url: str) -> tuple[pd.DataFrame, int]:
 _COMMITTED = re.compile(r"\d{12}(-[0-9a-f]{8})?\.parquet")  # what this module names (not .tmp-*, folder markers)
 
 
+def _footer(url: str) -> tuple[int, int]:
+    """``(rows, through)`` from a Parquet file's footer, without reading its data."""
+    with storage.open_url(url, "rb") as handle:
+        metadata = pq.ParquetFile(handle).metadata
+        return metadata.num_rows, int((metadata.metadata or {}).get(THROUGH_KEY, b"-1"))
+
+
 def _seq(url: str) -> int:
     return int(url.rstrip("/").rsplit("/", 1)[-1].split("-", 1)[0].split(".", 1)[0])
 
@@ -67,7 +74,10 @@ class ManifestLog:
         self.segments_url = storage.join(out_url, LOG_FOLDER, "segments")
         self.writes = 0  # files this object wrote (parts, segments, bases): the manifest's write I/O
         self.rows_written = 0
-        self._next_seq = None
+        self._next_seq = None  # the writer's state, read once by the first append
+        self._parts: list[str] = []
+        self._segments: list[tuple[str, int]] = []
+        self._base_rows = 0
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -109,37 +119,48 @@ class ManifestLog:
 
     # -- writing ------------------------------------------------------------------------------------
 
+    def _open_for_writing(self) -> None:
+        """What is committed so far, read once (footers only): the writer then keeps count in memory, so an
+        append costs one small write and no listing or read (one writer at a time: the caller holds the lock)."""
+        base_rows, through = (_footer(self.base_url) if storage.exists(self.base_url) else (0, -1))
+        self._segments = [(u, _footer(u)[0]) for u in self._listing(self.segments_url) if _seq(u) > through]
+        newest = max([through] + [_seq(u) for u, _ in self._segments])
+        parts = self._listing(self.parts_url)
+        for url in parts:
+            if _seq(url) <= newest:  # folded by a run that crashed before deleting it
+                storage.remove(url)
+        self._parts = [u for u in parts if _seq(u) > newest]
+        self._base_rows = base_rows
+        self._next_seq = max([newest] + [_seq(u) for u in self._parts]) + 1
+
     def append(self, rows: list[dict]) -> None:
         """Commit ``rows`` (one part file); fold levels when they are due."""
         if not rows:
             return
         if self._next_seq is None:
-            base, through, segments, parts = self._state()
-            self._next_seq = max([through] + [_seq(u) for u in segments + parts]) + 1
+            self._open_for_writing()
         seq = self._next_seq
         self._next_seq += 1
         url = storage.join(self.parts_url, f"{seq:012d}-{uuid.uuid4().hex[:8]}.parquet")
         _write(pd.DataFrame(rows, columns=self.columns), url, seq)
         self.writes += 1
         self.rows_written += len(rows)
-        parts = self._listing(self.parts_url)
-        if len(parts) >= PARTS_PER_SEGMENT:
-            self._merge_parts(parts)
+        self._parts.append(url)
+        if len(self._parts) >= PARTS_PER_SEGMENT:
+            self._merge_parts()
 
-    def _merge_parts(self, parts: list[str]) -> None:
-        base, through, segments, _ = self._state()
-        newest_segment = max([through] + [_seq(u) for u in segments])
-        fresh = [u for u in parts if _seq(u) > newest_segment]
-        if fresh:
-            last = _seq(fresh[-1])
-            merged = self._merge([_read(u)[0] for u in fresh])
-            _write(merged, storage.join(self.segments_url, f"{last:012d}.parquet"), last)
-            self.writes += 1
-            self.rows_written += len(merged)
-            segments = segments + [storage.join(self.segments_url, f"{last:012d}.parquet")]
-        for url in parts:  # folded (now, or by a run that crashed before deleting them)
+    def _merge_parts(self) -> None:
+        last = _seq(self._parts[-1])
+        merged = self._merge([_read(u)[0] for u in self._parts])
+        segment = storage.join(self.segments_url, f"{last:012d}.parquet")
+        _write(merged, segment, last)
+        self.writes += 1
+        self.rows_written += len(merged)
+        for url in self._parts:  # folded into the segment
             storage.remove(url)
-        if sum(len(_read(u)[0]) for u in segments) >= max(1, len(base)):
+        self._parts = []
+        self._segments.append((segment, len(merged)))
+        if sum(rows for _, rows in self._segments) >= max(1, self._base_rows):
             self.compact()
 
     def compact(self) -> pd.DataFrame:
@@ -155,6 +176,7 @@ class ManifestLog:
         for url in self._listing(self.segments_url) + self._listing(self.parts_url):
             if _seq(url) <= newest:
                 storage.remove(url)
+        self._base_rows, self._segments, self._parts = len(merged), [], []
         return merged
 
     def stats(self) -> dict:

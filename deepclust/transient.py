@@ -58,7 +58,7 @@ def is_transient(error: BaseException | None) -> bool:
         seen.add(id(error))
         if isinstance(error, (TimeoutError, ConnectionError)):
             return True
-        if isinstance(error, OSError) and not isinstance(error, PERMANENT_OS_ERRORS) and not _is_full(error):
+        if isinstance(error, OSError) and not isinstance(error, PERMANENT_OS_ERRORS) and not is_disk_full(error):
             return True
         if _is_throttling(error) or any(cls.__name__ in TRANSIENT_NAMES for cls in type(error).__mro__):
             return True
@@ -68,9 +68,9 @@ def is_transient(error: BaseException | None) -> bool:
     return False
 
 
-def _is_full(error: OSError) -> bool:
+def is_disk_full(error: BaseException) -> bool:
     """A full disk or quota: not cured by retrying within minutes, and not the input's fault either."""
-    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 # Messages of CUDA faults after which the device is unusable (or wrong) for every later input; out-of-memory

@@ -43,12 +43,10 @@ def corpus_source_fingerprint(config) -> list:
                   for rel, identity in storage.content_identities(root).items())
 
 
-def _content_ids(paths, roots: list[str]) -> list[str]:
-    """Each utterance file's content identity (from the roots' listings; a file outside them on its own)."""
-    known = {}
-    for root in roots:
-        for rel, identity in storage.content_identities(root).items():
-            known[storage.absolute(storage.join(root, rel))] = identity
+def _content_ids(paths, fingerprint: list) -> list[str]:
+    """Each utterance file's content identity, from the listing the plan made for the stage key (no second
+    listing of the corpus); a file outside the roots on its own."""
+    known = {storage.absolute(storage.join(root, rel)): identity for root, rel, identity in fingerprint}
     return [known.get(storage.absolute(p)) or storage.file_identity(p) for p in paths]
 
 
@@ -74,7 +72,8 @@ def corpus_unit(plan, unit) -> dict:
     errors = list(manifest.attrs.get("errors", []))
     manifest.attrs = {}
     # The demo's audio is a function of its parameters (in the key); an external file's is its content identity.
-    manifest["content_id"] = "" if config.name == "demo" else _content_ids(manifest["path"], _roots(config))
+    manifest["content_id"] = "" if config.name == "demo" else _content_ids(manifest["path"],
+                                                                            plan.stage.params["source"])
     storage.write_parquet(manifest, plan.stage.path("utterances.parquet"))
     return {"rows": int(len(manifest)), "errors": errors}
 

@@ -8,7 +8,6 @@ scale mixture and sources together by ``0.9 / max(|mix|, |s_k|)`` so nothing cli
 
 from __future__ import annotations
 
-import errno
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -21,7 +20,7 @@ from deepclust.audio import read_audio, resample, write_audio
 from deepclust.errors import BadAudioError
 from deepclust.mixing.mixlist import MixEntry, mixture_id, utterance_stem
 from deepclust.mixing.p56 import active_level
-from deepclust.transient import is_transient
+from deepclust.transient import is_disk_full, is_transient
 
 PEAK_AFTER_SCALING = 0.9  # the recipe's anti-clipping target for max(|mix|, |s_k|)
 
@@ -153,15 +152,12 @@ def _make_one(entry: MixEntry, split: str, out_url: str, config: MixConfig, reso
             write_audio(path, source, config.sample_rate)
         row["num_samples"] = int(mixture.size)
     except (BadAudioError, ValueError, OSError, KeyError) as error:  # one bad item must not stop the batch
-        if is_transient(error) or _is_disk_full(error):
+        if is_transient(error) or is_disk_full(error):
             raise  # a timeout or a full disk is not this mixture's fault: fail the unit (retried), never the row
         row["status"] = "failed"
         row["error"] = str(error)
     return row
 
-
-def _is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def create_mixtures(

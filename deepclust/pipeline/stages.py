@@ -99,13 +99,12 @@ class ProgressLine:
 
 def run_units_here(plan: StagePlan, log: Callable = print) -> list:
     """The plain mapper: the units one after another in this process, transient faults retried."""
-    pending = [u for u in plan.units if plan.stage.unit_result(u["id"]) is None]
+    pending = {u["id"] for u in plan.units if plan.stage.unit_result(u["id"]) is None}
     progress = ProgressLine(plan.stage.name, len(plan.units), len(plan.units) - len(pending), log)
     results = []
     for unit in plan.units:
-        was_pending = unit in pending
         results.append(call_with_retries(lambda: run_unit(plan, unit), what=f"{plan.kind} unit {unit['id']}"))
-        if was_pending and len(plan.units) > 1:
+        if unit["id"] in pending and len(plan.units) > 1:
             progress.advance()
     return results
 
