@@ -1,11 +1,12 @@
-"""Where a CPU training step goes: threads, batch shape, deterministic kernels, loss and data.
+"""Where a CPU training step goes: precision, batch shape, batch drawing overlapped or not, threads.
 
-Times full optimiser steps (forward, loss, backward, clipping, Adam) of the 2 x 300 Chimera++ network on
-dynamically mixed real speech, under the settings a user can change, all in one run so that the ratios
-are comparable on a shared machine. Frames per second is the figure that matters: training quality grows
-with the number of mixture frames seen.
+Times whole training steps as ``fit`` runs them (``train_epoch``: drawing the dynamically mixed batch,
+STFT, forward, loss, backward, clipping, Adam) of the Chimera++ network on real speech, under the settings
+a user can change, all in one run so that the ratios are comparable on a shared machine. Frames per second
+is the figure that matters: training quality grows with the number of mixture frames seen. The same run
+prints the machine's float32 and bf16 GEMM rates and the share of the bf16 rate each step reaches.
 
-    python benchmarks/bench_train_step.py [--steps 4]
+    python benchmarks/bench_train_step.py [--steps 6] [--threads 2] [--augment]
 """
 
 from __future__ import annotations
@@ -21,60 +22,88 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from deepclust.corpora.sources import CorpusSource, prepare_sources  # noqa: E402
+from deepclust.device import autocast_dtype, cpu_has_native_bf16  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
-from deepclust.model.blstm import DeepClusteringNet, ModelConfig  # noqa: E402
+from deepclust.model.blstm import DeepClusteringNet, ModelConfig, training_flops_per_frame  # noqa: E402
+from deepclust.training.augment import AugmentConfig  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool  # noqa: E402
-from deepclust.training.train import _batch_loss  # noqa: E402
+from deepclust.training.prefetch import prefetched  # noqa: E402
+from deepclust.training.train import train_epoch  # noqa: E402
 
-CORPUS = REPO.parent / "shared" / "corpora" / "librispeech-speakers"
+CORPORA = REPO.parent / "shared" / "corpora"
 
 
-def time_steps(source, threads, batch_size, frames, steps, deterministic, dc_loss, preset="chimera++") -> tuple:
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+def gemm_rate(dtype: torch.dtype, size: int = 2048, repeat: int = 6) -> float:
+    """GFLOP/s of a square matmul in ``dtype`` on the current threads."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    began = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * size ** 3 * repeat / (time.perf_counter() - began) / 1e9
+
+
+def time_steps(source, preset: str, precision: str, batch_size: int, frames: int, steps: int, prefetch: int,
+               overrides: dict | None = None) -> float:
+    """Frames per second of ``steps`` whole training steps (after one warm-up step)."""
     torch.manual_seed(0)
-    model = DeepClusteringNet(ModelConfig.preset(preset))
+    model = DeepClusteringNet(ModelConfig.preset(preset, **(overrides or {})))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    config = TrainConfig(dc_loss=dc_loss)
-    batches = list(source.training_batches([0, 0, 0], frames, batch_size, steps + 1))
-    data_began = time.perf_counter()
-    list(source.training_batches([0, 1, 0], frames, batch_size, steps))
-    data_seconds = (time.perf_counter() - data_began) / steps
-    for index, batch in enumerate(batches):
-        if index == 1:  # the first step warms up allocators and kernels
-            began = time.perf_counter()
-        loss = _batch_loss(model, batch, torch.device("cpu"), None, config)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimiser.step()
-    step = (time.perf_counter() - began) / steps
-    return step, data_seconds, batch_size * frames / (step + data_seconds)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    config = TrainConfig(dc_loss="whitened", precision=precision, prefetch_batches=prefetch)
+    device = torch.device("cpu")
+    dtype = autocast_dtype(precision, device)
+    warm = source.training_batches([0, 0, 0], frames, batch_size, 1)
+    train_epoch(model, optimiser, scaler, warm, device, dtype, 5.0, config)
+    began = time.perf_counter()
+    batches = prefetched(source.training_batches([0, 1, 0], frames, batch_size, steps), prefetch)
+    train_epoch(model, optimiser, scaler, batches, device, dtype, 5.0, config)
+    return batch_size * frames * steps / (time.perf_counter() - began)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--augment", action="store_true", help="draw batches with the shipped recipe's augmentation")
+    parser.add_argument("--quick", action="store_true", help="the first three settings only")
     args = parser.parse_args()
-    corpus = prepare_sources([CorpusSource(str(CORPUS), "librispeech")], test_fraction=0.25)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as fit() trains on CPU
+    corpus = prepare_sources([CorpusSource(str(CORPORA / "librispeech-speakers"), "librispeech")], test_fraction=0.25)
     pool = SourcePool(corpus[corpus["subset"] == "train"].head(60), 8000)
-    source = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(stats_mixtures=64), seed=0)
-    print(f"$ python benchmarks/bench_train_step.py --steps {args.steps}")
-    print("| threads | batch x frames | deterministic | DC loss | step (s) | data (s) | frames/s |")
+    augment = AugmentConfig.recipe(str(CORPORA / "noise")) if args.augment else AugmentConfig()
+    source = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(stats_mixtures=64), seed=0, augment=augment)
+    fp32, bf16 = gemm_rate(torch.float32), gemm_rate(torch.bfloat16)
+    print(f"$ python benchmarks/bench_train_step.py --steps {args.steps} --threads {args.threads}"
+          f"{' --augment' if args.augment else ''}")
+    print(f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s "
+          f"({bf16 / fp32:.1f}x); native bf16 on this CPU: {cpu_has_native_bf16()}")
+    print("| network | precision | batch x frames | prefetch | frames/s | vs first row | share of bf16 GEMM rate |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     settings = [
-        (2, 16, 400, True, "whitened"),   # the shipped model's recipe
-        (2, 16, 400, False, "whitened"),
-        (1, 16, 400, True, "whitened"),
-        (2, 32, 100, True, "whitened"),
-        (2, 8, 800, True, "whitened"),
-        (2, 16, 400, True, "classic"),
+        ("chimera++", "fp32", 16, 400, 0, None),   # the shipped model's recipe before bf16
+        ("chimera++", "bf16", 16, 400, 0, None),
+        ("chimera++", "bf16", 16, 400, 2, None),
+        ("chimera++", "bf16", 32, 400, 2, None),
+        ("chimera++", "bf16", 64, 200, 2, None),
+        ("chimera++", "bf16", 128, 100, 2, None),
+        ("chimera++", "fp32", 32, 400, 2, None),
+        ("chimera++", "bf16", 32, 400, 2, {"hidden": 400, "layers": 3}),
+        ("chimera++", "bf16", 32, 400, 2, {"front_end": "conv2"}),
     ]
-    for threads, batch_size, frames, deterministic, dc_loss in settings:
-        step, data, rate = time_steps(source, threads, batch_size, frames, args.steps, deterministic, dc_loss)
-        print(f"| {threads} | {batch_size} x {frames} | {deterministic} | {dc_loss} | {step:.2f} | {data:.3f} | "
-              f"{rate:.0f} |", flush=True)
+    if args.quick:
+        settings = settings[:3]
+    first = None
+    for preset, precision, batch_size, frames, prefetch, overrides in settings:
+        rate = time_steps(source, preset, precision, batch_size, frames, args.steps, prefetch, overrides)
+        first = first or rate
+        config = ModelConfig.preset(preset, **(overrides or {}))
+        share = rate * training_flops_per_frame(config) / (bf16 * 1e9)
+        label = preset + "".join(f" {k}={v}" for k, v in (overrides or {}).items())
+        print(f"| {label} | {precision} | {batch_size} x {frames} | {prefetch} | {rate:.0f} | {rate / first:.2f}x | "
+              f"{share:.1%} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def cmd_train(args) -> None:
     train_config = TrainConfig(max_epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                                batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,
                                seed=args.seed, max_train_seconds=args.max_seconds,
-                               curriculum_chunk_frames=args.curriculum_frames)
+                               curriculum_chunk_frames=args.curriculum_frames, precision=args.precision,
+                               compile=args.compile)
     url = _stage(plan_training(args.out, args.features, model_config, train_config))
     print(model_url_of(url))
 
@@ -96,6 +97,7 @@ def cmd_train_dynamic(args) -> None:
     """``deepclust train-dynamic``: dynamic mixing of speaker-labelled folders (the shipped model's recipe)."""
     from deepclust.corpora.sources import CorpusSource, prepare_sources
     from deepclust.training.config import TrainConfig
+    from deepclust.training.augment import AugmentConfig
     from deepclust.training.dynamic_mixing import DynamicMixConfig
     from deepclust.training.dynamic_train import train_dynamic
 
@@ -107,15 +109,19 @@ def cmd_train_dynamic(args) -> None:
                                dc_loss=args.dc_loss or ("whitened" if model_config.mask_heads else "classic"),
                                mask_loss_weight=args.mask_loss_weight,
                                lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every,
-                               lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e))
+                               lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e),
+                               precision=args.precision, compile=args.compile)
     mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speakers.split(",")))
+    augment = AugmentConfig(room_probability=args.room_probability, noise_probability=args.noise_probability,
+                            channel_probability=args.channel_probability, noise_root=args.noise_root,
+                            snr_db_range=(args.snr_db_min, args.snr_db_max))
     corpus = prepare_sources([CorpusSource.parse(text) for text in args.source], test_fraction=args.test_fraction,
                              seed=args.split_seed)
     command = "deepclust " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("deepclust") else None
 
     # Epoch lines (loss, time left) come through the library's logging (see main).
     result = train_dynamic(corpus, args.out, model_config, train_config, mix_config,
-                           provenance={"command": command})
+                           provenance={"command": command}, augment=augment, init_from=args.init_from)
     print(f"{result['stopped_reason']} after {result['epochs']} epochs ({result['global_step']} steps); "
           f"best validation loss {result['best_val_loss']:.4f}; model: {storage.absolute(result['model_url'])}")
 
@@ -312,7 +318,7 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
     p.add_argument("--speakers", type=int, default=2, help="sources per input (a mixture manifest knows its own)")
     p.add_argument("--splits", default=",".join(MIXTURE_SPLITS),
                    help="mixture manifests only: comma-separated splits to separate (tr, cv, tt), or 'all'")
-    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans"],
+    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans", "soft-kmeans"],
                    help="auto: a Chimera++ model's mask head when it has one for --speakers, else k-means")
     p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
                    help="auto: batched torch on CUDA, scikit-learn on CPU")
@@ -340,6 +346,15 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
     p.set_defaults(func=cmd_separate)
 
 
+def _precision_arguments(p, config) -> None:
+    """``--precision`` and ``--compile``, read by training (and ``--precision`` by separation)."""
+    p.add_argument("--precision", default=config.precision, choices=["auto", "fp32", "bf16"],
+                   help="auto: bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs, amp on CUDA")
+    if hasattr(config, "compile"):
+        p.add_argument("--compile", default=config.compile, choices=["auto", "on", "off"],
+                       help="torch.compile the heads and losses (auto: runs of 1,000 steps or more)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``deepclust`` argument parser, one sub-command per library call."""
     # Every default below is read from the typed config that owns it (one place per default).
@@ -347,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     from deepclust.features.stft import StftConfig
     from deepclust.pipeline.config import EvaluateConfig, MixStageConfig
     from deepclust.training import dynamic_train
+    from deepclust.model.blstm import _PRESETS as MODEL_PRESETS
+    from deepclust.training.augment import AugmentConfig
     from deepclust.training.config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="deepclust", description=__doc__)
@@ -386,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the BLSTM embedding network")
     p.add_argument("--features", required=True, help="feature manifest URL")
-    p.add_argument("--preset", default="paper", choices=["paper", "dpcl++"])
+    p.add_argument("--preset", default="paper", choices=sorted(MODEL_PRESETS))
+    _precision_arguments(p, TrainConfig)
     p.add_argument("--emb-dim", type=int)
     p.add_argument("--hidden", type=int)
     p.add_argument("--layers", type=int)
@@ -408,7 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.25, help="speakers held out per source (never trained on)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test speaker split")
     p.add_argument("--speakers", default="2", help="speaker counts of the training mixtures, e.g. 2 or 2,3")
-    p.add_argument("--preset", default="chimera++", choices=["paper", "dpcl++", "chimera++"])
+    p.add_argument("--preset", default="chimera++", choices=sorted(MODEL_PRESETS))
+    _precision_arguments(p, TrainConfig)
+    p.add_argument("--init-from", metavar="MODEL", help="warm start: begin from this model file's weights (same "
+                   "network) with a fresh optimiser; the new file records the lineage")
+    p.add_argument("--room-probability", type=float, default=AugmentConfig.room_probability,
+                   help="share of mixtures in a simulated room (early reflections as targets); 0 = off")
+    p.add_argument("--noise-probability", type=float, default=AugmentConfig.noise_probability,
+                   help="share of mixtures with background noise; 0 = off")
+    p.add_argument("--noise-root", help="a folder of noise recordings (else coloured noise only)")
+    p.add_argument("--snr-db-min", type=float, default=AugmentConfig.snr_db_range[0])
+    p.add_argument("--snr-db-max", type=float, default=AugmentConfig.snr_db_range[1])
+    p.add_argument("--channel-probability", type=float, default=AugmentConfig.channel_probability,
+                   help="share of mixtures through a random band limit and EQ (phones, cheap microphones); 0 = off")
     p.add_argument("--emb-dim", type=int)
     p.add_argument("--hidden", type=int)
     p.add_argument("--layers", type=int)

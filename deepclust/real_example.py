@@ -51,4 +51,4 @@ def separate_example(out_url: str, separator=None) -> dict:
     scores = evaluate_mixture(mixture, sources, estimates)
     return {"sdri": float(np.mean(scores["sdri"])), "si_sdri": float(np.mean(scores["si_sdri"])),
             "sdr": float(np.mean(scores["sdr"])), "outputs": outputs, "mixture": paths["mixture"],
-            "inference": "mask head" if separator.uses_mask_head(2) else "k-means", "seconds": seconds}
+            "inference": {"mask": "mask head", "kmeans": "k-means", "soft-kmeans": "soft k-means"}[separator.inference_for(2)], "seconds": seconds}

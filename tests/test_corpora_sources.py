@@ -90,3 +90,13 @@ def test_corpus_stage_combines_sources_and_its_key_follows_their_content(two_cor
     extra.mkdir(exist_ok=True)
     shutil.copy(next(ocean.glob("*/*.flac")), extra / "000019999.flac")
     assert plan_corpus(str(tmp_path / "run"), config).stage.key != url.rstrip("/").split("/")[-2]
+
+
+def test_speech_commands_corpora_are_split_per_speaker_folder(corpora_dir):
+    sources = [CorpusSource(str(corpora_dir / "speech-commands")), CorpusSource(str(corpora_dir / "arabic-speech-commands"))]
+    manifest = prepare_sources(sources, test_fraction=0.25, seed=0)
+    by_source = manifest.groupby(manifest["speaker"].str.split("/").str[0])["speaker"].nunique()
+    assert by_source.to_dict() == {"arabic-speech-commands": 30, "speech-commands": 254}
+    first = manifest[manifest["speaker"].str.startswith("speech-commands/")].iloc[0]
+    assert first["utterance_id"].split("/", 1)[1].startswith(first["speaker"].split("/", 1)[1])
+    assert set(manifest["subset"]) == {"train", "test"}

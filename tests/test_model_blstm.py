@@ -65,3 +65,25 @@ def test_loading_a_foreign_file_says_what_it_is(tmp_path):
     torch.save({"format": "something-else"}, url)
     with pytest.raises(ValueError, match="not a deepclust model"):
         load_model(url)
+
+
+def test_the_half_frame_rate_front_end_keeps_every_frame_and_ignores_padding():
+    """conv2: the BLSTM runs at half the frame rate, the heads still give one output per frame, odd lengths
+    included, and a padded item gets the embeddings it gets alone (the sequences are packed)."""
+    torch.manual_seed(0)
+    model = DeepClusteringNet(ModelConfig.preset("chimera++-conv2", hidden=16, emb_dim=4)).eval()
+    log_mag = torch.randn(2, 51, 129)
+    outputs = model(log_mag, lengths=torch.tensor([51, 37]), heads=True)
+    assert outputs["embeddings"].shape == (2, 51, 129, 4) and outputs["masks"].shape == (2, 2, 51, 129)
+    alone = model(log_mag[1:, :37], heads=True)
+    assert torch.allclose(outputs["embeddings"][1, :37], alone["embeddings"][0], atol=1e-5)
+    with pytest.raises(ValueError, match="front_end"):
+        ModelConfig(front_end="conv4")
+
+
+def test_training_flops_grow_with_the_network():
+    from deepclust.model.blstm import training_flops_per_frame
+
+    base = training_flops_per_frame(ModelConfig.preset("chimera++"))
+    assert 25e6 < base < 35e6  # 2 x 300 BLSTM + heads: ~29 MFLOP per frame for a training step
+    assert training_flops_per_frame(ModelConfig.preset("chimera++-3x400")) > 2 * base

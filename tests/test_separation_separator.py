@@ -128,3 +128,36 @@ def test_misi_keeps_magnitudes_and_brings_the_estimates_closer_to_summing_to_the
     error = lambda signals: float((signals - truth).square().sum())  # noqa: E731
     # With the true magnitudes, re-estimated phases bring the estimates closer to the true sources.
     assert error(refined) < 0.8 * error(plain)
+
+
+def test_soft_kmeans_masks_sum_to_one_and_sharpen_into_hard_kmeans(tiny_model_url, mixtures):
+    soft = Separator(tiny_model_url, device="cpu", kmeans="torch", inference="soft-kmeans", soft_beta=5.0)
+    batch = soft.embed_batch(mixtures[:2])
+    masks, labels = soft.assign(batch, 2)
+    assert masks.shape == (2, 2, *batch["spectra"].shape[1:])
+    assert torch.allclose(masks.sum(1), torch.ones_like(masks[:, 0]), atol=1e-5)
+    assert 0 < float(masks.min()) and float(masks.max()) < 1  # soft, not binary
+    hard = Separator(tiny_model_url, device="cpu", kmeans="torch", inference="kmeans")
+    hard_masks, hard_labels = hard.assign(batch, 2)
+    sharp = Separator(tiny_model_url, device="cpu", kmeans="torch", inference="soft-kmeans", soft_beta=1e4)
+    sharp_masks, _ = sharp.assign(batch, 2)
+    valid = batch["valid"]
+    assert torch.equal(labels[valid], hard_labels[valid])  # the same centroids decide
+    assert float((sharp_masks - hard_masks).abs()[valid.unsqueeze(1).expand_as(hard_masks)].max()) < 1e-3
+    estimates = soft.separate_batch(mixtures[:2], 2)
+    assert [e.shape for e in estimates] == [(2, m.size) for m in mixtures[:2]]
+
+
+def test_auto_inference_follows_the_choice_the_model_file_records(tmp_path):
+    torch.manual_seed(0)
+    model = DeepClusteringNet(ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4))
+    stats = FeatureStats(mean=np.full(129, -4.0), std=np.full(129, 2.0))
+    plain, chosen = str(tmp_path / "plain.pt"), str(tmp_path / "chosen.pt")
+    save_model(plain, model, stats, FeatureConfig().to_dict(), {})
+    save_model(chosen, model, stats, FeatureConfig().to_dict(), {"inference": {"2": "soft-kmeans", "3": "mask"}})
+    assert Separator(plain, device="cpu").inference_for(2) == "mask"
+    assert Separator(chosen, device="cpu").inference_for(2) == "soft-kmeans"
+    assert Separator(chosen, device="cpu").inference_for(3) == "kmeans"  # no 3-mask head: the choice cannot serve
+    assert Separator(chosen, device="cpu", inference="mask").inference_for(2) == "mask"  # the user's word wins
+    with pytest.raises(ValueError, match="inference"):
+        Separator(plain, device="cpu", inference="softmax")

@@ -45,7 +45,8 @@ def test_same_seed_gives_the_same_batch_and_steps_differ(pool):
 def test_sources_follow_the_wsj0_2mix_level_rules(pool):
     rng = np.random.default_rng(0)
     for _ in range(10):
-        sources = pool.draw(rng, 2, 16000, max_snr_db=5.0, gain_db_range=(0.0, 0.0))
+        mixture, sources = pool.draw(rng, 2, 16000, max_snr_db=5.0, gain_db_range=(0.0, 0.0))
+        assert np.allclose(mixture, sources.sum(0), atol=1e-6)  # no augmentation: the sum
         levels = [active_level(s.astype(np.float64), 8000)[0] for s in sources]
         if min(levels) <= 0:
             continue  # a crop of pure silence has no level to compare
@@ -60,7 +61,7 @@ def test_sources_follow_the_wsj0_2mix_level_rules(pool):
 
 
 def test_targets_are_the_ideal_binary_mask_and_weights_the_40_db_rule(pool):
-    sources = np.stack([pool.draw(np.random.default_rng(i), 2, 8000, 5.0, (0.0, 0.0)) for i in range(2)])
+    sources = np.stack([pool.draw(np.random.default_rng(i), 2, 8000, 5.0, (0.0, 0.0))[1] for i in range(2)])
     batch = mixture_batch(sources, FeatureConfig(), None)
     from deepclust.features.extract import compute_features
 

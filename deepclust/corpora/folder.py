@@ -30,6 +30,10 @@ PRESETS = {
     "fsdd": r"(?:.*/)?\d_(?P<speaker>[^_/]+)_\d+\.wav$",
     # speechocean762: <speaker>/<utterance>.flac, speaker = 4 digits, utterance id starting with it
     "speechocean762": r"(?:.*/)?(?P<speaker>\d{4})/\d+\.\w+$",
+    # Speech Commands pseudo-utterances (../shared/corpora): <speaker>/<speaker>_<k>.flac, 8 hex digits
+    "speech-commands": r"(?:.*/)?(?P<speaker>[0-9a-f]{8})/(?P=speaker)_\d+\.\w+$",
+    # Arabic Speech Commands, the same layout with 8 decimal digits
+    "arabic-speech-commands": r"(?:.*/)?(?P<speaker>\d{8})/(?P=speaker)_\d+\.\w+$",
 }
 
 

@@ -28,7 +28,14 @@ _PRESETS = {
     # Wang et al. 2018 (Chimera++), sized for CPU training: the paper's 2 x 300 BLSTM with both heads.
     # (Their 4 x 600 network is about 9x the compute per frame; see deepclust/pretrained/MODEL_CARD.md.)
     "chimera++": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0, mask_heads=2),
+    # Issue 16's equal-time trials (benchmarks/RESULTS.md, "Which network learns most per CPU-hour"):
+    # a wider, deeper BLSTM for bf16 on AMX, and a BLSTM behind a strided convolution at half the frame rate.
+    "chimera++-3x400": dict(n_freq=129, hidden=400, layers=3, emb_dim=20, dropout=0.0, mask_heads=2),
+    "chimera++-conv2": dict(n_freq=129, hidden=400, layers=2, emb_dim=20, dropout=0.0, mask_heads=2,
+                            front_end="conv2"),
 }
+FRONT_ENDS = ("none", "conv2")
+CONV_CHANNELS = 256  # the strided front end's width (conv2)
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,9 @@ class ModelConfig:
     ``n_freq``: STFT bins per frame (129 for a 256-point FFT); ``hidden``: LSTM units *per direction*;
     ``layers``: stacked BLSTM layers; ``emb_dim``: embedding dimension D; ``dropout``: between BLSTM
     layers (and before the output layer); ``mask_heads``: masks of the Chimera++ mask-inference head
-    (0 = the deep clustering head only).
+    (0 = the deep clustering head only); ``front_end``: "none" (the BLSTM reads every frame) or "conv2" (a
+    strided 1-D convolution over time feeds the BLSTM at half the frame rate; a transposed convolution and a
+    per-frame skip from the input bring it back to every frame before the heads).
     """
 
     n_freq: int = 129
@@ -47,6 +56,11 @@ class ModelConfig:
     emb_dim: int = 20
     dropout: float = 0.0
     mask_heads: int = 0
+    front_end: str = "none"
+
+    def __post_init__(self):
+        if self.front_end not in FRONT_ENDS:
+            raise ValueError(f"front_end must be one of {FRONT_ENDS}, got {self.front_end!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
@@ -75,8 +89,13 @@ class DeepClusteringNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
+        if config.front_end == "conv2":
+            # Frames t and t+1 -> one BLSTM step (kernel 4 sees one frame either side of the pair).
+            self.down = nn.Conv1d(config.n_freq, CONV_CHANNELS, kernel_size=4, stride=2, padding=1)
+            self.up = nn.ConvTranspose1d(2 * config.hidden, 2 * config.hidden, kernel_size=2, stride=2)
+            self.skip = nn.Linear(config.n_freq, 2 * config.hidden)  # per-frame detail the pair step blurs
         self.blstm = nn.LSTM(
-            input_size=config.n_freq,
+            input_size=CONV_CHANNELS if config.front_end == "conv2" else config.n_freq,
             hidden_size=config.hidden,
             num_layers=config.layers,
             batch_first=True,
@@ -103,12 +122,18 @@ class DeepClusteringNet(nn.Module):
             raise ValueError(
                 f"expected (batch, frames, {self.config.n_freq}) log-magnitudes, got {tuple(log_mag.shape)}"
             )
-        batch, frames, freq = log_mag.shape
-        if lengths is not None and int(lengths.min()) < frames:
-            packed = pack_padded_sequence(log_mag, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            hidden, _ = pad_packed_sequence(self.blstm(packed)[0], batch_first=True, total_length=frames)
-        else:
-            hidden, _ = self.blstm(log_mag)  # (batch, frames, 2 * hidden)
+        return self.apply_heads(self.encode(log_mag, lengths), heads, embeddings)
+
+    def encode(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The shared trunk: ``(batch, frames, freq)`` -> ``(batch, frames, 2 * hidden)``, one vector per frame."""
+        return self._encode(log_mag, lengths)
+
+    def apply_heads(self, hidden: torch.Tensor, heads: bool = True, embeddings: bool = True):
+        """The per-bin heads on the trunk's ``(batch, frames, 2 * hidden)``; see ``forward`` for what returns.
+
+        Kept apart from the trunk so that training can compile the heads together with the losses: their
+        per-bin elementwise work (tanh, normalisation, sigmoid, the losses) fuses there (deepclust.training.objective)."""
+        batch, frames, freq = *hidden.shape[:2], self.config.n_freq
         outputs = {}
         if embeddings or not heads:
             projected = torch.tanh(self.embed(self.dropout(hidden)))  # (batch, frames, freq * emb)
@@ -124,7 +149,46 @@ class DeepClusteringNet(nn.Module):
             outputs["masks"] = torch.sigmoid(logits).permute(0, 3, 1, 2)  # (batch, sources, frames, freq)
         return outputs
 
+    def _recurrence(self, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The BLSTM over ``(batch, steps, features)``, packed when the items have different lengths."""
+        steps = inputs.shape[1]
+        if lengths is not None and int(lengths.min()) < steps:
+            packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            return pad_packed_sequence(self.blstm(packed)[0], batch_first=True, total_length=steps)[0]
+        return self.blstm(inputs)[0]
+
+    def _encode(self, log_mag: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``(batch, frames, freq)`` -> ``(batch, frames, 2 * hidden)``, at every frame."""
+        if self.config.front_end == "none":
+            return self._recurrence(log_mag, lengths)
+        frames = log_mag.shape[1]
+        if lengths is not None:  # the convolution sees zeros past an item's end, as it does alone
+            steps = torch.arange(frames, device=log_mag.device)
+            log_mag = log_mag * (steps[None, :] < lengths.to(log_mag.device)[:, None]).unsqueeze(-1).to(log_mag.dtype)
+        even = F.pad(log_mag, (0, 0, 0, frames % 2))  # an odd last frame gets a zero partner
+        pairs = torch.relu(self.down(even.transpose(1, 2))).transpose(1, 2)  # (batch, ceil(frames / 2), C)
+        pair_lengths = None if lengths is None else torch.div(lengths + 1, 2, rounding_mode="floor")
+        hidden = self._recurrence(pairs, pair_lengths)
+        restored = self.up(hidden.transpose(1, 2)).transpose(1, 2)[:, :frames]  # (batch, frames, 2 * hidden)
+        return torch.tanh(restored + self.skip(log_mag))
+
     @property
     def num_parameters(self) -> int:
         """Number of parameter values (weights and biases) in the network."""
         return sum(p.numel() for p in self.parameters())
+
+
+def training_flops_per_frame(config: ModelConfig) -> float:
+    """Multiply-add FLOPs of one training step per input frame (forward + backward ~ 3x forward),
+    counting the matrix products only: what a GEMM rate bounds."""
+    steps_per_frame = 0.5 if config.front_end == "conv2" else 1.0
+    inputs = CONV_CHANNELS if config.front_end == "conv2" else config.n_freq
+    forward = 0.0
+    for layer in range(config.layers):
+        width = inputs if layer == 0 else 2 * config.hidden
+        forward += steps_per_frame * 2 * 2 * 4 * config.hidden * (width + config.hidden)
+    if config.front_end == "conv2":
+        forward += 0.5 * 2 * 4 * config.n_freq * CONV_CHANNELS + 2 * 2 * config.hidden * 2 * config.hidden
+        forward += 2 * config.n_freq * 2 * config.hidden
+    forward += 2 * 2 * config.hidden * config.n_freq * (config.emb_dim + config.mask_heads)
+    return 3 * forward

@@ -24,6 +24,10 @@ def export_half(model_url: str, out_url: str, drop_extra: tuple[str, ...] = ()) 
         raise ValueError(f"{model_url}: not a deepclust model file (format {payload.get('format')!r})")
     payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     payload["extra"] = {k: v for k, v in payload["extra"].items() if k not in drop_extra}
+    if payload["extra"].get("lineage"):  # the clock and host readings the training run kept beside its model
+        from deepclust.model.lineage import with_run_facts
+
+        payload["extra"]["lineage"] = with_run_facts(payload["extra"]["lineage"], model_url)
     payload["extra"]["exported_from"] = storage.absolute(model_url)
     payload["extra"]["weights_dtype"] = "float16"
     buffer = io.BytesIO()

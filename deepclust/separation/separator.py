@@ -29,8 +29,12 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.features.stft import istft, num_frames, stft
 from deepclust.separation.phase import misi
 from deepclust.model.checkpoint import LoadedModel, load_model
-from deepclust.training.train import resolve_device
+from deepclust.device import resolve_device
 from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
+
+
+INFERENCES = ("auto", "mask", "kmeans", "soft-kmeans")
+SOFT_KMEANS_BETA = 5.0  # issue 16's trial: beta 3-10 all beat hard k-means on outside recordings
 
 
 def _feature_config(value) -> FeatureConfig:
@@ -62,8 +66,12 @@ class Separator:
             measured about 4x faster; see benchmarks/RESULTS.md), "torch" or "sklearn".
         seed: k-means seed; separation is deterministic for a given seed.
         n_init: k-means restarts per utterance.
-        inference: "auto" (the mask head when the model has one for the K asked for, else k-means),
-            "mask" (the mask head; an error when it has none for K) or "kmeans".
+        inference: "auto" (what the model file names for K, else the mask head when the model has one for
+            the K asked for, else k-means), "mask" (the mask head; an error when it has none for K),
+            "kmeans" (hard k-means on the embeddings) or "soft-kmeans" (soft masks around the k-means
+            centroids, ``softmax(-soft_beta * squared distance)``: no retraining, and it held up better than
+            the mask head on recordings from outside the training corpora; see benchmarks/RESULTS.md).
+        soft_beta: the inverse temperature of soft k-means (unit embeddings: squared distances in [0, 4]).
         whiten: cluster whitened embeddings ``V (V^T V)^-1/2`` (per utterance) instead of V.
         phase_iterations: MISI iterations (``deepclust.separation.phase``) after masking; 0 keeps the mixture
             phase.
@@ -74,12 +82,13 @@ class Separator:
 
     def __init__(self, model: str | LoadedModel, device: str | torch.device = "auto", kmeans: str = "auto",
                  seed: int = 0, n_init: int = DEFAULT_N_INIT, inference: str = "auto", whiten: bool = False,
-                 phase_iterations: int = 0):
+                 phase_iterations: int = 0, soft_beta: float = SOFT_KMEANS_BETA):
         if kmeans not in ("auto", "torch", "sklearn"):
             raise ValueError(f"kmeans must be 'auto', 'torch' or 'sklearn', got {kmeans!r}")
-        if inference not in ("auto", "mask", "kmeans"):
-            raise ValueError(f"inference must be 'auto', 'mask' or 'kmeans', got {inference!r}")
+        if inference not in INFERENCES:
+            raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
         self.inference = inference
+        self.soft_beta = float(soft_beta)
         self.device = resolve_device(str(device))
         if kmeans == "auto":
             kmeans = "torch" if self.device.type == "cuda" else "sklearn"
@@ -160,16 +169,31 @@ class Separator:
 
     # -- clustering and masking -------------------------------------------------------------------
 
-    def _cluster(self, embeddings: torch.Tensor, valid: torch.Tensor, frame_counts, k: int) -> torch.Tensor:
-        """``(batch, frames, freq, emb)`` -> labels ``(batch, frames, freq)``, every bin labelled."""
+    def _cluster(self, embeddings: torch.Tensor, valid: torch.Tensor, frame_counts, k: int,
+                 soft: bool = False) -> torch.Tensor:
+        """``(batch, frames, freq, emb)`` -> masks ``(batch, K, frames, freq)``, every bin assigned.
+
+        Hard k-means gives one-hot masks (each bin to its nearest centroid); ``soft`` gives
+        ``softmax_k(-beta |v - c_k|^2)`` around the same centroids (``soft_beta``)."""
         batch, frames, freq, dim = embeddings.shape
         if self.whiten:
             embeddings = whiten_embeddings(embeddings, valid)
         points = embeddings.reshape(batch, frames * freq, dim)
         if self.kmeans == "torch":
-            labels, _ = kmeans_torch(points, valid.reshape(batch, -1), k, seed=self.seed, n_init=self.n_init)
-            return labels.view(batch, frames, freq)
+            labels, centroids = kmeans_torch(points, valid.reshape(batch, -1), k, seed=self.seed, n_init=self.n_init)
+        else:
+            labels, centroids = self._cluster_sklearn(embeddings, valid, frame_counts, k)
+        if soft:
+            distances = ((points.unsqueeze(2) - centroids.to(points.dtype).unsqueeze(1)) ** 2).sum(-1)  # (batch, N, K)
+            masks = torch.softmax(-self.soft_beta * distances, dim=-1)
+            return masks.view(batch, frames, freq, k).permute(0, 3, 1, 2).float()
+        return torch.nn.functional.one_hot(labels.view(batch, frames, freq), k).permute(0, 3, 1, 2).float()
+
+    def _cluster_sklearn(self, embeddings, valid, frame_counts, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """scikit-learn's k-means one item at a time: ``(labels (batch, frames * freq), centroids (batch, K, emb))``."""
+        batch, frames, freq, dim = embeddings.shape
         labels = torch.zeros(batch, frames, freq, dtype=torch.long, device=embeddings.device)
+        all_centroids = torch.zeros(batch, k, dim, dtype=embeddings.dtype, device=embeddings.device)
         for i, n in enumerate(frame_counts):
             item = embeddings[i, :n].reshape(-1, dim).cpu().numpy()
             item_valid = valid[i, :n].reshape(-1).cpu().numpy()
@@ -180,25 +204,40 @@ class Separator:
             # Silent bins were not clustered: give them the nearest centroid, as the torch path does.
             nearest = ((item[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
             labels[i, :n] = torch.from_numpy(nearest).view(n, freq).to(labels.device)
-        return labels
+            all_centroids[i] = torch.from_numpy(centroids).to(all_centroids)
+        return labels.view(batch, -1), all_centroids
 
-    def uses_mask_head(self, n_speakers: int) -> bool:
-        """Whether K = ``n_speakers`` sources come from the mask head (else from k-means)."""
+    def inference_for(self, n_speakers: int) -> str:
+        """How K = ``n_speakers`` sources are found: ``"mask"``, ``"kmeans"`` or ``"soft-kmeans"``.
+
+        ``auto``: what the model file names for K (``extra["inference"]``, chosen by
+        benchmarks/bench_quality_real.py on corpora the model never trained on) if it can serve K, else
+        the mask head when it has K masks, else hard k-means."""
+        k = int(n_speakers)
         heads = int(getattr(self.model.config, "mask_heads", 0))
-        if self.inference == "mask" and heads != int(n_speakers):
+        if self.inference == "mask" and heads != k:
             raise ValueError(f"inference='mask' needs a mask head for {n_speakers} sources; this model has "
                              f"{heads or 'none'}: use inference='kmeans' or 'auto'")
-        return self.inference != "kmeans" and heads == int(n_speakers)
+        if self.inference != "auto":
+            return self.inference
+        preferred = (self.loaded.extra.get("inference") or {}).get(str(k))
+        if preferred in ("kmeans", "soft-kmeans") or (preferred == "mask" and heads == k):
+            return preferred
+        return "mask" if heads == k else "kmeans"
+
+    def uses_mask_head(self, n_speakers: int) -> bool:
+        """Whether K = ``n_speakers`` sources come from the mask head (else from k-means on the embeddings)."""
+        return self.inference_for(n_speakers) == "mask"
 
     def assign(self, batch: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(masks (batch, K, frames, freq) float, labels (batch, frames, freq))`` of an ``embed_batch``:
-        the mask head's soft masks (labels = their argmax) or k-means' binary ones."""
+        the mask head's soft masks, k-means' binary ones, or soft k-means' (labels = the masks' argmax)."""
         if self.uses_mask_head(k):
             masks = batch["masks"].float()
-            return masks, masks.argmax(1)
-        labels = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k)
-        masks = torch.nn.functional.one_hot(labels, k).permute(0, 3, 1, 2).float()
-        return masks, labels
+        else:
+            soft = self.inference_for(k) == "soft-kmeans"
+            masks = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k, soft=soft)
+        return masks, masks.argmax(1)
 
     @torch.no_grad()
     def separate_batch(self, waveforms, n_speakers: int) -> list[np.ndarray]:
@@ -218,12 +257,6 @@ class Separator:
         batch = self.embed_batch(waveforms, embeddings=not self.uses_mask_head(k))
         masks, _ = self.assign(batch, k)
         return self.reconstruct_masks(batch, masks)
-
-    def reconstruct(self, batch: dict, labels: torch.Tensor, k: int) -> list[np.ndarray]:
-        """Cluster labels ``(batch, frames, freq)`` of an ``embed_batch`` -> list of ``(K, samples)``
-        (binary masks; see :meth:`reconstruct_masks`)."""
-        masks = torch.nn.functional.one_hot(labels.reshape(labels.shape[0], *batch["spectra"].shape[1:]), k)
-        return self.reconstruct_masks(batch, masks.permute(0, 3, 1, 2))
 
     def reconstruct_masks(self, batch: dict, masks: torch.Tensor) -> list[np.ndarray]:
         """Masks ``(batch, K, frames, freq)`` on an ``embed_batch``'s mixture STFTs -> list of ``(K, samples)``.

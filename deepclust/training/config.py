@@ -26,7 +26,9 @@ class TrainConfig:
         by more than ``min_delta``.
     seed: model initialisation, chunk sampling and dropout; the same seed gives the same model.
     device: "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
-    amp: autocast (bf16 where supported, else fp16 with loss scaling) -- used on CUDA only.
+    amp: on CUDA, autocast (bf16 where supported, else fp16 with loss scaling); False keeps float32 there.
+    precision: "auto" (bf16 autocast of the network on a CPU with AMX or AVX-512 BF16, float32 on other
+        CPUs, ``amp`` on CUDA), "fp32" or "bf16". Losses and normalisation stay float32 (deepclust.device).
     num_threads: torch intra-op threads for this run (None = leave as is).
     max_train_seconds: optional budget over the whole run, resumes included; checked at epoch ends.
     shuffle_buffer: training chunks held for shuffling; bounds memory on large sets (small sets fit whole).
@@ -41,6 +43,10 @@ class TrainConfig:
         that would have been made with the longer budget from the start.
     snapshot_every: also keep the model of every N-th epoch as ``snapshots/epoch-NNN.pt`` (quality
         against training time, measured afterwards); None keeps only the best and the last.
+    prefetch_batches: batches drawn ahead by a background thread while a step runs (0: inline); the
+        batches, and so the model, are the same either way.
+    compile: "auto" (on for CPU runs of at least 1,000 planned steps), "on" or "off": the heads and losses
+        through torch.compile (deepclust.training.objective), which fuses their per-bin elementwise work.
     """
 
     chunk_frames: int = 100
@@ -55,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    precision: str = "auto"
     num_threads: int | None = None
     max_train_seconds: float | None = None
     shuffle_buffer: int = 1024
@@ -63,8 +70,14 @@ class TrainConfig:
     lr_halving_patience: int | None = None
     lr_halving_epochs: tuple[int, ...] = ()
     snapshot_every: int | None = None
+    prefetch_batches: int = 2
+    compile: str = "auto"
 
     def __post_init__(self):
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.dc_loss not in ("classic", "whitened"):
             raise ValueError(f"dc_loss must be 'classic' or 'whitened', got {self.dc_loss!r}")
         if not 0.0 <= self.mask_loss_weight <= 1.0:

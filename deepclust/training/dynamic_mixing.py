@@ -31,6 +31,7 @@ from deepclust.features.stft import stft
 from deepclust.mixing.mix import PEAK_AFTER_SCALING
 from deepclust.mixing.p56 import active_level
 from deepclust.model.chimera_loss import phase_sensitive_targets
+from deepclust.training.augment import Augmenter, AugmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,32 @@ class SourcePool:
             self.waveforms.append(waveform.astype(np.float32))
             self.levels.append(float(level))
             self.utterance_ids.append(str(row.utterance_id))
+        self._index(by_speaker)
+
+    def _index(self, by_speaker: dict[str, list[int]]) -> None:
         self.by_speaker = by_speaker
         self.speakers = sorted(by_speaker)
         if len(self.speakers) < 2:
             raise ValueError(f"dynamic mixing needs at least 2 speakers with usable audio, got {len(self.speakers)}")
+
+    @classmethod
+    def from_waveforms(cls, utterances: list[tuple[str, str, np.ndarray]], sample_rate: int) -> "SourcePool":
+        """A pool of ``(utterance_id, speaker, waveform)`` already in memory (e.g. joined digits)."""
+        pool = cls.__new__(cls)
+        pool.sample_rate, pool.errors = int(sample_rate), []
+        pool.waveforms, pool.levels, pool.utterance_ids = [], [], []
+        by_speaker: dict[str, list[int]] = {}
+        for utterance_id, speaker, waveform in utterances:
+            level, _ = active_level(np.asarray(waveform, dtype=np.float64), pool.sample_rate)
+            if not level > 0:
+                pool.errors.append((utterance_id, "silent (active level 0)"))
+                continue
+            by_speaker.setdefault(str(speaker), []).append(len(pool.waveforms))
+            pool.waveforms.append(np.asarray(waveform, dtype=np.float32))
+            pool.levels.append(float(level))
+            pool.utterance_ids.append(str(utterance_id))
+        pool._index(by_speaker)
+        return pool
 
     @property
     def seconds(self) -> float:
@@ -119,8 +142,11 @@ class SourcePool:
         return sum(w.size for w in self.waveforms) / self.sample_rate
 
     def draw(self, rng: np.random.Generator, n_speakers: int, samples: int, max_snr_db: float,
-             gain_db_range: tuple[float, float]) -> np.ndarray:
-        """One mixture's sources ``(K, samples)`` float32, levels applied; the mixture is their sum."""
+             gain_db_range: tuple[float, float], augment: "Augmenter | None" = None) -> tuple[np.ndarray, np.ndarray]:
+        """One mixture ``(samples,)`` and its talkers' targets ``(K, samples)``, float32, levels applied.
+
+        Without ``augment`` the mixture is the targets' sum; with it, the mixture may hold a room's
+        reverberation and noise that the targets do not (``deepclust.training.augment``)."""
         chosen = rng.choice(len(self.speakers), size=n_speakers, replace=False)
         gains_db = _gains_db(rng, n_speakers, max_snr_db)
         sources = np.zeros((n_speakers, samples), dtype=np.float64)
@@ -135,10 +161,14 @@ class SourcePool:
                 crop, offset = waveform, int(rng.integers(0, samples - waveform.size + 1))
             scale = 10 ** (gains_db[k] / 20) / math.sqrt(self.levels[utterance])
             sources[k, offset:offset + crop.size] = crop * scale
-        peak = max(np.abs(sources.sum(0)).max(), np.abs(sources).max())
+        if augment is not None:
+            mixture, sources = augment(rng, sources)
+        else:
+            mixture = sources.sum(0)
+        peak = max(np.abs(mixture).max(), np.abs(sources).max())
         gain = PEAK_AFTER_SCALING / peak if peak > 0 else 1.0
         gain *= 10 ** (float(rng.uniform(*gain_db_range)) / 20)
-        return (sources * gain).astype(np.float32)
+        return (mixture * gain).astype(np.float32), (sources * gain).astype(np.float32)
 
 
     def draw_utterances(self, rng: np.random.Generator, n_speakers: int, max_snr_db: float = 5.0,
@@ -159,8 +189,14 @@ class SourcePool:
         return sources.astype(np.float32), utterances
 
 
-def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_stats: FeatureStats | None) -> dict:
+def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_stats: FeatureStats | None,
+                  mixtures: np.ndarray | None = None) -> dict:
     """Training tensors of a batch of mixtures from their sources ``(batch, K, samples)``.
+
+    ``mixtures`` ``(batch, samples)``: the mixtures, when they are not the sources' sum (augmentation:
+    reverberation and noise). A bin where what no target holds (noise, late reverberation) is louder
+    than every target then gets weight 0: no talker owns it, so the deep clustering loss does not ask
+    the embeddings to assign it to one.
 
     Returns ``log_mag`` ``(batch, frames, freq)`` (normalised when ``feature_stats`` is given), ``target``
     int64 (dominant source, the IBM), ``weight`` float32 (the 40 dB silence rule, per mixture), ``mixture_mag``
@@ -168,7 +204,8 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
     """
     sources_t = torch.from_numpy(np.ascontiguousarray(sources, dtype=np.float32))
     batch, k, samples = sources_t.shape
-    mixtures = sources_t.sum(1)
+    given = mixtures is not None
+    mixtures = torch.from_numpy(np.ascontiguousarray(mixtures, dtype=np.float32)) if given else sources_t.sum(1)
     spectra = stft(torch.cat([mixtures.unsqueeze(1), sources_t], 1).reshape(batch * (k + 1), samples),
                    feature_config.stft)
     spectra = spectra.view(batch, k + 1, *spectra.shape[1:])
@@ -178,7 +215,11 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
     if feature_stats is not None:
         log_mag = feature_stats.apply(log_mag)
     peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
-    weight = ((magnitude >= peak * 10.0 ** (-feature_config.silence_db / 20.0)) & (peak > 0)).float()
+    weight = (magnitude >= peak * 10.0 ** (-feature_config.silence_db / 20.0)) & (peak > 0)
+    if given:
+        residual = (mixture_spectra - source_spectra.sum(1)).abs()
+        weight &= residual <= source_spectra.abs().amax(1)
+    weight = weight.float()
     return {
         "log_mag": log_mag.float(),
         "target": source_spectra.abs().argmax(1),
@@ -199,10 +240,15 @@ class DynamicMixing:
     """
 
     def __init__(self, train_pool: SourcePool, cv_pool: SourcePool, feature_config: FeatureConfig,
-                 config: DynamicMixConfig = DynamicMixConfig(), seed: int = 0):
+                 config: DynamicMixConfig = DynamicMixConfig(), seed: int = 0,
+                 augment: AugmentConfig = AugmentConfig(), feature_stats: FeatureStats | None = None):
         self.train_pool, self.cv_pool = train_pool, cv_pool
         self.feature_config, self.config, self.seed = feature_config, config, int(seed)
-        self.feature_stats = self._estimate_stats()
+        self.augment_config = augment
+        self.augmenter = Augmenter(augment, train_pool.sample_rate, max(config.speaker_counts), seed) \
+            if augment.enabled else None
+        # A warm start keeps its parent's normalisation: the network was trained on those inputs.
+        self.feature_stats = feature_stats if feature_stats is not None else self._estimate_stats()
         self._cv_cache: dict[tuple[int, int], list[dict]] = {}
 
     def _hop(self) -> int:
@@ -214,9 +260,17 @@ class DynamicMixing:
         return int(counts[int(rng.choice(len(counts), p=weights / weights.sum()))])
 
     def _draw_batch(self, pool: SourcePool, rng: np.random.Generator, batch_size: int, samples: int,
-                    n_speakers: int) -> np.ndarray:
-        return np.stack([pool.draw(rng, n_speakers, samples, self.config.max_snr_db, self.config.gain_db_range)
-                         for _ in range(batch_size)])
+                    n_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(mixtures (batch, samples), sources (batch, K, samples))``."""
+        drawn = [pool.draw(rng, n_speakers, samples, self.config.max_snr_db, self.config.gain_db_range,
+                           self.augmenter) for _ in range(batch_size)]
+        return np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
+
+    def _batch(self, drawn: tuple[np.ndarray, np.ndarray], feature_stats) -> dict:
+        mixtures, sources = drawn
+        # Unaugmented mixtures are their sources' sum: computed as before, bit for bit.
+        return mixture_batch(sources, self.feature_config, feature_stats,
+                             mixtures if self.augmenter is not None else None)
 
     def _estimate_stats(self) -> FeatureStats:
         """Per-bin mean/std of log magnitudes over ``stats_mixtures`` seeded training mixtures."""
@@ -225,7 +279,7 @@ class DynamicMixing:
         samples = int(round(self.config.cv_seconds * self.train_pool.sample_rate))
         for _ in range(math.ceil(self.config.stats_mixtures / 32)):
             n = self._speaker_count(rng)
-            batch = mixture_batch(self._draw_batch(self.train_pool, rng, 32, samples, n), self.feature_config, None)
+            batch = self._batch(self._draw_batch(self.train_pool, rng, 32, samples, n), None)
             running.update(batch["log_mag"].flatten(0, 1).numpy())
         return running.result()
 
@@ -237,8 +291,7 @@ class DynamicMixing:
         for step in range(steps):
             rng = np.random.default_rng([*seed_sequence, step])
             n = self._speaker_count(rng)
-            yield mixture_batch(self._draw_batch(self.train_pool, rng, batch_size, samples, n),
-                                self.feature_config, self.feature_stats)
+            yield self._batch(self._draw_batch(self.train_pool, rng, batch_size, samples, n), self.feature_stats)
 
     def validation_batches(self, chunk_frames: int, batch_size: int) -> list[dict]:
         """The fixed validation list (cv speakers, seeded), cut to ``chunk_frames`` frames, in batches.
@@ -255,8 +308,8 @@ class DynamicMixing:
                 n = min(n, len(self.cv_pool.speakers))
                 for start in range(0, share, batch_size):
                     size = min(batch_size, share - start)
-                    batches.append(mixture_batch(self._draw_batch(self.cv_pool, rng, size, samples, n),
-                                                 self.feature_config, self.feature_stats))
+                    batches.append(self._batch(self._draw_batch(self.cv_pool, rng, size, samples, n),
+                                               self.feature_stats))
             self._cv_cache = {key: batches}  # one chunk length at a time
         return self._cv_cache[key]
 

@@ -16,6 +16,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
+from deepclust.training.augment import AugmentConfig
 from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, split_cv_speakers
 from deepclust.training.train import fit
@@ -32,11 +33,15 @@ BATCH_SIZE = 16
 def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: ModelConfig,
                   train_config: TrainConfig, mix_config: DynamicMixConfig = DynamicMixConfig(),
                   feature_config: FeatureConfig = FeatureConfig(), resume: bool = True,
-                  progress: Callable[[dict], None] | None = None, provenance: dict | None = None) -> dict:
+                  progress: Callable[[dict], None] | None = None, provenance: dict | None = None,
+                  augment: AugmentConfig = AugmentConfig(), init_from: str | None = None) -> dict:
     """Train on fresh mixtures of the manifest's "train" speakers; see ``fit`` for the outputs.
 
     Writes ``corpus.parquet`` (the manifest, with a ``role`` column: train / cv / test) beside the model.
     ``provenance``: more facts for ``model.pt`` (e.g. the command line that made it).
+    ``augment``: rooms, noise and channels for the mixtures (``deepclust.training.augment``).
+    ``init_from``: warm start from this model file: its weights and its input normalisation (the network
+    was trained on those inputs); it must not have trained on a speaker this corpus holds out.
     """
     train_rows = corpus_manifest[corpus_manifest["subset"] == "train"]
     test_speakers = sorted(set(corpus_manifest.loc[corpus_manifest["subset"] != "train", "speaker"]))
@@ -52,11 +57,27 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     cv_pool = SourcePool(train_rows[train_rows["speaker"].isin(cv_speakers)], sample_rate)
     log.info("dynamic mixing: %d training speakers (%.0f s), %d cv speakers (%.0f s)",
              len(train_pool.speakers), train_pool.seconds, len(cv_pool.speakers), cv_pool.seconds)
-    source = DynamicMixing(train_pool, cv_pool, feature_config, mix_config, seed=train_config.seed)
+    parent_stats = None
+    if init_from:
+        from deepclust.model.checkpoint import load_model
+
+        parent = load_model(init_from)
+        heard = set(parent.extra.get("training_speakers", [])) | set(parent.extra.get("cv_speakers", []))
+        leaked = sorted(heard & set(test_speakers))
+        if leaked:
+            raise ValueError(f"{init_from} trained on {len(leaked)} speakers this corpus holds out "
+                             f"(e.g. {leaked[:3]}): its test figures would not be on unheard people")
+        if parent.feature_config and FeatureConfig.from_dict(parent.feature_config) != feature_config:
+            raise ValueError(f"{init_from}: its features ({parent.feature_config}) differ from this run's")
+        parent_stats = parent.feature_stats
+    source = DynamicMixing(train_pool, cv_pool, feature_config, mix_config, seed=train_config.seed,
+                           augment=augment, feature_stats=parent_stats)
     extra = {
         **(provenance or {}),
         "recipe": "dynamic-mixing",
         "dynamic_mix_config": mix_config.to_dict(),
+        "augmentation": augment.to_dict(),
+        "sources": corpus_manifest.attrs.get("sources", []),
         "training_speakers": train_pool.speakers,
         "cv_speakers": cv_pool.speakers,
         "held_out_speakers": test_speakers,
@@ -65,4 +86,4 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     }
     return fit([], [], out_url, model_config, train_config, feature_stats=source.feature_stats,
                feature_config=feature_config.to_dict(), resume=resume, progress=progress,
-               batch_source=source, extra=extra)
+               batch_source=source, extra=extra, init_from=init_from)

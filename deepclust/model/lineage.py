@@ -1,0 +1,112 @@
+"""A model's lineage: the chain of training runs that made it, one link per run, oldest first.
+
+Training on 2 CPU cores outlives a session, so a release may start from the last one (``--init-from``)
+instead of from zero. Each model file then records, in ``extra["lineage"]``, every run that led to it:
+
+    {"parent_sha256": sha256 of the file this run started from (None: from scratch),
+     "command": the exact command line, "steps": optimiser steps of this run, "epochs": its epochs,
+     "global_step": steps of the whole chain at its end, "seed", "seconds": its training seconds,
+     "data": sources, speakers and hours, mixing and augmentation config, "precision",
+     "machine": host facts (CPU, cores, threads, torch), "finished_at": UTC date}
+
+The sha256 of a link's result is the next link's ``parent_sha256`` (the file itself cannot hold its own).
+A parent made before lineage existed (the first shipped model) gets one link rebuilt from its own facts.
+
+A training run writes ``model.pt`` as a function of its inputs, byte for byte (docs/REPRODUCIBILITY.md),
+so the readings of the clock and the host (``seconds``, ``machine``, ``finished_at``) go to
+``run_facts.json`` beside it instead; ``export-model`` and a warm start fold them into the link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import platform
+
+import torch
+
+from deepclust import storage
+
+
+def file_sha256(url: str) -> str:
+    """sha256 of a file's bytes (local path or fsspec URL)."""
+    digest = hashlib.sha256()
+    with storage.open_url(url, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def machine_facts() -> dict:
+    """What the run ran on: enough to tell a 2-core CPU box from a GPU node."""
+    facts = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+             "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__),
+             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        facts["cpu"] = names[0] if names else None
+    except OSError:
+        facts["cpu"] = None
+    return facts
+
+
+def _data_facts(extra: dict) -> dict:
+    keys = ("sources", "training_seconds_of_audio", "dynamic_mix_config", "augmentation")
+    data = {k: extra[k] for k in keys if k in extra}
+    for key in ("training_speakers", "cv_speakers", "held_out_speakers"):
+        if key in extra:
+            data[f"n_{key}"] = len(extra[key])
+    return data
+
+
+def root_link(extra: dict) -> dict:
+    """The link of a parent that predates lineage, rebuilt from the facts its file holds."""
+    config = extra.get("train_config") or {}
+    return {"parent_sha256": None, "command": extra.get("command"), "steps": extra.get("global_step"),
+            "epochs": extra.get("epoch"), "global_step": extra.get("global_step"), "seed": config.get("seed"),
+            "seconds": extra.get("train_seconds"), "data": _data_facts(extra),
+            "precision": extra.get("precision", "fp32"), "machine": extra.get("machine"),
+            "finished_at": extra.get("finished_at"), "rebuilt": "from the parent's own facts (it predates lineage)"}
+
+
+RUN_FACTS = "run_facts.json"
+
+
+def run_facts_url(model_url: str) -> str:
+    """Where the clock and host readings of the run that wrote ``model_url`` lie (beside it)."""
+    return storage.join(storage.parent(model_url), RUN_FACTS)
+
+
+def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:
+    """``lineage`` with the last link completed from the ``run_facts.json`` beside ``model_url``, if any."""
+    lineage = [dict(link) for link in lineage]
+    facts_url = run_facts_url(model_url)
+    if lineage and storage.exists(facts_url):
+        lineage[-1].update({k: v for k, v in storage.read_json(facts_url).items() if lineage[-1].get(k) is None})
+    return lineage
+
+
+def parent_link(parent_url: str, parent_extra: dict) -> list[dict]:
+    """The lineage a warm start inherits: the parent's own (or its rebuilt root link), its sha256 noted."""
+    lineage = [dict(link) for link in parent_extra.get("lineage") or []] or [root_link(parent_extra)]
+    lineage = with_run_facts(lineage, parent_url)
+    lineage[-1]["result_sha256"] = file_sha256(parent_url)
+    return lineage
+
+
+def run_link(facts: dict, state: dict, init_from: str | None) -> dict:
+    """This run's link as of now, its deterministic part (``run_facts`` holds the clock and the host)."""
+    config = facts.get("train_config") or {}
+    return {"parent_sha256": state.get("parent_sha256"), "parent": os.path.basename(init_from) if init_from else None,
+            "command": facts.get("command"), "steps": state["global_step"] - state.get("warm_start_step", 0),
+            "epochs": state["epoch"] - state.get("warm_start_epoch", 0), "global_step": state["global_step"],
+            "seed": config.get("seed"), "seconds": None, "data": _data_facts(facts),
+            "precision": facts.get("precision"), "machine": None, "finished_at": None}
+
+
+def run_facts(state: dict) -> dict:
+    """The run's readings of the clock and the host, as of now."""
+    return {"seconds": round(float(state["train_seconds"]), 3), "machine": machine_facts(),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
