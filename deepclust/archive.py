@@ -77,18 +77,29 @@ def commit_manifest(out_url: str, rows: list[dict], log: ManifestLog | None = No
     (log or manifest_log(out_url)).append(rows)
 
 
-def separation_settings(n_speakers: int, window: WindowConfig, inference: str = "auto", kmeans: str = "auto") -> str:
-    """What besides the model and the input decides the outputs, as canonical JSON (a manifest column)."""
-    return json.dumps({"n_speakers": int(n_speakers), "window_seconds": window.window_seconds,
-                       "overlap_seconds": window.overlap_seconds, "context_seconds": window.context_seconds,
-                       "inference": inference, "kmeans": kmeans}, sort_keys=True)
+def separation_settings(n_speakers: int, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
+                        precision: str = "fp32", channel: int | None = None) -> str:
+    """What besides the model and the input decides the outputs, as canonical JSON (a manifest column).
+    ``precision``: the resolved one ("bf16" or "fp32"): a change of precision re-separates, never mixes.
+    ``channel`` (``--channel``) is in it only when given, so rows made without it keep standing."""
+    settings = {"n_speakers": int(n_speakers), "window_seconds": window.window_seconds,
+                "overlap_seconds": window.overlap_seconds, "context_seconds": window.context_seconds,
+                "inference": inference, "kmeans": kmeans, "precision": precision}
+    if channel is not None:
+        settings["channel"] = int(channel)
+    return json.dumps(settings, sort_keys=True)
 
 
-def job_stamp(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto") -> dict:
-    """``{"model_sha256", "window", "inference", "kmeans"}`` (JSON-able: it travels to Prefect tasks): what made
-    a job's outputs, recorded with every row; see ``separation_settings``."""
+def job_stamp(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
+              precision: str = "auto", channel: int | None = None) -> dict:
+    """``{"model_sha256", "window", "inference", "kmeans", "precision"}`` (JSON-able: it travels to Prefect
+    tasks): what made a job's outputs, recorded with every row; see ``separation_settings``. ``precision`` is
+    stored resolved ("auto" as ``deepclust.device.inference_precision`` reads it on the default device).
+    ``channel``: ``--channel`` (1-based) or None."""
+    from deepclust.device import inference_precision
+
     return {"model_sha256": storage.sha256_of(model_url), "window": window.to_dict(), "inference": inference,
-            "kmeans": kmeans}
+            "kmeans": kmeans, "precision": inference_precision(precision), "channel": channel}
 
 
 def _window(stamp: dict) -> WindowConfig:
@@ -97,7 +108,8 @@ def _window(stamp: dict) -> WindowConfig:
 
 def _stamp_for(stamp: dict, n_speakers: int) -> dict:
     return {"model_sha256": stamp["model_sha256"],
-            "settings": separation_settings(n_speakers, _window(stamp), stamp["inference"], stamp["kmeans"])}
+            "settings": separation_settings(n_speakers, _window(stamp), stamp["inference"], stamp["kmeans"],
+                                            stamp.get("precision", "fp32"), stamp.get("channel"))}
 
 
 def _existing_outputs(out_url: str) -> set[str]:
@@ -185,7 +197,8 @@ def separate_batch(separator, batch: list[dict], out_url: str, stamp: dict) -> l
         by_count.setdefault(int(item["n_speakers"]), []).append(item)
     rows = []
     for n_speakers, items in sorted(by_count.items()):
-        rows += separate_items(separator, items, out_url, _window(stamp), _stamp_for(stamp, n_speakers))
+        rows += separate_items(separator, items, out_url, _window(stamp), _stamp_for(stamp, n_speakers),
+                               channel=stamp.get("channel"))
     order = {item["relative_path"]: i for i, item in enumerate(batch)}
     return sorted(rows, key=lambda row: order[row["relative_path"]])
 
@@ -219,12 +232,16 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
                      inference: str = "auto", splits: tuple[str, ...] | None = MIXTURE_SPLITS,
                      retry_seconds: float = RETRY_BUDGET_SECONDS,
                      max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
-                     model_url: str | None = None) -> dict:
+                     model_url: str | None = None, precision: str = "auto", listen: int = 0,
+                     channel: int | None = None) -> dict:
     """Separate every input of ``input_url`` (an audio file, a folder, an ``s3://`` prefix or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable. Batches are committed as they finish.
+    ``precision``: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32" or "bf16"; rows record the resolved one.
 
     ``model_url_or_separator``: a model file, or a ``Separator`` (then ``model_url`` names its file, for the
-    rows' ``model_sha256``). ``splits``: which splits of a mixture manifest (None = all). ``progress(done,
+    rows' ``model_sha256``). ``splits``: which splits of a mixture manifest (None = all). ``channel``: which
+    channel of multi-channel inputs to separate, counted from 1 (None: their mean, or the loudest channel when
+    the mean cancels: ``deepclust.downmix``). ``progress(done,
     total)`` is called after each batch. Returns ``summarise``'s summary; raises ``CircuitOpenError`` when the
     circuit breaker opens (the rows committed until then are kept).
     """
@@ -235,11 +252,11 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         separator, model_url = model_url_or_separator, model_url or getattr(model_url_or_separator, "model_url", None)
     else:
         model_url = model_url_or_separator
-        separator = Separator(model_url, device=device, kmeans=kmeans, inference=inference)
+        separator = Separator(model_url, device=device, kmeans=kmeans, inference=inference, precision=precision)
     if not model_url:
         raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made "
                          "the outputs")
-    stamp = job_stamp(model_url, window, inference, kmeans)
+    stamp = job_stamp(model_url, window, inference, kmeans, getattr(separator, "precision", "fp32"), channel)
     rows: list[dict] = []
     breaker = Breaker(max_consecutive_failures)
     with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes,
@@ -264,7 +281,12 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
             if not lock.lost:  # (a run that lost it has raised LockLostError: it returns nothing)
                 manifest = call_with_retries(log.compact, what="compacting the manifest",
                                              budget_seconds=retry_seconds)
-    return summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
+    summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
+    if listen:  # a spot-check page of this run's inputs (deepclust.reports.listen): out/.listen/index.html
+        from deepclust.reports.listen import archive_spot_check
+
+        summary["listen"] = archive_spot_check(out_url, manifest, rows, listen, model_url)
+    return summary
 
 
 def summarise(manifest: pd.DataFrame, rows: list[dict], already_done: list[str], out_url: str,

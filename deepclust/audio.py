@@ -3,7 +3,9 @@
 Reads whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, ...) and NIST SPHERE as LDC ships it (WSJ0's
 ``.wv1``/``.wv2``, ``.sph``: pcm, ulaw or alaw, shorten-compressed or not, 1-2 channels, either byte order,
 decoded by ``desphere`` exactly as LDC's sph2pipe does), from local paths or fsspec URLs. Every way audio
-can be unusable raises ``BadAudioError(path, reason)``.
+can be unusable raises ``BadAudioError(path, reason, detail)``, its reason in plain words
+(``deepclust.audio_reasons``). Mono is made by
+``deepclust.downmix.choose_downmix``, the rule that files read in blocks follow too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from deepclust import storage
+from deepclust.audio_reasons import HEAD_BYTES, library_message, local_head, unreadable_reason, wav_truncation
+from deepclust.downmix import channel_stats, choose_downmix
 from deepclust.errors import BadAudioError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".sph", ".wv1", ".wv2", ".aiff", ".aif", ".au", ".mp3")
@@ -81,7 +85,8 @@ def _sphere_to_wav(path: str, raw: bytes) -> bytes:
     try:
         return desphere.transcode_bytes(raw)
     except (desphere.DesphereError, ValueError, IndexError, EOFError) as error:
-        raise BadAudioError(path, f"damaged or unsupported NIST SPHERE file ({error})") from error
+        raise BadAudioError(path, "damaged or unsupported NIST SPHERE file: its header or its (shorten) audio "
+                                  "cannot be decoded", library_message(error)) from error
 
 
 # What deepclust accepts from a header before allocating anything for it: a hostile or broken header (400 frames
@@ -106,8 +111,21 @@ def check_regular_file(path: str) -> None:
         mode = os.stat(path).st_mode
     except FileNotFoundError as error:
         raise BadAudioError(path, "no such file") from error
+    if stat.S_ISDIR(mode):
+        raise BadAudioError(path, "a directory, not a file (named like audio)")
+    if stat.S_ISFIFO(mode):
+        raise BadAudioError(path, "a FIFO (named pipe), not a regular file: not read (reading it could wait for ever)")
     if not stat.S_ISREG(mode):
-        raise BadAudioError(path, "not a regular file (a FIFO, device or socket): not read")
+        raise BadAudioError(path, "a device or socket, not a regular file: not read")
+
+
+def unreadable(path, error: BaseException, head: bytes | None = None, size: int | None = None) -> BadAudioError:
+    """The ``BadAudioError`` of a file the library could not open: plain words from its first bytes (read
+    from ``path`` when not given), the library's message as its detail."""
+    if head is None or size is None:
+        head, size = local_head(_local(str(path)))
+    message = library_message(error)
+    return BadAudioError(path, unreadable_reason(head, size, str(path), message), message)
 
 
 def _read(path: str):
@@ -115,17 +133,38 @@ def _read(path: str):
         check_regular_file(_local(path))
     if _is_sphere(path):
         return _read_sphere(path)
+    raw = None
+    if not storage.is_local(path):
+        try:
+            raw = storage.read_bytes(path)
+        except OSError as error:  # a timeout stays transient: its cause is kept
+            raise BadAudioError(path, f"cannot be read ({type(error).__name__})", library_message(error)) from error
     try:
-        source = _local(path) if storage.is_local(path) else io.BytesIO(storage.read_bytes(path))
+        source = _local(path) if raw is None else io.BytesIO(raw)
+        _check_wav(path, source, len(raw) if raw is not None else os.path.getsize(_local(path)))
         with sf.SoundFile(source) as handle:  # the header first: nothing is allocated for a hostile one
             check_header(path, handle.samplerate, handle.frames)
             return handle.read(dtype="float32", always_2d=True), handle.samplerate
     except BadAudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise BadAudioError(path, f"unreadable as audio ({error})") from error
+        if raw is not None:
+            raise unreadable(path, error, raw[:HEAD_BYTES], len(raw)) from error
+        raise unreadable(path, error) from error
     except OSError as error:
-        raise BadAudioError(path, f"cannot open ({error})") from error
+        raise BadAudioError(path, f"cannot be opened ({type(error).__name__})", library_message(error)) from error
+
+
+def _check_wav(path: str, source, size: int) -> None:
+    """``BadAudioError`` for a WAV cut short (libsndfile would read what is there as if it were all)."""
+    if isinstance(source, str):
+        with open(source, "rb") as handle:
+            shortfall = wav_truncation(handle, size)
+    else:
+        shortfall = wav_truncation(source, size)
+        source.seek(0)
+    if shortfall:
+        raise BadAudioError(path, shortfall)
 
 
 def sphere_as_wav(path: str) -> bytes | None:
@@ -134,7 +173,7 @@ def sphere_as_wav(path: str) -> bytes | None:
     try:
         raw = _raw_bytes(path)
     except OSError as error:
-        raise BadAudioError(path, f"cannot open ({error})") from error
+        raise BadAudioError(path, f"cannot be opened ({type(error).__name__})", library_message(error)) from error
     return _sphere_to_wav(path, raw) if _is_sphere(path, raw[:16]) else None
 
 
@@ -142,29 +181,33 @@ def _read_sphere(path: str):
     try:
         raw = _raw_bytes(path)
     except OSError as error:
-        raise BadAudioError(path, f"cannot open ({error})") from error
+        raise BadAudioError(path, f"cannot be opened ({type(error).__name__})", library_message(error)) from error
     if not _is_sphere(path, raw[:16]):  # a .wv1 that is not SPHERE (e.g. already converted): libsndfile
         try:
             return sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-            raise BadAudioError(path, f"unreadable as audio ({error})") from error
+            raise unreadable(path, error, raw[:HEAD_BYTES], len(raw)) from error
     try:
         return sf.read(io.BytesIO(_sphere_to_wav(path, raw)), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise BadAudioError(path, f"damaged NIST SPHERE file ({error})") from error
+        raise BadAudioError(path, "damaged NIST SPHERE file: its audio cannot be decoded",
+                            library_message(error)) from error
 
 
-def read_audio(url, target_sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+def read_audio(url, target_sr: int | None = None, mono: bool = True,
+               channel: int | None = None) -> tuple[np.ndarray, int]:
     """Read audio as float32 in [-1, 1].
 
-    Returns ``(samples,)`` when ``mono`` (channels averaged), else ``(channels, samples)``, and the
-    sample rate (``target_sr`` when given, after resampling).
+    Returns ``(samples,)`` when ``mono`` (``choose_downmix``: the channels' mean, or the loudest channel when
+    the mean cancels, or ``channel``, 1-based), else ``(channels, samples)``, and the sample rate
+    (``target_sr`` when given, after resampling).
     """
     path = str(url)
     data, sr = _read(path)
     x = check_waveform(data.T, path)  # (channels, samples)
     if mono:
-        x = x.mean(axis=0)
+        index, _ = choose_downmix(path, *channel_stats(x), channel=channel)
+        x = x.mean(axis=0) if index is None else x[index]
     if target_sr is not None and int(target_sr) != int(sr):
         x = resample(x, sr, target_sr)
         sr = int(target_sr)
@@ -178,11 +221,17 @@ def audio_info(url) -> tuple[int, int, int]:
         return _sphere_info(path)
     try:
         if storage.is_local(path):
-            info = sf.info(path[len("file://"):] if path.startswith("file://") else path)
+            check_regular_file(_local(path))
+            info = sf.info(_local(path))
         else:
-            info = sf.info(io.BytesIO(storage.read_bytes(path)))
+            raw = storage.read_bytes(path)
+            info = sf.info(io.BytesIO(raw))
+    except BadAudioError:
+        raise
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
-        raise BadAudioError(path, f"unreadable as audio ({error})") from error
+        if storage.is_local(path):
+            raise unreadable(path, error) from error
+        raise unreadable(path, error, raw[:HEAD_BYTES], len(raw)) from error
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
@@ -198,18 +247,19 @@ def _sphere_info(path: str) -> tuple[int, int, int]:
             with storage.open_url(path, "rb") as handle:
                 head = handle.read(4096)
     except OSError as error:
-        raise BadAudioError(path, f"cannot open ({error})") from error
+        raise BadAudioError(path, f"cannot be opened ({type(error).__name__})", library_message(error)) from error
     if not _is_sphere(path, head):
+        raw = _raw_bytes(path)
         try:
-            info = sf.info(io.BytesIO(_raw_bytes(path)))
+            info = sf.info(io.BytesIO(raw))
         except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
-            raise BadAudioError(path, f"unreadable as audio ({error})") from error
+            raise unreadable(path, error, raw[:HEAD_BYTES], len(raw)) from error
         return int(info.samplerate), int(info.frames), int(info.channels)
     try:
         header = desphere.SphereHeader.parse(head)
         return int(header.sample_rate), int(header.sample_count), int(header.channel_count)
     except (desphere.DesphereError, ValueError, KeyError, TypeError) as error:
-        raise BadAudioError(path, f"damaged NIST SPHERE header ({error})") from error
+        raise BadAudioError(path, "damaged NIST SPHERE header", library_message(error)) from error
 
 
 def write_audio(url, x: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:

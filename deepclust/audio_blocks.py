@@ -1,6 +1,6 @@
 """Audio read and written in blocks, so a recording of any length costs memory bounded by one block.
 
-``BlockReader`` reads any span of a recording downmixed and resampled (exactly as the whole file would
+``BlockReader`` reads any span of a recording made mono and resampled (exactly as the whole file would
 be), ``TrackWriter`` appends K output tracks under temporary names and renames them into place when
 complete, and ``check_wav_complete`` catches a WAV cut short (libsndfile would silently read less).
 Used by long-recording separation (``deepclust.separation.long``) and the separation batch loop.
@@ -11,38 +11,36 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
 import uuid
 
 import numpy as np
 import soundfile as sf
 
-from deepclust.audio import check_header, check_regular_file, resample, sphere_as_wav
+from deepclust.audio import check_header, check_regular_file, resample, sphere_as_wav, unreadable
+from deepclust.audio_reasons import library_message, wav_truncation
+from deepclust.downmix import channel_stats, choose_downmix, silence_reason
 from deepclust.errors import BadAudioError
+
+SURVEY_FRAMES = 1 << 18  # frames per block of the first look at a file (16 s at 16 kHz)
 
 
 def check_wav_complete(path: str) -> None:
-    """Raise ``BadAudioError`` when a RIFF/WAVE file holds fewer audio bytes than its header declares.
-
-    libsndfile silently shortens such a file to what is there, so a transfer cut short would otherwise
-    be separated as if it were whole. Streamed WAVs with a 0 or 0xFFFFFFFF data size are left alone.
-    """
-    size = os.path.getsize(path)
+    """Raise ``BadAudioError`` when a RIFF/WAVE file holds fewer audio bytes than its header declares
+    (``deepclust.audio_reasons.wav_truncation``)."""
     with open(path, "rb") as handle:
-        header = handle.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return
-        position = 12
-        while position + 8 <= size:
-            handle.seek(position)
-            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
-            if chunk_id == b"data":
-                held = size - position - 8
-                if chunk_size not in (0, 0xFFFFFFFF) and held < chunk_size:
-                    raise BadAudioError(path, f"truncated WAV: header declares {chunk_size} bytes of audio, "
-                                              f"the file holds {held}")
-                return
-            position += 8 + chunk_size + (chunk_size & 1)
+        shortfall = wav_truncation(handle, os.fstat(handle.fileno()).st_size)
+    if shortfall:
+        raise BadAudioError(path, shortfall)
+
+
+class PathWithChannel(str):
+    """A local path that carries the channel to read (``--channel``, 1-based): it passes unchanged through code
+    that takes a path and opens a ``BlockReader`` on it (``deepclust.separation.long.separate_long``)."""
+
+    def __new__(cls, path: str, channel: int | None):
+        made = super().__new__(cls, path)
+        made.channel = channel
+        return made
 
 
 class BlockReader:
@@ -52,9 +50,18 @@ class BlockReader:
     that map to whole output samples (multiples of ``rate_in / gcd``), so the resampled block lines up
     exactly with the whole-file resampling; ``context`` output samples on each side keep the
     polyphase filter's edges outside the part that is used.
+
+    Opening takes a first look at the whole file, block by block (``SURVEY_FRAMES``): a file cut short,
+    undecodable, non-finite or silent in every channel fails here, before any compute, and how it is made mono
+    is decided once for the whole file (``deepclust.downmix.choose_downmix``, as ``read_audio`` decides it).
+    Deciding per block would switch between the mean and one channel mid-recording (a jump in level and
+    content the separator would carry into its output); a decision from the file's start alone would miss a
+    recording that begins in silence. ``downmix`` says what was chosen. ``channel``: 1-based, or None (the
+    rule); a ``PathWithChannel`` carries it too.
     """
 
-    def __init__(self, path: str, sample_rate: int, context_seconds: float = 0.05):
+    def __init__(self, path: str, sample_rate: int, context_seconds: float = 0.05, channel: int | None = None):
+        channel = channel if channel is not None else getattr(path, "channel", None)
         self.path = str(path)
         check_regular_file(self.path)
         check_wav_complete(self.path)
@@ -64,19 +71,20 @@ class BlockReader:
         try:
             self.file = sf.SoundFile(io.BytesIO(sphere) if sphere is not None else self.path)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-            raise BadAudioError(self.path, f"unreadable as audio ({error})") from error
+            raise unreadable(self.path, error) from error
         except OSError as error:
-            raise BadAudioError(self.path, f"cannot open ({error})") from error
+            raise BadAudioError(self.path, f"cannot be opened ({type(error).__name__})",
+                                library_message(error)) from error
         self.input_rate = int(self.file.samplerate)
         self.channels = int(self.file.channels)
         self.input_frames = int(self.file.frames)
         self.sample_rate = int(sample_rate)
-        if self.input_frames <= 0:
-            self.close()
-            raise BadAudioError(self.path, "0 samples (empty, or its length cannot be read)")
         try:
+            if self.input_frames <= 0:
+                raise BadAudioError(self.path, f"0 samples: its {self.file.format} header declares no audio")
             check_header(self.path, self.input_rate, self.input_frames)
-        except BadAudioError:
+            self.channel_index, self.downmix = self._survey(channel)
+        except BaseException:
             self.close()
             raise
         g = math.gcd(self.input_rate, self.sample_rate)
@@ -87,32 +95,61 @@ class BlockReader:
         self.context = steps * self.output_step
         self.peak = 0.0
 
+    def _read_frames(self, first: int, count: int) -> np.ndarray:
+        """Input frames ``[first, first + count)`` as ``(frames, channels)``; ``BadAudioError`` when the file
+        cannot be decoded there or ends before."""
+        try:
+            self.file.seek(first)
+            block = self.file.read(count, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise BadAudioError(self.path, f"corrupt or truncated {self.file.format} file: decoding failed near "
+                                           f"{first / self.input_rate:.2f} s", library_message(error)) from error
+        if block.shape[0] < count:
+            raise BadAudioError(self.path, f"truncated: the header promises {self.input_frames:,} samples, "
+                                           f"reading stopped at {first + block.shape[0]:,}")
+        return block
+
+    def _survey(self, channel: int | None) -> tuple[int | None, str]:
+        """One pass over the file: ``(channel index or None for the mean, downmix description)``."""
+        peaks, energies, mix_energy = np.zeros(self.channels), np.zeros(self.channels), 0.0
+        non_finite, first_bad = 0, None
+        for first in range(0, self.input_frames, SURVEY_FRAMES):
+            block = self._read_frames(first, min(SURVEY_FRAMES, self.input_frames - first))
+            finite = np.isfinite(block)
+            if not finite.all():
+                non_finite += int(block.size - np.count_nonzero(finite))
+                if first_bad is None:
+                    first_bad = first + int(np.argmin(finite.all(axis=1)))
+                continue
+            block_peaks, block_energies, block_mix = channel_stats(block.T)
+            peaks, energies, mix_energy = np.maximum(peaks, block_peaks), energies + block_energies, \
+                mix_energy + block_mix
+        if non_finite:
+            raise BadAudioError(self.path, f"{non_finite:,} non-finite samples (NaN or Inf), the first at "
+                                           f"{first_bad / self.input_rate:.2f} s")
+        silent = silence_reason(peaks)
+        if silent:
+            raise BadAudioError(self.path, silent)
+        return choose_downmix(self.path, peaks, energies, mix_energy, channel)
+
     @property
     def duration(self) -> float:
         """Length of the recording in seconds."""
         return self.input_frames / self.input_rate
 
     def read(self, start: int, end: int) -> np.ndarray:
-        """Output samples ``[start, end)`` as float32 ``(end - start,)``."""
+        """Output samples ``[start, end)`` as float32 ``(end - start,)``, made mono as ``downmix`` says."""
         step_out, step_in = self.output_step, self.input_step
         first = max(0, (start // step_out) * step_out - self.context)  # a multiple of step_out
         last = -(-end // step_out) * step_out + self.context
         in_first = first // step_out * step_in
         in_last = min(self.input_frames, last // step_out * step_in)
-        try:
-            self.file.seek(in_first)
-            block = self.file.read(in_last - in_first, dtype="float32", always_2d=True)  # (frames, channels)
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise BadAudioError(self.path, f"corrupt or truncated: decoding failed near "
-                                           f"{in_first / self.input_rate:.2f} s ({error})") from error
-        if block.shape[0] < in_last - in_first:
-            raise BadAudioError(self.path, f"truncated: the header promises {self.input_frames} samples, "
-                                           f"reading stopped at {in_first + block.shape[0]}")
+        block = self._read_frames(in_first, in_last - in_first)  # (frames, channels)
         if not np.all(np.isfinite(block)):
             bad = int(block.size - np.count_nonzero(np.isfinite(block)))
-            raise BadAudioError(self.path, f"{bad} non-finite samples (NaN or Inf) in the block from "
+            raise BadAudioError(self.path, f"{bad:,} non-finite samples (NaN or Inf) in the block from "
                                            f"{in_first / self.input_rate:.2f} s")
-        mono = block.mean(axis=1)
+        mono = block.mean(axis=1) if self.channel_index is None else block[:, self.channel_index]
         if mono.size:
             self.peak = max(self.peak, float(np.max(np.abs(mono))))
         resampled = resample(mono, self.input_rate, self.sample_rate)

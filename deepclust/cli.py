@@ -159,10 +159,14 @@ def cmd_separate(args) -> None:
     window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
                           windows_per_batch=args.batch_size)
     splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
+    if args.channel is not None and args.channel < 1:
+        print("--channel counts channels from 1", file=sys.stderr)
+        raise SystemExit(2)
     args.model = _model_or_pretrained(args.model)
     job = dict(n_speakers=args.speakers, files_per_batch=args.files_per_batch, device=args.device, splits=splits,
                inference=args.inference, stale_minutes=args.lock_stale_minutes, break_lock=args.break_lock,
-               max_consecutive_failures=args.max_consecutive_failures)
+               max_consecutive_failures=args.max_consecutive_failures, kmeans=args.kmeans,
+               precision=args.precision, listen=args.listen, channel=args.channel)
     try:
         if args.prefect or args.dask_address:  # the Prefect flow (batches as tasks, on threads or on Dask)
             from flows.separate_archive import separate_archive as separate_archive_flow
@@ -171,7 +175,7 @@ def cmd_separate(args) -> None:
                                             overlap_seconds=args.overlap_seconds, windows_per_batch=args.batch_size,
                                             dask_address=args.dask_address, retry_minutes=args.retry_minutes, **job)
         else:
-            summary = separate_archive(args.model, args.input, args.out, window=window, kmeans=args.kmeans,
+            summary = separate_archive(args.model, args.input, args.out, window=window,
                                        progress=_progress_printer("separate"),
                                        retry_seconds=args.retry_minutes * 60, **job)
     except CircuitOpenError as error:
@@ -193,6 +197,8 @@ def cmd_separate(args) -> None:
     print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
           f"{summary['failed']} failed{transient}, {summary['real_time_factor']:.1f}x real time; "
           f"manifest: {summary['manifest_url']}")
+    if summary.get("listen"):
+        print(f"listen: {summary['listen']} (a spot check of {args.listen} inputs; open it in a browser)")
     if args.summary_json:  # for scripts: counts, speed, manifest I/O, failed and transient inputs
         storage.write_text_atomic(args.summary_json, json.dumps(summary, indent=2, default=str) + "\n")
     if summary.get("transient"):
@@ -225,6 +231,13 @@ def cmd_evaluate(args) -> None:
     from deepclust.reports.summary import headline, markdown_table, summarise
 
     print(markdown_table(headline(summarise(storage.read_parquet(url)))))
+
+
+def cmd_listen(args) -> None:
+    """``deepclust listen``: the listening page of an evaluation (stage folder, its manifest or results.parquet)."""
+    from deepclust.reports.listen import listen_to_evaluation
+
+    print(listen_to_evaluation(args.evaluation, args.out))
 
 
 def reproduce_config_from_args(args):
@@ -306,6 +319,7 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
     from deepclust.storage_lock import FolderLock
     from deepclust.transient import RETRY_BUDGET_SECONDS
     from deepclust.separation.long import WindowConfig
+    from deepclust.reports.listen import ARCHIVE_LISTEN_DEFAULT
 
     p = sub.add_parser(name, help=helptext)
     p.add_argument("--model", help="model file (default: the shipped real-speech model)")
@@ -322,6 +336,13 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
                    help="auto: a Chimera++ model's mask head when it has one for --speakers, else k-means")
     p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
                    help="auto: batched torch on CUDA, scikit-learn on CPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: the network in bfloat16 on a CPU with AMX or AVX-512 BF16 (masks, k-means and "
+                        "outputs stay float32), float32 elsewhere")
+    p.add_argument("--channel", type=int, metavar="N",
+                   help="separate channel N (counted from 1) of multi-channel inputs; default: their mean, or the "
+                        "loudest channel when the mean cancels (polarity-inverted channels); the manifest's downmix "
+                        "column says which")
     p.add_argument("--batch-size", type=int, default=WindowConfig.windows_per_batch,
                    help="inputs (or windows of long recordings) per network forward")
     p.add_argument("--window-seconds", type=float, default=WindowConfig.window_seconds,
@@ -340,6 +361,8 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
                    help="another run's lock whose heartbeat is older than this is taken over")
     p.add_argument("--break-lock", action="store_true", help="take OUT/.lock even if its owner looks alive")
     p.add_argument("--summary-json", help="also write the run's summary (counts, speed, manifest I/O) here")
+    p.add_argument("--listen", type=int, default=ARCHIVE_LISTEN_DEFAULT, metavar="N",
+                   help="write OUT/.listen/index.html: N inputs of this run to hear, and the failed ones (0 = off)")
     p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
     p.add_argument("--dask-address", default=None,
                    help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
@@ -479,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracles", default=",".join(EvaluateConfig.oracles))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("listen", help="a static HTML page to hear an evaluation's best, median and worst mixtures")
+    p.add_argument("--evaluation", required=True,
+                   help="an evaluation stage folder, its manifest.parquet or its results.parquet")
+    p.add_argument("--out", help="folder of the page (default: the evaluation stage folder, beside report.md)")
+    p.set_defaults(func=cmd_listen)
 
     for name, helptext in (("reproduce", "run every stage end to end (cached; reruns reuse finished stages)"),
                            ("demo", "reproduce on the offline demo corpus (the README's main job)")):

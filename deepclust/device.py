@@ -67,3 +67,12 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def inference_precision(precision: str, device: str | torch.device = "auto") -> str:
+    """The precision separation runs at, resolved: ``"bf16"`` or ``"fp32"`` (what rows record).
+
+    ``"auto"``: bf16 on a CPU with native bf16 units; float32 on other CPUs and on CUDA (amp there is not
+    measured for separation, so it stays as it was)."""
+    resolved = resolve_precision(precision, resolve_device(str(device)))
+    return "fp32" if resolved == "amp" else resolved

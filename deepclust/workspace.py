@@ -40,6 +40,17 @@ def sweep_stale_workspaces(folder: str | None = None) -> list[str]:
     return removed
 
 
+def _download_failure(error: Exception) -> str:
+    """What a failed download means for the user, in plain words."""
+    if isinstance(error, FileNotFoundError):
+        return "it is no longer there (deleted or moved after it was listed)"
+    if isinstance(error, PermissionError):
+        return "access to it is denied (check the credentials' read permission)"
+    if isinstance(error, IsADirectoryError):
+        return "a folder (prefix), not an object"
+    return f"its download failed ({type(error).__name__})"
+
+
 class Workspace:
     """Local scratch space of one batch: downloaded inputs and outputs to upload (S3 only)."""
 
@@ -61,7 +72,8 @@ class Workspace:
         except Exception as error:  # the object vanished or is forbidden (timeouts/throttling: re-raised)
             if is_transient(error):
                 raise
-            raise BadAudioError(url, f"unreadable object ({type(error).__name__}: {error})") from error
+            raise BadAudioError(url, f"unreadable object: {_download_failure(error)}",
+                                f"{type(error).__name__}: {error}".replace(target, url)) from error
         return target
 
     def local_outputs(self, outputs: list[str]) -> list[str]:

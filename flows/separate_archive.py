@@ -34,6 +34,7 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import storage
+from deepclust.device import inference_precision
 from deepclust.archive import (FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, Breaker, CircuitOpenError, batches_of,
                                commit_manifest, job_stamp, manifest_log, plan_archive, read_manifest, summarise,
                                transient_rows)
@@ -173,7 +174,8 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
                      max_workers: int | None = None, stale_minutes: float = FolderLock.STALE_MINUTES,
                      splits: tuple[str, ...] | None = MIXTURE_SPLITS, inference: str = "auto",
                      max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
-                     retry_minutes: float = RETRY_BUDGET_SECONDS / 60):
+                     retry_minutes: float = RETRY_BUDGET_SECONDS / 60, kmeans: str = "auto",
+                     precision: str = "auto", channel: int | None = None, listen: int = 0):
     """Separate every input of ``input_url`` (a folder, an ``s3://`` prefix, one audio file or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable.
 
@@ -190,6 +192,12 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
         inference: "auto" (a Chimera++ model's mask head when it has one for K, else k-means), "mask", "kmeans".
         max_consecutive_failures: failed inputs in a row that stop the run (the circuit breaker).
         break_lock: take ``out/.lock`` even from a live-looking owner (you know it is gone).
+        kmeans: "auto", "torch" or "sklearn" (``deepclust.separation.separator.Separator``).
+        precision: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32" or "bf16"; rows record the resolved one.
+        channel: separate this channel (from 1) of multi-channel inputs (None: the downmix rule of
+            ``deepclust.downmix``).
+        listen: inputs of this run drawn for a spot-check page (``out/.listen/index.html``) and the
+            ``dpcl-listen-archive`` artifact; 0 = none.
         retry_minutes: how long a batch task's transient faults are retried (backoff 1 s, 2 s, 4 s ... up to a
             minute apart) before its inputs are recorded as ``transient`` for the next run.
 
@@ -203,7 +211,7 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
     # Absolute: worker processes may run in another folder.
     input_url, out_url = storage.absolute(input_url), storage.absolute(out_url)
     model_url = storage.absolute(model_url)
-    stamp = job_stamp(model_url, window, inference)
+    stamp = job_stamp(model_url, window, inference, kmeans, inference_precision(precision, device), channel)
     parameters = {"model_url": model_url, "out_url": out_url, "stamp": stamp, "device": device}
     rows, failed_batches = [], []
     with folder_lock(out_url, retry_seconds=retry_minutes * 60, stale_minutes=stale_minutes,
@@ -219,6 +227,13 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
             manifest_log(out_url).compact()  # a manifest exists even for an empty archive
         manifest = read_manifest(out_url)
     summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began)
+    if listen:  # a spot-check page of this run's inputs, and its players in the UI (dpcl-listen-archive)
+        from deepclust.reports.listen import archive_spot_check
+        from tasks.artifacts import publish_listen
+
+        summary["listen"] = archive_spot_check(out_url, manifest, rows, listen, model_url)
+        if summary["listen"]:
+            publish_listen(summary["listen"], key="dpcl-listen-archive", title="separate-archive: spot check")
     _publish_summary(summary)
     logger.info("%s: %d done (%d now), %d failed, %.1fx real time", summary["message"], summary["done"],
                 summary["separated"], summary["failed"], summary["real_time_factor"])

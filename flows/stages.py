@@ -159,7 +159,12 @@ def evaluate(run_root: str, separation_manifest_url: str, mixture_manifest_url: 
 
 
 def publish_evaluation(results_manifest_url: str) -> None:
-    """Publish the ``dpcl-results`` and ``dpcl-summary`` artifacts of a committed evaluation stage."""
+    """Publish the ``dpcl-results``, ``dpcl-summary`` and ``dpcl-listen`` artifacts of a committed evaluation
+    stage."""
+    from tasks.artifacts import publish_listen
+
     reports = Stage.of_manifest(results_manifest_url).info()
     publish_results(reports["results_parquet"])
     publish_summary(reports["report_md"], reports["summary_parquet"])
+    if reports.get("listen_html"):  # stages committed before listening pages existed have none
+        publish_listen(reports["listen_html"])

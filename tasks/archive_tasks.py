@@ -49,5 +49,5 @@ def separate_archive_batch_task(model_url: str, items: list[dict], out_url: str,
     cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""
     _limit_torch_threads()
     separator = separator_module.cached_separator(model_url, device, stamp["kmeans"], stamp["inference"],
-                                                  stamp["model_sha256"])
+                                                  stamp["model_sha256"], stamp.get("precision", "fp32"))
     return archive.separate_batch(separator, list(items), out_url, stamp)

@@ -154,3 +154,90 @@ class StageProgress:
         """Count ``count`` more units done and update the artifact."""
         self.done += count
         update_progress_artifact(artifact_id=self.artifact_id, progress=self.percent)
+
+
+# The dpcl-listen artifact lives in the Prefect database and is sent to every browser that opens it: a
+# byte budget, short clips at telephone rate (the full page has the 10 s clips at the model rate).
+LISTEN_ARTIFACT_BYTES = 400_000
+LISTEN_CLIP_SECONDS = 4.0
+LISTEN_CLIP_RATE = 8000
+# How long the presigned URL of a page on object storage stays valid; DEEPCLUST_LISTEN_URL_EXPIRY_SECONDS sets it.
+LISTEN_URL_EXPIRY_SECONDS = int(os.environ.get("DEEPCLUST_LISTEN_URL_EXPIRY_SECONDS", str(7 * 24 * 3600)))
+
+
+def wav_data_uri(clip_url: str, seconds: float = LISTEN_CLIP_SECONDS, rate: int = LISTEN_CLIP_RATE) -> str:
+    """The first ``seconds`` of a clip the page wrote, resampled to ``rate``, as a 16-bit WAV data URI."""
+    import io
+
+    import soundfile as sf
+
+    from deepclust.audio import resample
+
+    signal, clip_rate = sf.read(io.BytesIO(storage.read_bytes(clip_url)), dtype="float32")
+    signal = resample(signal, clip_rate, rate)[:int(seconds * rate)] if clip_rate != rate else signal[:int(seconds * rate)]
+    buffer = io.BytesIO()
+    sf.write(buffer, signal, rate, subtype="PCM_16", format="WAV")
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def page_link(page_url: str, expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS) -> str:
+    """Where a browser opens the full page: a presigned https URL valid ``expiry_seconds`` for object storage;
+    for a local page its path, to open by hand (a browser does not follow file:// links from an http page)."""
+    import html
+
+    if storage.is_local(page_url):
+        return (f"Full page (open it in a browser on the machine that holds the run): "
+                f"{html.escape('file://' + storage.absolute(page_url))}")
+    fs, _ = storage.filesystem(page_url)
+    try:
+        signed = fs.sign(page_url, expiration=int(expiry_seconds))
+    except (NotImplementedError, OSError, ValueError) as error:
+        return f"Full page: {html.escape(page_url)} (no presigned URL: {html.escape(str(error))})"
+    return (f"Full page: <a href=\"{html.escape(signed)}\">open</a> (a presigned URL, valid for "
+            f"{int(expiry_seconds) // 3600} h from publishing; {html.escape(page_url)})")
+
+
+def listen_markdown(page_url: str, title: str, roles: tuple[str, ...] = ("median", "worst"),
+                    max_bytes: int = LISTEN_ARTIFACT_BYTES, expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS) -> str:
+    """Markdown with players of the page's examples whose role is one of ``roles`` (mixture and estimates,
+    ``LISTEN_CLIP_SECONDS`` at ``LISTEN_CLIP_RATE``) until ``max_bytes``, and the link to the full page.
+    Every name is HTML-escaped: the UI renders the artifact's HTML."""
+    import html
+
+    from deepclust.reports.listen import examples_of
+
+    folder = storage.parent(page_url)
+    lines, used, left_out = [f"# {html.escape(title)}", "", page_link(page_url, expiry_seconds), ""], 0, 0
+    embedded = set()
+    for example in examples_of(page_url):
+        if example["role"] != "drawn" and not any(role in example["role"] for role in roles):
+            continue
+        if example["mixture_id"] in embedded:  # e.g. the worst of all 2-talker mixtures and of a gender pair
+            lines.append(f"### {html.escape(example['condition'])}: {html.escape(example['role'])}: "
+                         f"{html.escape(str(example['mixture_id']))}, heard above")
+            continue
+        players = [(clip["label"], wav_data_uri(storage.join(folder, clip["src"])))
+                   for clip in example["clips"] if clip["kind"] in ("mixture", "estimate")]
+        size = sum(len(uri) for _, uri in players)
+        if used + size > max_bytes:
+            left_out += 1
+            continue
+        used += size
+        embedded.add(example["mixture_id"])
+        lines += [f"### {html.escape(example['condition'])}: {html.escape(example['role'])}, "
+                  f"{html.escape(str(example['mixture_id']))}", ""]
+        lines += [f"{html.escape(label)}: <audio controls src=\"{uri}\"></audio>" for label, uri in players]
+        lines.append("")
+    if left_out:
+        lines.append(f"({left_out} more examples on the full page: this artifact keeps under {max_bytes // 1000} kB)")
+    return "\n\n".join(line for line in lines if line) + "\n"
+
+
+@task(name="publish-listen", cache_policy=NO_CACHE)
+def publish_listen(page_url: str, key: str = "dpcl-listen", title: str = "Listen: median and worst of each condition",
+                   expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS) -> str:
+    """``dpcl-listen`` (or ``key``): players of a listening page's median and worst examples, embedded, and
+    where the full page is."""
+    create_markdown_artifact(markdown=listen_markdown(page_url, title, expiry_seconds=expiry_seconds), key=key,
+                             description=f"Listening page: {page_url}")
+    return page_url

@@ -179,12 +179,12 @@ BAD_FILES = {
     "bad/cut_short.wav": "truncated WAV",
     "bad/cut_short_flac.flac": "corrupt or truncated",
     "bad/cut_short_ogg.ogg": "malformed",
-    "bad/empty.wav": "unreadable as audio",
+    "bad/empty.wav": "empty file (0 bytes)",
     "bad/no_frames.wav": "0 samples",
     "bad/silent.flac": "all-silent",
     "bad/nan.wav": "non-finite",
-    "bad/not_audio.wav": "unreadable as audio",
-    "bad/random_bytes.ogg": "unreadable as audio",
+    "bad/not_audio.wav": "text file named .wav, not audio",
+    "bad/random_bytes.ogg": "not an Ogg file: no OggS signature",
 }
 
 

@@ -76,7 +76,8 @@ def test_bad_audio_raises_one_error_naming_file_and_reason(tmp_path, fsdd_dir, c
         read_audio(path)
     error = caught.value
     assert error.path == str(path) and str(error).startswith(str(path) + ": ")
-    expected = {"missing": "no such file", "not_audio": "unreadable", "truncated": "unreadable",
+    expected = {"missing": "no such file", "not_audio": "text file named .wav, not audio",
+                "truncated": "truncated WAV: the file ends after 30 bytes, before its audio data begins",
                 "empty": "0 samples", "nan": "non-finite", "inf": "non-finite"}[case]
     assert expected in error.reason
 

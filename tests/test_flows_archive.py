@@ -192,5 +192,5 @@ def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, pref
     main(["separate-archive", "--model", tiny_model_url, "--input", str(two_file_archive), "--out",
           str(tmp_path / "out"), "--device", "cpu", "--prefect"])
     printed = capsys.readouterr()
-    assert "completed with 1 failed inputs: 2 separated, 0 already done, 1 failed" in printed.out and "notes.wav: unreadable" in printed.err
+    assert "completed with 1 failed inputs: 2 separated, 0 already done, 1 failed" in printed.out and "notes.wav: text file named .wav" in printed.err
     assert "for flow 'separate-archive'" in caplog.text  # it ran as a Prefect flow run

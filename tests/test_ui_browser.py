@@ -22,7 +22,7 @@ PAGE_TIMEOUT = 60
 pytestmark = [pytest.mark.xdist_group("prefect-server"), pytest.mark.timeout(600)]
 
 
-def chromium_driver(user_data_dir: Path):
+def chromium_driver(user_data_dir: Path, extra_flags=()):
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
         pytest.skip(f"{CHROMIUM} / {CHROMEDRIVER} not installed (apt-get install -y chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
@@ -32,7 +32,7 @@ def chromium_driver(user_data_dir: Path):
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1400,1800", f"--user-data-dir={user_data_dir}"):
+                 "--window-size=1400,1800", f"--user-data-dir={user_data_dir}", *extra_flags):
         options.add_argument(flag)
     # Debian's driver, never Selenium Manager (it would try to download one).
     return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)

@@ -77,7 +77,28 @@ def evaluate_finish(plan, results):
         figures = {title: os.path.relpath(png, folder) for title, png in figures.items()}
     reports = write_reports(table, plan.stage.url, figures)
     reports["figures"] = figures
+    reports["listen_html"] = _listening_page(plan, table)
+    # What was evaluated, so ``deepclust listen`` can redo the page from the stage folder alone.
+    reports["mixture_manifest_url"] = storage.absolute(plan.context["mixture_manifest_url"])
+    reports["separation_manifest_url"] = storage.absolute(plan.context["separation_manifest_url"])
     return table, reports
+
+
+def _listening_page(plan, table: pd.DataFrame) -> str | None:
+    """``listen.html`` beside report.md (``deepclust.reports.listen``); its URL, or None when it cannot be
+    written (the scores and the report stand without it)."""
+    import logging
+
+    from deepclust.errors import BadAudioError
+    from deepclust.reports.listen import evaluation_header, write_evaluation_page
+
+    mixtures, separated = plan.context["mixture_manifest_url"], plan.context["separation_manifest_url"]
+    try:
+        header = evaluation_header(separated, mixtures, f"evaluate/{plan.stage.key}")
+        return write_evaluation_page(table, mixtures, separated, plan.stage.url, header)["page"]
+    except (BadAudioError, OSError, ValueError, KeyError) as error:
+        logging.getLogger(__name__).warning("no listening page for %s: %s", plan.stage.url, error)
+        return None
 
 
 EXAMPLE_MIXTURES = 3

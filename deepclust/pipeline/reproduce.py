@@ -39,6 +39,7 @@ def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict
         "results_csv": reports.get("results_csv"),
         "summary": reports.get("summary_parquet"),
         "report": reports.get("report_md"),
+        "listen": reports.get("listen_html"),  # the listening page (deepclust.reports.listen)
         "stages": {name: {"manifest": storage.absolute(manifests[name]), "key": stage.key,
                           "folder": storage.absolute(stage.url)} for name, stage in done_stages.items()},
         "seconds": round(seconds, 1),
@@ -136,6 +137,8 @@ def print_summary(record: dict, log=print) -> None:
         if history.get("regression"):
             log(f"REGRESSION: {history['regression']['message']}")
     log(f"report: {record['report']}")
+    if record.get("listen"):
+        log(f"listen: {record['listen']} (open it in a browser)")
     log(f"run record: {record.get('run_json')}")
 
 

@@ -5,7 +5,8 @@ threads or Dask) and the recipe's separation stage all call ``separate_items``. 
 (``MANIFEST_COLUMNS``) and one error policy:
 
 - a bad input (corrupt, truncated, empty, all-silent, non-finite, not audio, an unreadable object, a
-  batch that runs out of memory) becomes a ``failed`` row whose ``error`` names the input and the reason,
+  batch that runs out of memory) becomes a ``failed`` row whose ``error`` names the input as the user gave it
+  and the reason in plain words (never a scratch copy's path), its ``error_detail`` the library's own message,
   and the batch goes on;
 - a transient fault (timeouts, throttling, connection resets: ``deepclust.transient``) is raised, so the
   caller retries the batch: it is nobody's fault and must not be recorded as the input's;
@@ -19,27 +20,32 @@ Inputs no longer than one window are read whole and separated together (one netw
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from deepclust import storage
-from deepclust.audio_blocks import BlockReader, TrackWriter
+from deepclust.audio_blocks import BlockReader, PathWithChannel, TrackWriter
 from deepclust.errors import BadAudioError
 from deepclust.separation.inputs import output_names, output_stem
 from deepclust.separation.long import WindowConfig, separate_long, separate_window_batch
 from deepclust.transient import is_device_fault, is_transient
+from deepclust.workspace import PREFIX as SCRATCH_PREFIX
 from deepclust.workspace import Workspace
 
 TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "write_seconds"]
 # ``outputs``: relative to the output root (the folder can move); ``input_id``, ``model_sha256`` and ``settings``
 # say which input content, which model and which settings made them: "done" holds only while all three match.
-# ``status``: "done", "failed" (the input's fault: its reason in ``error``) or "transient" (a fault that
-# outlasted the retry budget; tried again by the next run).
-MANIFEST_COLUMNS = ["input", "relative_path", "mixture_id", "output_stem", "status", "error", "duration",
-                    "sample_rate", "channels", "output_sample_rate", "windows", "n_speakers", "outputs", "input_id",
-                    "model_sha256", "settings", "seconds", *TIMING_COLUMNS]
+# ``status``: "done", "failed" (the input's fault: its reason in ``error``, the library's words in
+# ``error_detail``) or "transient" (a fault that outlasted the retry budget; tried again by the next run).
+# ``downmix``: how the input was made mono ("mono", "mean of 2 channels", "channel 1 of 2, the loudest: ...").
+MANIFEST_COLUMNS = ["input", "relative_path", "mixture_id", "output_stem", "status", "error", "error_detail",
+                    "duration", "sample_rate", "channels", "downmix", "output_sample_rate", "windows", "n_speakers",
+                    "outputs", "input_id", "model_sha256", "settings", "seconds", *TIMING_COLUMNS]
+# A scratch folder's path (``deepclust.workspace``), wherever a message names one.
+_SCRATCH_PATH = re.compile(r"[^\s'\"]*" + re.escape(SCRATCH_PREFIX) + r"[^\s'\"]*")
 
 
 @dataclass
@@ -62,19 +68,26 @@ def stem_of(item: dict) -> str:
     return item.get("output_stem") or output_stem(item["relative_path"])
 
 
-def _row(item: dict, status: str, error: str, seconds: float, stamp: dict | None) -> dict:
+def _row(item: dict, status: str, error: str, seconds: float, stamp: dict | None, detail: str = "") -> dict:
     stamp = stamp or {}
     return {"input": item["input"], "relative_path": item["relative_path"], "mixture_id": item.get("mixture_id") or "",
-            "output_stem": stem_of(item), "status": status, "error": error, "duration": np.nan,
-            "sample_rate": np.nan, "channels": np.nan, "output_sample_rate": np.nan, "windows": 0,
+            "output_stem": stem_of(item), "status": status, "error": error, "error_detail": detail,
+            "duration": np.nan, "sample_rate": np.nan, "channels": np.nan, "downmix": "", "output_sample_rate": np.nan,
+            "windows": 0,
             "n_speakers": int(item["n_speakers"]), "outputs": [], "input_id": item.get("input_id") or "",
             "model_sha256": stamp.get("model_sha256", ""), "settings": stamp.get("settings", ""), "seconds": seconds,
             **{c: 0.0 for c in TIMING_COLUMNS}}
 
 
-def failed_row(item: dict, error: str, seconds: float = 0.0, stamp: dict | None = None) -> dict:
-    """The row of an input that could not be separated; ``error`` names the input and the reason."""
-    return _row(item, "failed", error, seconds, stamp)
+def failed_row(item: dict, error: str, seconds: float = 0.0, stamp: dict | None = None, detail: str = "") -> dict:
+    """The row of an input that could not be separated; ``error`` names the input and the reason, ``detail``
+    is the library's message (for debugging)."""
+    return _row(item, "failed", error, seconds, stamp, detail)
+
+
+def _failed(item: dict, error: Exception, began: float, stamp, local: str | None = None) -> dict:
+    return failed_row(item, reason(item["input"], error, local), time.perf_counter() - began, stamp,
+                      error_detail(item["input"], error, local))
 
 
 def transient_row(item: dict, error: str, stamp: dict | None = None) -> dict:
@@ -85,25 +98,38 @@ def transient_row(item: dict, error: str, stamp: dict | None = None) -> dict:
 def _done_row(item: _Item, info: dict, stamp: dict | None) -> dict:
     row = _row(item.row, "done", "", time.perf_counter() - item.began, stamp)
     row.update({"duration": info["duration"], "sample_rate": info["sample_rate"], "channels": info["channels"],
+                "downmix": info.get("downmix", ""),
                 "output_sample_rate": info["output_sample_rate"], "windows": info["windows"],
                 "n_speakers": len(item.outputs), "outputs": list(item.names),
                 **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}})
     return row
 
 
-def reason(url: str, error: Exception) -> str:
-    """``"<input url>: <reason>"``, even when the error named a temporary download."""
-    if isinstance(error, BadAudioError):
-        return str(BadAudioError(url, error.reason))
-    return str(BadAudioError(url, f"{type(error).__name__}: {error}"))
+def _scrub(text: str, local: str | None, url: str) -> str:
+    """``text`` naming the input, never its scratch copy (``local``) or any other scratch path."""
+    if local and local != url:
+        text = text.replace(local, url)
+    return _SCRATCH_PATH.sub("<scratch file>", text)
+
+
+def reason(url: str, error: Exception, local: str | None = None) -> str:
+    """``"<input url>: <reason>"``, even when the error named a temporary download (``local``)."""
+    text = error.reason if isinstance(error, BadAudioError) else f"{type(error).__name__}: {error}"
+    return str(BadAudioError(url, _scrub(text, local, url)))
+
+
+def error_detail(url: str, error: Exception, local: str | None = None) -> str:
+    """The library's message behind a reason ("" when there is none), naming no scratch path."""
+    return _scrub(error.detail, local, url) if isinstance(error, BadAudioError) else ""
 
 
 def separate_items(separator, items: list[dict], out_url: str, window: WindowConfig = WindowConfig(),
-                   stamp: dict | None = None) -> list[dict]:
+                   stamp: dict | None = None, channel: int | None = None) -> list[dict]:
     """Separate input-manifest rows (``deepclust.separation.inputs``) into ``out/<output_stem>/s1.wav ..``.
 
-    ``stamp``: ``{"model_sha256", "settings"}`` recorded in every row (what made the outputs). Returns one
-    ``MANIFEST_COLUMNS`` row per item, in the items' order. Raises only transient faults and device faults.
+    ``stamp``: ``{"model_sha256", "settings"}`` recorded in every row (what made the outputs). ``channel``:
+    which channel of multi-channel inputs to separate (1-based; None: ``deepclust.downmix``'s rule). Returns
+    one ``MANIFEST_COLUMNS`` row per item, in the items' order. Raises only transient faults and device faults.
     """
     rows: list[dict] = []
     short: list = []  # (item, info, waveform) of inputs no longer than one window
@@ -118,19 +144,22 @@ def separate_items(separator, items: list[dict], out_url: str, window: WindowCon
                 tick = time.perf_counter()
                 local = workspace.local_input(item.url)
                 item.download_seconds = time.perf_counter() - tick
-                reader = BlockReader(local, separator.sample_rate, window.context_seconds)
+                reader = BlockReader(local, separator.sample_rate, window.context_seconds, channel=channel)
                 if reader.n_samples <= window_samples:
                     short.append(_read_short(item, reader))
                     continue
                 reader.close()
-                info = separate_long(separator, local, item.local_outputs, int(row["n_speakers"]), window,
+                # separate_long opens its own reader: the channel travels with the path.
+                source = PathWithChannel(local, channel) if channel is not None else local
+                info = separate_long(separator, source, item.local_outputs, int(row["n_speakers"]), window,
                                      workspace.temp_dir)
                 info["read_seconds"] += item.download_seconds
+                info["downmix"] = reader.downmix  # the same file, the same rule: the same choice
                 rows.append(_publish(workspace, item, info, stamp))
             except Exception as error:
                 if is_transient(error) or is_device_fault(error):
                     raise  # a retry may cure it, or nothing will: not this input's fault either way
-                rows.append(failed_row(row, reason(item.url, error), time.perf_counter() - item.began, stamp))
+                rows.append(_failed(row, error, item.began, stamp, local))
             finally:
                 if local is not None:  # short inputs are in memory by now; downloads are not kept
                     workspace.discard_input(local, item.url)
@@ -145,10 +174,9 @@ def _read_short(item: _Item, reader: BlockReader):
         tick = time.perf_counter()
         waveform = reader.read(0, reader.n_samples)
         read_seconds = time.perf_counter() - tick + item.download_seconds
-        if reader.peak == 0.0:
-            raise BadAudioError(item.url, "all-silent audio (every sample is 0)")
+        # Silence (every channel) was ruled out when the reader opened.
         info = {"duration": reader.duration, "sample_rate": reader.input_rate, "channels": reader.channels,
-                "windows": 1, "read_seconds": read_seconds}
+                "downmix": reader.downmix, "windows": 1, "read_seconds": read_seconds}
         return item, info, waveform
     finally:
         reader.close()
@@ -173,8 +201,7 @@ def _separate_group(separator, workspace: Workspace, group: list, n_speakers: in
     except Exception as error:  # e.g. out of memory: every input of the group fails with the reason
         if is_transient(error) or is_device_fault(error):
             raise
-        return [failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began, stamp)
-                for item, _, _ in group]
+        return [_failed(item.row, error, item.began, stamp) for item, _, _ in group]
     rows = []
     total = sum(w.shape[0] for _, _, w in group)
     for (item, info, waveform), tracks in zip(group, batch.outputs):
@@ -196,7 +223,7 @@ def _separate_group(separator, workspace: Workspace, group: list, n_speakers: in
         except Exception as error:
             if is_transient(error):
                 raise  # e.g. an S3 upload timed out: retry, don't blame the input
-            rows.append(failed_row(item.row, reason(item.url, error), time.perf_counter() - item.began, stamp))
+            rows.append(_failed(item.row, error, item.began, stamp))
     return rows
 
 

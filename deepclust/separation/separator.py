@@ -29,7 +29,7 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.features.stft import istft, num_frames, stft
 from deepclust.separation.phase import misi
 from deepclust.model.checkpoint import LoadedModel, load_model
-from deepclust.device import resolve_device
+from deepclust.device import autocast, autocast_dtype, inference_precision, resolve_device
 from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
 
 
@@ -72,6 +72,8 @@ class Separator:
             centroids, ``softmax(-soft_beta * squared distance)``: no retraining, and it held up better than
             the mask head on recordings from outside the training corpora; see benchmarks/RESULTS.md).
         soft_beta: the inverse temperature of soft k-means (unit embeddings: squared distances in [0, 4]).
+        precision: "auto" (bf16 network on a CPU with AMX or AVX-512 BF16, float32 elsewhere), "fp32" or
+            "bf16". Features, masks, k-means and the output signals stay float32 (deepclust.device).
         whiten: cluster whitened embeddings ``V (V^T V)^-1/2`` (per utterance) instead of V.
         phase_iterations: MISI iterations (``deepclust.separation.phase``) after masking; 0 keeps the mixture
             phase.
@@ -82,7 +84,7 @@ class Separator:
 
     def __init__(self, model: str | LoadedModel, device: str | torch.device = "auto", kmeans: str = "auto",
                  seed: int = 0, n_init: int = DEFAULT_N_INIT, inference: str = "auto", whiten: bool = False,
-                 phase_iterations: int = 0, soft_beta: float = SOFT_KMEANS_BETA):
+                 phase_iterations: int = 0, soft_beta: float = SOFT_KMEANS_BETA, precision: str = "auto"):
         if kmeans not in ("auto", "torch", "sklearn"):
             raise ValueError(f"kmeans must be 'auto', 'torch' or 'sklearn', got {kmeans!r}")
         if inference not in INFERENCES:
@@ -90,6 +92,8 @@ class Separator:
         self.inference = inference
         self.soft_beta = float(soft_beta)
         self.device = resolve_device(str(device))
+        self.precision = inference_precision(precision, self.device)
+        self.autocast_dtype = autocast_dtype(self.precision, self.device)
         if kmeans == "auto":
             kmeans = "torch" if self.device.type == "cuda" else "sklearn"
         loaded = model if isinstance(model, LoadedModel) else load_model(str(model), self.device)
@@ -117,7 +121,8 @@ class Separator:
         A BLSTM reads its input backwards too, so zero padding after a short utterance would change
         that utterance's embeddings: the model packs the sequences given their lengths.
         """
-        return self.model(features, lengths=torch.as_tensor(frame_counts), heads=True, embeddings=embeddings)
+        with autocast(self.device, self.autocast_dtype):  # the network only: masks and k-means stay float32
+            return self.model(features, lengths=torch.as_tensor(frame_counts), heads=True, embeddings=embeddings)
 
     @torch.no_grad()
     def embed_batch(self, waveforms, embeddings: bool = True) -> dict:
@@ -286,13 +291,14 @@ SEPARATOR_LOADS: Counter = Counter()  # model loads of this process, by cache ke
 
 
 def cached_separator(model_url: str, device: str = "auto", kmeans: str = "auto", inference: str = "auto",
-                     model_sha256: str | None = None) -> Separator:
+                     model_sha256: str | None = None, precision: str = "auto") -> Separator:
     """The ``Separator`` of this process for these settings: loaded by the first batch, reused by every later
     batch and thread of the process (a model file is read once per worker, not per batch). ``model_sha256``
     (the file's checksum, when the caller knows it) is part of the key: a replaced model file is loaded anew."""
-    key = (model_url, device, kmeans, inference, model_sha256)
+    key = (model_url, device, kmeans, inference, model_sha256, precision)
     with _SEPARATORS_LOCK:  # two threads asking at once load it once
         if key not in _SEPARATORS:
-            _SEPARATORS[key] = Separator(model_url, device=device, kmeans=kmeans, inference=inference)
+            _SEPARATORS[key] = Separator(model_url, device=device, kmeans=kmeans, inference=inference,
+                                         precision=precision)
             SEPARATOR_LOADS[key] += 1
         return _SEPARATORS[key]
