@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--soft-beta", type=float, default=SOFT_KMEANS_BETA)
     parser.add_argument("--sets", default="a,b,c", help="which test sets to run")
+    parser.add_argument("--systems", default="mask,kmeans,soft", help="which inferences to score (mask, kmeans, soft)")
     parser.add_argument("--snapshots", help="a folder of epoch-NNN.pt: two-speaker SDRi of each (training time)")
     parser.add_argument("--results", help="write every row to this Parquet file")
     parser.add_argument("--whitened", action="store_true", help="also k-means on whitened embeddings (2 speakers)")
@@ -259,13 +260,17 @@ def main() -> None:
             heads[f"mask head + MISI {args.phase_iterations}"] = Separator(
                 loaded, device="cpu", inference="mask", phase_iterations=args.phase_iterations)
         two = {**heads, **two}
+    wanted = set(args.systems.split(","))
+    two = {name: separator for name, separator in two.items()
+           if ("mask" if name.startswith("mask") else "soft" if name.startswith("soft") else "kmeans") in wanted}
     three = {k: v for k, v in two.items() if k.startswith(("k-means", "soft"))}
     systems = list(two)
     frames, seconds2 = {}, {}
     mixtures2 = draw_mixtures(pool, args.mixtures, 2, args.seed)
     if "a" in sets:
         rows2, seconds2 = score(mixtures2, two, 2, speaker_of, gender_of, age_of)
-        rows3, _ = score(draw_mixtures(pool, args.mixtures3, 3, args.seed), three, 3, speaker_of, gender_of, age_of)
+        rows3 = score(draw_mixtures(pool, args.mixtures3, 3, args.seed), three, 3, speaker_of, gender_of,
+                      age_of)[0] if three and args.mixtures3 else []
         frames["a"] = pd.DataFrame(rows2 + rows3).assign(test_set="a: held out")
         print_overall("(a) Held-out speakers of the training corpora", frames["a"], systems)
     if "b" in sets:

@@ -141,7 +141,11 @@ def cmd_export_model(args) -> None:
     """``deepclust export-model``: a half-precision copy of a model file, for shipping."""
     from deepclust.model.export import export_half
 
-    export_half(args.model, args.out, drop_extra=("skipped_sources",))
+    choices = dict(text.split("=", 1) for text in args.inference)
+    bad = {k: v for k, v in choices.items() if not k.isdigit() or v not in ("mask", "kmeans", "soft-kmeans")}
+    if bad:
+        raise SystemExit(f"--inference takes K=METHOD with METHOD mask, kmeans or soft-kmeans; got {bad}")
+    export_half(args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
     print(storage.absolute(args.out))
 
 
@@ -488,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-model", help="a trained model file with half-precision weights (for shipping)")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--inference", action="append", default=[], metavar="K=METHOD",
+                   help="what --inference auto uses for K speakers (mask, kmeans, soft-kmeans), e.g. 2=soft-kmeans: "
+                        "choose by benchmarks/bench_quality_real.py on sets the model never trained on")
     p.set_defaults(func=cmd_export_model)
 
     for name, helptext in (

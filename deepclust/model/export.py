@@ -14,10 +14,11 @@ from deepclust import storage
 from deepclust.model.checkpoint import FORMAT
 
 
-def export_half(model_url: str, out_url: str, drop_extra: tuple[str, ...] = ()) -> dict:
+def export_half(model_url: str, out_url: str, drop_extra: tuple[str, ...] = (), set_extra: dict | None = None) -> dict:
     """Write ``model_url``'s model to ``out_url`` with float16 weights; returns the written payload's ``extra``.
 
-    ``drop_extra``: keys of the training facts not worth shipping.
+    ``drop_extra``: keys of the training facts not worth shipping. ``set_extra``: facts to add, e.g.
+    ``{"inference": {"2": "soft-kmeans"}}`` (what ``Separator(inference="auto")`` then uses).
     """
     payload = torch.load(io.BytesIO(storage.read_bytes(model_url)), map_location="cpu", weights_only=True)
     if payload.get("format") != FORMAT:
@@ -28,6 +29,7 @@ def export_half(model_url: str, out_url: str, drop_extra: tuple[str, ...] = ()) 
         from deepclust.model.lineage import with_run_facts
 
         payload["extra"]["lineage"] = with_run_facts(payload["extra"]["lineage"], model_url)
+    payload["extra"].update(set_extra or {})
     payload["extra"]["exported_from"] = storage.absolute(model_url)
     payload["extra"]["weights_dtype"] = "float16"
     buffer = io.BytesIO()
