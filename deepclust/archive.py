@@ -1,9 +1,17 @@
 """A separation job: every input of an input manifest separated into ``out``, resumable, locked, audited.
 
 ``deepclust separate``, ``deepclust separate-archive`` and the ``separate-archive`` Prefect flow all run
-this job; the input is an audio file, a folder, an ``s3://`` prefix or a mixture manifest, made into an
-input manifest first (``deepclust.separation.inputs``), and every batch goes through the one separation
-loop (``deepclust.separation.batch.separate_items``). Layout of ``out`` (local folder or ``s3://`` prefix)::
+this job, ``separate_archive``; the input is an audio file, a folder, an ``s3://`` prefix or a mixture manifest,
+made into an input manifest first (``deepclust.separation.inputs``), and every batch goes through the one
+separation loop (``deepclust.separation.batch.separate_items``).
+
+The job owns everything but where batches run: listing and planning, the lock, stamps, batching, retries
+through store outages, commits, the circuit breaker, compaction and the summary. A runner only maps batches
+to rows (``map_batches``, the seam ``deepclust.pipeline.stages.run_stage`` has for stage units): the default
+runs them one after another in this process (``batches_here``); ``flows/separate_archive.py`` passes one that
+submits a Prefect task per batch, on threads or a Dask cluster. Every flag and rule holds for every runner.
+
+Layout of ``out`` (local folder or ``s3://`` prefix)::
 
     out/<output stem>/s1.wav .. sK.wav   one folder per input, never shared (``assign_output_stems``)
     out/manifest.parquet                 one row per input (batch.MANIFEST_COLUMNS), whole after every run
@@ -34,8 +42,12 @@ S3 endpoints are configured the fsspec way: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_AC
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -51,9 +63,20 @@ MANIFEST_NAME = "manifest.parquet"
 FILES_PER_BATCH = 8  # inputs per manifest commit (and per Prefect task)
 MAX_CONSECUTIVE_FAILURES = 50  # failed inputs in a row that open the circuit breaker (a lost mount, a bad model)
 
+logger = logging.getLogger(__name__)
+
 
 class CircuitOpenError(RuntimeError):
     """The job stopped itself: a device fault, or too many failures in a row to be the inputs' fault."""
+
+
+class BatchesFailedError(RuntimeError):
+    """Batches failed for good (neither transient nor a device fault) under a runner that went on with the
+    others; every other batch was committed, a rerun redoes only these. ``summary``: the run's summary."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary
 
 
 def manifest_url(out_url: str) -> str:
@@ -203,26 +226,72 @@ def separate_batch(separator, batch: list[dict], out_url: str, stamp: dict) -> l
     return sorted(rows, key=lambda row: order[row["relative_path"]])
 
 
-def run_batch(separator, batch: list[dict], out_url: str, stamp: dict, retry_seconds: float) -> list[dict]:
-    """``separate_batch`` with retries: its rows, or ``transient`` rows when the fault outlasts the budget;
-    a device fault raises ``CircuitOpenError``."""
-    try:
-        return call_with_retries(lambda: separate_batch(separator, batch, out_url, stamp),
-                                 what=f"batch from {batch[0]['relative_path']}", budget_seconds=retry_seconds)
-    except Exception as error:
-        if is_device_fault(error):
-            raise Breaker.device_fault(error, batch) from error
-        if not is_transient(error):
-            raise
-        return transient_rows(batch, stamp, error, retry_seconds)
-
-
 def transient_rows(batch: list[dict], stamp: dict, error: BaseException, retry_seconds: float) -> list[dict]:
     """The rows of a batch whose transient fault outlasted its retries (tried again by the next run)."""
     reason = (f"transient fault outlasted {retry_seconds:.0f} s of retries ({type(error).__name__}: {error}); "
               "tried again by the next run")
     return [transient_row(item, f"{item['input']}: {reason}", _stamp_for(stamp, item["n_speakers"]))
             for item in batch]
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What a runner needs to separate a batch anywhere; JSON-able (``dataclasses.asdict``), so it travels to
+    Prefect tasks and Dask workers. ``stamp``: ``job_stamp``; ``retry_seconds``: how long a batch's transient
+    faults are retried before the job records its inputs as ``transient``."""
+
+    model_url: str
+    out_url: str
+    stamp: dict
+    device: str = "auto"
+    retry_seconds: float = RETRY_BUDGET_SECONDS
+
+
+# ``map_batches(batches, job)``: runs every batch (a list of planned input rows) somewhere and yields
+# ``(index, outcome)`` as each finishes, in any order: ``outcome`` is the batch's rows (``separate_batch``), or
+# the error that outlasted the runner's retries. The job commits rows, turns a transient error into
+# ``transient`` rows and a device fault into ``CircuitOpenError``; any other error fails that batch only (the
+# job goes on, and raises ``BatchesFailedError`` at the end). An error the mapper raises stops the job at
+# once. When the job stops early it closes the iterator (a generator's ``finally`` stops its runner).
+MapBatches = Callable[[list[list[dict]], BatchJob], Iterable[tuple[int, "list[dict] | BaseException"]]]
+
+
+def _settled_by_the_job(error: BaseException) -> bool:
+    """Errors the job turns into rows or a stop (transient: ``transient`` rows; device: the breaker)."""
+    return is_transient(error) or is_device_fault(error)
+
+
+def batches_here(separator) -> MapBatches:
+    """The plain runner: batches one after another in this process, each retried through transient faults
+    (``call_with_retries``) for the job's budget. Any other error but a device fault is raised at once, with
+    its traceback: nothing runs beside it, so there is nothing to wait for."""
+
+    def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
+        for index, batch in enumerate(batches):
+            try:
+                rows = call_with_retries(lambda: separate_batch(separator, batch, job.out_url, job.stamp),
+                                         what=f"batch from {batch[0]['relative_path']}",
+                                         budget_seconds=job.retry_seconds)
+            except Exception as error:
+                if not _settled_by_the_job(error):
+                    raise
+                yield index, error
+                continue
+            yield index, rows
+
+    return map_batches
+
+
+@contextlib.contextmanager
+def _mapped(map_batches: MapBatches, batches: list[list[dict]], job: BatchJob):
+    """The runner's outcomes, closed when the job leaves (a runner that is stopped early stops its workers)."""
+    outcomes = map_batches(batches, job) if batches else iter(())
+    try:
+        yield iter(outcomes)
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()
 
 
 def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_speakers: int = 2,
@@ -233,7 +302,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
                      retry_seconds: float = RETRY_BUDGET_SECONDS,
                      max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
                      model_url: str | None = None, precision: str = "auto", listen: int = 0,
-                     channel: int | None = None) -> dict:
+                     channel: int | None = None, map_batches: MapBatches | None = None) -> dict:
     """Separate every input of ``input_url`` (an audio file, a folder, an ``s3://`` prefix or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable. Batches are committed as they finish.
     ``precision``: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32" or "bf16"; rows record the resolved one.
@@ -241,52 +310,95 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
     ``model_url_or_separator``: a model file, or a ``Separator`` (then ``model_url`` names its file, for the
     rows' ``model_sha256``). ``splits``: which splits of a mixture manifest (None = all). ``channel``: which
     channel of multi-channel inputs to separate, counted from 1 (None: their mean, or the loudest channel when
-    the mean cancels: ``deepclust.downmix``). ``progress(done,
-    total)`` is called after each batch. Returns ``summarise``'s summary; raises ``CircuitOpenError`` when the
-    circuit breaker opens (the rows committed until then are kept).
+    the mean cancels: ``deepclust.downmix``). ``progress(done, total)`` is called after each committed batch.
+    ``map_batches``: where batches run (``MapBatches``); None: ``batches_here``, in this process, with the
+    separator loaded here (a runner of its own loads it where its batches run: ``device``, ``kmeans``,
+    ``inference`` and the resolved ``precision`` travel in the job's stamp).
+
+    The listing, taking and checking the lock, every commit and the compaction are retried through transient
+    faults (a restarting object store) for ``retry_seconds``, as a batch is. Returns ``summarise``'s summary;
+    raises ``CircuitOpenError`` when the circuit breaker opens, ``BatchesFailedError`` when a runner reported
+    batches that failed for good (the rows committed until then are kept, and the manifest compacted).
     """
+    from deepclust.device import inference_precision
     from deepclust.separation.separator import Separator
 
     began = time.perf_counter()
-    if hasattr(model_url_or_separator, "embed_batch"):
-        separator, model_url = model_url_or_separator, model_url or getattr(model_url_or_separator, "model_url", None)
+    separator = model_url_or_separator if hasattr(model_url_or_separator, "embed_batch") else None
+    if separator is not None:
+        model_url = model_url or getattr(separator, "model_url", None)
     else:
         model_url = model_url_or_separator
-        separator = Separator(model_url, device=device, kmeans=kmeans, inference=inference, precision=precision)
     if not model_url:
         raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made "
                          "the outputs")
-    stamp = job_stamp(model_url, window, inference, kmeans, getattr(separator, "precision", "fp32"), channel)
+    if map_batches is None:
+        separator = separator or Separator(model_url, device=device, kmeans=kmeans, inference=inference,
+                                           precision=precision)
+        map_batches = batches_here(separator)
+    resolved = getattr(separator, "precision", "fp32") if separator is not None \
+        else inference_precision(precision, device)
+    stamp = job_stamp(model_url, window, inference, kmeans, resolved, channel)
+    job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=device, retry_seconds=retry_seconds)
+
+    def retried(call, what: str):
+        return call_with_retries(call, what=what, budget_seconds=retry_seconds)
+
     rows: list[dict] = []
+    failed_batches: list[tuple[int, BaseException]] = []
     breaker = Breaker(max_consecutive_failures)
     with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes,
                      break_lock=break_lock) as lock:
         log = manifest_log(out_url)
         # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
         # transient error propagates (nothing was separated: the caller says "run again").
-        todo, already_done = call_with_retries(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
-                                               what=f"listing {input_url}", budget_seconds=retry_seconds)
+        todo, already_done = retried(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
+                                     what=f"listing {input_url}")
+        batches = batches_of(todo, files_per_batch)
         try:
-            for batch in batches_of(todo, files_per_batch):
-                batch_rows = run_batch(separator, batch, out_url, stamp, retry_seconds)
-                # The store may be restarting here too: checking the lock and committing are retried alike.
-                call_with_retries(lock.check, what="checking the lock", budget_seconds=retry_seconds)
-                call_with_retries(lambda: commit_manifest(out_url, batch_rows, log), what="committing rows",
-                                  budget_seconds=retry_seconds)
-                rows.extend(batch_rows)
-                if progress:
-                    progress(len(rows), len(todo))
-                breaker.record(batch_rows)
+            with _mapped(map_batches, batches, job) as outcomes:
+                for index, outcome in outcomes:
+                    batch_rows = _rows_of(batches[index], outcome, stamp, retry_seconds)
+                    if batch_rows is None:  # failed for good under a runner that goes on with the others
+                        failed_batches.append((index, outcome))
+                        logger.error("batch %d (%d inputs, first %s) failed: %s: %s", index, len(batches[index]),
+                                     batches[index][0]["relative_path"], type(outcome).__name__, outcome)
+                        continue
+                    # The store may be restarting here too: checking the lock and committing are retried alike.
+                    retried(lock.check, what="checking the lock")
+                    retried(lambda: commit_manifest(out_url, batch_rows, log), what="committing rows")
+                    rows.extend(batch_rows)
+                    if progress:
+                        progress(len(rows), len(todo))
+                    breaker.record(batch_rows)
         finally:  # manifest.parquet whole again, also when the breaker opened; never by a run that lost the lock
             if not lock.lost:  # (a run that lost it has raised LockLostError: it returns nothing)
-                manifest = call_with_retries(log.compact, what="compacting the manifest",
-                                             budget_seconds=retry_seconds)
+                manifest = retried(log.compact, what="compacting the manifest")
+        if lock.lost:  # lost to the heartbeat after the last check: raise as a check would
+            lock.check()
     summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
     if listen:  # a spot-check page of this run's inputs (deepclust.reports.listen): out/.listen/index.html
         from deepclust.reports.listen import archive_spot_check
 
         summary["listen"] = archive_spot_check(out_url, manifest, rows, listen, model_url)
+    if failed_batches:
+        index, error = failed_batches[0]
+        raise BatchesFailedError(f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are "
+                                 f"kept and a rerun redoes only the rest); first: batch {index}: "
+                                 f"{type(error).__name__}: {error}", summary) from error
     return summary
+
+
+def _rows_of(batch: list[dict], outcome, stamp: dict, retry_seconds: float) -> list[dict] | None:
+    """A runner's outcome as rows to commit: its rows, ``transient`` rows for a transient fault that outlasted
+    the retries, None for a batch that failed for good; a device fault opens the breaker."""
+    if not isinstance(outcome, BaseException):
+        return outcome
+    if is_device_fault(outcome):
+        raise Breaker.device_fault(outcome, batch) from outcome
+    if is_transient(outcome):
+        return transient_rows(batch, stamp, outcome, retry_seconds)
+    return None
 
 
 def summarise(manifest: pd.DataFrame, rows: list[dict], already_done: list[str], out_url: str,

@@ -196,12 +196,16 @@ def folder_lock(out_url: str, retry_seconds: float | None = None, **kwargs):
 
 def remove_partials(out_url: str) -> None:
     """Delete ``out/.partial`` (local temporary outputs) and the temporary files of an atomic write that a
-    killed run left in ``out/`` (``.tmp-manifest.parquet-*``); only the lock holder may call this."""
+    killed run left in ``out/`` (``.tmp-manifest.parquet-*``) or in the manifest log's folders; only the lock
+    holder may call this."""
     partial = storage.join(out_url, PARTIAL_NAME)
     if storage.is_local(partial):
         shutil.rmtree(partial, ignore_errors=True)
-        folder = os.path.dirname(os.path.abspath(partial))
-        if os.path.isdir(folder):
+        root = os.path.dirname(os.path.abspath(partial))
+        # The manifest log's levels (deepclust.manifest_log) are written atomically too.
+        for folder in (root, *(os.path.join(root, ".manifest", level) for level in ("", "parts", "segments"))):
+            if not os.path.isdir(folder):
+                continue
             for name in os.listdir(folder):
                 if name.startswith(".tmp-"):  # storage.write_bytes_atomic's prefix
                     try:

@@ -6,15 +6,16 @@ on threads of this process or on a Dask cluster.
     separate_archive(..., dask_address="tcp://scheduler:8786")   # an existing Dask cluster
     separate_archive(..., dask_address="local")                  # a LocalCluster of 2 worker processes
 
-The flow runs the library's separation job (``deepclust.archive``) with Prefect mapping the batches: it
-holds ``out/.lock`` for the whole run (``deepclust.storage_lock.folder_lock``), plans what is left
-(``plan_archive``: a folder, a prefix, one file or a mixture manifest), and maps one task per batch of
-``files_per_batch`` inputs over its task runner; as
-each batch finishes it checks it still owns the lock and commits that batch's manifest rows, so a run
-stopped at any point keeps every committed batch and a rerun does only the rest. Bad inputs are rows
-with ``status == "failed"`` and their reason; the flow then ends Completed with the message "completed
-with N failed inputs". A batch task that fails even after its retries (an infrastructure fault, not a
-bad input) fails the flow once the other batches are committed; a rerun redoes only its files.
+The flow is the library's separation job (``deepclust.archive.separate_archive``) with one runner of its own:
+``prefect_batches`` maps one task per batch of ``files_per_batch`` inputs over the flow's task runner and hands
+each batch's rows back as it finishes. Everything else is the job's, the same as for ``deepclust separate``:
+the lock, planning, stamps, retries through store outages, commits as each batch finishes, the circuit
+breaker, compaction and the summary; so a run stopped at any point keeps every committed batch and a rerun
+does only the rest. Bad inputs are rows with ``status == "failed"`` and their reason; the flow then ends
+Completed with the message "completed with N failed inputs". A batch task that fails even after its retries
+(an infrastructure fault, not a bad input) fails the flow once the other batches are committed; a rerun
+redoes only its files. The flow publishes the summary (``dpcl-archive-summary``) and, with ``listen``, the
+spot-check players (``dpcl-listen-archive``).
 
 Workers of a remote cluster need ``deepclust`` (and this repository's ``tasks``) importable, the model
 and archive reachable at the same URLs (``s3://`` or a shared file system), and S3 credentials in their
@@ -24,7 +25,8 @@ environment.
 from __future__ import annotations
 
 import contextlib
-import time
+import dataclasses
+from typing import Iterator
 from urllib.parse import urlparse
 
 from prefect import flow, get_run_logger
@@ -33,15 +35,13 @@ from prefect.futures import as_completed
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from deepclust import storage
-from deepclust.device import inference_precision
-from deepclust.archive import (FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, Breaker, CircuitOpenError, batches_of,
-                               commit_manifest, job_stamp, manifest_log, plan_archive, read_manifest, summarise,
-                               transient_rows)
-from deepclust.transient import RETRY_BUDGET_SECONDS, is_device_fault, is_transient, retry_delays
+from deepclust import archive, storage
+from deepclust.archive import (FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, BatchesFailedError, BatchJob,
+                               CircuitOpenError, MapBatches)
+from deepclust.transient import RETRY_BUDGET_SECONDS, retry_delays
 from deepclust.separation.inputs import MIXTURE_SPLITS
 from deepclust.separation.long import WindowConfig
-from deepclust.storage_lock import FolderLock, folder_lock
+from deepclust.storage_lock import FolderLock
 from flows.stages import default_workers
 from tasks import StageProgress
 from tasks.archive_tasks import separate_archive_batch_task
@@ -89,59 +89,40 @@ def _ephemeral_api_shared_with(dask_address: str | None):
         yield
 
 
-def _run_batches(batches: list[list[dict]], parameters: dict, lock, out_url: str, dask_address: str | None,
-                 max_workers: int | None, breaker: Breaker, retry_seconds: float) -> tuple[list, list]:
-    """Map one task per batch; commit each batch's rows as it finishes. Returns ``(rows, failed batches)``.
+def prefect_batches(dask_address: str | None = None, max_workers: int | None = None) -> MapBatches:
+    """The archive job's Prefect runner (``deepclust.archive.MapBatches``): one ``separate_archive_batch_task``
+    per batch on ``archive_task_runner(dask_address, max_workers)``, each retried by Prefect through transient
+    faults on the library's schedule for the job's budget; yields each batch's rows, or the error its retries
+    did not cure, as it completes. Stopped early by the job (the breaker opened, the lock was lost), it leaves
+    the runner: batches not started are cancelled, those in flight end uncommitted (a rerun redoes both)."""
 
-    A batch whose task failed transiently even after its retries becomes ``transient`` rows (the next run tries
-    them again); a device fault or too many failed inputs in a row opens the circuit breaker: nothing that
-    finishes after it is committed, and ``CircuitOpenError`` is raised once the runner has stopped.
-    """
-    logger = get_run_logger()
-    progress = StageProgress("separate-archive", len(batches))
-    rows, failed = [], []
-    log = manifest_log(out_url)
-    runner = archive_task_runner(dask_address, max_workers)
-    opened = None
-    with _ephemeral_api_shared_with(dask_address), runner:
-        delays = [round(d) for d in retry_delays(retry_seconds)]
-        batch_task = separate_archive_batch_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
-        futures = [runner.submit(batch_task, parameters={**parameters, "items": items, "batch": index})
-                   for index, items in enumerate(batches)]
-        index_of = {future.task_run_id: index for index, future in enumerate(futures)}
-        for future in as_completed(futures):
-            future.wait()  # records the final state on the future
-            index = index_of[future.task_run_id]
-            if opened is not None:
-                continue  # the breaker is open: what still finishes is not committed (a rerun redoes it)
-            batch_rows = None
-            if future.state.is_completed():
-                batch_rows = future.result()
-            else:
-                error = future.state.result(raise_on_failure=False)
-                if isinstance(error, BaseException) and is_device_fault(error):
-                    opened = Breaker.device_fault(error, batches[index])
-                elif isinstance(error, BaseException) and is_transient(error):
-                    batch_rows = transient_rows(batches[index], parameters["stamp"], error, retry_seconds)
+    def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
+        logger = get_run_logger()
+        logger.info("%d inputs to separate in %d batches -> %s", sum(map(len, batches)), len(batches), job.out_url)
+        progress = StageProgress("separate-archive", len(batches))
+        runner = archive_task_runner(dask_address, max_workers)
+        parameters = {key: value for key, value in dataclasses.asdict(job).items() if key != "retry_seconds"}
+        with _ephemeral_api_shared_with(dask_address), runner:
+            delays = [round(d) for d in retry_delays(job.retry_seconds)]
+            batch_task = separate_archive_batch_task.with_options(retries=len(delays),
+                                                                  retry_delay_seconds=delays or 0)
+            futures = [runner.submit(batch_task, parameters={**parameters, "items": items, "batch": index})
+                       for index, items in enumerate(batches)]
+            index_of = {future.task_run_id: index for index, future in enumerate(futures)}
+            for future in as_completed(futures):
+                future.wait()  # records the final state on the future
+                index = index_of[future.task_run_id]
+                if future.state.is_completed():
+                    outcome = future.result()
                 else:
-                    failed.append((index, future.state.message))
-                    logger.error("batch %d (%d inputs, first %s) failed: %s", index, len(batches[index]),
-                                 batches[index][0]["relative_path"], future.state.message)
-            if batch_rows is not None:
-                lock.check()  # another run took out/ over: stop before committing anything
-                commit_manifest(out_url, batch_rows, log)
-                rows.extend(batch_rows)
-                try:
-                    breaker.record(batch_rows)
-                except CircuitOpenError as error:
-                    opened = error
-            progress.advance()
-    if not lock.lost:  # a run that lost the lock writes nothing more
-        log.compact()
-    if opened is not None:
-        logger.error("%s", opened)
-        raise opened
-    return rows, failed
+                    error = future.state.result(raise_on_failure=False)
+                    outcome = error if isinstance(error, BaseException) else RuntimeError(future.state.message)
+                    logger.error("batch %d (%d inputs, first %s) failed after its retries: %s", index,
+                                 len(batches[index]), batches[index][0]["relative_path"], future.state.message)
+                progress.advance()
+                yield index, outcome
+
+    return map_batches
 
 
 def _publish_summary(summary: dict) -> None:
@@ -153,7 +134,8 @@ def _publish_summary(summary: dict) -> None:
              f"- this run: {summary['separated']} separated, {summary['already_done']} already done",
              f"- audio separated: {summary['audio_seconds']:.1f} s in {summary['seconds']:.1f} s "
              f"({summary['real_time_factor']:.1f}x real time)",
-             f"- manifest: `{summary['manifest_url']}`"]
+             f"- manifest: `{summary['manifest_url']}` ({summary.get('manifest_writes', 0)} files, "
+             f"{summary.get('manifest_rows_written', 0)} rows written by this run)"]
     listed = [("failed", rel, reason) for rel, reason in summary["failed_inputs"]]
     listed += [("transient", rel, reason) for rel, reason in summary.get("transient_inputs", [])]
     if listed:
@@ -198,49 +180,44 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
             ``deepclust.downmix``).
         listen: inputs of this run drawn for a spot-check page (``out/.listen/index.html``) and the
             ``dpcl-listen-archive`` artifact; 0 = none.
-        retry_minutes: how long a batch task's transient faults are retried (backoff 1 s, 2 s, 4 s ... up to a
-            minute apart) before its inputs are recorded as ``transient`` for the next run.
+        retry_minutes: how long transient faults are retried (backoff 1 s, 2 s, 4 s ... up to a minute apart):
+            a batch task's (Prefect task retries) before its inputs are recorded as ``transient`` for the next
+            run, and the job's own store calls (listing, the lock, commits, compaction) before the run stops.
 
     Returns ``deepclust.archive.summarise``'s summary; the final state's message is "completed" or
-    "completed with N failed inputs".
-    """
+    "completed with N failed inputs". Raises what the job raises (``CircuitOpenError``, ``BatchesFailedError``
+    once the other batches are committed, a transient fault that outlasted ``retry_minutes``)."""
     logger = get_run_logger()
-    began = time.perf_counter()
     window = WindowConfig(window_seconds=window_seconds, overlap_seconds=overlap_seconds,
                           windows_per_batch=windows_per_batch)
     # Absolute: worker processes may run in another folder.
-    input_url, out_url = storage.absolute(input_url), storage.absolute(out_url)
-    model_url = storage.absolute(model_url)
-    stamp = job_stamp(model_url, window, inference, kmeans, inference_precision(precision, device), channel)
-    parameters = {"model_url": model_url, "out_url": out_url, "stamp": stamp, "device": device}
-    rows, failed_batches = [], []
-    with folder_lock(out_url, retry_seconds=retry_minutes * 60, stale_minutes=stale_minutes,
-                     break_lock=break_lock) as lock:
-        todo, already_done = plan_archive(input_url, out_url, n_speakers, stamp, splits)
-        batches = batches_of(todo, files_per_batch)
-        logger.info("%s: %d inputs to separate in %d batches (%d already done) -> %s", input_url, len(todo),
-                    len(batches), len(already_done), out_url)
-        if batches:
-            rows, failed_batches = _run_batches(batches, parameters, lock, out_url, dask_address, max_workers,
-                                                Breaker(max_consecutive_failures), retry_minutes * 60)
-        else:
-            manifest_log(out_url).compact()  # a manifest exists even for an empty archive
-        manifest = read_manifest(out_url)
-    summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began)
-    if listen:  # a spot-check page of this run's inputs, and its players in the UI (dpcl-listen-archive)
-        from deepclust.reports.listen import archive_spot_check
-        from tasks.artifacts import publish_listen
-
-        summary["listen"] = archive_spot_check(out_url, manifest, rows, listen, model_url)
-        if summary["listen"]:
-            publish_listen(summary["listen"], key="dpcl-listen-archive", title="separate-archive: spot check")
-    _publish_summary(summary)
+    input_url, out_url, model_url = storage.absolute(input_url), storage.absolute(out_url), storage.absolute(model_url)
+    try:
+        summary = archive.separate_archive(
+            model_url, input_url, out_url, n_speakers=n_speakers, files_per_batch=files_per_batch, window=window,
+            device=device, stale_minutes=stale_minutes, kmeans=kmeans, inference=inference, splits=splits,
+            retry_seconds=retry_minutes * 60, max_consecutive_failures=max_consecutive_failures,
+            break_lock=break_lock, precision=precision, listen=listen, channel=channel,
+            map_batches=prefect_batches(dask_address, max_workers))
+    except CircuitOpenError as error:
+        logger.error("%s", error)
+        raise
+    except BatchesFailedError as error:  # the other batches are committed: publish what the run did, then fail
+        if error.summary is not None:
+            _publish(error.summary)
+        raise
+    _publish(summary)
     logger.info("%s: %d done (%d now), %d failed, %.1fx real time", summary["message"], summary["done"],
                 summary["separated"], summary["failed"], summary["real_time_factor"])
-    if failed_batches:
-        index, message = failed_batches[0]
-        raise RuntimeError(f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are kept "
-                           f"and a rerun redoes only the rest); first: batch {index}: {message}")
     if summary["failed"] or summary["transient"]:
         return Completed(message=summary["message"], data=summary)
     return summary
+
+
+def _publish(summary: dict) -> None:
+    """The run's artifacts: the summary, and the spot-check players when the job made a listening page."""
+    if summary.get("listen"):
+        from tasks.artifacts import publish_listen
+
+        publish_listen(summary["listen"], key="dpcl-listen-archive", title="separate-archive: spot check")
+    _publish_summary(summary)

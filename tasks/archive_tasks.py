@@ -4,8 +4,9 @@ It loads the model once per worker process (``deepclust.separation.separator.cac
 of a process share it) and calls the one separation loop, ``deepclust.separation.batch.separate_items``,
 which records bad inputs as ``failed`` rows instead of raising; so what escapes the task (a model file
 that cannot be read right now, a scratch disk error) is an infrastructure fault, retried only when
-transient (``retry_transient``). The rows it returns are a few hundred bytes per input: the flow commits
-them to the manifest, under the lock.
+transient (``retry_transient``; the flow sets how many retries fit the job's budget). The rows it returns are
+a few hundred bytes per input: the archive job (``deepclust.archive.separate_archive``, which the flow runs
+with this task as its runner) commits them to the manifest, under the lock.
 """
 
 from __future__ import annotations

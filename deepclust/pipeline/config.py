@@ -119,7 +119,10 @@ def demo_config(run_root: str = "runs/demo", quick: bool = False) -> ReproduceCo
         model=ModelConfig(hidden=300, layers=2, emb_dim=20),
         # A fixed budget (16 x 50 steps, about 8 minutes on 2 cores), so that a rerun anywhere gives the same
         # model; the time limit is only a safety cap, and a run that reaches it says so (run.json "training").
-        train=TrainConfig(max_epochs=16, steps_per_epoch=50, batch_size=32, patience=6, max_train_seconds=1800),
+        # float32 on every CPU: "auto" would train in bf16 on AMX machines and in float32 elsewhere, so the demo's
+        # figures (benchmarks/RESULTS.md) would depend on the CPU; a demo should give everyone the same model.
+        train=TrainConfig(max_epochs=16, steps_per_epoch=50, batch_size=32, patience=6, max_train_seconds=1800,
+                          precision="fp32"),
         separate=SeparateConfig(),
         evaluate=EvaluateConfig(),
     )

@@ -74,7 +74,8 @@ def config_dict(config) -> dict:
 
 # Settings that say where or how fast a stage runs, not what it computes: kept out of stage keys, so
 # moving a run to another device or thread count reuses its finished stages.
-EXECUTION_ONLY = {"device", "num_threads"}
+# (``prefetch_batches`` draws the same batches ahead of time: the model is bit-identical.)
+EXECUTION_ONLY = {"device", "num_threads", "prefetch_batches"}
 
 
 def recipe_params(config) -> dict:

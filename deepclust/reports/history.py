@@ -23,7 +23,7 @@ from deepclust import storage
 
 # Where or how fast a run goes, not what it computes: runs differing only in these are one recipe.
 _EXECUTION_ONLY = {"run_root", "device", "num_threads", "unit_size", "batch_size_separate", "max_workers",
-                   "task_runner"}
+                   "task_runner", "prefetch_batches"}
 
 
 def _recipe_view(config: dict) -> dict:
