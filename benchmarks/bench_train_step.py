@@ -87,7 +87,7 @@ def main() -> None:
         ("chimera++", "fp32", False, 16, 400, 0, None),   # the shipped model's recipe before bf16
         ("chimera++", "bf16", False, 16, 400, 0, None),
         ("chimera++", "bf16", True, 16, 400, 0, None),
-        ("chimera++", "bf16", True, 16, 400, 2, None),    # the recipe now (train-dynamic's defaults on AMX)
+        ("chimera++", "bf16", True, 16, 400, 2, None),    # prefetching (off by default: see RESULTS.md)
         ("chimera++", "bf16", True, 32, 400, 2, None),
         ("chimera++", "bf16", True, 64, 200, 2, None),
         ("chimera++", "fp32", True, 16, 400, 2, None),

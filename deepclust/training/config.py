@@ -44,7 +44,9 @@ class TrainConfig:
     snapshot_every: also keep the model of every N-th epoch as ``snapshots/epoch-NNN.pt`` (quality
         against training time, measured afterwards); None keeps only the best and the last.
     prefetch_batches: batches drawn ahead by a background thread while a step runs (0: inline); the
-        batches, and so the model, are the same either way.
+        batches, and so the model, are the same either way. Off by default: with 2 threads on 2 cores the
+        drawing thread competed with the step's threads and halved its rate (benchmarks/RESULTS.md); it can
+        only pay where a core is left free.
     compile: "auto" (on for CPU runs of at least 1,000 planned steps), "on" or "off": the heads and losses
         through torch.compile (deepclust.training.objective), which fuses their per-bin elementwise work.
     """
@@ -70,7 +72,7 @@ class TrainConfig:
     lr_halving_patience: int | None = None
     lr_halving_epochs: tuple[int, ...] = ()
     snapshot_every: int | None = None
-    prefetch_batches: int = 2
+    prefetch_batches: int = 0
     compile: str = "auto"
 
     def __post_init__(self):
