@@ -1,5 +1,5 @@
 """Orchestration overhead: ``extract_features`` and ``separate`` through the Prefect flows vs the same
-library calls without Prefect (``deepclust.pipeline.stages.run_stage``), on the same data.
+library calls without Prefect (``deepclust.pipeline.driver.run_stage``), on the same data.
 
     python benchmarks/bench_orchestration.py                 # the demo corpus (README sizes)
     python benchmarks/bench_orchestration.py --quick         # smoke-test sizes
@@ -46,8 +46,13 @@ def main(argv=None) -> int:
     import torch
     from prefect import flow
 
-    from deepclust.pipeline import stages
-    from deepclust.pipeline.config import demo_config
+    from deepclust.pipeline.driver import run_stage
+    from deepclust.recipe.config import demo_config
+    from deepclust.stages.corpus import plan_corpus
+    from deepclust.stages.features import plan_features
+    from deepclust.stages.mixtures import plan_mixtures
+    from deepclust.stages.separation import plan_separation
+    from deepclust.stages.training import plan_training
     from flows.stages import extract_features, separate, with_task_runner
 
     torch.set_num_threads(1)  # both paths alike; units in threads should not oversubscribe 2 cores
@@ -62,10 +67,10 @@ def main(argv=None) -> int:
     # Upstream stages once, by hand (not measured).
     began = time.perf_counter()
     quiet = lambda message: None  # noqa: E731
-    corpus = stages.run_stage(stages.plan_corpus(root, config.corpus), log=quiet)
-    mixtures = stages.run_stage(stages.plan_mixtures(root, corpus, config.mix), log=quiet)
-    features = stages.run_stage(stages.plan_features(root, mixtures, config.features), log=quiet)
-    model = stages.run_stage(stages.plan_training(root, features, config.model, config.train), log=quiet)
+    corpus = run_stage(plan_corpus(root, config.corpus), log=quiet)
+    mixtures = run_stage(plan_mixtures(root, corpus, config.mix), log=quiet)
+    features = run_stage(plan_features(root, mixtures, config.features), log=quiet)
+    model = run_stage(plan_training(root, features, config.model, config.train), log=quiet)
     print(f"upstream (corpus, mixtures, features, training) ready in {time.perf_counter() - began:.0f} s: {root}")
 
     @flow(name="bench-warm-up")
@@ -77,13 +82,13 @@ def main(argv=None) -> int:
     workers = with_task_runner(extract_features).task_runner._max_workers
     cases = {
         "extract_features": (
-            lambda r: stages.run_stage(stages.plan_features(r, mixtures, config.features), log=quiet),
+            lambda r: run_stage(plan_features(r, mixtures, config.features), log=quiet),
             lambda r, n: with_task_runner(extract_features, max_workers=n)(r, mixtures, config.features),
-            len(stages.plan_features(str(workdir / "probe"), mixtures, config.features).units)),
+            len(plan_features(str(workdir / "probe"), mixtures, config.features).units)),
         "separate": (
-            lambda r: stages.run_stage(stages.plan_separation(r, model, mixtures, config.separate), log=quiet),
+            lambda r: run_stage(plan_separation(r, model, mixtures, config.separate), log=quiet),
             lambda r, n: with_task_runner(separate, max_workers=n)(r, model, mixtures, config.separate),
-            len(stages.plan_separation(str(workdir / "probe"), model, mixtures, config.separate).units)),
+            len(plan_separation(str(workdir / "probe"), model, mixtures, config.separate).units)),
     }
     counter = iter(range(10**6))
     fresh = lambda: str(workdir / f"measure-{next(counter)}")  # noqa: E731

@@ -22,8 +22,13 @@ sys.path.insert(0, str(REPO))
 from deepclust import storage  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.model.blstm import ModelConfig  # noqa: E402
-from deepclust.pipeline import stages  # noqa: E402
-from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig  # noqa: E402
+from deepclust.pipeline.driver import run_stage  # noqa: E402
+from deepclust.stages.corpus import CorpusConfig, plan_corpus  # noqa: E402
+from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation  # noqa: E402
+from deepclust.stages.features import plan_features  # noqa: E402
+from deepclust.stages.mixtures import MixStageConfig, plan_mixtures  # noqa: E402
+from deepclust.stages.separation import SeparateConfig, plan_separation  # noqa: E402
+from deepclust.stages.training import plan_training  # noqa: E402
 from deepclust.reports.summary import headline, markdown_table, summarise  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 
@@ -35,16 +40,16 @@ def main() -> None:
     parser.add_argument("--fsdd", default=str(REPO.parent / "shared" / "corpora" / "fsdd" / "recordings"))
     args = parser.parse_args()
     began = time.perf_counter()
-    corpus = stages.run_stage(stages.plan_corpus(args.root, CorpusConfig(
+    corpus = run_stage(plan_corpus(args.root, CorpusConfig(
         name="folder", root=args.fsdd, pattern="fsdd", test_speakers=["george", "lucas"])))
-    mixtures = stages.run_stage(stages.plan_mixtures(args.root, corpus, MixStageConfig(
+    mixtures = run_stage(plan_mixtures(args.root, corpus, MixStageConfig(
         sizes={"tr": 4000, "cv": 200, "tt": 200})))
-    features = stages.run_stage(stages.plan_features(args.root, mixtures, FeatureConfig()))
+    features = run_stage(plan_features(args.root, mixtures, FeatureConfig()))
     epochs = max(1, args.steps // 100)
     train_config = TrainConfig(max_epochs=epochs, steps_per_epoch=100, batch_size=32, patience=epochs, device="auto")
-    model = stages.run_stage(stages.plan_training(args.root, features, ModelConfig.preset("paper"), train_config))
-    separated = stages.run_stage(stages.plan_separation(args.root, model, mixtures, SeparateConfig(splits=("cv", "tt"))))
-    results = stages.run_stage(stages.plan_evaluation(args.root, separated, mixtures, EvaluateConfig()))
+    model = run_stage(plan_training(args.root, features, ModelConfig.preset("paper"), train_config))
+    separated = run_stage(plan_separation(args.root, model, mixtures, SeparateConfig(splits=("cv", "tt"))))
+    results = run_stage(plan_evaluation(args.root, separated, mixtures, EvaluateConfig()))
     print(f"$ python benchmarks/bench_quality_fsdd.py --steps {args.steps}")
     print(f"training budget: {epochs * 100} steps of 32 x 100-frame chunks, 2 x 300 BLSTM, D = 20")
     print(markdown_table(headline(summarise(storage.read_parquet(results)))))

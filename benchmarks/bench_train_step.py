@@ -29,7 +29,7 @@ from deepclust.training.augment import AugmentConfig  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool  # noqa: E402
 from deepclust.training.prefetch import prefetched  # noqa: E402
-from deepclust.training.train import train_epoch  # noqa: E402
+from deepclust.training.steps import train_epoch  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 

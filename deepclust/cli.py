@@ -7,8 +7,26 @@ import dataclasses
 import json
 import os
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 from deepclust import storage
+
+
+@dataclass(frozen=True)
+class Runners:
+    """The Prefect paths of the command line, supplied from above the library (``flows.cli.main``, the
+    ``deepclust`` console script); the library itself never imports ``flows/`` or Prefect.
+
+    ``reproduce(config, max_workers=, log=, history_url=, regression_margin_db=) -> run record``: the recipe
+    through the ``reproduce`` flow (``deepclust reproduce`` / ``demo`` without ``--no-prefect``).
+    ``separate_archive(model_url, input_url, out_url, window=, retry_seconds=, dask_address=, **job) -> summary``:
+    the archive job through the ``separate-archive`` flow (``deepclust separate --prefect`` / ``--dask-address``).
+    Without runners (``python -m deepclust``), reproduce runs the stages by hand and ``--prefect`` is refused.
+    """
+
+    reproduce: Callable[..., dict]
+    separate_archive: Callable[..., dict]
 
 
 def _print(obj) -> None:
@@ -16,7 +34,7 @@ def _print(obj) -> None:
 
 
 def _stage(plan) -> str:
-    from deepclust.pipeline.stages import run_stage
+    from deepclust.pipeline.driver import run_stage
 
     url = run_stage(plan, log=lambda m: print(m, file=sys.stderr))
     print(storage.absolute(url))
@@ -25,8 +43,7 @@ def _stage(plan) -> str:
 
 def cmd_corpus(args) -> None:
     """``deepclust corpus``: the corpus stage; prints the utterance manifest's URL."""
-    from deepclust.pipeline.config import CorpusConfig
-    from deepclust.pipeline.stages import plan_corpus
+    from deepclust.stages.corpus import CorpusConfig, plan_corpus
 
     config = CorpusConfig(name=args.name, root=args.root, pattern=args.pattern,
                           test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
@@ -48,8 +65,7 @@ def _parse_lists(values) -> dict | None:
 
 def cmd_mix(args) -> None:
     """``deepclust mix``: the mixtures stage (official lists or generated ones); prints the manifest's URL."""
-    from deepclust.pipeline.config import MixStageConfig
-    from deepclust.pipeline.stages import plan_mixtures
+    from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
     config = MixStageConfig(n_speakers=args.speakers, sample_rate=args.sample_rate, mode=args.mode,
                             scale=args.scale, seed=args.seed, mix_lists=_parse_lists(args.list),
@@ -61,7 +77,7 @@ def cmd_features(args) -> None:
     """``deepclust features``: the features stage; prints the feature manifest's URL."""
     from deepclust.features.extract import FeatureConfig
     from deepclust.features.stft import StftConfig
-    from deepclust.pipeline.stages import plan_features
+    from deepclust.stages.features import plan_features
 
     config = FeatureConfig(stft=StftConfig(sample_rate=args.sample_rate), shard_format=args.format,
                            utterances_per_shard=args.utterances_per_shard)
@@ -79,8 +95,7 @@ def _model_config(args):
 
 def cmd_train(args) -> None:
     """``deepclust train``: the training stage on a feature manifest; prints the model file's URL."""
-    from deepclust.pipeline.stages import plan_training
-    from deepclust.training.stage import model_url_of
+    from deepclust.stages.training import model_url_of, plan_training
     from deepclust.training.config import TrainConfig
 
     model_config = _model_config(args)
@@ -153,13 +168,21 @@ EXIT_CIRCUIT_OPEN = 3  # the job stopped itself (device fault, or too many failu
 EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: inputs hit transient faults; run again to finish them
 
 
-def cmd_separate(args) -> None:
+def cmd_separate(args, runners: Runners | None = None) -> None:
     """``separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or as
-    the Prefect flow (``--prefect``, ``--dask-address``). Exit 0, 1 (``--strict`` and failed inputs), 3 (the
-    circuit breaker stopped the run) or 75 (transient faults outlasted the retries: run again)."""
+    the Prefect flow (``--prefect``, ``--dask-address``: ``runners.separate_archive``). Exit 0, 1 (``--strict``
+    and failed inputs), 2 (a bad flag, or ``--prefect`` without the Prefect runner), 3 (the circuit breaker
+    stopped the run) or 75 (transient faults outlasted the retries: run again)."""
     from deepclust.archive import CircuitOpenError, separate_archive
     from deepclust.separation.long import WindowConfig
 
+    through_prefect = bool(args.prefect or args.dask_address)  # batches as tasks, on threads or on Dask
+    if through_prefect and runners is None:
+        print(f"{'--dask-address' if args.dask_address else '--prefect'} runs the separate-archive Prefect flow, "
+              f"which this command line does not hold: run `deepclust {args.command}` (the console script) with "
+              "Prefect installed (pip install 'deepclust[pipeline]'); `python -m deepclust` is the Prefect-free "
+              "library command line", file=sys.stderr)
+        raise SystemExit(2)
     window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
                           windows_per_batch=args.batch_size)
     splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
@@ -172,12 +195,10 @@ def cmd_separate(args) -> None:
                max_consecutive_failures=args.max_consecutive_failures, kmeans=args.kmeans,
                precision=args.precision, listen=args.listen, channel=args.channel)
     try:
-        if args.prefect or args.dask_address:  # the Prefect flow (batches as tasks, on threads or on Dask)
-            from flows.separate_archive import separate_archive as separate_archive_flow
-
-            summary = separate_archive_flow(args.model, args.input, args.out, window_seconds=args.window_seconds,
-                                            overlap_seconds=args.overlap_seconds, windows_per_batch=args.batch_size,
-                                            dask_address=args.dask_address, retry_minutes=args.retry_minutes, **job)
+        if through_prefect:
+            summary = runners.separate_archive(args.model, args.input, args.out, window=window,
+                                               retry_seconds=args.retry_minutes * 60, dask_address=args.dask_address,
+                                               **job)
         else:
             summary = separate_archive(args.model, args.input, args.out, window=window,
                                        progress=_progress_printer("separate"),
@@ -227,8 +248,7 @@ def _progress_printer(name: str):
 
 def cmd_evaluate(args) -> None:
     """``deepclust evaluate``: the evaluation stage; prints the headline table."""
-    from deepclust.pipeline.config import EvaluateConfig
-    from deepclust.pipeline.stages import plan_evaluation
+    from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
 
     config = EvaluateConfig(backend=args.backend, oracles=tuple(o for o in args.oracles.split(",") if o))
     url = _stage(plan_evaluation(args.out, args.separated, args.mixtures, config))
@@ -246,7 +266,8 @@ def cmd_listen(args) -> None:
 
 def reproduce_config_from_args(args):
     """The ``ReproduceConfig`` of ``reproduce``/``demo``: the demo config with the command line's changes."""
-    from deepclust.pipeline.config import CorpusConfig, demo_config
+    from deepclust.recipe.config import demo_config
+    from deepclust.stages.corpus import CorpusConfig
 
     config = demo_config(args.out, quick=args.quick)
     if args.corpus != "demo":
@@ -267,29 +288,27 @@ def reproduce_config_from_args(args):
     return config
 
 
-def cmd_reproduce(args) -> None:
-    """``deepclust reproduce`` / ``demo``: every stage through Prefect (or by hand), then the summary; exit 1
-    on a quality regression."""
-    from deepclust.pipeline.reproduce import print_summary, reproduce
+def cmd_reproduce(args, runners: Runners | None = None) -> None:
+    """``deepclust reproduce`` / ``demo``: every stage through Prefect (``runners.reproduce``) or by hand (with
+    ``--no-prefect``, or without runners), then the summary; exit 1 on a quality regression."""
+    from deepclust.recipe.reproduce import print_summary, reproduce
 
     config = reproduce_config_from_args(args)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     history = {"history_url": args.history, "regression_margin_db": args.regression_margin}
-    if args.no_prefect:
+    if args.no_prefect or runners is None:
         record = reproduce(config, log=log, **history)
     else:
-        # The Prefect flows (a server if PREFECT_API_URL is set, else Prefect's ephemeral mode); the
-        # library path when Prefect is not installed. Both share the stage store.
+        # The Prefect flows (a server if PREFECT_API_URL is set, else Prefect's ephemeral mode); both paths share
+        # the stage store, so either resumes what the other started.
         import logging
-
-        from flows.cli import run_reproduce
 
         # Prefect prints the library's log lines itself (and sends them to the UI): no second console copy.
         library_log = logging.getLogger("deepclust")
         for handler in list(library_log.handlers):
             if getattr(handler, "deepclust_console", False):
                 library_log.removeHandler(handler)
-        record = run_reproduce(config, max_workers=args.workers, log=log, **history)
+        record = runners.reproduce(config, max_workers=args.workers, log=log, **history)
     print_summary(record)
     if args.command == "demo":
         _demo_real_example(storage.join(args.out, "real_example"))
@@ -367,7 +386,8 @@ def _add_separation_parser(sub, name: str, helptext: str) -> None:
     p.add_argument("--summary-json", help="also write the run's summary (counts, speed, manifest I/O) here")
     p.add_argument("--listen", type=int, default=ARCHIVE_LISTEN_DEFAULT, metavar="N",
                    help="write OUT/.listen/index.html: N inputs of this run to hear, and the failed ones (0 = off)")
-    p.add_argument("--prefect", action="store_true", help="run through the Prefect flow (one task per batch)")
+    p.add_argument("--prefect", action="store_true",
+                   help="run through the Prefect flow (one task per batch; the deepclust command, Prefect installed)")
     p.add_argument("--dask-address", default=None,
                    help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
     p.set_defaults(func=cmd_separate)
@@ -387,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Every default below is read from the typed config that owns it (one place per default).
     from deepclust.features.extract import FeatureConfig
     from deepclust.features.stft import StftConfig
-    from deepclust.pipeline.config import EvaluateConfig, MixStageConfig
+    from deepclust.stages.evaluation import EvaluateConfig
+    from deepclust.stages.mixtures import MixStageConfig
     from deepclust.training import dynamic_train
     from deepclust.model.blstm import _PRESETS as MODEL_PRESETS
     from deepclust.training.augment import AugmentConfig
@@ -547,8 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> None:
-    """Entry point of the ``deepclust`` command."""
+def main(argv=None, runners: Runners | None = None) -> None:
+    """The library's command line (``python -m deepclust``); the ``deepclust`` console script is ``flows.cli.main``,
+    which calls this with the Prefect ``runners``. Exits (``SystemExit``) with the command's code."""
     import logging
 
     args = build_parser().parse_args(argv)
@@ -564,7 +586,10 @@ def main(argv=None) -> None:
     if not library_log.handlers:
         library_log.addHandler(handler)
         library_log.setLevel(logging.INFO)
-    args.func(args)
+    if args.func in (cmd_separate, cmd_reproduce):  # the two commands with a Prefect path
+        args.func(args, runners)
+    else:
+        args.func(args)
 
 
 if __name__ == "__main__":

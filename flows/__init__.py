@@ -1,7 +1,7 @@
-"""Prefect flows: one per stage (``flows.stages``), and ``flows.reproduce.reproduce`` that chains them.
+"""Prefect flows: one per stage (``flows.stages``), ``flows.reproduce.reproduce`` that chains them, and
+``flows.separate_archive``; ``flows.cli`` is the ``deepclust`` command (``python -m flows``), which runs them.
 
-``python -m flows.reproduce --help`` (or ``python -m flows``) runs the end-to-end flow. Import the
-end-to-end flow as ``from flows.reproduce import reproduce``. The stage flows are loaded lazily, so
+Import the end-to-end flow as ``from flows.reproduce import reproduce``. The stage flows are loaded lazily, so
 ``flows.cli`` can be imported (and fall back to the library) where Prefect is not installed.
 """
 

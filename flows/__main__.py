@@ -1,7 +1,7 @@
-"""``python -m flows``: the end-to-end ``reproduce`` flow (same options as ``python -m flows.reproduce``)."""
+"""``python -m flows``: the ``deepclust`` command (``flows.cli.main``), for where the console script is not on PATH."""
 
 import sys
 
-from flows.reproduce import main
+from flows.cli import main
 
 sys.exit(main())

@@ -1,32 +1,39 @@
-"""The bridge ``deepclust reproduce`` calls: the Prefect flow when Prefect is installed, else the library.
+"""The ``deepclust`` command: the library's command line (``deepclust.cli``) with the Prefect paths added.
+
+``main(argv)`` is the console script (pyproject.toml) and ``python -m flows``: it calls
+``deepclust.cli.main(argv, runners=RUNNERS)``, so ``deepclust reproduce`` / ``demo`` run the ``reproduce`` flow
+and ``deepclust separate --prefect`` / ``--dask-address`` the ``separate-archive`` flow. Where Prefect is not
+installed (it is the ``pipeline`` extra) it is the plain library command line: reproduce runs the stages by hand.
+``python -m deepclust`` is always the Prefect-free one. Without a Prefect server configured (``PREFECT_API_URL``
+unset) the flows run in Prefect's ephemeral mode.
 
     from flows.cli import run_reproduce
     record = run_reproduce(config)        # ReproduceConfig -> run record (dict, as in run.json)
-
-Without a Prefect server configured (``PREFECT_API_URL`` unset) Prefect runs in its ephemeral mode.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
+
+from deepclust.cli import Runners
+
 
 def prefect_available() -> bool:
-    """Whether Prefect can be imported."""
-    try:
-        import prefect  # noqa: F401  (availability check only)
-    except ImportError:
-        return False
-    return True
+    """Whether Prefect is installed (found without importing it: every ``deepclust`` command asks)."""
+    return importlib.util.find_spec("prefect") is not None
 
 
 def run_reproduce(config, max_workers: int | None = None, task_runner: str = "thread", use_prefect: bool | None = None,
                   log=print, history_url: str | None = None, regression_margin_db: float = 0.5) -> dict:
-    """Run the whole recipe; through the ``reproduce`` flow when Prefect is importable (or
-    ``use_prefect=True``), else by hand with ``deepclust.pipeline.reproduce``. Both use the same stage
+    """Run the whole recipe; through the ``reproduce`` flow when Prefect is installed (or
+    ``use_prefect=True``), else by hand with ``deepclust.recipe.reproduce``. Both use the same stage
     store, so either can resume what the other started."""
     if use_prefect is None:
         use_prefect = prefect_available()
     if not use_prefect:
-        from deepclust.pipeline.reproduce import reproduce as reproduce_by_hand
+        from deepclust.recipe.reproduce import reproduce as reproduce_by_hand
 
         return reproduce_by_hand(config, log=log, history_url=history_url, regression_margin_db=regression_margin_db)
     from flows.reproduce import reproduce
@@ -44,3 +51,29 @@ def run_reproduce(config, max_workers: int | None = None, task_runner: str = "th
         state.result()  # raises the flow's error
     record["run_json"] = storage.absolute(run_json)
     return record
+
+
+def run_separate_archive(model_url: str, input_url: str, out_url: str, window, retry_seconds: float,
+                         dask_address: str | None = None, **job) -> dict:
+    """The archive job through the ``separate-archive`` flow (``flows.separate_archive``), called the way the
+    command line calls the library's job: ``window`` a ``WindowConfig``, the retry budget in seconds."""
+    from flows.separate_archive import separate_archive
+
+    return separate_archive(model_url, input_url, out_url, window_seconds=window.window_seconds,
+                            overlap_seconds=window.overlap_seconds, windows_per_batch=window.windows_per_batch,
+                            dask_address=dask_address, retry_minutes=retry_seconds / 60, **job)
+
+
+RUNNERS = Runners(reproduce=functools.partial(run_reproduce, use_prefect=True), separate_archive=run_separate_archive)
+
+
+def main(argv=None) -> None:
+    """The ``deepclust`` console script: ``deepclust.cli.main`` with the Prefect runners where Prefect is
+    installed, else the plain library command line."""
+    from deepclust.cli import main as library_main
+
+    library_main(argv, runners=RUNNERS if prefect_available() else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

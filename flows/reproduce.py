@@ -5,29 +5,29 @@ Each stage is planned here first (its content key); a stage the store already ho
 same inputs recomputes nothing and starts no stage flow, and a changed parameter recomputes only the
 stages downstream of it.
 
-    python -m flows.reproduce --run-root runs/demo            # the README's demo job
-    python -m flows.reproduce --run-root runs/quick --quick   # a smoke-test size
+    deepclust reproduce --out runs/demo            # the README's demo job, through this flow (flows.cli)
+    deepclust reproduce --out runs/quick --quick   # a smoke-test size
+
+    from deepclust.recipe.config import demo_config
+    from flows.reproduce import reproduce
+    record = reproduce(demo_config("runs/demo"), task_runner="process", max_workers=2)  # from Python
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 
 from deepclust import storage
-from deepclust.pipeline.config import ReproduceConfig, demo_config
-from deepclust.pipeline.reproduce import record_history, run_recipe, write_run_record
 from deepclust.pipeline.store import Stage
+from deepclust.recipe.config import ReproduceConfig
+from deepclust.recipe.registry import STAGES
+from deepclust.recipe.reproduce import record_history, run_recipe, write_run_record
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
 from tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
-
-STAGES = ("corpus", "mixtures", "features", "train", "separate", "evaluate")
 
 
 @flow(name="reproduce", log_prints=True)
@@ -83,40 +83,8 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
     return record
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    """Command-line options of ``python -m flows.reproduce``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("--run-root", default=None, help="default: runs/demo (or the --config file's)")
-    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (a minute or two)")
-    parser.add_argument("--config", help="JSON file with a ReproduceConfig (as written in run.json)")
-    parser.add_argument("--max-workers", type=int, default=None)
-    parser.add_argument("--task-runner", choices=("thread", "process"), default="thread")
-    return parser.parse_args(argv)
-
-
 def config_from_dict(data: dict) -> ReproduceConfig:
     """A ReproduceConfig from its ``to_dict()`` form (e.g. ``run.json``'s ``config``)."""
     from pydantic import TypeAdapter
 
     return TypeAdapter(ReproduceConfig).validate_python(data)
-
-
-def main(argv=None) -> int:
-    """Run the recipe from the command line (the demo config, or ``--config``'s) and print its summary."""
-    from deepclust.pipeline.reproduce import print_summary
-
-    args = parse_args(argv)
-    if args.config:
-        with open(args.config) as handle:
-            data = json.load(handle)
-        config = config_from_dict(data.get("config", data))
-        config.run_root = args.run_root or config.run_root
-    else:
-        config = demo_config(args.run_root or "runs/demo", quick=args.quick)
-    record = reproduce(config, max_workers=args.max_workers, task_runner=args.task_runner)
-    print_summary(record)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,10 +19,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
-from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
-from deepclust.pipeline import stages
-from deepclust.pipeline.plan import StagePlan
+from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
+from deepclust.recipe.registry import plan_from_dict
+from deepclust.stages.corpus import CorpusConfig
+from deepclust.stages.evaluation import EvaluateConfig
+from deepclust.stages.mixtures import MixStageConfig
+from deepclust.stages.separation import SeparateConfig
 from deepclust.training.config import TrainConfig
 from tasks import StageProgress, finish_task, plan_stage, publish_loss_curve, publish_results, publish_summary
 from tasks import result_storage_for, run_stage_unit
@@ -58,12 +61,11 @@ def failed_items(manifest_url: str) -> int:
 
 
 def run_plan(plan: dict) -> str:
-    """Run a planned stage through the library's one driver (``deepclust.pipeline.stages.run_stage``), with
+    """Run a planned stage through the library's one driver (``deepclust.pipeline.driver.run_stage``), with
     the units submitted as tasks to this flow's task runner and the commit as a (cached) task."""
     logger = get_run_logger()
-    plan_object = StagePlan.from_dict(plan)
     finish = finish_task(plan)
-    return stages.run_stage(plan_object, map_units=lambda p: _submit_units(plan), log=logger.info,
+    return driver.run_stage(plan_from_dict(plan), map_units=lambda p: _submit_units(plan), log=logger.info,
                             finish_stage=lambda p, results: finish(plan, results))
 
 

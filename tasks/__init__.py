@@ -1,4 +1,5 @@
-"""Thin Prefect tasks over ``deepclust.pipeline``: retries, content-keyed caching, artifacts, progress.
+"""Thin Prefect tasks over the library (``deepclust.recipe``, ``deepclust.pipeline``, ``deepclust.archive``):
+retries, content-keyed caching, artifacts, progress.
 
 A task calls the library and returns a small reference (a plan dict, a manifest URL), never an array.
 """

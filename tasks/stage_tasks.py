@@ -1,8 +1,8 @@
 """The three tasks every stage is made of: plan it, run its units, commit it.
 
-Each is a thin wrapper of ``deepclust.pipeline.stages`` (the registry and the driver's steps) and passes
-plans as JSON-able dicts
-(``StagePlan.to_dict()``), so they travel through any task runner and show up readably in the UI.
+Each is a thin wrapper of the library: the recipe's registry plans (``deepclust.recipe.registry``), the driver's
+steps run and commit (``deepclust.pipeline.driver``). Plans pass as JSON-able dicts (``StagePlan.to_dict()``,
+read back by ``registry.plan_from_dict``), so they travel through any task runner and show up readably in the UI.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from deepclust.pipeline import stages
-from deepclust.pipeline.stages import StagePlan
+from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
+from deepclust.recipe import registry
 from tasks.caching import StageCache, StageUnitCache, result_storage_for
 from deepclust.transient import retry_delays
 from tasks.retry import retry_transient
@@ -28,24 +28,24 @@ RETRY = dict(retries=len(_DELAYS), retry_delay_seconds=_DELAYS, retry_jitter_fac
 RESULTS = dict(persist_result=True, result_serializer="json")
 
 
-@task(name="plan-stage", task_run_name="plan-{kind}", cache_policy=NO_CACHE, **RETRY)
-def plan_stage(kind: str, run_root: str, upstream: list[str], configs: list) -> dict:
+@task(name="plan-stage", task_run_name="plan-{name}", cache_policy=NO_CACHE, **RETRY)
+def plan_stage(name: str, run_root: str, upstream: list[str], configs: list) -> dict:
     """Decide the stage folder (content key) and its units. Never cached: the key *is* the content check."""
-    return stages.plan(kind, run_root, upstream, configs).to_dict()
+    return registry.plan(name, run_root, upstream, configs).to_dict()
 
 
-@task(name="run-stage-unit", task_run_name="{plan[kind]}-{unit[id]}", cache_policy=StageUnitCache(),
+@task(name="run-stage-unit", task_run_name="{plan[stage][name]}-{unit[id]}", cache_policy=StageUnitCache(),
       **RESULTS, **RETRY)
 def run_stage_unit(plan: dict, unit: dict):
     """One shard / batch of a stage; skipped by the store when its unit marker exists."""
-    return stages.run_unit(StagePlan.from_dict(plan), unit)
+    return driver.run_unit(registry.plan_from_dict(plan), unit)
 
 
-@task(name="finish-stage", task_run_name="finish-{plan[kind]}", cache_policy=StageCache(),
+@task(name="finish-stage", task_run_name="finish-{plan[stage][name]}", cache_policy=StageCache(),
       **RESULTS, **RETRY)
 def finish_stage(plan: dict, unit_results: list) -> str:
     """Merge the unit results into the manifest and write the ``_COMPLETE`` marker; returns the manifest URL."""
-    return stages.finish(StagePlan.from_dict(plan), unit_results)
+    return driver.finish(registry.plan_from_dict(plan), unit_results)
 
 
 def finish_task(plan: dict):

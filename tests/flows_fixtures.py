@@ -39,7 +39,7 @@ def prefect_harness():
 
 def tiny_config(run_root: str | Path):
     """The quick demo config, a little smaller still (2 cores shared with other jobs)."""
-    from deepclust.pipeline.config import demo_config
+    from deepclust.recipe.config import demo_config
 
     import dataclasses
 

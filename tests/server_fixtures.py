@@ -155,7 +155,7 @@ def prefect_server(tmp_path_factory) -> PrefectServer:
 
 def tiny_parameters(run_root: Path) -> dict:
     """The ``reproduce`` flow's parameters for the quick demo config (what ``--quick`` runs), as JSON."""
-    from deepclust.pipeline.config import demo_config
+    from deepclust.recipe.config import demo_config
 
     return {"config": json.loads(json.dumps(demo_config(str(run_root), quick=True).to_dict()))}
 
@@ -171,7 +171,7 @@ def served_tiny_run(prefect_server, tmp_path_factory) -> dict:
     if "tiny_run" not in _SESSION:
         run_root = tmp_path_factory.mktemp("served-run") / "run"
         began = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "deepclust.cli", "reproduce", "--quick", "--out", str(run_root)],
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", "--quick", "--out", str(run_root)],
                               cwd=REPO, env=prefect_server.env(), capture_output=True, text=True, timeout=600)
         seconds = time.perf_counter() - began
         if done.returncode != 0:

@@ -119,8 +119,9 @@ def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_d
 
 
 def test_an_edited_corpus_file_changes_every_downstream_key(tmp_path, fsdd_dir):
-    from deepclust.pipeline import stages
-    from deepclust.pipeline.config import CorpusConfig, MixStageConfig
+    from deepclust.pipeline.driver import run_stage
+    from deepclust.stages.corpus import CorpusConfig, plan_corpus
+    from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
     corpus_root = tmp_path / "corpus"
     corpus_root.mkdir()
@@ -130,8 +131,8 @@ def test_an_edited_corpus_file_changes_every_downstream_key(tmp_path, fsdd_dir):
     mix = MixStageConfig(sizes={"tr": 4, "cv": 2, "tt": 2})
 
     def keys(run_root):
-        corpus = stages.run_stage(stages.plan_corpus(run_root, config), log=lambda m: None)
-        return corpus, stages.plan_mixtures(run_root, corpus, mix).stage.key
+        corpus = run_stage(plan_corpus(run_root, config), log=lambda m: None)
+        return corpus, plan_mixtures(run_root, corpus, mix).stage.key
 
     root = str(tmp_path / "run")
     corpus_before, mix_before = keys(root)
@@ -145,8 +146,7 @@ def test_an_edited_corpus_file_changes_every_downstream_key(tmp_path, fsdd_dir):
 
 def test_corpus_fingerprint_on_s3_lists_the_objects(tmp_path):
     """On ``s3://`` the fingerprint was empty (``os.walk`` on a URL): every edit went unseen."""
-    from deepclust.corpora.stage import corpus_source_fingerprint
-    from deepclust.pipeline.config import CorpusConfig
+    from deepclust.stages.corpus import CorpusConfig, corpus_source_fingerprint
 
     server = RestartableS3(tmp_path / "s3")
     server.start()

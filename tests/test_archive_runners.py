@@ -61,7 +61,7 @@ def test_plain_and_prefect_runners_record_the_same_rows_for_the_same_flags(small
     """``deepclust separate`` with and without ``--prefect``, every job flag set away from its default: the same
     rows (status, error, settings with k-means, precision and channel, outputs), the same summary figures
     (manifest I/O included), and a listening page from both."""
-    from deepclust.cli import main
+    from flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
 
     flags = ["--input", str(small_archive), "--model", tiny_model_url, "--device", "cpu", "--kmeans", "torch",
              "--precision", "fp32", "--channel", "2", "--files-per-batch", "3", "--window-seconds", "4",

@@ -101,7 +101,7 @@ def test_reproduce_runs_on_the_ldc_tree_with_official_lists(ldc_tree, tmp_path):
     import dataclasses
 
     from deepclust.cli import build_parser, reproduce_config_from_args
-    from deepclust.pipeline.reproduce import reproduce
+    from deepclust.recipe.reproduce import reproduce
 
     lists = tmp_path / "lists"
     lists.mkdir()

@@ -105,7 +105,7 @@ def test_prefect_path_on_an_offline_machine_logs_no_telemetry_error(tmp_path, fs
     (tmp_path / "in" / "a.wav").write_bytes((fsdd_dir / "1_theo_0.wav").read_bytes())
     env = {k: v for k, v in os.environ.items()
            if k not in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
-    result = subprocess.run([sys.executable, "-m", "deepclust.cli", "separate", "--model", str(tiny_model), "--input",
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "separate", "--model", str(tiny_model), "--input",
                              str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--prefect", "--device", "cpu"],
                             cwd=REPO, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -78,8 +78,8 @@ def test_symlinked_speaker_folder_is_followed(tmp_path, corpora_dir):
 
 def test_corpus_stage_combines_sources_and_its_key_follows_their_content(two_corpora, tmp_path):
     from deepclust import storage
-    from deepclust.pipeline.config import CorpusConfig
-    from deepclust.pipeline.stages import plan_corpus, run_stage
+    from deepclust.pipeline.driver import run_stage
+    from deepclust.stages.corpus import CorpusConfig, plan_corpus
 
     ocean, libri = two_corpora
     config = CorpusConfig(name="sources", sources=[str(ocean), f"ls:{libri}=librispeech"])

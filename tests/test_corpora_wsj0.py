@@ -130,8 +130,10 @@ def test_official_mix_lists_drive_the_pipeline_on_a_wsj0_tree(wsj0_root, tmp_pat
 
     from deepclust.features.extract import FeatureConfig
     from deepclust.mixing.p56 import active_level
-    from deepclust.pipeline import stages
-    from deepclust.pipeline.config import CorpusConfig, MixStageConfig
+    from deepclust.pipeline.driver import run_stage
+    from deepclust.stages.corpus import CorpusConfig, plan_corpus
+    from deepclust.stages.features import plan_features
+    from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
     lists = {
         "tr": ["wsj0/si_tr_s/01t/01to0300.wv1 1.9857 wsj0/si_tr_s/02c/02co0300.wv1 -1.9857",
@@ -144,10 +146,10 @@ def test_official_mix_lists_drive_the_pipeline_on_a_wsj0_tree(wsj0_root, tmp_pat
         urls[split] = str(tmp_path / f"mix_2_spk_{split}.txt")
         (tmp_path / f"mix_2_spk_{split}.txt").write_text("\n".join(lines) + "\n")
     root = str(tmp_path / "run")
-    corpus = stages.run_stage(stages.plan_corpus(root, CorpusConfig(name="wsj0", root=str(wsj0_root))))
+    corpus = run_stage(plan_corpus(root, CorpusConfig(name="wsj0", root=str(wsj0_root))))
     # 'max' mode: the recipe normalises whole sources, so only zero-padded (not truncated) written
     # sources keep the listed relative level exactly.
-    mixtures_url = stages.run_stage(stages.plan_mixtures(root, corpus, MixStageConfig(mix_lists=urls, mode="max")))
+    mixtures_url = run_stage(plan_mixtures(root, corpus, MixStageConfig(mix_lists=urls, mode="max")))
     mixtures = pd.read_parquet(mixtures_url)
     assert (mixtures["status"] == "done").all() and len(mixtures) == 4
     assert sorted(mixtures["split"]) == ["cv", "tr", "tr", "tt"]
@@ -156,5 +158,5 @@ def test_official_mix_lists_drive_the_pipeline_on_a_wsj0_tree(wsj0_root, tmp_pat
     assert list(first["speakers"]) == ["01t", "02c"] and list(first["genders"]) == ["m", "f"]
     levels = [10 * np.log10(active_level(read_audio(p)[0], 8000)[0]) for p in first["source_paths"]]
     assert abs((levels[0] - levels[1]) - 2 * 1.9857) < 0.05
-    features = pd.read_parquet(stages.run_stage(stages.plan_features(root, mixtures_url, FeatureConfig())))
+    features = pd.read_parquet(run_stage(plan_features(root, mixtures_url, FeatureConfig())))
     assert sorted(features["split"]) == ["cv", "tr", "tr"] and (features["status"] == "done").all()

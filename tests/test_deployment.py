@@ -137,7 +137,7 @@ def test_regression_notification_automation_is_a_valid_prefect_automation():
 def test_the_main_job_prints_training_progress_and_stage_progress(served_tiny_run):
     """``deepclust reproduce`` as a user runs it: an epoch line (losses, time left) for every epoch, and the
     stages' unit progress, on the console; no ERROR line."""
-    from deepclust.pipeline.config import demo_config
+    from deepclust.recipe.config import demo_config
 
     output = served_tiny_run["stderr"] + served_tiny_run["stdout"]
     epochs = demo_config("x", quick=True).train.max_epochs

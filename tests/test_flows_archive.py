@@ -186,7 +186,7 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
 
 def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, prefect_harness, tmp_path, capsys,  # noqa: F811
                                           caplog):
-    from deepclust.cli import main
+    from flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
 
     (two_file_archive / "notes.wav").write_text("not a recording")
     main(["separate-archive", "--model", tiny_model_url, "--input", str(two_file_archive), "--out",

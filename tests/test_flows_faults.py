@@ -21,8 +21,9 @@ from flows_fixtures import counter_delta, prefect_harness, tiny_run  # noqa: E40
 from deepclust import storage  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.features.shards import iter_shard  # noqa: E402
-from deepclust.pipeline import stages  # noqa: E402
+from deepclust.pipeline import driver  # noqa: E402
 from deepclust.pipeline.store import COMPUTE_COUNTER  # noqa: E402
+from deepclust.stages.features import plan_features  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -51,10 +52,10 @@ def test_a_unit_failing_transiently_twice_succeeds_on_retry(tiny_run, tmp_path, 
 
     mixtures_url = _mixture_manifest(tiny_run)
     config = _features_config(50)
-    plan = stages.plan_features(str(tmp_path), mixtures_url, config)
+    plan = plan_features(str(tmp_path), mixtures_url, config)
     flaky_unit = plan.units[0]["id"]
     attempts = {"count": 0}
-    real_run_unit = stages.run_unit
+    real_run_unit = driver.run_unit
 
     # The real task runs; only the library call inside it is patched, to fail like a dropped NFS/S3
     # read would, twice, for one unit.
@@ -65,7 +66,7 @@ def test_a_unit_failing_transiently_twice_succeeds_on_retry(tiny_run, tmp_path, 
                 raise OSError(5, f"Input/output error reading shard {unit['id']} (injected)")
         return real_run_unit(plan, unit)
 
-    monkeypatch.setattr(stages, "run_unit", flaky_run_unit)
+    monkeypatch.setattr(driver, "run_unit", flaky_run_unit)
     began = time.perf_counter()
     state = with_task_runner(extract_features, max_workers=2)(str(tmp_path), mixtures_url, config,
                                                                return_state=True)
@@ -86,9 +87,9 @@ def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_uni
 
     mixtures_url = _mixture_manifest(tiny_run)
     config = _features_config(45)
-    plan = stages.plan_features(str(tmp_path), mixtures_url, config)
+    plan = plan_features(str(tmp_path), mixtures_url, config)
     broken_unit = plan.units[-1]["id"]
-    real_run_unit = stages.run_unit
+    real_run_unit = driver.run_unit
     calls = []
 
     def broken_run_unit(plan, unit):  # a bug, not a fault: retrying cannot help
@@ -97,7 +98,7 @@ def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_uni
             raise ValueError(f"unit {unit['id']}: injected bug")
         return real_run_unit(plan, unit)
 
-    monkeypatch.setattr(stages, "run_unit", broken_run_unit)
+    monkeypatch.setattr(driver, "run_unit", broken_run_unit)
     flow = with_task_runner(extract_features, max_workers=2)
     state = flow(str(tmp_path), mixtures_url, config, return_state=True)
     assert state.is_failed()
@@ -107,7 +108,7 @@ def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_uni
     done = {u["id"] for u in plan.units if storage.exists(plan.stage.unit_marker(u["id"]))}
     assert done == {u["id"] for u in plan.units} - {broken_unit}
 
-    monkeypatch.setattr(stages, "run_unit", real_run_unit)
+    monkeypatch.setattr(driver, "run_unit", real_run_unit)
     before = dict(COMPUTE_COUNTER)
     state = flow(str(tmp_path), mixtures_url, config, return_state=True)
     assert state.is_completed(), state.message
@@ -139,17 +140,17 @@ def test_a_bad_mixture_is_recorded_and_the_stage_completes(tiny_run, tmp_path):
 CHILD = """
 import json, sys, time
 import dataclasses
-from deepclust.pipeline import stages
 from deepclust.features.extract import FeatureConfig
+from deepclust.recipe import registry
 from flows.stages import extract_features, with_task_runner
 
-real = stages.STAGES["features"]
+real = registry.STAGES["features"]
 
 def slower_features_unit(plan, unit):
     time.sleep(0.3)  # widen each shard so the test can kill the process between and inside shards
     return real.run_unit(plan, unit)
 
-stages.STAGES["features"] = dataclasses.replace(real, run_unit=slower_features_unit)
+registry.STAGES["features"] = dataclasses.replace(real, run_unit=slower_features_unit)
 run_root, mixtures_url, config = sys.argv[1], sys.argv[2], FeatureConfig.from_dict(json.loads(sys.argv[3]))
 with_task_runner(extract_features, max_workers=1)(run_root, mixtures_url, config)
 """
@@ -165,7 +166,7 @@ def test_killed_feature_extraction_resumes_at_shard_granularity(tiny_run, tmp_pa
     mixtures_url = _mixture_manifest(tiny_run)
     config = _features_config(8)
     run_root = str(tmp_path / "run")
-    plan = stages.plan_features(run_root, mixtures_url, config)
+    plan = plan_features(run_root, mixtures_url, config)
     total = len(plan.units)
     assert total >= 10
     markers = Path(plan.stage.url) / "units"

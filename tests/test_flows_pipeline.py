@@ -20,10 +20,9 @@ from flows_fixtures import counter_delta, prefect_harness, tiny_run  # noqa: E40
 
 from deepclust import storage  # noqa: E402
 from deepclust.pipeline.store import COMPUTE_COUNTER  # noqa: E402
+from deepclust.recipe.registry import STAGES  # noqa: E402  (the recipe's stages, in order)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-STAGES = ("corpus", "mixtures", "features", "train", "separate", "evaluate")
 
 
 def _read_run(run_root) -> dict:

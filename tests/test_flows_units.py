@@ -64,7 +64,7 @@ def test_unit_task_retries_with_exponential_backoff_and_jitter():
 
 def test_cache_keys_follow_the_stage_content_key_and_unit():
     stage = {"run_root": "/tmp/run-a", "name": "features", "key": "0123456789abcdef", "params": {}}
-    plan = {"stage": stage, "kind": "features", "units": [], "context": {}}
+    plan = {"stage": stage, "units": [], "context": {}}
     unit_key = StageUnitCache().compute_key(None, {"plan": plan, "unit": {"id": "tr-00001"}}, {})
     assert unit_key == stage_cache_key(stage, "tr-00001")
     assert "features" in unit_key and "0123456789abcdef" in unit_key and unit_key.endswith("tr-00001")

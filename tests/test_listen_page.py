@@ -19,9 +19,11 @@ import soundfile as sf
 
 from deepclust import pretrained
 from deepclust.archive import separate_archive
-from deepclust.pipeline import stages
-from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig
+from deepclust.pipeline.driver import run_stage
 from deepclust.pipeline.store import Stage
+from deepclust.stages.corpus import CorpusConfig, plan_corpus
+from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
 from test_ui_browser import chromium_driver
 
@@ -38,15 +40,15 @@ def quiet(message):
 def evaluation(tmp_path_factory, fsdd_dir):
     """A committed evaluation stage of 2- and 3-talker FSDD test mixtures separated by the shipped model."""
     root = str(tmp_path_factory.mktemp("listen-run"))
-    corpus = stages.run_stage(stages.plan_corpus(root, CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd",
-                                                                    test_speakers=["george", "lucas", "theo"])), log=quiet)
-    mixtures = stages.run_stage(stages.plan_mixtures(root, corpus, MixStageConfig(
+    corpus = run_stage(plan_corpus(root, CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd",
+                                                      test_speakers=["george", "lucas", "theo"])), log=quiet)
+    mixtures = run_stage(plan_mixtures(root, corpus, MixStageConfig(
         sizes={"tr": 2, "cv": 1, "tt": 4}, test_speaker_counts=(2, 3))), log=quiet)
     separated = Path(root) / "separated"
     summary = separate_archive(pretrained.path(), mixtures, str(separated), device="cpu")
     assert summary["failed"] == 0, summary["failed_inputs"]
-    url = stages.run_stage(stages.plan_evaluation(root, str(separated / "manifest.parquet"), mixtures,
-                                                  EvaluateConfig(oracles=("ibm",))), log=quiet)
+    url = run_stage(plan_evaluation(root, str(separated / "manifest.parquet"), mixtures,
+                                    EvaluateConfig(oracles=("ibm",))), log=quiet)
     info = Stage.of_manifest(url).info()
     return {"info": info, "results": pd.read_parquet(info["results_parquet"]), "page": Path(info["listen_html"])}
 

@@ -14,9 +14,14 @@ import pytest
 from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
-from deepclust.pipeline import stages
-from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
+from deepclust.pipeline.driver import run_stage
 from deepclust.pipeline.store import COMPUTE_COUNTER
+from deepclust.stages.corpus import CorpusConfig, plan_corpus
+from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+from deepclust.stages.features import plan_features
+from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
+from deepclust.stages.separation import SeparateConfig, plan_separation
+from deepclust.stages.training import plan_training
 from deepclust.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -25,18 +30,18 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fsdd_run(tmp_path_factory, fsdd_dir):
     root = str(tmp_path_factory.mktemp("fsdd-run"))
-    corpus = stages.run_stage(stages.plan_corpus(root, CorpusConfig(
+    corpus = run_stage(plan_corpus(root, CorpusConfig(
         name="folder", root=str(fsdd_dir), pattern="fsdd", test_speakers=["george", "lucas"])))
-    mixtures = stages.run_stage(stages.plan_mixtures(root, corpus, MixStageConfig(
+    mixtures = run_stage(plan_mixtures(root, corpus, MixStageConfig(
         sizes={"tr": 800, "cv": 60, "tt": 20}, batch_size=400)))
-    features = stages.run_stage(stages.plan_features(root, mixtures, FeatureConfig(utterances_per_shard=200)))
+    features = run_stage(plan_features(root, mixtures, FeatureConfig(utterances_per_shard=200)))
     model_config = ModelConfig(hidden=96, layers=2, emb_dim=16)
     train_config = TrainConfig(max_epochs=8, steps_per_epoch=40, batch_size=16, chunk_frames=50, patience=8,
                                learning_rate=2e-3, seed=0, device="cpu")
-    model = stages.run_stage(stages.plan_training(root, features, model_config, train_config))
+    model = run_stage(plan_training(root, features, model_config, train_config))
     # Held-out mixtures: the 'cv' split (training speakers, utterances never used for training).
-    separated = stages.run_stage(stages.plan_separation(root, model, mixtures, SeparateConfig(splits=("cv",))))
-    results = stages.run_stage(stages.plan_evaluation(root, separated, mixtures, EvaluateConfig(oracles=("ibm",))))
+    separated = run_stage(plan_separation(root, model, mixtures, SeparateConfig(splits=("cv",))))
+    results = run_stage(plan_evaluation(root, separated, mixtures, EvaluateConfig(oracles=("ibm",))))
     return {"root": root, "model": model, "results": results, "mixtures": mixtures, "features": features,
             "train_config": train_config, "model_config": model_config}
 
@@ -63,9 +68,9 @@ def test_separating_held_out_mixtures_beats_the_mixture(fsdd_run):
 def test_rerun_reuses_every_stage_and_a_new_training_parameter_reuses_features(fsdd_run):
     root = fsdd_run["root"]
     before = dict(COMPUTE_COUNTER)
-    again = stages.plan_training(root, fsdd_run["features"], fsdd_run["model_config"], fsdd_run["train_config"])
-    assert again.stage.is_complete() and stages.run_stage(again) == fsdd_run["model"]
-    changed = stages.plan_training(root, fsdd_run["features"], fsdd_run["model_config"],
-                                   dataclasses.replace(fsdd_run["train_config"], learning_rate=1e-3))
+    again = plan_training(root, fsdd_run["features"], fsdd_run["model_config"], fsdd_run["train_config"])
+    assert again.stage.is_complete() and run_stage(again) == fsdd_run["model"]
+    changed = plan_training(root, fsdd_run["features"], fsdd_run["model_config"],
+                            dataclasses.replace(fsdd_run["train_config"], learning_rate=1e-3))
     assert changed.stage.key != again.stage.key and not changed.stage.is_complete()
     assert COMPUTE_COUNTER == before

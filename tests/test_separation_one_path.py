@@ -17,9 +17,12 @@ import pytest
 
 from deepclust import storage
 from deepclust.archive import read_manifest, separate_archive
-from deepclust.pipeline import stages
-from deepclust.pipeline.config import CorpusConfig, EvaluateConfig, MixStageConfig, SeparateConfig
+from deepclust.pipeline.driver import run_stage
 from deepclust.separation.long import WindowConfig
+from deepclust.stages.corpus import CorpusConfig, plan_corpus
+from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
+from deepclust.stages.separation import SeparateConfig, plan_separation
 
 from archive_fixtures import tiny_model_url  # noqa: F401
 from flows_fixtures import prefect_harness  # noqa: F401
@@ -37,9 +40,9 @@ def quiet(message):
 def mixture_set(tmp_path_factory, fsdd_dir):
     """A 2- and 3-speaker test set of real FSDD speech; one 2-speaker test mixture truncated on disk."""
     root = str(tmp_path_factory.mktemp("mixtures"))
-    corpus = stages.run_stage(stages.plan_corpus(root, CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd",
-                                                                    test_speakers=["george", "lucas", "theo"])), log=quiet)
-    mixtures = stages.run_stage(stages.plan_mixtures(root, corpus, MixStageConfig(
+    corpus = run_stage(plan_corpus(root, CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd",
+                                                      test_speakers=["george", "lucas", "theo"])), log=quiet)
+    mixtures = run_stage(plan_mixtures(root, corpus, MixStageConfig(
         sizes={"tr": 4, "cv": 2, "tt": 5}, test_speaker_counts=(2, 3))), log=quiet)
     table = storage.read_parquet(mixtures)
     test = table[table["split"] == "tt"]
@@ -110,9 +113,9 @@ def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_
 
     model_manifest = str(tmp_path / "model.parquet")  # what the training stage commits: the model's URL
     storage.write_parquet(pd.DataFrame([{"model_url": tiny_model_url}]), model_manifest)
-    plan = stages.plan_separation(str(tmp_path / "run"), model_manifest, mixture_set["url"],
-                                  SeparateConfig(device="cpu", unit_size=2, window_seconds=WindowConfig.window_seconds))
-    stage_manifest = storage.read_parquet(stages.run_stage(plan, log=quiet))
+    plan = plan_separation(str(tmp_path / "run"), model_manifest, mixture_set["url"],
+                           SeparateConfig(device="cpu", unit_size=2, window_seconds=WindowConfig.window_seconds))
+    stage_manifest = storage.read_parquet(run_stage(plan, log=quiet))
 
     rows = {"plain": comparable(read_manifest(plain)), "flow": comparable(read_manifest(flow)),
             "stage": comparable(stage_manifest)}
@@ -122,7 +125,7 @@ def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_
     assert bad["status"] == "failed" and "truncated" in bad["error"] and mixture_set["damaged"] in bad["error"]
     assert bad["outputs"] == ""
     # The recipe's evaluation reads any of them.
-    results = stages.run_stage(stages.plan_evaluation(str(tmp_path / "run"), storage.join(plain, "manifest.parquet"),
-                                                      mixture_set["url"], EvaluateConfig(oracles=())), log=quiet)
+    results = run_stage(plan_evaluation(str(tmp_path / "run"), storage.join(plain, "manifest.parquet"),
+                                        mixture_set["url"], EvaluateConfig(oracles=())), log=quiet)
     test = mixture_set["table"][mixture_set["table"]["split"] == "tt"]
     assert (storage.read_parquet(results)["status"] == "done").sum() == len(test) - 1

@@ -13,7 +13,7 @@ from deepclust.features.shards import write_shard
 from deepclust.model import DeepClusteringNet, ModelConfig, load_model
 from deepclust.training import TrainConfig, fit, train
 from deepclust.training.chunks import random_chunks, sequential_chunks, shuffle_buffered, validation_batches
-from deepclust.training.train import evaluate
+from deepclust.training.steps import evaluate
 
 TINY = ModelConfig(n_freq=129, hidden=16, layers=2, emb_dim=8, dropout=0.3)
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -196,7 +196,7 @@ def test_time_budget_stops_at_an_epoch_boundary(fsdd_items, tmp_path):
     assert result["stopped_reason"] == "time budget" and len(result["history"]) == 1
     assert storage.exists(result["model_url"])
     # The run record flags it: a time-capped model is not the recipe's result.
-    from deepclust.pipeline.reproduce import training_outcome
+    from deepclust.recipe.reproduce import training_outcome
 
     config = quick_config(max_train_seconds=1e-9)
     outcome = training_outcome({"stopped_reason": result["stopped_reason"], "epochs": 1}, config)

@@ -105,7 +105,7 @@ def test_history_artifact_shows_every_run_in_the_ui(prefect_server, served_tiny_
     from server_fixtures import REPO
 
     run_root = served_tiny_run["run_root"]
-    again = subprocess.run([sys.executable, "-m", "deepclust.cli", "reproduce", "--quick", "--out", str(run_root)],
+    again = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", "--quick", "--out", str(run_root)],
                            cwd=REPO, env=prefect_server.env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     record = json.loads((run_root / "run.json").read_text())

@@ -30,6 +30,8 @@ from deepclust.transient import is_transient
 
 __all__ = [
     "FeatureConfig",
+    "network_input",
+    "loud_bins",
     "log_magnitude",
     "compute_features",
     "plan_shards",
@@ -86,6 +88,21 @@ def _as_tensor(x) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
+def network_input(magnitude: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """The network's input from mixture STFT magnitudes: ``log(|X| + log_floor)`` as float32 (before the
+    training statistics normalise it). The one definition: features, dynamic mixing and separation call it."""
+    return torch.log(magnitude + config.log_floor).float()
+
+
+def loud_bins(magnitude: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """The silence rule (Hershey et al. 2016, Sec. 4.1): True where ``20 log10 |X|`` is within ``silence_db``
+    of the item's loudest bin. ``magnitude``: ``(frames, freq)`` or ``(batch, frames, freq)``, one peak per
+    item; an all-zero item has no loud bin. The bins outside it get no training weight and no cluster."""
+    # |X| >= peak * 10^(-silence_db / 20)  <=>  20 log10 |X| >= max dB - silence_db
+    peak = magnitude.flatten(-2).amax(-1)[..., None, None]
+    return (magnitude >= peak * 10.0 ** (-config.silence_db / 20.0)) & (peak > 0)
+
+
 def log_magnitude(mixture, config: FeatureConfig = FeatureConfig()):
     """Network input: `log(|STFT(mixture)| + log_floor)`.
 
@@ -97,8 +114,7 @@ def log_magnitude(mixture, config: FeatureConfig = FeatureConfig()):
         the input's device.
     """
     is_tensor = torch.is_tensor(mixture)
-    magnitude = stft(_as_tensor(mixture), config.stft).abs()
-    log_mag = torch.log(magnitude + config.log_floor).float()
+    log_mag = network_input(stft(_as_tensor(mixture), config.stft).abs(), config)
     return log_mag if is_tensor else log_mag.numpy()
 
 
@@ -130,20 +146,10 @@ def compute_features(mixture, sources, config: FeatureConfig = FeatureConfig()) 
     magnitude = spectra.abs()  # (1 + K, frames, freq)
     mixture_mag, source_mags = magnitude[0], magnitude[1:]
 
-    log_mag = torch.log(mixture_mag + config.log_floor)
-    target = source_mags.argmax(dim=0).to(torch.uint8)
-
-    peak = mixture_mag.max()
-    if peak > 0:
-        # |X| >= peak * 10^(-silence_db / 20)  <=>  20 log10 |X| >= max dB - silence_db
-        threshold = peak * 10.0 ** (-config.silence_db / 20.0)
-        weight = (mixture_mag >= threshold).float()
-    else:  # an all-zero mixture has nothing to learn from
-        weight = torch.zeros_like(mixture_mag)
     return {
-        "log_mag": log_mag.float().numpy(),
-        "target": target.numpy(),
-        "weight": weight.numpy(),
+        "log_mag": network_input(mixture_mag, config).numpy(),
+        "target": source_mags.argmax(dim=0).to(torch.uint8).numpy(),
+        "weight": loud_bins(mixture_mag, config).float().numpy(),  # an all-zero mixture: nothing to learn
     }
 
 

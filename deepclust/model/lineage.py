@@ -20,22 +20,14 @@ so the readings of the clock and the host (``seconds``, ``machine``, ``finished_
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import platform
+from dataclasses import dataclass
 
 import torch
 
 from deepclust import storage
-
-
-def file_sha256(url: str) -> str:
-    """sha256 of a file's bytes (local path or fsspec URL)."""
-    digest = hashlib.sha256()
-    with storage.open_url(url, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from deepclust.model.checkpoint import LoadedModel, load_model
 
 
 def machine_facts() -> dict:
@@ -88,11 +80,23 @@ def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:
     return lineage
 
 
+@dataclass(frozen=True)
+class ParentModel:
+    """The model file a warm start begins from, read once: its URL (the lineage names it) and its contents."""
+
+    url: str
+    loaded: LoadedModel
+
+    @classmethod
+    def read(cls, url: str) -> "ParentModel":
+        return cls(url, load_model(url))
+
+
 def parent_link(parent_url: str, parent_extra: dict) -> list[dict]:
     """The lineage a warm start inherits: the parent's own (or its rebuilt root link), its sha256 noted."""
     lineage = [dict(link) for link in parent_extra.get("lineage") or []] or [root_link(parent_extra)]
     lineage = with_run_facts(lineage, parent_url)
-    lineage[-1]["result_sha256"] = file_sha256(parent_url)
+    lineage[-1]["result_sha256"] = storage.sha256_of(parent_url)
     return lineage
 
 

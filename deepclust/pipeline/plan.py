@@ -1,10 +1,9 @@
-"""What every stage is made of: a ``StagePlan`` (its folder and units) and a ``StageDefinition`` (plan,
-run one unit, finish), plus the helpers the stage modules share.
+"""What every stage is made of: a ``StageDefinition`` (plan, run one unit, finish) and the ``StagePlan`` it
+makes (its folder, its units and the definition that runs them), plus the helpers the stage modules share.
 
-Each stage is defined beside its domain code (``deepclust/corpora/stage.py``, ``mixing/stage.py``,
-``features/stage.py``, ``training/stage.py``, ``separation/stage.py``, ``evaluation/stage.py``) and
-registered in ``deepclust.pipeline.stages.STAGES``, which also holds the one driver, ``run_stage``.
-Every function takes and returns URLs and small JSON-able values, never arrays.
+The recipe's stages are defined in ``deepclust/stages/`` (one module each) and registered in
+``deepclust.recipe.registry.STAGES``; ``deepclust.pipeline.driver.run_stage`` runs any plan. Nothing here knows
+a stage by name. Every function takes and returns URLs and small JSON-able values, never arrays.
 """
 
 from __future__ import annotations
@@ -19,34 +18,9 @@ from deepclust import storage
 from deepclust.pipeline.store import Stage
 
 
-@dataclass
-class StagePlan:
-    """A stage folder plus the units of work it needs; JSON-able so it can travel through Prefect."""
-
-    stage: Stage
-    kind: str
-    units: list[dict] = field(default_factory=list)
-    context: dict = field(default_factory=dict)
-
-    @property
-    def manifest_url(self) -> str:
-        """The stage's ``manifest.parquet``."""
-        return self.stage.manifest_url
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return {"stage": dataclasses.asdict(self.stage), "kind": self.kind, "units": self.units,
-                "context": self.context}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "StagePlan":
-        """Inverse of ``to_dict``."""
-        return cls(stage=Stage(**data["stage"]), kind=data["kind"], units=data["units"], context=data["context"])
-
-
 @dataclass(frozen=True)
 class StageDefinition:
-    """One stage of the recipe.
+    """One stage: how to plan it, run one of its units and finish it.
 
     ``plan(run_root, *upstream manifest URLs, *configs) -> StagePlan`` decides the folder (by content key)
     and the units; ``run_unit(plan, unit)`` does one unit and returns a JSON-able result (the driver
@@ -55,10 +29,42 @@ class StageDefinition:
     """
 
     name: str
-    plan: Callable[..., StagePlan]
-    run_unit: Callable[[StagePlan, dict], Any]
-    finish: Callable[[StagePlan, list], tuple[pd.DataFrame, dict]]
+    plan: Callable[..., "StagePlan"]
+    run_unit: Callable[["StagePlan", dict], Any]
+    finish: Callable[["StagePlan", list], tuple[pd.DataFrame, dict]]
     description: str = ""
+
+
+@dataclass
+class StagePlan:
+    """A stage folder, the units of work it needs and the definition that runs them.
+
+    ``to_dict()`` is its JSON-able form, which travels through Prefect; the stage folder's name says which
+    definition reads it back (``from_dict(data, definition)``; ``deepclust.recipe.registry.plan_from_dict``).
+    """
+
+    stage: Stage
+    definition: StageDefinition
+    units: list[dict] = field(default_factory=list)
+    context: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.definition.name != self.stage.name:
+            raise ValueError(f"stage folder {self.stage.name!r} planned by the {self.definition.name!r} definition")
+
+    @property
+    def manifest_url(self) -> str:
+        """The stage's ``manifest.parquet``."""
+        return self.stage.manifest_url
+
+    def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back): the stage folder, the units and the context."""
+        return {"stage": dataclasses.asdict(self.stage), "units": self.units, "context": self.context}
+
+    @classmethod
+    def from_dict(cls, data: dict, definition: StageDefinition) -> "StagePlan":
+        """Inverse of ``to_dict``, given the definition of the stage named in ``data["stage"]["name"]``."""
+        return cls(stage=Stage(**data["stage"]), definition=definition, units=data["units"], context=data["context"])
 
 
 def concat_parts(results: list) -> pd.DataFrame:

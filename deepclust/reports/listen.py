@@ -1,12 +1,12 @@
 """Listening pages: hear the best, typical and worst separations of an evaluation, or a spot check of an
 archive job, beside their numbers and masks.
 
-A page is one static HTML file plus its audio (16-bit WAV at the model rate, each clip at most
+A page is one static HTML file plus its audio (16-bit FLAC at the model rate, each clip at most
 ``MAX_SECONDS``) and PNG pictures (mixture spectrogram and the estimates' masks) in an asset folder beside
 it. Every link is relative and points into that folder, so the page reads the same from a local disk
 (``file://``), a copied run folder or a static object-store host. Names, paths, errors and model fields come
 from whoever filled the archive: all of them are HTML-escaped, file names on the page are made here
-(``m000-s1.wav``), never taken from inputs, and a Content-Security-Policy meta tag forbids every script.
+(``m000-s1.flac``), never taken from inputs, and a Content-Security-Policy meta tag forbids every script.
 
 Layout::
 
@@ -28,6 +28,9 @@ import pandas as pd
 from deepclust import storage
 
 MAX_SECONDS = 10.0  # per clip on the page
+# Lossless and about half a WAV's bytes; every current browser plays FLAC in <audio> (the page test plays each
+# clip in Chromium). The Prefect artifact's inline clips stay WAV (tasks/artifacts.py).
+CLIP_SUFFIX = ".flac"
 ARCHIVE_LISTEN_DEFAULT = 6  # inputs drawn for an archive spot check (``--listen``)
 ARCHIVE_LISTEN_SEED = 0
 EVALUATION_PAGE = "listen.html"
@@ -57,7 +60,7 @@ def _trim(signal: np.ndarray, rate: int, seconds: float = MAX_SECONDS) -> np.nda
 
 
 def _write_clip(url: str, signal: np.ndarray, rate: int) -> float:
-    """A 16-bit WAV of at most ``MAX_SECONDS``; returns its duration in seconds."""
+    """A 16-bit clip (FLAC or WAV by suffix) of at most ``MAX_SECONDS``; returns its duration in seconds."""
     from deepclust.audio import write_audio
 
     clip = _trim(np.asarray(signal, dtype=np.float32), rate)
@@ -143,7 +146,7 @@ def _aligned_audio(mixture_row, separated_row, separation_base: str):
     """Mixture ``(T,)``, references ``(K, T)``, estimates ``(K, T)`` ordered as the references by the metrics'
     own permutation (BSS-eval's, largest mean SIR), and the ideal-binary-mask estimates ``(K, T)``."""
     from deepclust.audio import read_audio
-    from deepclust.evaluation import _as_list
+    from deepclust.evaluation.results import list_cell
     from deepclust.features.stft import StftConfig
     from deepclust.metrics.bss_eval import bss_eval
     from deepclust.separation.inputs import resolve_outputs
@@ -152,7 +155,7 @@ def _aligned_audio(mixture_row, separated_row, separation_base: str):
     rate = mixture_row.get("sample_rate")
     rate = None if rate is None or pd.isna(rate) else int(rate)
     mixture, rate = read_audio(mixture_row["mixture_path"], target_sr=rate)
-    sources = np.stack([read_audio(p, target_sr=rate)[0] for p in _as_list(mixture_row["source_paths"])])
+    sources = np.stack([read_audio(p, target_sr=rate)[0] for p in list_cell(mixture_row["source_paths"])])
     estimates = np.stack([read_audio(u, target_sr=rate)[0]
                           for u in resolve_outputs(separation_base, separated_row["outputs"])])
     perm = bss_eval(sources, estimates)["perm"]  # estimate perm[j] is heard beside reference j
@@ -267,11 +270,11 @@ def _write_mixture_assets(mixture_row, separated_row, separation_base: str, asse
         seconds = _write_clip(storage.join(asset_url, name), signal, rate)
         clips.append({"label": label, "kind": kind, "src": f"{EVALUATION_ASSETS}/{name}", "seconds": seconds})
 
-    clip("mixture", "mixture", f"{stem}-mixture.wav", mixture)
+    clip("mixture", "mixture", f"{stem}-mixture{CLIP_SUFFIX}", mixture)
     for k in range(len(sources)):
-        clip(f"estimate s{k + 1}", "estimate", f"{stem}-s{k + 1}.wav", estimates[k])
-        clip(f"reference s{k + 1}", "reference", f"{stem}-ref{k + 1}.wav", sources[k])
-        clip(f"ideal binary mask s{k + 1}", "ibm", f"{stem}-ibm{k + 1}.wav", ideal[k])
+        clip(f"estimate s{k + 1}", "estimate", f"{stem}-s{k + 1}{CLIP_SUFFIX}", estimates[k])
+        clip(f"reference s{k + 1}", "reference", f"{stem}-ref{k + 1}{CLIP_SUFFIX}", sources[k])
+        clip(f"ideal binary mask s{k + 1}", "ibm", f"{stem}-ibm{k + 1}{CLIP_SUFFIX}", ideal[k])
     _mask_picture(mixture, estimates, rate, storage.join(asset_url, f"{stem}.png"))
     return {"clips": clips, "picture": f"{EVALUATION_ASSETS}/{stem}.png", "perm": [int(p) for p in perm],
             "sample_rate": rate}
@@ -330,11 +333,11 @@ def write_archive_page(out_url: str, manifest: pd.DataFrame, done_now: list[str]
         mixture, mixture_rate = _read_head(row["input"])
         mixture = resample(mixture, mixture_rate, rate) if mixture_rate != rate else mixture
         stem, clips = f"i{index:03d}", []
-        for label, name, signal in [("input (mixture)", f"{stem}-mixture.wav", mixture),
-                                    *[(f"output s{k + 1}", f"{stem}-s{k + 1}.wav", o[0]) for k, o in enumerate(outputs)]]:
+        for label, kind, name, signal in [
+                ("input (mixture)", "mixture", f"{stem}-mixture{CLIP_SUFFIX}", mixture),
+                *[(f"output s{k + 1}", "estimate", f"{stem}-s{k + 1}{CLIP_SUFFIX}", o[0]) for k, o in enumerate(outputs)]]:
             seconds = _write_clip(storage.join(asset_url, name), signal, rate)
-            clips.append({"label": label, "kind": "mixture" if name.endswith("mixture.wav") else "estimate",
-                          "src": f"assets/{name}", "seconds": seconds})
+            clips.append({"label": label, "kind": kind, "src": f"assets/{name}", "seconds": seconds})
         _mask_picture(mixture, [o[0] for o in outputs], rate, storage.join(asset_url, f"{stem}.png"))
         examples.append({"condition": "spot check", "role": "drawn", "mixture_id": relative, "clips": clips,
                          "picture": f"assets/{stem}.png", "sample_rate": rate})

@@ -3,7 +3,7 @@
     torchrun --nproc-per-node 2 -m deepclust.training.distributed --features FEATURES/manifest.parquet --out DIR
     torchrun --nnodes 2 --node-rank R --master-addr HOST --nproc-per-node 8 -m deepclust.training.distributed ...
 
-Every process runs ``deepclust.training.train.train`` with a ``Replicas`` hook: the network is wrapped
+Every process runs ``deepclust.training.from_features.train`` with a ``Replicas`` hook: the network is wrapped
 in ``DistributedDataParallel`` (gradients averaged over processes after every backward pass: gloo on
 CPU, nccl on CUDA), each process trains on its own share of the "tr" utterances (every ``world_size``-th
 one of the epoch's seeded order, so the shares are disjoint), validation losses and epoch times are
@@ -37,7 +37,8 @@ import torch.distributed as dist
 from deepclust import storage
 from deepclust.model.blstm import ModelConfig
 from deepclust.training.config import TrainConfig
-from deepclust.training.train import Replicas, train
+from deepclust.training.from_features import train
+from deepclust.training.replicas import Replicas
 
 
 def parameter_checksum(model: torch.nn.Module) -> str:

@@ -25,7 +25,7 @@ import torch
 
 from deepclust.audio import read_audio
 from deepclust.errors import BadAudioError
-from deepclust.features.extract import FeatureConfig
+from deepclust.features.extract import FeatureConfig, loud_bins, network_input
 from deepclust.features.normalisation import FeatureStats, RunningStats
 from deepclust.features.stft import stft
 from deepclust.mixing.mix import PEAK_AFTER_SCALING
@@ -211,11 +211,10 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
     spectra = spectra.view(batch, k + 1, *spectra.shape[1:])
     mixture_spectra, source_spectra = spectra[:, 0], spectra[:, 1:]
     magnitude = mixture_spectra.abs()
-    log_mag = torch.log(magnitude + feature_config.log_floor)
+    log_mag = network_input(magnitude, feature_config)
     if feature_stats is not None:
         log_mag = feature_stats.apply(log_mag)
-    peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
-    weight = (magnitude >= peak * 10.0 ** (-feature_config.silence_db / 20.0)) & (peak > 0)
+    weight = loud_bins(magnitude, feature_config)
     if given:
         residual = (mixture_spectra - source_spectra.sum(1)).abs()
         weight &= residual <= source_spectra.abs().amax(1)

@@ -16,6 +16,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
+from deepclust.model.lineage import ParentModel
 from deepclust.training.augment import AugmentConfig
 from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, split_cv_speakers
@@ -57,11 +58,10 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     cv_pool = SourcePool(train_rows[train_rows["speaker"].isin(cv_speakers)], sample_rate)
     log.info("dynamic mixing: %d training speakers (%.0f s), %d cv speakers (%.0f s)",
              len(train_pool.speakers), train_pool.seconds, len(cv_pool.speakers), cv_pool.seconds)
-    parent_stats = None
+    parent_stats, parent_model = None, None
     if init_from:
-        from deepclust.model.checkpoint import load_model
-
-        parent = load_model(init_from)
+        parent_model = ParentModel.read(init_from)  # read once: fit warm-starts from the same object
+        parent = parent_model.loaded
         heard = set(parent.extra.get("training_speakers", [])) | set(parent.extra.get("cv_speakers", []))
         leaked = sorted(heard & set(test_speakers))
         if leaked:
@@ -86,4 +86,4 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     }
     return fit([], [], out_url, model_config, train_config, feature_stats=source.feature_stats,
                feature_config=feature_config.to_dict(), resume=resume, progress=progress,
-               batch_source=source, extra=extra, init_from=init_from)
+               batch_source=source, extra=extra, init_from=parent_model)

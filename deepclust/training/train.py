@@ -1,7 +1,9 @@
-"""Training the embedding network: a short loop with explicit device, precision, and exact resume.
+"""The training loop: ``fit`` trains on any items (or a batch source) with early stopping and exact resume.
 
-``train`` reads the feature folder (``manifest.parquet``, ``stats.json``, shards); ``fit`` is the core,
-and takes any items (``iter_features`` dicts), so it also runs on in-memory data.
+``deepclust.training.from_features.train`` feeds it a feature folder; ``dynamic_train`` feeds it freshly mixed
+speech. The rooms beside it: ``steps`` (torch settings, precision, one epoch of steps, validation),
+``run_state`` (counters, history, RNG states), ``replicas`` (data-parallel processes), ``objective``
+(the losses).
 
 Outputs under ``out_url``:
 - ``model.pt``: the best model so far by validation loss (``deepclust.model.save_model``);
@@ -13,190 +15,30 @@ Outputs under ``out_url``:
 
 from __future__ import annotations
 
-import contextlib
 import io
-import itertools
 import json
 import logging
 import math
-import random
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from deepclust import storage
-from deepclust.device import autocast_dtype, resolve_device, resolve_precision
+from deepclust.device import resolve_device, resolve_precision
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
-from deepclust.model.checkpoint import save_model, to_plain
+from deepclust.model.checkpoint import save_model
+from deepclust.model.lineage import RUN_FACTS, ParentModel, parent_link, run_facts, run_link
 from deepclust.training.chunks import ItemSource, training_batches, validation_batches
 from deepclust.training.config import TrainConfig
-from deepclust.model.lineage import RUN_FACTS, parent_link, run_facts, run_link
-from deepclust.training.objective import batch_loss
 from deepclust.training.prefetch import prefetched
+from deepclust.training.replicas import Replicas
+from deepclust.training.run_state import (STATE_FORMAT, fresh_state, rng_states, set_rng_states, stage_done,
+                                          write_history)
+from deepclust.training.steps import amp_dtype_of, compile_wanted, evaluate, torch_settings, train_epoch
 
 log = logging.getLogger(__name__)
-
-STATE_FORMAT = "deepclust-train-state/1"
-COMPILE_MIN_STEPS = 1000  # compiling costs ~40 s per shape and gains ~0.7 s per step (16 x 400, 2 cores)
-
-
-@contextlib.contextmanager
-def _torch_settings(config: TrainConfig, device: torch.device):
-    """Threads and deterministic kernels for this run only; restored afterwards (we are a library)."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    # On CPU every kernel used here has a deterministic variant, so a seed fixes the model bit for bit.
-    # On CUDA, cuDNN's LSTM backward and cuBLAS need more (CUBLAS_WORKSPACE_CONFIG) and are slower; we
-    # accept run-to-run noise there rather than warn on every step.
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-
-
-def _identity(value):
-    return value
-
-
-def _nothing() -> None:
-    return None
-
-
-def _no_context(model):
-    return contextlib.nullcontext()
-
-
-@dataclass
-class Replicas:
-    """``fit`` as one of ``world_size`` data-parallel processes; the default is a single process.
-
-    ``deepclust.training.distributed`` fills it in for torch.distributed: ``wrap`` turns the network into
-    the one that takes the training steps (DistributedDataParallel, which averages gradients);
-    ``uneven(trained)`` is the context of one training epoch, in which processes may run out of batches
-    at different steps (DDP's ``join``); ``mean`` averages a float over all processes, so that every
-    process takes the same decisions (best model, early stopping, time budget); ``barrier`` waits for
-    them all. Only rank 0 writes files; ``shard`` keeps this process's share of the training items.
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    wrap: Callable = _identity
-    uneven: Callable = _no_context
-    mean: Callable[[float], float] = _identity
-    barrier: Callable[[], None] = _nothing
-
-    @property
-    def writes(self) -> bool:
-        """Whether this process writes the files (rank 0 only)."""
-        return self.rank == 0
-
-    def shard(self, items: Iterable[dict]) -> Iterable[dict]:
-        """Every ``world_size``-th item from ``rank`` on: disjoint shares of a stream every rank sees in
-        the same (seeded) order."""
-        return items if self.world_size == 1 else itertools.islice(items, self.rank, None, self.world_size)
-
-
-def _rng_states() -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        # Plain lists, so that last.pt loads with weights_only=True (no pickled numpy objects).
-        "numpy": to_plain(np.random.get_state(legacy=False)),
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    numpy_state = dict(states["numpy"])
-    numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
-    np.random.set_state(numpy_state)
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in states["python"]))
-
-
-def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_dtype, grad_clip: float,
-                config: TrainConfig | None = None, compile: bool = False) -> list[float]:
-    """One pass of Adam steps over ``batches``; returns the loss of every step. ``compile``: the heads and
-    losses through ``torch.compile`` (``deepclust.training.objective``)."""
-    model.train()
-    losses = []
-    for batch in batches:
-        loss = batch_loss(model, batch, device, amp_dtype, config, compile)
-        optimiser.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimiser)  # clip the true gradient, not the loss-scaled one
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimiser)
-        scaler.update()
-        losses.append(loss.item())
-    return losses
-
-
-@torch.no_grad()
-def evaluate(model, batches: Iterable[dict], device: torch.device, amp_dtype=None,
-             config: TrainConfig | None = None, compile: bool = False) -> float:
-    """Mean loss per chunk over deterministic validation batches."""
-    model.eval()
-    total, count = 0.0, 0
-    for batch in batches:
-        size = batch["log_mag"].shape[0]
-        total += batch_loss(model, batch, device, amp_dtype, config, compile).item() * size
-        count += size
-    if count == 0:
-        raise ValueError("the validation set yields no chunk with a non-zero weight")
-    return total / count
-
-
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on a CPU with AMX/AVX-512 BF16 (``precision="auto"``), CUDA's amp, or None (float32)."""
-    precision = resolve_precision(config.precision, device)
-    if precision == "amp" and not config.amp:
-        return None
-    return autocast_dtype(precision, device)
-
-
-def _compile(config: TrainConfig, device: torch.device) -> bool:
-    """``compile="auto"``: on for runs long enough to repay it (about 40 s of compiling per batch shape on
-    2 cores), on the CPU only; "on" / "off" as said."""
-    if config.compile != "auto":
-        return config.compile == "on"
-    planned = (config.steps_per_epoch or 0) * config.max_epochs
-    return device.type == "cpu" and planned >= COMPILE_MIN_STEPS
-
-
-def _fresh_state() -> dict:
-    return {
-        "epoch": 0,  # epochs completed, all stages
-        "global_step": 0,
-        "stage": 0,  # 0: chunk_frames; 1: curriculum_chunk_frames
-        "stage_epochs": 0,
-        "best_val_loss": math.inf,
-        "bad_epochs": 0,  # epochs since the validation loss last improved (patience counter)
-        "train_seconds": 0.0,
-        "history": [],
-        "initial_val_loss": None,  # the untrained network's validation loss
-    }
-
-
-def _stage_done(state: dict, config: TrainConfig) -> bool:
-    return state["bad_epochs"] >= config.patience or state["stage_epochs"] >= config.max_epochs
-
-
-def _write_history(out_url: str, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    pd.DataFrame(history).to_csv(buffer, index=False)
-    storage.write_bytes_atomic(storage.join(out_url, "history.csv"), buffer.getvalue().encode())
 
 
 class _Run:
@@ -205,10 +47,11 @@ class _Run:
 
     def __init__(self, out_url: str, model_config: ModelConfig, config: TrainConfig, replicas: "Replicas",
                  device: torch.device, feature_stats, feature_config: dict | None, extra: dict | None,
-                 train_items, val_source: Callable[[], Iterable[dict]], batch_source, init_from: str | None = None):
+                 train_items, val_source: Callable[[], Iterable[dict]], batch_source,
+                 init_from: "str | ParentModel | None" = None):
         self.config, self.model_config, self.replicas, self.device = config, model_config, replicas, device
-        self.amp_dtype = _amp_dtype(config, device)
-        self.compile = _compile(config, device)
+        self.amp_dtype = amp_dtype_of(config, device)
+        self.compile = compile_wanted(config, device)
         self.out_url = out_url
         self.model_url = storage.join(out_url, "model.pt")
         self.last_url = storage.join(out_url, "checkpoints", "last.pt")
@@ -219,9 +62,10 @@ class _Run:
         self.optimiser = self.new_optimiser()
         # Loss scaling is needed for fp16 only; bf16 has float32's exponent range.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self.state = _fresh_state()
+        self.state = fresh_state()
         self.trained = None  # replicas.wrap(model), set by ``start``
-        self.init_from = init_from
+        self.init_from = init_from  # read only if this run does not resume from its own checkpoint
+        self.parent_url = init_from.url if isinstance(init_from, ParentModel) else init_from
         self.lineage: list[dict] = []  # the links before this run (warm start), see deepclust.model.lineage
 
     def new_optimiser(self):
@@ -247,37 +91,36 @@ class _Run:
             self.optimiser.load_state_dict(saved["optimiser"])
             self.scaler.load_state_dict(saved["scaler"])
             self.state = saved["state"]
-            _set_rng_states(saved["rng"])
+            set_rng_states(saved["rng"])
             self.lineage = saved.get("lineage", [])
             log.info("resumed from %s after epoch %d", self.last_url, self.state["epoch"])
-        elif self.init_from:
-            self.warm_start(self.init_from)
+        elif self.init_from is not None:
+            init = self.init_from
+            self.warm_start(init if isinstance(init, ParentModel) else ParentModel.read(init))
         self.trained = self.replicas.wrap(self.model)  # takes the steps; ``model`` (the same parameters) is saved
         if self.state.get("initial_val_loss") is None:
             # The untrained network's validation loss: curves (and tests) then show the whole descent,
             # most of which happens inside the first epoch.
             self.state["initial_val_loss"] = self.val_loss(self.frames(0))
 
-    def warm_start(self, parent_url: str) -> None:
+    def warm_start(self, parent: ParentModel) -> None:
         """Start from a model file's weights (same network config) with a fresh optimiser.
 
         The epoch and step counters continue the parent's, so the seeded batch stream goes on where the
         parent stopped (batch i of epoch e depends on (seed, e, i) only) instead of replaying it; the
         parent's lineage plus a link for the parent itself is kept and saved with every model of this run.
         """
-        from deepclust.model.checkpoint import load_model
-
-        parent = load_model(parent_url)
-        if parent.model_config != self.model_config:
-            raise ValueError(f"{parent_url}: --init-from needs the same network; the file has "
-                             f"{parent.model_config.to_dict()}, this run asks for {self.model_config.to_dict()}")
-        self.model.load_state_dict({k: v.float() for k, v in parent.model.state_dict().items()})
-        self.state["epoch"] = int(parent.extra.get("epoch") or 0)
-        self.state["global_step"] = int(parent.extra.get("global_step") or 0)
-        self.lineage = parent_link(parent_url, parent.extra)
+        loaded = parent.loaded
+        if loaded.model_config != self.model_config:
+            raise ValueError(f"{parent.url}: --init-from needs the same network; the file has "
+                             f"{loaded.model_config.to_dict()}, this run asks for {self.model_config.to_dict()}")
+        self.model.load_state_dict({k: v.float() for k, v in loaded.model.state_dict().items()})
+        self.state["epoch"] = int(loaded.extra.get("epoch") or 0)
+        self.state["global_step"] = int(loaded.extra.get("global_step") or 0)
+        self.lineage = parent_link(parent.url, loaded.extra)
         self.state.update(parent_sha256=self.lineage[-1]["result_sha256"], warm_start_step=self.state["global_step"],
                           warm_start_epoch=self.state["epoch"])
-        log.info("warm start from %s (epoch %d, step %d; %d links of lineage)", parent_url, self.state["epoch"],
+        log.info("warm start from %s (epoch %d, step %d; %d links of lineage)", parent.url, self.state["epoch"],
                  self.state["global_step"], len(self.lineage))
 
     def val_loss(self, frames: int) -> float:
@@ -291,7 +134,7 @@ class _Run:
 
     def stage_done(self) -> bool:
         """Whether the current stage has run out of patience or of epochs."""
-        return _stage_done(self.state, self.config)
+        return stage_done(self.state, self.config)
 
     def next_stage(self) -> bool:
         """Start the curriculum's long-chunk stage if there is one left; False when training is over.
@@ -364,7 +207,7 @@ class _Run:
                             {"val_loss": val_loss})
         self.save_state()
         if self.replicas.writes:
-            _write_history(self.out_url, state["history"])
+            write_history(self.out_url, state["history"])
             storage.write_bytes_atomic(storage.join(self.out_url, RUN_FACTS),
                                        json.dumps(run_facts(state), indent=1).encode())
         self.replicas.barrier()  # model.pt and last.pt are complete before any process reads them
@@ -381,7 +224,7 @@ class _Run:
             facts = {**self.extra, "epoch": self.state["epoch"], "global_step": self.state["global_step"], **facts,
                      "train_config": self.config.to_dict(),
                      "precision": resolve_precision(self.config.precision, self.device)}
-            facts["lineage"] = [*self.lineage, run_link(facts, self.state, self.init_from)]
+            facts["lineage"] = [*self.lineage, run_link(facts, self.state, self.parent_url)]
             save_model(url, self.model, self.feature_stats, self.feature_config, facts)
 
     def save_state(self) -> None:
@@ -396,7 +239,7 @@ class _Run:
             "optimiser": self.optimiser.state_dict(),
             "scaler": self.scaler.state_dict(),
             "state": self.state,
-            "rng": _rng_states(),
+            "rng": rng_states(),
             "lineage": self.lineage,
         }
         buffer = io.BytesIO()
@@ -437,7 +280,7 @@ def fit(
     replicas: Replicas | None = None,
     batch_source=None,
     extra: dict | None = None,
-    init_from: str | None = None,
+    init_from: "str | ParentModel | None" = None,
 ) -> dict:
     """Train on items (``iter_features`` dicts) and write ``model.pt``, ``checkpoints/last.pt``, ``history.csv``.
 
@@ -455,8 +298,8 @@ def fit(
             ``validation_batches(chunk_frames, batch_size)``; ``train_items``/``val_items`` are then ignored
             and ``steps_per_epoch`` is required.
         extra: more facts stored in ``model.pt`` (e.g. the training speakers).
-        init_from: a model file to warm-start from (same network; fresh optimiser; counters and lineage
-            continue the parent's). Ignored when resuming from ``checkpoints/last.pt``.
+        init_from: a model file (or a ``ParentModel`` already read) to warm-start from (same network; fresh
+            optimiser; counters and lineage continue the parent's). Ignored when resuming from ``checkpoints/last.pt``.
 
     Returns:
         ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
@@ -466,7 +309,7 @@ def fit(
     replicas = replicas or Replicas()
     device = resolve_device(train_config.device)
     val_source = val_items if callable(val_items) else (lambda: val_items)
-    with _torch_settings(train_config, device):
+    with torch_settings(train_config, device):
         run = _Run(out_url, model_config, train_config, replicas, device, feature_stats, feature_config, extra,
                    train_items, val_source, batch_source, init_from)
         run.start(resume)
@@ -489,51 +332,3 @@ def fit(
                 progress(record)
 
 
-def _feature_folder(feature_manifest_url: str) -> str:
-    url = str(feature_manifest_url).rstrip("/")
-    return url.rsplit("/", 1)[0] if url.endswith(".parquet") else url
-
-
-def train(
-    feature_manifest_url: str,
-    out_url: str,
-    model_config: ModelConfig | None = None,
-    train_config: TrainConfig | None = None,
-    resume: bool = True,
-    progress: Callable[[dict], None] | None = None,
-    replicas: Replicas | None = None,
-) -> dict:
-    """Train on the "tr" split of a feature folder, validate on "cv"; see :func:`fit` for outputs.
-
-    ``feature_manifest_url`` is the folder's ``manifest.parquet`` (or the folder itself); its ``stats.json``
-    (training-set ``FeatureStats`` and the ``FeatureConfig``) normalises the inputs; both are stored in ``model.pt``.
-    With ``replicas`` (data-parallel training), each process trains on its share of the "tr" utterances.
-    """
-    from deepclust.features.extract import FeatureConfig
-    from deepclust.features.normalisation import FeatureStats
-    from deepclust.features.shards import iter_features
-
-    model_config = model_config or ModelConfig()
-    train_config = train_config or TrainConfig()
-    replicas = replicas or Replicas()
-    folder = _feature_folder(feature_manifest_url)
-    manifest_url = storage.join(folder, "manifest.parquet")
-    stats_json = storage.read_json(storage.join(folder, "stats.json"))
-    feature_stats = FeatureStats.from_dict(stats_json)
-    # The extractor stores its FeatureConfig.to_dict() (sample rate, STFT, silence threshold) beside the stats.
-    feature_config = stats_json.get("feature_config") or FeatureConfig().to_dict()
-    if feature_stats.n_freq != model_config.n_freq:
-        raise ValueError(f"{folder}: features have {feature_stats.n_freq} bins, model expects {model_config.n_freq}")
-    return fit(
-        # Every process visits the shards in the same seeded order and keeps its share of the utterances.
-        train_items=lambda seed: replicas.shard(iter_features(manifest_url, "tr", shuffle=True, seed=seed)),
-        val_items=lambda: iter_features(manifest_url, "cv"),
-        out_url=out_url,
-        model_config=model_config,
-        train_config=train_config,
-        feature_stats=feature_stats,
-        feature_config=feature_config,
-        resume=resume,
-        progress=progress,
-        replicas=replicas,
-    )

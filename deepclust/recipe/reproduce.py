@@ -1,17 +1,20 @@
-"""The whole recipe by hand (no Prefect): corpus -> mixtures -> features -> training -> separation ->
-evaluation, each stage cached in the stage store, then ``run.json`` naming every output.
+"""The whole recipe by hand (no Prefect): the stages of ``deepclust.recipe.registry`` in their order (corpus ->
+mixtures -> features -> training -> separation -> evaluation), each cached in the stage store, then ``run.json``
+naming every output.
 
-The Prefect flow ``flows.reproduce`` runs the very same plans; this module is what a notebook uses.
+The Prefect flow ``flows.reproduce`` runs the very same plans (``run_recipe`` with a stage runner of its own);
+this module is what a notebook uses, and ``deepclust reproduce --no-prefect``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 from deepclust import storage
-from deepclust.pipeline import stages
-from deepclust.pipeline.config import ReproduceConfig
+from deepclust.pipeline import driver
+from deepclust.recipe import registry
+from deepclust.recipe.config import ReproduceConfig
+from deepclust.stages.training import model_url_of
 
 
 def training_outcome(info: dict, train_config) -> dict:
@@ -29,8 +32,6 @@ def training_outcome(info: dict, train_config) -> dict:
 def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict, seconds: float,
                      stage_seconds: dict | None = None) -> str:
     """``{run_root}/run.json``: every stage's manifest URL and key, the model and the results table."""
-    from deepclust.training.stage import model_url_of
-
     reports = done_stages["evaluate"].info()
     record = {
         "run_root": storage.absolute(config.run_root),
@@ -76,20 +77,16 @@ def record_history(record: dict, history_url: str | None = None, margin_db: floa
 
 
 def recipe(config: ReproduceConfig) -> list[tuple[str, list[str], list]]:
-    """The stages in order: ``(name, upstream stage names, configs)``."""
-    return [("corpus", [], [config.corpus]),
-            ("mixtures", ["corpus"], [config.mix]),
-            ("features", ["mixtures"], [config.features]),
-            ("train", ["features"], [config.model, config.train]),
-            ("separate", ["train", "mixtures"], [config.separate]),
-            ("evaluate", ["separate", "mixtures"], [config.evaluate])]
+    """The stages in order (``registry.STAGES``): ``(name, upstream stage names, configs)``."""
+    configs = config.stage_configs()
+    return [(name, list(registry.UPSTREAM[name]), configs[name]) for name in registry.STAGES]
 
 
 def run_here(log=print):
-    """The plain way to run one stage of the recipe: plan it, then ``stages.run_stage`` in this process."""
+    """The plain way to run one stage of the recipe: plan it, then ``driver.run_stage`` in this process."""
     def run(name: str, run_root: str, upstream: list[str], configs: list):
-        plan = stages.plan(name, run_root, upstream, configs)
-        return plan.stage, stages.run_stage(plan, log=log)
+        plan = registry.plan(name, run_root, upstream, configs)
+        return plan.stage, driver.run_stage(plan, log=log)
 
     return run
 
@@ -140,7 +137,3 @@ def print_summary(record: dict, log=print) -> None:
     if record.get("listen"):
         log(f"listen: {record['listen']} (open it in a browser)")
     log(f"run record: {record.get('run_json')}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(reproduce(ReproduceConfig()), indent=2))

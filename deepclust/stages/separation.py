@@ -9,6 +9,7 @@ same error policy. A unit's rows are committed (its part file and marker) as soo
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -16,9 +17,26 @@ from deepclust import storage
 from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, recipe_params
 from deepclust.pipeline.store import batches, make_stage
 from deepclust.separation.inputs import assign_output_stems, inputs_from_mixtures
+from deepclust.separation.long import WindowConfig
 
 
-def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str, config) -> StagePlan:
+@dataclass
+class SeparateConfig:
+    """The recipe's separation stage (the one separation loop, ``deepclust.separation.batch``)."""
+
+    kmeans: str = "auto"  # "auto" (torch on CUDA, scikit-learn on CPU), "torch" (batched) or "sklearn"
+    device: str = "auto"
+    inference: str = "auto"  # "auto" (a Chimera++ model's mask head, else k-means), "mask" or "kmeans"
+    batch_size: int = WindowConfig.windows_per_batch  # mixtures per network forward / batched k-means
+    # Test utterances are separated whole, as the paper does (wsj0-2mix mixtures last at most ~ 20 s);
+    # only longer recordings would be cut into windows.
+    window_seconds: float = 60.0
+    unit_size: int = 100  # mixtures per work unit (one Prefect task each)
+    splits: tuple[str, ...] = ("tt",)
+
+
+def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str,
+                    config: SeparateConfig) -> StagePlan:
     """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows)."""
     stage = make_stage(run_root, "separate", {"config": recipe_params(config)},
                        [model_manifest_url, mixture_manifest_url])
@@ -27,7 +45,7 @@ def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url
     for item in items:
         item["output_stem"] = stems[item["relative_path"]]
     units = [{"id": f"batch-{i:05d}", "items": chunk} for i, chunk in enumerate(batches(items, config.unit_size))]
-    return StagePlan(stage, "separate", units,
+    return StagePlan(stage, STAGE, units,
                      {"config": dataclasses.asdict(config), "model_manifest_url": model_manifest_url,
                       "mixture_manifest_url": mixture_manifest_url})
 
@@ -36,7 +54,7 @@ def separate_unit(plan, unit) -> dict:
     """Separate one batch of input rows with the training stage's model (cached per process) into a part file."""
     from deepclust.archive import job_stamp, separate_batch
     from deepclust.separation.separator import cached_separator
-    from deepclust.training.stage import model_url_of
+    from deepclust.stages.training import model_url_of
 
     config = plan.context["config"]
     model_url = model_url_of(plan.context["model_manifest_url"])
@@ -52,8 +70,6 @@ def separate_unit(plan, unit) -> dict:
 
 def window_of(config: dict):
     """The ``WindowConfig`` of a stage config dict: its window length and batch size, the rest by default."""
-    from deepclust.separation.long import WindowConfig
-
     return WindowConfig(window_seconds=config["window_seconds"], windows_per_batch=config["batch_size"])
 
 

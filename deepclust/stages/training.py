@@ -17,7 +17,7 @@ def plan_training(run_root: str, feature_manifest_url: str, model_config, train_
     """One unit: training resumes from its own checkpoints inside the stage folder."""
     stage = make_stage(run_root, "train", {"model": model_config, "train": recipe_params(train_config)},
                        [feature_manifest_url])
-    return StagePlan(stage, "train", [{"id": "train"}],
+    return StagePlan(stage, STAGE, [{"id": "train"}],
                      {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config),
                       "feature_manifest_url": feature_manifest_url})
 
@@ -26,7 +26,7 @@ def train_unit(plan, unit) -> dict:
     """Train into the stage folder (resuming its checkpoints); returns the model URL, losses, epochs, stop reason."""
     from deepclust.model.blstm import ModelConfig
     from deepclust.training.config import TrainConfig
-    from deepclust.training.train import train
+    from deepclust.training.from_features import train
 
     model_config = ModelConfig(**plan.context["model"])
     train_config = TrainConfig(**plan.context["train"])

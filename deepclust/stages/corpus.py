@@ -9,17 +9,37 @@ with it every downstream stage key (mixtures, features, training ...): nothing s
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from deepclust import storage
 from deepclust.pipeline.plan import StageDefinition, StagePlan
 from deepclust.pipeline.store import make_stage
 
 
-def plan_corpus(run_root: str, config) -> StagePlan:
+@dataclass
+class CorpusConfig:
+    """Which corpus becomes the utterance manifest.
+
+    ``name``: "demo" (synthesised offline), "wsj0" (``root`` = the converted WSJ0 tree), "folder"
+    (``root`` + ``pattern``: "librispeech", "vctk", "fsdd", "speechocean762" or a regex with a ``speaker``
+    group), "sources" (several folders, ``sources`` = ``[NAME:]ROOT[=PATTERN]`` strings, ids namespaced
+    ``NAME/...``, split per source; see ``deepclust.corpora.sources``).
+    """
+
+    name: str = "demo"
+    root: str | None = None
+    pattern: str | None = None
+    test_speakers: list[str] | None = None
+    seed: int = 0
+    utterances_per_speaker: int | None = None  # demo only: None = the demo's default
+    sources: list[str] | None = None  # "sources" only
+
+
+def plan_corpus(run_root: str, config: CorpusConfig) -> StagePlan:
     """One unit; the stage key holds the config and the corpus tree's listing (``corpus_source_fingerprint``)."""
     params = {"config": config, "source": corpus_source_fingerprint(config)}
     stage = make_stage(run_root, "corpus", params)
-    return StagePlan(stage, "corpus", [{"id": "corpus"}], {"config": dataclasses.asdict(config)})
+    return StagePlan(stage, STAGE, [{"id": "corpus"}], {"config": dataclasses.asdict(config)})
 
 
 def _roots(config) -> list[str]:
@@ -53,7 +73,6 @@ def _content_ids(paths, fingerprint: list) -> list[str]:
 def corpus_unit(plan, unit) -> dict:
     """Make (demo) or scan the corpus into the stage's ``utterances.parquet``; returns its size and unreadable files."""
     from deepclust.corpora import prepare_corpus
-    from deepclust.pipeline.config import CorpusConfig
 
     config = CorpusConfig(**plan.context["config"])
     if config.name == "demo":

@@ -6,15 +6,36 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from deepclust import storage
+from deepclust.mixing.mix import MixConfig
 from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts
 from deepclust.pipeline.store import make_stage
 
 
-def plan_mixtures(run_root: str, corpus_manifest_url: str, config) -> StagePlan:
+@dataclass
+class MixStageConfig:
+    """wsj0-2mix recipe: 20k/5k/3k mixtures (scaled by ``scale``), relative SNR 0-5 dB, 8 kHz, 'min'.
+
+    ``sample_rate`` and ``mode`` are ``deepclust.mixing.mix.MixConfig``'s (their defaults come from there);
+    this config adds what the stage needs around it: list sizes, speaker counts, seed, unit size.
+    """
+
+    n_speakers: int = 2
+    test_speaker_counts: tuple[int, ...] = (2,)  # add 3 for the paper's 2->3 speaker generalisation test
+    sample_rate: int = MixConfig.sample_rate
+    mode: str = MixConfig.mode
+    sizes: dict = field(default_factory=lambda: {"tr": 20000, "cv": 5000, "tt": 3000})
+    scale: float = 1.0
+    seed: int = 0
+    mix_lists: dict | None = None  # {"tr": url, "cv": url, "tt": url}: official lists, used instead of generating
+    batch_size: int = 250  # mixtures per work unit
+
+
+def plan_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfig) -> StagePlan:
     """Units: batches of mixtures per (split, speaker count). Lists are generated (or copied) first."""
     list_checksums = {}
     if config.mix_lists:
@@ -26,7 +47,7 @@ def plan_mixtures(run_root: str, corpus_manifest_url: str, config) -> StagePlan:
         for index, start in enumerate(range(0, count, config.batch_size)):
             units.append({"id": f"{name}-{index:04d}", "split": split, "n_speakers": n_speakers,
                           "list_url": list_url, "start": start, "stop": min(count, start + config.batch_size)})
-    return StagePlan(stage, "mixtures", units,
+    return StagePlan(stage, STAGE, units,
                      {"config": dataclasses.asdict(config), "corpus_manifest_url": corpus_manifest_url})
 
 
@@ -87,7 +108,7 @@ def _path_resolver(corpus: pd.DataFrame):
 
 def mixtures_unit(plan, unit) -> dict:
     """Mix one unit's slice of its mix list into WAVs and write their manifest rows (with checksums) as a part file."""
-    from deepclust.mixing.mix import MixConfig, create_mixtures
+    from deepclust.mixing.mix import create_mixtures
     from deepclust.mixing.mixlist import read_mix_list
 
     config = plan.context["config"]

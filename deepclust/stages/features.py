@@ -24,7 +24,7 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
     for split, group in mixtures.groupby("split", sort=True):
         for index, ids in enumerate(batches(list(group["mixture_id"]), config.utterances_per_shard)):
             units.append({"id": f"{split}-{index:05d}", "split": split, "mixture_ids": ids})
-    return StagePlan(stage, "features", units,
+    return StagePlan(stage, STAGE, units,
                      {"config": config_dict(config), "mixture_manifest_url": mixture_manifest_url})
 
 

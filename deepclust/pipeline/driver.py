@@ -1,53 +1,29 @@
-"""The six stages of the recipe and the one driver that runs any of them.
+"""The one driver that runs any stage: ``run_stage(plan, map_units)``.
 
-Each stage is defined beside its domain code (``StageDefinition``: plan -> units -> finish) and
-registered here in ``STAGES``. ``run_stage(plan, map_units)`` is the only way a stage runs: it reuses a
-committed stage, else maps ``run_unit`` over the units that are not done yet, sweeps temporary files of
-killed writers, merges the results and commits. Without Prefect ``map_units`` is a loop here (transient
-faults retried, a progress line per unit); the Prefect flows (``flows/stages.py``) pass a mapper that
-submits each unit as a task, so both paths share everything else.
+It reuses a committed stage, else maps ``run_unit`` over the units that are not done yet, sweeps temporary
+files of killed writers, merges the results and commits. A plan carries its ``StageDefinition``
+(``deepclust.pipeline.plan``), so the driver needs no registry: it runs whatever stage it is handed.
+Without Prefect ``map_units`` is a loop here (``run_units_here``: transient faults retried, a progress line
+per unit); the Prefect flows (``flows/stages.py``) pass a mapper that submits each unit as a task, so both
+paths share everything else.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Callable
 
 from deepclust import storage
-from deepclust.corpora.stage import STAGE as CORPUS
-from deepclust.evaluation.stage import STAGE as EVALUATE
-from deepclust.features.stage import STAGE as FEATURES
-from deepclust.mixing.stage import STAGE as MIXTURES
-from deepclust.pipeline.plan import StageDefinition, StagePlan
-from deepclust.separation.stage import STAGE as SEPARATE
-from deepclust.training.stage import STAGE as TRAIN
+from deepclust.pipeline.plan import StagePlan
 from deepclust.transient import call_with_retries
 
-__all__ = ["STAGES", "StagePlan", "StageDefinition", "plan", "run_unit", "finish", "run_stage", "run_units_here",
-           "plan_corpus", "plan_mixtures", "plan_features", "plan_training", "plan_separation", "plan_evaluation"]
-
-log = logging.getLogger(__name__)
-
-STAGES: dict[str, StageDefinition] = {s.name: s for s in (CORPUS, MIXTURES, FEATURES, TRAIN, SEPARATE, EVALUATE)}
-
-plan_corpus = CORPUS.plan
-plan_mixtures = MIXTURES.plan
-plan_features = FEATURES.plan
-plan_training = TRAIN.plan
-plan_separation = SEPARATE.plan
-plan_evaluation = EVALUATE.plan
-
-
-def plan(kind: str, run_root: str, upstream: list[str], configs: list) -> StagePlan:
-    """``STAGES[kind].plan(run_root, *upstream, *configs)``."""
-    return STAGES[kind].plan(run_root, *upstream, *configs)
+__all__ = ["run_stage", "run_units_here", "run_unit", "finish", "remove_stale_temp_files", "ProgressLine"]
 
 
 def run_unit(plan: StagePlan, unit: dict):
     """Do one unit of a stage (idempotent: a finished unit returns its recorded result)."""
-    return plan.stage.run_unit(unit["id"], lambda: STAGES[plan.kind].run_unit(plan, unit))
+    return plan.stage.run_unit(unit["id"], lambda: plan.definition.run_unit(plan, unit))
 
 
 def finish(plan: StagePlan, results: list) -> str:
@@ -55,7 +31,7 @@ def finish(plan: StagePlan, results: list) -> str:
     if plan.stage.is_complete():
         return plan.manifest_url
     remove_stale_temp_files(plan.stage.url)
-    manifest, info = STAGES[plan.kind].finish(plan, results)
+    manifest, info = plan.definition.finish(plan, results)
     return plan.stage.commit(manifest, info)
 
 
@@ -103,7 +79,7 @@ def run_units_here(plan: StagePlan, log: Callable = print) -> list:
     progress = ProgressLine(plan.stage.name, len(plan.units), len(plan.units) - len(pending), log)
     results = []
     for unit in plan.units:
-        results.append(call_with_retries(lambda: run_unit(plan, unit), what=f"{plan.kind} unit {unit['id']}"))
+        results.append(call_with_retries(lambda: run_unit(plan, unit), what=f"{plan.stage.name} unit {unit['id']}"))
         if unit["id"] in pending and len(plan.units) > 1:
             progress.advance()
     return results

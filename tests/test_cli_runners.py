@@ -1,0 +1,122 @@
+"""The command line's runner seam: ``deepclust.cli.main(argv, runners)`` is the library's command line, and the
+``deepclust`` console script (``flows.cli.main``) hands it the Prefect paths. Fakes stand in for the runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepclust import cli
+from deepclust.cli import Runners
+from deepclust.recipe import reproduce as reproduce_module
+from deepclust.recipe.config import ReproduceConfig
+
+SUMMARY = {"failed_inputs": [], "message": "completed", "separated": 1, "already_done": 0, "failed": 0,
+           "real_time_factor": 10.0, "manifest_url": "out/manifest.parquet"}
+
+
+def _unexpected(*args, **kwargs):
+    raise AssertionError("this runner must not be called")
+
+
+@pytest.mark.parametrize("command, flag", [("separate", ["--prefect"]),
+                                           ("separate-archive", ["--dask-address", "local"])])
+def test_prefect_flags_without_runners_exit_2_naming_the_deepclust_command(command, flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, "--model", str(tmp_path / "model.pt"), "--input", str(tmp_path), "--out",
+                  str(tmp_path / "out"), *flag])
+    assert stop.value.code == 2
+    message = capsys.readouterr().err
+    assert f"`deepclust {command}`" in message and flag[0] in message and "python -m deepclust" in message
+
+
+def test_prefect_flags_go_to_the_separate_runner_with_every_job_setting(tmp_path):
+    calls = []
+
+    def separate_archive(model_url, input_url, out_url, **options):
+        calls.append((model_url, input_url, out_url, options))
+        return SUMMARY
+
+    cli.main(["separate", "--model", "m.pt", "--input", "in", "--out", "out", "--dask-address", "tcp://h:8786",
+              "--kmeans", "torch", "--window-seconds", "7", "--batch-size", "3", "--retry-minutes", "2"],
+             runners=Runners(reproduce=_unexpected, separate_archive=separate_archive))
+    (model_url, input_url, out_url, options), = calls
+    assert (model_url, input_url, out_url) == ("m.pt", "in", "out")
+    assert options["dask_address"] == "tcp://h:8786" and options["kmeans"] == "torch"
+    assert options["window"].window_seconds == 7 and options["window"].windows_per_batch == 3
+    assert options["retry_seconds"] == 120
+
+
+def _fake_record(regression=None) -> dict:
+    return {"history": {"regression": regression} if regression else {}, "report": "report.md", "run_json": "run.json"}
+
+
+@pytest.fixture
+def by_hand(monkeypatch):
+    """The library's reproduce replaced by a recorder (no stage runs); returns the configs it was given."""
+    configs = []
+    monkeypatch.setattr(reproduce_module, "reproduce", lambda config, **options: configs.append(config) or
+                        _fake_record())
+    monkeypatch.setattr(reproduce_module, "print_summary", lambda record: None)
+    return configs
+
+
+def test_reproduce_without_runners_runs_the_stages_by_hand(by_hand, tmp_path):
+    cli.main(["reproduce", "--quick", "--out", str(tmp_path / "run")])
+    assert len(by_hand) == 1 and isinstance(by_hand[0], ReproduceConfig)
+    assert by_hand[0].run_root == str(tmp_path / "run")
+
+
+def test_reproduce_with_runners_goes_through_the_flow_unless_no_prefect(by_hand, tmp_path):
+    flow_calls = []
+
+    def reproduce(config, **options):
+        flow_calls.append(options)
+        return _fake_record()
+
+    runners = Runners(reproduce=reproduce, separate_archive=_unexpected)
+    cli.main(["reproduce", "--quick", "--workers", "3", "--out", str(tmp_path / "run")], runners=runners)
+    assert by_hand == [] and flow_calls[0]["max_workers"] == 3 and flow_calls[0]["regression_margin_db"] == 0.5
+    cli.main(["reproduce", "--quick", "--no-prefect", "--out", str(tmp_path / "run")], runners=runners)
+    assert len(by_hand) == 1 and len(flow_calls) == 1
+
+
+def test_a_quality_regression_exits_1_on_either_path(monkeypatch, tmp_path):
+    monkeypatch.setattr(reproduce_module, "print_summary", lambda record: None)
+    monkeypatch.setattr(reproduce_module, "reproduce",
+                        lambda config, **options: _fake_record({"message": "2 dB below the best run"}))
+    runners = Runners(reproduce=lambda config, **options: _fake_record({"message": "worse"}),
+                      separate_archive=_unexpected)
+    for given in (None, runners):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["reproduce", "--quick", "--out", str(tmp_path / "run")], runners=given)
+        assert stop.value.code == 1
+
+
+def test_the_console_script_hands_the_library_its_prefect_runners_when_prefect_is_installed(monkeypatch):
+    import flows.cli
+
+    given = []
+    monkeypatch.setattr(cli, "main", lambda argv=None, runners=None: given.append(runners))
+    monkeypatch.setattr(flows.cli, "prefect_available", lambda: True)
+    flows.cli.main(["compare", "a", "b"])
+    monkeypatch.setattr(flows.cli, "prefect_available", lambda: False)
+    flows.cli.main(["compare", "a", "b"])
+    assert given == [flows.cli.RUNNERS, None]
+
+
+def test_the_prefect_separate_runner_passes_the_window_and_budget_as_the_flow_names_them(monkeypatch):
+    pytest.importorskip("prefect")
+    import flows.cli
+    import flows.separate_archive
+    from deepclust.separation.long import WindowConfig
+
+    calls = []
+    monkeypatch.setattr(flows.separate_archive, "separate_archive",
+                        lambda *args, **options: calls.append((args, options)) or SUMMARY)
+    window = WindowConfig(window_seconds=8.0, overlap_seconds=2.0, windows_per_batch=5)
+    assert flows.cli.RUNNERS.separate_archive("m.pt", "in", "out", window=window, retry_seconds=90,
+                                              dask_address="local", kmeans="torch") is SUMMARY
+    (args, options), = calls
+    assert args == ("m.pt", "in", "out")
+    assert options == {"window_seconds": 8.0, "overlap_seconds": 2.0, "windows_per_batch": 5, "dask_address": "local",
+                       "retry_minutes": 1.5, "kmeans": "torch"}
