@@ -29,7 +29,7 @@ from deepclust.stages.features import plan_features  # noqa: E402
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures  # noqa: E402
 from deepclust.stages.separation import SeparateConfig, plan_separation  # noqa: E402
 from deepclust.stages.training import plan_training  # noqa: E402
-from deepclust.reports.summary import headline, markdown_table, summarise  # noqa: E402
+from deepclust.reports.summary import headline, markdown_table, summarise_by_condition  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     results = run_stage(plan_evaluation(args.root, separated, mixtures, EvaluateConfig()))
     print(f"$ python benchmarks/bench_quality_fsdd.py --steps {args.steps}")
     print(f"training budget: {epochs * 100} steps of 32 x 100-frame chunks, 2 x 300 BLSTM, D = 20")
-    print(markdown_table(headline(summarise(storage.read_parquet(results)))))
+    print(markdown_table(headline(summarise_by_condition(storage.read_parquet(results), results))))
     print(f"wall time {time.perf_counter() - began:.0f} s (stages reused from {args.root} when present)")
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepclust import storage
+from deepclust.manifests import MANIFEST_NAME
 
 LOG_FOLDER = ".manifest"
 PARTS_PER_SEGMENT = 64
@@ -67,7 +68,7 @@ def _seq(url: str) -> int:
 class ManifestLog:
     """The manifest of ``out_url``: ``key`` identifies a row (newest wins), ``columns`` fixes the schema."""
 
-    def __init__(self, out_url: str, key: str, columns: list[str], name: str = "manifest.parquet"):
+    def __init__(self, out_url: str, key: str, columns: list[str], name: str = MANIFEST_NAME):
         self.out_url, self.key, self.columns = out_url, key, list(columns)
         self.base_url = storage.join(out_url, name)
         self.parts_url = storage.join(out_url, LOG_FOLDER, "parts")

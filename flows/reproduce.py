@@ -46,7 +46,7 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
                       "features": stage_flows.extract_features, "train": stage_flows.train,
                       "separate": stage_flows.separate, "evaluate": stage_flows.evaluate}
 
-    def run_stage(name: str, run_root: str, upstream: list, configs: list):
+    def run_stage_flow(name: str, run_root: str, upstream: list, configs: list):
         """Plan the stage here; a committed one is reused from the store (its commit task comes out of
         Prefect's cache) without starting its flow, else the stage flow runs (and re-plans, cheaply)."""
         plan = plan_stage(name, run_root, upstream, configs)
@@ -59,7 +59,7 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
         options = {"publish": False} if name in ("train", "evaluate") else {}
         return stage, runner(run_root, *upstream, *configs, **options)
 
-    done_stages, manifests, stage_seconds = run_recipe(config, run_stage)
+    done_stages, manifests, stage_seconds = run_recipe(config, stage_runner=run_stage_flow)
     model, results = manifests["train"], manifests["evaluate"]
     url = write_run_record(config, done_stages, manifests, time.perf_counter() - began, stage_seconds)
     record = storage.read_json(url)
@@ -84,7 +84,5 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
 
 
 def config_from_dict(data: dict) -> ReproduceConfig:
-    """A ReproduceConfig from its ``to_dict()`` form (e.g. ``run.json``'s ``config``)."""
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(ReproduceConfig).validate_python(data)
+    """A ReproduceConfig from its ``to_dict()`` form (e.g. ``run.json``'s ``config``): ``ReproduceConfig.from_dict``."""
+    return ReproduceConfig.from_dict(data)

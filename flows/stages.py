@@ -18,10 +18,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import storage
 from deepclust.features.extract import FeatureConfig
+from deepclust.manifests import has_status, read_manifest
 from deepclust.model.blstm import ModelConfig
 from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
-from deepclust.recipe.registry import plan_from_dict
+from deepclust.recipe.registry import STAGES, plan_from_dict
 from deepclust.stages.corpus import CorpusConfig
 from deepclust.stages.evaluation import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
@@ -55,9 +56,12 @@ def with_task_runner(stage_flow, kind: str = "thread", max_workers: int | None =
 
 
 def failed_items(manifest_url: str) -> int:
-    """Rows of a committed manifest that the library recorded as failed (bad audio etc.)."""
-    manifest = storage.read_parquet(manifest_url)
-    return int((manifest["status"] == "failed").sum()) if "status" in manifest else 0
+    """Rows of a committed stage manifest that the library recorded as failed (bad audio etc.); 0 for the kinds
+    whose items do not fail one by one (corpus, model: ``deepclust.manifests.has_status``)."""
+    kind = STAGES[Stage.of_manifest(manifest_url).name].manifest_kind
+    if not has_status(kind):
+        return 0
+    return int((read_manifest(manifest_url, kind)["status"] == "failed").sum())
 
 
 def run_plan(plan: dict) -> str:
@@ -135,9 +139,9 @@ def train(run_root: str, feature_manifest_url: str, model: ModelConfig = ModelCo
 
 def publish_training(model_manifest_url: str) -> None:
     """Publish the loss-curve artifacts of a trained model, when its history file exists."""
-    trained = storage.read_parquet(model_manifest_url).iloc[0]
-    if trained.get("history_url") and storage.exists(trained["history_url"]):
-        publish_loss_curve(trained["history_url"], trained.get("loss_curve_png") or None)
+    trained = read_manifest(model_manifest_url, "model").iloc[0]
+    if trained["history_url"] and storage.exists(trained["history_url"]):
+        publish_loss_curve(trained["history_url"], trained["loss_curve_png"] or None)
 
 
 @flow(name="separate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from deepclust.audio import read_audio, write_audio
-from deepclust.evaluation import RESULT_COLUMNS, evaluate_mixture, evaluate_mixtures, gender_condition, summarise
+from deepclust.evaluation import RESULT_COLUMNS, evaluate_mixture, evaluate_mixtures, gender_condition, mean_scores_by
 from deepclust.metrics.bss_eval import bss_eval
 from deepclust.separation.oracle import ideal_binary_mask_estimates
 
@@ -56,7 +56,7 @@ def test_one_row_per_mixture_and_system_with_oracles(test_set):
         assert by_system.loc[(mixture_id, "model"), "sdr"] == pytest.approx(by_system.loc[(mixture_id, "ibm"), "sdr"], abs=1e-3)
     assert (results.loc[results["system"] == "ibm", "sdri"] > 5).all()
     assert list(results.loc[results["system"] == "ibm", "gender_condition"]) == ["same", "different", "same"]
-    summary = summarise(results)
+    summary = mean_scores_by(results)
     assert set(summary["system"]) == {"model", "ibm", "irm"} and summary["mixtures"].sum() == 9
 
 

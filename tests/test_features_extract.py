@@ -64,6 +64,7 @@ def make_mixtures(fsdd_dir, out_dir, pairs, split_of=lambda i: "tr", seed=0):
                 "split": split_of(i),
                 "mixture_path": paths["mix"],
                 "source_paths": [paths["s1"], paths["s2"]],
+                "utterance_ids": [a, b],
                 "speakers": [a.split("_")[1], b.split("_")[1]],
                 "genders": [None, None],
                 "snrs_db": [snr_db, -snr_db],
@@ -72,6 +73,7 @@ def make_mixtures(fsdd_dir, out_dir, pairs, split_of=lambda i: "tr", seed=0):
                 "num_samples": n,
                 "mode": "min",
                 "status": "done",
+                "error": None,
             }
         )
     return pd.DataFrame(rows)

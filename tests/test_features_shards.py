@@ -106,15 +106,15 @@ def test_iter_features_reads_one_split_and_shuffles_shard_order(items, tmp_path)
         write_shard(chunk, url, "parquet")
         rows += [
             {"mixture_id": i["mixture_id"], "split": "tr", "shard_url": url, "num_frames": len(i["log_mag"]),
-             "num_speakers": 2, "status": "done", "error": ""}
+             "num_speakers": 2, "status": "done", "error": "", "shard_sha256": ""}
             for i in chunk
         ]
     cv_url = str(tmp_path / "cv-00000.npz")
     write_shard(items[:1], cv_url, "npz")
     rows.append({"mixture_id": "cv-only", "split": "cv", "shard_url": cv_url, "num_frames": 1,
-                 "num_speakers": 2, "status": "done", "error": ""})
+                 "num_speakers": 2, "status": "done", "error": "", "shard_sha256": ""})
     rows.append({"mixture_id": "broken", "split": "tr", "shard_url": None, "num_frames": 0,
-                 "num_speakers": 2, "status": "failed", "error": "x.wav: 0 samples"})
+                 "num_speakers": 2, "status": "failed", "error": "x.wav: 0 samples", "shard_sha256": None})
     manifest_url = str(tmp_path / "manifest.parquet")
     pd.DataFrame(rows).to_parquet(manifest_url)
 

@@ -148,9 +148,9 @@ real = registry.STAGES["features"]
 
 def slower_features_unit(plan, unit):
     time.sleep(0.3)  # widen each shard so the test can kill the process between and inside shards
-    return real.run_unit(plan, unit)
+    return real.compute_unit(plan, unit)
 
-registry.STAGES["features"] = dataclasses.replace(real, run_unit=slower_features_unit)
+registry.STAGES["features"] = dataclasses.replace(real, compute_unit=slower_features_unit)
 run_root, mixtures_url, config = sys.argv[1], sys.argv[2], FeatureConfig.from_dict(json.loads(sys.argv[3]))
 with_task_runner(extract_features, max_workers=1)(run_root, mixtures_url, config)
 """

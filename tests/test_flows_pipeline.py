@@ -146,7 +146,7 @@ def test_history_grows_and_an_injected_regression_fails_the_run(tiny_run):
     record = _read_run(tiny_run["run_root"])
     history_url = record["history"]["url"]
     history = read_history(history_url)
-    ours = history[history["config_fingerprint"] == config_fingerprint(tiny_run["config"].to_dict())]
+    ours = history[history["config_fingerprint"] == config_fingerprint(tiny_run["config"])]
     assert len(ours) >= 1, history[["run_id", "config_fingerprint"]]
     assert {"sdri_2spk_open", "ibm_sdri_2spk_open", "code_version", "machine"} <= set(history.columns)
     # An earlier run of the same recipe that scored 3 dB more: the next run must be flagged against it.

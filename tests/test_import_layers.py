@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "deepclust"
 # A module may import its own layer and the ones before it, never a later one; within a layer the package graph
 # (checked below) must still have no loop.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"__init__", "errors", "storage", "storage_lock", "transient", "manifest_log", "workspace", "device",
-              "audio_reasons", "downmix", "audio", "audio_blocks"}),
+    ("base", {"__init__", "errors", "storage", "storage_lock", "transient", "manifest_log", "manifests", "workspace",
+              "device", "audio_reasons", "downmix", "audio", "audio_blocks"}),
     ("pipeline", {"pipeline"}),  # the domain-free stage framework: store, plan, driver
     ("features", {"features"}),
     ("model", {"model", "pretrained"}),

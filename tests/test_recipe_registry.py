@@ -36,3 +36,11 @@ def test_a_plan_read_back_from_json_carries_its_stages_definition(tmp_path):
     assert (again.stage, again.units, again.context) == (plan.stage, plan.units, plan.context)
     with pytest.raises(ValueError, match="'corpus'.*'features'"):
         StagePlan(plan.stage, registry.STAGES["features"])
+
+
+def test_the_end_to_end_config_reads_back_from_its_json_form(tmp_path):
+    from deepclust.recipe.config import ReproduceConfig
+
+    for quick in (True, False):
+        config = demo_config(str(tmp_path), quick=quick)
+        assert ReproduceConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -1,11 +1,14 @@
 """Run history rows, the regression rule and `deepclust compare`, on records of real tiny runs' shape."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
 from deepclust import storage
-from deepclust.reports.history import (append_history, compare_runs, config_fingerprint, find_regression,
-                                       headline_figures, plot_trend)
+from deepclust.recipe.config import demo_config
+from deepclust.reports.comparison import compare_runs, find_regression
+from deepclust.reports.history import append_history, config_fingerprint, headline_figures, plot_trend
 
 
 def _summary(sdri: float, ibm: float = 12.0) -> pd.DataFrame:
@@ -29,11 +32,11 @@ def test_headline_figures_take_model_and_ceilings():
 
 
 def test_fingerprint_ignores_where_and_how_fast_but_not_the_recipe():
-    base = {"run_root": "runs/a", "train": {"max_epochs": 16, "device": "cpu", "num_threads": 2},
-            "separate": {"batch_size": 16, "kmeans": "auto"}}
-    moved = {"run_root": "runs/b", "train": {"max_epochs": 16, "device": "cuda", "num_threads": None},
-             "separate": {"batch_size": 64, "kmeans": "auto"}}
-    longer = {**base, "train": {**base["train"], "max_epochs": 20}}
+    base = demo_config("runs/a", quick=True)
+    moved = dataclasses.replace(base, run_root="runs/b",
+                                train=dataclasses.replace(base.train, device="cuda", num_threads=None),
+                                separate=dataclasses.replace(base.separate, batch_size=64))
+    longer = dataclasses.replace(base, train=dataclasses.replace(base.train, max_epochs=20))
     assert config_fingerprint(base) == config_fingerprint(moved) != config_fingerprint(longer)
 
 

@@ -62,7 +62,8 @@ def write_feature_folder(folder: str, items_by_split: dict, per_shard: int) -> s
             write_shard(items[index : index + per_shard], shard_url)
             for item in items[index : index + per_shard]:
                 rows.append({"mixture_id": item["mixture_id"], "split": split, "shard_url": shard_url,
-                             "num_frames": item["log_mag"].shape[0], "num_speakers": 2})
+                             "num_frames": item["log_mag"].shape[0], "num_speakers": 2, "status": "done",
+                             "error": None, "shard_sha256": storage.sha256_of(shard_url)})
                 if split == "tr":
                     stats.update(item["log_mag"])
     stats_json = {**stats.result().to_dict(), "feature_config": FeatureConfig().to_dict()}

@@ -14,10 +14,11 @@ import pandas as pd
 
 from deepclust.audio import audio_info
 from deepclust.errors import BadAudioError
+from deepclust.manifests import SCHEMAS, validate
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("utterance_id", "path", "speaker", "gender", "duration", "sample_rate", "subset")
+COLUMNS = tuple(SCHEMAS["corpus"].required)  # the corpus manifest's columns (deepclust.manifests)
 GENDERS = ("m", "f", None)
 
 
@@ -65,11 +66,10 @@ def conform_manifest(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("utterance_id", kind="stable").reset_index(drop=True)
 
 
-def validate_manifest(frame: pd.DataFrame) -> None:
-    """Raise ``ValueError`` naming the first problem: missing columns, duplicate ids, bad values."""
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"corpus manifest lacks columns {missing}")
+def validate_manifest(frame: pd.DataFrame, where: str = "corpus manifest") -> None:
+    """Raise ``ValueError`` naming ``where`` and the first problem: missing columns or wrong types (the schema,
+    ``deepclust.manifests.validate``), duplicate ids, bad values."""
+    validate(frame, "corpus", where)
     duplicated = frame["utterance_id"][frame["utterance_id"].duplicated()]
     if len(duplicated):
         raise ValueError(f"duplicate utterance_id {duplicated.iloc[0]!r} ({len(duplicated)} duplicates)")

@@ -10,8 +10,8 @@ Prefect-free: a flow calls :func:`evaluate_mixtures` and writes the returned Dat
 """
 
 from deepclust.evaluation.results import (ORACLES, RESULT_COLUMNS, evaluate_mixtures, gender_condition,
-                                          summarise)
+                                          mean_scores_by)
 from deepclust.evaluation.scoring import METRIC_COLUMNS, evaluate_mixture, evaluate_systems, mixture_baseline
 
 __all__ = ["ORACLES", "METRIC_COLUMNS", "RESULT_COLUMNS", "evaluate_mixture", "evaluate_systems", "mixture_baseline",
-           "evaluate_mixtures", "gender_condition", "summarise"]
+           "evaluate_mixtures", "gender_condition", "mean_scores_by"]

@@ -15,13 +15,13 @@ from deepclust.audio import read_audio
 from deepclust.errors import BadAudioError
 from deepclust.evaluation.scoring import METRIC_COLUMNS, evaluate_mixture, evaluate_systems
 from deepclust.features.stft import StftConfig
+from deepclust.manifests import SCHEMAS
 from deepclust.separation.oracle import ideal_binary_mask_estimates, ideal_ratio_mask_estimates
 
 log = logging.getLogger(__name__)
 
 ORACLES = {"ibm": ideal_binary_mask_estimates, "irm": ideal_ratio_mask_estimates}
-RESULT_COLUMNS = ["mixture_id", "split", "system", "num_speakers", "speakers", "genders", "gender_condition",
-                  *METRIC_COLUMNS, "status", "error"]
+RESULT_COLUMNS = SCHEMAS["evaluation"].required  # the results table's columns (deepclust.manifests)
 
 
 def gender_condition(genders) -> str | None:
@@ -153,8 +153,10 @@ def _score_systems(mixture, sources, gathered: dict, backend: str, info: dict) -
         return out
 
 
-def summarise(results: pd.DataFrame, by: Sequence[str] = ("system", "num_speakers", "gender_condition")) -> pd.DataFrame:
-    """Mean scores of the successful rows per group (the layout of the paper's Table 1), with counts."""
+def mean_scores_by(results: pd.DataFrame, by: Sequence[str] = ("system", "num_speakers", "gender_condition")) -> pd.DataFrame:
+    """Mean scores of the successful rows per group (the layout of the paper's Table 1), with counts.
+    (``deepclust.reports.summary.summarise_by_condition`` is the recipe report's table: means and medians per
+    speaker condition, with the paper's figures.)"""
     ok = results[results["status"] == "done"]
     keys = list(by)
     grouped = ok.groupby(keys, dropna=False)[METRIC_COLUMNS]

@@ -26,6 +26,7 @@ from deepclust.errors import BadAudioError
 from deepclust.features.normalisation import RunningStats
 from deepclust.features.shards import shard_extension, write_shard
 from deepclust.features.stft import StftConfig, stft
+from deepclust.manifests import MANIFEST_NAME, SCHEMAS, validate
 from deepclust.transient import is_transient
 
 __all__ = [
@@ -44,9 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TRAIN_SPLIT = "tr"
-MANIFEST_COLUMNS = [
-    "mixture_id", "split", "shard_url", "num_frames", "num_speakers", "status", "error", "shard_sha256",
-]
+MANIFEST_COLUMNS = SCHEMAS["feature"].required  # the feature manifest's columns (deepclust.manifests)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,6 @@ class FeatureConfig:
         if isinstance(stft_config, dict):
             stft_config = StftConfig.from_dict(stft_config)
         return cls(stft=stft_config or StftConfig(), **data)
-        return cls(stft=stft_config, **data)
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -236,14 +234,14 @@ def plan_shards(
     config: FeatureConfig = FeatureConfig(),
     splits=None,
 ) -> list[tuple[str, str, pd.DataFrame]]:
-    """Group a mixture manifest into shards: `[(split, shard_url, rows), ...]`.
+    """Group a mixture manifest into shards: `[(split, shard_url, rows), ...]`, the one shard plan (the features
+    stage's units are these shards too).
 
-    Rows with `status == "failed"` (mixing failed) are dropped; each split is cut, in manifest order,
-    into `{out}/shards/{split}-{index:05d}.{parquet|npz}` of up to `utterances_per_shard` rows.
+    Only mixtures made without error (`status == "done"`) are kept; each split, in manifest order (the mixtures
+    stage writes its splits sorted), is cut in manifest order into `{out}/shards/{split}-{index:05d}.{parquet|npz}` of up to `utterances_per_shard` rows.
     """
-    manifest = mixture_manifest
-    if "status" in manifest.columns:
-        manifest = manifest[manifest["status"] != "failed"]
+    manifest = validate(mixture_manifest, "mixture", "the mixture manifest given to plan_shards")
+    manifest = manifest[manifest["status"] == "done"]
     if splits is not None:
         splits = [splits] if isinstance(splits, str) else list(splits)
         manifest = manifest[manifest["split"].isin(splits)]
@@ -270,6 +268,7 @@ def write_feature_index(
     manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)
     manifest["num_frames"] = manifest["num_frames"].astype("int64")
     manifest["num_speakers"] = manifest["num_speakers"].astype("int64")
+    validate(manifest, "feature", storage.join(out_url, MANIFEST_NAME))
     ok = manifest[manifest["status"] == "done"]
     shards = (
         ok.groupby("shard_url", sort=False)
@@ -290,7 +289,7 @@ def write_feature_index(
     else:
         log.warning("no %r utterances were extracted: %s/stats.json not written", TRAIN_SPLIT, out_url)
     # Written last: the manifest's presence means the extraction is complete.
-    storage.write_parquet(manifest, storage.join(out_url, "manifest.parquet"))
+    storage.write_parquet(manifest, storage.join(out_url, MANIFEST_NAME))
     return manifest
 
 
@@ -306,8 +305,8 @@ def extract_features(
     only), `{out}/shards.parquet` (shard_url, split, num_utterances, sha256) and `{out}/manifest.parquet`.
 
     Args:
-        mixture_manifest: mixture manifest (`mixture_id, split, mixture_path, source_paths,
-            num_speakers[, status]`); rows with `status == "failed"` are skipped.
+        mixture_manifest: a mixture manifest (`deepclust.manifests.SCHEMAS["mixture"]`); rows whose
+            mixing failed are skipped.
         out_url: output folder/prefix.
         config: feature parameters.
         splits: only these splits (a name or a list); all by default.

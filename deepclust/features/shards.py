@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepclust import storage
+from deepclust.manifests import read_manifest
 
 __all__ = ["SHARD_FORMATS", "shard_extension", "write_shard", "iter_shard", "iter_features"]
 
@@ -212,10 +213,8 @@ def iter_features(
             shards are the unit read from storage, so this keeps reads sequential).
         seed: seed for the shard order.
     """
-    manifest = storage.read_parquet(feature_manifest_url)
-    rows = manifest[manifest["split"] == split]
-    if "status" in rows.columns:
-        rows = rows[rows["status"] == "done"]
+    manifest = read_manifest(feature_manifest_url, "feature")
+    rows = manifest[(manifest["split"] == split) & (manifest["status"] == "done")]
     shard_urls = list(dict.fromkeys(rows["shard_url"].tolist()))  # unique, in manifest order
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(shard_urls))

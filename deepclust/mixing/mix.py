@@ -18,16 +18,14 @@ import pandas as pd
 from deepclust import storage
 from deepclust.audio import read_audio, resample, write_audio
 from deepclust.errors import BadAudioError
+from deepclust.manifests import MANIFEST_NAME, SCHEMAS, validate
 from deepclust.mixing.mixlist import MixEntry, mixture_id, utterance_stem
 from deepclust.mixing.p56 import active_level
 from deepclust.transient import is_disk_full, is_transient
 
 PEAK_AFTER_SCALING = 0.9  # the recipe's anti-clipping target for max(|mix|, |s_k|)
 
-MANIFEST_COLUMNS = [
-    "mixture_id", "split", "mixture_path", "source_paths", "utterance_ids", "speakers", "genders",
-    "snrs_db", "num_speakers", "sample_rate", "num_samples", "mode", "status", "error",
-]
+MANIFEST_COLUMNS = SCHEMAS["mixture"].required  # the mixture manifest's columns (deepclust.manifests)
 
 
 @dataclass(frozen=True)
@@ -190,6 +188,8 @@ def create_mixtures(
     )
     # pandas turns None into NaN next to strings; keep None ("no error") as stored in Parquet
     manifest["error"] = pd.Series([r["error"] for r in rows], index=manifest.index, dtype=object)
+    url = storage.join(out_url, split, MANIFEST_NAME)
+    validate(manifest, "mixture", url)
     if write_manifest:
-        storage.write_parquet(manifest, storage.join(out_url, split, "manifest.parquet"))
+        storage.write_parquet(manifest, url)
     return manifest

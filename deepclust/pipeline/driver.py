@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from deepclust import storage
+from deepclust.manifests import validate
 from deepclust.pipeline.plan import StagePlan
 from deepclust.transient import call_with_retries
 
@@ -22,8 +23,9 @@ __all__ = ["run_stage", "run_units_here", "run_unit", "finish", "remove_stale_te
 
 
 def run_unit(plan: StagePlan, unit: dict):
-    """Do one unit of a stage (idempotent: a finished unit returns its recorded result)."""
-    return plan.stage.run_unit(unit["id"], lambda: plan.definition.run_unit(plan, unit))
+    """Run one unit of a stage: the stage's ``compute_unit`` unless the unit is done (a finished unit returns its
+    recorded result). The one ``run_unit``: the plain loop and the Prefect task both call it."""
+    return plan.stage.compute_once(unit["id"], lambda: plan.definition.compute_unit(plan, unit))
 
 
 def finish(plan: StagePlan, results: list) -> str:
@@ -32,6 +34,7 @@ def finish(plan: StagePlan, results: list) -> str:
         return plan.manifest_url
     remove_stale_temp_files(plan.stage.url)
     manifest, info = plan.definition.finish(plan, results)
+    validate(manifest, plan.definition.manifest_kind, plan.manifest_url)  # never commit a manifest of the wrong shape
     return plan.stage.commit(manifest, info)
 
 
@@ -52,10 +55,12 @@ def remove_stale_temp_files(stage_url: str) -> None:
 
 class ProgressLine:
     """``[features] 12/40 units, 31 s, ~72 s left``: one line per finished unit (and at most one every
-    ``every_seconds`` for many small units), readable in a terminal, a log file or CI output alike."""
+    ``every_seconds`` for many small units), readable in a terminal, a log file or CI output alike. The one
+    progress printer: stages count ``units``, the separation job ``inputs`` (``callback()``)."""
 
-    def __init__(self, name: str, total: int, done: int = 0, log: Callable = print, every_seconds: float = 5.0):
-        self.name, self.total, self.done, self.log = name, total, done, log
+    def __init__(self, name: str, total: int, done: int = 0, log: Callable = print, every_seconds: float = 5.0,
+                 what: str = "units"):
+        self.name, self.total, self.done, self.log, self.what = name, total, done, log, what
         self.every_seconds = every_seconds
         self.began = time.perf_counter()
         self.first = done
@@ -63,14 +68,26 @@ class ProgressLine:
 
     def advance(self) -> None:
         """One more unit finished: print a line (at most every ``every_seconds``, and the last)."""
-        self.done += 1
+        self.show(self.done + 1)
+
+    def show(self, done: int, total: int | None = None) -> None:
+        """``done`` of ``total`` (default: as constructed) finished: print a line (at most every ``every_seconds``,
+        and the last)."""
+        self.done = done
+        self.total = self.total if total is None else total
         elapsed = time.perf_counter() - self.began
         if self.done < self.total and elapsed - self.shown_at < self.every_seconds:
             return
         self.shown_at = elapsed
         rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
         left = f", ~{(self.total - self.done) / rate:.0f} s left" if rate > 0 and self.done < self.total else ""
-        self.log(f"[{self.name}] {self.done}/{self.total} units, {elapsed:.0f} s{left}")
+        self.log(f"[{self.name}] {self.done}/{self.total} {self.what}, {elapsed:.0f} s{left}")
+
+    @classmethod
+    def callback(cls, name: str, log: Callable = print, what: str = "inputs", every_seconds: float = 0.0) -> Callable:
+        """A ``progress(done, total)`` function printing these lines (the separation job's progress hook)."""
+        line = cls(name, 0, log=log, every_seconds=every_seconds, what=what)
+        return line.show
 
 
 def run_units_here(plan: StagePlan, log: Callable = print) -> list:

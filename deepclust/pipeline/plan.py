@@ -9,6 +9,7 @@ a stage by name. Every function takes and returns URLs and small JSON-able value
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,16 +24,16 @@ class StageDefinition:
     """One stage: how to plan it, run one of its units and finish it.
 
     ``plan(run_root, *upstream manifest URLs, *configs) -> StagePlan`` decides the folder (by content key)
-    and the units; ``run_unit(plan, unit)`` does one unit and returns a JSON-able result (the driver
-    skips units already done); ``finish(plan, results) -> (manifest, info)`` merges the unit results
-    (the driver commits them). ``description`` is what a person reads in progress lines.
+    and the units; ``compute_unit(plan, unit)`` does one unit and returns a JSON-able result (the driver's
+    ``run_unit`` calls it for units not done yet); ``finish(plan, results) -> (manifest, info)`` merges the unit results
+    (the driver validates the manifest against ``manifest_kind``'s schema, ``deepclust.manifests``, and commits).
     """
 
     name: str
     plan: Callable[..., "StagePlan"]
-    run_unit: Callable[["StagePlan", dict], Any]
+    compute_unit: Callable[["StagePlan", dict], Any]
     finish: Callable[["StagePlan", list], tuple[pd.DataFrame, dict]]
-    description: str = ""
+    manifest_kind: str  # a key of deepclust.manifests.SCHEMAS
 
 
 @dataclass
@@ -74,16 +75,72 @@ def concat_parts(results: list) -> pd.DataFrame:
 
 
 def config_dict(config) -> dict:
-    """A config as a dict: its own ``to_dict`` when it has one, else ``dataclasses.asdict``."""
+    """A config as a dict: its own ``to_dict`` when it has one, else ``dataclasses.asdict``. How a stage's plan
+    carries its configs in ``plan.context`` (JSON-able, through Prefect); ``config_from_dict`` reads them back."""
     return config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
 
 
-# Settings that say where or how fast a stage runs, not what it computes: kept out of stage keys, so
-# moving a run to another device or thread count reuses its finished stages.
-# (``prefetch_batches`` draws the same batches ahead of time: the model is bit-identical.)
-EXECUTION_ONLY = {"device", "num_threads", "prefetch_batches"}
+def config_from_dict(cls, data: dict):
+    """Inverse of ``config_dict``: the class's own ``from_dict`` when it has one, else ``cls(**data)`` with nested
+    configs rebuilt and tuples restored (JSON gives lists). Each stage module's ``config_of(plan)`` calls this."""
+    return cls.from_dict(data) if hasattr(cls, "from_dict") else fields_from_dict(cls, data)
+
+
+def fields_from_dict(cls, data: dict):
+    """``cls(**data)`` for a dataclass, its nested configs rebuilt by ``config_from_dict`` and tuples restored;
+    missing fields take their defaults. (A config's own ``from_dict`` may be just this.)"""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints.get(f.name)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = config_from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+# Settings that say where or how fast a stage runs, not what it computes (a device, a thread count, how many
+# items go through one forward or one work unit): kept out of stage keys and out of the history's recipe
+# fingerprint, so moving a run to another device or batch size reuses its finished stages and compares with
+# its earlier runs. This is the one definition: a config marks such a field with ``execution_only(default)``.
+EXECUTION_ONLY = "execution_only"  # the dataclass field metadata key
+
+def execution_only(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
+    """A config field that says where or how fast its stage runs, not what it computes (kept out of keys).
+
+    >>> @dataclass
+    ... class Example:
+    ...     seed: int = 0
+    ...     device: str = execution_only("auto")
+    >>> recipe_params(Example(device="cuda"))
+    {'seed': 0}
+    """
+    return field(default=default, default_factory=default_factory, metadata={EXECUTION_ONLY: True})
+
+
+def execution_only_fields(config) -> frozenset[str]:
+    """The names of a config's (instance or class) execution-only fields."""
+    cls = config if isinstance(config, type) else type(config)
+    marked = {f.name for f in dataclasses.fields(cls) if f.metadata.get(EXECUTION_ONLY)}
+    return frozenset(marked)
 
 
 def recipe_params(config) -> dict:
-    """A config without its execution-only settings: what goes into a stage key."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in EXECUTION_ONLY}
+    """A config as a dict without its execution-only settings, nested configs included: what goes into a
+    stage key (and, for the whole recipe's config, into the history's recipe fingerprint)."""
+    skip = execution_only_fields(config)
+    return {f.name: _recipe_value(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name not in skip}
+
+
+def _recipe_value(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return recipe_params(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_recipe_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _recipe_value(v) for k, v in value.items()}
+    return value

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from deepclust import __version__, storage
+from deepclust.manifests import MANIFEST_NAME
 
-MANIFEST = "manifest.parquet"
+MANIFEST = MANIFEST_NAME
 COMPLETE = "_COMPLETE"
 
 # Counts the units and stages this process actually computed (not reused). Tests and the Prefect
@@ -108,8 +109,8 @@ class Stage:
         storage.write_json({"unit": unit_id, "result": result, "finished": time.time()}, self.unit_marker(unit_id))
         _count(f"{self.name}:unit")
 
-    def run_unit(self, unit_id: str, compute):
-        """Run ``compute()`` unless the unit is already done; returns its (JSON-able) result."""
+    def compute_once(self, unit_id: str, compute):
+        """``compute()`` unless the unit is already done (its marker exists); returns its (JSON-able) result."""
         done = self.unit_result(unit_id)
         if done is not None:
             return done
@@ -158,3 +159,13 @@ def make_stage(run_root: str, name: str, params, upstream: list[str] | tuple[str
 def batches(items: list, size: int) -> list[list]:
     """``items`` cut into consecutive lists of ``size`` (the last may be shorter)."""
     return [items[i:i + size] for i in range(0, len(items), max(1, int(size)))]
+
+
+def range_units(items: list, size: int) -> list[tuple[str, list]]:
+    """``items`` cut into consecutive lists of ``size``, each with a unit id naming the range it holds
+    (``items-00000-00099``). A unit size is an execution-only setting, kept out of the stage key; naming a unit
+    by its range (not its index) means a stage resumed with another unit size never takes a finished unit's
+    marker for a different range of items: equal ids hold equal items."""
+    size = max(1, int(size))
+    return [(f"items-{first:05d}-{first + len(chunk) - 1:05d}", chunk)
+            for first, chunk in zip(range(0, len(items), size), batches(items, size))]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
+from deepclust.pipeline.plan import execution_only, fields_from_dict
 from deepclust.stages.corpus import CorpusConfig
 from deepclust.stages.evaluation import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
@@ -23,7 +24,7 @@ __all__ = ["ReproduceConfig", "demo_config"]
 @dataclass
 class ReproduceConfig:
     """The whole recipe, end to end: the run folder and one config per stage."""
-    run_root: str = "runs/demo"
+    run_root: str = execution_only("runs/demo")  # where the run goes, not what it computes
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     mix: MixStageConfig = field(default_factory=MixStageConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -33,8 +34,13 @@ class ReproduceConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def to_dict(self) -> dict:
-        """JSON-able form, as in ``run.json`` (``flows.reproduce.config_from_dict`` reads it back)."""
+        """JSON-able form, as in ``run.json`` (``from_dict`` reads it back)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ReproduceConfig":
+        """Inverse of ``to_dict`` (e.g. ``run.json``'s ``config``): every stage's config rebuilt by its own rule."""
+        return fields_from_dict(cls, data)
 
     def stage_configs(self) -> dict[str, list]:
         """Each stage's configs by stage name, in the order its ``plan`` takes them after its upstream manifests."""

@@ -14,6 +14,7 @@ from deepclust import storage
 from deepclust.pipeline import driver
 from deepclust.recipe import registry
 from deepclust.recipe.config import ReproduceConfig
+from deepclust.reports.history import config_fingerprint
 from deepclust.stages.training import model_url_of
 
 
@@ -47,6 +48,7 @@ def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict
         "stage_seconds": {name: round(value, 1) for name, value in (stage_seconds or {}).items()},
         "training": training_outcome(done_stages["train"].info(), config.train),
         "config": config.to_dict(),
+        "config_fingerprint": config_fingerprint(config),  # the recipe: the config minus execution-only settings
     }
     url = storage.join(config.run_root, "run.json")
     storage.write_json(record, url)
@@ -57,11 +59,11 @@ def record_history(record: dict, history_url: str | None = None, margin_db: floa
     """Append this run to the history table, check it against the best earlier run of the same recipe and
     corpus, and note both in ``record`` (and run.json): ``record["history"] = {url, run_id, regression}``.
 
-    A regression (see ``deepclust.reports.history.find_regression``) is returned, not raised: the caller
+    A regression (see ``deepclust.reports.comparison.find_regression``) is returned, not raised: the caller
     decides (the CLI exits 1, the flow ends Failed).
     """
-    from deepclust.reports.history import (append_history, default_history_url, find_regression, history_row,
-                                           plot_trend)
+    from deepclust.reports.comparison import find_regression
+    from deepclust.reports.history import append_history, default_history_url, history_row, plot_trend
 
     url = history_url or default_history_url(record["run_root"])
     summary = storage.read_parquet(record["summary"])
@@ -83,7 +85,7 @@ def recipe(config: ReproduceConfig) -> list[tuple[str, list[str], list]]:
 
 
 def run_here(log=print):
-    """The plain way to run one stage of the recipe: plan it, then ``driver.run_stage`` in this process."""
+    """The plain stage runner of ``run_recipe``: plan a stage, then ``driver.run_stage`` in this process."""
     def run(name: str, run_root: str, upstream: list[str], configs: list):
         plan = registry.plan(name, run_root, upstream, configs)
         return plan.stage, driver.run_stage(plan, log=log)
@@ -91,17 +93,18 @@ def run_here(log=print):
     return run
 
 
-def run_recipe(config: ReproduceConfig, run_stage=None) -> tuple[dict, dict, dict]:
-    """Run (or reuse) every stage in order; ``run_stage(name, run_root, upstream URLs, configs) -> (Stage,
-    manifest URL)`` (default ``run_here()``; the Prefect flow passes one that runs stage flows).
+def run_recipe(config: ReproduceConfig, stage_runner=None) -> tuple[dict, dict, dict]:
+    """Run (or reuse) every stage in order; ``stage_runner(name, run_root, upstream URLs, configs) -> (Stage,
+    manifest URL)`` (default ``run_here()``; the Prefect flow passes one that runs stage flows). Each stage itself
+    runs through the one driver, ``deepclust.pipeline.driver.run_stage``.
     Returns ``(stages, manifests, stage_seconds)`` by stage name."""
-    run_stage = run_stage or run_here()
+    stage_runner = stage_runner or run_here()
     storage.makedirs(config.run_root)
     done_stages, manifests, stage_seconds = {}, {}, {}
     for name, upstream, configs in recipe(config):
         started = time.perf_counter()
-        done_stages[name], manifests[name] = run_stage(name, config.run_root, [manifests[u] for u in upstream],
-                                                       configs)
+        done_stages[name], manifests[name] = stage_runner(name, config.run_root, [manifests[u] for u in upstream],
+                                                          configs)
         stage_seconds[name] = time.perf_counter() - started
     return done_stages, manifests, stage_seconds
 

@@ -10,15 +10,20 @@ import numpy as np
 import pandas as pd
 
 from deepclust import storage
+from deepclust.manifests import validate
 from deepclust.reports.paper import paper_sdri
 
 METRICS = ["sdri", "si_sdri", "sdr", "sir", "sar", "si_sdr"]
 GROUPS = ["num_speakers", "condition", "gender_condition"]
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and median of each metric per system and condition, plus an 'all' row per speaker count."""
-    done = results[results.get("status", pd.Series("done", index=results.index)) == "done"].copy()
+def summarise_by_condition(results: pd.DataFrame, where: str = "evaluation results") -> pd.DataFrame:
+    """Mean and median of each metric per system and condition, plus an 'all' row per speaker count.
+
+    ``results``: the evaluation stage's results (``deepclust.manifests.SCHEMAS["evaluation"]`` with its
+    ``condition``); ``where`` names them in a schema error."""
+    validate(results, "evaluation", where, needs=("condition",))
+    done = results[results["status"] == "done"].copy()
     if done.empty:
         return pd.DataFrame(columns=["system", *GROUPS, "mixtures"])
     rows = []
@@ -76,7 +81,7 @@ def render_report(summary: pd.DataFrame, results: pd.DataFrame, figures: dict | 
              "SDR improvement (dB) over the unprocessed mixture, mean over test mixtures, beside the ideal "
              "binary/ratio mask ceilings and the paper's figure (Hershey et al., ICASSP 2016).", "",
              markdown_table(headline(summary)), ""]
-    failed = int((results.get("status", pd.Series(dtype=str)) == "failed").sum())
+    failed = int((results["status"] == "failed").sum())
     if failed:
         lines += [f"{failed} mixture(s) could not be evaluated; see the `error` column of results.csv.", ""]
     lines += ["## By condition (mean / median)", "",
@@ -89,7 +94,7 @@ def render_report(summary: pd.DataFrame, results: pd.DataFrame, figures: dict | 
 
 def write_reports(results: pd.DataFrame, out_url: str, figures: dict | None = None) -> dict:
     """Write results.{parquet,csv}, summary.{parquet,csv} and report.md; return their URLs."""
-    summary = summarise(results)
+    summary = summarise_by_condition(results)
     urls = {name: storage.join(out_url, name) for name in
             ("results.parquet", "results.csv", "summary.parquet", "summary.csv", "report.md")}
     storage.write_parquet(results, urls["results.parquet"])

@@ -8,11 +8,10 @@ with it every downstream stage key (mixtures, features, training ...): nothing s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan
+from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, config_from_dict, recipe_params
 from deepclust.pipeline.store import make_stage
 
 
@@ -37,9 +36,14 @@ class CorpusConfig:
 
 def plan_corpus(run_root: str, config: CorpusConfig) -> StagePlan:
     """One unit; the stage key holds the config and the corpus tree's listing (``corpus_source_fingerprint``)."""
-    params = {"config": config, "source": corpus_source_fingerprint(config)}
+    params = {"config": recipe_params(config), "source": corpus_source_fingerprint(config)}
     stage = make_stage(run_root, "corpus", params)
-    return StagePlan(stage, STAGE, [{"id": "corpus"}], {"config": dataclasses.asdict(config)})
+    return StagePlan(stage, STAGE, [{"id": "corpus"}], {"config": config_dict(config)})
+
+
+def config_of(plan) -> CorpusConfig:
+    """The stage's config, read back from its plan."""
+    return config_from_dict(CorpusConfig, plan.context["config"])
 
 
 def _roots(config) -> list[str]:
@@ -74,7 +78,7 @@ def corpus_unit(plan, unit) -> dict:
     """Make (demo) or scan the corpus into the stage's ``utterances.parquet``; returns its size and unreadable files."""
     from deepclust.corpora import prepare_corpus
 
-    config = CorpusConfig(**plan.context["config"])
+    config = config_of(plan)
     if config.name == "demo":
         # The demo corpus is synthesised into the stage folder itself: same parameters, same audio.
         kwargs = {"root": plan.stage.path("audio"), "seed": config.seed}
@@ -105,4 +109,4 @@ def corpus_finish(plan, results):
     return manifest, info
 
 
-STAGE = StageDefinition("corpus", plan_corpus, corpus_unit, corpus_finish, "utterance manifest")
+STAGE = StageDefinition("corpus", plan_corpus, corpus_unit, corpus_finish, "corpus")

@@ -4,7 +4,6 @@ IBM/IRM oracle rows, then the summary tables and the Markdown report with its fi
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -12,8 +11,10 @@ import numpy as np
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts
-from deepclust.pipeline.store import batches, make_stage
+from deepclust.manifests import read_manifest
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+                                    execution_only, recipe_params)
+from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import resolve_outputs
 
 
@@ -22,24 +23,29 @@ class EvaluateConfig:
     """The recipe's evaluation stage: metric backend, oracle masks scored beside the model, mixtures per unit."""
     backend: str = "fast"  # "fast" (agrees with mir_eval within 0.01 dB) or "mir_eval"
     oracles: tuple[str, ...] = ("ibm", "irm")
-    unit_size: int = 100
+    unit_size: int = execution_only(100)  # mixtures per work unit: how the work is cut, not what it computes
 
 
 def plan_evaluation(run_root: str, separation_manifest_url: str, mixture_manifest_url: str,
                     config: EvaluateConfig) -> StagePlan:
     """Units: batches of the separated mixtures. The separation manifest is the recipe's separation stage's or
     ``deepclust separate --input <mixture manifest>``'s (the same schema): its rows name their ``mixture_id``."""
-    separated = storage.read_parquet(separation_manifest_url)
-    known = set(storage.read_parquet(mixture_manifest_url)["mixture_id"])
-    ids = [m for m in separated.get("mixture_id", []) if m]
+    separated = read_manifest(separation_manifest_url, "separation")
+    known = set(read_manifest(mixture_manifest_url, "mixture")["mixture_id"])
+    ids = [m for m in separated["mixture_id"] if m]
     if not ids or not set(ids) <= known:
         raise ValueError(f"{separation_manifest_url}: its rows do not name mixtures of {mixture_manifest_url}; "
                          "separate the mixture manifest itself (deepclust separate --input MIXTURES.parquet)")
-    stage = make_stage(run_root, "evaluate", {"config": config}, [separation_manifest_url, mixture_manifest_url])
-    units = [{"id": f"batch-{i:05d}", "mixture_ids": chunk} for i, chunk in enumerate(batches(ids, config.unit_size))]
+    stage = make_stage(run_root, "evaluate", {"config": recipe_params(config)}, [separation_manifest_url, mixture_manifest_url])
+    units = [{"id": unit_id, "mixture_ids": chunk} for unit_id, chunk in range_units(ids, config.unit_size)]
     return StagePlan(stage, STAGE, units,
-                     {"config": dataclasses.asdict(config), "separation_manifest_url": separation_manifest_url,
+                     {"config": config_dict(config), "separation_manifest_url": separation_manifest_url,
                       "mixture_manifest_url": mixture_manifest_url})
+
+
+def config_of(plan) -> EvaluateConfig:
+    """The stage's config, read back from its plan."""
+    return config_from_dict(EvaluateConfig, plan.context["config"])
 
 
 def evaluate_unit(plan, unit) -> dict:
@@ -49,14 +55,14 @@ def evaluate_unit(plan, unit) -> dict:
     """
     from deepclust.evaluation import evaluate_mixtures
 
-    config = plan.context["config"]
-    mixtures = storage.read_parquet(plan.context["mixture_manifest_url"])
-    separated = storage.read_parquet(plan.context["separation_manifest_url"]).set_index("mixture_id")
+    config = config_of(plan)
+    mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixture")
+    separated = read_manifest(plan.context["separation_manifest_url"], "separation").set_index("mixture_id")
     chosen = mixtures[mixtures["mixture_id"].isin(unit["mixture_ids"])]
     base = storage.parent(plan.context["separation_manifest_url"])  # outputs are recorded relative to it
     estimates = {mid: resolve_outputs(base, separated.loc[mid, "outputs"]) for mid in unit["mixture_ids"]
                  if separated.loc[mid, "status"] == "done"}
-    results = evaluate_mixtures(chosen, estimates, oracles=tuple(config["oracles"]), backend=config["backend"])
+    results = evaluate_mixtures(chosen, estimates, oracles=config.oracles, backend=config.backend)
     training_speakers = set(np.concatenate(mixtures.loc[mixtures["split"] == "tr", "speakers"].to_numpy())) \
         if (mixtures["split"] == "tr").any() else set()
     results["condition"] = [speaker_condition(s, training_speakers) for s in results["speakers"]]
@@ -125,7 +131,7 @@ def _loss_curve_of(separation_manifest_url: str) -> str | None:
     model_manifest_url = info.get("model_manifest_url")
     if not model_manifest_url or not storage.exists(model_manifest_url):
         return None
-    png = storage.read_parquet(model_manifest_url).get("loss_curve_png", pd.Series([""])).iloc[0]
+    png = read_manifest(model_manifest_url, "model")["loss_curve_png"].iloc[0]
     return png if png and storage.exists(png) else None
 
 
@@ -141,7 +147,7 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
     from deepclust.features.stft import StftConfig, stft_np
     from deepclust.reports.figures import plot_masks
 
-    model_rows = table[(table["system"] == "model") & (table.get("status", "done") == "done")]
+    model_rows = table[(table["system"] == "model") & (table["status"] == "done")]
     if model_rows.empty:
         return {}
     ordered = pd.concat([model_rows.drop_duplicates("num_speakers"), model_rows]).drop_duplicates("mixture_id")
@@ -163,4 +169,4 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
     return figures
 
 
-STAGE = StageDefinition("evaluate", plan_evaluation, evaluate_unit, evaluate_finish, "batches of evaluated mixtures")
+STAGE = StageDefinition("evaluate", plan_evaluation, evaluate_unit, evaluate_finish, "evaluation")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, config_dict
-from deepclust.pipeline.store import batches, make_stage
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+                                    recipe_params)
+from deepclust.manifests import read_manifest
+from deepclust.pipeline.store import make_stage
 
 
 def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr", "cv")) -> StagePlan:
@@ -16,26 +18,37 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
 
     Only the splits training reads (tr, cv) by default: test mixtures are separated from audio.
     """
-    stage = make_stage(run_root, "features", {"config": config, "splits": list(splits)}, [mixture_manifest_url])
-    mixtures = storage.read_parquet(mixture_manifest_url)
-    mixtures = mixtures[mixtures["split"].isin(splits)]
-    mixtures = mixtures[mixtures["status"] == "done"] if "status" in mixtures else mixtures
-    units = []
-    for split, group in mixtures.groupby("split", sort=True):
-        for index, ids in enumerate(batches(list(group["mixture_id"]), config.utterances_per_shard)):
-            units.append({"id": f"{split}-{index:05d}", "split": split, "mixture_ids": ids})
+    from deepclust.features.extract import plan_shards
+
+    stage = make_stage(run_root, "features", {"config": recipe_params(config), "splits": list(splits)}, [mixture_manifest_url])
+    mixtures = read_manifest(mixture_manifest_url, "mixture")
+    # The library's one shard plan; a unit is named by its shard (``tr-00000``), as its shard file is.
+    units = [{"id": _shard_name(shard_url), "split": split, "mixture_ids": list(rows["mixture_id"])}
+             for split, shard_url, rows in plan_shards(mixtures, stage.url, config, splits)]
     return StagePlan(stage, STAGE, units,
                      {"config": config_dict(config), "mixture_manifest_url": mixture_manifest_url})
 
 
+def config_of(plan):
+    """The stage's ``FeatureConfig``, read back from its plan."""
+    from deepclust.features.extract import FeatureConfig
+
+    return config_from_dict(FeatureConfig, plan.context["config"])
+
+
+def _shard_name(shard_url: str) -> str:
+    """``tr-00000`` of ``.../shards/tr-00000.parquet``."""
+    return shard_url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 def features_unit(plan, unit) -> dict:
     """Extract one feature shard; a training shard also returns its own normalisation statistics (merged at finish)."""
-    from deepclust.features.extract import FeatureConfig, extract_shard
+    from deepclust.features.extract import extract_shard
     from deepclust.features.normalisation import RunningStats
     from deepclust.features.shards import shard_extension
 
-    config = FeatureConfig.from_dict(plan.context["config"])
-    mixtures = storage.read_parquet(plan.context["mixture_manifest_url"]).set_index("mixture_id")
+    config = config_of(plan)
+    mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixture").set_index("mixture_id")
     rows = mixtures.loc[unit["mixture_ids"]].reset_index()
     shard_url = plan.stage.path("shards", f"{unit['id']}{shard_extension(config.shard_format)}")
     # Each shard accumulates its own statistics; finish merges the training ones.
@@ -49,7 +62,7 @@ def features_unit(plan, unit) -> dict:
 
 def features_finish(plan, results):
     """Merge the training shards' statistics and write the feature index (``manifest.parquet``, ``stats.json``)."""
-    from deepclust.features.extract import FeatureConfig, write_feature_index
+    from deepclust.features.extract import write_feature_index
     from deepclust.features.normalisation import RunningStats
 
     rows = concat_parts(results).to_dict("records")
@@ -59,9 +72,9 @@ def features_finish(plan, results):
     merged = train_stats[0]
     for other in train_stats[1:]:
         merged = merged.merge(other)
-    manifest = write_feature_index(rows, plan.stage.url, FeatureConfig.from_dict(plan.context["config"]), merged)
+    manifest = write_feature_index(rows, plan.stage.url, config_of(plan), merged)
     return manifest, {"shards": len(results), "utterances": int(len(manifest)),
                       "failed": int((manifest["status"] != "done").sum())}
 
 
-STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "feature shards")
+STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "feature")

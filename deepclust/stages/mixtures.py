@@ -4,7 +4,6 @@ mixture manifest, in units of ``MixStageConfig.batch_size`` mixtures.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -12,7 +11,9 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.mixing.mix import MixConfig
-from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts
+from deepclust.manifests import read_manifest
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+                                    recipe_params)
 from deepclust.pipeline.store import make_stage
 
 
@@ -40,7 +41,7 @@ def plan_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfi
     list_checksums = {}
     if config.mix_lists:
         list_checksums = {split: storage.sha256_of(url) for split, url in sorted(config.mix_lists.items())}
-    stage = make_stage(run_root, "mixtures", {"config": config, "lists": list_checksums}, [corpus_manifest_url])
+    stage = make_stage(run_root, "mixtures", {"config": recipe_params(config), "lists": list_checksums}, [corpus_manifest_url])
     lists = prepare_mix_lists(stage, corpus_manifest_url, config)  # {list_name: (split, n_speakers, url, count)}
     units = []
     for name, (split, n_speakers, list_url, count) in sorted(lists.items()):
@@ -48,7 +49,12 @@ def plan_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfi
             units.append({"id": f"{name}-{index:04d}", "split": split, "n_speakers": n_speakers,
                           "list_url": list_url, "start": start, "stop": min(count, start + config.batch_size)})
     return StagePlan(stage, STAGE, units,
-                     {"config": dataclasses.asdict(config), "corpus_manifest_url": corpus_manifest_url})
+                     {"config": config_dict(config), "corpus_manifest_url": corpus_manifest_url})
+
+
+def config_of(plan) -> MixStageConfig:
+    """The stage's config, read back from its plan."""
+    return config_from_dict(MixStageConfig, plan.context["config"])
 
 
 def prepare_mix_lists(stage, corpus_manifest_url: str, config) -> dict:
@@ -111,10 +117,10 @@ def mixtures_unit(plan, unit) -> dict:
     from deepclust.mixing.mix import create_mixtures
     from deepclust.mixing.mixlist import read_mix_list
 
-    config = plan.context["config"]
-    corpus = storage.read_parquet(plan.context["corpus_manifest_url"])
+    config = config_of(plan)
+    corpus = read_manifest(plan.context["corpus_manifest_url"], "corpus")
     entries = read_mix_list(unit["list_url"])[unit["start"]:unit["stop"]]
-    mix_config = MixConfig(sample_rate=config["sample_rate"], mode=config["mode"], n_speakers=unit["n_speakers"])
+    mix_config = MixConfig(sample_rate=config.sample_rate, mode=config.mode, n_speakers=unit["n_speakers"])
     manifest = create_mixtures(entries, unit["split"], plan.stage.url, mix_config,
                                path_resolver=_path_resolver(corpus), corpus_manifest=corpus, write_manifest=False)
     manifest["sha256"] = [storage.sha256_of(p) if s == "done" else ""
@@ -133,4 +139,4 @@ def mixtures_finish(plan, results):
     return manifest, info
 
 
-STAGE = StageDefinition("mixtures", plan_mixtures, mixtures_unit, mixtures_finish, "batches of mixtures")
+STAGE = StageDefinition("mixtures", plan_mixtures, mixtures_unit, mixtures_finish, "mixture")

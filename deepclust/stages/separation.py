@@ -8,46 +8,54 @@ same error policy. A unit's rows are committed (its part file and marker) as soo
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, recipe_params
-from deepclust.pipeline.store import batches, make_stage
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+                                    execution_only, recipe_params)
+from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import assign_output_stems, inputs_from_mixtures
 from deepclust.separation.long import WindowConfig
 
 
 @dataclass
 class SeparateConfig:
-    """The recipe's separation stage (the one separation loop, ``deepclust.separation.batch``)."""
+    """The recipe's separation stage (the one separation loop, ``deepclust.separation.batch``).
+
+    ``device``, ``batch_size`` and ``unit_size`` say where and in what groups the mixtures are separated, not
+    what comes out: they are ``execution_only`` (not in the stage key)."""
 
     kmeans: str = "auto"  # "auto" (torch on CUDA, scikit-learn on CPU), "torch" (batched) or "sklearn"
-    device: str = "auto"
+    device: str = execution_only("auto")
     inference: str = "auto"  # "auto" (a Chimera++ model's mask head, else k-means), "mask" or "kmeans"
-    batch_size: int = WindowConfig.windows_per_batch  # mixtures per network forward / batched k-means
+    batch_size: int = execution_only(WindowConfig.windows_per_batch)  # mixtures per network forward / batched k-means
     # Test utterances are separated whole, as the paper does (wsj0-2mix mixtures last at most ~ 20 s);
     # only longer recordings would be cut into windows.
     window_seconds: float = 60.0
-    unit_size: int = 100  # mixtures per work unit (one Prefect task each)
+    unit_size: int = execution_only(100)  # mixtures per work unit (one Prefect task each)
     splits: tuple[str, ...] = ("tt",)
 
 
 def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str,
                     config: SeparateConfig) -> StagePlan:
-    """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows)."""
+    """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows), named by their range."""
     stage = make_stage(run_root, "separate", {"config": recipe_params(config)},
                        [model_manifest_url, mixture_manifest_url])
     items = inputs_from_mixtures(mixture_manifest_url, tuple(config.splits)).to_dict("records")
     stems = assign_output_stems([item["relative_path"] for item in items])
     for item in items:
         item["output_stem"] = stems[item["relative_path"]]
-    units = [{"id": f"batch-{i:05d}", "items": chunk} for i, chunk in enumerate(batches(items, config.unit_size))]
+    units = [{"id": unit_id, "items": chunk} for unit_id, chunk in range_units(items, config.unit_size)]
     return StagePlan(stage, STAGE, units,
-                     {"config": dataclasses.asdict(config), "model_manifest_url": model_manifest_url,
+                     {"config": config_dict(config), "model_manifest_url": model_manifest_url,
                       "mixture_manifest_url": mixture_manifest_url})
+
+
+def config_of(plan) -> SeparateConfig:
+    """The stage's config, read back from its plan."""
+    return config_from_dict(SeparateConfig, plan.context["config"])
 
 
 def separate_unit(plan, unit) -> dict:
@@ -56,21 +64,21 @@ def separate_unit(plan, unit) -> dict:
     from deepclust.separation.separator import cached_separator
     from deepclust.stages.training import model_url_of
 
-    config = plan.context["config"]
+    config = config_of(plan)
     model_url = model_url_of(plan.context["model_manifest_url"])
-    separator = cached_separator(model_url, config["device"], config["kmeans"], config["inference"])
-    stamp = job_stamp(model_url, window_of(config), config["inference"], config["kmeans"])
+    separator = cached_separator(model_url, config.device, config.kmeans, config.inference)
+    job = job_stamp(model_url, window_of(config), config.inference, config.kmeans)  # the job-wide settings
     # The job's batch step; a transient fault fails the unit (the driver or Prefect retries it), so a stage is
     # never committed with rows that a retry could have made.
-    rows = separate_batch(separator, unit["items"], plan.stage.url, stamp)
+    rows = separate_batch(separator, unit["items"], plan.stage.url, job)
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(pd.DataFrame(rows), part)
     return {"part": part, "rows": len(rows)}
 
 
-def window_of(config: dict):
-    """The ``WindowConfig`` of a stage config dict: its window length and batch size, the rest by default."""
-    return WindowConfig(window_seconds=config["window_seconds"], windows_per_batch=config["batch_size"])
+def window_of(config: SeparateConfig) -> WindowConfig:
+    """The ``WindowConfig`` of the stage's config: its window length and batch size, the rest by default."""
+    return WindowConfig(window_seconds=config.window_seconds, windows_per_batch=config.batch_size)
 
 
 def separate_finish(plan, results):
@@ -82,4 +90,4 @@ def separate_finish(plan, results):
                       "model_manifest_url": plan.context["model_manifest_url"]}
 
 
-STAGE = StageDefinition("separate", plan_separation, separate_unit, separate_finish, "batches of test mixtures")
+STAGE = StageDefinition("separate", plan_separation, separate_unit, separate_finish, "separation")

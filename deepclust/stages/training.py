@@ -4,32 +4,36 @@ checkpoints inside the stage folder), its history and loss curve.
 
 from __future__ import annotations
 
-import dataclasses
 
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan, recipe_params
+from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, config_from_dict, recipe_params
 from deepclust.pipeline.store import make_stage
 
 
 def plan_training(run_root: str, feature_manifest_url: str, model_config, train_config) -> StagePlan:
     """One unit: training resumes from its own checkpoints inside the stage folder."""
-    stage = make_stage(run_root, "train", {"model": model_config, "train": recipe_params(train_config)},
+    stage = make_stage(run_root, "train", {"model": recipe_params(model_config), "train": recipe_params(train_config)},
                        [feature_manifest_url])
     return StagePlan(stage, STAGE, [{"id": "train"}],
-                     {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config),
+                     {"model": config_dict(model_config), "train": config_dict(train_config),
                       "feature_manifest_url": feature_manifest_url})
+
+
+def configs_of(plan):
+    """The stage's ``(ModelConfig, TrainConfig)``, read back from its plan."""
+    from deepclust.model.blstm import ModelConfig
+    from deepclust.training.config import TrainConfig
+
+    return config_from_dict(ModelConfig, plan.context["model"]), config_from_dict(TrainConfig, plan.context["train"])
 
 
 def train_unit(plan, unit) -> dict:
     """Train into the stage folder (resuming its checkpoints); returns the model URL, losses, epochs, stop reason."""
-    from deepclust.model.blstm import ModelConfig
-    from deepclust.training.config import TrainConfig
     from deepclust.training.from_features import train
 
-    model_config = ModelConfig(**plan.context["model"])
-    train_config = TrainConfig(**plan.context["train"])
+    model_config, train_config = configs_of(plan)
     outcome = train(plan.context["feature_manifest_url"], plan.stage.url, model_config, train_config, resume=True)
     return {"model_url": outcome["model_url"], "best_val_loss": float(outcome["best_val_loss"]),
             "initial_val_loss": outcome.get("initial_val_loss"), "epochs": len(outcome["history"]),
@@ -56,4 +60,4 @@ def model_url_of(model_manifest_url: str) -> str:
     return storage.read_parquet(model_manifest_url)["model_url"].iloc[0]
 
 
-STAGE = StageDefinition("train", plan_training, train_unit, train_finish, "training")
+STAGE = StageDefinition("train", plan_training, train_unit, train_finish, "model")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from deepclust.pipeline.plan import execution_only
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -61,10 +63,10 @@ class TrainConfig:
     patience: int = 5
     min_delta: float = 0.0
     seed: int = 0
-    device: str = "auto"
+    device: str = execution_only("auto")
     amp: bool = True
     precision: str = "auto"
-    num_threads: int | None = None
+    num_threads: int | None = execution_only(None)
     max_train_seconds: float | None = None
     shuffle_buffer: int = 1024
     dc_loss: str = "classic"
@@ -72,7 +74,7 @@ class TrainConfig:
     lr_halving_patience: int | None = None
     lr_halving_epochs: tuple[int, ...] = ()
     snapshot_every: int | None = None
-    prefetch_batches: int = 0
+    prefetch_batches: int = execution_only(0)
     compile: str = "auto"
 
     def __post_init__(self):

@@ -11,6 +11,7 @@ from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.features.normalisation import FeatureStats
 from deepclust.features.shards import iter_features
+from deepclust.manifests import MANIFEST_NAME
 from deepclust.model.blstm import ModelConfig
 from deepclust.training.config import TrainConfig
 from deepclust.training.replicas import Replicas
@@ -41,7 +42,7 @@ def train(
     train_config = train_config or TrainConfig()
     replicas = replicas or Replicas()
     folder = _feature_folder(feature_manifest_url)
-    manifest_url = storage.join(folder, "manifest.parquet")
+    manifest_url = storage.join(folder, MANIFEST_NAME)
     stats_json = storage.read_json(storage.join(folder, "stats.json"))
     feature_stats = FeatureStats.from_dict(stats_json)
     # The extractor stores its FeatureConfig.to_dict() (sample rate, STFT, silence threshold) beside the stats.

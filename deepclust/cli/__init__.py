@@ -1,0 +1,60 @@
+"""``deepclust`` command line; each command mirrors a library call. ``deepclust COMMAND --help``.
+
+One builder per command (``add_<command>(sub)``, beside the command it builds) in one module per command group:
+``stage_commands`` (corpus, mix, features, evaluate, listen), ``training_commands`` (train, train-dynamic,
+export-model), ``separate_commands`` (separate, separate-archive), ``recipe_commands`` (reproduce, demo, compare);
+``common`` holds the runner seam and exit codes. A flag is named as the config field it sets (an older spelling
+stays as an alias), and every default is read from the config that owns it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from deepclust.cli import recipe_commands, separate_commands, stage_commands, training_commands
+from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners
+from deepclust.cli.recipe_commands import reproduce_config_from_args
+
+__all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXIT_CIRCUIT_OPEN", "EXIT_TEMPFAIL"]
+
+# The commands in the order ``deepclust --help`` lists them.
+BUILDERS = (stage_commands.add_corpus, stage_commands.add_mix, stage_commands.add_features,
+            training_commands.add_train, training_commands.add_train_dynamic, training_commands.add_export_model,
+            separate_commands.add_separate, separate_commands.add_separate_archive,
+            stage_commands.add_evaluate, stage_commands.add_listen,
+            recipe_commands.add_reproduce, recipe_commands.add_demo, recipe_commands.add_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deepclust`` argument parser, one sub-command per library call."""
+    parser = argparse.ArgumentParser(prog="deepclust", description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in BUILDERS:
+        add_command(sub)
+    return parser
+
+
+def main(argv=None, runners: Runners | None = None) -> None:
+    """The library's command line (``python -m deepclust``); the ``deepclust`` console script is ``flows.cli.main``,
+    which calls this with the Prefect ``runners``. Exits (``SystemExit``) with the command's code."""
+    import logging
+
+    args = build_parser().parse_args(argv)
+    # The ephemeral Prefect server this command may start would try to send analytics (and log an ERROR
+    # on an offline machine): off, unless the user has chosen otherwise.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The library reports progress (training epochs, loss, time left) through logging: show it on the
+    # console, so a person watching a long stage sees it move.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.deepclust_console = True
+    library_log = logging.getLogger("deepclust")
+    if not library_log.handlers:
+        library_log.addHandler(handler)
+        library_log.setLevel(logging.INFO)
+    if getattr(args, "needs_runners", False):  # the two commands with a Prefect path
+        args.func(args, runners)
+    else:
+        args.func(args)

@@ -1,0 +1,79 @@
+"""What the command builders share: the runner seam (``Runners``), exit codes, running a stage with its progress on
+stderr, and the flags several commands take."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from deepclust import storage
+
+EXIT_CIRCUIT_OPEN = 3  # the job stopped itself (device fault, or too many failures in a row)
+EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: inputs hit transient faults; run again to finish them
+
+
+@dataclass(frozen=True)
+class Runners:
+    """The Prefect paths of the command line, supplied from above the library (``flows.cli.main``, the
+    ``deepclust`` console script); the library itself never imports ``flows/`` or Prefect.
+
+    ``reproduce(config, max_workers=, log=, history_url=, regression_margin_db=) -> run record``: the recipe
+    through the ``reproduce`` flow (``deepclust reproduce`` / ``demo`` without ``--no-prefect``).
+    ``separate_archive(model_url, input_url, out_url, window=, retry_seconds=, dask_address=, **job) -> summary``:
+    the archive job through the ``separate-archive`` flow (``deepclust separate --prefect`` / ``--dask-address``).
+    Without runners (``python -m deepclust``), reproduce runs the stages by hand and ``--prefect`` is refused.
+    """
+
+    reproduce: Callable[..., dict]
+    separate_archive: Callable[..., dict]
+
+
+def to_stderr(message: str) -> None:
+    """Progress and notes go to stderr; stdout holds what a script reads (URLs, tables)."""
+    print(message, file=sys.stderr)
+
+
+def run_stage_printing_url(plan) -> str:
+    """Run a stage through the one driver (progress on stderr) and print its manifest's URL."""
+    from deepclust.pipeline.driver import run_stage
+
+    url = run_stage(plan, log=to_stderr)
+    print(storage.absolute(url))
+    return url
+
+
+def model_or_pretrained(model: str | None) -> str:
+    """The user's model file, or the shipped real-speech model (deepclust/pretrained)."""
+    if model:
+        return model
+    from deepclust import pretrained
+
+    pretrained.load()  # a clear error now if the installation lacks it
+    print(f"model: the shipped real-speech model ({pretrained.path()})", file=sys.stderr)
+    return pretrained.path()
+
+
+def model_overrides(p) -> None:
+    """``--emb-dim``, ``--hidden``, ``--layers``: ``ModelConfig`` fields over the preset's values."""
+    p.add_argument("--emb-dim", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--layers", type=int)
+
+
+def model_config(args):
+    """``--preset`` with the ``--emb-dim/--hidden/--layers`` overrides given on the command line."""
+    from deepclust.model.blstm import ModelConfig
+
+    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
+                 if v is not None}
+    return ModelConfig.preset(args.preset, **overrides)
+
+
+def precision_arguments(p, config) -> None:
+    """``--precision`` and ``--compile``, read by training (and ``--precision`` by separation)."""
+    p.add_argument("--precision", default=config.precision, choices=["auto", "fp32", "bf16"],
+                   help="auto: bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs, amp on CUDA")
+    if hasattr(config, "compile"):
+        p.add_argument("--compile", default=config.compile, choices=["auto", "on", "off"],
+                       help="torch.compile the heads and losses (auto: runs of 1,000 steps or more)")

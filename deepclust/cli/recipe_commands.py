@@ -1,0 +1,127 @@
+"""The whole recipe: ``deepclust reproduce`` and ``demo`` (every stage, through the ``reproduce`` flow when
+``Runners.reproduce`` is handed in, else by hand) and ``compare`` (two runs side by side)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from deepclust import storage
+from deepclust.cli.common import Runners
+
+HELP = {"reproduce": "run every stage end to end (cached; reruns reuse finished stages)",
+        "demo": "reproduce on the offline demo corpus (the README's main job)"}
+
+
+def add_reproduce(sub, name: str = "reproduce") -> None:
+    from deepclust.recipe.config import ReproduceConfig
+
+    p = sub.add_parser(name, help=HELP[name])
+    p.add_argument("--out", default=ReproduceConfig.run_root, help="run root (local folder or s3:// URL)")
+    p.add_argument("--corpus", default="demo", choices=["demo", "wsj0", "folder", "sources"])
+    p.add_argument("--sources", "--source", dest="sources", action="append", metavar="[NAME:]ROOT[=PATTERN]",
+                   help="--corpus sources: a speaker-labelled folder (repeatable), ids namespaced NAME/...")
+    p.add_argument("--wsj0-root")
+    p.add_argument("--mix-lists", help="folder holding the official mix_2_spk_{tr,cv,tt}.txt")
+    p.add_argument("--root", help="folder corpus root")
+    p.add_argument("--pattern")
+    p.add_argument("--test-speakers")
+    p.add_argument("--scale", type=float)
+    p.add_argument("--max-train-seconds", "--train-seconds", dest="max_train_seconds", type=float,
+                   help="training wall-clock budget")
+    p.add_argument("--device")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in a minute or two")
+    p.add_argument("--max-workers", "--workers", dest="max_workers", type=int,
+                   help="units run in parallel by the flow's task runner")
+    p.add_argument("--no-prefect", action="store_true", help="run the stages by hand, without Prefect")
+    p.add_argument("--history-url", "--history", dest="history_url",
+                   help="run history table (Parquet URL); default: OUT/../history.parquet")
+    p.add_argument("--regression-margin-db", "--regression-margin", dest="regression_margin_db", type=float,
+                   default=0.5,
+                   help="exit 1 when 2-speaker SDRi falls this many dB below the best earlier run of the same "
+                        "config and corpus")
+    p.set_defaults(func=cmd_reproduce, needs_runners=True)
+
+
+def add_demo(sub) -> None:
+    add_reproduce(sub, "demo")
+
+
+def reproduce_config_from_args(args):
+    """The ``ReproduceConfig`` of ``reproduce``/``demo``: the demo config with the command line's changes."""
+    from deepclust.recipe.config import demo_config
+    from deepclust.stages.corpus import CorpusConfig
+
+    config = demo_config(args.out, quick=args.quick)
+    if args.corpus != "demo":
+        config.corpus = CorpusConfig(name=args.corpus, root=args.wsj0_root or args.root, pattern=args.pattern,
+                                     test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+                                     sources=args.sources)
+    if args.mix_lists:
+        folder = args.mix_lists
+        config.mix.mix_lists = {s: storage.join(folder, f"mix_{config.mix.n_speakers}_spk_{s}.txt")
+                                for s in ("tr", "cv", "tt")}
+    if args.scale is not None:
+        config.mix.scale = args.scale
+    if args.max_train_seconds is not None:
+        config.train = dataclasses.replace(config.train, max_train_seconds=args.max_train_seconds)
+    if args.device:
+        config.train = dataclasses.replace(config.train, device=args.device)
+        config.separate.device = args.device
+    return config
+
+
+def cmd_reproduce(args, runners: Runners | None = None) -> None:
+    """``deepclust reproduce`` / ``demo``: every stage through Prefect (``runners.reproduce``) or by hand (with
+    ``--no-prefect``, or without runners), then the summary; exit 1 on a quality regression."""
+    from deepclust.recipe import reproduce as recipe
+
+    config = reproduce_config_from_args(args)
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    history = {"history_url": args.history_url, "regression_margin_db": args.regression_margin_db}
+    if args.no_prefect or runners is None:
+        record = recipe.reproduce(config, log=log, **history)
+    else:
+        # The Prefect flows (a server if PREFECT_API_URL is set, else Prefect's ephemeral mode); both paths share
+        # the stage store, so either resumes what the other started.
+        import logging
+
+        # Prefect prints the library's log lines itself (and sends them to the UI): no second console copy.
+        library_log = logging.getLogger("deepclust")
+        for handler in list(library_log.handlers):
+            if getattr(handler, "deepclust_console", False):
+                library_log.removeHandler(handler)
+        record = runners.reproduce(config, max_workers=args.max_workers, log=log, **history)
+    recipe.print_summary(record)
+    if args.command == "demo":
+        _demo_real_example(storage.join(args.out, "real_example"))
+    if (record.get("history") or {}).get("regression"):
+        raise SystemExit(1)
+
+
+def _demo_real_example(out_url: str) -> None:
+    """The demo's last step: the shipped real-speech model on an embedded real two-talker recording."""
+    from deepclust.real_example import separate_example
+
+    result = separate_example(out_url)
+    print(f"\nReal speech: the shipped model ({result['inference']}) separated two LibriSpeech readers it never "
+          f"heard ({result['mixture']}): SDRi {result['sdri']:.1f} dB, SI-SDRi {result['si_sdri']:.1f} dB, "
+          f"in {result['seconds']:.2f} s.\nOutputs: {', '.join(result['outputs'])}")
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="two runs side by side: config differences and results per condition")
+    p.add_argument("run_a", help="run root or run.json")
+    p.add_argument("run_b", help="run root or run.json")
+    p.add_argument("--out", help="also write the Markdown here")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> None:
+    """``deepclust compare A B``: two runs' config differences and results side by side."""
+    from deepclust.reports.comparison import compare_runs
+
+    comparison = compare_runs(args.run_a, args.run_b)
+    print(comparison["markdown"])
+    if args.out:
+        storage.write_text_atomic(args.out, comparison["markdown"] + "\n")

@@ -1,0 +1,149 @@
+"""``deepclust separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or through
+the Prefect flow (``--prefect``, ``--dask-address``: the ``Runners.separate_archive`` handed in from ``flows.cli``).
+Each flag is named as the job parameter or ``WindowConfig`` field it sets; an older spelling is kept as an alias."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from deepclust import storage
+from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners, model_or_pretrained, to_stderr
+
+HELP = {"separate": "separate one audio file, a folder, an s3:// prefix or a mixture manifest (resumable)",
+        "separate-archive": "the same as separate, named for large archives (folder or s3:// prefix)"}
+
+
+def add_separate(sub, name: str = "separate") -> None:
+    from deepclust.archive import FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES
+    from deepclust.reports.listen import ARCHIVE_LISTEN_DEFAULT
+    from deepclust.separation.inputs import MIXTURE_SPLITS
+    from deepclust.separation.long import WindowConfig
+    from deepclust.storage_lock import FolderLock
+    from deepclust.transient import RETRY_BUDGET_SECONDS
+
+    p = sub.add_parser(name, help=HELP[name])
+    p.add_argument("--model", help="model file (default: the shipped real-speech model)")
+    p.add_argument("--input", required=True,
+                   help="audio file, folder, s3://bucket/prefix (any audio, rate, channels, length) or a mixture "
+                        "manifest (deepclust mix's manifest.parquet: its output can be passed to evaluate)")
+    p.add_argument("--out", required=True,
+                   help="folder or s3:// prefix: OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet; "
+                        "S3 endpoint and keys from FSSPEC_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
+    p.add_argument("--n-speakers", "--speakers", dest="n_speakers", type=int, default=2,
+                   help="sources per input (a mixture manifest knows its own)")
+    p.add_argument("--splits", default=",".join(MIXTURE_SPLITS),
+                   help="mixture manifests only: comma-separated splits to separate (tr, cv, tt), or 'all'")
+    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans", "soft-kmeans"],
+                   help="auto: a Chimera++ model's mask head when it has one for --speakers, else k-means")
+    p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
+                   help="auto: batched torch on CUDA, scikit-learn on CPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: the network in bfloat16 on a CPU with AMX or AVX-512 BF16 (masks, k-means and "
+                        "outputs stay float32), float32 elsewhere")
+    p.add_argument("--channel", type=int, metavar="N",
+                   help="separate channel N (counted from 1) of multi-channel inputs; default: their mean, or the "
+                        "loudest channel when the mean cancels (polarity-inverted channels); the manifest's downmix "
+                        "column says which")
+    p.add_argument("--windows-per-batch", "--batch-size", dest="windows_per_batch", type=int,
+                   default=WindowConfig.windows_per_batch,
+                   help="inputs (or windows of long recordings) per network forward")
+    p.add_argument("--window-seconds", type=float, default=WindowConfig.window_seconds,
+                   help="long recordings are cut in windows this long")
+    p.add_argument("--overlap-seconds", type=float, default=WindowConfig.overlap_seconds,
+                   help="overlap of neighbouring windows")
+    p.add_argument("--files-per-batch", type=int, default=FILES_PER_BATCH, help="inputs per manifest commit")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
+    p.add_argument("--retry-minutes", type=float, default=RETRY_BUDGET_SECONDS / 60,
+                   help="how long a batch's transient faults (timeouts, throttling) are retried before its inputs are "
+                        "recorded as 'transient' (tried again by the next run; exit 75)")
+    p.add_argument("--max-consecutive-failures", type=int, default=MAX_CONSECUTIVE_FAILURES,
+                   help="failed inputs in a row that stop the run (exit 3): a lost mount or a broken model")
+    p.add_argument("--stale-minutes", "--lock-stale-minutes", dest="stale_minutes", type=float,
+                   default=FolderLock.STALE_MINUTES,
+                   help="another run's lock whose heartbeat is older than this is taken over")
+    p.add_argument("--break-lock", action="store_true", help="take OUT/.lock even if its owner looks alive")
+    p.add_argument("--summary-json", help="also write the run's summary (counts, speed, manifest I/O) here")
+    p.add_argument("--listen", type=int, default=ARCHIVE_LISTEN_DEFAULT, metavar="N",
+                   help="write OUT/.listen/index.html: N inputs of this run to hear, and the failed ones (0 = off)")
+    p.add_argument("--prefect", action="store_true",
+                   help="run through the Prefect flow (one task per batch; the deepclust command, Prefect installed)")
+    p.add_argument("--dask-address", default=None,
+                   help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
+    p.set_defaults(func=cmd_separate, needs_runners=True)
+
+
+def add_separate_archive(sub) -> None:
+    add_separate(sub, "separate-archive")
+
+
+def cmd_separate(args, runners: Runners | None = None) -> None:
+    """``separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or as
+    the Prefect flow (``--prefect``, ``--dask-address``: ``runners.separate_archive``). Exit 0, 1 (``--strict``
+    and failed inputs), 2 (a bad flag, or ``--prefect`` without the Prefect runner), 3 (the circuit breaker
+    stopped the run) or 75 (transient faults outlasted the retries: run again)."""
+    from deepclust.archive import CircuitOpenError, separate_archive
+    from deepclust.pipeline.driver import ProgressLine
+    from deepclust.separation.long import WindowConfig
+
+    through_prefect = bool(args.prefect or args.dask_address)  # batches as tasks, on threads or on Dask
+    if through_prefect and runners is None:
+        print(f"{'--dask-address' if args.dask_address else '--prefect'} runs the separate-archive Prefect flow, "
+              f"which this command line does not hold: run `deepclust {args.command}` (the console script) with "
+              "Prefect installed (pip install 'deepclust[pipeline]'); `python -m deepclust` is the Prefect-free "
+              "library command line", file=sys.stderr)
+        raise SystemExit(2)
+    window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
+                          windows_per_batch=args.windows_per_batch)
+    splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
+    if args.channel is not None and args.channel < 1:
+        print("--channel counts channels from 1", file=sys.stderr)
+        raise SystemExit(2)
+    args.model = model_or_pretrained(args.model)
+    job = dict(n_speakers=args.n_speakers, files_per_batch=args.files_per_batch, device=args.device, splits=splits,
+               inference=args.inference, stale_minutes=args.stale_minutes, break_lock=args.break_lock,
+               max_consecutive_failures=args.max_consecutive_failures, kmeans=args.kmeans,
+               precision=args.precision, listen=args.listen, channel=args.channel)
+    try:
+        if through_prefect:
+            summary = runners.separate_archive(args.model, args.input, args.out, window=window,
+                                               retry_seconds=args.retry_minutes * 60, dask_address=args.dask_address,
+                                               **job)
+        else:
+            summary = separate_archive(args.model, args.input, args.out, window=window,
+                                       progress=ProgressLine.callback("separate", to_stderr),
+                                       retry_seconds=args.retry_minutes * 60, **job)
+    except CircuitOpenError as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_CIRCUIT_OPEN)
+    except Exception as error:
+        from deepclust.transient import is_transient
+
+        if not is_transient(error):
+            raise
+        print(f"stopped by a transient fault that retries did not cure ({type(error).__name__}: {error}); what was "
+              "committed is kept: run again to finish", file=sys.stderr)
+        raise SystemExit(EXIT_TEMPFAIL)
+    report(summary, args)
+
+
+def report(summary: dict, args) -> None:
+    """Print the job's summary (failed and transient inputs on stderr), write ``--summary-json``, and exit 75 when
+    transient faults are left, 1 on failed inputs with ``--strict``."""
+    for relative_path, error in summary["failed_inputs"]:
+        print(f"failed: {error}", file=sys.stderr)
+    for relative_path, error in summary.get("transient_inputs", []):
+        print(f"transient: {error}", file=sys.stderr)
+    transient = f", {summary['transient']} transient" if summary.get("transient") else ""
+    print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
+          f"{summary['failed']} failed{transient}, {summary['real_time_factor']:.1f}x real time; "
+          f"manifest: {summary['manifest_url']}")
+    if summary.get("listen"):
+        print(f"listen: {summary['listen']} (a spot check of {args.listen} inputs; open it in a browser)")
+    if args.summary_json:  # for scripts: counts, speed, manifest I/O, failed and transient inputs
+        storage.write_text_atomic(args.summary_json, json.dumps(summary, indent=2, default=str) + "\n")
+    if summary.get("transient"):
+        raise SystemExit(EXIT_TEMPFAIL)
+    if summary["failed"] and args.strict:
+        raise SystemExit(1)

@@ -1,0 +1,220 @@
+"""Every manifest kind's schema, in one place: its columns, what each holds, which are required, and ``validate``.
+
+A manifest is a table with one row per item (an utterance, a mixture, a feature row, a separated input, a score),
+stored as ``manifest.parquet`` (``MANIFEST_NAME``) in its folder. Writers build their rows in the schema's column
+order (``SCHEMAS[kind].names``) and validate before they write; readers validate what they read, so a consumer
+never guards for a missing column: a manifest that lacks one is refused, naming the file and the column.
+
+Item status: the kinds whose items can fail one by one (mixture, feature, separation, evaluation) have a ``status``
+column (``"done"``, ``"failed"``; a separation row may also be ``"transient"``) and an ``error`` naming the item
+and the reason. The corpus and model manifests have none: an unreadable corpus file is left out and logged
+(``attrs["errors"]``), and a training run that fails has no manifest at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepclust import storage
+
+__all__ = ["MANIFEST_NAME", "Column", "Schema", "SCHEMAS", "ManifestSchemaError", "validate", "read_manifest", "has_status"]
+
+MANIFEST_NAME = "manifest.parquet"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, its type (``str``, ``int``, ``float``, ``bool``, ``list`` or ``any``; a null is
+    allowed in any column, for the fields a failed item could not fill), what it holds, and whether every manifest
+    of its kind has it."""
+
+    name: str
+    dtype: str
+    meaning: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A manifest kind: its columns in the order writers use."""
+
+    kind: str
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """Every column, required and optional, in order."""
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        """The columns every manifest of this kind has."""
+        return [c.name for c in self.columns if c.required]
+
+
+def _schema(kind: str, *columns: tuple) -> Schema:
+    return Schema(kind, tuple(Column(*column) for column in columns))
+
+
+_STATUS = ("status", "str", '"done" or "failed": a failed item never stops its batch')
+_ERROR = ("error", "str", "why the item failed, naming it (empty or null when done)")
+
+SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
+    _schema("corpus",  # deepclust.corpora (validate_manifest adds the value checks); no status: see the module doc
+            ("utterance_id", "str", "unique id of the utterance"),
+            ("path", "str", "absolute path or URL of its audio"),
+            ("speaker", "str", "speaker id"),
+            ("gender", "any", '"m", "f" or None'),
+            ("duration", "float", "seconds"),
+            ("sample_rate", "int", "Hz, of the file"),
+            ("subset", "str", 'the corpus-given subset ("si_tr_s", ...), or "train"/"test" by speaker split')),
+    _schema("mixture",  # deepclust.mixing.mix.create_mixtures, the mixtures stage
+            ("mixture_id", "str", "unique id, from the sources and their SNRs"),
+            ("split", "str", '"tr", "cv" or "tt"'),
+            ("mixture_path", "str", "the mixture WAV"),
+            ("source_paths", "list", "the scaled source WAVs, s1, s2, ..."),
+            ("utterance_ids", "list", "the corpus utterance of each source"),
+            ("speakers", "list", "the speaker of each source"),
+            ("genders", "list", '"m", "f" or None per source'),
+            ("snrs_db", "list", "the mix list's relative level of each source, dB"),
+            ("num_speakers", "int", "number of sources"),
+            ("sample_rate", "int", "Hz"),
+            ("num_samples", "int", "mixture length (0 when failed)"),
+            ("mode", "str", '"min" or "max" (wsj0-2mix length mode)'),
+            _STATUS, _ERROR,
+            ("sha256", "str", "checksum of the mixture WAV (the mixtures stage adds it)", False)),
+    _schema("feature",  # deepclust.features.extract, the features stage
+            ("mixture_id", "str", "the mixture the row was computed from"),
+            ("split", "str", '"tr", "cv" or "tt"'),
+            ("shard_url", "str", "the shard holding its log_mag, target and weight"),
+            ("num_frames", "int", "STFT frames"),
+            ("num_speakers", "int", "number of sources"),
+            _STATUS, _ERROR,
+            ("shard_sha256", "str", "checksum of the shard")),
+    _schema("model",  # the training stage's one row
+            ("model_url", "str", "the trained model.pt"),
+            ("sha256", "str", "its checksum"),
+            ("best_val_loss", "float", "best validation loss"),
+            ("epochs", "int", "epochs trained"),
+            ("history_url", "str", "history.csv, one row per epoch"),
+            ("loss_curve_png", "str", "the loss curve figure, or empty")),
+    _schema("separation",  # deepclust.separation.batch.separate_items, the archive job, the separation stage
+            ("input", "str", "the input's URL"),
+            ("relative_path", "str", "the input relative to the input root: the row's key"),
+            ("mixture_id", "str", "the mixture, when the input came from a mixture manifest (else empty)"),
+            ("output_stem", "str", "the output folder's name, unique after case folding"),
+            ("status", "str", '"done", "failed" (the input\'s fault) or "transient" (tried again next run)'),
+            _ERROR,
+            ("error_detail", "str", "the library's own message, when it adds something"),
+            ("duration", "float", "seconds of input"),
+            ("sample_rate", "int", "Hz of the input"),
+            ("channels", "int", "channels of the input"),
+            ("downmix", "str", 'how it was made mono ("mono", "mean of 2 channels", ...)'),
+            ("output_sample_rate", "int", "Hz of the outputs"),
+            ("windows", "int", "network windows it took"),
+            ("n_speakers", "int", "speakers separated"),
+            ("outputs", "list", "the output files, relative to the output root"),
+            ("input_id", "str", "the input's content identity (checksum, ETag or size and mtime)"),
+            ("model_sha256", "str", "checksum of the model that separated it"),
+            ("settings", "str", "the settings that made the outputs (JSON)"),
+            ("seconds", "float", "wall time of the item"),
+            ("read_seconds", "float", "reading and resampling"),
+            ("network_seconds", "float", "network forward"),
+            ("clustering_seconds", "float", "k-means or mask head"),
+            ("write_seconds", "float", "writing the outputs")),
+    _schema("evaluation",  # deepclust.evaluation.results.evaluate_mixtures, the evaluation stage
+            ("mixture_id", "str", "the mixture scored"),
+            ("split", "str", "its split"),
+            ("system", "str", '"model", "ibm", "irm" or another separator\'s name'),
+            ("num_speakers", "int", "number of sources"),
+            ("speakers", "list", "the speaker of each source"),
+            ("genders", "list", "the gender of each source"),
+            ("gender_condition", "str", '"same" or "different" (two speakers), else null'),
+            ("sdr", "float", "BSS-eval SDR, dB, mean over sources"),
+            ("sir", "float", "SIR, dB"),
+            ("sar", "float", "SAR, dB"),
+            ("si_sdr", "float", "SI-SDR, dB"),
+            ("sdr_mixture", "float", "SDR of the unprocessed mixture, dB"),
+            ("si_sdr_mixture", "float", "SI-SDR of the unprocessed mixture, dB"),
+            ("sdri", "float", "SDR improvement, dB"),
+            ("si_sdri", "float", "SI-SDR improvement, dB"),
+            _STATUS, _ERROR,
+            ("condition", "str", '"closed", "open" or "partly open" (the evaluation stage adds it)', False)),
+)}
+
+
+class ManifestSchemaError(ValueError):
+    """A manifest that does not follow its kind's schema: ``str(error)`` is ``"<where>: <kind> manifest <reason>"``."""
+
+    def __init__(self, where, kind: str, reason: str):
+        self.where, self.kind, self.reason = str(where), kind, reason
+        super().__init__(f"{self.where}: {kind} manifest {reason}")
+
+    def __reduce__(self):
+        return (ManifestSchemaError, (self.where, self.kind, self.reason))
+
+
+def _first_value(series: pd.Series):
+    values = series.dropna()
+    return values.iloc[0] if len(values) else None
+
+
+def _type_problem(series: pd.Series, dtype: str) -> str | None:
+    """Why ``series`` cannot hold ``dtype`` values, or None. Cheap: the dtype, and for object columns the first
+    non-null value only (a manifest can hold millions of rows)."""
+    if dtype == "any" or series.isna().all():
+        return None
+    kind = series.dtype.kind
+    first = _first_value(series)
+    number = isinstance(first, (int, float, np.integer, np.floating)) and not isinstance(first, (bool, np.bool_))
+    if dtype == "int":
+        if kind in "iu" or (kind == "f" and np.all(np.mod(series.dropna(), 1) == 0)) or (kind == "O" and number):
+            return None
+        return f"holds {series.dtype}, not integers"
+    if dtype == "float":
+        return None if kind in "iuf" or (kind == "O" and number) else f"holds {series.dtype}, not numbers"
+    if dtype == "bool":
+        return None if kind == "b" or (kind == "O" and isinstance(first, (bool, np.bool_))) \
+            else f"holds {series.dtype}, not booleans"
+    if dtype == "str":
+        return None if isinstance(first, str) else f"holds {type(first).__name__} values, not strings"
+    if dtype == "list":
+        return None if isinstance(first, (list, tuple, np.ndarray)) else f"holds {type(first).__name__} values, not lists"
+    raise ValueError(f"unknown column type {dtype!r}")
+
+
+def validate(frame: pd.DataFrame, kind: str, where, needs: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Check ``frame`` against ``SCHEMAS[kind]``: every required column present (and the optional ones a reader
+    ``needs``), every known column of its type.
+
+    ``where`` names the file (or the writer) in the error. Extra columns are allowed. Returns ``frame``, so a
+    reader can write ``validate(storage.read_parquet(url), "mixture", url)``.
+
+    >>> validate(pd.DataFrame({"model_url": ["m.pt"]}), "model", "train/manifest.parquet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    deepclust.manifests.ManifestSchemaError: train/manifest.parquet: model manifest lacks columns ['sha256', ...]...
+    """
+    schema = SCHEMAS[kind]
+    missing = [name for name in [*schema.required, *needs] if name not in frame.columns]
+    if missing:
+        raise ManifestSchemaError(where, kind, f"lacks columns {missing} (has {list(frame.columns)})")
+    for column in schema.columns:
+        if column.name in frame.columns:
+            problem = _type_problem(frame[column.name], column.dtype)
+            if problem:
+                raise ManifestSchemaError(where, kind, f"column {column.name!r} {problem} ({column.meaning})")
+    return frame
+
+
+def read_manifest(url: str, kind: str, needs: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The manifest at ``url``, validated as ``kind`` (an error names the file and the column)."""
+    return validate(storage.read_parquet(url), kind, url, needs)
+
+
+def has_status(kind: str) -> bool:
+    """Whether items of this kind fail one by one (a ``status`` column): not the corpus or model manifests."""
+    return "status" in SCHEMAS[kind].names
