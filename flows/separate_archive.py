@@ -175,7 +175,7 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
         max_consecutive_failures: failed inputs in a row that stop the run (the circuit breaker).
         break_lock: take ``out/.lock`` even from a live-looking owner (you know it is gone).
         kmeans: "auto", "torch" or "sklearn" (``deepclust.separation.separator.Separator``).
-        precision: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32" or "bf16"; rows record the resolved one.
+        precision: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32", "bf16" or "int8"; rows record the resolved one.
         channel: separate this channel (from 1) of multi-channel inputs (None: the downmix rule of
             ``deepclust.downmix``).
         listen: inputs of this run drawn for a spot-check page (``out/.listen/index.html``) and the

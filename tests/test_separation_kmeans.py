@@ -79,3 +79,26 @@ def test_item_without_valid_points_uses_all_points():
     points, truth = blobs(2, 50)
     labels, _ = kmeans_torch(torch.from_numpy(points)[None], torch.zeros(1, len(points), dtype=torch.bool), 2)
     assert adjusted_rand_score(truth, labels[0].numpy()) == 1.0
+
+
+def test_sklearn_items_clustered_side_by_side_give_the_labels_of_one_at_a_time(fsdd_dir):
+    """A batch's items are clustered on ``torch.get_num_threads()`` threads: the labels and centroids are
+    those of one thread, item by item (real speech, the shipped model's embeddings)."""
+    from deepclust import pretrained
+    from deepclust.separation.separator import Separator
+
+    names = ["0_george_0.wav", "4_lucas_17.wav", "9_nicolas_33.wav", "2_theo_8.wav"]
+    signals = [read_audio(fsdd_dir / name)[0] for name in names]
+    mixtures = [a[:n] + b[:n] for a, b in zip(signals, signals[1:] + signals[:1]) for n in [min(len(a), len(b))]]
+    separator = Separator(pretrained.load("cpu"), device="cpu", inference="kmeans", kmeans="sklearn", precision="fp32")
+    batch = separator.embed_batch(mixtures, masks=False)
+    before = torch.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results[threads] = separator._cluster_sklearn(batch["embeddings"], batch["valid"].clone(),
+                                                          batch["frame_counts"], 2)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[1][0], results[2][0]) and torch.equal(results[1][1], results[2][1])

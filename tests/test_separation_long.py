@@ -53,8 +53,8 @@ class IbmEmbeddingSeparator(Separator):
         embedded = one_hot @ torch.from_numpy(rotation.astype(np.float32))  # (frames, freq, k + 2)
         return torch.nn.functional.pad(embedded, (0, 0, 0, 0, 0, frames - embedded.shape[0]))
 
-    def embed_batch(self, waveforms, embeddings: bool = True) -> dict:
-        batch = super().embed_batch(waveforms, embeddings)
+    def embed_batch(self, waveforms, embeddings: bool = True, **heads) -> dict:
+        batch = super().embed_batch(waveforms, embeddings, **heads)
         frames = batch["embeddings"].shape[1]
         batch["embeddings"] = torch.stack([self._ibm_embeddings(np.asarray(w, dtype=np.float32), frames)
                                            for w in waveforms])

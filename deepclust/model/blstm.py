@@ -133,20 +133,58 @@ class DeepClusteringNet(nn.Module):
 
         Kept apart from the trunk so that training can compile the heads together with the losses: their
         per-bin elementwise work (tanh, normalisation, sigmoid, the losses) fuses there (deepclust.training.objective)."""
-        batch, frames, freq = *hidden.shape[:2], self.config.n_freq
         outputs = {}
         if embeddings or not heads:
-            projected = torch.tanh(self.embed(self.dropout(hidden)))  # (batch, frames, freq * emb)
-            # |v_i| = 1 (Eq. 1): the affinity V V^T is then a cosine similarity bounded in [-1, 1].
-            # Normalise in float32: under fp16 autocast the squared norm of a 20-dim tanh vector is safe, but
-            # the division of tiny norms is not.
-            outputs["embeddings"] = F.normalize(projected.view(batch, frames, freq, self.config.emb_dim).float(),
-                                                p=2, dim=-1, eps=1e-8)
+            outputs["embeddings"] = self.embedding_head(hidden)
         if not heads:
             return outputs["embeddings"]
         if self.mask is not None:
-            logits = self.mask(self.dropout(hidden)).float().view(batch, frames, freq, self.config.mask_heads)
-            outputs["masks"] = torch.sigmoid(logits).permute(0, 3, 1, 2)  # (batch, sources, frames, freq)
+            outputs["masks"] = self.mask_head(hidden)
+        return outputs
+
+    def embedding_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, 2 * hidden)`` -> unit embeddings ``(batch, frames, freq, emb)`` float32 (Eq. 1)."""
+        batch, frames, freq = *hidden.shape[:2], self.config.n_freq
+        projected = torch.tanh(self.embed(self.dropout(hidden)))  # (batch, frames, freq * emb)
+        # |v_i| = 1 (Eq. 1): the affinity V V^T is then a cosine similarity bounded in [-1, 1].
+        # Normalise in float32: under fp16 autocast the squared norm of a 20-dim tanh vector is safe, but
+        # the division of tiny norms is not.
+        return F.normalize(projected.view(batch, frames, freq, self.config.emb_dim).float(), p=2, dim=-1, eps=1e-8)
+
+    def mask_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, 2 * hidden)`` -> Chimera++ masks ``(batch, mask_heads, frames, freq)`` in [0, 1]."""
+        if self.mask is None:
+            raise ValueError("this model has no mask head (mask_heads = 0)")
+        batch, frames, freq = *hidden.shape[:2], self.config.n_freq
+        logits = self.mask(self.dropout(hidden)).float().view(batch, frames, freq, self.config.mask_heads)
+        return torch.sigmoid(logits).permute(0, 3, 1, 2)  # (batch, sources, frames, freq)
+
+    def infer(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, embeddings: bool = True,
+              masks: bool = True, hidden: bool = False) -> dict:
+        """Inference: only the outputs asked for, from one trunk pass (separation reads one head, never both).
+
+        ``(batch, frames, freq)`` -> dict with ``embeddings`` ``(batch, frames, freq, emb)`` when asked, ``masks``
+        ``(batch, mask_heads, frames, freq)`` when asked and the model has a mask head, and ``hidden``, the
+        trunk's ``(batch, frames, 2 * hidden)``, when asked (``embedding_head`` turns it into embeddings later).
+        Each output is the very tensor ``forward(..., heads=True)`` returns: the same layers, the same order.
+        The embedding head is 10x the mask head's work (``freq * emb`` outputs per frame against
+        ``freq * mask_heads``); on a CPU it measured about half the BLSTM's time (benchmarks/RESULTS.md, issue 17).
+
+        >>> model.infer(torch.randn(2, 100, 129), embeddings=False)["masks"].shape  # chimera++ preset
+        torch.Size([2, 2, 100, 129])
+        """
+        if log_mag.ndim != 3 or log_mag.shape[-1] != self.config.n_freq:
+            raise ValueError(
+                f"expected (batch, frames, {self.config.n_freq}) log-magnitudes, got {tuple(log_mag.shape)}"
+            )
+        trunk = self.encode(log_mag, lengths)
+        outputs = {}
+        if embeddings:
+            outputs["embeddings"] = self.embedding_head(trunk)
+        if masks and self.mask is not None:
+            outputs["masks"] = self.mask_head(trunk)
+        if hidden:
+            outputs["hidden"] = trunk
         return outputs
 
     def _recurrence(self, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
