@@ -7,7 +7,7 @@ separation loop (``deepclust.separation.batch.separate_items``).
 
 The job owns everything but where batches run: listing and planning, the lock, stamps, batching, retries
 through store outages, commits, the circuit breaker, compaction and the summary. A runner only maps batches
-to rows (``map_batches``, the seam ``deepclust.pipeline.stages.run_stage`` has for stage units): the default
+to rows (``map_batches``, the seam ``deepclust.pipeline.driver.run_stage`` has for stage units): the default
 runs them one after another in this process (``batches_here``); ``flows/separate_archive.py`` passes one that
 submits a Prefect task per batch, on threads or a Dask cluster. Every flag and rule holds for every runner.
 
@@ -57,9 +57,9 @@ from deepclust.separation.batch import (MANIFEST_COLUMNS, TIMING_COLUMNS, separa
 from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
 from deepclust.separation.long import WindowConfig
 from deepclust.storage_lock import FolderLock, folder_lock
+from deepclust.manifests import MANIFEST_NAME
 from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_transient
 
-MANIFEST_NAME = "manifest.parquet"
 FILES_PER_BATCH = 8  # inputs per manifest commit (and per Prefect task)
 MAX_CONSECUTIVE_FAILURES = 50  # failed inputs in a row that open the circuit breaker (a lost mount, a bad model)
 

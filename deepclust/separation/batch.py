@@ -30,6 +30,7 @@ import numpy as np
 from deepclust import storage
 from deepclust.audio_blocks import BlockReader, PathWithChannel, TrackWriter
 from deepclust.errors import BadAudioError
+from deepclust.manifests import SCHEMAS
 from deepclust.separation.inputs import output_names, output_stem
 from deepclust.separation.long import WindowConfig, io_executor, separate_long, separate_window_batch
 from deepclust.transient import is_device_fault, is_transient
@@ -42,9 +43,7 @@ TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "writ
 # ``status``: "done", "failed" (the input's fault: its reason in ``error``, the library's words in
 # ``error_detail``) or "transient" (a fault that outlasted the retry budget; tried again by the next run).
 # ``downmix``: how the input was made mono ("mono", "mean of 2 channels", "channel 1 of 2, the loudest: ...").
-MANIFEST_COLUMNS = ["input", "relative_path", "mixture_id", "output_stem", "status", "error", "error_detail",
-                    "duration", "sample_rate", "channels", "downmix", "output_sample_rate", "windows", "n_speakers",
-                    "outputs", "input_id", "model_sha256", "settings", "seconds", *TIMING_COLUMNS]
+MANIFEST_COLUMNS = SCHEMAS["separation"].names  # the separation manifest's columns, in order
 # A scratch folder's path (``deepclust.workspace``), wherever a message names one.
 _SCRATCH_PATH = re.compile(r"[^\s'\"]*" + re.escape(SCRATCH_PREFIX) + r"[^\s'\"]*")
 

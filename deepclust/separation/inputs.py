@@ -28,12 +28,13 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.audio import AUDIO_EXTENSIONS
+from deepclust.manifests import MANIFEST_NAME
 
 INPUT_COLUMNS = ["relative_path", "input", "input_id", "n_speakers", "mixture_id"]
 # A mixture manifest's splits separated unless asked otherwise: the test sets, what one evaluates.
 MIXTURE_SPLITS = ("tt",)
 # Output stems that would collide with a job's own bookkeeping in ``out``.
-RESERVED_STEMS = {"manifest.parquet", "lock", "partial"}
+RESERVED_STEMS = {MANIFEST_NAME, "lock", "partial"}
 
 
 def safe_relative_stem(input_url: str, input_root: str) -> str:
