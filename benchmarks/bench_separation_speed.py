@@ -117,7 +117,8 @@ def network_split(recording: Path, precisions: list[str], inferences: list[str],
     import copy
 
     from deepclust.audio_blocks import BlockReader
-    from deepclust.separation.long import plan_windows, separate_window_batch
+    from deepclust.separation.window_batch import separate_window_batch
+    from deepclust.separation.windows import plan_windows
     from deepclust.separation.separator import Separator
 
     loaded = pretrained.load("cpu")

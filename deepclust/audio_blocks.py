@@ -33,16 +33,6 @@ def check_wav_complete(path: str) -> None:
         raise BadAudioError(path, shortfall)
 
 
-class PathWithChannel(str):
-    """A local path that carries the channel to read (``--channel``, 1-based): it passes unchanged through code
-    that takes a path and opens a ``BlockReader`` on it (``deepclust.separation.long.separate_long``)."""
-
-    def __new__(cls, path: str, channel: int | None):
-        made = super().__new__(cls, path)
-        made.channel = channel
-        return made
-
-
 class BlockReader:
     """Reads ``[start, end)`` of a recording in *output* samples (mono, at ``sample_rate``) block by block.
 
@@ -57,12 +47,15 @@ class BlockReader:
     Deciding per block would switch between the mean and one channel mid-recording (a jump in level and
     content the separator would carry into its output); a decision from the file's start alone would miss a
     recording that begins in silence. ``downmix`` says what was chosen. ``channel``: 1-based, or None (the
-    rule); a ``PathWithChannel`` carries it too.
+    rule).
+
+    A file that fits in one survey block (every short input) keeps that block until it is read or closed, so it
+    is decoded once, not twice; longer files are decoded again block by block as they are read.
     """
 
     def __init__(self, path: str, sample_rate: int, context_seconds: float = 0.05, channel: int | None = None):
-        channel = channel if channel is not None else getattr(path, "channel", None)
         self.path = str(path)
+        self._whole: np.ndarray | None = None  # the decoded file, when the survey's one block held all of it
         check_regular_file(self.path)
         check_wav_complete(self.path)
         # NIST SPHERE (WSJ0's shorten-compressed .wv1) is decoded to WAV in memory first: libsndfile cannot
@@ -98,6 +91,8 @@ class BlockReader:
     def _read_frames(self, first: int, count: int) -> np.ndarray:
         """Input frames ``[first, first + count)`` as ``(frames, channels)``; ``BadAudioError`` when the file
         cannot be decoded there or ends before."""
+        if self._whole is not None:
+            return self._whole[first:first + count]
         try:
             self.file.seek(first)
             block = self.file.read(count, dtype="float32", always_2d=True)
@@ -115,6 +110,8 @@ class BlockReader:
         non_finite, first_bad = 0, None
         for first in range(0, self.input_frames, SURVEY_FRAMES):
             block = self._read_frames(first, min(SURVEY_FRAMES, self.input_frames - first))
+            if self.input_frames <= SURVEY_FRAMES:
+                self._whole = block
             finite = np.isfinite(block)
             if not finite.all():
                 non_finite += int(block.size - np.count_nonzero(finite))
@@ -159,7 +156,8 @@ class BlockReader:
         return np.ascontiguousarray(piece, dtype=np.float32)
 
     def close(self) -> None:
-        """Close the sound file."""
+        """Close the sound file (and drop a kept decoded block)."""
+        self._whole = None
         self.file.close()
 
 

@@ -16,8 +16,10 @@ from deepclust import pretrained
 from deepclust.audio import read_audio
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.separation import long as long_module
-from deepclust.separation.long import (TRACK_HISTORY, WindowCentroids, WindowConfig, _Stitcher, cluster_centroids,
-                                       separate_long, separate_window_batch)
+from deepclust.separation.long import separate_long
+from deepclust.separation.stitching import TRACK_HISTORY, Stitcher
+from deepclust.separation.window_batch import WindowBatch, WindowCentroids, cluster_centroids, separate_window_batch
+from deepclust.separation.windows import WindowConfig
 from deepclust.separation.separator import Separator
 
 RATE = 8000
@@ -118,7 +120,7 @@ def test_mask_inference_centroids_are_computed_only_when_asked_and_equal_the_ful
 
 def test_running_track_centroids_from_the_bounded_history_equal_the_running_average_over_every_window():
     rng = np.random.default_rng(0)
-    stitcher = _Stitcher([], writer=None)
+    stitcher = Stitcher([], writer=None)
     running = None
     for index in range(3 * TRACK_HISTORY):
         values = rng.normal(size=(3, 20)).astype(np.float32)
@@ -140,7 +142,7 @@ def _eager_window_batch(separator, waveforms, n_speakers, centroids=True):
     batch = separator.embed_batch(waveforms)
     masks, labels = separator.assign(batch, k)
     values = cluster_centroids(batch["embeddings"], labels, batch["valid"], k).float().cpu().numpy()
-    return long_module.WindowBatch(separator.reconstruct_masks(batch, masks), [WindowCentroids(v) for v in values],
+    return WindowBatch(separator.reconstruct_masks(batch, masks), [WindowCentroids(v) for v in values],
                                    0.0, 0.0)
 
 

@@ -11,8 +11,10 @@ from deepclust.audio import read_audio
 from deepclust.features.stft import stft
 from deepclust.metrics.bss_eval import sdr_improvement
 from deepclust.model.checkpoint import load_model
-from deepclust.separation.long import (BlockReader, WindowConfig, align_permutation, plan_windows,
-                                       separate_long)
+from deepclust.audio_blocks import BlockReader
+from deepclust.separation.long import separate_long
+from deepclust.separation.stitching import align_permutation
+from deepclust.separation.windows import WindowConfig, plan_windows
 from deepclust.separation.separator import Separator
 
 from archive_fixtures import FSDD_SPEAKERS, tiny_model_url  # noqa: F401
@@ -172,3 +174,38 @@ def test_bad_input_leaves_no_output(tmp_path, tiny_model_url):  # noqa: F811
 def test_window_config_rejects_overlaps_that_reach_past_a_neighbour():
     with pytest.raises(ValueError, match="overlap_seconds"):
         WindowConfig(window_seconds=4.0, overlap_seconds=3.0)
+
+
+def test_a_short_file_is_decoded_once_and_reads_the_same(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "short.flac"
+    sf.write(path, rng.uniform(-0.5, 0.5, size=(3 * 16000, 2)).astype(np.float32), 16000)
+    fresh = BlockReader(str(path), RATE)
+    expected = fresh.read(0, fresh.n_samples)
+    fresh.close()
+    reader = BlockReader(str(path), RATE)
+
+    def no_second_decode(*args, **kwargs):
+        raise AssertionError("the file was decoded a second time")
+
+    reader.file.read = no_second_decode  # the first look kept the whole (one-block) file
+    np.testing.assert_array_equal(reader.read(0, reader.n_samples), expected)
+    reader.close()
+
+
+def test_an_open_reader_goes_on_to_the_long_path_with_its_channel(tmp_path, tiny_model_url):  # noqa: F811
+    rng = np.random.default_rng(4)
+    take = rng.uniform(-0.3, 0.3, size=6 * RATE).astype(np.float32)
+    path = tmp_path / "two-channel.wav"
+    sf.write(path, np.stack([take, 0.2 * take[::-1]], axis=1), RATE)
+    config = WindowConfig(window_seconds=2.0, overlap_seconds=0.5)
+    separator = Separator(tiny_model_url, device="cpu")
+    by_path = [str(tmp_path / "a" / f"s{k}.wav") for k in (1, 2)]
+    by_reader = [str(tmp_path / "b" / f"s{k}.wav") for k in (1, 2)]
+    info = separate_long(separator, str(path), by_path, 2, config, channel=2)
+    reader = BlockReader(str(path), separator.sample_rate, config.context_seconds, channel=2)
+    again = separate_long(separator, reader, by_reader, 2, config)
+    assert info["downmix"] == again["downmix"] and "channel 2" in info["downmix"]
+    assert info["windows"] == again["windows"] > 1
+    for a, b in zip(by_path, by_reader):
+        np.testing.assert_array_equal(sf.read(a)[0], sf.read(b)[0])

@@ -28,11 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepclust import storage
-from deepclust.audio_blocks import BlockReader, PathWithChannel, TrackWriter
+from deepclust.audio_blocks import BlockReader, TrackWriter
 from deepclust.errors import BadAudioError
 from deepclust.manifests import SCHEMAS
 from deepclust.separation.inputs import output_names, output_stem
-from deepclust.separation.long import WindowConfig, io_executor, separate_long, separate_window_batch
+from deepclust.separation.io_threads import io_executor
+from deepclust.separation.long import separate_long
+from deepclust.separation.window_batch import separate_window_batch
+from deepclust.separation.windows import WindowConfig
 from deepclust.transient import is_device_fault, is_transient
 from deepclust.workspace import PREFIX as SCRATCH_PREFIX
 from deepclust.workspace import Workspace
@@ -151,13 +154,10 @@ def separate_items(separator, items: list[dict], out_url: str, window: WindowCon
                 if reader.n_samples <= window_samples:
                     short.append(_read_short(item, reader))
                     continue
-                reader.close()
-                # separate_long opens its own reader: the channel travels with the path.
-                source = PathWithChannel(local, channel) if channel is not None else local
-                info = separate_long(separator, source, item.local_outputs, int(row["n_speakers"]), window,
+                # The open reader goes on to separate_long (which closes it): the first look is not repeated.
+                info = separate_long(separator, reader, item.local_outputs, int(row["n_speakers"]), window,
                                      workspace.temp_dir, overlap_io)
                 info["read_seconds"] += item.download_seconds
-                info["downmix"] = reader.downmix  # the same file, the same rule: the same choice
                 rows.append(_publish(workspace, item, info, stamp))
             except Exception as error:
                 if is_transient(error) or is_device_fault(error):

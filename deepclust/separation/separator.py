@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from deepclust.features.extract import FeatureConfig
+from deepclust.features.extract import FeatureConfig, loud_bins, network_input
 from deepclust.features.stft import istft, num_frames, stft
 from deepclust.separation.phase import misi
 from deepclust.model.checkpoint import LoadedModel, load_model
@@ -177,17 +177,15 @@ class Separator:
         frame_valid = torch.arange(spectra.shape[1], device=self.device)[None, :] < torch.as_tensor(
             frame_counts, device=self.device)[:, None]  # (batch, frames)
         magnitude = spectra.abs() * frame_valid.unsqueeze(-1)
-        log_mag = torch.log(magnitude + self.feature_config.log_floor)
+        log_mag = network_input(magnitude, self.feature_config)
         features = self.feature_stats.apply(log_mag) if self.feature_stats is not None else log_mag
         # Without a mask head the embeddings are all there is, so they are always computed.
         outputs = self._network(features, frame_counts,
                                 embeddings=embeddings or getattr(self.model, "mask", None) is None,
                                 masks=masks, hidden=hidden)
         embeddings = outputs.get("embeddings")
-        # Silence rule of training (compute_features): |X| >= max|X| * 10^(-silence_db / 20), per item.
-        peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
-        valid = (magnitude >= peak * 10.0 ** (-self.feature_config.silence_db / 20.0)) & (peak > 0)
-        valid &= frame_valid.unsqueeze(-1)
+        # Training's silence rule, per item: only loud bins get a cluster (padding never does).
+        valid = loud_bins(magnitude, self.feature_config) & frame_valid.unsqueeze(-1)
         batch = {"spectra": spectra, "embeddings": embeddings, "valid": valid,
                  "frame_counts": frame_counts, "lengths": lengths, "waveforms": padded}
         for name in ("masks", "hidden"):
