@@ -11,8 +11,9 @@ Three test sets, all of speakers the model file lists as never used in training 
     than training's) with coloured noise at 5-20 dB SNR (a noise kind the recordings of training's noise
     folder do not hold); references are each talker's direct path plus 50 ms of early reflections.
 
-Systems: the mask head, hard k-means and soft k-means on the embeddings (``--soft-beta``); for 3 talkers
-k-means only (the mask head has two masks). Prints SDRi / SI-SDRi, the ratio to the IBM ceiling, speed,
+Systems: the mask head, hard k-means and soft k-means on the embeddings (``--soft-beta``), and their blend
+(the mean of the mask head's and soft k-means' masks); for 3 talkers k-means only (the mask head has two
+masks). Prints SDRi / SI-SDRi, the ratio to the IBM ceiling, speed,
 and which inference wins on (b) + (c): the sets the model never trained on, which is what
 ``export-model --inference`` should record for ``auto``.
 
@@ -198,7 +199,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--soft-beta", type=float, default=SOFT_KMEANS_BETA)
     parser.add_argument("--sets", default="a,b,c", help="which test sets to run")
-    parser.add_argument("--systems", default="mask,kmeans,soft", help="which inferences to score (mask, kmeans, soft)")
+    parser.add_argument("--systems", default="mask,kmeans,soft,blend",
+                        help="which inferences to score (mask, kmeans, soft, blend)")
     parser.add_argument("--snapshots", help="a folder of epoch-NNN.pt: two-speaker SDRi of each (training time)")
     parser.add_argument("--results", help="write every row to this Parquet file")
     parser.add_argument("--whitened", action="store_true", help="also k-means on whitened embeddings (2 speakers)")
@@ -255,14 +257,16 @@ def main() -> None:
     if args.whitened:
         two["k-means (whitened)"] = Separator(loaded, device="cpu", inference="kmeans", whiten=True)
     if has_masks:
-        heads = {"mask head": Separator(loaded, device="cpu", inference="mask")}
+        heads = {"mask head": Separator(loaded, device="cpu", inference="mask"),
+                 "blend (mask head + soft k-means)": Separator(loaded, device="cpu", inference="blend",
+                                                               soft_beta=args.soft_beta)}
         if args.phase_iterations:
             heads[f"mask head + MISI {args.phase_iterations}"] = Separator(
                 loaded, device="cpu", inference="mask", phase_iterations=args.phase_iterations)
         two = {**heads, **two}
     wanted = set(args.systems.split(","))
     two = {name: separator for name, separator in two.items()
-           if ("mask" if name.startswith("mask") else "soft" if name.startswith("soft") else "kmeans") in wanted}
+           if name.split(" ")[0].replace("k-means", "kmeans") in wanted}
     three = {k: v for k, v in two.items() if k.startswith(("k-means", "soft"))}
     systems = list(two)
     frames, seconds2 = {}, {}

@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16,int8",
                         help="comma-separated; ratios and quality differences are against the first")
     parser.add_argument("--archives", default="a,b,c", help="which of (a) long, (b) short, (c) mixed")
-    parser.add_argument("--inferences", default="mask,kmeans")
+    parser.add_argument("--inferences", default="mask,blend,kmeans")
     parser.add_argument("--windows-per-batch", default=str(WindowConfig.windows_per_batch),
                         help="comma-separated: one table row per value (windows, or short files, per forward)")
     args = parser.parse_args()

@@ -30,7 +30,7 @@ def separate_example(out_url: str, separator=None) -> dict:
     import time
 
     from deepclust.evaluation import evaluate_mixture
-    from deepclust.separation.separator import Separator
+    from deepclust.separation.separator import METHOD_NAMES, Separator
 
     if separator is None:
         from deepclust import pretrained
@@ -51,4 +51,4 @@ def separate_example(out_url: str, separator=None) -> dict:
     scores = evaluate_mixture(mixture, sources, estimates)
     return {"sdri": float(np.mean(scores["sdri"])), "si_sdri": float(np.mean(scores["si_sdri"])),
             "sdr": float(np.mean(scores["sdr"])), "outputs": outputs, "mixture": paths["mixture"],
-            "inference": {"mask": "mask head", "kmeans": "k-means", "soft-kmeans": "soft k-means"}[separator.inference_for(2)], "seconds": seconds}
+            "inference": METHOD_NAMES[separator.inference_for(2)], "seconds": seconds}

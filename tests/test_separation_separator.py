@@ -10,7 +10,7 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.features.normalisation import FeatureStats
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import load_model, save_model
-from deepclust.separation.separator import Separator
+from deepclust.separation.separator import Separator, head_seeded_soft_masks
 
 FILES = ["0_george_0.wav", "4_lucas_17.wav", "9_nicolas_33.wav"]
 
@@ -177,3 +177,38 @@ def test_auto_inference_follows_the_choice_the_model_file_records(tmp_path):
     assert Separator(chosen, device="cpu", inference="mask").inference_for(2) == "mask"  # the user's word wins
     with pytest.raises(ValueError, match="inference"):
         Separator(plain, device="cpu", inference="softmax")
+
+
+def test_head_seeded_soft_masks_follow_the_heads_speaker_order():
+    torch.manual_seed(1)
+    owner = torch.randint(0, 3, (2, 7, 5))  # which of 3 speakers dominates each bin
+    directions = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    embeddings = torch.nn.functional.normalize(directions[owner] + 0.05 * torch.randn(2, 7, 5, 4), dim=-1)
+    order = torch.tensor([2, 0, 1])  # the head numbers the speakers its own way
+    head = 0.8 * torch.nn.functional.one_hot(order[owner], 3).permute(0, 3, 1, 2).float() + 0.2 / 3
+    valid = torch.ones(2, 7, 5, dtype=torch.bool)
+    masks = head_seeded_soft_masks(embeddings, head, valid, beta=20.0)
+    assert masks.shape == head.shape
+    assert torch.allclose(masks.sum(1), torch.ones(2, 7, 5), atol=1e-5)
+    assert torch.equal(masks.argmax(1), head.argmax(1))  # centroid k is the head's speaker k
+    assert float(masks.max(1).values.min()) > float(head.max(1).values.max())  # sharper than the head here
+
+
+def test_blend_inference_runs_both_heads_and_needs_a_mask_head(tmp_path, mixtures):
+    torch.manual_seed(0)
+    model = DeepClusteringNet(ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4))
+    stats = FeatureStats(mean=np.full(129, -4.0), std=np.full(129, 2.0))
+    url = str(tmp_path / "chimera.pt")
+    save_model(url, model, stats, FeatureConfig().to_dict(), {"inference": {"2": "blend"}})
+    auto = Separator(url, device="cpu", kmeans="torch")
+    assert auto.inference_for(2) == "blend" and auto.heads_for(2) == {"embeddings": True, "masks": True}
+    batch = auto.embed_batch(mixtures[:2], **auto.heads_for(2))
+    blended, _ = auto.assign(batch, 2)
+    head = batch["masks"].float()
+    seeded = head_seeded_soft_masks(batch["embeddings"], head, batch["valid"], auto.soft_beta)
+    assert torch.allclose(blended, 0.5 * (head + seeded), atol=1e-6)
+    assert seeded.shape == head.shape and torch.allclose(seeded.sum(1), torch.ones_like(seeded[:, 0]), atol=1e-5)
+    estimates = auto.separate_batch(mixtures[:2], 2)
+    assert [e.shape for e in estimates] == [(2, m.size) for m in mixtures[:2]]
+    with pytest.raises(ValueError, match="mask head"):
+        Separator(url, device="cpu", inference="blend").inference_for(3)

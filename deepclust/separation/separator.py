@@ -36,7 +36,15 @@ from deepclust.device import (autocast, autocast_dtype, inference_precision, qua
 from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
 
 
-INFERENCES = ("auto", "mask", "kmeans", "soft-kmeans")
+INFERENCES = ("auto", "mask", "kmeans", "soft-kmeans", "blend")
+# The blend's share of the mask head (the rest: head-seeded soft masks). On the outside sets 0.5 beat 0.65 and 0
+# (release 3, 80 + 60 mixtures; benchmarks/RESULTS.md, "Inference: the blend").
+BLEND_HEAD_WEIGHT = 0.5
+# Methods a model file may name for ``auto`` (``export-model --inference K=METHOD``).
+METHODS = INFERENCES[1:]
+# How each method is named to a person (reports, the demo's last line).
+METHOD_NAMES = {"mask": "mask head", "kmeans": "k-means", "soft-kmeans": "soft k-means",
+                "blend": "mask head + head-seeded soft k-means"}
 SOFT_KMEANS_BETA = 5.0  # issue 16's trial: beta 3-10 all beat hard k-means on outside recordings
 
 
@@ -59,6 +67,31 @@ def whiten_embeddings(embeddings: torch.Tensor, valid: torch.Tensor, eps: float 
     return (flat @ inverse_root).to(embeddings.dtype).reshape(embeddings.shape)
 
 
+def head_seeded_soft_masks(embeddings: torch.Tensor, head: torch.Tensor, valid: torch.Tensor,
+                           beta: float) -> torch.Tensor:
+    """Soft k-means masks around centroids that the mask head seeds, in the head's speaker order.
+
+    Centroid ``k`` is the mean of the loud bins' embeddings weighted by the head's mask ``k``; each bin's mask is
+    ``softmax_k(-beta |v - c_k|^2)``. No k-means restarts and no permutation to find.
+
+    Args:
+        embeddings: ``(batch, frames, freq, emb)``; head: ``(batch, K, frames, freq)``; valid: ``(batch, frames,
+            freq)`` loud, non-padded bins.
+
+    Returns:
+        ``(batch, K, frames, freq)`` masks summing to one over K.
+    """
+    batch, frames, freq, dim = embeddings.shape
+    points = embeddings.float().reshape(batch, frames * freq, dim)
+    weights = head.float().flatten(2).transpose(1, 2) * valid.reshape(batch, -1, 1)  # (batch, N, K)
+    centroids = torch.einsum("bnk,bnd->bkd", weights, points) / weights.sum(1).unsqueeze(-1).clamp_min(1e-6)
+    # |v - c|^2 = |v|^2 - 2 v.c + |c|^2, without a (batch, N, K, emb) difference tensor
+    distances = (points ** 2).sum(-1, keepdim=True) - 2 * points @ centroids.transpose(1, 2) \
+        + (centroids ** 2).sum(-1).unsqueeze(1)
+    masks = torch.softmax(-beta * distances, dim=-1)  # (batch, N, K)
+    return masks.view(batch, frames, freq, -1).permute(0, 3, 1, 2)
+
+
 class Separator:
     """Deep clustering separator around a trained model.
 
@@ -73,7 +106,10 @@ class Separator:
             the K asked for, else k-means), "mask" (the mask head; an error when it has none for K),
             "kmeans" (hard k-means on the embeddings) or "soft-kmeans" (soft masks around the k-means
             centroids, ``softmax(-soft_beta * squared distance)``: no retraining, and it held up better than
-            the mask head on recordings from outside the training corpora; see benchmarks/RESULTS.md).
+            the mask head on recordings from outside the training corpora; see benchmarks/RESULTS.md) or
+            "blend" (the mean of the mask head's masks and soft masks around centroids the head seeds,
+            ``head_seeded_soft_masks``: better than either alone on every test set, no k-means; a model with a
+            mask head for K only).
         soft_beta: the inverse temperature of soft k-means (unit embeddings: squared distances in [0, 4]).
         precision: "auto" (bf16 network on a CPU with AMX or AVX-512 BF16, float32 elsewhere), "fp32", "bf16"
             or "int8" (CPU only, never auto: dynamic int8 quantisation of the LSTM and linear layers; within
@@ -263,27 +299,38 @@ class Separator:
         the mask head when it has K masks, else hard k-means."""
         k = int(n_speakers)
         heads = int(getattr(self.model.config, "mask_heads", 0))
-        if self.inference == "mask" and heads != k:
-            raise ValueError(f"inference='mask' needs a mask head for {n_speakers} sources; this model has "
-                             f"{heads or 'none'}: use inference='kmeans' or 'auto'")
+        if self.inference in ("mask", "blend") and heads != k:
+            raise ValueError(f"inference={self.inference!r} needs a mask head for {n_speakers} sources; this model "
+                             f"has {heads or 'none'}: use inference='kmeans' or 'auto'")
         if self.inference != "auto":
             return self.inference
         preferred = (self.loaded.extra.get("inference") or {}).get(str(k))
-        if preferred in ("kmeans", "soft-kmeans") or (preferred == "mask" and heads == k):
+        if preferred in ("kmeans", "soft-kmeans") or (preferred in ("mask", "blend") and heads == k):
             return preferred
         return "mask" if heads == k else "kmeans"
 
     def uses_mask_head(self, n_speakers: int) -> bool:
-        """Whether K = ``n_speakers`` sources come from the mask head (else from k-means on the embeddings)."""
+        """Whether K = ``n_speakers`` sources come from the mask head alone (no embeddings needed)."""
         return self.inference_for(n_speakers) == "mask"
+
+    def heads_for(self, n_speakers: int) -> dict:
+        """``embed_batch``'s ``embeddings`` / ``masks`` flags: the heads K sources are found from."""
+        inference = self.inference_for(n_speakers)
+        return {"embeddings": inference != "mask", "masks": inference in ("mask", "blend")}
 
     def assign(self, batch: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(masks (batch, K, frames, freq) float, labels (batch, frames, freq))`` of an ``embed_batch``:
-        the mask head's soft masks, k-means' binary ones, or soft k-means' (labels = the masks' argmax)."""
-        if self.uses_mask_head(k):
+        the mask head's soft masks, k-means' binary ones, soft k-means' or the blend of the head's and soft
+        k-means' (labels = the masks' argmax)."""
+        inference = self.inference_for(k)
+        if inference == "mask":
             masks = batch["masks"].float()
+        elif inference == "blend":
+            head = batch["masks"].float()
+            soft = head_seeded_soft_masks(batch["embeddings"], head, batch["valid"], self.soft_beta)
+            masks = BLEND_HEAD_WEIGHT * head + (1.0 - BLEND_HEAD_WEIGHT) * soft
         else:
-            soft = self.inference_for(k) == "soft-kmeans"
+            soft = inference == "soft-kmeans"
             masks = self._cluster(batch["embeddings"], batch["valid"], batch["frame_counts"], k, soft=soft)
         return masks, masks.argmax(1)
 
@@ -302,8 +349,7 @@ class Separator:
         k = int(n_speakers)
         if k < 1:
             raise ValueError(f"n_speakers must be >= 1, got {n_speakers}")
-        mask_head = self.uses_mask_head(k)
-        batch = self.embed_batch(waveforms, embeddings=not mask_head, masks=mask_head)
+        batch = self.embed_batch(waveforms, **self.heads_for(k))
         masks, _ = self.assign(batch, k)
         return self.reconstruct_masks(batch, masks)
 

@@ -79,13 +79,12 @@ def separate_window_batch(separator, waveforms: list, n_speakers: int, centroids
     alignment of a long recording's windows may need; inputs that are separated whole need none.
     """
     k = int(n_speakers)
-    mask_head = separator.uses_mask_head(k)
+    mask_head = separator.uses_mask_head(k)  # the mask head alone: no embeddings unless the alignment asks
     began = time.perf_counter()
-    batch = separator.embed_batch(waveforms, embeddings=not mask_head, masks=mask_head,
-                                  hidden=mask_head and centroids)
+    batch = separator.embed_batch(waveforms, **separator.heads_for(k), hidden=mask_head and centroids)
     _synchronise(separator.device)
     network_done = time.perf_counter()
-    masks, labels = separator.assign(batch, k)  # k-means, or a Chimera++ model's mask head
+    masks, labels = separator.assign(batch, k)  # k-means, a Chimera++ model's mask head, or their blend
     window_centroids = None
     if centroids and mask_head:
         # Owned copies of each window's part (not views), so a kept window does not keep the whole batch.
