@@ -53,6 +53,7 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.manifest_log import ManifestLog
+from deepclust.pipeline import store
 from deepclust.separation.batch import (MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row)
 from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
 from deepclust.separation.long import WindowConfig
@@ -113,8 +114,8 @@ def separation_settings(n_speakers: int, window: WindowConfig, inference: str = 
     return json.dumps(settings, sort_keys=True)
 
 
-def job_stamp(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
-              precision: str = "auto", channel: int | None = None) -> dict:
+def job_settings(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
+                 precision: str = "auto", channel: int | None = None) -> dict:
     """``{"model_sha256", "window", "inference", "kmeans", "precision"}`` (JSON-able: it travels to Prefect
     tasks): what made a job's outputs, recorded with every row; see ``separation_settings``. ``precision`` is
     stored resolved ("auto" as ``deepclust.device.inference_precision`` reads it on the default device).
@@ -181,13 +182,8 @@ def plan_inputs(inputs: pd.DataFrame, out_url: str, stamp: dict) -> tuple[list[d
 def plan_archive(input_url: str, out_url: str, n_speakers: int, stamp: dict,
                  splits: tuple[str, ...] | None = MIXTURE_SPLITS) -> tuple[list[dict], list[str]]:
     """``plan_inputs`` of the input manifest of ``input_url`` (a file, folder, prefix or mixture manifest);
-    ``stamp``: ``job_stamp(model_url, window, ...)``, what decides whether a recorded row still stands."""
+    ``stamp``: ``job_settings(model_url, window, ...)``, what decides whether a recorded row still stands."""
     return plan_inputs(input_manifest(input_url, n_speakers, out_url, splits), out_url, stamp)
-
-
-def batches_of(items: list, size: int) -> list[list]:
-    """``items`` in consecutive batches of ``size``."""
-    return [items[first:first + size] for first in range(0, len(items), max(1, int(size)))]
 
 
 class Breaker:
@@ -237,7 +233,7 @@ def transient_rows(batch: list[dict], stamp: dict, error: BaseException, retry_s
 @dataclass(frozen=True)
 class BatchJob:
     """What a runner needs to separate a batch anywhere; JSON-able (``dataclasses.asdict``), so it travels to
-    Prefect tasks and Dask workers. ``stamp``: ``job_stamp``; ``retry_seconds``: how long a batch's transient
+    Prefect tasks and Dask workers. ``stamp``: ``job_settings``; ``retry_seconds``: how long a batch's transient
     faults are retried before the job records its inputs as ``transient``."""
 
     model_url: str
@@ -316,7 +312,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
     ``inference`` and the resolved ``precision`` travel in the job's stamp).
 
     The listing, taking and checking the lock, every commit and the compaction are retried through transient
-    faults (a restarting object store) for ``retry_seconds``, as a batch is. Returns ``summarise``'s summary;
+    faults (a restarting object store) for ``retry_seconds``, as a batch is. Returns ``job_summary``'s summary;
     raises ``CircuitOpenError`` when the circuit breaker opens, ``BatchesFailedError`` when a runner reported
     batches that failed for good (the rows committed until then are kept, and the manifest compacted).
     """
@@ -338,7 +334,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         map_batches = batches_here(separator)
     resolved = getattr(separator, "precision", "fp32") if separator is not None \
         else inference_precision(precision, device)
-    stamp = job_stamp(model_url, window, inference, kmeans, resolved, channel)
+    stamp = job_settings(model_url, window, inference, kmeans, resolved, channel)
     job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=device, retry_seconds=retry_seconds)
 
     def retried(call, what: str):
@@ -354,7 +350,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         # transient error propagates (nothing was separated: the caller says "run again").
         todo, already_done = retried(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
                                      what=f"listing {input_url}")
-        batches = batches_of(todo, files_per_batch)
+        batches = store.batches(todo, files_per_batch)
         try:
             with _mapped(map_batches, batches, job) as outcomes:
                 for index, outcome in outcomes:
@@ -376,7 +372,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
                 manifest = retried(log.compact, what="compacting the manifest")
         if lock.lost:  # lost to the heartbeat after the last check: raise as a check would
             lock.check()
-    summary = summarise(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
+    summary = job_summary(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
     if listen:  # a spot-check page of this run's inputs (deepclust.reports.listen): out/.listen/index.html
         from deepclust.reports.listen import archive_spot_check
 
@@ -401,8 +397,8 @@ def _rows_of(batch: list[dict], outcome, stamp: dict, retry_seconds: float) -> l
     return None
 
 
-def summarise(manifest: pd.DataFrame, rows: list[dict], already_done: list[str], out_url: str,
-              seconds: float, manifest_io: dict | None = None) -> dict:
+def job_summary(manifest: pd.DataFrame, rows: list[dict], already_done: list[str], out_url: str,
+                seconds: float, manifest_io: dict | None = None) -> dict:
     """The run's summary from the final manifest and this run's rows."""
     failed = manifest[manifest["status"] == "failed"]
     transient = manifest[manifest["status"] == "transient"]

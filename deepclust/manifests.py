@@ -59,8 +59,13 @@ def _schema(kind: str, *columns: tuple) -> Schema:
     return Schema(kind, tuple(Column(*column) for column in columns))
 
 
+# Columns several kinds declare alike, written once (each kind's columns and their order stay its own).
+_SPLIT = ("split", "str", '"tr", "cv" or "tt"')
+_NUM_SPEAKERS = ("num_speakers", "int", "number of sources")
+_SPEAKERS = ("speakers", "list", "the speaker of each source")
 _STATUS = ("status", "str", '"done" or "failed": a failed item never stops its batch')
 _ERROR = ("error", "str", "why the item failed, naming it (empty or null when done)")
+_OUTCOME = (_STATUS, _ERROR)  # the outcome of an item that may fail one by one (mixture, feature, evaluation)
 
 SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
     _schema("corpus",  # deepclust.corpora (validate_manifest adds the value checks); no status: see the module doc
@@ -73,26 +78,26 @@ SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
             ("subset", "str", 'the corpus-given subset ("si_tr_s", ...), or "train"/"test" by speaker split')),
     _schema("mixture",  # deepclust.mixing.mix.create_mixtures, the mixtures stage
             ("mixture_id", "str", "unique id, from the sources and their SNRs"),
-            ("split", "str", '"tr", "cv" or "tt"'),
+            _SPLIT,
             ("mixture_path", "str", "the mixture WAV"),
             ("source_paths", "list", "the scaled source WAVs, s1, s2, ..."),
             ("utterance_ids", "list", "the corpus utterance of each source"),
-            ("speakers", "list", "the speaker of each source"),
+            _SPEAKERS,
             ("genders", "list", '"m", "f" or None per source'),
             ("snrs_db", "list", "the mix list's relative level of each source, dB"),
-            ("num_speakers", "int", "number of sources"),
+            _NUM_SPEAKERS,
             ("sample_rate", "int", "Hz"),
             ("num_samples", "int", "mixture length (0 when failed)"),
             ("mode", "str", '"min" or "max" (wsj0-2mix length mode)'),
-            _STATUS, _ERROR,
+            *_OUTCOME,
             ("sha256", "str", "checksum of the mixture WAV (the mixtures stage adds it)", False)),
     _schema("feature",  # deepclust.features.extract, the features stage
             ("mixture_id", "str", "the mixture the row was computed from"),
-            ("split", "str", '"tr", "cv" or "tt"'),
+            _SPLIT,
             ("shard_url", "str", "the shard holding its log_mag, target and weight"),
             ("num_frames", "int", "STFT frames"),
-            ("num_speakers", "int", "number of sources"),
-            _STATUS, _ERROR,
+            _NUM_SPEAKERS,
+            *_OUTCOME,
             ("shard_sha256", "str", "checksum of the shard")),
     _schema("model",  # the training stage's one row
             ("model_url", "str", "the trained model.pt"),
@@ -129,8 +134,8 @@ SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
             ("mixture_id", "str", "the mixture scored"),
             ("split", "str", "its split"),
             ("system", "str", '"model", "ibm", "irm" or another separator\'s name'),
-            ("num_speakers", "int", "number of sources"),
-            ("speakers", "list", "the speaker of each source"),
+            _NUM_SPEAKERS,
+            _SPEAKERS,
             ("genders", "list", "the gender of each source"),
             ("gender_condition", "str", '"same" or "different" (two speakers), else null'),
             ("sdr", "float", "BSS-eval SDR, dB, mean over sources"),
@@ -141,7 +146,7 @@ SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
             ("si_sdr_mixture", "float", "SI-SDR of the unprocessed mixture, dB"),
             ("sdri", "float", "SDR improvement, dB"),
             ("si_sdri", "float", "SI-SDR improvement, dB"),
-            _STATUS, _ERROR,
+            *_OUTCOME,
             ("condition", "str", '"closed", "open" or "partly open" (the evaluation stage adds it)', False)),
 )}
 

@@ -184,7 +184,7 @@ def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: i
             a batch task's (Prefect task retries) before its inputs are recorded as ``transient`` for the next
             run, and the job's own store calls (listing, the lock, commits, compaction) before the run stops.
 
-    Returns ``deepclust.archive.summarise``'s summary; the final state's message is "completed" or
+    Returns ``deepclust.archive.job_summary``'s summary; the final state's message is "completed" or
     "completed with N failed inputs". Raises what the job raises (``CircuitOpenError``, ``BatchesFailedError``
     once the other batches are committed, a transient fault that outlasted ``retry_minutes``)."""
     logger = get_run_logger()

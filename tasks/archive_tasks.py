@@ -46,7 +46,7 @@ def _limit_torch_threads() -> None:
 def separate_archive_batch_task(model_url: str, items: list[dict], out_url: str, stamp: dict,
                                 device: str = "auto", batch: int = 0) -> list[dict]:
     """Separate ``items`` (input-manifest rows with their output stems) into ``out_url``; returns their manifest
-    rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_stamp``; the separator is
+    rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_settings``; the separator is
     cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""
     _limit_torch_threads()
     separator = separator_module.cached_separator(model_url, device, stamp["kmeans"], stamp["inference"],

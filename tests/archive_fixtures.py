@@ -6,6 +6,7 @@ is picked free on 127.0.0.1, its data lives in a temporary folder, and it is kil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -287,3 +288,35 @@ class RestartableS3:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def talking_to(server: RestartableS3):
+    """fsspec in this process pointed at ``server`` (environment and live config), restored afterwards."""
+    import fsspec.config
+
+    env = server.server.env()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": server.server.endpoint,
+                                                  "key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"]})
+        yield
+
+
+def write_wav(path: Path, data: np.ndarray, sr: int = 8000) -> None:
+    """``data`` as a WAV file at ``path``, its folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, sr)
+
+
+def upload_fsdd_mixtures(server: RestartableS3, fsdd_dir: Path, local_root: Path, count: int = 4,
+                         prefix: str = "in") -> str:
+    """``count`` FSDD two-talker mixtures (``fsdd_mixture``), written under ``local_root`` and uploaded to the
+    server as ``prefix/m0.wav`` ...; returns the prefix's URL (an archive to separate from S3)."""
+    fs = server.server.filesystem()
+    for index in range(count):
+        local = local_root / f"m{index}.wav"
+        write_wav(local, fsdd_mixture(fsdd_dir, index, index))
+        fs.put_file(str(local), f"{server.server.bucket}/{prefix}/m{index}.wav")
+    return server.server.url(prefix)

@@ -1,12 +1,14 @@
 """Overnight archive runs that cannot silently lose, skip or reuse the wrong thing (issue 8).
 
-One test per finding of the audit, each with real files, real processes and the real S3 server (SeaweedFS on
-loopback; an outage is the server killed, not a mock). Each of them fails on the code before the issue.
+Each test proves one guarantee an unattended run needs (every input its own output folder; "done" decided by the
+input, the model and the settings; transient faults retried, never recorded as the input's fault; a circuit
+breaker; an append-only manifest; safe defaults; hostile inputs recorded and passed), with real files, real
+processes and the real S3 server (SeaweedFS on loopback; an outage is the server killed, not a mock). Each of them
+fails on the code before the issue.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -23,7 +25,8 @@ import soundfile as sf
 from deepclust import storage
 from deepclust.archive import read_manifest, separate_archive
 
-from archive_fixtures import RestartableS3, fsdd_mixture, tiny_model_url  # noqa: F401
+from archive_fixtures import (RestartableS3, fsdd_mixture, talking_to, tiny_model_url,  # noqa: F401
+                              upload_fsdd_mixtures, write_wav)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,26 +36,7 @@ def cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=timeout)
 
 
-@contextlib.contextmanager
-def talking_to(server: RestartableS3):
-    """fsspec in this process pointed at ``server`` (environment and live config), restored afterwards."""
-    import fsspec.config
-
-    env = server.server.env()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": server.server.endpoint,
-                                                  "key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"]})
-        yield
-
-
-def write(path: Path, data: np.ndarray, sr: int = 8000) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, data, sr)
-
-
-# 1 -- output identity ---------------------------------------------------------------------------------
+# Output identity --------------------------------------------------------------------------------------
 
 
 def test_every_input_gets_its_own_output_folder(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
@@ -63,7 +47,7 @@ def test_every_input_gets_its_own_output_folder(tmp_path, fsdd_dir, tiny_model_u
              unicodedata.normalize("NFC", "c/é.wav"), unicodedata.normalize("NFD", "c/é.wav"),
              "c/Case.wav", "c/case.wav", "d/x.wav", "d/x/y.wav"]
     for index, name in enumerate(names):
-        write(data / name, fsdd_mixture(fsdd_dir, index % 10, index))
+        write_wav(data / name, fsdd_mixture(fsdd_dir, index % 10, index))
     result = cli("separate", "--model", tiny_model_url, "--input", os.path.relpath(data, REPO), "--out",
                  str(tmp_path / "out"), "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -79,7 +63,7 @@ def test_every_input_gets_its_own_output_folder(tmp_path, fsdd_dir, tiny_model_u
         assert (tmp_path / "out" / name).is_file()  # recorded relative to the output root
 
 
-# 2 -- "done" decided on the input, the model and the settings ---------------------------------------
+# "done" decided on the input, the model and the settings --------------------------------------------
 
 
 def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
@@ -87,7 +71,7 @@ def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_d
 
     archive = tmp_path / "in"
     for index in range(3):
-        write(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
+        write_wav(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
     model = tmp_path / "model.pt"
     shutil.copy(tiny_model_url, model)
     out = str(tmp_path / "out")
@@ -95,7 +79,7 @@ def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_d
     assert separate_archive(str(model), str(archive), out, device="cpu")["already_done"] == 3
 
     edited = fsdd_mixture(fsdd_dir, 0, 0)
-    write(archive / "m0.wav", edited[::-1].copy())  # same size, other content
+    write_wav(archive / "m0.wav", edited[::-1].copy())  # same size, other content
     again = separate_archive(str(model), str(archive), out, device="cpu")
     assert (again["separated"], again["already_done"]) == (1, 2)
 
@@ -115,7 +99,7 @@ def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_d
     assert second is not first and sum(SEPARATOR_LOADS.values()) == loads + 1
 
 
-# 3 -- corpus content reaches the stage keys -------------------------------------------------------------
+# Corpus content reaches the stage keys ------------------------------------------------------------------
 
 
 def test_an_edited_corpus_file_changes_every_downstream_key(tmp_path, fsdd_dir):
@@ -164,7 +148,7 @@ def test_corpus_fingerprint_on_s3_lists_the_objects(tmp_path):
         server.stop()
 
 
-# 4, 5 -- transient faults: retried within a budget, then 'transient', never 'failed' ------------------
+# Transient faults: retried within a budget, then 'transient', never 'failed' --------------------------
 
 
 def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes(tmp_path, fsdd_dir,
@@ -175,11 +159,7 @@ def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes
     server = RestartableS3(tmp_path / "s3")
     server.start()
     try:
-        fs = server.server.filesystem()
-        for index in range(4):
-            local = tmp_path / "local" / f"m{index}.wav"
-            write(local, fsdd_mixture(fsdd_dir, index, index))
-            fs.put_file(str(local), f"{server.server.bucket}/in/m{index}.wav")
+        upload_fsdd_mixtures(server, fsdd_dir, tmp_path / "local")
         out = str(tmp_path / "out")
         with talking_to(server):
             def outage_after_first_batch(done, total):
@@ -220,15 +200,15 @@ def test_scratch_folders_of_killed_runs_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{PREFIX}{os.getppid()}-def"]
 
 
-# 6 -- the circuit breaker -------------------------------------------------------------------------------
+# The circuit breaker ------------------------------------------------------------------------------------
 
 
 def test_consecutive_failures_stop_the_run_and_mark_nothing_after(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
     archive = tmp_path / "in"
-    write(archive / "a_good.wav", fsdd_mixture(fsdd_dir, 1, 1))
+    write_wav(archive / "a_good.wav", fsdd_mixture(fsdd_dir, 1, 1))
     for index in range(5):
         (archive / f"b_broken_{index}.wav").write_bytes(b"RIFF" + os.urandom(64))  # a mount gone bad
-    write(archive / "c_good.wav", fsdd_mixture(fsdd_dir, 2, 2))
+    write_wav(archive / "c_good.wav", fsdd_mixture(fsdd_dir, 2, 2))
     result = cli("separate", "--model", tiny_model_url, "--input", str(archive), "--out", str(tmp_path / "out"),
                  "--device", "cpu", "--files-per-batch", "1", "--max-consecutive-failures", "3")
     assert result.returncode == 3, result.stderr[-2000:]
@@ -252,13 +232,13 @@ def test_device_faults_stop_the_job_and_out_of_memory_does_not():
     assert not is_device_fault(RuntimeError("shape mismatch"))
 
 
-# 7 -- a symlinked output folder -------------------------------------------------------------------------
+# A symlinked output folder ------------------------------------------------------------------------------
 
 
 def test_resume_through_a_symlinked_output_folder_redoes_nothing(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
     archive = tmp_path / "in"
     for index in range(3):
-        write(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
+        write_wav(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
     (tmp_path / "real-out").mkdir()
     os.symlink(tmp_path / "real-out", tmp_path / "out")
     first = separate_archive(tiny_model_url, str(archive), str(tmp_path / "out"), device="cpu")
@@ -266,7 +246,7 @@ def test_resume_through_a_symlinked_output_folder_redoes_nothing(tmp_path, fsdd_
     assert first["separated"] == 3 and (again["already_done"], again["separated"]) == (3, 0)
 
 
-# 8 -- the manifest is appended, not rewritten ------------------------------------------------------------
+# The manifest is appended, not rewritten -----------------------------------------------------------------
 
 
 def test_manifest_appends_cost_linear_io_and_readers_always_see_every_row(tmp_path, monkeypatch):
@@ -297,12 +277,12 @@ def test_manifest_appends_cost_linear_io_and_readers_always_see_every_row(tmp_pa
     assert ManifestLog(str(tmp_path), "key", ["key", "value"]).read().set_index("key").loc["late", "value"] == 2
 
 
-# 10 -- deepclust separate ------------------------------------------------------------------------------
+# deepclust separate ------------------------------------------------------------------------------------
 
 
 def test_an_output_folder_inside_the_input_is_not_separated_again(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
     archive = tmp_path / "in"
-    write(archive / "m.wav", fsdd_mixture(fsdd_dir, 3, 3))
+    write_wav(archive / "m.wav", fsdd_mixture(fsdd_dir, 3, 3))
     for _ in range(2):
         result = cli("separate", "--model", tiny_model_url, "--input", str(archive), "--out", str(archive / "sep"),
                      "--device", "cpu")
@@ -312,7 +292,7 @@ def test_an_output_folder_inside_the_input_is_not_separated_again(tmp_path, fsdd
     assert "0 separated, 1 already done" in result.stdout
 
 
-# 11 -- safe defaults ------------------------------------------------------------------------------------
+# Safe defaults ------------------------------------------------------------------------------------------
 
 
 def test_local_dask_cluster_listens_on_loopback_only():
@@ -330,12 +310,12 @@ def test_prefect_task_results_are_json_never_pickle():
         assert serializer == "json" or getattr(serializer, "type", None) == "json", task.name
 
 
-# 12 -- hostile headers, non-regular files ---------------------------------------------------------------
+# Hostile headers, non-regular files ---------------------------------------------------------------------
 
 
 def test_a_hostile_header_and_a_fifo_are_bad_inputs_and_the_run_goes_on(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
     archive = tmp_path / "in"
-    write(archive / "good.wav", fsdd_mixture(fsdd_dir, 4, 4))
+    write_wav(archive / "good.wav", fsdd_mixture(fsdd_dir, 4, 4))
     header = tmp_path / "tiny.wav"
     sf.write(header, np.zeros(400, dtype=np.float32), 8000)
     data = bytearray(header.read_bytes())
@@ -354,7 +334,7 @@ def test_a_hostile_header_and_a_fifo_are_bad_inputs_and_the_run_goes_on(tmp_path
     assert rows.loc["pipe.wav", "status"] == "failed" and "not a regular file" in rows.loc["pipe.wav", "error"]
 
 
-# 13 -- dependency floors --------------------------------------------------------------------------------
+# Dependency floors --------------------------------------------------------------------------------------
 
 
 def test_dependency_lower_bounds_exclude_known_vulnerable_releases():
@@ -377,7 +357,7 @@ def test_a_run_whose_lock_was_taken_over_stops_and_writes_nothing_more(tmp_path,
 
     archive = tmp_path / "in"
     for index in range(3):
-        write(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
+        write_wav(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
     out = tmp_path / "out"
 
     def taken_over_after_first_batch(done, total):

@@ -21,9 +21,9 @@ import pytest
 from deepclust import archive, storage
 from deepclust.archive import read_manifest
 
-from archive_fixtures import RestartableS3, build_archive, fsdd_mixture, tiny_model_url  # noqa: F401
+from archive_fixtures import (RestartableS3, build_archive, talking_to, tiny_model_url,  # noqa: F401
+                              upload_fsdd_mixtures)
 from flows_fixtures import prefect_harness  # noqa: F401
-from test_archive_faults import talking_to, write
 
 pytestmark = [pytest.mark.xdist_group("flows-archive"), pytest.mark.timeout(900)]
 
@@ -173,11 +173,8 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_pa
     server = RestartableS3(tmp_path / "s3")
     server.start()
     try:
+        upload_fsdd_mixtures(server, fsdd_dir, tmp_path / "local")
         fs = server.server.filesystem()
-        for index in range(4):
-            local = tmp_path / "local" / f"m{index}.wav"
-            write(local, fsdd_mixture(fsdd_dir, index, index))
-            fs.put_file(str(local), f"{server.server.bucket}/in/m{index}.wav")
         runs = {
             "plain": lambda out: archive.separate_archive(tiny_model_url, server.server.url("in"), out,
                                                           files_per_batch=2, device="cpu", kmeans="torch",

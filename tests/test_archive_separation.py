@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from deepclust import storage
-from deepclust.archive import commit_manifest, job_stamp, plan_archive, read_manifest, separate_archive
+from deepclust.archive import commit_manifest, job_settings, plan_archive, read_manifest, separate_archive
 from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import list_archive, output_stem
 from deepclust.storage_lock import FolderLock as ArchiveLock
@@ -100,7 +100,7 @@ def test_archive_on_local_disk_separates_good_files_and_records_bad_ones(archive
     (root / "late").mkdir()
     (root / "late" / "new.wav").write_bytes((root / "calls" / "mix_00.wav").read_bytes())
     (out / "calls" / "mix_04" / "s2.wav").unlink()
-    todo, done = plan_archive(str(root), str(out), 2, job_stamp(separator.model_url, WINDOW))
+    todo, done = plan_archive(str(root), str(out), 2, job_settings(separator.model_url, WINDOW))
     assert sorted(item["relative_path"] for item in todo) == sorted(["late/new.wav", "calls/mix_04.flac",
                                                                      *expected["bad"]])
     assert len(done) == len(expected["good"]) - 1
@@ -129,7 +129,7 @@ def test_unreadable_object_is_recorded_and_the_batch_goes_on(archive, separator,
         fs.put_file(str(root / name), f"{prefix}/in/{name}")
     input_url, out_url = s3_server.url("vanishing", "in"), s3_server.url("vanishing", "out")
     with archive_lock(out_url):
-        todo, _ = plan_archive(input_url, out_url, 2, job_stamp(separator.model_url, WINDOW))
+        todo, _ = plan_archive(input_url, out_url, 2, job_settings(separator.model_url, WINDOW))
         fs.rm(f"{prefix}/in/calls/mix_00.wav")  # listed, then gone: a lifecycle rule or another user
         rows = separate_items(separator, todo, out_url, WINDOW)
         commit_manifest(out_url, rows)
@@ -181,9 +181,9 @@ def test_lock_of_a_killed_process_on_this_host_is_taken_over(tmp_path):
 
 
 def test_a_live_lock_of_another_container_with_our_host_name_is_not_taken(tmp_path):
-    """Audit finding 9: two containers can share a host name while their PIDs live in separate namespaces, so
-    'no such PID here' says nothing about the other container's run. Only --break-lock takes it before it
-    goes stale."""
+    """A lock whose owner has our host name but another PID namespace is not taken for a dead one: two containers
+    can share a host name while their PIDs live in separate namespaces, so 'no such PID here' says nothing about
+    the other container's run. Only --break-lock takes it before it goes stale."""
     from deepclust.storage_lock import machine_identity
 
     out = tmp_path / "out"
@@ -241,7 +241,7 @@ def test_done_means_same_input_model_and_settings_and_folders_never_move(tmp_pat
     manifest = read_manifest(str(out)).set_index("relative_path")
     assert (manifest["status"] == "done").all()
     assert manifest.loc["manifest.parquet.wav", "output_stem"] == "manifest.parquet_wav"  # not the manifest's name
-    stamp = job_stamp(tiny_model_url, WindowConfig())
+    stamp = job_settings(tiny_model_url, WindowConfig())
 
     def todo_of(**kwargs):
         todo, done = plan_archive(str(root), str(out), **{"n_speakers": 2, "stamp": stamp, **kwargs})
@@ -257,7 +257,7 @@ def test_done_means_same_input_model_and_settings_and_folders_never_move(tmp_pat
     other_model.write_bytes(open(tiny_model_url, "rb").read() + b"\0")  # another file: another checksum
     everything = sorted(["a.wav", "a.flac", "b.wav", "manifest.parquet.wav"])
     assert todo_of(stamp={**stamp, "model_sha256": storage.sha256_of(str(other_model))})[0] == everything
-    assert todo_of(stamp=job_stamp(tiny_model_url, WindowConfig(window_seconds=4.0, overlap_seconds=1.0)))[0] == everything
+    assert todo_of(stamp=job_settings(tiny_model_url, WindowConfig(window_seconds=4.0, overlap_seconds=1.0)))[0] == everything
     todo, stems = todo_of(n_speakers=3)  # asking for 3 speakers redoes everything, in the same folders
     assert todo == everything and stems["a.wav"] == "a"
 

@@ -12,24 +12,33 @@ from deepclust.separation.long import WindowConfig
 from deepclust.stages.mixtures import MixStageConfig
 from deepclust.training.config import TrainConfig
 
+# Each command with its required arguments.
+TRAIN = ["train", "--features", "f", "--out", "o"]
+TRAIN_DYNAMIC = ["train-dynamic", "--sources", "a", "--out", "o"]
+MIX = ["mix", "--corpus-manifest", "c", "--out", "o"]
+FEATURES = ["features", "--mixtures", "m", "--out", "o"]
+SEPARATE = ["separate", "--input", "i", "--out", "o"]
+SEPARATE_ARCHIVE = ["separate-archive", "--input", "i", "--out", "o"]
+REPRODUCE = ["reproduce"]
+
 RENAMED = [  # (command and its required arguments, field spelling, older spelling, value)
-    (["train", "--features", "f", "--out", "o"], "--max-epochs", "--epochs", "3"),
-    (["train", "--features", "f", "--out", "o"], "--max-train-seconds", "--max-seconds", "60"),
-    (["train", "--features", "f", "--out", "o"], "--curriculum-chunk-frames", "--curriculum-frames", "400"),
-    (["train-dynamic", "--sources", "a", "--out", "o"], "--num-threads", "--threads", "2"),
-    (["train-dynamic", "--sources", "a", "--out", "o"], "--speaker-counts", "--speakers", "2,3"),
+    (TRAIN, "--max-epochs", "--epochs", "3"),
+    (TRAIN, "--max-train-seconds", "--max-seconds", "60"),
+    (TRAIN, "--curriculum-chunk-frames", "--curriculum-frames", "400"),
+    (TRAIN_DYNAMIC, "--num-threads", "--threads", "2"),
+    (TRAIN_DYNAMIC, "--speaker-counts", "--speakers", "2,3"),
     (["train-dynamic", "--out", "o", "--max-epochs", "1"], "--sources", "--source", "a"),
-    (["mix", "--corpus-manifest", "c", "--out", "o"], "--n-speakers", "--speakers", "3"),
-    (["mix", "--corpus-manifest", "c", "--out", "o"], "--test-speaker-counts", "--test-speakers", "2,3"),
-    (["mix", "--corpus-manifest", "c", "--out", "o"], "--mix-lists", "--list", "tr=a.txt"),
-    (["features", "--mixtures", "m", "--out", "o"], "--shard-format", "--format", "npz"),
-    (["separate", "--input", "i", "--out", "o"], "--windows-per-batch", "--batch-size", "3"),
-    (["separate", "--input", "i", "--out", "o"], "--n-speakers", "--speakers", "3"),
-    (["separate-archive", "--input", "i", "--out", "o"], "--stale-minutes", "--lock-stale-minutes", "5"),
-    (["reproduce"], "--max-train-seconds", "--train-seconds", "60"),
+    (MIX, "--n-speakers", "--speakers", "3"),
+    (MIX, "--test-speaker-counts", "--test-speakers", "2,3"),
+    (MIX, "--mix-lists", "--list", "tr=a.txt"),
+    (FEATURES, "--shard-format", "--format", "npz"),
+    (SEPARATE, "--windows-per-batch", "--batch-size", "3"),
+    (SEPARATE, "--n-speakers", "--speakers", "3"),
+    (SEPARATE_ARCHIVE, "--stale-minutes", "--lock-stale-minutes", "5"),
+    (REPRODUCE, "--max-train-seconds", "--train-seconds", "60"),
     (["demo"], "--max-workers", "--workers", "2"),
-    (["reproduce"], "--history-url", "--history", "h.parquet"),
-    (["reproduce"], "--regression-margin-db", "--regression-margin", "1.5"),
+    (REPRODUCE, "--history-url", "--history", "h.parquet"),
+    (REPRODUCE, "--regression-margin-db", "--regression-margin", "1.5"),
     (["corpus", "sources", "--out", "o"], "--sources", "--source", "a"),
 ]
 
@@ -42,13 +51,29 @@ def test_a_flag_spelled_as_its_field_and_its_older_spelling_parse_the_same(comma
 
 def test_defaults_are_read_from_the_configs_that_own_them():
     parser = build_parser()
-    train = parser.parse_args(["train", "--features", "f", "--out", "o"])
+    train = parser.parse_args(TRAIN)
     assert (train.max_epochs, train.device, train.seed) == (TrainConfig.max_epochs, TrainConfig.device, TrainConfig.seed)
-    mix = parser.parse_args(["mix", "--corpus-manifest", "c", "--out", "o"])
+    dynamic = parser.parse_args(TRAIN_DYNAMIC)  # the TrainConfig flags both training commands share, one builder
+    assert (dynamic.max_epochs, dynamic.learning_rate, dynamic.device, dynamic.seed, dynamic.precision) == (
+        TrainConfig.max_epochs, TrainConfig.learning_rate, TrainConfig.device, TrainConfig.seed, TrainConfig.precision)
+    mix = parser.parse_args(MIX)
     assert mix.n_speakers == MixStageConfig.n_speakers
     assert tuple(int(n) for n in mix.test_speaker_counts.split(",")) == MixStageConfig.test_speaker_counts
-    assert parser.parse_args(["features", "--mixtures", "m", "--out", "o"]).shard_format == FeatureConfig.shard_format
-    separate = parser.parse_args(["separate", "--input", "i", "--out", "o"])
+    assert parser.parse_args(FEATURES).shard_format == FeatureConfig.shard_format
+    separate = parser.parse_args(SEPARATE)
     assert (separate.windows_per_batch, separate.window_seconds) == (WindowConfig.windows_per_batch,
                                                                      WindowConfig.window_seconds)
-    assert parser.parse_args(["reproduce"]).out == ReproduceConfig.run_root
+    assert parser.parse_args(REPRODUCE).out == ReproduceConfig.run_root
+
+
+def test_the_inference_flags_offer_every_method_the_separator_has():
+    from deepclust.cli.training_commands import INFERENCE_METHODS, inference_choices
+    from deepclust.separation.separator import INFERENCES, METHODS
+
+    separate = build_parser()._subparsers._group_actions[0].choices["separate"]
+    assert tuple(next(a for a in separate._actions if a.dest == "inference").choices) == INFERENCES
+    assert INFERENCE_METHODS == METHODS
+    assert inference_choices(["2=blend", "3=soft-kmeans"]) == {"2": "blend", "3": "soft-kmeans"}
+    for bad in (["2=softmax"], ["two=mask"], ["2"]):
+        with pytest.raises(SystemExit, match="K=METHOD"):
+            inference_choices(bad)

@@ -41,7 +41,8 @@ def test_bad_inputs_and_bugs_are_not_retried(error):
 
 
 def test_transient_cause_makes_a_bad_read_transient_and_a_full_disk_is_not():
-    """Audit finding 4: a read that timed out was recorded as the file's fault (and its stage reused for ever)."""
+    """A bad read caused by a timeout is transient (retried), not the file's fault: recorded as the file's fault,
+    it would fail the file and its stage would be reused for ever. A full disk is not transient."""
     import errno
 
     wrapped = BadAudioError("s3://b/a.wav", "cannot open (read timed out)")

@@ -22,10 +22,15 @@ FSDD = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "fsdd"
 
 @pytest.fixture
 def separation_inputs(tmp_path):
-    """A model manifest and a mixture manifest of five real recordings (the plan reads rows, not audio)."""
+    """A model manifest and a mixture manifest of five real recordings (the plan reads rows, not audio; the
+    manifest has every column of the mixture schema, which the plan validates)."""
     wavs = sorted(FSDD.rglob("*.wav"))[:5]
     mixtures = pd.DataFrame({"mixture_id": [w.stem for w in wavs], "split": "tt", "mixture_path": [str(w) for w in wavs],
-                             "num_speakers": 2, "status": "done", "sha256": [storage.sha256_of(str(w)) for w in wavs]})
+                             "source_paths": [[str(w), str(w)] for w in wavs],
+                             "utterance_ids": [[w.stem, w.stem] for w in wavs], "speakers": [["a", "b"]] * len(wavs),
+                             "genders": [["m", "f"]] * len(wavs), "snrs_db": [[0.0, 0.0]] * len(wavs),
+                             "num_speakers": 2, "sample_rate": 8000, "num_samples": 8000, "mode": "min",
+                             "status": "done", "error": "", "sha256": [storage.sha256_of(str(w)) for w in wavs]})
     mixture_url, model_url = str(tmp_path / "mixtures.parquet"), str(tmp_path / "model.parquet")
     storage.write_parquet(mixtures, mixture_url)
     storage.write_parquet(pd.DataFrame({"model_url": ["model.pt"], "sha256": ["0" * 64]}), model_url)

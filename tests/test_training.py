@@ -153,7 +153,7 @@ def final_state(out):
 
 @pytest.mark.parametrize("curriculum, crash_epoch", [(None, 2), (32, 3)])
 def test_resume_continues_exactly_like_an_uninterrupted_run(feature_folder, tmp_path, curriculum, crash_epoch):
-    # With a curriculum, max_epochs counts per stage: 2 epochs of 16-frame chunks, then 2 of 32.
+    # With a curriculum, max_epochs counts per curriculum phase: 2 epochs of 16-frame chunks, then 2 of 32.
     config = quick_config(curriculum_chunk_frames=curriculum, max_epochs=2 if curriculum else 4)
     straight = train(feature_folder, str(tmp_path / "straight"), TINY, config)
     assert [r["epoch"] for r in straight["history"]] == [1, 2, 3, 4]
@@ -165,6 +165,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(feature_folder, tmp_
 
     assert [r["val_loss"] for r in resumed["history"]] == [r["val_loss"] for r in straight["history"]]
     assert [r["chunk_frames"] for r in resumed["history"]] == ([16, 16, 32, 32] if curriculum else [16] * 4)
+    # The phase keeps its saved name "stage" (history.csv's column, the checkpoint's run state): old runs still read.
+    phases = [0, 0, 1, 1] if curriculum else [0] * 4
+    assert pd.read_csv(storage.join(interrupted, "history.csv"))["stage"].tolist() == phases
+    saved_state = final_state(interrupted)["state"]
+    assert (saved_state["stage"], saved_state["stage_epochs"]) == (phases[-1], 2 if curriculum else 4)
     a, b = final_state(str(tmp_path / "straight"))["model"], final_state(interrupted)["model"]
     assert all(torch.equal(a[name], b[name]) for name in a)
     best_a = load_model(straight["model_url"]).model.state_dict()

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.corpora.sources import CorpusSource, prepare_sources
 from deepclust.features.extract import FeatureConfig
 from deepclust.mixing.p56 import active_level
 from deepclust.model.blstm import ModelConfig
@@ -14,20 +13,11 @@ from deepclust.training.dynamic_mixing import (DynamicMixConfig, DynamicMixing, 
 from deepclust.training.dynamic_train import train_dynamic
 from deepclust.training.train import fit
 
-
-@pytest.fixture(scope="module")
-def corpus(corpora_dir, tmp_path_factory):
-    """Eight LibriSpeech readers (one utterance each), linked into a small corpus folder."""
-    root = tmp_path_factory.mktemp("corpus") / "libri"
-    root.mkdir()
-    source = corpora_dir / "librispeech-speakers"
-    for speaker in sorted(p.name for p in source.iterdir() if p.is_dir())[:8]:
-        (root / speaker).symlink_to(source / speaker)
-    return prepare_sources([CorpusSource(str(root), "librispeech")], test_fraction=0.25, seed=0)
+from training_fixtures import corpus  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def pool(corpus):
+def pool(corpus):  # noqa: F811
     return SourcePool(corpus[corpus["subset"] == "train"], 8000)
 
 
@@ -104,7 +94,7 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_model(pool, tmp_path):
     assert [h["val_loss"] for h in straight["state"]["history"]] == [h["val_loss"] for h in resumed["state"]["history"]]
 
 
-def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(corpus, tmp_path):
+def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(corpus, tmp_path):  # noqa: F811
     result = train_dynamic(corpus, str(tmp_path), ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4),
                            _tiny(1), DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2))
     extra = torch.load(result["model_url"], weights_only=True)["extra"]
@@ -114,7 +104,7 @@ def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(co
     assert not set(extra["training_speakers"]) & set(extra["cv_speakers"])
 
 
-def test_two_runs_of_one_config_write_byte_identical_model_files(corpus, tmp_path):
+def test_two_runs_of_one_config_write_byte_identical_model_files(corpus, tmp_path):  # noqa: F811
     """A reproduction run is a function of its inputs: same corpus, config and seed -> the same model.pt,
     byte for byte (CPU; on CUDA see docs/REPRODUCIBILITY.md)."""
     import hashlib

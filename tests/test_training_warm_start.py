@@ -12,18 +12,10 @@ from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig
 from deepclust.training.dynamic_train import train_dynamic
 
+from training_fixtures import corpus  # noqa: F401
+
 TINY = ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4)
 MIX = DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2)
-
-
-@pytest.fixture(scope="module")
-def corpus(corpora_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus") / "libri"
-    root.mkdir()
-    source = corpora_dir / "librispeech-speakers"
-    for speaker in sorted(p.name for p in source.iterdir() if p.is_dir())[:8]:
-        (root / speaker).symlink_to(source / speaker)
-    return prepare_sources([CorpusSource(str(root), "librispeech")], test_fraction=0.25, seed=0)
 
 
 def _config(epochs, **changes):
@@ -31,7 +23,7 @@ def _config(epochs, **changes):
                        device="cpu", seed=0, dc_loss="whitened", **changes)
 
 
-def test_a_warm_start_continues_the_parent_and_records_the_lineage(corpus, tmp_path):
+def test_a_warm_start_continues_the_parent_and_records_the_lineage(corpus, tmp_path):  # noqa: F811
     parent = train_dynamic(corpus, str(tmp_path / "parent"), TINY, _config(2), MIX,
                            provenance={"command": "deepclust train-dynamic (parent)"})
     parent_url = parent["model_url"]
@@ -66,7 +58,7 @@ def test_a_warm_start_continues_the_parent_and_records_the_lineage(corpus, tmp_p
     assert [link["seconds"] > 0 for link in exported["lineage"]] == [True, True, True]
 
 
-def test_a_warm_start_refuses_another_network_and_a_parent_that_heard_the_test_speakers(corpus, tmp_path):
+def test_a_warm_start_refuses_another_network_and_a_parent_that_heard_the_test_speakers(corpus, tmp_path):  # noqa: F811
     parent = train_dynamic(corpus, str(tmp_path / "parent"), TINY, _config(1), MIX)
     other = ModelConfig.preset("chimera++", hidden=12, layers=1, emb_dim=4)
     with pytest.raises(ValueError, match="same network"):
@@ -80,7 +72,7 @@ def test_a_warm_start_refuses_another_network_and_a_parent_that_heard_the_test_s
         train_dynamic(resplit, str(tmp_path / "leak"), TINY, _config(1), MIX, init_from=parent["model_url"])
 
 
-def test_a_warm_started_run_resumed_from_its_checkpoint_keeps_its_lineage(corpus, tmp_path):
+def test_a_warm_started_run_resumed_from_its_checkpoint_keeps_its_lineage(corpus, tmp_path):  # noqa: F811
     parent = train_dynamic(corpus, str(tmp_path / "parent"), TINY, _config(1), MIX)
     out = str(tmp_path / "child")
     train_dynamic(corpus, out, TINY, _config(1), MIX, init_from=parent["model_url"])

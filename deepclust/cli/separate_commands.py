@@ -34,8 +34,10 @@ def add_separate(sub, name: str = "separate") -> None:
                    help="sources per input (a mixture manifest knows its own)")
     p.add_argument("--splits", default=",".join(MIXTURE_SPLITS),
                    help="mixture manifests only: comma-separated splits to separate (tr, cv, tt), or 'all'")
-    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans", "soft-kmeans"],
-                   help="auto: a Chimera++ model's mask head when it has one for --speakers, else k-means")
+    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans", "soft-kmeans", "blend"],
+                   help="auto: what the model file names for --speakers (the shipped model's choice was measured "
+                        "on recordings it never trained on), else a Chimera++ model's mask head, else k-means; "
+                        "blend: the mean of the mask head and soft masks around centroids the head seeds")
     p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
                    help="auto: batched torch on CUDA, scikit-learn on CPU")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],

@@ -11,26 +11,48 @@ from deepclust import storage
 from deepclust.cli.common import model_config, model_overrides, precision_arguments, run_stage_printing_url
 
 
-def add_train(sub) -> None:
+def train_config_arguments(p, preset: str, batch_size: int, steps_per_epoch: int | None,
+                           steps_help: str | None = None) -> None:
+    """The flags ``train`` and ``train-dynamic`` share: the network (``--preset``, ``--emb-dim/--hidden/--layers``)
+    and the ``TrainConfig`` fields both set, each default the config's own except where a command's recipe differs
+    (``preset``, ``batch_size``, ``steps_per_epoch``: passed in). ``train_config_of`` reads them back."""
     from deepclust.model.blstm import _PRESETS as MODEL_PRESETS
+    from deepclust.training.config import TrainConfig
+
+    p.add_argument("--preset", default=preset, choices=sorted(MODEL_PRESETS))
+    precision_arguments(p, TrainConfig)
+    model_overrides(p)
+    p.add_argument("--curriculum-chunk-frames", "--curriculum-frames", dest="curriculum_chunk_frames", type=int,
+                   help="continue with chunks of this many frames (paper: 400)")
+    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int, default=TrainConfig.max_epochs,
+                   help="epochs per curriculum phase at most")
+    p.add_argument("--steps-per-epoch", type=int, default=steps_per_epoch, help=steps_help)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    p.add_argument("--max-train-seconds", "--max-seconds", dest="max_train_seconds", type=float,
+                   help="wall-clock budget over the whole run, resumes included")
+    p.add_argument("--device", default=TrainConfig.device)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+
+
+def train_config_of(args, **fields):
+    """The ``TrainConfig`` of ``train_config_arguments``' flags, with a command's own ``fields`` over them."""
+    from deepclust.training.config import TrainConfig
+
+    return TrainConfig(curriculum_chunk_frames=args.curriculum_chunk_frames, max_epochs=args.max_epochs,
+                       steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, max_train_seconds=args.max_train_seconds,
+                       device=args.device, seed=args.seed, precision=args.precision, compile=args.compile, **fields)
+
+
+def add_train(sub) -> None:
     from deepclust.training.config import TrainConfig
 
     p = sub.add_parser("train", help="train the BLSTM embedding network")
     p.add_argument("--features", required=True, help="feature manifest URL")
-    p.add_argument("--preset", default="paper", choices=sorted(MODEL_PRESETS))
-    precision_arguments(p, TrainConfig)
-    model_overrides(p)
-    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int, default=TrainConfig.max_epochs)
-    p.add_argument("--steps-per-epoch", type=int, default=TrainConfig.steps_per_epoch,
-                   help="default: one pass over the training set")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
-    p.add_argument("--curriculum-chunk-frames", "--curriculum-frames", dest="curriculum_chunk_frames", type=int,
-                   help="continue with chunks of this many frames (paper: 400)")
-    p.add_argument("--max-train-seconds", "--max-seconds", dest="max_train_seconds", type=float,
-                   help="wall-clock budget")
-    p.add_argument("--device", default=TrainConfig.device)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    train_config_arguments(p, preset="paper", batch_size=TrainConfig.batch_size,
+                           steps_per_epoch=TrainConfig.steps_per_epoch,
+                           steps_help="default: one pass over the training set")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
@@ -38,19 +60,12 @@ def add_train(sub) -> None:
 def cmd_train(args) -> None:
     """``deepclust train``: the training stage on a feature manifest; prints the model file's URL."""
     from deepclust.stages.training import model_url_of, plan_training
-    from deepclust.training.config import TrainConfig
 
-    train_config = TrainConfig(max_epochs=args.max_epochs, steps_per_epoch=args.steps_per_epoch,
-                               batch_size=args.batch_size, learning_rate=args.learning_rate, device=args.device,
-                               seed=args.seed, max_train_seconds=args.max_train_seconds,
-                               curriculum_chunk_frames=args.curriculum_chunk_frames, precision=args.precision,
-                               compile=args.compile)
-    url = run_stage_printing_url(plan_training(args.out, args.features, model_config(args), train_config))
+    url = run_stage_printing_url(plan_training(args.out, args.features, model_config(args), train_config_of(args)))
     print(model_url_of(url))
 
 
 def add_train_dynamic(sub) -> None:
-    from deepclust.model.blstm import _PRESETS as MODEL_PRESETS
     from deepclust.training import dynamic_train
     from deepclust.training.augment import AugmentConfig
     from deepclust.training.config import TrainConfig
@@ -65,8 +80,8 @@ def add_train_dynamic(sub) -> None:
     p.add_argument("--speaker-counts", "--speakers", dest="speaker_counts",
                    default=",".join(map(str, DynamicMixConfig.speaker_counts)),
                    help="speaker counts of the training mixtures, e.g. 2 or 2,3")
-    p.add_argument("--preset", default="chimera++", choices=sorted(MODEL_PRESETS))
-    precision_arguments(p, TrainConfig)
+    train_config_arguments(p, preset="chimera++", batch_size=dynamic_train.BATCH_SIZE,
+                           steps_per_epoch=dynamic_train.STEPS_PER_EPOCH)
     p.add_argument("--init-from", metavar="MODEL", help="warm start: begin from this model file's weights (same "
                    "network) with a fresh optimiser; the new file records the lineage")
     p.add_argument("--room-probability", type=float, default=AugmentConfig.room_probability,
@@ -78,28 +93,16 @@ def add_train_dynamic(sub) -> None:
     p.add_argument("--snr-db-max", type=float, default=AugmentConfig.snr_db_range[1])
     p.add_argument("--channel-probability", type=float, default=AugmentConfig.channel_probability,
                    help="share of mixtures through a random band limit and EQ (phones, cheap microphones); 0 = off")
-    model_overrides(p)
     p.add_argument("--dc-loss", choices=["classic", "whitened"], help="default: whitened with a mask head")
     p.add_argument("--mask-loss-weight", type=float, default=TrainConfig.mask_loss_weight)
     p.add_argument("--chunk-frames", type=int, default=TrainConfig.chunk_frames)
-    p.add_argument("--curriculum-chunk-frames", "--curriculum-frames", dest="curriculum_chunk_frames", type=int,
-                   help="continue with chunks of this many frames (paper: 400)")
-    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int, default=TrainConfig.max_epochs,
-                   help="epochs per curriculum phase at most")
-    p.add_argument("--steps-per-epoch", type=int, default=dynamic_train.STEPS_PER_EPOCH)
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--lr-halving-patience", type=int, help="halve the learning rate after this many epochs "
                    "without improvement")
     p.add_argument("--lr-halving-epochs", default="", help="halve the learning rate after these epochs, e.g. 10,12")
-    p.add_argument("--batch-size", type=int, default=dynamic_train.BATCH_SIZE)
-    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--snapshot-every", type=int, help="keep the model of every N-th epoch in OUT/snapshots/")
-    p.add_argument("--max-train-seconds", "--max-seconds", dest="max_train_seconds", type=float,
-                   help="safety cap on wall-clock time")
     p.add_argument("--num-threads", "--threads", dest="num_threads", type=int,
                    help="torch threads (default: torch's choice)")
-    p.add_argument("--device", default=TrainConfig.device)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--out", required=True, help="model.pt, checkpoints/last.pt, history.csv, corpus.parquet")
     p.set_defaults(func=cmd_train_dynamic)
 
@@ -108,21 +111,16 @@ def cmd_train_dynamic(args) -> None:
     """``deepclust train-dynamic``: dynamic mixing of speaker-labelled folders (the shipped model's recipe)."""
     from deepclust.corpora.sources import CorpusSource, prepare_sources
     from deepclust.training.augment import AugmentConfig
-    from deepclust.training.config import TrainConfig
     from deepclust.training.dynamic_mixing import DynamicMixConfig
     from deepclust.training.dynamic_train import train_dynamic
 
     model = model_config(args)
-    train_config = TrainConfig(chunk_frames=args.chunk_frames, curriculum_chunk_frames=args.curriculum_chunk_frames,
-                               max_epochs=args.max_epochs, steps_per_epoch=args.steps_per_epoch,
-                               patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               device=args.device, seed=args.seed, max_train_seconds=args.max_train_seconds,
-                               num_threads=args.num_threads,
-                               dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
-                               mask_loss_weight=args.mask_loss_weight,
-                               lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every,
-                               lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e),
-                               precision=args.precision, compile=args.compile)
+    train_config = train_config_of(args, chunk_frames=args.chunk_frames, patience=args.patience,
+                                   num_threads=args.num_threads,
+                                   dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
+                                   mask_loss_weight=args.mask_loss_weight,
+                                   lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every,
+                                   lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e))
     mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speaker_counts.split(",")))
     augment = AugmentConfig(room_probability=args.room_probability, noise_probability=args.noise_probability,
                             channel_probability=args.channel_probability, noise_root=args.noise_root,
@@ -143,18 +141,30 @@ def add_export_model(sub) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--inference", action="append", default=[], metavar="K=METHOD",
-                   help="what --inference auto uses for K speakers (mask, kmeans, soft-kmeans), e.g. 2=soft-kmeans: "
+                   help=f"what --inference auto uses for K speakers ({', '.join(INFERENCE_METHODS)}), e.g. 2=blend: "
                         "choose by benchmarks/bench_quality_real.py on sets the model never trained on")
     p.set_defaults(func=cmd_export_model)
+
+
+# What a model file may name for --inference auto (deepclust.separation.separator.METHODS, kept here as text so
+# that the command line starts without torch; tests/test_cli_flags.py holds the two equal).
+INFERENCE_METHODS = ("mask", "kmeans", "soft-kmeans", "blend")
+
+
+def inference_choices(texts: list[str]) -> dict:
+    """``["2=blend", "3=soft-kmeans"]`` -> ``{"2": "blend", "3": "soft-kmeans"}``; exits naming what is wrong."""
+    pairs = [text.split("=", 1) for text in texts]
+    choices = {pair[0]: pair[1] if len(pair) == 2 else "" for pair in pairs}
+    bad = {k: v for k, v in choices.items() if not k.isdigit() or v not in INFERENCE_METHODS}
+    if bad:
+        raise SystemExit(f"--inference takes K=METHOD with METHOD one of {', '.join(INFERENCE_METHODS)}; got {bad}")
+    return choices
 
 
 def cmd_export_model(args) -> None:
     """``deepclust export-model``: a half-precision copy of a model file, for shipping."""
     from deepclust.model.export import export_half
 
-    choices = dict(text.split("=", 1) for text in args.inference)
-    bad = {k: v for k, v in choices.items() if not k.isdigit() or v not in ("mask", "kmeans", "soft-kmeans")}
-    if bad:
-        raise SystemExit(f"--inference takes K=METHOD with METHOD mask, kmeans or soft-kmeans; got {bad}")
+    choices = inference_choices(args.inference)
     export_half(args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
     print(storage.absolute(args.out))

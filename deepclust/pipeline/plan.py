@@ -82,8 +82,15 @@ def config_dict(config) -> dict:
 
 def config_from_dict(cls, data: dict):
     """Inverse of ``config_dict``: the class's own ``from_dict`` when it has one, else ``cls(**data)`` with nested
-    configs rebuilt and tuples restored (JSON gives lists). Each stage module's ``config_of(plan)`` calls this."""
+    configs rebuilt and tuples restored (JSON gives lists). ``config_of`` reads a plan's configs with it."""
     return cls.from_dict(data) if hasattr(cls, "from_dict") else fields_from_dict(cls, data)
+
+
+def config_of(plan: StagePlan, cls, key: str = "config"):
+    """The ``cls`` config that a stage's plan carries in ``plan.context[key]`` (``config_dict``'s form): how every
+    stage reads its configs back in ``compute_unit`` and ``finish``, e.g. ``config_of(plan, SeparateConfig)``. A
+    stage with several configs keeps each under its own key (``config_of(plan, TrainConfig, "train")``)."""
+    return config_from_dict(cls, plan.context[key])
 
 
 def fields_from_dict(cls, data: dict):

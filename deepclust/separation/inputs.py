@@ -28,7 +28,7 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.audio import AUDIO_EXTENSIONS
-from deepclust.manifests import MANIFEST_NAME
+from deepclust.manifests import MANIFEST_NAME, read_manifest, validate
 
 INPUT_COLUMNS = ["relative_path", "input", "input_id", "n_speakers", "mixture_id"]
 # A mixture manifest's splits separated unless asked otherwise: the test sets, what one evaluates.
@@ -126,12 +126,16 @@ def inputs_from_files(input_url: str, n_speakers: int, out_url: str | None = Non
 
 def inputs_from_mixtures(manifest: pd.DataFrame | str, splits: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The mixtures of a mixture manifest (those made without error, of ``splits`` when given), each to be
-    separated into its own number of speakers; outputs go to ``out/<split>/<mixture_id>/``."""
-    mixtures = storage.read_parquet(manifest) if isinstance(manifest, str) else manifest
+    separated into its own number of speakers; outputs go to ``out/<split>/<mixture_id>/``.
+
+    The manifest is validated as the ``mixture`` schema (``deepclust.manifests``), so ``status`` is always there;
+    ``sha256`` is optional in that schema (only the mixtures stage adds it): without it, the input's identity is
+    its file's."""
+    mixtures = read_manifest(manifest, "mixture") if isinstance(manifest, str) \
+        else validate(manifest, "mixture", "the mixture manifest")
     if splits is not None:
         mixtures = mixtures[mixtures["split"].isin(splits)]
-    if "status" in mixtures:
-        mixtures = mixtures[mixtures["status"] == "done"]
+    mixtures = mixtures[mixtures["status"] == "done"]
     hashes = mixtures["sha256"] if "sha256" in mixtures else [""] * len(mixtures)
     rows = [{"relative_path": f"{row.split}/{row.mixture_id}.wav", "input": storage.absolute(row.mixture_path),
              "input_id": f"sha256:{digest}" if digest else storage.file_identity(row.mixture_path),

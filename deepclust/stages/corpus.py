@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, config_from_dict, recipe_params
+from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, config_of, recipe_params
 from deepclust.pipeline.store import make_stage
 
 
@@ -39,11 +39,6 @@ def plan_corpus(run_root: str, config: CorpusConfig) -> StagePlan:
     params = {"config": recipe_params(config), "source": corpus_source_fingerprint(config)}
     stage = make_stage(run_root, "corpus", params)
     return StagePlan(stage, STAGE, [{"id": "corpus"}], {"config": config_dict(config)})
-
-
-def config_of(plan) -> CorpusConfig:
-    """The stage's config, read back from its plan."""
-    return config_from_dict(CorpusConfig, plan.context["config"])
 
 
 def _roots(config) -> list[str]:
@@ -78,7 +73,7 @@ def corpus_unit(plan, unit) -> dict:
     """Make (demo) or scan the corpus into the stage's ``utterances.parquet``; returns its size and unreadable files."""
     from deepclust.corpora import prepare_corpus
 
-    config = config_of(plan)
+    config = config_of(plan, CorpusConfig)
     if config.name == "demo":
         # The demo corpus is synthesised into the stage folder itself: same parameters, same audio.
         kwargs = {"root": plan.stage.path("audio"), "seed": config.seed}

@@ -12,7 +12,7 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.manifests import read_manifest
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
                                     execution_only, recipe_params)
 from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import resolve_outputs
@@ -43,11 +43,6 @@ def plan_evaluation(run_root: str, separation_manifest_url: str, mixture_manifes
                       "mixture_manifest_url": mixture_manifest_url})
 
 
-def config_of(plan) -> EvaluateConfig:
-    """The stage's config, read back from its plan."""
-    return config_from_dict(EvaluateConfig, plan.context["config"])
-
-
 def evaluate_unit(plan, unit) -> dict:
     """Score one batch of mixtures (model and oracle rows; a failed separation gives a failed row) into a part file.
 
@@ -55,7 +50,7 @@ def evaluate_unit(plan, unit) -> dict:
     """
     from deepclust.evaluation import evaluate_mixtures
 
-    config = config_of(plan)
+    config = config_of(plan, EvaluateConfig)
     mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixture")
     separated = read_manifest(plan.context["separation_manifest_url"], "separation").set_index("mixture_id")
     chosen = mixtures[mixtures["mixture_id"].isin(unit["mixture_ids"])]

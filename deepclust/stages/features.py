@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
                                     recipe_params)
 from deepclust.manifests import read_manifest
 from deepclust.pipeline.store import make_stage
@@ -29,13 +29,6 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
                      {"config": config_dict(config), "mixture_manifest_url": mixture_manifest_url})
 
 
-def config_of(plan):
-    """The stage's ``FeatureConfig``, read back from its plan."""
-    from deepclust.features.extract import FeatureConfig
-
-    return config_from_dict(FeatureConfig, plan.context["config"])
-
-
 def _shard_name(shard_url: str) -> str:
     """``tr-00000`` of ``.../shards/tr-00000.parquet``."""
     return shard_url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -43,11 +36,11 @@ def _shard_name(shard_url: str) -> str:
 
 def features_unit(plan, unit) -> dict:
     """Extract one feature shard; a training shard also returns its own normalisation statistics (merged at finish)."""
-    from deepclust.features.extract import extract_shard
+    from deepclust.features.extract import FeatureConfig, extract_shard
     from deepclust.features.normalisation import RunningStats
     from deepclust.features.shards import shard_extension
 
-    config = config_of(plan)
+    config = config_of(plan, FeatureConfig)
     mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixture").set_index("mixture_id")
     rows = mixtures.loc[unit["mixture_ids"]].reset_index()
     shard_url = plan.stage.path("shards", f"{unit['id']}{shard_extension(config.shard_format)}")
@@ -62,7 +55,7 @@ def features_unit(plan, unit) -> dict:
 
 def features_finish(plan, results):
     """Merge the training shards' statistics and write the feature index (``manifest.parquet``, ``stats.json``)."""
-    from deepclust.features.extract import write_feature_index
+    from deepclust.features.extract import FeatureConfig, write_feature_index
     from deepclust.features.normalisation import RunningStats
 
     rows = concat_parts(results).to_dict("records")
@@ -72,7 +65,7 @@ def features_finish(plan, results):
     merged = train_stats[0]
     for other in train_stats[1:]:
         merged = merged.merge(other)
-    manifest = write_feature_index(rows, plan.stage.url, config_of(plan), merged)
+    manifest = write_feature_index(rows, plan.stage.url, config_of(plan, FeatureConfig), merged)
     return manifest, {"shards": len(results), "utterances": int(len(manifest)),
                       "failed": int((manifest["status"] != "done").sum())}
 

@@ -12,7 +12,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.mixing.mix import MixConfig
 from deepclust.manifests import read_manifest
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
                                     recipe_params)
 from deepclust.pipeline.store import make_stage
 
@@ -50,11 +50,6 @@ def plan_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfi
                           "list_url": list_url, "start": start, "stop": min(count, start + config.batch_size)})
     return StagePlan(stage, STAGE, units,
                      {"config": config_dict(config), "corpus_manifest_url": corpus_manifest_url})
-
-
-def config_of(plan) -> MixStageConfig:
-    """The stage's config, read back from its plan."""
-    return config_from_dict(MixStageConfig, plan.context["config"])
 
 
 def prepare_mix_lists(stage, corpus_manifest_url: str, config) -> dict:
@@ -117,7 +112,7 @@ def mixtures_unit(plan, unit) -> dict:
     from deepclust.mixing.mix import create_mixtures
     from deepclust.mixing.mixlist import read_mix_list
 
-    config = config_of(plan)
+    config = config_of(plan, MixStageConfig)
     corpus = read_manifest(plan.context["corpus_manifest_url"], "corpus")
     entries = read_mix_list(unit["list_url"])[unit["start"]:unit["stop"]]
     mix_config = MixConfig(sample_rate=config.sample_rate, mode=config.mode, n_speakers=unit["n_speakers"])

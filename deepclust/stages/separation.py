@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_from_dict,
+from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
                                     execution_only, recipe_params)
 from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import assign_output_stems, inputs_from_mixtures
@@ -53,21 +53,16 @@ def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url
                       "mixture_manifest_url": mixture_manifest_url})
 
 
-def config_of(plan) -> SeparateConfig:
-    """The stage's config, read back from its plan."""
-    return config_from_dict(SeparateConfig, plan.context["config"])
-
-
 def separate_unit(plan, unit) -> dict:
     """Separate one batch of input rows with the training stage's model (cached per process) into a part file."""
-    from deepclust.archive import job_stamp, separate_batch
+    from deepclust.archive import job_settings, separate_batch
     from deepclust.separation.separator import cached_separator
     from deepclust.stages.training import model_url_of
 
-    config = config_of(plan)
+    config = config_of(plan, SeparateConfig)
     model_url = model_url_of(plan.context["model_manifest_url"])
     separator = cached_separator(model_url, config.device, config.kmeans, config.inference)
-    job = job_stamp(model_url, window_of(config), config.inference, config.kmeans)  # the job-wide settings
+    job = job_settings(model_url, window_of(config), config.inference, config.kmeans)  # the job-wide settings
     # The job's batch step; a transient fault fails the unit (the driver or Prefect retries it), so a stage is
     # never committed with rows that a retry could have made.
     rows = separate_batch(separator, unit["items"], plan.stage.url, job)

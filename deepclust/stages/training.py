@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, config_from_dict, recipe_params
+from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, config_of, recipe_params
 from deepclust.pipeline.store import make_stage
 
 
@@ -21,19 +21,13 @@ def plan_training(run_root: str, feature_manifest_url: str, model_config, train_
                       "feature_manifest_url": feature_manifest_url})
 
 
-def configs_of(plan):
-    """The stage's ``(ModelConfig, TrainConfig)``, read back from its plan."""
-    from deepclust.model.blstm import ModelConfig
-    from deepclust.training.config import TrainConfig
-
-    return config_from_dict(ModelConfig, plan.context["model"]), config_from_dict(TrainConfig, plan.context["train"])
-
-
 def train_unit(plan, unit) -> dict:
     """Train into the stage folder (resuming its checkpoints); returns the model URL, losses, epochs, stop reason."""
+    from deepclust.model.blstm import ModelConfig
+    from deepclust.training.config import TrainConfig
     from deepclust.training.from_features import train
 
-    model_config, train_config = configs_of(plan)
+    model_config, train_config = config_of(plan, ModelConfig, "model"), config_of(plan, TrainConfig, "train")
     outcome = train(plan.context["feature_manifest_url"], plan.stage.url, model_config, train_config, resume=True)
     return {"model_url": outcome["model_url"], "best_val_loss": float(outcome["best_val_loss"]),
             "initial_val_loss": outcome.get("initial_val_loss"), "epochs": len(outcome["history"]),

@@ -19,13 +19,14 @@ class TrainConfig:
     """How to train the embedding network.
 
     chunk_frames: length of the random training windows (and of the validation chunks).
-    curriculum_chunk_frames: if set, once the first stage stops (patience or ``max_epochs``) training
-        continues from its best model on chunks of this length, with a fresh optimiser, as a second stage.
+    curriculum_chunk_frames: if set, once the first curriculum phase stops (patience or ``max_epochs``)
+        training continues from its best model on chunks of this length, with a fresh optimiser, as a second
+        phase.
     batch_size: chunks per step. learning_rate: Adam step size. grad_clip: max global gradient norm.
-    max_epochs: epochs per stage at most. steps_per_epoch: optimiser steps per epoch; None = one pass
+    max_epochs: epochs per curriculum phase at most. steps_per_epoch: optimiser steps per epoch; None = one pass
         over the training set (every utterance cut into chunks once).
-    patience / min_delta: a stage stops after ``patience`` epochs without the validation loss improving
-        by more than ``min_delta``.
+    patience / min_delta: a curriculum phase stops after ``patience`` epochs without the validation loss
+        improving by more than ``min_delta``.
     seed: model initialisation, chunk sampling and dropout; the same seed gives the same model.
     device: "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     amp: on CUDA, autocast (bf16 where supported, else fp16 with loss scaling); False keeps float32 there.
@@ -40,7 +41,7 @@ class TrainConfig:
     lr_halving_patience: halve the learning rate after this many epochs in a row without improvement
         (and again after as many more); None keeps it constant. Decided from the validation loss only,
         so a resumed run halves at the same epochs.
-    lr_halving_epochs: also halve the learning rate after each of these epochs (counted over all stages):
+    lr_halving_epochs: also halve the learning rate after each of these epochs (counted over all curriculum phases):
         a fixed schedule that does not depend on how many epochs follow, so a run extended later is the run
         that would have been made with the longer budget from the start.
     snapshot_every: also keep the model of every N-th epoch as ``snapshots/epoch-NNN.pt`` (quality

@@ -20,6 +20,13 @@ from deepclust.training.config import TrainConfig
 
 STATE_FORMAT = "deepclust-train-state/1"
 
+# The curriculum's phase (0: ``chunk_frames``; 1: ``curriculum_chunk_frames``) and the epochs trained in it are
+# saved under the names they had before they were called a phase, "stage" and "stage_epochs" (the run state in
+# ``checkpoints/last.pt``, and ``history.csv``'s column "stage"): kept, so old checkpoints resume and old
+# histories read as before. A phase is not a pipeline stage (``deepclust.stages``).
+PHASE_KEY = "stage"
+PHASE_EPOCHS_KEY = "stage_epochs"
+
 
 def rng_states() -> dict:
     return {
@@ -43,10 +50,10 @@ def set_rng_states(states: dict) -> None:
 
 def fresh_state() -> dict:
     return {
-        "epoch": 0,  # epochs completed, all stages
+        "epoch": 0,  # epochs completed, all curriculum phases
         "global_step": 0,
-        "stage": 0,  # 0: chunk_frames; 1: curriculum_chunk_frames
-        "stage_epochs": 0,
+        PHASE_KEY: 0,  # the curriculum phase: 0: chunk_frames; 1: curriculum_chunk_frames
+        PHASE_EPOCHS_KEY: 0,  # epochs completed in this phase
         "best_val_loss": math.inf,
         "bad_epochs": 0,  # epochs since the validation loss last improved (patience counter)
         "train_seconds": 0.0,
@@ -55,8 +62,9 @@ def fresh_state() -> dict:
     }
 
 
-def stage_done(state: dict, config: TrainConfig) -> bool:
-    return state["bad_epochs"] >= config.patience or state["stage_epochs"] >= config.max_epochs
+def phase_done(state: dict, config: TrainConfig) -> bool:
+    """Whether the current curriculum phase has run out of patience or of epochs."""
+    return state["bad_epochs"] >= config.patience or state[PHASE_EPOCHS_KEY] >= config.max_epochs
 
 
 def write_history(out_url: str, history: list[dict]) -> None:

@@ -10,7 +10,8 @@ Outputs under ``out_url``:
 - ``checkpoints/last.pt``: the full training state after every epoch (model, optimiser, grad scaler,
   counters, early-stopping state, history, RNG states). Chunk sampling draws from an RNG seeded by
   ``(seed, epoch)``, so a run resumed from ``last.pt`` continues exactly as an uninterrupted one;
-- ``history.csv``: one row per epoch (epoch, stage, chunk_frames, train_loss, val_loss, seconds, ...).
+- ``history.csv``: one row per epoch (epoch, stage, chunk_frames, train_loss, val_loss, seconds, ...); its
+  column ``stage`` is the curriculum phase (``run_state.PHASE_KEY``: the saved name is kept).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from deepclust.training.chunks import ItemSource, training_batches, validation_b
 from deepclust.training.config import TrainConfig
 from deepclust.training.prefetch import prefetched
 from deepclust.training.replicas import Replicas
-from deepclust.training.run_state import (STATE_FORMAT, fresh_state, rng_states, set_rng_states, stage_done,
-                                          write_history)
+from deepclust.training.run_state import (PHASE_EPOCHS_KEY, PHASE_KEY, STATE_FORMAT, fresh_state, phase_done,
+                                          rng_states, set_rng_states, write_history)
 from deepclust.training.steps import amp_dtype_of, compile_wanted, evaluate, torch_settings, train_epoch
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,11 @@ class _Run:
         """A fresh Adam over the model's parameters at the configured learning rate."""
         return torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate)
 
-    def frames(self, stage: int | None = None) -> int:
-        """Chunk length of a stage (default: the current one): ``chunk_frames``, then ``curriculum_chunk_frames``."""
-        stage = self.state["stage"] if stage is None else stage
-        return self.config.chunk_frames if stage == 0 else self.config.curriculum_chunk_frames
+    def frames(self, phase: int | None = None) -> int:
+        """Chunk length of a curriculum phase (default: the current one): ``chunk_frames``, then
+        ``curriculum_chunk_frames``."""
+        phase = self.state[PHASE_KEY] if phase is None else phase
+        return self.config.chunk_frames if phase == 0 else self.config.curriculum_chunk_frames
 
     def start(self, resume: bool) -> None:
         """Resume from ``checkpoints/last.pt`` when asked and present; measure the untrained loss once."""
@@ -132,25 +134,27 @@ class _Run:
             batches = validation_batches(self.val_source(), self.feature_stats, frames, config.batch_size)
         return self.replicas.mean(evaluate(self.model, batches, self.device, self.amp_dtype, config, self.compile))
 
-    def stage_done(self) -> bool:
-        """Whether the current stage has run out of patience or of epochs."""
-        return stage_done(self.state, self.config)
+    def phase_done(self) -> bool:
+        """Whether the current curriculum phase has run out of patience or of epochs."""
+        return phase_done(self.state, self.config)
 
-    def next_stage(self) -> bool:
-        """Start the curriculum's long-chunk stage if there is one left; False when training is over.
+    def next_phase(self) -> bool:
+        """Start the curriculum's long-chunk phase if there is one left; False when training is over.
 
         Curriculum (Isik et al. 2016): restart from the best short-chunk model on longer chunks. The new
-        stage's best is the old model's loss on the new chunks, so model.pt is only replaced by a model
+        phase's best is the old model's loss on the new chunks, so model.pt is only replaced by a model
         that is better on them.
         """
-        if self.state["stage"] != 0 or not self.config.curriculum_chunk_frames:
+        if self.state[PHASE_KEY] != 0 or not self.config.curriculum_chunk_frames:
             return False
         if storage.exists(self.model_url):  # absent only if no epoch ever gave a finite val loss
             best = io.BytesIO(storage.read_bytes(self.model_url))
             self.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         self.optimiser = self.new_optimiser()
-        self.state.update(stage=1, stage_epochs=0, bad_epochs=0)
+        self.state.update({PHASE_KEY: 1, PHASE_EPOCHS_KEY: 0, "bad_epochs": 0})
         self.state["best_val_loss"] = self.val_loss(self.frames(1))
+        log.info("curriculum phase 2: chunks of %d frames, from the best model of phase 1 (validation loss %.4f "
+                 "on the new chunks)", self.frames(1), self.state["best_val_loss"])
         self.save_state()
         self.replicas.barrier()
         return True
@@ -184,7 +188,7 @@ class _Run:
         config, state = self.config, self.state
         state["global_step"] += len(losses)
         state["epoch"] += 1
-        state["stage_epochs"] += 1
+        state[PHASE_EPOCHS_KEY] += 1
         state["train_seconds"] += seconds
         improved = val_loss < state["best_val_loss"] - config.min_delta
         if improved:
@@ -196,7 +200,8 @@ class _Run:
                 self.halve_learning_rate()
         if state["epoch"] in config.lr_halving_epochs:
             self.halve_learning_rate()
-        record = {"epoch": state["epoch"], "stage": state["stage"], "chunk_frames": self.frames(),
+        # The phase's history column keeps its saved name, "stage" (PHASE_KEY): old histories read the same.
+        record = {"epoch": state["epoch"], PHASE_KEY: state[PHASE_KEY], "chunk_frames": self.frames(),
                   "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
                   "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
                   "global_step": state["global_step"], "seconds": seconds, "val_seconds": val_seconds,
@@ -249,8 +254,8 @@ class _Run:
     def log_epoch(self, record: dict) -> None:
         """The console line: losses, seconds, and at most how many epochs (and minutes) are left."""
         config, state = self.config, self.state
-        stages_left = 1 if state["stage"] == 0 and config.curriculum_chunk_frames else 0
-        epochs_left = max(0, config.max_epochs - state["stage_epochs"]) + stages_left * config.max_epochs
+        phases_left = 1 if state[PHASE_KEY] == 0 and config.curriculum_chunk_frames else 0
+        epochs_left = max(0, config.max_epochs - state[PHASE_EPOCHS_KEY]) + phases_left * config.max_epochs
         mean_seconds = state["train_seconds"] / max(1, len(state["history"]))
         log.info("epoch %d (chunks of %d, %d steps): train %.4f, val %.4f%s, %.0f s; at most %d epochs "
                  "(~%.0f min) left", record["epoch"], record["chunk_frames"], record["steps"], record["train_loss"],
@@ -314,8 +319,8 @@ def fit(
                    train_items, val_source, batch_source, init_from)
         run.start(resume)
         while True:
-            if run.stage_done():
-                if run.next_stage():
+            if run.phase_done():
+                if run.next_phase():
                     continue
                 return run.outcome("finished")
             if run.out_of_time():
