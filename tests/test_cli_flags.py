@@ -77,3 +77,14 @@ def test_the_inference_flags_offer_every_method_the_separator_has():
     for bad in (["2=softmax"], ["two=mask"], ["2"]):
         with pytest.raises(SystemExit, match="K=METHOD"):
             inference_choices(bad)
+
+
+def test_the_recorded_command_is_the_one_typed_for_the_console_script_and_the_module(monkeypatch):
+    from deepclust.cli.training_commands import invoked_command
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/deepclust", "train-dynamic", "--seed", "0"])
+    assert invoked_command() == "deepclust train-dynamic --seed 0"
+    monkeypatch.setattr("sys.argv", ["/repo/deepclust/__main__.py", "train-dynamic", "--seed", "0"])
+    assert invoked_command() == "python -m deepclust train-dynamic --seed 0"
+    monkeypatch.setattr("sys.argv", ["/usr/lib/python3/pytest", "-x"])
+    assert invoked_command() is None

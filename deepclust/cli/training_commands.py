@@ -127,7 +127,7 @@ def cmd_train_dynamic(args) -> None:
                             snr_db_range=(args.snr_db_min, args.snr_db_max))
     corpus = prepare_sources([CorpusSource.parse(text) for text in args.sources], test_fraction=args.test_fraction,
                              seed=args.split_seed)
-    command = "deepclust " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("deepclust") else None
+    command = invoked_command()
 
     # Epoch lines (loss, time left) come through the library's logging (see deepclust.cli.main).
     result = train_dynamic(corpus, args.out, model, train_config, mix_config,
@@ -144,6 +144,20 @@ def add_export_model(sub) -> None:
                    help=f"what --inference auto uses for K speakers ({', '.join(INFERENCE_METHODS)}), e.g. 2=blend: "
                         "choose by benchmarks/bench_quality_real.py on sets the model never trained on")
     p.set_defaults(func=cmd_export_model)
+
+
+def invoked_command() -> str | None:
+    """The command line this process was started with, as a person would type it again (a model file records it in
+    its lineage): ``deepclust ...`` for the console script, ``python -m deepclust ...`` for the module; None when
+    the CLI was called from Python (``main(argv)``), where no command line exists."""
+    if not sys.argv:
+        return None
+    first = sys.argv[0].replace("\\", "/")
+    if first.endswith("/deepclust") or first == "deepclust":
+        return " ".join(["deepclust", *sys.argv[1:]])
+    if first.endswith("deepclust/__main__.py"):
+        return " ".join(["python -m deepclust", *sys.argv[1:]])
+    return None
 
 
 # What a model file may name for --inference auto (deepclust.separation.separator.METHODS, kept here as text so
