@@ -83,13 +83,12 @@ def head_seeded_soft_masks(embeddings: torch.Tensor, head: torch.Tensor, valid: 
     """
     batch, frames, freq, dim = embeddings.shape
     points = embeddings.float().reshape(batch, frames * freq, dim)
-    weights = head.float().flatten(2).transpose(1, 2) * valid.reshape(batch, -1, 1)  # (batch, N, K)
-    centroids = torch.einsum("bnk,bnd->bkd", weights, points) / weights.sum(1).unsqueeze(-1).clamp_min(1e-6)
-    # |v - c|^2 = |v|^2 - 2 v.c + |c|^2, without a (batch, N, K, emb) difference tensor
-    distances = (points ** 2).sum(-1, keepdim=True) - 2 * points @ centroids.transpose(1, 2) \
-        + (centroids ** 2).sum(-1).unsqueeze(1)
-    masks = torch.softmax(-beta * distances, dim=-1)  # (batch, N, K)
-    return masks.view(batch, frames, freq, -1).permute(0, 3, 1, 2)
+    weights = head.float().flatten(2) * valid.reshape(batch, 1, -1)  # (batch, K, N)
+    centroids = torch.bmm(weights, points) / weights.sum(-1, keepdim=True).clamp_min(1e-6)  # (batch, K, emb)
+    # -beta |v - c|^2 = beta (2 v.c - |c|^2) - beta |v|^2, and softmax over K ignores the last term: one
+    # (batch, K, N) product, already in the masks' layout.
+    logits = 2.0 * torch.bmm(centroids, points.transpose(1, 2)) - (centroids ** 2).sum(-1, keepdim=True)
+    return torch.softmax(beta * logits, dim=1).view(batch, -1, frames, freq)
 
 
 class Separator:
