@@ -42,6 +42,8 @@ INFERENCES = ("auto", "mask", "kmeans", "soft-kmeans", "blend")
 BLEND_HEAD_WEIGHT = 0.5
 # Methods a model file may name for ``auto`` (``export-model --inference K=METHOD``).
 METHODS = INFERENCES[1:]
+# The methods that read the mask head (a model without one for K cannot serve them).
+MASK_HEAD_METHODS = ("mask", "blend")
 # How each method is named to a person (reports, the demo's last line).
 METHOD_NAMES = {"mask": "mask head", "kmeans": "k-means", "soft-kmeans": "soft k-means",
                 "blend": "mask head + head-seeded soft k-means"}
@@ -298,13 +300,13 @@ class Separator:
         the mask head when it has K masks, else hard k-means."""
         k = int(n_speakers)
         heads = int(getattr(self.model.config, "mask_heads", 0))
-        if self.inference in ("mask", "blend") and heads != k:
+        if self.inference in MASK_HEAD_METHODS and heads != k:
             raise ValueError(f"inference={self.inference!r} needs a mask head for {n_speakers} sources; this model "
                              f"has {heads or 'none'}: use inference='kmeans' or 'auto'")
         if self.inference != "auto":
             return self.inference
         preferred = (self.loaded.extra.get("inference") or {}).get(str(k))
-        if preferred in ("kmeans", "soft-kmeans") or (preferred in ("mask", "blend") and heads == k):
+        if preferred in ("kmeans", "soft-kmeans") or (preferred in MASK_HEAD_METHODS and heads == k):
             return preferred
         return "mask" if heads == k else "kmeans"
 
@@ -315,7 +317,7 @@ class Separator:
     def heads_for(self, n_speakers: int) -> dict:
         """``embed_batch``'s ``embeddings`` / ``masks`` flags: the heads K sources are found from."""
         inference = self.inference_for(n_speakers)
-        return {"embeddings": inference != "mask", "masks": inference in ("mask", "blend")}
+        return {"embeddings": inference != "mask", "masks": inference in MASK_HEAD_METHODS}
 
     def assign(self, batch: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(masks (batch, K, frames, freq) float, labels (batch, frames, freq))`` of an ``embed_batch``:
