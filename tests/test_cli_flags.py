@@ -1,13 +1,19 @@
 """Command-line flags are named as the config fields they set, an older spelling still parses the same, and every
-default is the config's own."""
+default is the config's own (or, where no config holds it, the default of the library call's parameter)."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
+from deepclust.archive import separate_archive
 from deepclust.cli import build_parser
+from deepclust.corpora.sources import prepare_sources
 from deepclust.features.extract import FeatureConfig
 from deepclust.recipe.config import ReproduceConfig
+from deepclust.recipe.reproduce import record_history, reproduce
+from deepclust.reports.comparison import find_regression
 from deepclust.separation.long import WindowConfig
 from deepclust.stages.mixtures import MixStageConfig
 from deepclust.training.config import TrainConfig
@@ -64,6 +70,61 @@ def test_defaults_are_read_from_the_configs_that_own_them():
     assert (separate.windows_per_batch, separate.window_seconds) == (WindowConfig.windows_per_batch,
                                                                      WindowConfig.window_seconds)
     assert parser.parse_args(REPRODUCE).out == ReproduceConfig.run_root
+
+
+def _owner_default(func, name):
+    return inspect.signature(func).parameters[name].default
+
+
+SIGNATURE_OWNED = [  # (command, parsed attribute, the library call whose signature owns the default, its parameter)
+    *[(command, name, separate_archive, name) for command in (SEPARATE, SEPARATE_ARCHIVE)
+      for name in ("n_speakers", "device", "kmeans", "inference", "precision")],
+    (TRAIN_DYNAMIC, "test_fraction", prepare_sources, "test_fraction"),
+    (TRAIN_DYNAMIC, "split_seed", prepare_sources, "seed"),
+    (REPRODUCE, "regression_margin_db", find_regression, "margin_db"),
+    (["demo"], "regression_margin_db", find_regression, "margin_db"),
+]
+
+
+@pytest.mark.parametrize("command, attribute, owner, parameter", SIGNATURE_OWNED,
+                         ids=[f"{c[0]}-{a}" for c, a, _, _ in SIGNATURE_OWNED])
+def test_defaults_no_config_holds_are_read_from_the_library_call_that_owns_them(command, attribute, owner, parameter,
+                                                                                monkeypatch):
+    default = _owner_default(owner, parameter)
+    assert default is not inspect.Parameter.empty
+    assert getattr(build_parser().parse_args(command), attribute) == default
+    # Not a coincidence of equal literals: a changed owner changes the flag's default.
+    moved = object()
+    real_signature = inspect.signature
+
+    def signature(func, *args, **kwargs):
+        found = real_signature(func, *args, **kwargs)
+        if func is not owner:
+            return found
+        return found.replace(parameters=[p.replace(default=moved) if p.name == parameter else p
+                                         for p in found.parameters.values()])
+
+    monkeypatch.setattr(inspect, "signature", signature)
+    assert getattr(build_parser().parse_args(command), attribute) is moved
+
+
+def test_the_regression_margin_is_passed_on_to_find_regression_unchanged():
+    """``--regression-margin-db`` reads ``find_regression``'s margin (the check that gives it its meaning); the recipe
+    calls that hand it on keep the same default, so reproduce from Python and from the command line agree."""
+    margin = build_parser().parse_args(REPRODUCE).regression_margin_db
+    assert margin == _owner_default(find_regression, "margin_db")
+    assert _owner_default(reproduce, "regression_margin_db") == margin
+    assert _owner_default(record_history, "margin_db") == margin
+
+
+def test_default_of_refuses_a_parameter_without_a_default():
+    from deepclust.cli.common import default_of
+
+    assert default_of(prepare_sources, "seed") == _owner_default(prepare_sources, "seed")
+    with pytest.raises(TypeError, match="no default"):
+        default_of(prepare_sources, "sources")
+    with pytest.raises(KeyError):
+        default_of(prepare_sources, "no_such_parameter")
 
 
 def test_the_inference_flags_offer_every_method_the_separator_has():

@@ -1,8 +1,10 @@
 """What the command builders share: the runner seam (``Runners``), exit codes, running a stage with its progress on
-stderr, and the flags several commands take."""
+stderr, the flags several commands take, and ``default_of`` (a flag's default read from the library call that owns
+it, where no typed config does)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -27,6 +29,15 @@ class Runners:
 
     reproduce: Callable[..., dict]
     separate_archive: Callable[..., dict]
+
+
+def default_of(func: Callable, name: str):
+    """The default of ``func``'s parameter ``name``: for a flag whose default is owned by a library call's signature
+    (no typed config holds it), so that the flag repeats no value; a missing name or default raises."""
+    default = inspect.signature(func).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{func.__qualname__}'s parameter {name!r} has no default")
+    return default
 
 
 def to_stderr(message: str) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 
 from deepclust import storage
-from deepclust.cli.common import Runners
+from deepclust.cli.common import Runners, default_of
 
 HELP = {"reproduce": "run every stage end to end (cached; reruns reuse finished stages)",
         "demo": "reproduce on the offline demo corpus (the README's main job)"}
@@ -15,6 +15,7 @@ HELP = {"reproduce": "run every stage end to end (cached; reruns reuse finished 
 
 def add_reproduce(sub, name: str = "reproduce") -> None:
     from deepclust.recipe.config import ReproduceConfig
+    from deepclust.reports.comparison import find_regression
 
     p = sub.add_parser(name, help=HELP[name])
     p.add_argument("--out", default=ReproduceConfig.run_root, help="run root (local folder or s3:// URL)")
@@ -37,7 +38,7 @@ def add_reproduce(sub, name: str = "reproduce") -> None:
     p.add_argument("--history-url", "--history", dest="history_url",
                    help="run history table (Parquet URL); default: OUT/../history.parquet")
     p.add_argument("--regression-margin-db", "--regression-margin", dest="regression_margin_db", type=float,
-                   default=0.5,
+                   default=default_of(find_regression, "margin_db"),  # the margin reproduce passes on to it
                    help="exit 1 when 2-speaker SDRi falls this many dB below the best earlier run of the same "
                         "config and corpus")
     p.set_defaults(func=cmd_reproduce, needs_runners=True)

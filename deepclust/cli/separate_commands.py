@@ -1,6 +1,8 @@
 """``deepclust separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or through
 the Prefect flow (``--prefect``, ``--dask-address``: the ``Runners.separate_archive`` handed in from ``flows.cli``).
-Each flag is named as the job parameter or ``WindowConfig`` field it sets; an older spelling is kept as an alias."""
+Each flag is named as the job parameter or ``WindowConfig`` field it sets, and takes its default from there
+(``separate_archive``'s signature through ``common.default_of``, or ``WindowConfig``); an older spelling is kept as
+an alias."""
 
 from __future__ import annotations
 
@@ -8,14 +10,15 @@ import json
 import sys
 
 from deepclust import storage
-from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners, model_or_pretrained, to_stderr
+from deepclust.cli.common import (EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners, default_of, model_or_pretrained,
+                                  to_stderr)
 
 HELP = {"separate": "separate one audio file, a folder, an s3:// prefix or a mixture manifest (resumable)",
         "separate-archive": "the same as separate, named for large archives (folder or s3:// prefix)"}
 
 
 def add_separate(sub, name: str = "separate") -> None:
-    from deepclust.archive import FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES
+    from deepclust.archive import FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, separate_archive
     from deepclust.reports.listen import ARCHIVE_LISTEN_DEFAULT
     from deepclust.separation.inputs import MIXTURE_SPLITS
     from deepclust.separation.long import WindowConfig
@@ -30,17 +33,21 @@ def add_separate(sub, name: str = "separate") -> None:
     p.add_argument("--out", required=True,
                    help="folder or s3:// prefix: OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet; "
                         "S3 endpoint and keys from FSSPEC_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
-    p.add_argument("--n-speakers", "--speakers", dest="n_speakers", type=int, default=2,
+    p.add_argument("--n-speakers", "--speakers", dest="n_speakers", type=int,
+                   default=default_of(separate_archive, "n_speakers"),
                    help="sources per input (a mixture manifest knows its own)")
     p.add_argument("--splits", default=",".join(MIXTURE_SPLITS),
                    help="mixture manifests only: comma-separated splits to separate (tr, cv, tt), or 'all'")
-    p.add_argument("--inference", default="auto", choices=["auto", "mask", "kmeans", "soft-kmeans", "blend"],
+    p.add_argument("--inference", default=default_of(separate_archive, "inference"),
+                   choices=["auto", "mask", "kmeans", "soft-kmeans", "blend"],
                    help="auto: what the model file names for --speakers (the shipped model's choice was measured "
                         "on recordings it never trained on), else a Chimera++ model's mask head, else k-means; "
                         "blend: the mean of the mask head and soft masks around centroids the head seeds")
-    p.add_argument("--kmeans", default="auto", choices=["auto", "torch", "sklearn"],
+    p.add_argument("--kmeans", default=default_of(separate_archive, "kmeans"),
+                   choices=["auto", "torch", "sklearn"],
                    help="auto: batched torch on CUDA, scikit-learn on CPU")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+    p.add_argument("--precision", default=default_of(separate_archive, "precision"),
+                   choices=["auto", "fp32", "bf16", "int8"],
                    help="auto: the network in bfloat16 on a CPU with AMX or AVX-512 BF16 (masks, k-means and "
                         "outputs stay float32), float32 elsewhere; int8: dynamic int8 quantisation (CPU only, "
                         "never auto; with the mask head within 0.02 dB of fp32 and fastest on short files, with "
@@ -57,7 +64,8 @@ def add_separate(sub, name: str = "separate") -> None:
     p.add_argument("--overlap-seconds", type=float, default=WindowConfig.overlap_seconds,
                    help="overlap of neighbouring windows")
     p.add_argument("--files-per-batch", type=int, default=FILES_PER_BATCH, help="inputs per manifest commit")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default=default_of(separate_archive, "device"),
+                   help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
     p.add_argument("--retry-minutes", type=float, default=RETRY_BUDGET_SECONDS / 60,
                    help="how long a batch's transient faults (timeouts, throttling) are retried before its inputs are "

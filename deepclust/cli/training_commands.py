@@ -66,6 +66,8 @@ def cmd_train(args) -> None:
 
 
 def add_train_dynamic(sub) -> None:
+    from deepclust.cli.common import default_of
+    from deepclust.corpora.sources import prepare_sources
     from deepclust.training import dynamic_train
     from deepclust.training.augment import AugmentConfig
     from deepclust.training.config import TrainConfig
@@ -75,8 +77,10 @@ def add_train_dynamic(sub) -> None:
     p.add_argument("--sources", "--source", dest="sources", action="append", required=True,
                    metavar="[NAME:]ROOT[=PATTERN]",
                    help="a speaker-labelled folder (repeatable); PATTERN: a preset or regex, default from its name")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="speakers held out per source (never trained on)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test speaker split")
+    p.add_argument("--test-fraction", type=float, default=default_of(prepare_sources, "test_fraction"),
+                   help="speakers held out per source (never trained on)")
+    p.add_argument("--split-seed", type=int, default=default_of(prepare_sources, "seed"),
+                   help="seed of the train/test speaker split")
     p.add_argument("--speaker-counts", "--speakers", dest="speaker_counts",
                    default=",".join(map(str, DynamicMixConfig.speaker_counts)),
                    help="speaker counts of the training mixtures, e.g. 2 or 2,3")
@@ -138,7 +142,9 @@ def cmd_train_dynamic(args) -> None:
 
 def add_export_model(sub) -> None:
     p = sub.add_parser("export-model", help="a trained model file with half-precision weights (for shipping)")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, action="append",
+                   help="the model file; repeated (snapshots of one run, oldest first, e.g. OUT/snapshots/epoch-*.pt): "
+                        "their weights are averaged, and the facts and lineage are the last one's")
     p.add_argument("--out", required=True)
     p.add_argument("--inference", action="append", default=[], metavar="K=METHOD",
                    help=f"what --inference auto uses for K speakers ({', '.join(INFERENCE_METHODS)}), e.g. 2=blend: "
@@ -180,5 +186,6 @@ def cmd_export_model(args) -> None:
     from deepclust.model.export import export_half
 
     choices = inference_choices(args.inference)
-    export_half(args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
+    model = args.model[0] if len(args.model) == 1 else args.model
+    export_half(model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
     print(storage.absolute(args.out))

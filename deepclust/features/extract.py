@@ -293,6 +293,7 @@ def write_feature_index(
     return manifest
 
 
+# The same parameters as plan_shards on purpose: extract_features hands them on to it (the one shard plan) unchanged.
 def extract_features(
     mixture_manifest: pd.DataFrame,
     out_url: str,

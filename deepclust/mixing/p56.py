@@ -23,8 +23,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import lfilter
 
 N_BINS = 20  # 60 dB range at 3 dB per bin
 MARGIN_DB = 15.9  # P.56 margin M between the active level and the activity threshold
@@ -80,6 +78,8 @@ def _causal_running_max(x: np.ndarray, n: int, fill) -> np.ndarray:
     """``y[p] = max(x[p-n+1 .. p])``, ``fill`` before the start (VOICEBOX ``maxfilt(x, 1, n)``)."""
     padded = np.concatenate([np.full(n - 1, fill, dtype=x.dtype), x])
     # the centred window at padded index p + n//2 spans padded[p : p + n] = x[p-n+1 .. p]
+    from scipy.ndimage import maximum_filter1d  # SciPy is imported on first use: see active_level
+
     centred = maximum_filter1d(padded, size=n, mode="nearest")
     return centred[n // 2: n // 2 + x.size]
 
@@ -93,6 +93,10 @@ def active_level(x: np.ndarray, sr: int) -> tuple[float, float]:
     does). All-zero input gives ``(0.0, 0.0)``. Raises ``ValueError`` for empty, non-1-D or
     non-finite input.
     """
+    # Imported here, not at the top: every command's start-up (the CLI reads the mixing stage's config) would
+    # pay 0.2-0.9 s for SciPy's signal module; only mixing needs it.
+    from scipy.signal import lfilter
+
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"active_level expects (samples,), got shape {x.shape}")

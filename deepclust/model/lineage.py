@@ -64,11 +64,16 @@ def root_link(extra: dict) -> dict:
 
 
 RUN_FACTS = "run_facts.json"
+SNAPSHOTS = "snapshots"  # the run folder's sub-folder of per-epoch models (``TrainConfig.snapshot_every``)
 
 
 def run_facts_url(model_url: str) -> str:
-    """Where the clock and host readings of the run that wrote ``model_url`` lie (beside it)."""
-    return storage.join(storage.parent(model_url), RUN_FACTS)
+    """Where the clock and host readings of the run that wrote ``model_url`` lie: beside it, or in the run's
+    folder for a snapshot (``OUT/snapshots/epoch-NNN.pt``)."""
+    folder = storage.parent(model_url)
+    if folder.rstrip("/").rsplit("/", 1)[-1] == SNAPSHOTS:
+        folder = storage.parent(folder)
+    return storage.join(folder, RUN_FACTS)
 
 
 def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 import torch
-from sklearn.cluster import KMeans
 
 # Restarts per utterance for both back ends; the best by inertia is kept. Three restarts make a
 # bad k-means++ draw very unlikely on well-trained embeddings at little cost.
@@ -38,6 +37,10 @@ def kmeans_sklearn(embeddings: np.ndarray, k: int, seed: int = 0, n_init: int = 
         raise ValueError(f"embeddings must be (N, D), got {embeddings.shape}")
     if embeddings.shape[0] < k:
         raise ValueError(f"cannot make {k} clusters from {embeddings.shape[0]} points")
+    # Imported here, not at the top: scikit-learn (with the SciPy it pulls in) takes about 1.2 s to import, which
+    # every command would pay at start-up; the default two-speaker inference (blend) never clusters this way.
+    from sklearn.cluster import KMeans
+
     model = KMeans(n_clusters=int(k), n_init=int(n_init), max_iter=int(max_iter), random_state=int(seed))
     # One thread: a single utterance is too small for OpenMP to pay off, and when the cores are busy
     # (parallel units) its threads measured ~9x slower than one.

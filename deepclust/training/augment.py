@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
 
 from deepclust.audio import read_audio
 from deepclust.errors import BadAudioError
@@ -153,6 +152,8 @@ class Augmenter:
         self.early = int(round(config.early_ms / 1000 * self.sample_rate))
 
     def _reverberate(self, rng, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy import signal as sps  # SciPy's signal module on first use: the CLI reads AugmentConfig at start-up
+
         room = self.rooms[int(rng.integers(len(self.rooms)))]
         samples = sources.shape[1]
         images, targets = np.empty_like(sources), np.empty_like(sources)
@@ -176,6 +177,7 @@ class Augmenter:
 
     def _channel(self, rng) -> np.ndarray:
         """Second-order sections of a random band limit followed by a smooth EQ (as one filter)."""
+        from scipy import signal as sps
         nyquist = self.sample_rate / 2
         if rng.uniform() < self.config.telephone_share:
             low, high = 300.0, min(3400.0, 0.95 * nyquist)
@@ -191,6 +193,8 @@ class Augmenter:
 
     def __call__(self, rng: np.random.Generator, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``sources (K, samples)`` float64, levels applied -> ``(mixture (samples,), targets (K, samples))``."""
+        from scipy import signal as sps
+
         config = self.config
         mixture_parts, targets = sources, sources
         if self.rooms and rng.uniform() < config.room_probability:

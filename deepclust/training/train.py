@@ -30,7 +30,7 @@ from deepclust import storage
 from deepclust.device import resolve_device, resolve_precision
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model
-from deepclust.model.lineage import RUN_FACTS, ParentModel, parent_link, run_facts, run_link
+from deepclust.model.lineage import RUN_FACTS, SNAPSHOTS, ParentModel, parent_link, run_facts, run_link
 from deepclust.training.chunks import ItemSource, training_batches, validation_batches
 from deepclust.training.config import TrainConfig
 from deepclust.training.prefetch import prefetched
@@ -208,7 +208,7 @@ class _Run:
                   "learning_rate": self.optimiser.param_groups[0]["lr"]}
         state["history"].append(record)
         if config.snapshot_every and state["epoch"] % config.snapshot_every == 0:
-            self.save_model(storage.join(self.out_url, "snapshots", f"epoch-{state['epoch']:03d}.pt"),
+            self.save_model(storage.join(self.out_url, SNAPSHOTS, f"epoch-{state['epoch']:03d}.pt"),
                             {"val_loss": val_loss})
         self.save_state()
         if self.replicas.writes:
