@@ -119,6 +119,33 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
+def create_exclusive(url: str, data: bytes) -> bool | None:
+    """Create ``url`` holding ``data`` only if no such file exists, in one step no other writer can interleave.
+
+    Returns True when this call created it, False when a file was already there, and None where the store
+    cannot promise it (object stores: SeaweedFS and MinIO have no conditional PUT), so the caller must use
+    another protocol. Local: the complete file is written under a temporary name and hard-linked into place;
+    the link fails if the name exists, so a reader never sees a partial file either.
+    """
+    if not is_local(url):
+        return None
+    path = os.path.abspath(_local_path(url))
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
 def write_text_atomic(url: str, text: str) -> None:
     """``write_bytes_atomic`` of UTF-8 text."""
     write_bytes_atomic(url, text.encode("utf-8"))

@@ -6,7 +6,8 @@ while the heartbeat is fresh. A lock whose heartbeat is older than ``stale_minut
 owner is presumed dead), and so is a lock left by a process of this host that no longer exists. Object
 stores have no compare-and-swap on SeaweedFS/MinIO, so taking the lock is write-then-verify after a short
 pause: two runs starting within that pause could both believe they won; ``check()`` before every commit
-makes the loser stop instead of committing.
+makes the loser stop instead of committing. A free lock on a local disk is created exclusively instead
+(``storage.create_exclusive``): no pause, and exactly one of two racing runs wins.
 """
 
 from __future__ import annotations
@@ -129,10 +130,19 @@ class FolderLock:
                                 f"it is taken over once older than {self.stale_seconds / 60:.0f} min "
                                 "(--lock-stale-minutes), or now with --break-lock if you know its owner is gone")
         self.acquired = time.time()
-        storage.write_json(self._record(self.acquired), self.url)
-        time.sleep(self.settle_seconds)
-        if not self.owns():
-            raise LockBusyError(f"{self.url}: another run took the lock at the same time")
+        created = None
+        if record is None:  # free: where the store can create a file exclusively, no pause is needed
+            text = json.dumps(self._record(self.acquired), indent=2, sort_keys=True, default=str) + "\n"
+            created = storage.create_exclusive(self.url, text.encode("utf-8"))
+            if created is False:
+                if self._read() is not None:  # a run created it between our read and our create
+                    raise LockBusyError(f"{self.url}: another run took the lock at the same time")
+                created = None  # an unreadable leftover file: taken over below, as a stale lock is
+        if created is None:  # an object store, or taking over a stale lock: write, pause, read back
+            storage.write_json(self._record(self.acquired), self.url)
+            time.sleep(self.settle_seconds)
+            if not self.owns():
+                raise LockBusyError(f"{self.url}: another run took the lock at the same time")
         self._thread = threading.Thread(target=self._beat, name="folder-lock-heartbeat", daemon=True)
         self._thread.start()
         _HELD.add(self.owner)

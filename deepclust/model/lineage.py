@@ -112,7 +112,8 @@ def run_link(facts: dict, state: dict, init_from: str | None) -> dict:
             "command": facts.get("command"), "steps": state["global_step"] - state.get("warm_start_step", 0),
             "epochs": state["epoch"] - state.get("warm_start_epoch", 0), "global_step": state["global_step"],
             "seed": config.get("seed"), "seconds": None, "data": _data_facts(facts),
-            "precision": facts.get("precision"), "machine": None, "finished_at": None}
+            "precision": facts.get("precision"), "processes": facts.get("processes", 1), "machine": None,
+            "finished_at": None}
 
 
 def run_facts(state: dict) -> dict:

@@ -20,6 +20,7 @@ from deepclust.model.lineage import ParentModel
 from deepclust.training.augment import AugmentConfig
 from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, split_cv_speakers
+from deepclust.training.replicas import Replicas
 from deepclust.training.train import fit
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
                   train_config: TrainConfig, mix_config: DynamicMixConfig = DynamicMixConfig(),
                   feature_config: FeatureConfig = FeatureConfig(), resume: bool = True,
                   progress: Callable[[dict], None] | None = None, provenance: dict | None = None,
-                  augment: AugmentConfig = AugmentConfig(), init_from: str | None = None) -> dict:
+                  augment: AugmentConfig = AugmentConfig(), init_from: str | None = None,
+                  replicas: Replicas | None = None) -> dict:
     """Train on fresh mixtures of the manifest's "train" speakers; see ``fit`` for the outputs.
 
     Writes ``corpus.parquet`` (the manifest, with a ``role`` column: train / cv / test) beside the model.
@@ -43,15 +45,19 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     ``augment``: rooms, noise and channels for the mixtures (``deepclust.training.augment``).
     ``init_from``: warm start from this model file: its weights and its input normalisation (the network
     was trained on those inputs); it must not have trained on a speaker this corpus holds out.
+    ``replicas``: run as one of several data-parallel processes (``deepclust.training.processes``); each draws
+    its own batches (the rank is part of the batch seed), and only rank 0 writes.
     """
+    replicas = replicas or Replicas()
     train_rows = corpus_manifest[corpus_manifest["subset"] == "train"]
     test_speakers = sorted(set(corpus_manifest.loc[corpus_manifest["subset"] != "train", "speaker"]))
     train_speakers, cv_speakers = split_cv_speakers(train_rows["speaker"], mix_config.cv_fraction, train_config.seed)
     roles = {**{s: "train" for s in train_speakers}, **{s: "cv" for s in cv_speakers},
              **{s: "test" for s in test_speakers}}
-    storage.makedirs(out_url)
-    with_roles = corpus_manifest.assign(role=corpus_manifest["speaker"].map(roles))
-    storage.write_parquet(with_roles, storage.join(out_url, "corpus.parquet"))
+    if replicas.writes:
+        storage.makedirs(out_url)
+        with_roles = corpus_manifest.assign(role=corpus_manifest["speaker"].map(roles))
+        storage.write_parquet(with_roles, storage.join(out_url, "corpus.parquet"))
 
     sample_rate = feature_config.stft.sample_rate
     train_pool = SourcePool(train_rows[train_rows["speaker"].isin(train_speakers)], sample_rate)
@@ -83,7 +89,8 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
         "held_out_speakers": test_speakers,
         "training_seconds_of_audio": train_pool.seconds,
         "skipped_sources": [list(e) for e in train_pool.errors + cv_pool.errors],
+        "processes": replicas.world_size,  # data-parallel: the effective batch is this times the batch size
     }
     return fit([], [], out_url, model_config, train_config, feature_stats=source.feature_stats,
                feature_config=feature_config.to_dict(), resume=resume, progress=progress,
-               batch_source=source, extra=extra, init_from=parent_model)
+               batch_source=source, extra=extra, init_from=parent_model, replicas=replicas)
