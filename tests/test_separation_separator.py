@@ -155,7 +155,7 @@ def test_soft_kmeans_masks_sum_to_one_and_sharpen_into_hard_kmeans(tiny_model_ur
     assert 0 < float(masks.min()) and float(masks.max()) < 1  # soft, not binary
     hard = Separator(tiny_model_url, device="cpu", kmeans="torch", inference="kmeans")
     hard_masks, hard_labels = hard.assign(batch, 2)
-    sharp = Separator(tiny_model_url, device="cpu", kmeans="torch", inference="soft-kmeans", soft_beta=1e4)
+    sharp = Separator(tiny_model_url, device="cpu", kmeans="torch", inference="soft-kmeans", soft_beta=1e6)
     sharp_masks, _ = sharp.assign(batch, 2)
     valid = batch["valid"]
     assert torch.equal(labels[valid], hard_labels[valid])  # the same centroids decide

@@ -145,11 +145,17 @@ class DeepClusteringNet(nn.Module):
     def embedding_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(batch, frames, 2 * hidden)`` -> unit embeddings ``(batch, frames, freq, emb)`` float32 (Eq. 1)."""
         batch, frames, freq = *hidden.shape[:2], self.config.n_freq
+        shape = (batch, frames, freq, self.config.emb_dim)
+        if not torch.is_grad_enabled():
+            # Inference: the same function in place on one float32 copy of the projection (tanh, then the unit
+            # norm), 15-20 % less time for the head on a CPU than fresh tensors for each step (issue 17).
+            embedded = self.embed(hidden).view(shape).float().tanh_()
+            return embedded.div_(torch.linalg.vector_norm(embedded, dim=-1, keepdim=True).clamp_min_(1e-8))
         projected = torch.tanh(self.embed(self.dropout(hidden)))  # (batch, frames, freq * emb)
         # |v_i| = 1 (Eq. 1): the affinity V V^T is then a cosine similarity bounded in [-1, 1].
         # Normalise in float32: under fp16 autocast the squared norm of a 20-dim tanh vector is safe, but
         # the division of tiny norms is not.
-        return F.normalize(projected.view(batch, frames, freq, self.config.emb_dim).float(), p=2, dim=-1, eps=1e-8)
+        return F.normalize(projected.view(shape).float(), p=2, dim=-1, eps=1e-8)
 
     def mask_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(batch, frames, 2 * hidden)`` -> Chimera++ masks ``(batch, mask_heads, frames, freq)`` in [0, 1]."""
