@@ -95,9 +95,10 @@ def test_evaluation_page_plays_every_clip_and_shows_the_results_table(evaluation
         media = open_and_check_media(driver, page)
         assert_media_match_files(media, page.parent)
         examples = driver.find_elements(By.CSS_SELECTOR, "div.example")
-        shown = {}
+        shown, players = {}, {}
         for example in examples:
             mixture_id = example.get_attribute("data-mixture")
+            players.setdefault(mixture_id, []).append(len(example.find_elements(By.TAG_NAME, "audio")))
             for row in example.find_elements(By.CSS_SELECTOR, "tr[data-system]"):
                 shown[(mixture_id, row.get_attribute("data-system"))] = (
                     row.find_element(By.CSS_SELECTOR, "td.sdri").text, row.find_element(By.CSS_SELECTOR, "td.si_sdri").text)
@@ -120,9 +121,12 @@ def test_evaluation_page_plays_every_clip_and_shows_the_results_table(evaluation
         row = results[(results["mixture_id"] == mixture_id) & (results["system"] == system)].iloc[0]
         assert (sdri, si_sdri) == (f"{row['sdri']:.2f}", f"{row['si_sdri']:.2f}")
     assert {s for _, s in shown} == {"model", "ibm"}
-    # Per example: the mixture, and an estimate, a reference and an IBM estimate per talker.
-    per_example = len(media) / len({m for m, _ in shown})
-    assert per_example >= 1 + 3 * 2
+    # Per example: the mixture, and an estimate, a reference and an IBM estimate per talker (every section
+    # that shows a mixture shows all of its players).
+    talkers = results.drop_duplicates("mixture_id").set_index("mixture_id")["num_speakers"]
+    expected_players = {m: [1 + 3 * int(talkers[m])] * len(counts) for m, counts in players.items()}
+    assert players == expected_players, f"players per example {players}, expected {expected_players}"
+    assert len(media) == sum(map(sum, players.values()))
     size = sum(f.stat().st_size for f in (page.parent / "listen").iterdir()) + page.stat().st_size
     print(f"listening page {page}: {size / 1e6:.2f} MB, {len(media)} players")
     assert size < 5e6
