@@ -1,0 +1,59 @@
+"""Is a candidate model better than the shipped one? Paired SDRi differences on the same benchmark mixtures.
+
+Reads two ``bench_quality_real.py --results`` files made with the same mixture settings (same ``--mixtures``,
+``--mixtures3``, ``--outside-mixtures`` and ``--seed``: the mixtures are then identical) and prints, for every
+test set and inference, the candidate's mean SDRi beside the baseline's, the mean of the per-mixture differences
+with its 95 % confidence interval (normal approximation: each set has 60-200 mixtures), and a verdict:
+"better" or "worse" where the interval excludes 0, "level" where it does not. A mean difference of 0.1 dB on
+200 mixtures is often inside the noise, and the interval says when. The ship rule (benchmarks/RESULTS.md):
+better on at least one set and worse on none, for the inference each speaker count ships with.
+
+    python benchmarks/compare_quality.py BASELINE.parquet CANDIDATE.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+
+KEYS = ["test_set", "num_speakers", "system", "mixture"]
+CEILINGS = ("IBM", "IRM")
+
+
+def paired(baseline: pd.DataFrame, candidate: pd.DataFrame) -> pd.DataFrame:
+    """One row per (test set, speakers, system): both means, the mean difference, its 95 % interval, a verdict."""
+    joined = baseline[KEYS + ["sdri"]].merge(candidate[KEYS + ["sdri"]], on=KEYS, suffixes=("_base", "_cand"))
+    joined = joined[~joined["system"].isin(CEILINGS)]  # the oracles do not depend on the model
+    if joined.empty:
+        raise SystemExit("no mixture is in both files: were they made with the same mixture settings?")
+    rows = []
+    for (test_set, speakers, system), group in joined.groupby(["test_set", "num_speakers", "system"]):
+        diff = group["sdri_cand"] - group["sdri_base"]
+        half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
+        mean = float(diff.mean())
+        verdict = "better" if mean - half > 0 else "worse" if mean + half < 0 else "level"
+        rows.append({"test set": test_set, "speakers": int(speakers), "inference": system, "mixtures": len(diff),
+                     "baseline SDRi": float(group["sdri_base"].mean()), "candidate SDRi": float(group["sdri_cand"].mean()),
+                     "difference": mean, "95 % interval": f"{mean - half:+.2f} .. {mean + half:+.2f}",
+                     "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("baseline")
+    parser.add_argument("candidate")
+    args = parser.parse_args()
+    table = paired(pd.read_parquet(args.baseline), pd.read_parquet(args.candidate))
+    print(f"$ python benchmarks/compare_quality.py {args.baseline} {args.candidate}")
+    print("| " + " | ".join(table.columns) + " |")
+    print("|" + " --- |" * len(table.columns))
+    for row in table.itertuples(index=False):
+        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
