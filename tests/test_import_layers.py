@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("separation", {"separation"}),
     ("evaluation", {"evaluation"}),
     ("reports", {"reports"}),
-    ("archive", {"archive"}),
+    ("archive", {"archive", "archive_processes"}),
     ("real_example", {"real_example"}),
     ("stages", {"stages"}),  # one module per stage, above every domain
     ("recipe", {"recipe"}),  # the registry and order of the stages, the end-to-end config, reproduce

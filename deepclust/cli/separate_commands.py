@@ -79,11 +79,27 @@ def add_separate(sub, name: str = "separate") -> None:
     p.add_argument("--summary-json", help="also write the run's summary (counts, speed, manifest I/O) here")
     p.add_argument("--listen", type=int, default=ARCHIVE_LISTEN_DEFAULT, metavar="N",
                    help="write OUT/.listen/index.html: N inputs of this run to hear, and the failed ones (0 = off)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="separate batches on N local processes of one torch thread each (on 2 cores, 2 separate "
+                        "folders of short files about 20 %% faster than one process; one long recording gains "
+                        "nothing); with --prefect: its threads or LocalCluster workers. Default: this process")
     p.add_argument("--prefect", action="store_true",
                    help="run through the Prefect flow (one task per batch; the deepclust command, Prefect installed)")
     p.add_argument("--dask-address", default=None,
                    help="run the flow on Dask: tcp://host:port (an existing cluster) or 'local' (implies --prefect)")
     p.set_defaults(func=cmd_separate, needs_runners=True)
+
+
+def plain_runner(workers: int | None):
+    """Where the plain job's batches run: this process (None), or ``workers`` local processes."""
+    if workers is None:
+        return None
+    if workers < 1:
+        print("--workers takes a count of 1 or more", file=sys.stderr)
+        raise SystemExit(2)
+    from deepclust.archive_processes import batches_on_processes
+
+    return batches_on_processes(workers)
 
 
 def add_separate_archive(sub) -> None:
@@ -121,11 +137,12 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
         if through_prefect:
             summary = runners.separate_archive(args.model, args.input, args.out, window=window,
                                                retry_seconds=args.retry_minutes * 60, dask_address=args.dask_address,
-                                               **job)
+                                               max_workers=args.workers, **job)
         else:
             summary = separate_archive(args.model, args.input, args.out, window=window,
                                        progress=ProgressLine.callback("separate", to_stderr),
-                                       retry_seconds=args.retry_minutes * 60, **job)
+                                       retry_seconds=args.retry_minutes * 60, map_batches=plain_runner(args.workers),
+                                       **job)
     except CircuitOpenError as error:
         print(f"stopped: {error}", file=sys.stderr)
         raise SystemExit(EXIT_CIRCUIT_OPEN)

@@ -1,0 +1,72 @@
+"""A runner of the archive job on local worker processes (``deepclust separate --workers N``), without Prefect.
+
+Why processes: on a 2-core CPU two one-thread processes separate about 20 % more audio per second than one
+process with two threads (the BLSTM's recurrence is a chain of small products that a second thread shares
+badly; benchmarks/RESULTS.md, "Workers"), and decoding, features and writing then run side by side too. Each
+worker loads the model once (``cached_separator``) and separates whole batches, retrying their transient
+faults for the job's budget as the plain runner does; the job (``deepclust.archive.separate_archive``) keeps
+the listing, the lock, the commits, the breaker and the summary, so every promise of the plain run holds. A
+batch whose error is not transient fails alone and the job goes on (as under Prefect). One long recording is
+one input, so it gains nothing: it stays on one worker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import multiprocessing
+from typing import Iterator
+
+from deepclust.archive import BatchJob, MapBatches, separate_batch
+from deepclust.transient import call_with_retries
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _separate_in_worker(job: dict, batch: list[dict]) -> list[dict]:
+    """One batch in a worker: its separator cached for the process, transient faults retried for the budget."""
+    from deepclust.separation.separator import cached_separator
+
+    stamp = job["stamp"]
+    separator = cached_separator(job["model_url"], job["device"], stamp["kmeans"], stamp["inference"],
+                                 stamp["model_sha256"], stamp.get("precision", "fp32"))
+    return call_with_retries(lambda: separate_batch(separator, batch, job["out_url"], stamp),
+                             what=f"batch from {batch[0]['relative_path']}", budget_seconds=job["retry_seconds"])
+
+
+def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatches:
+    """``MapBatches`` on ``workers`` spawned processes of ``threads_per_worker`` torch threads each.
+
+    At most two batches per worker are queued at a time, so a job stopped early (the breaker, a lost lock) leaves
+    little to cancel; batches in flight then end uncommitted, and a rerun redoes them.
+    """
+    if workers < 1 or threads_per_worker < 1:
+        raise ValueError(f"workers and threads_per_worker must be >= 1, got {workers} and {threads_per_worker}")
+
+    def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
+        plain = dataclasses.asdict(job)
+        pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_start_worker, initargs=(threads_per_worker,))
+        try:
+            pending, queued = {}, iter(enumerate(batches))
+            for index, batch in queued:  # fill the queue, then keep it full as batches finish
+                pending[pool.submit(_separate_in_worker, plain, batch)] = index
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    error = future.exception()
+                    yield index, error if error is not None else future.result()
+                    following = next(queued, None)
+                    if following is not None:
+                        pending[pool.submit(_separate_in_worker, plain, following[1])] = following[0]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return map_batches

@@ -1,0 +1,57 @@
+"""``deepclust separate --workers 2``: the archive job's batches on two local worker processes make the same
+rows (settings, outputs, failed inputs with their reasons) and the same summary as the plain run in this
+process; the tiny untrained model tests the plumbing, not quality."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from deepclust.cli import main
+
+from archive_fixtures import build_archive, tiny_model_url  # noqa: F401
+from test_archive_runners import COMPARED, PICKED, SUMMARY_FIGURES, comparable  # noqa: F401
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def small_archive(tmp_path_factory, fsdd_dir, librispeech_dir):
+    whole = tmp_path_factory.mktemp("processes-archive") / "whole"
+    build_archive(whole, fsdd_dir, librispeech_dir)
+    root = whole.parent / "in"
+    for rel in PICKED:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(whole / rel, root / rel)
+    return root
+
+
+def test_two_worker_processes_record_the_same_rows_as_the_plain_run(small_archive, tiny_model_url, tmp_path):  # noqa: F811
+    flags = ["--input", str(small_archive), "--model", tiny_model_url, "--device", "cpu", "--precision", "fp32",
+             "--files-per-batch", "2", "--window-seconds", "4", "--overlap-seconds", "1", "--listen", "0",
+             "--max-consecutive-failures", "10"]
+    outs, summaries = {}, {}
+    for runner, extra in (("plain", []), ("workers", ["--workers", "2"])):
+        outs[runner] = str(tmp_path / runner)
+        main(["separate", *flags, "--out", outs[runner], "--summary-json", str(tmp_path / f"{runner}.json"), *extra])
+        summaries[runner] = json.loads((tmp_path / f"{runner}.json").read_text())
+    plain, workers = comparable(outs["plain"]), comparable(outs["workers"])
+    assert sorted(plain["relative_path"]) == sorted(PICKED)
+    assert list(plain.loc[plain["relative_path"].str.startswith("bad/"), "status"]) == ["failed", "failed"]
+    assert plain.equals(workers), plain.compare(workers)
+    for figure in SUMMARY_FIGURES:
+        assert summaries["plain"][figure] == summaries["workers"][figure], figure
+    # A rerun finds everything done, whichever runner made it.
+    main(["separate", *flags, "--out", outs["workers"], "--summary-json", str(tmp_path / "again.json"),
+          "--workers", "2"])
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["separated"] == 0 and again["already_done"] == len(PICKED) - 2
+
+
+def test_workers_must_be_at_least_one(tmp_path, tiny_model_url):  # noqa: F811
+    with pytest.raises(SystemExit) as stop:
+        main(["separate", "--input", str(tmp_path), "--model", tiny_model_url, "--out", str(tmp_path / "o"),
+              "--workers", "0"])
+    assert stop.value.code == 2
