@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -67,10 +68,15 @@ def audio_seconds(root: Path) -> float:
     return sum(sf.info(p).duration for p in root.rglob("*") if p.is_file())
 
 
-def run(model: str, archive: Path, out: Path, precision: str, inference: str, window: WindowConfig) -> dict:
+def run(model: str, archive: Path, out: Path, precision: str, inference: str, window: WindowConfig,
+        workers: int = 1) -> dict:
+    """One archive job; ``workers`` > 1: on that many one-thread processes (``--workers``), their start included."""
+    from deepclust.archive_processes import batches_on_processes
+
     began = time.perf_counter()
     summary = separate_archive(model, str(archive), str(out), n_speakers=2, files_per_batch=16, window=window,
-                               device="cpu", inference=inference, precision=precision)
+                               device="cpu", inference=inference, precision=precision,
+                               map_batches=batches_on_processes(workers) if workers > 1 else None)
     wall = time.perf_counter() - began
     assert summary["failed"] == 0, summary["failed_inputs"]
     return {"wall": wall, "audio": summary["audio_seconds"], **{k: summary[k] for k in TIMINGS}}
@@ -185,12 +191,15 @@ def main() -> None:
                         help="comma-separated; ratios and quality differences are against the first")
     parser.add_argument("--archives", default="a,b,c", help="which of (a) long, (b) short, (c) mixed")
     parser.add_argument("--inferences", default="mask,blend,kmeans")
+    parser.add_argument("--workers", default="1",
+                        help="comma-separated: one row per value (1: this process; N: --workers N processes)")
     parser.add_argument("--windows-per-batch", default=str(WindowConfig.windows_per_batch),
                         help="comma-separated: one table row per value (windows, or short files, per forward)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     precisions, inferences = args.precisions.split(","), args.inferences.split(",")
     batch_sizes = [int(b) for b in args.windows_per_batch.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
     print(f"$ python benchmarks/bench_separation_speed.py {' '.join(sys.argv[1:])}")
     print(f"torch {torch.__version__}, {args.threads} threads, native bf16 on this CPU: {cpu_has_native_bf16()}; "
           f"model: the shipped one ({pretrained.path()})")
@@ -208,26 +217,25 @@ def main() -> None:
             mixed_archive(work / "c")
         columns = " | ".join(f"{p} x real time" for p in precisions)
         ratios = " | ".join(f"{p} / {precisions[0]}" for p in precisions[1:])
-        print(f"\n| archive | audio (s) | inference | windows per batch | {columns} | {ratios} | "
+        print(f"\n| archive | audio (s) | inference | windows per batch | workers | {columns} | {ratios} | "
               f"{precisions[-1]} split read/network/clustering/write (%) |")
-        print("| --- " * (5 + 2 * len(precisions) - 1) + "|")
+        print("| --- " * (6 + 2 * len(precisions) - 1) + "|")
         for name, root in archives.items():
             audio = audio_seconds(root)
             for inference in inferences:
-                for batch_size in batch_sizes:
+                for batch_size, workers in itertools.product(batch_sizes, worker_counts):
                     window = dataclasses.replace(WindowConfig(), windows_per_batch=batch_size)
                     rates, split = {}, ""
                     for precision in precisions:
-                        out = work / f"out-{root.name}-{inference}-{precision}-{batch_size}"
-                        result = run(pretrained.path(), root, out,
-                                     precision, inference, window)
+                        out = work / f"out-{root.name}-{inference}-{precision}-{batch_size}-{workers}"
+                        result = run(pretrained.path(), root, out, precision, inference, window, workers)
                         rates[precision] = result["audio"] / result["wall"]
                         total = sum(result[k] for k in TIMINGS) or 1.0
                         split = "/".join(f"{100 * result[k] / total:.0f}" for k in TIMINGS)
                     speeds = " | ".join(f"{rates[p]:.0f}x" for p in precisions)
                     gains = " | ".join(f"{rates[p] / rates[precisions[0]]:.2f}" for p in precisions[1:])
-                    print(f"| {name} | {audio:.0f} | {inference} | {batch_size} | {speeds} | {gains} | {split} |",
-                          flush=True)
+                    print(f"| {name} | {audio:.0f} | {inference} | {batch_size} | {workers} | {speeds} | {gains} | "
+                          f"{split} |", flush=True)
         if "a" in args.archives:
             print(f"\nOne batch of 10 s windows of (a), where the time goes (best of 3):\n\n"
                   f"{network_split(work / 'a' / 'recording.flac', precisions, inferences, batch_sizes)}", flush=True)
