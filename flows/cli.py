@@ -18,6 +18,7 @@ import importlib.util
 import sys
 
 from deepclust.cli import Runners
+from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 
 
 def prefect_available() -> bool:
@@ -26,7 +27,7 @@ def prefect_available() -> bool:
 
 
 def run_reproduce(config, max_workers: int | None = None, task_runner: str = "thread", use_prefect: bool | None = None,
-                  log=print, history_url: str | None = None, regression_margin_db: float = 0.5) -> dict:
+                  log=print, history_url: str | None = None, regression_margin_db: float = REGRESSION_MARGIN_DB) -> dict:
     """Run the whole recipe; through the ``reproduce`` flow when Prefect is installed (or
     ``use_prefect=True``), else by hand with ``deepclust.recipe.reproduce``. Both use the same stage
     store, so either can resume what the other started."""

@@ -24,6 +24,7 @@ from deepclust import storage
 from deepclust.pipeline.store import Stage
 from deepclust.recipe.config import ReproduceConfig
 from deepclust.recipe.registry import STAGES
+from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.recipe.reproduce import record_history, run_recipe, write_run_record
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
@@ -32,7 +33,7 @@ from tasks import finish_task, plan_stage, publish_history, publish_run_artifact
 
 @flow(name="reproduce", log_prints=True)
 def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | None = None,
-              task_runner: str = "thread", history_url: str | None = None, regression_margin_db: float = 0.5):
+              task_runner: str = "thread", history_url: str | None = None, regression_margin_db: float = REGRESSION_MARGIN_DB):
     """Run (or reuse) every stage, write ``{run_root}/run.json``, publish the reports; returns the run record.
 
     ``task_runner``: "thread" (default) or "process"; ``max_workers``: parallel units per stage

@@ -4,7 +4,8 @@ One builder per command (``add_<command>(sub)``, beside the command it builds) i
 ``stage_commands`` (corpus, mix, features, evaluate, listen), ``training_commands`` (train, train-dynamic,
 export-model), ``separate_commands`` (separate, separate-archive), ``recipe_commands`` (reproduce, demo, compare);
 ``common`` holds the runner seam and exit codes. A flag is named as the config field it sets (an older spelling
-stays as an alias), and every default is read from the config that owns it.
+stays as an alias), and every default is read from its owner: the config that holds it, or else the
+signature of the library call that does (``common.default_of``).
 """
 
 from __future__ import annotations

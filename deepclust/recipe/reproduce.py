@@ -14,6 +14,7 @@ from deepclust import storage
 from deepclust.pipeline import driver
 from deepclust.recipe import registry
 from deepclust.recipe.config import ReproduceConfig
+from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.reports.history import config_fingerprint
 from deepclust.stages.training import model_url_of
 
@@ -55,7 +56,7 @@ def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict
     return url
 
 
-def record_history(record: dict, history_url: str | None = None, margin_db: float = 0.5) -> dict:
+def record_history(record: dict, history_url: str | None = None, margin_db: float = REGRESSION_MARGIN_DB) -> dict:
     """Append this run to the history table, check it against the best earlier run of the same recipe and
     corpus, and note both in ``record`` (and run.json): ``record["history"] = {url, run_id, regression}``.
 
@@ -110,7 +111,7 @@ def run_recipe(config: ReproduceConfig, stage_runner=None) -> tuple[dict, dict, 
 
 
 def reproduce(config: ReproduceConfig, log=print, history_url: str | None = None,
-              regression_margin_db: float = 0.5) -> dict:
+              regression_margin_db: float = REGRESSION_MARGIN_DB) -> dict:
     """Run every stage (reusing finished ones), append the run to its history (``record_history``) and
     return the run record."""
     began = time.perf_counter()

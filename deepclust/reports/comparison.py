@@ -12,8 +12,12 @@ import pandas as pd
 
 from deepclust import storage
 
+# How far below the best earlier run a run may fall before it counts as a regression, in dB of SDRi: every
+# margin default (find_regression, the recipe, the Prefect flow, the command line) is this one.
+REGRESSION_MARGIN_DB = 0.5
 
-def find_regression(history: pd.DataFrame, row: dict, margin_db: float = 0.5,
+
+def find_regression(history: pd.DataFrame, row: dict, margin_db: float = REGRESSION_MARGIN_DB,
                     metric: str = "sdri_2spk_open") -> dict | None:
     """The best earlier run of the same recipe and corpus, when ``row`` is more than ``margin_db`` below it.
 
