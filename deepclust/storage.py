@@ -93,6 +93,22 @@ def read_bytes(url: str) -> bytes:
         return handle.read()
 
 
+def _synced_temporary(path: str, data: bytes) -> str:
+    """``data`` written and fsynced to a new temporary file beside local ``path`` (created folders included)."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write so that readers see either nothing or the whole file, never a partial one.
 
@@ -101,14 +117,8 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     """
     if is_local(url):
         path = os.path.abspath(_local_path(url))
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+        tmp = _synced_temporary(path, data)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -130,14 +140,8 @@ def create_exclusive(url: str, data: bytes) -> bool | None:
     if not is_local(url):
         return None
     path = os.path.abspath(_local_path(url))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    tmp = _synced_temporary(path, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.link(tmp, path)
         return True
     except FileExistsError:

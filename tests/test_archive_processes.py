@@ -5,27 +5,15 @@ process; the tiny untrained model tests the plumbing, not quality."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from deepclust.cli import main
 
-from archive_fixtures import build_archive, tiny_model_url  # noqa: F401
-from test_archive_runners import COMPARED, PICKED, SUMMARY_FIGURES, comparable  # noqa: F401
+from archive_fixtures import tiny_model_url  # noqa: F401
+from test_archive_runners import PICKED, SUMMARY_FIGURES, comparable, small_archive  # noqa: F401
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def small_archive(tmp_path_factory, fsdd_dir, librispeech_dir):
-    whole = tmp_path_factory.mktemp("processes-archive") / "whole"
-    build_archive(whole, fsdd_dir, librispeech_dir)
-    root = whole.parent / "in"
-    for rel in PICKED:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(whole / rel, root / rel)
-    return root
 
 
 def test_two_worker_processes_record_the_same_rows_as_the_plain_run(small_archive, tiny_model_url, tmp_path):  # noqa: F811
