@@ -80,8 +80,8 @@ def add_separate(sub, name: str = "separate") -> None:
     p.add_argument("--listen", type=int, default=ARCHIVE_LISTEN_DEFAULT, metavar="N",
                    help="write OUT/.listen/index.html: N inputs of this run to hear, and the failed ones (0 = off)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="separate batches on N local processes of one torch thread each (on 2 cores, 2 separate "
-                        "folders of short files about 20 %% faster than one process; one long recording gains "
+                   help="separate batches on N local processes of one torch thread each (on 2 cores, 2 separated "
+                        "folders of short files 4-29 %% faster than one process; one long recording gains "
                         "nothing); with --prefect: its threads or LocalCluster workers. Default: this process")
     p.add_argument("--prefect", action="store_true",
                    help="run through the Prefect flow (one task per batch; the deepclust command, Prefect installed)")

@@ -108,8 +108,8 @@ def add_train_dynamic(sub) -> None:
     p.add_argument("--num-threads", "--threads", dest="num_threads", type=int,
                    help="torch threads (per process with --processes; default: torch's choice)")
     p.add_argument("--processes", type=int, default=1,
-                   help="data-parallel processes on this machine (e.g. one per core: twice the mixtures per second "
-                        "on 2 cores); the effective batch is PROCESSES x --batch-size")
+                   help="data-parallel processes on this machine (one per core; on the 2-core dev machine one process with "
+                        "two threads measured faster); the effective batch is PROCESSES x --batch-size")
     p.add_argument("--out", required=True, help="model.pt, checkpoints/last.pt, history.csv, corpus.parquet")
     p.set_defaults(func=cmd_train_dynamic)
 

@@ -1,9 +1,8 @@
 """Dynamic-mixing training as several data-parallel processes on one machine (``train-dynamic --processes N``).
 
-Why processes and not threads: on this 2-core CPU a training step in one process with two threads runs about
-5 % faster than with one thread (the BLSTM's recurrence is a chain of small matrix products that a second thread
-barely shares), while two one-thread processes each keep their full speed, so two of them draw and learn from
-twice the mixtures per second (benchmarks/RESULTS.md, "Data-parallel processes"). Each process draws its own
+Measured here (benchmarks/RESULTS.md, stop 24): on this 2-core CPU two one-thread processes trained
+8,614 frames/s against 9,388 for one process with two threads, so on 2 cores one process stays the default; the
+option is for machines where threads scale worse than processes. Each process draws its own
 batches (the rank is part of the batch seed; rank 0's are the single-process run's), DistributedDataParallel
 averages the gradients over gloo after every backward pass, so the effective batch is ``N x --batch-size``, and
 only rank 0 writes files. The processes meet through a file store in a private temporary folder (no port to
