@@ -257,6 +257,21 @@ def _settled_by_the_job(error: BaseException) -> bool:
     return is_transient(error) or is_device_fault(error)
 
 
+def job_separator(model_url: str, device: str, stamp: dict):
+    """The separator a runner's process uses for a job with these settings (``job_settings``), loaded once per
+    process (``cached_separator``; the model's sha256 is part of its key, so a replaced file is loaded anew)."""
+    from deepclust.separation.separator import cached_separator
+
+    return cached_separator(model_url, device, stamp["kmeans"], stamp["inference"], stamp["model_sha256"],
+                            stamp.get("precision", "fp32"))
+
+
+def separate_batch_retried(separator, batch: list[dict], job: BatchJob) -> list[dict]:
+    """``separate_batch`` retried through transient faults for the job's budget (the runners without Prefect)."""
+    return call_with_retries(lambda: separate_batch(separator, batch, job.out_url, job.stamp),
+                             what=f"batch from {batch[0]['relative_path']}", budget_seconds=job.retry_seconds)
+
+
 def batches_here(separator) -> MapBatches:
     """The plain runner: batches one after another in this process, each retried through transient faults
     (``call_with_retries``) for the job's budget. Any other error but a device fault is raised at once, with
@@ -265,9 +280,7 @@ def batches_here(separator) -> MapBatches:
     def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
         for index, batch in enumerate(batches):
             try:
-                rows = call_with_retries(lambda: separate_batch(separator, batch, job.out_url, job.stamp),
-                                         what=f"batch from {batch[0]['relative_path']}",
-                                         budget_seconds=job.retry_seconds)
+                rows = separate_batch_retried(separator, batch, job)
             except Exception as error:
                 if not _settled_by_the_job(error):
                     raise

@@ -13,12 +13,11 @@ one input, so it gains nothing: it stays on one worker.
 from __future__ import annotations
 
 import concurrent.futures as futures
-import dataclasses
+import itertools
 import multiprocessing
 from typing import Iterator
 
-from deepclust.archive import BatchJob, MapBatches, separate_batch
-from deepclust.transient import call_with_retries
+from deepclust.archive import BatchJob, MapBatches, job_separator, separate_batch_retried
 
 
 def _start_worker(threads: int) -> None:
@@ -27,15 +26,9 @@ def _start_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _separate_in_worker(job: dict, batch: list[dict]) -> list[dict]:
-    """One batch in a worker: its separator cached for the process, transient faults retried for the budget."""
-    from deepclust.separation.separator import cached_separator
-
-    stamp = job["stamp"]
-    separator = cached_separator(job["model_url"], job["device"], stamp["kmeans"], stamp["inference"],
-                                 stamp["model_sha256"], stamp.get("precision", "fp32"))
-    return call_with_retries(lambda: separate_batch(separator, batch, job["out_url"], stamp),
-                             what=f"batch from {batch[0]['relative_path']}", budget_seconds=job["retry_seconds"])
+def _separate_in_worker(job: BatchJob, batch: list[dict]) -> list[dict]:
+    """One batch in a worker, on the separator cached for its process."""
+    return separate_batch_retried(job_separator(job.model_url, job.device, job.stamp), batch, job)
 
 
 def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatches:
@@ -48,24 +41,24 @@ def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatche
         raise ValueError(f"workers and threads_per_worker must be >= 1, got {workers} and {threads_per_worker}")
 
     def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
-        plain = dataclasses.asdict(job)
         pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_start_worker, initargs=(threads_per_worker,))
+        pending, queued = {}, iter(enumerate(batches))
+
+        def submit_next() -> None:
+            for index, batch in itertools.islice(queued, 1):
+                pending[pool.submit(_separate_in_worker, job, batch)] = index
+
         try:
-            pending, queued = {}, iter(enumerate(batches))
-            for index, batch in queued:  # fill the queue, then keep it full as batches finish
-                pending[pool.submit(_separate_in_worker, plain, batch)] = index
-                if len(pending) >= 2 * workers:
-                    break
+            for _ in range(2 * workers):
+                submit_next()
             while pending:
                 done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
                 for future in done:
                     index = pending.pop(future)
                     error = future.exception()
                     yield index, error if error is not None else future.result()
-                    following = next(queued, None)
-                    if following is not None:
-                        pending[pool.submit(_separate_in_worker, plain, following[1])] = following[0]
+                    submit_next()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

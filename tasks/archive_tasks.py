@@ -1,6 +1,6 @@
 """The one task of the ``separate-archive`` flow: separate a batch of inputs (never one window).
 
-It loads the model once per worker process (``deepclust.separation.separator.cached_separator``: threads
+It loads the model once per worker process (``deepclust.archive.job_separator``, cached per process: threads
 of a process share it) and calls the one separation loop, ``deepclust.separation.batch.separate_items``,
 which records bad inputs as ``failed`` rows instead of raising; so what escapes the task (a model file
 that cannot be read right now, a scratch disk error) is an infrastructure fault, retried only when
@@ -15,7 +15,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from deepclust import archive
-from deepclust.separation import separator as separator_module
 from tasks.stage_tasks import RETRY
 
 
@@ -49,6 +48,4 @@ def separate_archive_batch_task(model_url: str, items: list[dict], out_url: str,
     rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_settings``; the separator is
     cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""
     _limit_torch_threads()
-    separator = separator_module.cached_separator(model_url, device, stamp["kmeans"], stamp["inference"],
-                                                  stamp["model_sha256"], stamp.get("precision", "fp32"))
-    return archive.separate_batch(separator, list(items), out_url, stamp)
+    return archive.separate_batch(archive.job_separator(model_url, device, stamp), list(items), out_url, stamp)

@@ -190,6 +190,5 @@ def cmd_export_model(args) -> None:
     from deepclust.model.export import export_half
 
     choices = inference_choices(args.inference)
-    model = args.model[0] if len(args.model) == 1 else args.model
-    export_half(model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
+    export_half(args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
     print(storage.absolute(args.out))

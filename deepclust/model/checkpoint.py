@@ -82,13 +82,21 @@ def save_model(
     storage.write_bytes_atomic(url, buffer.getvalue())
 
 
-def load_model(url: str, device: str | torch.device = "cpu") -> LoadedModel:
-    """Read a file written by :func:`save_model`; the model is returned in eval mode on ``device``."""
-    with storage.open_url(url, "rb") as handle:
-        payload = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+def read_payload(url: str, data: bytes | None = None) -> dict:
+    """The raw payload of a file written by :func:`save_model` (weights as stored), refused naming the file when
+    it is not one; ``data``: the file's bytes when the caller has read them already."""
+    if data is None:
+        data = storage.read_bytes(url)
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{url}: not a deepclust model file (format {found!r}, expected {FORMAT!r})")
+    return payload
+
+
+def load_model(url: str, device: str | torch.device = "cpu") -> LoadedModel:
+    """Read a file written by :func:`save_model`; the model is returned in eval mode on ``device``."""
+    payload = read_payload(url)
     model_config = ModelConfig.from_dict(payload["model_config"])
     model = DeepClusteringNet(model_config)
     model.load_state_dict(payload["state_dict"])

@@ -12,16 +12,7 @@ import io
 import torch
 
 from deepclust import storage
-from deepclust.model.checkpoint import FORMAT
-
-
-def read_model_payload(url: str) -> dict:
-    """The raw payload of a model file (weights as stored), refused naming the file when it is not one."""
-    payload = torch.load(io.BytesIO(storage.read_bytes(url)), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{url}: not a deepclust model file (format {found!r})")
-    return payload
+from deepclust.model.checkpoint import read_payload
 
 
 def averaged_payload(urls: list[str]) -> dict:
@@ -32,7 +23,8 @@ def averaged_payload(urls: list[str]) -> dict:
     at no training cost. The files must be one network on one input normalisation (snapshots of one run are);
     the facts and lineage are the last file's, with ``averaged_from`` naming every file and its epoch.
     """
-    payloads = [read_model_payload(url) for url in urls]
+    contents = [storage.read_bytes(url) for url in urls]  # each file read once: loaded and hashed
+    payloads = [read_payload(url, data) for url, data in zip(urls, contents)]
     last = payloads[-1]
     for url, payload in zip(urls, payloads):
         for key in ("model_config", "feature_stats", "feature_config"):
@@ -48,10 +40,10 @@ def averaged_payload(urls: list[str]) -> dict:
             mean[key] = torch.stack([p["state_dict"][key].float() for p in payloads]).mean(0).to(value.dtype)
         else:
             mean[key] = value
-    sources = [{"file": storage.absolute(url), "sha256": hashlib.sha256(storage.read_bytes(url)).hexdigest(),
+    sources = [{"file": storage.absolute(url), "sha256": hashlib.sha256(data).hexdigest(),
                 "epoch": p["extra"].get("epoch"), "global_step": p["extra"].get("global_step"),
                 "val_loss": p["extra"].get("val_loss", p["extra"].get("best_val_loss"))}
-               for url, p in zip(urls, payloads)]
+               for url, data, p in zip(urls, contents, payloads)]
     extra = {**last["extra"], "averaged_from": sources}
     if extra.get("lineage"):  # the link of the run these snapshots came from says which epochs were averaged
         extra["lineage"] = [*extra["lineage"][:-1],
@@ -68,7 +60,7 @@ def export_half(model_url: "str | list[str]", out_url: str, drop_extra: tuple[st
     to add, e.g. ``{"inference": {"2": "soft-kmeans"}}`` (what ``Separator(inference="auto")`` then uses).
     """
     urls = [model_url] if isinstance(model_url, str) else list(model_url)
-    payload = read_model_payload(urls[0]) if len(urls) == 1 else averaged_payload(urls)
+    payload = read_payload(urls[0]) if len(urls) == 1 else averaged_payload(urls)
     newest = urls[-1]
     payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     payload["extra"] = {k: v for k, v in payload["extra"].items() if k not in drop_extra}
