@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the first four settings only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as fit() trains on CPU
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as fit() trains on CPU (steps.torch_settings)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     corpus = prepare_sources([CorpusSource(str(CORPORA / "librispeech-speakers"), "librispeech")], test_fraction=0.25)
     pool = SourcePool(corpus[corpus["subset"] == "train"].head(60), 8000)
     augment = AugmentConfig.recipe(str(CORPORA / "noise")) if args.augment else AugmentConfig()

@@ -91,3 +91,17 @@ def test_a_bf16_run_trains_records_its_precision_and_is_reproducible(source, tmp
     assert extra["precision"] == "bf16" and extra["lineage"][-1]["precision"] == "bf16"
     assert runs[0]["best_val_loss"] < runs[0]["initial_val_loss"]
     assert [h["val_loss"] for h in runs[0]["history"]] == [h["val_loss"] for h in runs[1]["history"]]
+
+
+def test_training_settings_skip_nan_filling_of_new_tensors_and_restore_the_callers():
+    # Deterministic mode NaN-fills every new tensor unless told not to: 11 % of a CPU step, not needed for
+    # reproducibility (the same-seed and resume tests check that). The caller's settings come back afterwards.
+    from deepclust.training.steps import torch_settings
+
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    torch.use_deterministic_algorithms(False)
+    with torch_settings(TrainConfig(), torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is True
