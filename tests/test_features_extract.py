@@ -262,3 +262,18 @@ def test_feature_config_round_trips_through_json():
     config = FeatureConfig(stft=StftConfig(sample_rate=16000), silence_db=30.0, shard_format="npz")
     assert FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert FeatureConfig().stft.n_freq == 129 and FeatureConfig().silence_db == 40.0
+
+
+@pytest.mark.parametrize("sources, dim", [(2, 0), (3, 0), (2, 1), (4, 1)])
+def test_dominant_source_equals_argmax_ties_included(sources, dim):
+    from deepclust.features.extract import dominant_source
+
+    generator = torch.Generator().manual_seed(sources)
+    shape = [5, 7, 9]
+    shape.insert(dim, sources)
+    # Magnitudes on a coarse grid, so that ties between sources are common.
+    magnitudes = torch.randint(0, 3, shape, generator=generator).float()
+    assert (magnitudes.amax(dim) == magnitudes.amin(dim)).any()  # some bins tie in every source
+    index = dominant_source(magnitudes, dim=dim)
+    assert index.dtype == torch.int64
+    assert torch.equal(index, magnitudes.argmax(dim))

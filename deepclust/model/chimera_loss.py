@@ -61,17 +61,19 @@ def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tenso
         return per_utterance.mean()
 
 
-def phase_sensitive_targets(mixture_spectra: torch.Tensor, source_spectra: torch.Tensor) -> torch.Tensor:
+def phase_sensitive_targets(mixture_spectra: torch.Tensor, source_spectra: torch.Tensor,
+                            mixture_magnitude: torch.Tensor | None = None) -> torch.Tensor:
     """Truncated PSA targets ``clip(|S_c| cos(theta_S - theta_X), 0, |X|)``.
 
     Args:
         mixture_spectra: complex ``(batch, frames, freq)`` X.
         source_spectra: complex ``(batch, C, frames, freq)`` S_c.
+        mixture_magnitude: ``|X|`` when the caller has it already.
 
     Returns:
         float ``(batch, C, frames, freq)``.
     """
-    magnitude = mixture_spectra.abs().unsqueeze(1)
+    magnitude = (mixture_spectra.abs() if mixture_magnitude is None else mixture_magnitude).unsqueeze(1)
     # |S| cos(theta_S - theta_X) = Re(S conj(X)) / |X|
     projected = (source_spectra * mixture_spectra.conj().unsqueeze(1)).real / magnitude.clamp_min(1e-8)
     return torch.minimum(projected.clamp_min(0.0), magnitude)

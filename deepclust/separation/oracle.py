@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepclust.features.extract import dominant_source
 from deepclust.features.stft import StftConfig, istft, stft
 
 
@@ -34,7 +35,7 @@ def _apply(mixture_spec: torch.Tensor, masks: torch.Tensor, stft_config: StftCon
 def ideal_binary_mask(source_magnitudes) -> torch.Tensor:
     """``(K, frames, freq)`` source magnitudes -> ``(K, frames, freq)`` float 0/1 masks (one 1 per bin)."""
     magnitudes = torch.as_tensor(source_magnitudes)
-    dominant = magnitudes.argmax(0)  # ties go to the lowest index, as compute_features' target
+    dominant = dominant_source(magnitudes)  # ties go to the lowest index, as compute_features' target
     return torch.nn.functional.one_hot(dominant, magnitudes.shape[0]).permute(2, 0, 1).to(torch.float32)
 
 

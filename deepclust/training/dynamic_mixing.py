@@ -25,7 +25,7 @@ import torch
 
 from deepclust.audio import read_audio
 from deepclust.errors import BadAudioError
-from deepclust.features.extract import FeatureConfig, loud_bins, network_input
+from deepclust.features.extract import FeatureConfig, dominant_source, loud_bins, network_input
 from deepclust.features.normalisation import FeatureStats, RunningStats
 from deepclust.features.stft import stft
 from deepclust.mixing.mix import PEAK_AFTER_SCALING
@@ -210,21 +210,21 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
                    feature_config.stft)
     spectra = spectra.view(batch, k + 1, *spectra.shape[1:])
     mixture_spectra, source_spectra = spectra[:, 0], spectra[:, 1:]
-    magnitude = mixture_spectra.abs()
+    magnitude, source_magnitude = mixture_spectra.abs(), source_spectra.abs()  # each once: ~20 ms a batch
     log_mag = network_input(magnitude, feature_config)
     if feature_stats is not None:
         log_mag = feature_stats.apply(log_mag)
     weight = loud_bins(magnitude, feature_config)
     if given:
         residual = (mixture_spectra - source_spectra.sum(1)).abs()
-        weight &= residual <= source_spectra.abs().amax(1)
+        weight &= residual <= source_magnitude.amax(1)
     weight = weight.float()
     return {
         "log_mag": log_mag.float(),
-        "target": source_spectra.abs().argmax(1),
+        "target": dominant_source(source_magnitude, dim=1),
         "weight": weight,
         "mixture_mag": magnitude.float(),
-        "psa_target": phase_sensitive_targets(mixture_spectra, source_spectra).float(),
+        "psa_target": phase_sensitive_targets(mixture_spectra, source_spectra, magnitude).float(),
     }
 
 
