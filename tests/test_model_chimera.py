@@ -91,3 +91,34 @@ def test_chimera_network_has_both_heads_and_skips_the_embeddings_when_asked():
 def test_paper_network_has_no_mask_head():
     outputs = DeepClusteringNet(ModelConfig.preset("paper", hidden=8, layers=1))(torch.randn(1, 5, 129), heads=True)
     assert set(outputs) == {"embeddings"}
+
+
+def _whitened_by_autograd(embeddings, targets, weights, n_sources, eps=1e-6):
+    """The whitened loss as plain autograd sees it: the reference for the written-out gradient."""
+    one_hot = F.one_hot(targets, n_sources).to(embeddings.dtype)
+    root = weights.sqrt().unsqueeze(-1)
+    v, y = embeddings * root, one_hot * root
+    vtv = v.transpose(1, 2) @ v + eps * torch.eye(v.shape[-1], dtype=v.dtype)
+    vty = v.transpose(1, 2) @ y
+    counts = y.sum(1)
+    present = (counts > 0).to(v.dtype)
+    trace = (torch.linalg.solve(vtv, vty) * vty).sum(1) * present / counts.clamp_min(eps)
+    return (1.0 - trace.sum(1) / present.sum(1).clamp_min(1)).mean()
+
+
+def test_whitened_loss_gradient_matches_autograd_and_finite_differences():
+    generator = torch.Generator().manual_seed(3)
+    raw = torch.randn(3, 80, 5, dtype=torch.float64, generator=generator)
+    targets = torch.randint(0, 3, (3, 80), generator=generator)
+    targets[2] = targets[2].clamp(max=1)  # one utterance lacks a source: it must not count in its C
+    weights = (torch.rand(3, 80, generator=generator) > 0.25).double()
+    ours = raw.clone().requires_grad_()
+    loss = whitened_deep_clustering_loss(F.normalize(ours, dim=-1), targets, weights, 3)
+    loss.backward()
+    reference = raw.clone().requires_grad_()
+    expected = _whitened_by_autograd(F.normalize(reference, dim=-1), targets, weights, 3)
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-12)
+    assert torch.allclose(ours.grad, reference.grad, atol=1e-10)
+    torch.autograd.gradcheck(lambda e: whitened_deep_clustering_loss(e, targets, weights, 3),
+                             (F.normalize(raw, dim=-1).requires_grad_(),))

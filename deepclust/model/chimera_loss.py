@@ -28,6 +28,34 @@ from torch.nn import functional as F
 from deepclust.model.loss import check_embedding_shapes
 
 
+class _WeightedProjectionTrace(torch.autograd.Function):
+    """``q_b = sum_c w_bc y_bc^T v_b (v_b^T v_b + eps I)^-1 v_b^T y_bc`` per utterance, with its gradient written out.
+
+    Autograd through ``v^T v``, ``v^T y`` and ``solve`` ran four or five batched matmuls over all N bins in
+    the backward pass (8 % of a CPU training step by profile). Written out (S = (V^T V)^-1 V^T Y, W = diag(w)):
+
+        dq/dv = 2 (y - v S) W S^T
+
+    two thin matmuls whose inner sizes are C and D.
+    """
+
+    @staticmethod
+    def forward(ctx, v, y, w, eps):
+        dim = v.shape[-1]
+        vtv = v.transpose(1, 2) @ v + eps * torch.eye(dim, dtype=v.dtype, device=v.device)  # (batch, D, D)
+        vty = v.transpose(1, 2) @ y  # (batch, D, C)
+        solved = torch.linalg.solve(vtv, vty)  # (batch, D, C): solve instead of inverting
+        ctx.save_for_backward(v, y, w, solved)
+        return ((solved * vty).sum(1) * w).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad_q):
+        v, y, w, solved = ctx.saved_tensors
+        residual = y - v @ solved  # (batch, N, C)
+        coefficients = (2 * w * grad_q.unsqueeze(1)).unsqueeze(1)  # (batch, 1, C)
+        return (residual * coefficients) @ solved.transpose(1, 2), None, None, None
+
+
 def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
                                   n_sources: int, eps: float = 1e-6) -> torch.Tensor:
     """Whitened deep clustering loss ``1 - tr((V^T V)^-1 V^T Y (Y^T Y)^-1 Y^T V) / C``, batch mean.
@@ -48,17 +76,12 @@ def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tenso
             weights = torch.ones(targets.shape, dtype=dtype, device=embeddings.device)
         root_weights = weights.to(dtype).clamp_min(0).sqrt().unsqueeze(-1)
         v, y = embeddings * root_weights, one_hot * root_weights
-        dim = v.shape[-1]
-        vtv = v.transpose(1, 2) @ v + eps * torch.eye(dim, dtype=dtype, device=v.device)  # (batch, D, D)
-        vty = v.transpose(1, 2) @ y  # (batch, D, C)
         counts = y.sum(1)  # (batch, C): the diagonal of Y^T Y
         present = (counts > 0).to(dtype)
-        # (V^T V)^-1 V^T Y (Y^T Y)^-1 : solve instead of inverting; absent sources contribute 0.
-        solved = torch.linalg.solve(vtv, vty)  # (batch, D, C)
-        trace = (solved * vty).sum(1) * present / counts.clamp_min(eps)  # (batch, C)
-        n_present = present.sum(1).clamp_min(1)
-        per_utterance = 1.0 - trace.sum(1) / n_present
-        return per_utterance.mean()
+        # The trace is sum_c y_c^T V (V^T V)^-1 V^T y_c / counts_c over present sources; absent ones add 0.
+        n_present = present.sum(1, keepdim=True).clamp_min(1)
+        per_source = present / counts.clamp_min(eps) / n_present  # (batch, C)
+        return (1.0 - _WeightedProjectionTrace.apply(v, y, per_source, eps)).mean()
 
 
 def phase_sensitive_targets(mixture_spectra: torch.Tensor, source_spectra: torch.Tensor,

@@ -13,9 +13,6 @@ from deepclust.training.config import TrainConfig
 from deepclust.training.objective import batch_loss
 
 COMPILE_MIN_STEPS = 1000  # compiling costs ~40 s per shape and gains ~0.7 s per step (16 x 400, 2 cores)
-# Deterministic mode's NaN-filling of new tensors (a debugging aid against reads of uninitialised memory;
-# reproducibility does not need it) was 11 % of a bf16 step (aten::fill_). True restores it (benchmarks).
-FILL_UNINITIALISED_MEMORY = False
 
 
 @contextlib.contextmanager
@@ -31,7 +28,9 @@ def torch_settings(config: TrainConfig, device: torch.device):
     # accept run-to-run noise there rather than warn on every step.
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = FILL_UNINITIALISED_MEMORY
+        # Deterministic mode also NaN-fills every new tensor, a debugging aid against reads of uninitialised
+        # memory that reproducibility does not need: 11 % of a bf16 step by profile (aten::fill_).
+        torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
