@@ -112,3 +112,19 @@ def test_prefect_path_on_an_offline_machine_logs_no_telemetry_error(tmp_path, fs
     assert "1 separated" in result.stdout
     output = result.stdout + result.stderr
     assert "ERROR" not in output and "telemetry" not in output, output[-3000:]
+
+
+def test_prefect_defaults_fill_only_what_the_user_left_unset(monkeypatch):
+    from deepclust.cli import PREFECT_DEFAULTS, prefect_defaults
+
+    for name in PREFECT_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "7")
+    prefect_defaults()
+    import os
+
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "7"  # the user's choice stands
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    prefect_defaults()
+    assert int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]) >= 60

@@ -37,15 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where the user has not chosen: the ephemeral Prefect server a command may start would send analytics (and
+# log an ERROR on an offline machine); and it gets 20 s to start, which a busy machine overran (a training run
+# and a test suite on 2 cores: "Timed out while attempting to connect to ephemeral Prefect API server").
+PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+
+
+def prefect_defaults() -> None:
+    """``PREFECT_DEFAULTS`` into the environment, each unless the user set it."""
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def main(argv=None, runners: Runners | None = None) -> None:
     """The library's command line (``python -m deepclust``); the ``deepclust`` console script is ``flows.cli.main``,
     which calls this with the Prefect ``runners``. Exits (``SystemExit``) with the command's code."""
     import logging
 
     args = build_parser().parse_args(argv)
-    # The ephemeral Prefect server this command may start would try to send analytics (and log an ERROR
-    # on an offline machine): off, unless the user has chosen otherwise.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_defaults()
     # The library reports progress (training epochs, loss, time left) through logging: show it on the
     # console, so a person watching a long stage sees it move.
     handler = logging.StreamHandler(sys.stderr)
