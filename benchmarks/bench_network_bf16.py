@@ -11,9 +11,16 @@ speed-up over float32 cannot much exceed the "lstm+head" ratio printed here (iss
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepclust.training.config import TrainConfig  # noqa: E402
+from deepclust.training.steps import torch_settings  # noqa: E402
 
 
 def frames_per_second(lstm, head, batch: int, frames: int, precision: str, with_head: bool, repeat: int) -> float:
@@ -37,17 +44,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as training runs (deepclust.training.steps)
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    with torch_settings(TrainConfig(num_threads=args.threads), torch.device("cpu")):  # as training runs
+        table(args.repeat)
+
+
+def table(repeat: int) -> None:
     lstm = torch.nn.LSTM(129, 300, 2, batch_first=True, bidirectional=True)
     head = torch.nn.Linear(600, 2580)
-    print(f"$ python benchmarks/bench_network_bf16.py --threads {args.threads} --repeat {args.repeat}")
+    print("$ python benchmarks/bench_network_bf16.py " + " ".join(sys.argv[1:]))
     print("| part | batch x frames | fp32 frames/s | bf16 frames/s | bf16 / fp32 |")
     print("| --- | --- | --- | --- | --- |")
     for with_head in (False, True):
         for batch, frames in ((16, 400), (32, 200), (64, 100), (32, 400)):
-            fp32, bf16 = (frames_per_second(lstm, head, batch, frames, p, with_head, args.repeat)
+            fp32, bf16 = (frames_per_second(lstm, head, batch, frames, p, with_head, repeat)
                           for p in ("fp32", "bf16"))
             print(f"| {'lstm+head' if with_head else 'lstm'} | {batch} x {frames} | {fp32:.0f} | {bf16:.0f} "
                   f"| {bf16 / fp32:.2f}x |", flush=True)

@@ -29,7 +29,7 @@ from deepclust.training.augment import AugmentConfig  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool  # noqa: E402
 from deepclust.training.prefetch import prefetched  # noqa: E402
-from deepclust.training.steps import train_epoch  # noqa: E402
+from deepclust.training.steps import torch_settings, train_epoch  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 
@@ -69,9 +69,11 @@ def main() -> None:
     parser.add_argument("--augment", action="store_true", help="draw batches with the shipped recipe's augmentation")
     parser.add_argument("--quick", action="store_true", help="the first four settings only")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as fit() trains on CPU (steps.torch_settings)
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    with torch_settings(TrainConfig(num_threads=args.threads), torch.device("cpu")):  # as fit() trains on CPU
+        run(args)
+
+
+def run(args) -> None:
     corpus = prepare_sources([CorpusSource(str(CORPORA / "librispeech-speakers"), "librispeech")], test_fraction=0.25)
     pool = SourcePool(corpus[corpus["subset"] == "train"].head(60), 8000)
     augment = AugmentConfig.recipe(str(CORPORA / "noise")) if args.augment else AugmentConfig()
