@@ -99,6 +99,9 @@ def add_train_dynamic(sub) -> None:
                    help="share of mixtures through a random band limit and EQ (phones, cheap microphones); 0 = off")
     p.add_argument("--dc-loss", choices=["classic", "whitened"], help="default: whitened with a mask head")
     p.add_argument("--mask-loss-weight", type=float, default=TrainConfig.mask_loss_weight)
+    p.add_argument("--waveform-loss-weight", type=float, default=TrainConfig.waveform_loss_weight,
+                   help="share of the mask term on the negative SNR of the resynthesised waveforms instead of the "
+                        "PSA loss (0-1; a fine-tuning objective, see deepclust.model.waveform_loss)")
     p.add_argument("--chunk-frames", type=int, default=TrainConfig.chunk_frames)
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
     p.add_argument("--lr-halving-patience", type=int, help="halve the learning rate after this many epochs "
@@ -126,6 +129,7 @@ def cmd_train_dynamic(args) -> None:
                                    num_threads=args.num_threads,
                                    dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
                                    mask_loss_weight=args.mask_loss_weight,
+                                   waveform_loss_weight=args.waveform_loss_weight,
                                    lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every,
                                    lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e))
     mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speaker_counts.split(",")))

@@ -38,6 +38,9 @@ class TrainConfig:
     dc_loss: "classic" (Hershey et al. 2016, Eq. 3) or "whitened" (Wang et al. 2018, Chimera++'s L_DC,W).
     mask_loss_weight: 1 - alpha of Chimera++: the mask-inference loss's share when the model has a mask
         head and the batches carry phase-sensitive targets (dynamic mixing does); the rest is the DC loss.
+    waveform_loss_weight: the share of the mask term given to the negative SNR of the mask head's resynthesised
+        waveforms (``deepclust.model.waveform_loss``) instead of the truncated PSA loss: 0 (Chimera++ as
+        published) to 1. Needs dynamic mixing, whose batches carry the talkers' waveforms.
     lr_halving_patience: halve the learning rate after this many epochs in a row without improvement
         (and again after as many more); None keeps it constant. Decided from the validation loss only,
         so a resumed run halves at the same epochs.
@@ -72,6 +75,7 @@ class TrainConfig:
     shuffle_buffer: int = 1024
     dc_loss: str = "classic"
     mask_loss_weight: float = 0.5
+    waveform_loss_weight: float = 0.0
     lr_halving_patience: int | None = None
     lr_halving_epochs: tuple[int, ...] = ()
     snapshot_every: int | None = None
@@ -87,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"dc_loss must be 'classic' or 'whitened', got {self.dc_loss!r}")
         if not 0.0 <= self.mask_loss_weight <= 1.0:
             raise ValueError(f"mask_loss_weight must be in [0, 1], got {self.mask_loss_weight}")
+        if not 0.0 <= self.waveform_loss_weight <= 1.0:
+            raise ValueError(f"waveform_loss_weight must be in [0, 1], got {self.waveform_loss_weight}")
         if self.chunk_frames < 1 or self.batch_size < 1:
             raise ValueError("chunk_frames and batch_size must be positive")
         if self.curriculum_chunk_frames is not None and self.curriculum_chunk_frames < 1:

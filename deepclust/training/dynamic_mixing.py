@@ -200,7 +200,9 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
 
     Returns ``log_mag`` ``(batch, frames, freq)`` (normalised when ``feature_stats`` is given), ``target``
     int64 (dominant source, the IBM), ``weight`` float32 (the 40 dB silence rule, per mixture), ``mixture_mag``
-    ``(batch, frames, freq)`` and ``psa_target`` ``(batch, K, frames, freq)`` (Chimera++'s truncated PSA).
+    ``(batch, frames, freq)`` and ``psa_target`` ``(batch, K, frames, freq)`` (Chimera++'s truncated PSA),
+    and for the waveform loss ``mixture_spectra`` (complex ``(batch, frames, freq)``), ``sources``
+    ``(batch, K, samples)`` and ``stft_config``.
     """
     sources_t = torch.from_numpy(np.ascontiguousarray(sources, dtype=np.float32))
     batch, k, samples = sources_t.shape
@@ -225,6 +227,9 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
         "weight": weight,
         "mixture_mag": magnitude.float(),
         "psa_target": phase_sensitive_targets(mixture_spectra, source_spectra, magnitude).float(),
+        "mixture_spectra": mixture_spectra,
+        "sources": sources_t,
+        "stft_config": feature_config.stft,
     }
 
 

@@ -16,34 +16,38 @@ from deepclust.device import autocast
 from deepclust.model.blstm import DeepClusteringNet
 from deepclust.model.chimera_loss import mask_inference_loss, whitened_deep_clustering_loss
 from deepclust.model.loss import deep_clustering_loss
+from deepclust.model.waveform_loss import waveform_snr_loss
 from deepclust.training.config import TrainConfig
 
 
 def combined_loss(embeddings: torch.Tensor, masks: torch.Tensor | None, target: torch.Tensor,
                   weight: torch.Tensor, mixture_mag: torch.Tensor | None, psa_target: torch.Tensor | None,
-                  n_sources: int, dc_loss: str, mask_loss_weight: float) -> torch.Tensor:
+                  n_sources: int, dc_loss: str, mask_loss_weight: float, psa_share: float = 1.0) -> torch.Tensor:
     """The loss of the heads' outputs, a scalar (float32 whatever the autocast).
 
     ``embeddings`` ``(batch, frames, freq, emb)``; ``masks`` ``(batch, K, frames, freq)`` or None;
     ``target`` int64 / ``weight`` float ``(batch, frames, freq)``; ``mixture_mag`` ``(batch, frames, freq)``
     and ``psa_target`` ``(batch, K, frames, freq)`` or None (no mask loss). The deep clustering loss is
     Hershey et al.'s Eq. 3 (``"classic"``) or Chimera++'s whitened L_DC,W; with a mask head for K sources,
-    ``(1 - w) * L_DC + w * L_MI`` (Wang et al. 2018).
+    ``(1 - w) * L_DC + w * L_MI`` (Wang et al. 2018); ``psa_share`` < 1 leaves the rest of ``w`` to the
+    waveform loss that ``batch_loss`` adds.
     """
     loss_of = whitened_deep_clustering_loss if dc_loss == "whitened" else deep_clustering_loss
     loss = loss_of(embeddings.flatten(1, 2), target.flatten(1), weight.flatten(1), n_sources)
     if masks is not None and psa_target is not None and psa_target.shape[1] == masks.shape[1]:
         mask_loss = mask_inference_loss(masks, mixture_mag, psa_target)
-        loss = (1 - mask_loss_weight) * loss + mask_loss_weight * mask_loss
+        loss = (1 - mask_loss_weight) * loss + mask_loss_weight * psa_share * mask_loss
     return loss
 
 
 def heads_and_loss(model: DeepClusteringNet, hidden: torch.Tensor, amp_dtype: torch.dtype | None,
-                   *loss_arguments) -> torch.Tensor:
-    """The heads on the trunk's ``hidden`` ``(batch, frames, 2 * hidden)``, then ``combined_loss``."""
+                   *loss_arguments) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The heads on the trunk's ``hidden`` ``(batch, frames, 2 * hidden)``, then ``combined_loss``; returns
+    the loss and the masks (None without a mask head), which the waveform loss resynthesises outside."""
     with autocast(hidden.device, amp_dtype):
         outputs = model.apply_heads(hidden)
-    return combined_loss(outputs["embeddings"], outputs.get("masks"), *loss_arguments)
+    masks = outputs.get("masks")
+    return combined_loss(outputs["embeddings"], masks, *loss_arguments), masks
 
 
 _compiled_heads_and_loss = None
@@ -60,8 +64,14 @@ def _compiled():
 def batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype | None,
                config: TrainConfig | None = None, compile: bool = False) -> torch.Tensor:
     """Loss of one batch: ``log_mag (batch, frames, freq)`` (+ ``target``, ``weight``, and for a mask head
-    ``mixture_mag``, ``psa_target``) -> scalar. ``model`` may be wrapped (DistributedDataParallel): its
-    forward then runs as one call, uncompiled, so that the wrapper sees every parameter used."""
+    ``mixture_mag``, ``psa_target``; for the waveform loss ``mixture_spectra``, ``sources`` and
+    ``stft_config``, as dynamic mixing gives them) -> scalar. ``model`` may be wrapped
+    (DistributedDataParallel): its forward then runs as one call, uncompiled, so that the wrapper sees
+    every parameter used.
+
+    With ``config.waveform_loss_weight`` = b > 0 the mask term becomes ``(1 - b) L_PSA + b L_WAV``
+    (``deepclust.model.waveform_loss``). The inverse STFT runs eagerly, after the compiled heads: inductor
+    does not lower complex tensors."""
     config = config or TrainConfig()
     log_mag = batch["log_mag"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)
@@ -69,14 +79,28 @@ def batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype 
     psa_target = batch.get("psa_target")
     mixture_mag = batch["mixture_mag"].to(device) if psa_target is not None else None
     psa_target = psa_target.to(device) if psa_target is not None else None
+    waveform_share = config.waveform_loss_weight
+    if waveform_share > 0 and not {"mixture_spectra", "sources", "stft_config"} <= batch.keys():
+        raise ValueError("the waveform loss needs the mixtures' spectra and the talkers' waveforms, which only "
+                         "dynamic mixing (train-dynamic) provides; set waveform_loss_weight to 0 here")
     # Sources absent from a batch give all-zero columns of Y, which add nothing to the loss.
     n_sources = max(2, int(target.max()) + 1)
-    loss_arguments = (target, weight, mixture_mag, psa_target, n_sources, config.dc_loss, config.mask_loss_weight)
+    loss_arguments = (target, weight, mixture_mag, psa_target, n_sources, config.dc_loss, config.mask_loss_weight,
+                      1.0 - waveform_share)
     if isinstance(model, DeepClusteringNet):
         with autocast(device, amp_dtype):  # the trunk; the heads and losses handle their own precision
             hidden = model.encode(log_mag)
         objective = _compiled() if compile else heads_and_loss
-        return objective(model, hidden, amp_dtype, *loss_arguments)
-    with autocast(device, amp_dtype):
-        outputs = model(log_mag, heads=True)
-    return combined_loss(outputs["embeddings"], outputs.get("masks"), *loss_arguments)
+        loss, masks = objective(model, hidden, amp_dtype, *loss_arguments)
+    else:
+        with autocast(device, amp_dtype):
+            outputs = model(log_mag, heads=True)
+        masks = outputs.get("masks")
+        loss = combined_loss(outputs["embeddings"], masks, *loss_arguments)
+    if waveform_share > 0 and masks is not None and masks.shape[1] == batch["sources"].shape[1]:
+        sources = batch["sources"].to(device)
+        spectra = batch["mixture_spectra"].to(device)
+        loss = loss + config.mask_loss_weight * waveform_share * waveform_snr_loss(
+            masks, spectra, sources, batch["stft_config"])
+    return loss
+
