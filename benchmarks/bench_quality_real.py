@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--results", help="write every row to this Parquet file")
     parser.add_argument("--whitened", action="store_true", help="also k-means on whitened embeddings (2 speakers)")
     parser.add_argument("--phase-iterations", type=int, default=0,
-                        help="also the mask head with this many MISI phase iterations (2 speakers)")
+                        help="also the mask head and the blend with this many MISI phase iterations (2 speakers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -263,6 +263,9 @@ def main() -> None:
         if args.phase_iterations:
             heads[f"mask head + MISI {args.phase_iterations}"] = Separator(
                 loaded, device="cpu", inference="mask", phase_iterations=args.phase_iterations)
+            heads[f"blend + MISI {args.phase_iterations}"] = Separator(
+                loaded, device="cpu", inference="blend", soft_beta=args.soft_beta,
+                phase_iterations=args.phase_iterations)
         two = {**heads, **two}
     wanted = set(args.systems.split(","))
     two = {name: separator for name, separator in two.items()

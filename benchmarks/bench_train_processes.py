@@ -7,7 +7,7 @@ Frames per second counts every process's mixtures: processes x batch x frames x 
 machine to itself.
 
     python benchmarks/bench_train_processes.py [--steps 20] [--cores 2] [--baseline-tree DIR]
-        [--shapes 32x400,64x200] [--no-processes]
+        [--shapes 32x400,64x200] [--no-processes] [--waveform-loss]
 
 ``--baseline-tree DIR``: a checkout of an earlier commit (``git worktree add DIR <commit>``); its code trains the
 first row, float32, in a subprocess of this run. That row is the "today's fp32" of issue 16's 2x target, so that
@@ -43,12 +43,13 @@ BATCH, FRAMES = 16, 400
 
 
 def epoch_seconds(processes: int, threads: int, precision: str, steps_per_epoch: int, out: Path,
-                  batch: int = BATCH, frames: int = FRAMES) -> float:
+                  batch: int = BATCH, frames: int = FRAMES, waveform_loss_weight: float = 0.0) -> float:
     """Seconds of the second epoch's steps (its small validation apart) of a fresh run in this setting."""
     corpus = prepare_sources([CorpusSource(str(CORPORA / "librispeech-speakers"), "librispeech")])
     config = TrainConfig(chunk_frames=frames, batch_size=batch, steps_per_epoch=steps_per_epoch, max_epochs=2,
                          patience=9, device="cpu", seed=0, dc_loss="whitened", precision=precision, compile="on",
-                         num_threads=threads)
+                         num_threads=threads, **({"waveform_loss_weight": waveform_loss_weight}
+                                                 if waveform_loss_weight else {}))
     train_dynamic_on_processes(processes, threads, corpus_manifest=corpus, out_url=str(out),
                                model_config=ModelConfig.preset("chimera++"), train_config=config,
                                mix_config=DynamicMixConfig(cv_mixtures=16, stats_mixtures=64),
@@ -72,32 +73,36 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path, help="an earlier checkout: its code trains the fp32 row")
     parser.add_argument("--shapes", default="", help="extra one-process bf16 shapes, e.g. 32x400,64x200")
     parser.add_argument("--no-processes", action="store_true", help="leave out the data-parallel row")
+    parser.add_argument("--waveform-loss", action="store_true",
+                        help="add a bf16 row trained with --waveform-loss-weight 1 (its inverse STFTs cost)")
     parser.add_argument("--one-row", help=argparse.SUPPRESS)  # THREADS,STEPS,OUT: a baseline subprocess
     args = parser.parse_args()
     if args.one_row:
         threads, steps, out = args.one_row.split(",", 2)
         print(epoch_seconds(1, int(threads), "fp32", int(steps), Path(out)))
         return
-    # (label, processes, threads, precision, batch, frames)
-    settings = [("this tree", 1, args.cores, precision, BATCH, FRAMES) for precision in ("fp32", "bf16")]
+    # (label, processes, threads, precision, batch, frames, waveform loss weight)
+    settings = [("this tree", 1, args.cores, precision, BATCH, FRAMES, 0.0) for precision in ("fp32", "bf16")]
     if args.baseline_tree:
-        settings.insert(0, (f"baseline {args.baseline_tree.name}", 1, args.cores, "fp32", BATCH, FRAMES))
+        settings.insert(0, (f"baseline {args.baseline_tree.name}", 1, args.cores, "fp32", BATCH, FRAMES, 0.0))
+    if args.waveform_loss:
+        settings.append(("this tree, waveform loss", 1, args.cores, "bf16", BATCH, FRAMES, 1.0))
     if not args.no_processes:
-        settings.append(("this tree", args.cores, 1, "bf16", BATCH, FRAMES))
+        settings.append(("this tree", args.cores, 1, "bf16", BATCH, FRAMES, 0.0))
     for shape in filter(None, args.shapes.split(",")):
         batch, frames = (int(part) for part in shape.split("x"))
-        settings.append(("this tree", 1, args.cores, "bf16", batch, frames))
+        settings.append(("this tree", 1, args.cores, "bf16", batch, frames, 0.0))
     print("$ python benchmarks/bench_train_processes.py " + " ".join(sys.argv[1:]))
     print("| code | processes x threads | precision | batch x frames | effective batch | frames/s | vs first row |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     first = None
     with tempfile.TemporaryDirectory(prefix="bench-processes-") as folder:
-        for number, (label, processes, threads, precision, batch, frames) in enumerate(settings):
+        for number, (label, processes, threads, precision, batch, frames, waveform) in enumerate(settings):
             out = Path(folder) / f"row-{number}"
             if label.startswith("baseline"):
                 seconds = baseline_seconds(args.baseline_tree, threads, args.steps, out)
             else:
-                seconds = epoch_seconds(processes, threads, precision, args.steps, out, batch, frames)
+                seconds = epoch_seconds(processes, threads, precision, args.steps, out, batch, frames, waveform)
             rate = processes * batch * frames * args.steps / seconds
             first = first or rate
             print(f"| {label} | {processes} x {threads} | {precision} | {batch} x {frames} | {processes * batch} "
