@@ -54,6 +54,33 @@ def test_export_of_several_snapshots_ships_the_mean_of_their_weights_with_the_ne
     assert by_cli["extra"]["inference"] == {"2": "blend"} and len(by_cli["extra"]["averaged_from"]) == 2
 
 
+def test_snapshots_exported_after_the_run_went_on_carry_their_own_seconds_not_the_runs_latest(corpus, tmp_path):  # noqa: F811
+    """A run's run_facts.json moves on with it; a snapshot of an earlier epoch keeps the readings of its epoch."""
+    import json
+    import os
+
+    import pandas as pd
+
+    run = tmp_path / "run"
+    _train(corpus, str(run), 3)
+    history = pd.read_csv(run / "history.csv")
+    until_2 = round(float(history.loc[history["epoch"] <= 2, "seconds"].sum()), 3)
+    assert until_2 < json.loads((run / "run_facts.json").read_text())["seconds"]
+    snapshots = [str(run / "snapshots" / f"epoch-{e:03d}.pt") for e in (1, 2)]
+    link = export_half(snapshots, str(tmp_path / "early.pt"))["lineage"][-1]
+    own = json.loads((run / "snapshots" / "epoch-002.facts.json").read_text())
+    assert link["global_step"] == own["global_step"] == 4
+    assert link["seconds"] == pytest.approx(until_2, abs=1e-3) and link["finished_at"] == own["finished_at"]
+    # A run written before snapshots had their own readings: seconds from the history, the date left unknown.
+    os.remove(run / "snapshots" / "epoch-002.facts.json")
+    facts = json.loads((run / "run_facts.json").read_text())
+    facts.pop("global_step")
+    (run / "run_facts.json").write_text(json.dumps(facts))
+    old = export_half(snapshots, str(tmp_path / "old.pt"))["lineage"][-1]
+    assert old["seconds"] == pytest.approx(until_2, abs=1e-3) and old["finished_at"] is None
+    assert old["machine"]["cpu_count"] == facts["machine"]["cpu_count"]
+
+
 def test_export_refuses_to_average_different_networks_naming_the_file(corpus, tmp_path):  # noqa: F811
     _train(corpus, str(tmp_path / "a"), 1)
     _train(corpus, str(tmp_path / "b"), 1, model=ModelConfig.preset("chimera++", hidden=12, layers=1, emb_dim=4))

@@ -20,10 +20,12 @@ so the readings of the clock and the host (``seconds``, ``machine``, ``finished_
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import platform
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 
 from deepclust import storage
@@ -71,17 +73,61 @@ def run_facts_url(model_url: str) -> str:
     """Where the clock and host readings of the run that wrote ``model_url`` lie: beside it, or in the run's
     folder for a snapshot (``OUT/snapshots/epoch-NNN.pt``)."""
     folder = storage.parent(model_url)
-    if folder.rstrip("/").rsplit("/", 1)[-1] == SNAPSHOTS:
+    if is_snapshot(model_url):
         folder = storage.parent(folder)
     return storage.join(folder, RUN_FACTS)
 
 
-def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:
-    """``lineage`` with the last link completed from the ``run_facts.json`` beside ``model_url``, if any."""
-    lineage = [dict(link) for link in lineage]
+def is_snapshot(model_url: str) -> bool:
+    return storage.parent(model_url).rstrip("/").rsplit("/", 1)[-1] == SNAPSHOTS
+
+
+def snapshot_facts_url(snapshot_url: str) -> str:
+    """A snapshot's own readings (``epoch-NNN.facts.json``): the run's ``run_facts.json`` moves on with the run."""
+    return snapshot_url[:-3] + ".facts.json" if snapshot_url.endswith(".pt") else snapshot_url + ".facts.json"
+
+
+def _seconds_until(history_url: str, global_step) -> float | None:
+    """Training seconds of the run up to ``global_step``, from its history.csv (None without one)."""
+    if global_step is None or not storage.exists(history_url):
+        return None
+    history = pd.read_csv(io.BytesIO(storage.read_bytes(history_url)))
+    if not {"global_step", "seconds"} <= set(history.columns):
+        return None
+    return round(float(history.loc[history["global_step"] <= global_step, "seconds"].sum()), 3)
+
+
+def facts_for(model_url: str, global_step) -> dict:
+    """The clock and host readings of the run as of the model at ``global_step``.
+
+    A snapshot's own facts file when it has one; else the run's ``run_facts.json`` if it was written at that
+    step. A run that went on after the model (a snapshot exported while, or after, the run trained further)
+    has later readings there: then only the host is taken, the seconds come from the history up to the
+    model's step, and the date is left unknown rather than wrong.
+    """
+    own = snapshot_facts_url(model_url) if is_snapshot(model_url) else None
+    if own and storage.exists(own):
+        return storage.read_json(own)
     facts_url = run_facts_url(model_url)
-    if lineage and storage.exists(facts_url):
-        lineage[-1].update({k: v for k, v in storage.read_json(facts_url).items() if lineage[-1].get(k) is None})
+    if not storage.exists(facts_url):
+        return {}
+    facts = storage.read_json(facts_url)
+    history_url = storage.join(storage.parent(facts_url), "history.csv")
+    written_at = facts.get("global_step")
+    if written_at is None and storage.exists(history_url):  # older runs: the history says how far the run went
+        steps = pd.read_csv(io.BytesIO(storage.read_bytes(history_url)), usecols=["global_step"])["global_step"]
+        written_at = int(steps.max()) if len(steps) else None
+    if global_step is None or written_at is None or written_at == global_step:
+        return facts
+    return {"machine": facts.get("machine"), "seconds": _seconds_until(history_url, global_step)}
+
+
+def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:
+    """``lineage`` with the last link completed from the readings of the run as of ``model_url`` (``facts_for``)."""
+    lineage = [dict(link) for link in lineage]
+    if lineage:
+        facts = facts_for(model_url, lineage[-1].get("global_step"))
+        lineage[-1].update({k: v for k, v in facts.items() if lineage[-1].get(k) is None and k != "global_step"})
     return lineage
 
 
@@ -119,4 +165,5 @@ def run_link(facts: dict, state: dict, init_from: str | None) -> dict:
 def run_facts(state: dict) -> dict:
     """The run's readings of the clock and the host, as of now."""
     return {"seconds": round(float(state["train_seconds"]), 3), "machine": machine_facts(),
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "global_step": state["global_step"]}

@@ -30,7 +30,8 @@ from deepclust import storage
 from deepclust.device import resolve_device, resolve_precision
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model
-from deepclust.model.lineage import RUN_FACTS, SNAPSHOTS, ParentModel, parent_link, run_facts, run_link
+from deepclust.model.lineage import (RUN_FACTS, SNAPSHOTS, ParentModel, parent_link, run_facts, run_link,
+                                     snapshot_facts_url)
 from deepclust.training.chunks import ItemSource, training_batches, validation_batches
 from deepclust.training.config import TrainConfig
 from deepclust.training.prefetch import prefetched
@@ -208,8 +209,10 @@ class _Run:
                   "learning_rate": self.optimiser.param_groups[0]["lr"]}
         state["history"].append(record)
         if config.snapshot_every and state["epoch"] % config.snapshot_every == 0:
-            self.save_model(storage.join(self.out_url, SNAPSHOTS, f"epoch-{state['epoch']:03d}.pt"),
-                            {"val_loss": val_loss})
+            snapshot = storage.join(self.out_url, SNAPSHOTS, f"epoch-{state['epoch']:03d}.pt")
+            self.save_model(snapshot, {"val_loss": val_loss})
+            if self.replicas.writes:  # its own clock readings: run_facts.json moves on with the run
+                storage.write_bytes_atomic(snapshot_facts_url(snapshot), json.dumps(run_facts(state), indent=1).encode())
         self.save_state()
         if self.replicas.writes:
             write_history(self.out_url, state["history"])
