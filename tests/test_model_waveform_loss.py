@@ -67,6 +67,11 @@ def test_batch_loss_adds_the_waveform_term_only_when_asked_and_it_trains(talkers
     mixed = batch_loss(model, batch, torch.device("cpu"), None, TrainConfig(dc_loss="whitened",
                                                                              waveform_loss_weight=1.0))
     assert float(plain) != pytest.approx(float(mixed), abs=1e-3)
+    # All of the mask term to the waveform: 0.5 DC + 0.5 WAV, the phase-sensitive loss not in it at all.
+    dc_only = batch_loss(model, batch, torch.device("cpu"), None, TrainConfig(dc_loss="whitened", mask_loss_weight=0.0))
+    masks = model(batch["log_mag"], heads=True)["masks"]
+    wav = waveform_snr_loss(masks, batch["mixture_spectra"], batch["sources"], batch["stft_config"])
+    assert float(mixed) == pytest.approx(0.5 * float(dc_only) + 0.5 * float(wav), abs=1e-5)
     # Trained on the waveform loss alone for a few steps, the tiny network resynthesises these talkers better.
     config = TrainConfig(dc_loss="whitened", mask_loss_weight=1.0, waveform_loss_weight=1.0)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)

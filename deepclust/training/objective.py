@@ -35,8 +35,9 @@ def combined_loss(embeddings: torch.Tensor, masks: torch.Tensor | None, target: 
     loss_of = whitened_deep_clustering_loss if dc_loss == "whitened" else deep_clustering_loss
     loss = loss_of(embeddings.flatten(1, 2), target.flatten(1), weight.flatten(1), n_sources)
     if masks is not None and psa_target is not None and psa_target.shape[1] == masks.shape[1]:
-        mask_loss = mask_inference_loss(masks, mixture_mag, psa_target)
-        loss = (1 - mask_loss_weight) * loss + mask_loss_weight * psa_share * mask_loss
+        loss = (1 - mask_loss_weight) * loss
+        if psa_share > 0:  # psa_share 0 (all of the mask term to the waveform loss): no PSA forward or backward
+            loss = loss + mask_loss_weight * psa_share * mask_inference_loss(masks, mixture_mag, psa_target)
     return loss
 
 
