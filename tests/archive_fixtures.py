@@ -31,8 +31,35 @@ S3_KEY, S3_SECRET = "deepclust-test", "deepclust-test-secret"
 FSDD_SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as probe:
+    """A free loopback port *below* the kernel's ephemeral range. A port from ``bind(0)`` lies inside it, and
+    between the probe and weed's own bind an outgoing connection (weed's services talk to each other) can be
+    given the same port: "bind: address already in use" (seen in CI)."""
+    low, _ = _ephemeral_range()
+    rng = np.random.default_rng()
+    for _ in range(200):
+        port = int(rng.integers(10000, max(10001, low)))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as probe:  # no free port below the range: fall back to the kernel's choice
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
