@@ -84,26 +84,22 @@ def is_snapshot(model_url: str) -> bool:
 
 def snapshot_facts_url(snapshot_url: str) -> str:
     """A snapshot's own readings (``epoch-NNN.facts.json``): the run's ``run_facts.json`` moves on with the run."""
-    return snapshot_url[:-3] + ".facts.json" if snapshot_url.endswith(".pt") else snapshot_url + ".facts.json"
+    return snapshot_url.removesuffix(".pt") + ".facts.json"
 
 
-def _seconds_until(history_url: str, global_step) -> float | None:
-    """Training seconds of the run up to ``global_step``, from its history.csv (None without one)."""
-    if global_step is None or not storage.exists(history_url):
-        return None
-    history = pd.read_csv(io.BytesIO(storage.read_bytes(history_url)))
-    if not {"global_step", "seconds"} <= set(history.columns):
-        return None
-    return round(float(history.loc[history["global_step"] <= global_step, "seconds"].sum()), 3)
+def _history(run_folder: str) -> pd.DataFrame | None:
+    url = storage.join(run_folder, "history.csv")
+    return pd.read_csv(io.BytesIO(storage.read_bytes(url))) if storage.exists(url) else None
 
 
 def facts_for(model_url: str, global_step) -> dict:
     """The clock and host readings of the run as of the model at ``global_step``.
 
     A snapshot's own facts file when it has one; else the run's ``run_facts.json`` if it was written at that
-    step. A run that went on after the model (a snapshot exported while, or after, the run trained further)
-    has later readings there: then only the host is taken, the seconds come from the history up to the
-    model's step, and the date is left unknown rather than wrong.
+    step (older runs' files do not say: their history's last step does). A run that went on after the model
+    (a snapshot exported while, or after, the run trained further) has later readings there: then only the
+    host is taken, the seconds come from the history up to the model's step, and the date is left unknown
+    rather than wrong.
     """
     own = snapshot_facts_url(model_url) if is_snapshot(model_url) else None
     if own and storage.exists(own):
@@ -112,14 +108,13 @@ def facts_for(model_url: str, global_step) -> dict:
     if not storage.exists(facts_url):
         return {}
     facts = storage.read_json(facts_url)
-    history_url = storage.join(storage.parent(facts_url), "history.csv")
-    written_at = facts.get("global_step")
-    if written_at is None and storage.exists(history_url):  # older runs: the history says how far the run went
-        steps = pd.read_csv(io.BytesIO(storage.read_bytes(history_url)), usecols=["global_step"])["global_step"]
-        written_at = int(steps.max()) if len(steps) else None
+    history = _history(storage.parent(facts_url))
+    known = history is not None and len(history) > 0 and {"global_step", "seconds"} <= set(history.columns)
+    written_at = facts.get("global_step", int(history["global_step"].max()) if known else None)
     if global_step is None or written_at is None or written_at == global_step:
         return facts
-    return {"machine": facts.get("machine"), "seconds": _seconds_until(history_url, global_step)}
+    seconds = round(float(history.loc[history["global_step"] <= global_step, "seconds"].sum()), 3) if known else None
+    return {"machine": facts.get("machine"), "seconds": seconds}
 
 
 def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:
@@ -127,7 +122,7 @@ def with_run_facts(lineage: list[dict], model_url: str) -> list[dict]:
     lineage = [dict(link) for link in lineage]
     if lineage:
         facts = facts_for(model_url, lineage[-1].get("global_step"))
-        lineage[-1].update({k: v for k, v in facts.items() if lineage[-1].get(k) is None and k != "global_step"})
+        lineage[-1].update({k: v for k, v in facts.items() if lineage[-1].get(k) is None})
     return lineage
 
 

@@ -208,16 +208,17 @@ class _Run:
                   "global_step": state["global_step"], "seconds": seconds, "val_seconds": val_seconds,
                   "learning_rate": self.optimiser.param_groups[0]["lr"]}
         state["history"].append(record)
+        snapshot = None
         if config.snapshot_every and state["epoch"] % config.snapshot_every == 0:
             snapshot = storage.join(self.out_url, SNAPSHOTS, f"epoch-{state['epoch']:03d}.pt")
             self.save_model(snapshot, {"val_loss": val_loss})
-            if self.replicas.writes:  # its own clock readings: run_facts.json moves on with the run
-                storage.write_bytes_atomic(snapshot_facts_url(snapshot), json.dumps(run_facts(state), indent=1).encode())
         self.save_state()
         if self.replicas.writes:
             write_history(self.out_url, state["history"])
-            storage.write_bytes_atomic(storage.join(self.out_url, RUN_FACTS),
-                                       json.dumps(run_facts(state), indent=1).encode())
+            facts = json.dumps(run_facts(state), indent=1).encode()
+            storage.write_bytes_atomic(storage.join(self.out_url, RUN_FACTS), facts)
+            if snapshot:  # the snapshot keeps these readings: run_facts.json moves on with the run
+                storage.write_bytes_atomic(snapshot_facts_url(snapshot), facts)
         self.replicas.barrier()  # model.pt and last.pt are complete before any process reads them
         return record
 
