@@ -16,6 +16,7 @@ Layout of ``out`` (local folder or ``s3://`` prefix)::
     out/<output stem>/s1.wav .. sK.wav   one folder per input, never shared (``assign_output_stems``)
     out/manifest.parquet                 one row per input (batch.MANIFEST_COLUMNS), whole after every run
     out/.manifest/                       rows committed since (``deepclust.manifest_log``: append-only)
+    out/.manifest/base-copy.parquet      a copy of manifest.parquet, written before it: a damaged one is rebuilt
     out/.lock                            the writer's lock (``deepclust.storage_lock``)
     out/.partial/                        local outputs being written (never on S3)
 
@@ -35,6 +36,10 @@ Guarantees:
   retried with backoff for ``retry_minutes`` and then recorded as ``transient`` (retried by the next run,
   never ``failed``); a device fault (CUDA, not out-of-memory) or ``max_consecutive_failures`` failed inputs
   in a row open the **circuit breaker**: the job stops with ``CircuitOpenError`` and marks nothing after.
+- **Faults of the run are not rows.** A setting this machine cannot run (``--precision bf16`` on a CPU without
+  bf16) is refused before any input; a full disk (``DiskFullError``), a damaged manifest that its copy cannot
+  rebuild (``DamagedManifestError``) or a network that fails on a known-good input too (``NetworkFaultError``)
+  stop the job in one line (``deepclust.errors.RunFaultError``); what was committed stays, a rerun continues.
 
 S3 endpoints are configured the fsspec way: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``.
@@ -59,7 +64,9 @@ from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, inp
 from deepclust.separation.long import WindowConfig
 from deepclust.storage_lock import FolderLock, folder_lock
 from deepclust.manifests import MANIFEST_NAME
-from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_transient
+from deepclust.errors import DamagedManifestError, DiskFullError, RunFaultError
+from deepclust.transient import (RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_disk_full,
+                                 is_transient)
 
 FILES_PER_BATCH = 8  # inputs per manifest commit (and per Prefect task)
 MAX_CONSECUTIVE_FAILURES = 50  # failed inputs in a row that open the circuit breaker (a lost mount, a bad model)
@@ -115,15 +122,16 @@ def separation_settings(n_speakers: int, window: WindowConfig, inference: str = 
 
 
 def job_settings(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
-                 precision: str = "auto", channel: int | None = None) -> dict:
+                 precision: str = "auto", channel: int | None = None, device: str = "auto") -> dict:
     """``{"model_sha256", "window", "inference", "kmeans", "precision"}`` (JSON-able: it travels to Prefect
     tasks): what made a job's outputs, recorded with every row; see ``separation_settings``. ``precision`` is
-    stored resolved ("auto" as ``deepclust.device.inference_precision`` reads it on the default device).
+    stored resolved on the job's ``device`` (``deepclust.device.inference_precision``), the device the network
+    runs on: "auto" on a CUDA host told ``device="cpu"`` is the CPU's choice, not CUDA's.
     ``channel``: ``--channel`` (1-based) or None."""
     from deepclust.device import inference_precision
 
     return {"model_sha256": storage.sha256_of(model_url), "window": window.to_dict(), "inference": inference,
-            "kmeans": kmeans, "precision": inference_precision(precision), "channel": channel}
+            "kmeans": kmeans, "precision": inference_precision(precision, device), "channel": channel}
 
 
 def _window(stamp: dict) -> WindowConfig:
@@ -347,7 +355,7 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         map_batches = batches_here(separator)
     resolved = getattr(separator, "precision", "fp32") if separator is not None \
         else inference_precision(precision, device)
-    stamp = job_settings(model_url, window, inference, kmeans, resolved, channel)
+    stamp = job_settings(model_url, window, inference, kmeans, resolved, channel, device)
     job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=device, retry_seconds=retry_seconds)
 
     def retried(call, what: str):
@@ -356,35 +364,49 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
     rows: list[dict] = []
     failed_batches: list[tuple[int, BaseException]] = []
     breaker = Breaker(max_consecutive_failures)
-    with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes,
-                     break_lock=break_lock) as lock:
-        log = manifest_log(out_url)
-        # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
-        # transient error propagates (nothing was separated: the caller says "run again").
-        todo, already_done = retried(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
-                                     what=f"listing {input_url}")
-        batches = store.batches(todo, files_per_batch)
-        try:
-            with _mapped(map_batches, batches, job) as outcomes:
-                for index, outcome in outcomes:
-                    batch_rows = _rows_of(batches[index], outcome, stamp, retry_seconds)
-                    if batch_rows is None:  # failed for good under a runner that goes on with the others
-                        failed_batches.append((index, outcome))
-                        logger.error("batch %d (%d inputs, first %s) failed: %s: %s", index, len(batches[index]),
-                                     batches[index][0]["relative_path"], type(outcome).__name__, outcome)
-                        continue
-                    # The store may be restarting here too: checking the lock and committing are retried alike.
-                    retried(lock.check, what="checking the lock")
-                    retried(lambda: commit_manifest(out_url, batch_rows, log), what="committing rows")
-                    rows.extend(batch_rows)
-                    if progress:
-                        progress(len(rows), len(todo))
-                    breaker.record(batch_rows)
-        finally:  # manifest.parquet whole again, also when the breaker opened; never by a run that lost the lock
-            if not lock.lost:  # (a run that lost it has raised LockLostError: it returns nothing)
-                manifest = retried(log.compact, what="compacting the manifest")
-        if lock.lost:  # lost to the heartbeat after the last check: raise as a check would
-            lock.check()
+    todo: list[dict] = []
+    already_done: list[str] = []
+    try:
+        with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes,
+                         break_lock=break_lock) as lock:
+            log = manifest_log(out_url)
+            # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
+            # transient error propagates (nothing was separated: the caller says "run again").
+            todo, already_done = retried(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
+                                         what=f"listing {input_url}")
+            batches = store.batches(todo, files_per_batch)
+            try:
+                with _mapped(map_batches, batches, job) as outcomes:
+                    for index, outcome in outcomes:
+                        batch_rows = _rows_of(batches[index], outcome, stamp, retry_seconds)
+                        if batch_rows is None:  # failed for good under a runner that goes on with the others
+                            failed_batches.append((index, outcome))
+                            logger.error("batch %d (%d inputs, first %s) failed: %s: %s", index, len(batches[index]),
+                                         batches[index][0]["relative_path"], type(outcome).__name__, outcome)
+                            continue
+                        # The store may be restarting here too: checking the lock and committing are retried alike.
+                        retried(lock.check, what="checking the lock")
+                        retried(lambda: commit_manifest(out_url, batch_rows, log), what="committing rows")
+                        rows.extend(batch_rows)
+                        if progress:
+                            progress(len(rows), len(todo))
+                        breaker.record(batch_rows)
+            finally:  # manifest.parquet whole again, also when the breaker opened; never by a run that lost the lock
+                if not lock.lost:  # (a run that lost it has raised LockLostError: it returns nothing)
+                    manifest = retried(log.compact, what="compacting the manifest")
+            if lock.lost:  # lost to the heartbeat after the last check: raise as a check would
+                lock.check()
+    except Exception as error:
+        done = len(already_done) + sum(row["status"] == "done" for row in rows)
+        kept = (f"{done} inputs are done and kept ({len(already_done)} from earlier runs), "
+                f"{max(len(todo) - len(rows), 0)} not yet")
+        if isinstance(error, DiskFullError) or is_disk_full(error):
+            raise DiskFullError(f"{out_url}: the output location is full (no space left on the device, or the "
+                                f"quota is spent); {kept}: free space and run the same command again, it continues "
+                                "where this one stopped") from error
+        if isinstance(error, RunFaultError) and not isinstance(error, DamagedManifestError):
+            raise type(error)(f"{error}; {kept}: a rerun continues where this one stopped") from error
+        raise
     summary = job_summary(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
     if listen:  # a spot-check page of this run's inputs (deepclust.reports.listen): out/.listen/index.html
         from deepclust.reports.listen import archive_spot_check
@@ -403,6 +425,10 @@ def _rows_of(batch: list[dict], outcome, stamp: dict, retry_seconds: float) -> l
     the retries, None for a batch that failed for good; a device fault opens the breaker."""
     if not isinstance(outcome, BaseException):
         return outcome
+    if isinstance(outcome, RunFaultError):  # the run's fault (a full disk, a broken network): stop, blame no one
+        raise outcome
+    if is_disk_full(outcome):
+        raise DiskFullError(f"no space left where the outputs go ({outcome})") from outcome
     if is_device_fault(outcome):
         raise Breaker.device_fault(outcome, batch) from outcome
     if is_transient(outcome):

@@ -15,9 +15,11 @@ from __future__ import annotations
 import concurrent.futures as futures
 import itertools
 import multiprocessing
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
 from deepclust.archive import BatchJob, MapBatches, job_separator, separate_batch_retried
+from deepclust.errors import WorkerLostError
 
 
 def _start_worker(threads: int) -> None:
@@ -57,8 +59,14 @@ def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatche
                 for future in done:
                     index = pending.pop(future)
                     error = future.exception()
+                    if isinstance(error, BrokenProcessPool):  # the run's fault: no batch is to blame for it
+                        raise WorkerLostError("a worker process died (killed from outside: the system's "
+                                              "out-of-memory killer, or a signal)") from error
                     yield index, error if error is not None else future.result()
                     submit_next()
+        except BrokenProcessPool as error:  # (found by a submit instead of a result)
+            raise WorkerLostError("a worker process died (killed from outside: the system's out-of-memory "
+                                  "killer, or a signal)") from error
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

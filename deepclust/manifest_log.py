@@ -22,6 +22,7 @@ plain Parquet readers then see whole. One writer at a time: callers hold the out
 from __future__ import annotations
 
 import io
+import logging
 import re
 import uuid
 
@@ -30,9 +31,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepclust import storage
+from deepclust.errors import DamagedManifestError
 from deepclust.manifests import MANIFEST_NAME
 
 LOG_FOLDER = ".manifest"
+# Every fold writes the base twice: this copy first, then ``manifest.parquet``. A base that a failing disk or a
+# sync tool damaged is then rebuilt from the copy (and the other way round), losing nothing.
+BASE_COPY = "base-copy.parquet"
 PARTS_PER_SEGMENT = 64
 THROUGH_KEY = b"deepclust.manifest_log.through"  # Parquet metadata: the newest part folded into this file
 
@@ -46,10 +51,24 @@ def _write(table: pd.DataFrame, url: str, through: int) -> None:
 
 
 def _read(url: str) -> tuple[pd.DataFrame, int]:
-    table = pq.read_table(io.BytesIO(storage.read_bytes(url)))
+    data = storage.read_bytes(url)
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except pa.ArrowInvalid as error:  # not a transient fault: the bytes themselves are wrong
+        raise DamagedManifestError(_damaged(url, error, len(data))) from error
     through = int((table.schema.metadata or {}).get(THROUGH_KEY, b"-1"))
     return table.to_pandas(), through
 
+
+def _damaged(url: str, error: Exception, size: int | None = None) -> str:
+    """``url`` is damaged, why, and what moving it aside costs (its rows' inputs are separated again)."""
+    bytes_note = f", {size} bytes" if size is not None else ""
+    return (f"{url} is damaged ({str(error).split('. Either')[0]}{bytes_note}: truncated or not Parquet) and "
+            f"could not be rebuilt from its copy; move it aside (e.g. rename it to {url}.damaged) and rerun: "
+            "the inputs it listed are then separated again, nothing else is lost")
+
+
+logger = logging.getLogger(__name__)
 
 _COMMITTED = re.compile(r"\d{12}(-[0-9a-f]{8})?\.parquet")  # what this module names (not .tmp-*, folder markers)
 
@@ -57,7 +76,10 @@ _COMMITTED = re.compile(r"\d{12}(-[0-9a-f]{8})?\.parquet")  # what this module n
 def _footer(url: str) -> tuple[int, int]:
     """``(rows, through)`` from a Parquet file's footer, without reading its data."""
     with storage.open_url(url, "rb") as handle:
-        metadata = pq.ParquetFile(handle).metadata
+        try:
+            metadata = pq.ParquetFile(handle).metadata
+        except pa.ArrowInvalid as error:
+            raise DamagedManifestError(_damaged(url, error)) from error
         return metadata.num_rows, int((metadata.metadata or {}).get(THROUGH_KEY, b"-1"))
 
 
@@ -73,6 +95,7 @@ class ManifestLog:
         self.base_url = storage.join(out_url, name)
         self.parts_url = storage.join(out_url, LOG_FOLDER, "parts")
         self.segments_url = storage.join(out_url, LOG_FOLDER, "segments")
+        self.copy_url = storage.join(out_url, LOG_FOLDER, BASE_COPY)
         self.writes = 0  # files this object wrote (parts, segments, bases): the manifest's write I/O
         self.rows_written = 0
         self._next_seq = None  # the writer's state, read once by the first append
@@ -89,10 +112,29 @@ class ManifestLog:
         files = [u for u in storage.list_files(url) if _COMMITTED.fullmatch(u.rstrip("/").rsplit("/", 1)[-1])]
         return sorted(files, key=_seq)
 
+    def _base(self) -> tuple[pd.DataFrame, int]:
+        """The base and its ``through``: ``manifest.parquet``, or its copy where that is damaged (or newer: a
+        fold stopped between the two writes); empty when neither exists. ``DamagedManifestError`` when neither
+        can be read."""
+        found, damaged = [], []
+        for url in (self.base_url, self.copy_url):
+            if storage.exists(url):
+                try:
+                    found.append(_read(url))
+                except DamagedManifestError as error:
+                    damaged.append(error)
+        if damaged and not found:
+            raise damaged[0]
+        if damaged:
+            logger.warning("a damaged manifest file was read from its copy instead, and the next run that writes "
+                           "here rewrites it: %s", str(damaged[0]).split(" and could not")[0])
+        if not found:
+            return pd.DataFrame(columns=self.columns), -1
+        return max(found, key=lambda base_through: base_through[1])
+
     def _state(self) -> tuple[pd.DataFrame, int, list[str], list[str]]:
         """Base, its ``through``, and the segments and parts not folded into it yet (oldest first)."""
-        base, through = (_read(self.base_url) if storage.exists(self.base_url)
-                         else (pd.DataFrame(columns=self.columns), -1))
+        base, through = self._base()
         segments = [u for u in self._listing(self.segments_url) if _seq(u) > through]
         newest_segment = max([through] + [_seq(u) for u in segments])
         parts = [u for u in self._listing(self.parts_url) if _seq(u) > newest_segment]
@@ -123,7 +165,10 @@ class ManifestLog:
     def _open_for_writing(self) -> None:
         """What is committed so far, read once (footers only): the writer then keeps count in memory, so an
         append costs one small write and no listing or read (one writer at a time: the caller holds the lock)."""
-        base_rows, through = (_footer(self.base_url) if storage.exists(self.base_url) else (0, -1))
+        base, through = self._base()  # read whole (not only its footer): a damaged base is found, and rebuilt
+        base_rows = len(base)
+        if through >= 0 and not self._base_intact(through):
+            self._write_base(base, through)
         self._segments = [(u, _footer(u)[0]) for u in self._listing(self.segments_url) if _seq(u) > through]
         newest = max([through] + [_seq(u) for u, _ in self._segments])
         parts = self._listing(self.parts_url)
@@ -171,14 +216,29 @@ class ManifestLog:
         newest = max([through] + [_seq(u) for u in levels])
         merged = self._merge([base] + [_read(u)[0] for u in levels])
         storage.makedirs(self.out_url)
-        _write(merged, self.base_url, newest)
-        self.writes += 1
+        self._write_base(merged, newest)
         self.rows_written += len(merged)
         for url in self._listing(self.segments_url) + self._listing(self.parts_url):
             if _seq(url) <= newest:
                 storage.remove(url)
         self._base_rows, self._segments, self._parts = len(merged), [], []
         return merged
+
+    def _write_base(self, table: pd.DataFrame, through: int) -> None:
+        """The copy first, then ``manifest.parquet``: at every moment one of them holds every folded row."""
+        _write(table, self.copy_url, through)
+        _write(table, self.base_url, through)
+        self.writes += 2
+
+    def _base_intact(self, through: int) -> bool:
+        """Whether both ``manifest.parquet`` and its copy are readable and hold the fold ``through``."""
+        for url in (self.base_url, self.copy_url):
+            try:
+                if not storage.exists(url) or _footer(url)[1] != through:
+                    return False
+            except DamagedManifestError:
+                return False
+        return True
 
     def stats(self) -> dict:
         """What this object wrote: files and rows (the manifest's write I/O, for benchmarks)."""

@@ -12,6 +12,24 @@ CORPORA = REPO.parent / "shared" / "corpora"
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bf16: needs a CPU (and torch build) that runs the network in bfloat16")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.bf16`` tests skip, with the probe's reason, where this CPU cannot run bfloat16 (an
+    AVX2-only CPU: oneDNN has no bf16 LSTM there); their float32 twins run everywhere."""
+    marked = [item for item in items if item.get_closest_marker("bf16")]
+    if not marked:
+        return
+    from deepclust.device import bf16_support
+
+    support = bf16_support()
+    if not support.runs:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=f"needs bfloat16: {support.reason}"))
+
+
 @pytest.fixture(scope="session")
 def corpora_dir() -> Path:
     if not CORPORA.is_dir():

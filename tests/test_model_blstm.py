@@ -15,6 +15,7 @@ def test_output_shape_and_unit_norm():
     torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(3, 11, 17))
 
 
+@pytest.mark.bf16
 def test_embeddings_stay_float32_unit_norm_under_autocast():
     model = DeepClusteringNet(ModelConfig(n_freq=17, hidden=8, layers=2, emb_dim=5))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -77,6 +77,7 @@ def test_padded_batch_embeddings_equal_single_embeddings(tiny_model_url, mixture
         assert not batch["valid"][i, frames:].any()
 
 
+@pytest.mark.bf16
 def test_bf16_embeddings_stay_close_to_float32_whatever_the_batch(tiny_model_url, mixtures):
     """bf16 (the default on AMX CPUs) rounds the network's products to 8 bits of mantissa: the unit
     embeddings move by at most a few hundredths, padded or not; masks, k-means and outputs stay float32."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.device import cpu_has_native_bf16, resolve_precision
+from deepclust.device import PrecisionUnavailableError, bf16_support, cpu_has_native_bf16, resolve_precision
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.training.config import TrainConfig
@@ -23,19 +23,25 @@ def source(corpora_dir):
     return DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(cv_mixtures=4, stats_mixtures=16), seed=0)
 
 
-def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bf16_units():
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bf16_units_and_runs_it():
     flags = open("/proc/cpuinfo").read()
-    expected = "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "fp32"
-    assert cpu_has_native_bf16() == (expected == "bf16")
-    assert resolve_precision("auto", torch.device("cpu")) == expected
+    native = "amx_bf16" in flags or "avx512_bf16" in flags
+    assert cpu_has_native_bf16() == native
+    runs = bf16_support().runs  # False where oneDNN has no bf16 LSTM (an AVX2-only CPU), whatever the flags say
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native and runs else "fp32")
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    if runs:
+        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    else:  # refused in words, never attempted
+        with pytest.raises(PrecisionUnavailableError, match="cannot run the network in bfloat16"):
+            resolve_precision("bf16", torch.device("cpu"))
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="half")
 
 
+@pytest.mark.bf16
 def test_bf16_loss_is_close_to_fp32_and_the_losses_stay_float32(source):
     torch.manual_seed(0)
     model = DeepClusteringNet(ModelConfig.preset("chimera++", hidden=32, layers=1))
@@ -81,6 +87,7 @@ def test_prefetched_batches_are_the_same_batches_in_the_same_order():
     stream.close()  # stops the producer: no thread left blocked on a full queue
 
 
+@pytest.mark.bf16
 def test_a_bf16_run_trains_records_its_precision_and_is_reproducible(source, tmp_path):
     model_config = ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4)
     config = TrainConfig(chunk_frames=30, batch_size=3, steps_per_epoch=3, max_epochs=2, patience=9, device="cpu",

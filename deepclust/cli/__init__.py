@@ -17,6 +17,7 @@ import sys
 from deepclust.cli import recipe_commands, separate_commands, stage_commands, training_commands
 from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners
 from deepclust.cli.recipe_commands import reproduce_config_from_args
+from deepclust.errors import RunFaultError
 
 __all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXIT_CIRCUIT_OPEN", "EXIT_TEMPFAIL"]
 
@@ -66,7 +67,13 @@ def main(argv=None, runners: Runners | None = None) -> None:
     if not library_log.handlers:
         library_log.addHandler(handler)
         library_log.setLevel(logging.INFO)
-    if getattr(args, "needs_runners", False):  # the two commands with a Prefect path
-        args.func(args, runners)
-    else:
-        args.func(args)
+    try:
+        if getattr(args, "needs_runners", False):  # the two commands with a Prefect path
+            args.func(args, runners)
+        else:
+            args.func(args)
+    except RunFaultError as error:
+        # A fault of the run (a setting, the model, a full disk, a damaged manifest), never of an input: one
+        # plain line, no traceback; 2 for a setting refused before any input, 4 for a run that stopped.
+        print(f"deepclust {args.command}: stopped: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_status) from None

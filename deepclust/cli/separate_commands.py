@@ -111,7 +111,7 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
     the Prefect flow (``--prefect``, ``--dask-address``: ``runners.separate_archive``). Exit 0, 1 (``--strict``
     and failed inputs), 2 (a bad flag, or ``--prefect`` without the Prefect runner), 3 (the circuit breaker
     stopped the run) or 75 (transient faults outlasted the retries: run again)."""
-    from deepclust.archive import CircuitOpenError, separate_archive
+    from deepclust.archive import BatchesFailedError, CircuitOpenError, separate_archive
     from deepclust.pipeline.driver import ProgressLine
     from deepclust.separation.long import WindowConfig
 
@@ -146,6 +146,11 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
     except CircuitOpenError as error:
         print(f"stopped: {error}", file=sys.stderr)
         raise SystemExit(EXIT_CIRCUIT_OPEN)
+    except BatchesFailedError as error:  # (--workers N) the other batches are committed: say what the run did
+        if error.summary:
+            report(error.summary, args, exit=False)
+        print(f"stopped: {error}", file=sys.stderr)
+        raise SystemExit(1)
     except Exception as error:
         from deepclust.transient import is_transient
 
@@ -157,9 +162,9 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
     report(summary, args)
 
 
-def report(summary: dict, args) -> None:
-    """Print the job's summary (failed and transient inputs on stderr), write ``--summary-json``, and exit 75 when
-    transient faults are left, 1 on failed inputs with ``--strict``."""
+def report(summary: dict, args, exit: bool = True) -> None:
+    """Print the job's summary (failed and transient inputs on stderr), write ``--summary-json``, and (``exit``)
+    exit 75 when transient faults are left, 1 on failed inputs with ``--strict``."""
     for relative_path, error in summary["failed_inputs"]:
         print(f"failed: {error}", file=sys.stderr)
     for relative_path, error in summary.get("transient_inputs", []):
@@ -172,6 +177,8 @@ def report(summary: dict, args) -> None:
         print(f"listen: {summary['listen']} (a spot check of {args.listen} inputs; open it in a browser)")
     if args.summary_json:  # for scripts: counts, speed, manifest I/O, failed and transient inputs
         storage.write_text_atomic(args.summary_json, json.dumps(summary, indent=2, default=str) + "\n")
+    if not exit:
+        return
     if summary.get("transient"):
         raise SystemExit(EXIT_TEMPFAIL)
     if summary["failed"] and args.strict:

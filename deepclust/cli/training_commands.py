@@ -37,12 +37,17 @@ def train_config_arguments(p, preset: str, batch_size: int, steps_per_epoch: int
 
 def train_config_of(args, **fields):
     """The ``TrainConfig`` of ``train_config_arguments``' flags, with a command's own ``fields`` over them."""
+    from deepclust.device import resolve_device, resolve_precision
     from deepclust.training.config import TrainConfig
 
-    return TrainConfig(curriculum_chunk_frames=args.curriculum_chunk_frames, max_epochs=args.max_epochs,
-                       steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, max_train_seconds=args.max_train_seconds,
-                       device=args.device, seed=args.seed, precision=args.precision, compile=args.compile, **fields)
+    config = TrainConfig(curriculum_chunk_frames=args.curriculum_chunk_frames, max_epochs=args.max_epochs,
+                         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, max_train_seconds=args.max_train_seconds,
+                         device=args.device, seed=args.seed, precision=args.precision, compile=args.compile,
+                         **fields)
+    # A precision this machine cannot run is refused now, before any data is read (exit 2, one line).
+    resolve_precision(config.precision, resolve_device(config.device))
+    return config
 
 
 def add_train(sub) -> None:

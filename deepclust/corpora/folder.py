@@ -21,6 +21,7 @@ from deepclust.errors import BadAudioError
 
 logger = logging.getLogger(__name__)
 
+_SPEAKER_FOLDERS = r"(?:.*/)?(?P<speaker>[^/]+)/(?P=speaker)_\d+\.\w+$"
 PRESETS = {
     # <speaker>/<chapter>/<speaker>-<chapter>-<index>.flac (any audio suffix)
     "librispeech": r"(?:.*/)?(?P<speaker>\d+)-(?P<chapter>\d+)-\d+\.\w+$",
@@ -34,6 +35,12 @@ PRESETS = {
     "speech-commands": r"(?:.*/)?(?P<speaker>[0-9a-f]{8})/(?P=speaker)_\d+\.\w+$",
     # Arabic Speech Commands, the same layout with 8 decimal digits
     "arabic-speech-commands": r"(?:.*/)?(?P<speaker>\d{8})/(?P=speaker)_\d+\.\w+$",
+    # Any corpus laid out <speaker>/<speaker>_<k>.<ext> (the OGG Opus corpora of ../shared/corpora: msc-malayalam,
+    # alnum-accented-english, cv-fa-uz-tw), whatever its speaker ids look like.
+    "speaker-folders": _SPEAKER_FOLDERS,
+    "msc-malayalam": _SPEAKER_FOLDERS,
+    "alnum-accented-english": _SPEAKER_FOLDERS,
+    "cv-fa-uz-tw": _SPEAKER_FOLDERS,
 }
 
 

@@ -33,6 +33,10 @@ _PRESETS = {
     "chimera++-3x400": dict(n_freq=129, hidden=400, layers=3, emb_dim=20, dropout=0.0, mask_heads=2),
     "chimera++-conv2": dict(n_freq=129, hidden=400, layers=2, emb_dim=20, dropout=0.0, mask_heads=2,
                             front_end="conv2"),
+    # Issue 31: release 7's network grown by one BLSTM layer as a residual branch whose output projection
+    # starts at zero, so a warm start from a 2-layer file first computes exactly that file's function.
+    "chimera++-grown": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0, mask_heads=2,
+                            residual_layers=1),
 }
 FRONT_ENDS = ("none", "conv2")
 CONV_CHANNELS = 256  # the strided front end's width (conv2)
@@ -47,7 +51,9 @@ class ModelConfig:
     layers (and before the output layer); ``mask_heads``: masks of the Chimera++ mask-inference head
     (0 = the deep clustering head only); ``front_end``: "none" (the BLSTM reads every frame) or "conv2" (a
     strided 1-D convolution over time feeds the BLSTM at half the frame rate; a transposed convolution and a
-    per-frame skip from the input bring it back to every frame before the heads).
+    per-frame skip from the input bring it back to every frame before the heads); ``residual_layers``: BLSTM
+    layers stacked on the trunk as residual branches, ``h + W blstm(h)``, W starting at zero (growth: a network
+    warm-started from one with fewer residual layers computes exactly what its parent did at step 0).
     """
 
     n_freq: int = 129
@@ -57,14 +63,23 @@ class ModelConfig:
     dropout: float = 0.0
     mask_heads: int = 0
     front_end: str = "none"
+    residual_layers: int = 0
 
     def __post_init__(self):
         if self.front_end not in FRONT_ENDS:
             raise ValueError(f"front_end must be one of {FRONT_ENDS}, got {self.front_end!r}")
+        if self.residual_layers < 0:
+            raise ValueError(f"residual_layers must be 0 or more, got {self.residual_layers}")
+
+    def grows(self, parent: "ModelConfig") -> bool:
+        """Whether this network is ``parent`` with more residual layers (and otherwise the same)."""
+        return (self.residual_layers > parent.residual_layers
+                and dataclasses.replace(parent, residual_layers=self.residual_layers) == self)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
-        """``"paper"`` (Hershey et al. 2016) or ``"dpcl++"`` (Isik et al. 2016), with optional overrides."""
+        """A named network (``sorted(_PRESETS)``: ``paper``, ``dpcl++``, ``chimera++``, its 3x400, conv2 and
+        grown variants), with optional field overrides."""
         if name not in _PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(_PRESETS)}")
         return cls(**{**_PRESETS[name], **overrides})
@@ -103,6 +118,8 @@ class DeepClusteringNet(nn.Module):
             # nn.LSTM applies dropout between layers only; it warns when there is a single layer.
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
+        # Growth (issue 31): each residual branch adds W blstm(h) to the trunk; W = 0 at the start.
+        self.residual = nn.ModuleList(ResidualBLSTM(config.hidden) for _ in range(config.residual_layers))
         self.dropout = nn.Dropout(config.dropout)
         self.embed = nn.Linear(2 * config.hidden, config.n_freq * config.emb_dim)
         # Chimera++ mask-inference head: one sigmoid mask per source and bin, from the same BLSTM output.
@@ -193,18 +210,17 @@ class DeepClusteringNet(nn.Module):
             outputs["hidden"] = trunk
         return outputs
 
-    def _recurrence(self, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """The BLSTM over ``(batch, steps, features)``, packed when the items have different lengths."""
-        steps = inputs.shape[1]
-        if lengths is not None and int(lengths.min()) < steps:
-            packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            return pad_packed_sequence(self.blstm(packed)[0], batch_first=True, total_length=steps)[0]
-        return self.blstm(inputs)[0]
-
     def _encode(self, log_mag: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """``(batch, frames, freq)`` -> ``(batch, frames, 2 * hidden)``, at every frame."""
+        hidden = self._trunk(log_mag, lengths)
+        for branch in self.residual:
+            hidden = hidden + branch.projection(recurrence(branch.blstm, hidden, lengths))
+        return hidden
+
+    def _trunk(self, log_mag: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The stacked BLSTM (behind the conv2 front end where there is one), before any residual branch."""
         if self.config.front_end == "none":
-            return self._recurrence(log_mag, lengths)
+            return recurrence(self.blstm, log_mag, lengths)
         frames = log_mag.shape[1]
         if lengths is not None:  # the convolution sees zeros past an item's end, as it does alone
             steps = torch.arange(frames, device=log_mag.device)
@@ -212,7 +228,7 @@ class DeepClusteringNet(nn.Module):
         even = F.pad(log_mag, (0, 0, 0, frames % 2))  # an odd last frame gets a zero partner
         pairs = torch.relu(self.down(even.transpose(1, 2))).transpose(1, 2)  # (batch, ceil(frames / 2), C)
         pair_lengths = None if lengths is None else torch.div(lengths + 1, 2, rounding_mode="floor")
-        hidden = self._recurrence(pairs, pair_lengths)
+        hidden = recurrence(self.blstm, pairs, pair_lengths)
         restored = self.up(hidden.transpose(1, 2)).transpose(1, 2)[:, :frames]  # (batch, frames, 2 * hidden)
         return torch.tanh(restored + self.skip(log_mag))
 
@@ -220,6 +236,27 @@ class DeepClusteringNet(nn.Module):
     def num_parameters(self) -> int:
         """Number of parameter values (weights and biases) in the network."""
         return sum(p.numel() for p in self.parameters())
+
+
+class ResidualBLSTM(nn.Module):
+    """One grown layer: a BLSTM over the trunk's ``(batch, frames, 2 * hidden)`` and a projection back to it,
+    zero at the start so that ``h + projection(blstm(h))`` is ``h`` until training moves it."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.blstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.projection = nn.Linear(2 * hidden, 2 * hidden)
+        nn.init.zeros_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
+
+
+def recurrence(blstm: nn.LSTM, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``blstm`` over ``(batch, steps, features)``, packed when the items have different lengths."""
+    steps = inputs.shape[1]
+    if lengths is not None and int(lengths.min()) < steps:
+        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(blstm(packed)[0], batch_first=True, total_length=steps)[0]
+    return blstm(inputs)[0]
 
 
 def training_flops_per_frame(config: ModelConfig) -> float:
@@ -234,5 +271,7 @@ def training_flops_per_frame(config: ModelConfig) -> float:
     if config.front_end == "conv2":
         forward += 0.5 * 2 * 4 * config.n_freq * CONV_CHANNELS + 2 * 2 * config.hidden * 2 * config.hidden
         forward += 2 * config.n_freq * 2 * config.hidden
+    for _ in range(config.residual_layers):  # full frame rate: the branch reads the restored trunk
+        forward += 2 * 2 * 4 * config.hidden * 3 * config.hidden + 2 * (2 * config.hidden) ** 2
     forward += 2 * 2 * config.hidden * config.n_freq * (config.emb_dim + config.mask_heads)
     return 3 * forward

@@ -154,7 +154,7 @@ def run_link(facts: dict, state: dict, init_from: str | None) -> dict:
             "epochs": state["epoch"] - state.get("warm_start_epoch", 0), "global_step": state["global_step"],
             "seed": config.get("seed"), "seconds": None, "data": _data_facts(facts),
             "precision": facts.get("precision"), "processes": facts.get("processes", 1), "machine": None,
-            "finished_at": None}
+            "finished_at": None, **({"grown_from": state["grown_from"]} if state.get("grown_from") else {})}
 
 
 def run_facts(state: dict) -> dict:

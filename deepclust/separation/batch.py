@@ -11,7 +11,10 @@ threads or Dask) and the recipe's separation stage all call ``separate_items``. 
 - a transient fault (timeouts, throttling, connection resets: ``deepclust.transient``) is raised, so the
   caller retries the batch: it is nobody's fault and must not be recorded as the input's;
 - a device fault (a CUDA error other than out-of-memory) is raised too: every later input would fail the
-  same way, so the job stops (its circuit breaker) instead of marking the rest of the archive failed.
+  same way, so the job stops (its circuit breaker) instead of marking the rest of the archive failed;
+- a fault of the run (``deepclust.errors.RunFaultError``) is raised and stops the job, never a row: a full
+  disk (``DiskFullError``), or a network that fails on a known-good input as well (``NetworkFaultError``: the
+  model, the device or a setting is at fault, not the input it met it on; ``check_network`` decides).
 
 Inputs no longer than one window are read whole and separated together (one network forward per
 ``window.windows_per_batch`` inputs with the same speaker count, their outputs written by a background thread
@@ -21,7 +24,9 @@ group read ahead). Outputs exist when this returns; rows are not committed here.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -29,14 +34,14 @@ import numpy as np
 
 from deepclust import storage
 from deepclust.audio_blocks import BlockReader, TrackWriter
-from deepclust.errors import BadAudioError
+from deepclust.errors import BadAudioError, DiskFullError, NetworkFaultError, RunFaultError
 from deepclust.manifests import SCHEMAS
 from deepclust.separation.inputs import output_names, output_stem
 from deepclust.separation.io_threads import io_executor
 from deepclust.separation.long import separate_long
 from deepclust.separation.window_batch import separate_window_batch
 from deepclust.separation.windows import WindowConfig
-from deepclust.transient import is_device_fault, is_transient
+from deepclust.transient import is_device_fault, is_disk_full, is_transient
 from deepclust.workspace import PREFIX as SCRATCH_PREFIX
 from deepclust.workspace import Workspace
 
@@ -86,6 +91,70 @@ def failed_row(item: dict, error: str, seconds: float = 0.0, stamp: dict | None 
     """The row of an input that could not be separated; ``error`` names the input and the reason, ``detail``
     is the library's message (for debugging)."""
     return _row(item, "failed", error, seconds, stamp, detail)
+
+
+def raise_if_not_the_inputs(error: Exception, where: str, separator=None, n_speakers: int = 2,
+                            scratch: str | None = None) -> None:
+    """Raise what is not ``where``'s fault: a transient or device fault as it is, a full disk as ``DiskFullError``,
+    a run fault as it is; given the ``scratch`` folder the outputs are written in, a full disk that the error
+    did not name (libsndfile says only "System error."); given the ``separator``, a network error that a
+    known-good input meets too as ``NetworkFaultError``. Returns when the error is the input's (its ``failed``
+    row)."""
+    if is_transient(error) or is_device_fault(error) or isinstance(error, RunFaultError):
+        raise error
+    if is_disk_full(error):
+        raise DiskFullError(f"no space left where the outputs go (writing for {where}: {error})") from error
+    if isinstance(error, BadAudioError):
+        return
+    if scratch is not None:
+        check_space(scratch, error, where)
+    if separator is not None:
+        check_network(separator, n_speakers, error, where)
+
+
+def check_space(folder: str, error: Exception, where: str, needed: int = 1 << 20) -> None:
+    """After ``error`` on ``where``: write ``needed`` bytes (1 MiB) in ``folder``, where the outputs are written
+    (locally: on S3 too they are written here first); ``DiskFullError`` if the disk or quota cannot take them."""
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder) as handle:
+            handle.write(bytes(needed))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as probe_error:
+        if is_disk_full(probe_error):
+            raise DiskFullError(f"no space left where the outputs go (writing for {where}: "
+                                f"{type(error).__name__}: {_first_line(error)})") from error
+
+
+def known_good_input(sample_rate: int, seconds: float = 1.0) -> np.ndarray:
+    """``(samples,)`` float32: two harmonic tones that glide past each other plus a little noise, seeded, at
+    speech level: any working network separates it without error."""
+    t = np.arange(int(seconds * sample_rate), dtype=np.float64) / sample_rate
+    voices = sum(0.1 * np.sin(2 * np.pi * f0 * h * t + 0.5 * np.sin(2 * np.pi * 3 * t)) / h
+                 for f0 in (140.0, 220.0) for h in range(1, 6))
+    noise = 0.003 * np.random.default_rng(0).standard_normal(t.size)
+    return (voices + noise).astype(np.float32)
+
+
+def check_network(separator, n_speakers: int, error: Exception, where: str) -> None:
+    """After ``error`` on ``where``'s input: run the network on ``known_good_input``; if that fails too, the
+    fault is the run's (the model, the device, a setting), so raise ``NetworkFaultError`` instead of blaming
+    the input. Costs one forward of one second of audio, and only after a failure."""
+    try:
+        separate_window_batch(separator, [known_good_input(separator.sample_rate)], n_speakers, centroids=False)
+    except Exception as canary_error:
+        if is_transient(canary_error):
+            raise canary_error
+        raise NetworkFaultError(f"the network fails on any input, not only on {where} "
+                                f"({type(error).__name__}: {_first_line(error)}); nothing was marked failed for "
+                                "it: fix the model, device or precision and rerun") from error
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:300]
 
 
 def _failed(item: dict, error: Exception, began: float, stamp, local: str | None = None) -> dict:
@@ -160,8 +229,8 @@ def separate_items(separator, items: list[dict], out_url: str, window: WindowCon
                 info["read_seconds"] += item.download_seconds
                 rows.append(_publish(workspace, item, info, stamp))
             except Exception as error:
-                if is_transient(error) or is_device_fault(error):
-                    raise  # a retry may cure it, or nothing will: not this input's fault either way
+                # A retry may cure it, or nothing will, or it is the run's: not this input's fault in any case.
+                raise_if_not_the_inputs(error, row["input"], separator, int(row["n_speakers"]), workspace.temp_dir)
                 rows.append(_failed(row, error, item.began, stamp, local))
             finally:
                 if local is not None:  # short inputs are in memory by now; downloads are not kept
@@ -220,8 +289,8 @@ def _separate_group(separator, group: list, n_speakers: int, stamp):
         # embeddings at all).
         return separate_window_batch(separator, [waveform for _, _, waveform in group], n_speakers, centroids=False)
     except Exception as error:  # e.g. out of memory: every input of the group fails with the reason
-        if is_transient(error) or is_device_fault(error):
-            raise
+        where = group[0][0].url if len(group) == 1 else f"{group[0][0].url} and {len(group) - 1} other inputs"
+        raise_if_not_the_inputs(error, where, separator, n_speakers)
         return [_failed(item.row, error, item.began, stamp) for item, _, _ in group]
 
 
@@ -248,8 +317,8 @@ def _write_group(separator, workspace: Workspace, group: list, batch, stamp) -> 
                     "write_seconds": time.perf_counter() - tick}
             rows.append(_publish(workspace, item, info, stamp))
         except Exception as error:
-            if is_transient(error):
-                raise  # e.g. an S3 upload timed out: retry, don't blame the input
+            # e.g. an S3 upload timed out, or the disk is full
+            raise_if_not_the_inputs(error, item.url, scratch=workspace.temp_dir)
             rows.append(_failed(item.row, error, item.began, stamp))
     return rows
 

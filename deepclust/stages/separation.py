@@ -29,7 +29,12 @@ class SeparateConfig:
 
     kmeans: str = "auto"  # "auto" (torch on CUDA, scikit-learn on CPU), "torch" (batched) or "sklearn"
     device: str = execution_only("auto")
-    inference: str = "auto"  # "auto" (a Chimera++ model's mask head, else k-means), "mask" or "kmeans"
+    # "auto" (what the model file records for K speakers; else its mask head, else k-means), "mask", "kmeans",
+    # "soft-kmeans" or "blend" (deepclust.separation.separator)
+    inference: str = "auto"
+    # The recipe separates in float32 unless told otherwise, so a run's table does not depend on the CPU it ran
+    # on; "bf16" and "int8" are what ``deepclust separate --precision`` takes (and refuses where they cannot run).
+    precision: str = "fp32"
     batch_size: int = execution_only(WindowConfig.windows_per_batch)  # mixtures per network forward / batched k-means
     # Test utterances are separated whole, as the paper does (wsj0-2mix mixtures last at most ~ 20 s);
     # only longer recordings would be cut into windows.
@@ -61,8 +66,10 @@ def separate_unit(plan, unit) -> dict:
 
     config = config_of(plan, SeparateConfig)
     model_url = model_url_of(plan.context["model_manifest_url"])
-    separator = cached_separator(model_url, config.device, config.kmeans, config.inference)
-    job = job_settings(model_url, window_of(config), config.inference, config.kmeans)  # the job-wide settings
+    separator = cached_separator(model_url, config.device, config.kmeans, config.inference, precision=config.precision)
+    # The job-wide settings, with the precision the separator resolved on its own device (what the rows record).
+    job = job_settings(model_url, window_of(config), config.inference, config.kmeans, separator.precision,
+                       device=config.device)
     # The job's batch step; a transient fault fails the unit (the driver or Prefect retries it), so a stage is
     # never committed with rows that a retry could have made.
     rows = separate_batch(separator, unit["items"], plan.stage.url, job)

@@ -114,10 +114,20 @@ class _Run:
         parent's lineage plus a link for the parent itself is kept and saved with every model of this run.
         """
         loaded = parent.loaded
-        if loaded.model_config != self.model_config:
-            raise ValueError(f"{parent.url}: --init-from needs the same network; the file has "
-                             f"{loaded.model_config.to_dict()}, this run asks for {self.model_config.to_dict()}")
-        self.model.load_state_dict({k: v.float() for k, v in loaded.model.state_dict().items()})
+        grown = self.model_config.grows(loaded.model_config)
+        if loaded.model_config != self.model_config and not grown:
+            raise ValueError(f"{parent.url}: --init-from needs the same network, or the same with more residual "
+                             f"layers; the file has {loaded.model_config.to_dict()}, this run asks for "
+                             f"{self.model_config.to_dict()}")
+        weights = {k: v.float() for k, v in loaded.model.state_dict().items()}
+        missing, unexpected = self.model.load_state_dict(weights, strict=not grown)
+        new_layers = tuple(f"residual.{i}." for i in range(loaded.model_config.residual_layers,
+                                                            self.model_config.residual_layers))
+        if unexpected or any(not key.startswith(new_layers) for key in missing):
+            raise ValueError(f"{parent.url}: growing the network left weights unmatched "
+                             f"(missing {missing}, unexpected {unexpected})")
+        if grown:  # the lineage says the network changed at this link, and from what
+            self.state["grown_from"] = loaded.model_config.to_dict()
         self.state["epoch"] = int(loaded.extra.get("epoch") or 0)
         self.state["global_step"] = int(loaded.extra.get("global_step") or 0)
         self.lineage = parent_link(parent.url, loaded.extra)
