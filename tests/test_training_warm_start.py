@@ -79,3 +79,33 @@ def test_a_warm_started_run_resumed_from_its_checkpoint_keeps_its_lineage(corpus
     resumed = train_dynamic(corpus, out, TINY, _config(2), MIX, init_from=parent["model_url"])  # resumes last.pt
     lineage = torch.load(resumed["model_url"], weights_only=True)["extra"]["lineage"]
     assert len(lineage) == 2 and lineage[1]["epochs"] == 2 and lineage[1]["steps"] == 4
+
+
+def test_a_grown_network_starts_as_its_parent_and_its_lineage_says_it_grew(corpus, tmp_path):  # noqa: F811
+    """Growth (issue 31): the parent's network plus a residual BLSTM layer whose projection starts at zero
+    computes exactly the parent's function at step 0, then trains on; the link records what it grew from."""
+    import dataclasses
+
+    from deepclust.model.blstm import DeepClusteringNet
+    from deepclust.model.checkpoint import load_model
+
+    parent = train_dynamic(corpus, str(tmp_path / "parent"), TINY, _config(2), MIX)
+    grown_config = dataclasses.replace(TINY, residual_layers=1)
+    assert grown_config.grows(TINY) and not TINY.grows(grown_config)
+    parent_model = load_model(parent["model_url"]).model.float().eval()
+    grown = DeepClusteringNet(grown_config).eval()  # with the parent's weights, as the warm start loads them
+    missing, unexpected = grown.load_state_dict(parent_model.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("residual.0.") for key in missing)
+    inputs = torch.randn(2, 40, TINY.n_freq)
+    with torch.no_grad():
+        before, after = parent_model(inputs, heads=True), grown(inputs, heads=True)
+    for head in ("embeddings", "masks"):
+        torch.testing.assert_close(after[head], before[head], rtol=0, atol=0)
+
+    child = train_dynamic(corpus, str(tmp_path / "child"), grown_config, _config(1), MIX, init_from=parent["model_url"])
+    saved = torch.load(child["model_url"], weights_only=True)
+    assert saved["model_config"]["residual_layers"] == 1
+    assert saved["extra"]["lineage"][-1]["grown_from"] == TINY.to_dict()
+    assert load_model(child["model_url"]).model.residual[0].projection.weight.abs().sum() > 0  # it trained the new layer
+    with pytest.raises(ValueError, match="same network"):  # shrinking is no growth
+        train_dynamic(corpus, str(tmp_path / "shrunk"), TINY, _config(1), MIX, init_from=child["model_url"])
