@@ -17,6 +17,7 @@ real mixtures, and the start-up cost (import + load).
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import itertools
 import subprocess
@@ -37,7 +38,7 @@ from bench_archive import fsdd_mixture, write_long  # noqa: E402
 from deepclust import pretrained  # noqa: E402
 from deepclust.archive import separate_archive  # noqa: E402
 from deepclust.audio import resample  # noqa: E402
-from deepclust.device import cpu_has_native_bf16  # noqa: E402
+from deepclust.device import bf16_support, cpu_name  # noqa: E402
 from deepclust.separation.long import WindowConfig  # noqa: E402
 
 TIMINGS = ("read_seconds", "network_seconds", "clustering_seconds", "write_seconds")
@@ -201,7 +202,7 @@ def main() -> None:
     batch_sizes = [int(b) for b in args.windows_per_batch.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]
     print(f"$ python benchmarks/bench_separation_speed.py {' '.join(sys.argv[1:])}")
-    print(f"torch {torch.__version__}, {args.threads} threads, native bf16 on this CPU: {cpu_has_native_bf16()}; "
+    print(f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}, bf16 here: {bf16_support()}, oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}; "
           f"model: the shipped one ({pretrained.path()})")
     print(f"start-up (import + model load, fresh interpreter): {startup_seconds():.2f} s")
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as folder:

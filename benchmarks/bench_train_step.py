@@ -12,6 +12,7 @@ prints the machine's float32 and bf16 GEMM rates and the share of the bf16 rate 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from deepclust.corpora.sources import CorpusSource, prepare_sources  # noqa: E402
-from deepclust.device import autocast_dtype, cpu_has_native_bf16  # noqa: E402
+from deepclust.device import autocast_dtype, bf16_support, cpu_name  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig, training_flops_per_frame  # noqa: E402
 from deepclust.training.augment import AugmentConfig  # noqa: E402
@@ -78,11 +79,12 @@ def run(args) -> None:
     pool = SourcePool(corpus[corpus["subset"] == "train"].head(60), 8000)
     augment = AugmentConfig.recipe(str(CORPORA / "noise")) if args.augment else AugmentConfig()
     source = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(stats_mixtures=64), seed=0, augment=augment)
-    fp32, bf16 = gemm_rate(torch.float32), gemm_rate(torch.bfloat16)
+    fp32 = gemm_rate(torch.float32)
+    bf16 = gemm_rate(torch.bfloat16) if bf16_support().runs else fp32  # (the share column is then of fp32's)
     print(f"$ python benchmarks/bench_train_step.py --steps {args.steps} --threads {args.threads}"
           f"{' --augment' if args.augment else ''}")
     print(f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s "
-          f"({bf16 / fp32:.1f}x); native bf16 on this CPU: {cpu_has_native_bf16()}")
+          f"({bf16 / fp32:.1f}x); {cpu_name()}, bf16 here: {bf16_support()}, oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}")
     print("| network | precision | compiled heads + loss | batch x frames | prefetch | frames/s | vs first row | "
           "share of bf16 GEMM rate |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -96,7 +98,12 @@ def run(args) -> None:
         ("chimera++", "fp32", True, 16, 400, 2, None),
         ("chimera++-3x400", "bf16", True, 16, 400, 2, None),
         ("chimera++-conv2", "bf16", True, 16, 400, 2, None),
+        ("chimera++-grown", "bf16", True, 16, 400, 0, None),  # release 7 plus a residual BLSTM layer (issue 31)
+        ("chimera++-grown", "fp32", True, 16, 400, 0, None),
     ]
+    if not bf16_support().runs:  # an AVX2-only CPU: the float32 rows only (bf16 would be refused)
+        settings = [row for row in settings if row[1] == "fp32"]
+        settings.insert(2, ("chimera++-conv2", "fp32", True, 16, 400, 0, None))
     if args.quick:
         settings = settings[:4]
     first = None

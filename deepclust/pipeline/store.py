@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from deepclust import __version__, storage
+from deepclust import storage
 from deepclust.manifests import MANIFEST_NAME
+from deepclust.version import __version__
 
 MANIFEST = MANIFEST_NAME
 COMPLETE = "_COMPLETE"

@@ -10,8 +10,11 @@ For a mixture x and a known number of speakers K:
 5. each mask times the mixture STFT, inverse STFT with the mixture phase -> K waveforms.
 
 A Chimera++ model (Wang et al., ICASSP 2018) also has a mask-inference head: when it was trained for K
-sources, steps 3-4 are replaced by its K soft masks (``inference="auto"`` or ``"mask"``), which needs no
-k-means; for another K (three speakers with a two-mask head) k-means on its embeddings still works.
+sources, steps 3-4 can be replaced by its K soft masks (``inference="mask"``), which needs no k-means; for
+another K (three speakers with a two-mask head) k-means on its embeddings still works. ``"soft-kmeans"`` keeps
+step 3 but gives soft masks around the centroids in step 4, and ``"blend"`` averages the mask head's masks with
+soft masks around centroids the head seeds; ``"auto"`` uses what the model file names for K
+(``Separator.inference_for``).
 
 ``separate_batch`` runs step 2 as one padded network forward (sequences packed, so padding does not
 leak into the backward LSTM) and step 3 as one batched k-means, which is the fast path for test sets.
@@ -293,7 +296,7 @@ class Separator:
         return labels.view(batch, -1), all_centroids
 
     def inference_for(self, n_speakers: int) -> str:
-        """How K = ``n_speakers`` sources are found: ``"mask"``, ``"kmeans"`` or ``"soft-kmeans"``.
+        """How K = ``n_speakers`` sources are found: ``"mask"``, ``"kmeans"``, ``"soft-kmeans"`` or ``"blend"``.
 
         ``auto``: what the model file names for K (``extra["inference"]``, chosen by
         benchmarks/bench_quality_real.py on corpora the model never trained on) if it can serve K, else
