@@ -8,9 +8,9 @@ allowed, only a gain, so the measure cannot be inflated by filtering and is chea
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
+
+from deepclust.metrics.permutation import best_match
 
 _EPS = np.finfo(np.float64).tiny
 
@@ -50,8 +50,7 @@ def si_sdr_best(reference, estimate) -> dict:
         raise ValueError(f"reference {reference.shape} and estimate {estimate.shape} shapes differ")
     scores = _pairwise_si_sdr(reference, estimate)  # (estimates, references)
     columns = np.arange(reference.shape[0])
-    perms = [list(p) for p in itertools.permutations(range(reference.shape[0]))]
-    perm = np.asarray(perms[int(np.argmax([scores[p, columns].mean() for p in perms]))])
+    perm = best_match(scores.T)  # reference j takes estimate perm[j]
     return {"si_sdr": scores[perm, columns], "perm": perm}
 
 

@@ -20,12 +20,11 @@ divide by ``sum |X|`` per utterance: a relative error, independent of loudness a
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch.nn import functional as F
 
 from deepclust.model.loss import check_embedding_shapes
+from deepclust.model.permutation import min_over_permutations
 
 
 class _WeightedProjectionTrace(torch.autograd.Function):
@@ -121,10 +120,7 @@ def mask_inference_loss(masks: torch.Tensor, mixture_magnitude: torch.Tensor, ps
             magnitude = magnitude * valid.float()
             psa_targets = psa_targets * valid.float().unsqueeze(1)
         estimates = masks * magnitude.unsqueeze(1)
-        n = masks.shape[1]
         # |estimate_i - target_j| summed over bins: (batch, C, C); each permutation picks one per row.
         pair_errors = (estimates.unsqueeze(2) - psa_targets.unsqueeze(1)).abs().flatten(3).sum(-1)
-        permutations = torch.tensor(list(itertools.permutations(range(n))), device=masks.device)  # (P, C)
-        per_permutation = pair_errors[:, torch.arange(n, device=masks.device), permutations].sum(-1)  # (batch, P)
-        best = per_permutation.min(dim=1).values
+        best = min_over_permutations(pair_errors)
         return (best / magnitude.flatten(1).sum(1).clamp_min(1e-8)).mean()

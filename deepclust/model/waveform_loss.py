@@ -17,11 +17,10 @@ is silent in its crop finite.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 
 from deepclust.features.stft import StftConfig, istft
+from deepclust.model.permutation import min_over_permutations
 
 MAX_SNR_DB = 30.0
 
@@ -58,7 +57,4 @@ def waveform_snr_loss(masks: torch.Tensor, mixture_spectra: torch.Tensor, source
         error = (estimates.unsqueeze(2) - sources.unsqueeze(1)).pow(2).sum(-1)
         tau = 10.0 ** (-max_snr_db / 10.0)
         pair = torch.log10((error + tau * energy.unsqueeze(1)) / energy.unsqueeze(1))
-        n = masks.shape[1]
-        permutations = torch.tensor(list(itertools.permutations(range(n))), device=masks.device)  # (P, C)
-        per_permutation = pair[:, torch.arange(n, device=masks.device), permutations].sum(-1)  # (batch, P)
-        return (per_permutation.min(dim=1).values / n).mean()
+        return (min_over_permutations(pair) / masks.shape[1]).mean()

@@ -11,13 +11,13 @@ stretch is appended to the K outputs at once; only the overlap of the last windo
 from __future__ import annotations
 
 import collections
-import itertools
 import math
 import time
 
 import numpy as np
 
 from deepclust.audio_blocks import TrackWriter
+from deepclust.metrics.permutation import matched_totals
 from deepclust.separation.window_batch import WindowCentroids
 from deepclust.separation.windows import Window
 
@@ -42,10 +42,11 @@ def _best_assignment(scores: np.ndarray) -> tuple[tuple[int, ...], float]:
 
         _, columns = linear_sum_assignment(-scores)
         return tuple(int(c) for c in columns), math.inf
-    totals = sorted(((float(scores[np.arange(k), list(p)].sum()), p) for p in itertools.permutations(range(k))),
-                    reverse=True)
-    margin = totals[0][0] - totals[1][0] if len(totals) > 1 else math.inf
-    return tuple(totals[0][1]), margin
+    table, totals = matched_totals(scores)
+    # Best first; a tie goes to the later permutation in itertools order (the comparison of the tuples).
+    ranked = sorted(zip(totals.tolist(), map(tuple, table.tolist())), reverse=True)
+    margin = ranked[0][0] - ranked[1][0] if len(ranked) > 1 else math.inf
+    return ranked[0][1], margin
 
 
 def align_permutation(previous: np.ndarray, current: np.ndarray, previous_centroids: np.ndarray | None = None,
