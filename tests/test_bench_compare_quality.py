@@ -31,4 +31,31 @@ def test_paired_differences_call_a_real_gain_better_a_loss_worse_and_noise_level
     assert table.loc["b", "verdict"] == "worse"
     assert table.loc["c", "verdict"] == "level" and table.loc["c", "95 % interval"] == "-0.04 .. +0.04"
     assert set(table["inference"]) == {"mask head"}  # the oracle rows are left out
-    assert (table["mixtures"] == 200).all()
+    assert (table.loc[["a", "b", "c"], "mixtures"] == 200).all()
+    assert table.loc["b + c (pooled)", "mixtures"] == 400  # the sets never trained on, where auto is chosen
+
+
+def test_the_corpora_of_set_b_are_compared_alone_pooled_and_with_c():
+    sets = {"b-fsdd: never trained on (fsdd)": 0.0, "b-msc: never trained on (msc-malayalam)": 0.0,
+            "c: held out, room + noise": 0.0}
+    candidate = {"b-fsdd: never trained on (fsdd)": 0.2, "b-msc: never trained on (msc-malayalam)": 0.4,
+                 "c: held out, room + noise": -0.3}
+    table = paired(_rows(sets, jitter=False), _rows(candidate, jitter=True)).set_index("test set")
+    assert table.loc["b (pooled)", "mixtures"] == 400 and abs(table.loc["b (pooled)", "difference"] - 0.3) < 1e-9
+    assert table.loc["b + c (pooled)", "mixtures"] == 600
+    assert abs(table.loc["b + c (pooled)", "difference"] - 0.1) < 1e-9
+    assert table.loc["c: held out, room + noise", "verdict"] == "worse"
+
+
+def test_a_file_from_before_set_b_had_two_corpora_pairs_on_fsdd():
+    old = _rows({"b: never trained on (FSDD)": 0.0}, jitter=False)
+    new = _rows({"b-fsdd: never trained on (fsdd)": 0.5, "b-msc: never trained on (msc-malayalam)": 0.0}, jitter=False)
+    table = paired(old, new)
+    assert list(table["test set"]) == ["b-fsdd: never trained on (fsdd)"]  # no pool of one set
+    assert abs(table["difference"].iloc[0] - 0.5) < 1e-9
+
+
+def test_without_set_c_the_pool_of_b_and_c_is_not_repeated():
+    sets = {"b-fsdd: never trained on (fsdd)": 0.0, "b-msc: never trained on (msc-malayalam)": 0.0}
+    table = paired(_rows(sets, jitter=False), _rows(sets, jitter=True))
+    assert list(table["test set"]).count("b (pooled)") == 1 and "b + c (pooled)" not in set(table["test set"])
