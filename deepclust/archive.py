@@ -1,9 +1,10 @@
 """A separation job: every input of an input manifest separated into ``out``, resumable, locked, audited.
 
 ``deepclust separate``, ``deepclust separate-archive`` and the ``separate-archive`` Prefect flow all run
-this job, ``separate_archive``; the input is an audio file, a folder, an ``s3://`` prefix or a mixture manifest,
-made into an input manifest first (``deepclust.separation.inputs``), and every batch goes through the one
-separation loop (``deepclust.separation.batch.separate_items``).
+this job, ``separate_archive``, with one settings object, ``ArchiveJobConfig`` (``deepclust.archive_config``); the
+input is an audio file, a folder, an ``s3://`` prefix or a mixture manifest, made into an input manifest first
+(``deepclust.separation.inputs``), and every batch of it goes through the one separation loop
+(``deepclust.separation.batch.separate_items``, called by ``separate_job_batch``).
 
 The job owns everything but where batches run: listing and planning, the lock, stamps, batching, retries
 through store outages, commits, the circuit breaker, compaction and the summary. A runner only maps batches
@@ -33,7 +34,7 @@ Guarantees:
 - **One writer per ``out``** (``deepclust.storage_lock.folder_lock``); the owner check before every commit
   makes a run that lost its lock stop instead of committing.
 - **Faults classified by cause.** A bad input is a ``failed`` row with its reason; a transient fault is
-  retried with backoff for ``retry_minutes`` and then recorded as ``transient`` (retried by the next run,
+  retried with backoff for ``retry_seconds`` and then recorded as ``transient`` (retried by the next run,
   never ``failed``); a device fault (CUDA, not out-of-memory) or ``max_consecutive_failures`` failed inputs
   in a row open the **circuit breaker**: the job stops with ``CircuitOpenError`` and marks nothing after.
 - **Faults of the run are not rows.** A setting this machine cannot run (``--precision bf16`` on a CPU without
@@ -48,28 +49,28 @@ S3 endpoints are configured the fsspec way: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_AC
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
 from deepclust import storage
+from deepclust.archive_config import MAX_CONSECUTIVE_FAILURES, ArchiveJobConfig
 from deepclust.manifest_log import ManifestLog
 from deepclust.pipeline import store
 from deepclust.separation.batch import (MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row)
 from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
 from deepclust.separation.long import WindowConfig
-from deepclust.storage_lock import FolderLock, folder_lock
+from deepclust.storage_lock import folder_lock
 from deepclust.manifests import MANIFEST_NAME
 from deepclust.errors import DamagedManifestError, DiskFullError, RunFaultError
 from deepclust.transient import (RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_disk_full,
                                  is_transient)
-
-FILES_PER_BATCH = 8  # inputs per manifest commit (and per Prefect task)
-MAX_CONSECUTIVE_FAILURES = 50  # failed inputs in a row that open the circuit breaker (a lost mount, a bad model)
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def job_settings(model_url: str, window: WindowConfig, inference: str = "auto", 
 
 
 def _window(stamp: dict) -> WindowConfig:
-    return WindowConfig(**stamp["window"])
+    return WindowConfig.from_dict(stamp["window"])
 
 
 def _stamp_for(stamp: dict, n_speakers: int) -> dict:
@@ -217,8 +218,10 @@ class Breaker:
                                 f"({type(error).__name__}: {error}); inputs not tried yet are left as they were")
 
 
-def separate_batch(separator, batch: list[dict], out_url: str, stamp: dict) -> list[dict]:
-    """One batch, each speaker count with its settings stamped in its rows; transient and device faults raise."""
+def separate_job_batch(separator, batch: list[dict], out_url: str, stamp: dict) -> list[dict]:
+    """One batch of the job (planned input-manifest rows, ``plan_inputs``) separated into ``out_url``: their manifest
+    rows, each speaker count with its settings stamped in its rows; transient and device faults raise. (Not
+    ``Separator.separate_batch``, which separates waveforms in memory.)"""
     by_count: dict[int, list] = {}
     for item in batch:
         by_count.setdefault(int(item["n_speakers"]), []).append(item)
@@ -252,7 +255,7 @@ class BatchJob:
 
 
 # ``map_batches(batches, job)``: runs every batch (a list of planned input rows) somewhere and yields
-# ``(index, outcome)`` as each finishes, in any order: ``outcome`` is the batch's rows (``separate_batch``), or
+# ``(index, outcome)`` as each finishes, in any order: ``outcome`` is the batch's rows (``separate_job_batch``), or
 # the error that outlasted the runner's retries. The job commits rows, turns a transient error into
 # ``transient`` rows and a device fault into ``CircuitOpenError``; any other error fails that batch only (the
 # job goes on, and raises ``BatchesFailedError`` at the end). An error the mapper raises stops the job at
@@ -274,9 +277,9 @@ def job_separator(model_url: str, device: str, stamp: dict):
                             stamp.get("precision", "fp32"))
 
 
-def separate_batch_retried(separator, batch: list[dict], job: BatchJob) -> list[dict]:
-    """``separate_batch`` retried through transient faults for the job's budget (the runners without Prefect)."""
-    return call_with_retries(lambda: separate_batch(separator, batch, job.out_url, job.stamp),
+def separate_job_batch_retried(separator, batch: list[dict], job: BatchJob) -> list[dict]:
+    """``separate_job_batch`` retried through transient faults for the job's budget (the runners without Prefect)."""
+    return call_with_retries(lambda: separate_job_batch(separator, batch, job.out_url, job.stamp),
                              what=f"batch from {batch[0]['relative_path']}", budget_seconds=job.retry_seconds)
 
 
@@ -288,7 +291,7 @@ def batches_here(separator) -> MapBatches:
     def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
         for index, batch in enumerate(batches):
             try:
-                rows = separate_batch_retried(separator, batch, job)
+                rows = separate_job_batch_retried(separator, batch, job)
             except Exception as error:
                 if not _settled_by_the_job(error):
                     raise
@@ -311,35 +314,30 @@ def _mapped(map_batches: MapBatches, batches: list[list[dict]], job: BatchJob):
             close()
 
 
-def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_speakers: int = 2,
-                     files_per_batch: int = FILES_PER_BATCH, window: WindowConfig = WindowConfig(),
-                     device: str = "auto", stale_minutes: float = FolderLock.STALE_MINUTES, progress=None,
-                     kmeans: str = "auto",
-                     inference: str = "auto", splits: tuple[str, ...] | None = MIXTURE_SPLITS,
-                     retry_seconds: float = RETRY_BUDGET_SECONDS,
-                     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
-                     model_url: str | None = None, precision: str = "auto", listen: int = 0,
-                     channel: int | None = None, map_batches: MapBatches | None = None) -> dict:
+def separate_archive(model_url_or_separator, input_url: str, out_url: str, config: ArchiveJobConfig | None = None,
+                     *, progress=None, model_url: str | None = None, map_batches: MapBatches | None = None,
+                     **settings) -> dict:
     """Separate every input of ``input_url`` (an audio file, a folder, an ``s3://`` prefix or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable. Batches are committed as they finish.
-    ``precision``: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32" or "bf16"; rows record the resolved one.
 
+    ``config``: the job's settings (``ArchiveJobConfig``; None: its defaults); keyword ``settings`` change fields of
+    it, so a call from Python can stay short: ``separate_archive("model.pt", "calls/", "out/", n_speakers=3)``.
     ``model_url_or_separator``: a model file, or a ``Separator`` (then ``model_url`` names its file, for the
-    rows' ``model_sha256``). ``splits``: which splits of a mixture manifest (None = all). ``channel``: which
-    channel of multi-channel inputs to separate, counted from 1 (None: their mean, or the loudest channel when
-    the mean cancels: ``deepclust.downmix``). ``progress(done, total)`` is called after each committed batch.
+    rows' ``model_sha256``). ``progress(done, total)`` is called after each committed batch.
     ``map_batches``: where batches run (``MapBatches``); None: ``batches_here``, in this process, with the
-    separator loaded here (a runner of its own loads it where its batches run: ``device``, ``kmeans``,
-    ``inference`` and the resolved ``precision`` travel in the job's stamp).
+    separator loaded here (a runner of its own loads it where its batches run: the device, k-means, inference
+    and the resolved precision travel in the job's stamp).
 
     The listing, taking and checking the lock, every commit and the compaction are retried through transient
-    faults (a restarting object store) for ``retry_seconds``, as a batch is. Returns ``job_summary``'s summary;
-    raises ``CircuitOpenError`` when the circuit breaker opens, ``BatchesFailedError`` when a runner reported
-    batches that failed for good (the rows committed until then are kept, and the manifest compacted).
+    faults (a restarting object store) for ``config.retry_seconds``, as a batch is. Returns ``job_summary``'s
+    summary (with ``config.listen``, also ``listen``: the page's URL, and ``listen_inputs``: the inputs it holds);
+    raises ``CircuitOpenError`` when the circuit breaker opens, ``BatchesFailedError`` when a runner
+    reported batches that failed for good (the rows committed until then are kept, and the manifest compacted).
     """
     from deepclust.device import inference_precision
     from deepclust.separation.separator import Separator
 
+    config = dataclasses.replace(config or ArchiveJobConfig(), **settings)
     began = time.perf_counter()
     separator = model_url_or_separator if hasattr(model_url_or_separator, "embed_batch") else None
     if separator is not None:
@@ -350,31 +348,34 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
         raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made "
                          "the outputs")
     if map_batches is None:
-        separator = separator or Separator(model_url, device=device, kmeans=kmeans, inference=inference,
-                                           precision=precision)
+        separator = separator or Separator(model_url, device=config.device, kmeans=config.kmeans,
+                                           inference=config.inference, precision=config.precision)
         map_batches = batches_here(separator)
     resolved = getattr(separator, "precision", "fp32") if separator is not None \
-        else inference_precision(precision, device)
-    stamp = job_settings(model_url, window, inference, kmeans, resolved, channel, device)
-    job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=device, retry_seconds=retry_seconds)
+        else inference_precision(config.precision, config.device)
+    stamp = job_settings(model_url, config.window, config.inference, config.kmeans, resolved, config.channel,
+                         config.device)
+    retry_seconds = config.retry_seconds
+    job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=config.device,
+                   retry_seconds=retry_seconds)
 
     def retried(call, what: str):
         return call_with_retries(call, what=what, budget_seconds=retry_seconds)
 
     rows: list[dict] = []
     failed_batches: list[tuple[int, BaseException]] = []
-    breaker = Breaker(max_consecutive_failures)
+    breaker = Breaker(config.max_consecutive_failures)
     todo: list[dict] = []
     already_done: list[str] = []
     try:
-        with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=stale_minutes,
-                         break_lock=break_lock) as lock:
+        with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=config.stale_minutes,
+                         break_lock=config.break_lock) as lock:
             log = manifest_log(out_url)
             # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
             # transient error propagates (nothing was separated: the caller says "run again").
-            todo, already_done = retried(lambda: plan_archive(input_url, out_url, n_speakers, stamp, splits),
-                                         what=f"listing {input_url}")
-            batches = store.batches(todo, files_per_batch)
+            todo, already_done = retried(lambda: plan_archive(input_url, out_url, config.n_speakers, stamp,
+                                                              config.splits), what=f"listing {input_url}")
+            batches = store.batches(todo, config.files_per_batch)
             try:
                 with _mapped(map_batches, batches, job) as outcomes:
                     for index, outcome in outcomes:
@@ -408,10 +409,12 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, n_spe
             raise type(error)(f"{error}; {kept}: a rerun continues where this one stopped") from error
         raise
     summary = job_summary(manifest, rows, already_done, out_url, time.perf_counter() - began, log.stats())
-    if listen:  # a spot-check page of this run's inputs (deepclust.reports.listen): out/.listen/index.html
+    if config.listen:  # a spot-check page of this run's inputs (deepclust.reports.listen): out/.listen/index.html
         from deepclust.reports.listen import archive_spot_check
 
-        summary["listen"] = archive_spot_check(out_url, manifest, rows, listen, model_url)
+        page = archive_spot_check(out_url, manifest, rows, config.listen, model_url)
+        # The inputs the page holds: at most those this run separated (none on a rerun with nothing to do).
+        summary["listen"], summary["listen_inputs"] = (page["page"], len(page["examples"])) if page else (None, 0)
     if failed_batches:
         index, error = failed_batches[0]
         raise BatchesFailedError(f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are "
@@ -457,3 +460,12 @@ def job_summary(manifest: pd.DataFrame, rows: list[dict], already_done: list[str
             **timing, **(manifest_io or {}), "manifest_url": storage.absolute(manifest_url(out_url)),
             "message": message}
 
+
+def __getattr__(name: str):
+    """``separate_batch``: the old name of ``separate_job_batch``, for one release (it read as
+    ``Separator.separate_batch``, which separates waveforms, not the job's manifest rows)."""
+    if name == "separate_batch":
+        warnings.warn("deepclust.archive.separate_batch is now separate_job_batch; the old name goes in the next "
+                      "release", DeprecationWarning, stacklevel=2)
+        return separate_job_batch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

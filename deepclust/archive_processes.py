@@ -18,7 +18,7 @@ import multiprocessing
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
-from deepclust.archive import BatchJob, MapBatches, job_separator, separate_batch_retried
+from deepclust.archive import BatchJob, MapBatches, job_separator, separate_job_batch_retried
 from deepclust.errors import WorkerLostError
 
 
@@ -30,7 +30,7 @@ def _start_worker(threads: int) -> None:
 
 def _separate_in_worker(job: BatchJob, batch: list[dict]) -> list[dict]:
     """One batch in a worker, on the separator cached for its process."""
-    return separate_batch_retried(job_separator(job.model_url, job.device, job.stamp), batch, job)
+    return separate_job_batch_retried(job_separator(job.model_url, job.device, job.stamp), batch, job)
 
 
 def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatches:

@@ -54,18 +54,18 @@ def run_reproduce(config, max_workers: int | None = None, task_runner: str = "th
     return record
 
 
-def run_separate_archive(model_url: str, input_url: str, out_url: str, window, retry_seconds: float,
-                         dask_address: str | None = None, **job) -> dict:
-    """The archive job through the ``separate-archive`` flow (``flows.separate_archive``), called the way the
-    command line calls the library's job: ``window`` a ``WindowConfig``, the retry budget in seconds."""
-    from flows.separate_archive import separate_archive
+def run_separate_archive_flow(model_url: str, input_url: str, out_url: str, config, dask_address: str | None = None,
+                              max_workers: int | None = None) -> dict:
+    """The archive job (``config``: an ``ArchiveJobConfig``) through the ``separate-archive`` flow, imported here on
+    first use so that commands which run no flow never load Prefect."""
+    from flows.separate_archive import separate_archive_flow
 
-    return separate_archive(model_url, input_url, out_url, window_seconds=window.window_seconds,
-                            overlap_seconds=window.overlap_seconds, windows_per_batch=window.windows_per_batch,
-                            dask_address=dask_address, retry_minutes=retry_seconds / 60, **job)
+    return separate_archive_flow(model_url, input_url, out_url, config, dask_address=dask_address,
+                                 max_workers=max_workers)
 
 
-RUNNERS = Runners(reproduce=functools.partial(run_reproduce, use_prefect=True), separate_archive=run_separate_archive)
+RUNNERS = Runners(reproduce=functools.partial(run_reproduce, use_prefect=True),
+                  separate_archive_flow=run_separate_archive_flow)
 
 
 def main(argv=None) -> None:

@@ -5,12 +5,15 @@ Each stage is planned here first (its content key); a stage the store already ho
 same inputs recomputes nothing and starts no stage flow, and a changed parameter recomputes only the
 stages downstream of it.
 
+A run names a preset (the deployments in deployments/prefect.yaml do) or passes a whole config:
+
     deepclust reproduce --out runs/demo            # the README's demo job, through this flow (flows.cli)
     deepclust reproduce --out runs/quick --quick   # a smoke-test size
 
-    from deepclust.recipe.config import demo_config
     from flows.reproduce import reproduce
-    record = reproduce(demo_config("runs/demo"), task_runner="process", max_workers=2)  # from Python
+    from deepclust.stages.corpus import CorpusConfig
+    record = reproduce(preset="paper", run_root="runs/wsj0", corpus=CorpusConfig(name="wsj0", root="/data/LDC93S6A"),
+                       mix_lists="/data/create-speaker-mixtures", overrides=["train.max_epochs=20"])
 """
 
 from __future__ import annotations
@@ -22,20 +25,43 @@ from prefect.states import Completed, Failed
 
 from deepclust import storage
 from deepclust.pipeline.store import Stage
-from deepclust.recipe.config import ReproduceConfig
+from deepclust.recipe.config import ReproduceConfig, request_label
+from deepclust.recipe.resolve import resolve_recipe
 from deepclust.recipe.registry import STAGES
 from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.recipe.reproduce import record_history, run_recipe, write_run_record
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
+from deepclust.stages.corpus import CorpusConfig
 from tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
 
 
+def recipe_config(config: ReproduceConfig | None = None, preset: str | None = None, run_root: str | None = None,
+                  corpus: CorpusConfig | None = None, mix_lists: str | None = None,
+                  overrides: list[str] | None = None) -> ReproduceConfig:
+    """The config a ``reproduce`` run runs: ``config`` as given, or ``deepclust.recipe.resolve.resolve_recipe`` of
+    the preset parameters (a preset, run root, corpus, folder of official lists and ``--set`` overrides); not both,
+    since a whole config would silently drop the others."""
+    asked = {"preset": preset, "run_root": run_root, "corpus": corpus, "mix_lists": mix_lists, "overrides": overrides}
+    given = [name for name, value in asked.items() if value]
+    if config is not None:
+        if given:
+            raise ValueError(f"the reproduce flow takes a whole config or a preset, not both: drop {', '.join(given)} "
+                             "or config")
+        return config
+    return resolve_recipe(preset, run_root, corpus, mix_lists, overrides or ())
+
+
 @flow(name="reproduce", log_prints=True)
-def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | None = None,
-              task_runner: str = "thread", history_url: str | None = None, regression_margin_db: float = REGRESSION_MARGIN_DB):
+def reproduce(config: ReproduceConfig | None = None, preset: str | None = None, run_root: str | None = None,
+              corpus: CorpusConfig | None = None, mix_lists: str | None = None, overrides: list[str] | None = None,
+              max_workers: int | None = None, task_runner: str = "thread", history_url: str | None = None,
+              regression_margin_db: float = REGRESSION_MARGIN_DB):
     """Run (or reuse) every stage, write ``{run_root}/run.json``, publish the reports; returns the run record.
 
+    What runs: a whole ``config``, or a ``preset`` (default: ``demo`` for the demo corpus, ``paper`` for a real
+    one) with ``run_root``, ``corpus``, ``mix_lists`` (the folder of the official lists) and ``overrides``
+    (``["train.max_epochs=20", ...]``), resolved as ``deepclust reproduce`` resolves them (``recipe_config``).
     ``task_runner``: "thread" (default) or "process"; ``max_workers``: parallel units per stage
     (default: the CPU count, at most 4). Every run is appended to the history table at ``history_url``
     (default: ``history.parquet`` beside the run root) and published as ``dpcl-history``; a run more than
@@ -43,6 +69,8 @@ def reproduce(config: ReproduceConfig = ReproduceConfig(), max_workers: int | No
     """
     logger = get_run_logger()
     began = time.perf_counter()
+    config = recipe_config(config, preset, run_root, corpus, mix_lists, overrides)
+    logger.info("%s -> %s", request_label(config.preset, config.overrides), config.run_root)
     flows_by_stage = {"corpus": stage_flows.make_corpus, "mixtures": stage_flows.make_mixtures,
                       "features": stage_flows.extract_features, "train": stage_flows.train,
                       "separate": stage_flows.separate, "evaluate": stage_flows.evaluate}

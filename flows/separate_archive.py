@@ -1,10 +1,15 @@
 """The ``separate-archive`` flow: every audio file of a folder or ``s3://`` prefix separated, resumably,
 on threads of this process or on a Dask cluster.
 
-    from flows.separate_archive import separate_archive
-    summary = separate_archive("model.pt", "s3://bucket/calls", "s3://bucket/calls-separated")
-    separate_archive(..., dask_address="tcp://scheduler:8786")   # an existing Dask cluster
-    separate_archive(..., dask_address="local")                  # a LocalCluster of 2 worker processes
+    from deepclust.archive_config import ArchiveJobConfig
+    from flows.separate_archive import separate_archive_flow
+    summary = separate_archive_flow("model.pt", "s3://bucket/calls", "s3://bucket/calls-separated")
+    separate_archive_flow(..., ArchiveJobConfig(n_speakers=3, device="cuda"))  # the job's settings, one object
+    separate_archive_flow(..., dask_address="tcp://scheduler:8786")   # an existing Dask cluster
+    separate_archive_flow(..., dask_address="local")                  # a LocalCluster of 2 worker processes
+
+A deployment gives the settings as a dict, ``config: {n_speakers: 2, window: {window_seconds: 10.0}, device: cpu}``
+(Prefect builds the ``ArchiveJobConfig`` and refuses a misspelt field); fields left out take their defaults.
 
 The flow is the library's separation job (``deepclust.archive.separate_archive``) with one runner of its own:
 ``prefect_batches`` maps one task per batch of ``files_per_batch`` inputs over the flow's task runner and hands
@@ -36,15 +41,12 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import archive, storage
-from deepclust.archive import (FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, BatchesFailedError, BatchJob,
-                               CircuitOpenError, MapBatches)
-from deepclust.transient import RETRY_BUDGET_SECONDS, retry_delays
-from deepclust.separation.inputs import MIXTURE_SPLITS
-from deepclust.separation.long import WindowConfig
-from deepclust.storage_lock import FolderLock
+from deepclust.archive import BatchesFailedError, BatchJob, CircuitOpenError, MapBatches
+from deepclust.archive_config import ArchiveJobConfig
+from deepclust.transient import retry_delays
 from flows.stages import default_workers
 from tasks import StageProgress
-from tasks.archive_tasks import separate_archive_batch_task
+from tasks.archive_tasks import separate_job_batch_task
 
 # A LocalCluster of processes, one thread each (each worker runs torch with one thread: see tasks.archive_tasks).
 # Bound to loopback, dashboard included: a Dask scheduler runs the pickled callables it is sent, so anyone who
@@ -90,7 +92,7 @@ def _ephemeral_api_shared_with(dask_address: str | None):
 
 
 def prefect_batches(dask_address: str | None = None, max_workers: int | None = None) -> MapBatches:
-    """The archive job's Prefect runner (``deepclust.archive.MapBatches``): one ``separate_archive_batch_task``
+    """The archive job's Prefect runner (``deepclust.archive.MapBatches``): one ``separate_job_batch_task``
     per batch on ``archive_task_runner(dask_address, max_workers)``, each retried by Prefect through transient
     faults on the library's schedule for the job's budget; yields each batch's rows, or the error its retries
     did not cure, as it completes. Stopped early by the job (the breaker opened, the lock was lost), it leaves
@@ -104,8 +106,7 @@ def prefect_batches(dask_address: str | None = None, max_workers: int | None = N
         parameters = {key: value for key, value in dataclasses.asdict(job).items() if key != "retry_seconds"}
         with _ephemeral_api_shared_with(dask_address), runner:
             delays = [round(d) for d in retry_delays(job.retry_seconds)]
-            batch_task = separate_archive_batch_task.with_options(retries=len(delays),
-                                                                  retry_delay_seconds=delays or 0)
+            batch_task = separate_job_batch_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
             futures = [runner.submit(batch_task, parameters={**parameters, "items": items, "batch": index})
                        for index, items in enumerate(batches)]
             index_of = {future.task_run_id: index for index, future in enumerate(futures)}
@@ -149,56 +150,33 @@ def _publish_summary(summary: dict) -> None:
 
 
 @flow(name="separate-archive")
-def separate_archive(model_url: str, input_url: str, out_url: str, n_speakers: int = 2,
-                     files_per_batch: int = FILES_PER_BATCH, window_seconds: float = WindowConfig.window_seconds,
-                     overlap_seconds: float = WindowConfig.overlap_seconds, device: str = "auto",
-                     dask_address: str | None = None, windows_per_batch: int = WindowConfig.windows_per_batch,
-                     max_workers: int | None = None, stale_minutes: float = FolderLock.STALE_MINUTES,
-                     splits: tuple[str, ...] | None = MIXTURE_SPLITS, inference: str = "auto",
-                     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, break_lock: bool = False,
-                     retry_minutes: float = RETRY_BUDGET_SECONDS / 60, kmeans: str = "auto",
-                     precision: str = "auto", channel: int | None = None, listen: int = 0):
+def separate_archive_flow(model_url: str, input_url: str, out_url: str, config: ArchiveJobConfig = ArchiveJobConfig(),
+                          dask_address: str | None = None, max_workers: int | None = None):
     """Separate every input of ``input_url`` (a folder, an ``s3://`` prefix, one audio file or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable.
 
     Args:
         model_url: a model file written by ``deepclust.model.save_model``.
-        files_per_batch: files per task (and per manifest commit).
-        window_seconds / overlap_seconds / windows_per_batch: how long recordings are cut
-            (``deepclust.separation.long.WindowConfig``).
+        config: the job's settings (``deepclust.archive_config.ArchiveJobConfig``: speakers, files per batch
+            and task, window, device, k-means, inference, precision, channel, splits, retry budget, lock, circuit
+            breaker, listening page), or its dict form from a deployment.
         dask_address: None (threads of this process), ``tcp://host:port`` (an existing Dask cluster) or
             ``local`` (a LocalCluster of single-threaded worker processes).
         max_workers: threads (no Dask) or LocalCluster workers; ignored for an existing cluster.
-        stale_minutes: another run's lock older than this is taken over.
-        splits: which splits of a mixture manifest to separate (None = all).
-        inference: "auto" (a Chimera++ model's mask head when it has one for K, else k-means), "mask", "kmeans".
-        max_consecutive_failures: failed inputs in a row that stop the run (the circuit breaker).
-        break_lock: take ``out/.lock`` even from a live-looking owner (you know it is gone).
-        kmeans: "auto", "torch" or "sklearn" (``deepclust.separation.separator.Separator``).
-        precision: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32", "bf16" or "int8"; rows record the resolved one.
-        channel: separate this channel (from 1) of multi-channel inputs (None: the downmix rule of
-            ``deepclust.downmix``).
-        listen: inputs of this run drawn for a spot-check page (``out/.listen/index.html``) and the
-            ``dpcl-listen-archive`` artifact; 0 = none.
-        retry_minutes: how long transient faults are retried (backoff 1 s, 2 s, 4 s ... up to a minute apart):
-            a batch task's (Prefect task retries) before its inputs are recorded as ``transient`` for the next
-            run, and the job's own store calls (listing, the lock, commits, compaction) before the run stops.
+
+    A batch task's transient faults are retried by Prefect (backoff 1 s, 2 s, 4 s ... up to a minute apart) for
+    ``config.retry_seconds`` before its inputs are recorded as ``transient`` for the next run. With
+    ``config.listen``, the spot-check page is published as the ``dpcl-listen-archive`` artifact too.
 
     Returns ``deepclust.archive.job_summary``'s summary; the final state's message is "completed" or
     "completed with N failed inputs". Raises what the job raises (``CircuitOpenError``, ``BatchesFailedError``
-    once the other batches are committed, a transient fault that outlasted ``retry_minutes``)."""
+    once the other batches are committed, a transient fault that outlasted the retry budget)."""
     logger = get_run_logger()
-    window = WindowConfig(window_seconds=window_seconds, overlap_seconds=overlap_seconds,
-                          windows_per_batch=windows_per_batch)
     # Absolute: worker processes may run in another folder.
     input_url, out_url, model_url = storage.absolute(input_url), storage.absolute(out_url), storage.absolute(model_url)
     try:
-        summary = archive.separate_archive(
-            model_url, input_url, out_url, n_speakers=n_speakers, files_per_batch=files_per_batch, window=window,
-            device=device, stale_minutes=stale_minutes, kmeans=kmeans, inference=inference, splits=splits,
-            retry_seconds=retry_minutes * 60, max_consecutive_failures=max_consecutive_failures,
-            break_lock=break_lock, precision=precision, listen=listen, channel=channel,
-            map_batches=prefect_batches(dask_address, max_workers))
+        summary = archive.separate_archive(model_url, input_url, out_url, config,
+                                           map_batches=prefect_batches(dask_address, max_workers))
     except CircuitOpenError as error:
         logger.error("%s", error)
         raise
@@ -221,3 +199,7 @@ def _publish(summary: dict) -> None:
 
         publish_listen(summary["listen"], key="dpcl-listen-archive", title="separate-archive: spot check")
     _publish_summary(summary)
+
+
+# The old name of the flow, for deployments registered before it was renamed; it goes in the next release.
+separate_archive = separate_archive_flow

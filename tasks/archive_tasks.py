@@ -1,4 +1,5 @@
-"""The one task of the ``separate-archive`` flow: separate a batch of inputs (never one window).
+"""The one task of the ``separate-archive`` flow: separate a batch of the job's inputs (never one window),
+``deepclust.archive.separate_job_batch`` on a worker.
 
 It loads the model once per worker process (``deepclust.archive.job_separator``, cached per process: threads
 of a process share it) and calls the one separation loop, ``deepclust.separation.batch.separate_items``,
@@ -42,10 +43,10 @@ def _limit_torch_threads() -> None:
 
 @task(name="separate-archive-batch", task_run_name="archive-batch-{batch}", cache_policy=NO_CACHE,
       result_serializer="json", **RETRY)
-def separate_archive_batch_task(model_url: str, items: list[dict], out_url: str, stamp: dict,
-                                device: str = "auto", batch: int = 0) -> list[dict]:
+def separate_job_batch_task(model_url: str, items: list[dict], out_url: str, stamp: dict, device: str = "auto",
+                            batch: int = 0) -> list[dict]:
     """Separate ``items`` (input-manifest rows with their output stems) into ``out_url``; returns their manifest
     rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_settings``; the separator is
     cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""
     _limit_torch_threads()
-    return archive.separate_batch(archive.job_separator(model_url, device, stamp), list(items), out_url, stamp)
+    return archive.separate_job_batch(archive.job_separator(model_url, device, stamp), list(items), out_url, stamp)

@@ -123,11 +123,9 @@ def test_load_model_defaults_to_the_shipped_model_and_reads_a_given_file():
 
 
 def test_speakers_default_is_the_commands():
-    from deepclust.archive import separate_archive
-    from deepclust.cli.common import default_of
+    from deepclust.archive_config import ArchiveJobConfig
 
-    assert inspect.signature(api.separate).parameters["speakers"].default == default_of(separate_archive,
-                                                                                       "n_speakers")
+    assert inspect.signature(api.separate).parameters["speakers"].default == ArchiveJobConfig.n_speakers
 
 
 EXAMPLES = [test for test in doctest.DocTestFinder().find(api) if test.examples]

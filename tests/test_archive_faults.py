@@ -302,10 +302,10 @@ def test_local_dask_cluster_listens_on_loopback_only():
 
 
 def test_prefect_task_results_are_json_never_pickle():
-    from tasks.archive_tasks import separate_archive_batch_task
+    from tasks.archive_tasks import separate_job_batch_task
     from tasks.stage_tasks import finish_stage, run_stage_unit
 
-    for task in (run_stage_unit, finish_stage, separate_archive_batch_task):
+    for task in (run_stage_unit, finish_stage, separate_job_batch_task):
         serializer = task.result_serializer
         assert serializer == "json" or getattr(serializer, "type", None) == "json", task.name
 

@@ -166,7 +166,8 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_pa
     """Input and output on S3; the store goes down as the listing begins, as the first batch begins, as the last
     batch's lock check and commit begin, and as the compaction begins, each time for a few seconds. Both runners
     retry every one of these through the outage and end with every input done and the same rows."""
-    from flows.separate_archive import separate_archive as separate_archive_flow
+    from flows.separate_archive import separate_archive_flow
+    from deepclust.archive_config import ArchiveJobConfig
     from deepclust.manifest_log import ManifestLog
     from deepclust.storage_lock import FolderLock
 
@@ -175,13 +176,11 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_pa
     try:
         upload_fsdd_mixtures(server, fsdd_dir, tmp_path / "local")
         fs = server.server.filesystem()
+        job = ArchiveJobConfig(files_per_batch=2, device="cpu", kmeans="torch", retry_seconds=120.0)
         runs = {
-            "plain": lambda out: archive.separate_archive(tiny_model_url, server.server.url("in"), out,
-                                                          files_per_batch=2, device="cpu", kmeans="torch",
-                                                          retry_seconds=120.0),
-            "prefect": lambda out: separate_archive_flow(tiny_model_url, server.server.url("in"), out,
-                                                         files_per_batch=2, device="cpu", kmeans="torch",
-                                                         retry_minutes=2.0, max_workers=1, return_state=True),
+            "plain": lambda out: archive.separate_archive(tiny_model_url, server.server.url("in"), out, job),
+            "prefect": lambda out: separate_archive_flow(tiny_model_url, server.server.url("in"), out, job,
+                                                         max_workers=1, return_state=True),
         }
         rows, summaries = {}, {}
         for runner, run in runs.items():
@@ -190,7 +189,7 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_pa
             with talking_to(server), pytest.MonkeyPatch.context() as patch, retries:
                 outages = Outages(server, patch)
                 outages.at(archive, "plan_archive")
-                outages.at(archive, "separate_batch")
+                outages.at(archive, "separate_job_batch")
                 outages.at(FolderLock, "check", call=2)  # the second (last) batch's, just before its commit
                 outages.at(ManifestLog, "compact")
                 try:
@@ -200,7 +199,7 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_pa
                 summaries[runner] = result.result() if runner == "prefect" else result
                 if runner == "prefect":
                     assert result.is_completed(), result.message
-                assert outages.began == ["plan_archive", "separate_batch", "check", "compact"], outages.began
+                assert outages.began == ["plan_archive", "separate_job_batch", "check", "compact"], outages.began
                 for what in ("listing s3://", "checking the lock", "compacting the manifest"):  # the job's own
                     assert any(message.startswith(what) for message in retries.messages), (runner, what, retries)
                 rows[runner] = comparable(out)

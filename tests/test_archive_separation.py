@@ -296,3 +296,13 @@ def test_temporary_manifest_of_a_killed_write_is_removed_on_resume(tmp_path, fsd
     summary = separate_archive(tiny_model_url, str(archive), str(out), n_speakers=2)
     assert summary["done"] == 1
     assert not list(out.glob(".tmp-*"))
+
+
+def test_the_old_name_of_the_jobs_batch_step_still_works_and_says_its_new_name():
+    """``deepclust.archive.separate_batch`` (a batch of manifest rows, not ``Separator.separate_batch``'s waveforms)
+    is ``separate_job_batch`` now; the old name stays one release, with a warning naming the new one."""
+    from deepclust import archive
+
+    with pytest.warns(DeprecationWarning, match="separate_job_batch"):
+        from deepclust.archive import separate_batch
+    assert separate_batch is archive.separate_job_batch

@@ -108,7 +108,8 @@ def test_reproduce_runs_on_the_ldc_tree_with_official_lists(ldc_tree, tmp_path):
     for split, lines in LISTS.items():
         (lists / f"mix_2_spk_{split}.txt").write_text("\n".join(lines) + "\n")
     args = build_parser().parse_args(["reproduce", "--corpus", "wsj0", "--wsj0-root", str(ldc_tree), "--mix-lists",
-                                      str(lists), "--quick", "--out", str(tmp_path / "run")])
+                                      str(lists), "--quick", "--set", "mix.test_speaker_counts=2",
+                                      "--out", str(tmp_path / "run")])
     config = reproduce_config_from_args(args)
     config.mix.test_speaker_counts = (2,)
     config.train = dataclasses.replace(config.train, max_epochs=1, steps_per_epoch=2)

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from deepclust.archive import separate_archive
+from deepclust.archive_config import ArchiveJobConfig
 from deepclust.cli import build_parser
 from deepclust.corpora.sources import prepare_sources
 from deepclust.features.extract import FeatureConfig
@@ -77,8 +77,6 @@ def _owner_default(func, name):
 
 
 SIGNATURE_OWNED = [  # (command, parsed attribute, the library call whose signature owns the default, its parameter)
-    *[(command, name, separate_archive, name) for command in (SEPARATE, SEPARATE_ARCHIVE)
-      for name in ("n_speakers", "device", "kmeans", "inference", "precision")],
     (TRAIN_DYNAMIC, "test_fraction", prepare_sources, "test_fraction"),
     (TRAIN_DYNAMIC, "split_seed", prepare_sources, "seed"),
     (REPRODUCE, "regression_margin_db", find_regression, "margin_db"),
@@ -106,6 +104,30 @@ def test_defaults_no_config_holds_are_read_from_the_library_call_that_owns_them(
 
     monkeypatch.setattr(inspect, "signature", signature)
     assert getattr(build_parser().parse_args(command), attribute) is moved
+
+
+# (parsed attribute, the ArchiveJobConfig field that owns its default, field value -> flag value)
+JOB_CONFIG_OWNED = [(name, name, lambda value: value)
+                    for name in ("n_speakers", "files_per_batch", "device", "kmeans", "inference", "precision",
+                                 "channel", "stale_minutes", "break_lock", "max_consecutive_failures")]
+JOB_CONFIG_OWNED += [("retry_minutes", "retry_seconds", lambda seconds: seconds / 60),
+                     ("splits", "splits", ",".join)]
+
+
+@pytest.mark.parametrize("command", [SEPARATE, SEPARATE_ARCHIVE], ids=lambda command: command[0])
+@pytest.mark.parametrize("attribute, field, as_flag", JOB_CONFIG_OWNED, ids=[a for a, _, _ in JOB_CONFIG_OWNED])
+def test_separate_reads_its_defaults_from_the_archive_job_config(command, attribute, field, as_flag, monkeypatch):
+    """Each job flag's default is ``ArchiveJobConfig``'s, and the flags left alone build exactly the default config
+    (the listening page aside: the command writes one unless told not to)."""
+    from deepclust.cli.separate_commands import job_config_from_args
+
+    parsed = build_parser().parse_args(command)
+    assert getattr(parsed, attribute) == as_flag(getattr(ArchiveJobConfig, field))
+    assert job_config_from_args(parsed) == ArchiveJobConfig(listen=parsed.listen)
+    # Not a coincidence of equal literals: a changed owner changes the flag's default.
+    moved = {"splits": ("cv",), "break_lock": True, "channel": 2}.get(field, 7)
+    monkeypatch.setattr(ArchiveJobConfig, field, moved)
+    assert getattr(build_parser().parse_args(command), attribute) == as_flag(moved)
 
 
 def test_the_regression_margin_is_passed_on_to_find_regression_unchanged():

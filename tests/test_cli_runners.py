@@ -29,21 +29,36 @@ def test_prefect_flags_without_runners_exit_2_naming_the_deepclust_command(comma
     assert f"`deepclust {command}`" in message and flag[0] in message and "python -m deepclust" in message
 
 
-def test_prefect_flags_go_to_the_separate_runner_with_every_job_setting(tmp_path):
+def test_prefect_flags_go_to_the_separate_runner_as_one_job_config(tmp_path):
+    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.separation.windows import WindowConfig
+
     calls = []
 
-    def separate_archive(model_url, input_url, out_url, **options):
-        calls.append((model_url, input_url, out_url, options))
+    def separate_archive_flow(model_url, input_url, out_url, config, **options):
+        calls.append((model_url, input_url, out_url, config, options))
         return SUMMARY
 
     cli.main(["separate", "--model", "m.pt", "--input", "in", "--out", "out", "--dask-address", "tcp://h:8786",
-              "--kmeans", "torch", "--window-seconds", "7", "--batch-size", "3", "--retry-minutes", "2"],
-             runners=Runners(reproduce=_unexpected, separate_archive=separate_archive))
-    (model_url, input_url, out_url, options), = calls
+              "--kmeans", "torch", "--window-seconds", "7", "--batch-size", "3", "--retry-minutes", "2",
+              "--workers", "2", "--splits", "all", "--channel", "1", "--break-lock", "--listen", "0"],
+             runners=Runners(reproduce=_unexpected, separate_archive_flow=separate_archive_flow))
+    (model_url, input_url, out_url, config, options), = calls
     assert (model_url, input_url, out_url) == ("m.pt", "in", "out")
-    assert options["dask_address"] == "tcp://h:8786" and options["kmeans"] == "torch"
-    assert options["window"].window_seconds == 7 and options["window"].windows_per_batch == 3
-    assert options["retry_seconds"] == 120
+    assert options == {"dask_address": "tcp://h:8786", "max_workers": 2}
+    assert config == ArchiveJobConfig(kmeans="torch", window=WindowConfig(window_seconds=7, windows_per_batch=3),
+                                      retry_seconds=120, splits=None, channel=1, break_lock=True, listen=0)
+
+
+def test_a_channel_counted_from_0_is_refused_before_any_runner_with_exit_2(tmp_path, capsys):
+    runners = Runners(reproduce=_unexpected, separate_archive_flow=_unexpected)
+    for given in (None, runners):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["separate", "--model", "m.pt", "--input", "in", "--out", str(tmp_path / "out"), "--channel", "0",
+                      *(["--prefect"] if given else [])], runners=given)
+        assert stop.value.code == 2
+        assert "channel counts channels from 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def _fake_record(regression=None) -> dict:
@@ -73,7 +88,7 @@ def test_reproduce_with_runners_goes_through_the_flow_unless_no_prefect(by_hand,
         flow_calls.append(options)
         return _fake_record()
 
-    runners = Runners(reproduce=reproduce, separate_archive=_unexpected)
+    runners = Runners(reproduce=reproduce, separate_archive_flow=_unexpected)
     cli.main(["reproduce", "--quick", "--workers", "3", "--out", str(tmp_path / "run")], runners=runners)
     assert by_hand == [] and flow_calls[0]["max_workers"] == 3 and flow_calls[0]["regression_margin_db"] == 0.5
     cli.main(["reproduce", "--quick", "--no-prefect", "--out", str(tmp_path / "run")], runners=runners)
@@ -85,7 +100,7 @@ def test_a_quality_regression_exits_1_on_either_path(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce_module, "reproduce",
                         lambda config, **options: _fake_record({"message": "2 dB below the best run"}))
     runners = Runners(reproduce=lambda config, **options: _fake_record({"message": "worse"}),
-                      separate_archive=_unexpected)
+                      separate_archive_flow=_unexpected)
     for given in (None, runners):
         with pytest.raises(SystemExit) as stop:
             cli.main(["reproduce", "--quick", "--out", str(tmp_path / "run")], runners=given)
@@ -104,19 +119,17 @@ def test_the_console_script_hands_the_library_its_prefect_runners_when_prefect_i
     assert given == [flows.cli.RUNNERS, None]
 
 
-def test_the_prefect_separate_runner_passes_the_window_and_budget_as_the_flow_names_them(monkeypatch):
+def test_the_prefect_separate_runner_hands_the_flow_the_job_config_whole(monkeypatch):
     pytest.importorskip("prefect")
     import flows.cli
     import flows.separate_archive
-    from deepclust.separation.long import WindowConfig
+    from deepclust.archive_config import ArchiveJobConfig
 
     calls = []
-    monkeypatch.setattr(flows.separate_archive, "separate_archive",
+    monkeypatch.setattr(flows.separate_archive, "separate_archive_flow",
                         lambda *args, **options: calls.append((args, options)) or SUMMARY)
-    window = WindowConfig(window_seconds=8.0, overlap_seconds=2.0, windows_per_batch=5)
-    assert flows.cli.RUNNERS.separate_archive("m.pt", "in", "out", window=window, retry_seconds=90,
-                                              dask_address="local", kmeans="torch") is SUMMARY
+    config = ArchiveJobConfig(kmeans="torch", retry_seconds=90)
+    assert flows.cli.RUNNERS.separate_archive_flow("m.pt", "in", "out", config, dask_address="local") is SUMMARY
     (args, options), = calls
-    assert args == ("m.pt", "in", "out")
-    assert options == {"window_seconds": 8.0, "overlap_seconds": 2.0, "windows_per_batch": 5, "dask_address": "local",
-                       "retry_minutes": 1.5, "kmeans": "torch"}
+    assert args == ("m.pt", "in", "out", config)
+    assert options == {"dask_address": "local", "max_workers": None}

@@ -86,6 +86,20 @@ def test_single_file_input_and_three_speakers(tmp_path, fsdd_dir, tiny_model):
     assert sorted(p.name for p in (out / "2_theo_9").iterdir()) == ["s1.wav", "s2.wav", "s3.wav"]
 
 
+def test_the_listen_line_counts_the_inputs_the_page_holds_not_the_flag(tmp_path, fsdd_dir, tiny_model):
+    """``--listen 6`` over two inputs makes a page of two; a rerun that separates nothing makes a page of none
+    (issue 29: the line used to say 6 both times)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("1_theo_0.wav", "2_theo_9.wav"):
+        (inputs / name).write_bytes((fsdd_dir / name).read_bytes())
+    command = ["separate", "--model", str(tiny_model), "--input", str(inputs), "--out", str(tmp_path / "out"),
+               "--device", "cpu", "--listen", "6"]
+    first, again = run_cli(*command), run_cli(*command)
+    assert "2 separated, 0 already done" in first.stdout and "(a spot check of 2 inputs;" in first.stdout, first.stdout
+    assert "0 separated, 2 already done" in again.stdout and "(a spot check of 0 inputs;" in again.stdout, again.stdout
+
+
 @pytest.mark.parametrize("name, expected", [
     ("/data/in/a/b.wav", "a/b"),
     ("/data/in/../../etc/passwd.wav", "etc/passwd"),

@@ -6,7 +6,7 @@ import pytest
 
 from deepclust.audio import read_audio, write_audio
 from deepclust.corpora import prepare_corpus
-from deepclust.corpora.wsj0 import prepare_wsj0, resolve_wsj0_path
+from deepclust.corpora.wsj0 import missing_wsj0_files, prepare_wsj0, resolve_wsj0_path
 
 # FSDD speaker -> (WSJ0 speaker id, subset)
 SPEAKERS = {
@@ -120,6 +120,16 @@ def test_resolve_missing_file_names_both_candidates(wsj0_root):
     with pytest.raises(FileNotFoundError) as error:
         resolve_wsj0_path(wsj0_root, "wsj0/si_tr_s/01t/01to0399.wv1")
     assert "01to0399.wav" in str(error.value) and "01to0399.wv1" in str(error.value)
+
+
+def test_missing_files_are_those_whose_utterance_the_tree_lacks_in_any_case_or_suffix(wsj0_root):
+    listed = ["wsj0/si_tr_s/01t/01to0301.wv1",  # converted to 01to0301.WAV
+              "wsj0/si_tr_s/02c/02co0302.wv1",  # left as .wv1
+              "wsj0/si_dt_05/050/050o0300.wv1", "wsj0/si_tr_s/01t/01to0399.wv1", "wsj0/si_tr_s/01t/01to0399.wv1",
+              "wsj0/si_et_05/440/440o0398.wv1", "wsj0/si_tr_s/01t/readme.wv1"]
+    assert missing_wsj0_files(wsj0_root, listed) == [
+        "wsj0/si_tr_s/01t/01to0399.wv1", "wsj0/si_et_05/440/440o0398.wv1", "wsj0/si_tr_s/01t/readme.wv1"]
+    assert missing_wsj0_files(wsj0_root / "wsj0", listed[:3]) == []
 
 
 def test_official_mix_lists_drive_the_pipeline_on_a_wsj0_tree(wsj0_root, tmp_path):

@@ -2,7 +2,9 @@
 
 The operations guide (deployments/README.md), step by step: create the work pools, start a process worker,
 ``prefect deploy --all``, trigger ``reproduce/quick`` with parameters (``prefect deployment run``), and
-wait through the Prefect client until the flow run completes and has published ``dpcl-summary``.
+wait through the Prefect client until the flow run completes and has published ``dpcl-summary``. Before any
+server: every deployment in the YAML validates against its flow, and every reproduce deployment names a preset
+and resolves to a valid config.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from server_fixtures import REPO, prefect_server, served_tiny_run, tiny_parameters  # noqa: F401
+from server_fixtures import REPO, prefect_server, served_tiny_run  # noqa: F401
 
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
 RUN_TIMEOUT = 300
@@ -28,20 +29,89 @@ pytestmark = [pytest.mark.xdist_group("prefect-server"), pytest.mark.timeout(600
 def deployments_in_yaml() -> dict:
     spec = yaml.safe_load(PREFECT_FILE.read_text())
     flows = {"flows/reproduce.py:reproduce": "reproduce", "flows/stages.py:evaluate": "evaluate",
-             "flows/separate_archive.py:separate_archive": "separate-archive"}
+             "flows/separate_archive.py:separate_archive_flow": "separate-archive"}
     return {f"{flows[d['entrypoint']]}/{d['name']}": d for d in spec["deployments"]}
 
 
-def test_quick_deployment_parameters_are_the_quick_demo_config():
-    """reproduce/quick in the YAML is demo_config(quick=True), so it stays a smoke test as configs change."""
-    quick = deployments_in_yaml()["reproduce/quick"]["parameters"]["config"]
-    assert quick == tiny_parameters(Path(quick["run_root"]))["config"] | {"run_root": quick["run_root"]}
+# Parameters the YAML leaves to run time (its comments say so): placeholders for the validation below.
+RUN_TIME_PARAMETERS = {
+    "evaluate/default": {"run_root": "runs/x", "separation_manifest_url": "s.parquet",
+                         "mixture_manifest_url": "m.parquet"},
+    "separate-archive/cpu": {"model_url": "model.pt", "input_url": "in", "out_url": "out"},
+    "separate-archive/gpu": {"model_url": "model.pt", "input_url": "in", "out_url": "out"},
+}
+RECIPE_PARAMETERS = ("config", "preset", "run_root", "corpus", "mix_lists", "overrides")
 
 
-def test_weekly_schedule_is_present_and_off_by_default():
-    weekly = deployments_in_yaml()["reproduce/weekly"]
-    assert [s["cron"] for s in weekly["schedules"]] == ["0 3 * * 1"]
-    assert weekly["schedules"][0]["active"] is False
+def resolved(name: str):
+    """A reproduce deployment's parameters, validated by its flow as Prefect does at run time, resolved to the
+    config the flow run would run (``flows.reproduce.recipe_config``)."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows.reproduce import recipe_config
+
+    deployment = deployments_in_yaml()[name]
+    parameters = load_flow_from_entrypoint(deployment["entrypoint"]).validate_parameters(deployment["parameters"])
+    return recipe_config(**{key: parameters.get(key) for key in RECIPE_PARAMETERS})
+
+
+def test_every_deployment_validates_against_its_flow_and_every_reproduce_one_resolves_to_a_config():
+    """Each deployment's parameters are what its entrypoint accepts (Prefect's own validation, as a worker runs
+    it); each reproduce deployment names a preset and resolves to a valid config: no hand copy to drift."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from deepclust.recipe.config import ReproduceConfig
+    from deepclust.recipe.presets import PRESETS
+
+    for name, deployment in deployments_in_yaml().items():
+        flow = load_flow_from_entrypoint(deployment["entrypoint"])
+        flow.validate_parameters({**(deployment.get("parameters") or {}), **RUN_TIME_PARAMETERS.get(name, {})})
+        if name.startswith("reproduce/"):
+            assert "config" not in deployment["parameters"], f"{name}: name a preset, do not copy a config"
+            assert deployment["parameters"]["preset"] in PRESETS
+            config = resolved(name)
+            assert ReproduceConfig.from_dict(config.to_dict()) == config, name
+            assert config.preset == deployment["parameters"]["preset"]
+
+
+def test_the_wsj0_deployment_is_the_papers_recipe_on_the_gpu_pool_weekly_and_off():
+    from deepclust.recipe.presets import preset_config
+
+    deployment = deployments_in_yaml()["reproduce/wsj0-paper"]
+    config = resolved("reproduce/wsj0-paper")
+    paper = preset_config("paper", config.run_root)
+    assert (config.mix.sizes, config.model, config.train, config.separate) == (
+        paper.mix.sizes, paper.model, paper.train, paper.separate)
+    assert config.corpus.name == "wsj0" and config.corpus.root == deployment["parameters"]["corpus"]["root"]
+    assert sorted(config.mix.mix_lists) == ["cv", "mix_3_spk_tt", "tr", "tt"]
+    assert deployment["work_pool"]["name"] == "deepclust-gpu"
+    assert [(s["cron"], s["active"]) for s in deployment["schedules"]] == [("0 3 * * 1", False)]
+
+
+def test_the_demo_deployments_are_the_demo_presets_on_their_pools():
+    from deepclust.recipe.config import demo_config
+
+    for name, quick, run_root in (("reproduce/demo", False, "runs/weekly"), ("reproduce/quick", True, "runs/quick")):
+        assert resolved(name) == demo_config(run_root, quick=quick), name
+        assert deployments_in_yaml()[name]["work_pool"]["name"] == "deepclust-cpu"
+    gpu = resolved("reproduce/demo-gpu")
+    assert (gpu.train.device, gpu.separate.device, gpu.separate.kmeans) == ("cuda", "cuda", "torch")
+
+
+def test_a_flow_run_given_a_whole_config_and_a_preset_is_refused_not_half_obeyed():
+    from deepclust.recipe.config import demo_config
+    from flows.reproduce import recipe_config
+
+    whole = demo_config("runs/q", quick=True)
+    assert recipe_config(config=whole) is whole
+    with pytest.raises(ValueError, match="a whole config or a preset, not both: drop preset, run_root"):
+        recipe_config(config=whole, preset="paper", run_root="runs/p")
+
+
+def test_weekly_schedules_are_present_and_off_by_default():
+    for name in ("reproduce/demo", "reproduce/wsj0-paper"):
+        schedules = deployments_in_yaml()[name]["schedules"]
+        assert [(s["cron"], s["active"]) for s in schedules] == [("0 3 * * 1", False)], name
 
 
 async def _schedule_ids(api_url: str, deployment_name: str) -> list[str]:
@@ -90,20 +160,21 @@ def test_deployed_reproduce_runs_on_a_process_worker(prefect_server, served_tiny
     names = set(deployments_in_yaml())
     for name in names:
         assert f"Deployment '{name}' successfully created" in deployed.stdout.replace("\n", " "), deployed.stdout
-    listed = server.cli("deployment", "inspect", "reproduce/weekly").stdout
+    listed = server.cli("deployment", "inspect", "reproduce/wsj0-paper").stdout
     assert "'active': False" in listed and "0 3 * * 1" in listed
     # The guide's schedule steps: list, resume (on), pause (off again).
-    schedules = server.cli("deployment", "schedule", "ls", "reproduce/weekly").stdout
+    schedules = server.cli("deployment", "schedule", "ls", "reproduce/demo").stdout
     assert "0 3 * * 1" in schedules, schedules
-    schedule_id = asyncio.run(_schedule_ids(server.api_url, "reproduce/weekly"))[0]
-    server.cli("deployment", "schedule", "resume", "reproduce/weekly", schedule_id)
-    assert "'active': True" in server.cli("deployment", "inspect", "reproduce/weekly").stdout
-    server.cli("deployment", "schedule", "pause", "reproduce/weekly", schedule_id)
-    assert "'active': False" in server.cli("deployment", "inspect", "reproduce/weekly").stdout
+    schedule_id = asyncio.run(_schedule_ids(server.api_url, "reproduce/demo"))[0]
+    server.cli("deployment", "schedule", "resume", "reproduce/demo", schedule_id)
+    assert "'active': True" in server.cli("deployment", "inspect", "reproduce/demo").stdout
+    server.cli("deployment", "schedule", "pause", "reproduce/demo", schedule_id)
+    assert "'active': False" in server.cli("deployment", "inspect", "reproduce/demo").stdout
 
     # The tiny run the browser test made, run again through the deployment: every stage is found committed
     # (no second training), and the flow still publishes its reports.
-    parameters = tiny_parameters(served_tiny_run["run_root"])
+    # The deployment's preset (quick) with this run root is what `deepclust reproduce --quick --out` resolved.
+    parameters = {"run_root": str(served_tiny_run["run_root"])}
     triggered = server.cli("deployment", "run", "reproduce/quick", "--params", json.dumps(parameters),
                            "--flow-run-name", "test-deployed-quick")
     match = re.search(r"UUID:\s*([0-9a-f-]{36})", triggered.stdout)

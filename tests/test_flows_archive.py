@@ -1,4 +1,5 @@
-"""The ``separate-archive`` flow: threads, a real Dask LocalCluster of 2 worker processes, S3, retries.
+"""The ``separate-archive`` flow: threads, a real Dask LocalCluster of 2 worker processes, S3, retries, and its
+settings as one ``ArchiveJobConfig`` (from Python) or its dict form (from a deployment).
 
 The model is a tiny untrained network: these tests prove the plumbing (every file accounted for, the
 same manifest whatever runs the batches), not the separation quality.
@@ -6,6 +7,7 @@ same manifest whatever runs the batches), not the separation quality.
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pandas as pd
@@ -13,14 +15,17 @@ import pytest
 
 from deepclust import storage
 from deepclust.archive import read_manifest
-from flows.separate_archive import separate_archive
+from deepclust.archive_config import ArchiveJobConfig
+from deepclust.separation.windows import WindowConfig
+from flows.separate_archive import separate_archive_flow
 
 from archive_fixtures import build_archive, s3_server, tiny_model_url  # noqa: F401
 from flows_fixtures import prefect_harness  # noqa: F401
 from test_archive_separation import check_archive_result, read_output
 
 # As in test_archive_separation: 4 s windows, so the two 13 s recordings take the long-recording path.
-WINDOW = dict(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
+WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
+JOB = ArchiveJobConfig(window=WINDOW, device="cpu")
 # One xdist worker for the module: the archive, the thread run (compared with the Dask run), the Prefect
 # harness and the S3 server are then made once; the Dask cluster (2 processes) never overlaps the other
 # flow runs of this module.
@@ -41,8 +46,7 @@ def thread_run(archive, tiny_model_url, prefect_harness, tmp_path_factory):  # n
     """The whole archive through the flow on its default thread pool, once."""
     root, _ = archive
     out = tmp_path_factory.mktemp("flow-threads") / "out"
-    state = separate_archive(tiny_model_url, str(root), str(out), files_per_batch=8, device="cpu",
-                             return_state=True, **WINDOW)
+    state = separate_archive_flow(tiny_model_url, str(root), str(out), JOB, return_state=True)
     return out, state
 
 
@@ -68,7 +72,7 @@ def test_flow_rerun_skips_done_inputs_and_retries_only_failed_ones(archive, thre
     root, expected = archive
     out, _ = thread_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")}
-    state = separate_archive(tiny_model_url, str(root), str(out), device="cpu", return_state=True, **WINDOW)
+    state = separate_archive_flow(tiny_model_url, str(root), str(out), JOB, return_state=True)
     summary = state.result()
     assert summary["already_done"] == len(expected["good"]) and summary["separated"] == 0
     assert summary["failed"] == len(expected["bad"]) and state.message.endswith(f"{len(expected['bad'])} failed inputs")
@@ -85,8 +89,8 @@ def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive,
     out = tmp_path / "out"
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
-        state = separate_archive(tiny_model_url, str(root), str(out), files_per_batch=8, device="cpu",
-                                 dask_address=cluster.scheduler_address, return_state=True, **WINDOW)
+        state = separate_archive_flow(tiny_model_url, str(root), str(out), JOB, dask_address=cluster.scheduler_address,
+                                      return_state=True)
         loads = client.run(lambda: sum(separator_module.SEPARATOR_LOADS.values()))
         threads = client.run(lambda: __import__("torch").get_num_threads())
     assert state.is_completed(), state.message
@@ -115,8 +119,9 @@ def test_flow_separates_an_s3_prefix(archive, tiny_model_url, s3_server, prefect
     for rel in picked:
         fs.put_file(str(root / rel), f"{s3_server.bucket}/flow/in/{rel}")
     input_url, out_url = s3_server.url("flow", "in"), s3_server.url("flow", "out")
-    state = separate_archive(tiny_model_url, input_url, out_url, files_per_batch=2, device="cpu",
-                             return_state=True, **WINDOW)
+    # The settings in the form a deployment gives them: a dict, fields left out at their defaults.
+    config = {"files_per_batch": 2, "device": "cpu", "window": WINDOW.to_dict()}
+    state = separate_archive_flow(tiny_model_url, input_url, out_url, config, return_state=True)
     assert state.is_completed() and state.message == "completed with 2 failed inputs"
     rows = read_manifest(out_url).set_index("relative_path")
     assert sorted(rows.index) == sorted(picked)
@@ -144,7 +149,7 @@ def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url,
     from deepclust import archive
 
     calls = []
-    real = archive.separate_batch
+    real = archive.separate_job_batch
 
     def flaky(separator, items, *args):
         calls.append(items[0]["relative_path"])
@@ -152,9 +157,10 @@ def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url,
             raise ConnectionError("connection reset by the object store")
         return real(separator, items, *args)
 
-    monkeypatch.setattr(archive, "separate_batch", flaky)
-    state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
-                             device="cpu", max_workers=1, return_state=True, **WINDOW)
+    monkeypatch.setattr(archive, "separate_job_batch", flaky)
+    state = separate_archive_flow(tiny_model_url, str(two_file_archive), str(tmp_path / "out"),
+                                  ArchiveJobConfig(files_per_batch=1, window=WINDOW, device="cpu"), max_workers=1,
+                                  return_state=True)
     assert state.is_completed() and state.message in (None, "")
     assert len(calls) == 3 and calls[0] == calls[1]  # the failed batch ran again
     assert list(read_manifest(str(tmp_path / "out"))["status"]) == ["done", "done"]
@@ -165,7 +171,7 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
     from deepclust import archive
 
     calls = []
-    real = archive.separate_batch
+    real = archive.separate_job_batch
 
     def broken(separator, items, *args):
         calls.append(items[0]["relative_path"])
@@ -173,9 +179,10 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
             raise ValueError("a bug, not a fault of the object store")
         return real(separator, items, *args)
 
-    monkeypatch.setattr(archive, "separate_batch", broken)
-    state = separate_archive(tiny_model_url, str(two_file_archive), str(tmp_path / "out"), files_per_batch=1,
-                             device="cpu", max_workers=1, return_state=True, **WINDOW)
+    monkeypatch.setattr(archive, "separate_job_batch", broken)
+    state = separate_archive_flow(tiny_model_url, str(two_file_archive), str(tmp_path / "out"),
+                                  ArchiveJobConfig(files_per_batch=1, window=WINDOW, device="cpu"), max_workers=1,
+                                  return_state=True)
     assert state.is_failed() and "1 of 2 batches failed" in state.message
     assert calls.count("calls/mix_00.wav") == 1
     # The other batch was committed, and the lock released: a rerun redoes only the failed batch.
@@ -194,3 +201,21 @@ def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, pref
     printed = capsys.readouterr()
     assert "completed with 1 failed inputs: 2 separated, 0 already done, 1 failed" in printed.out and "notes.wav: text file named .wav" in printed.err
     assert "for flow 'separate-archive'" in caplog.text  # it ran as a Prefect flow run
+
+
+def test_a_deployments_config_dict_becomes_the_job_config_and_a_misspelt_field_is_refused():
+    """What a deployment passes (JSON) is validated into an ``ArchiveJobConfig`` before the run starts."""
+    from prefect.exceptions import ParameterTypeError
+    from prefect.utilities.callables import parameter_schema
+
+    urls = {"model_url": "model.pt", "input_url": "in", "out_url": "out"}
+    given = {"n_speakers": 3, "window": {"window_seconds": 20.0}, "splits": ["tr", "tt"], "device": "cpu"}
+    parameters = separate_archive_flow.validate_parameters({**urls, "config": given})
+    assert parameters["config"] == ArchiveJobConfig(n_speakers=3, window=WindowConfig(window_seconds=20.0),
+                                                    splits=("tr", "tt"), device="cpu")
+    assert separate_archive_flow.validate_parameters(urls)["config"] == ArchiveJobConfig()
+    for wrong, named in (({"n_speakerz": 3}, "n_speakerz"), ({"channel": 0}, "channel counts channels from 1")):
+        with pytest.raises(ParameterTypeError, match=named):
+            separate_archive_flow.validate_parameters({**urls, "config": wrong})
+    schema = parameter_schema(separate_archive_flow).model_dump()  # what a deployment registers: JSON
+    assert json.loads(json.dumps(schema))["properties"]["config"]["default"]["files_per_batch"] == 8

@@ -123,6 +123,7 @@ def test_artifacts_hold_the_results_and_summary_rows(tiny_run):
     summary = pd.read_parquet(record["summary"])
     markdown = artifacts["dpcl-summary"].data
     assert "IBM SDRi" in markdown and "paper SDRi" in markdown
+    assert "## As the paper reports it" in markdown and "| 2 speakers, overall |" in markdown  # the paper's layout
     for row in headline(summary).itertuples(index=False):
         assert f"| {row.speakers} | {row.condition} | {row.mixtures} | {row[3]:.2f} |" in markdown
     table = artifacts["dpcl-summary-table"].data
@@ -134,6 +135,21 @@ def test_artifacts_hold_the_results_and_summary_rows(tiny_run):
     curve = json.loads(curve) if isinstance(curve, str) else curve
     assert [r["epoch"] for r in curve] == list(history["epoch"])
     assert float(artifacts["dpcl-progress-features"].data) == 100.0
+
+
+def test_a_run_named_by_a_preset_is_the_config_the_command_line_resolves(tiny_run):
+    """The deployments' way: ``reproduce(preset=..., run_root=..., overrides=[...])`` runs the config the command
+    line resolves for the same words; the tiny run's stages are reused, and run.json records what was asked."""
+    from flows.reproduce import reproduce
+
+    before = dict(COMPUTE_COUNTER)
+    overrides = [f"train.steps_per_epoch={tiny_run['config'].train.steps_per_epoch}"]
+    state = reproduce(preset="quick", run_root=str(tiny_run["run_root"]), overrides=overrides, return_state=True)
+    assert state.is_completed(), state.message
+    assert counter_delta(before, dict(COMPUTE_COUNTER)) == {}
+    record = _read_run(tiny_run["run_root"])
+    assert (record["preset"], record["overrides"]) == ("quick", overrides)
+    assert record["config"]["train"] == json.loads(json.dumps(tiny_run["config"].train.to_dict()))
 
 
 def test_history_grows_and_an_injected_regression_fails_the_run(tiny_run):

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("separation", {"separation"}),
     ("evaluation", {"evaluation"}),
     ("reports", {"reports"}),
-    ("archive", {"archive", "archive_processes"}),
+    ("archive", {"archive_config", "archive", "archive_processes"}),
     ("real_example", {"real_example"}),
     ("api", {"api"}),  # deepclust.separate / load_model / Separator
     ("stages", {"stages"}),  # one module per stage, above every domain

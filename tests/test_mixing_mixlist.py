@@ -76,6 +76,14 @@ def test_malformed_line_names_file_and_line(tmp_path, bad_line):
         read_mix_list(url)
 
 
+def test_a_uniform_list_refuses_a_line_with_another_speaker_count_naming_it(tmp_path):
+    url = tmp_path / "mix_2_spk_tt.txt"
+    url.write_text(OFFICIAL_LINES)
+    assert len(read_mix_list(url)) == 3  # a list may hold both counts; the recipe asks for one count a list
+    with pytest.raises(ValueError, match=r"mix_2_spk_tt\.txt:4: 3 sources, but line 1 has 2"):
+        read_mix_list(url, uniform=True)
+
+
 def test_snr_printed_like_matlab_num2str():
     assert format_snr(1.9857) == "1.9857"
     assert format_snr(-0.450124) == "-0.45012"

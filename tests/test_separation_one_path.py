@@ -101,13 +101,16 @@ def test_evaluate_refuses_a_separation_of_plain_files(mixture_set, tiny_model_ur
 
 
 def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_path, prefect_harness):  # noqa: F811
-    from flows.separate_archive import separate_archive as separate_archive_flow
+    from deepclust.archive_config import ArchiveJobConfig
+    from flows.separate_archive import separate_archive_flow
 
+    # float32 as the recipe's stage separates (the command's "auto" is bf16 on a CPU that runs it).
     plain = str(tmp_path / "plain")
-    separate_archive(tiny_model_url, mixture_set["url"], plain, device="cpu")
+    separate_archive(tiny_model_url, mixture_set["url"], plain, device="cpu", precision="fp32")
 
     flow = str(tmp_path / "flow")
-    state = separate_archive_flow(tiny_model_url, mixture_set["url"], flow, device="cpu", files_per_batch=2,
+    state = separate_archive_flow(tiny_model_url, mixture_set["url"], flow,
+                                  ArchiveJobConfig(device="cpu", files_per_batch=2, precision="fp32"),
                                   return_state=True)
     assert state.is_completed() and state.message == "completed with 1 failed inputs"
 

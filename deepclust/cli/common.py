@@ -25,13 +25,14 @@ class Runners:
 
     ``reproduce(config, max_workers=, log=, history_url=, regression_margin_db=) -> run record``: the recipe
     through the ``reproduce`` flow (``deepclust reproduce`` / ``demo`` without ``--no-prefect``).
-    ``separate_archive(model_url, input_url, out_url, window=, retry_seconds=, dask_address=, **job) -> summary``:
-    the archive job through the ``separate-archive`` flow (``deepclust separate --prefect`` / ``--dask-address``).
+    ``separate_archive_flow(model_url, input_url, out_url, config, dask_address=, max_workers=) -> summary``: the
+    archive job (``config``: its ``ArchiveJobConfig``, whole) through the ``separate-archive`` flow (``deepclust
+    separate --prefect`` / ``--dask-address``).
     Without runners (``python -m deepclust``), reproduce runs the stages by hand and ``--prefect`` is refused.
     """
 
     reproduce: Callable[..., dict]
-    separate_archive: Callable[..., dict]
+    separate_archive_flow: Callable[..., dict]
 
 
 def default_of(func: Callable, name: str):

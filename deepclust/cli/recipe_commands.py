@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from deepclust import storage
@@ -15,23 +14,32 @@ HELP = {"reproduce": "run every stage end to end (cached; reruns reuse finished 
 
 def add_reproduce(sub, name: str = "reproduce") -> None:
     from deepclust.recipe.config import ReproduceConfig
+    from deepclust.recipe.presets import PRESETS, default_preset
     from deepclust.reports.comparison import find_regression
 
     p = sub.add_parser(name, help=HELP[name])
     p.add_argument("--out", default=ReproduceConfig.run_root, help="run root (local folder or s3:// URL)")
     p.add_argument("--corpus", default="demo", choices=["demo", "wsj0", "folder", "sources"])
+    p.add_argument("--preset", help=f"named recipe: {', '.join(PRESETS)} (default: {default_preset('wsj0')} for "
+                                    f"wsj0, folder and sources, {default_preset('demo')} for the demo corpus)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD.PATH=VALUE",
+                   help="change one field of the resolved config, e.g. --set train.max_epochs=20 (repeatable; "
+                        "--print-config shows every field)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as JSON and exit (runs nothing, reads no data)")
     p.add_argument("--sources", "--source", dest="sources", action="append", metavar="[NAME:]ROOT[=PATTERN]",
                    help="--corpus sources: a speaker-labelled folder (repeatable), ids namespaced NAME/...")
     p.add_argument("--wsj0-root")
-    p.add_argument("--mix-lists", help="folder holding the official mix_2_spk_{tr,cv,tt}.txt")
+    p.add_argument("--mix-lists", help="folder holding the official mix_2_spk_{tr,cv,tt}.txt (and mix_3_spk_tt.txt "
+                                       "for the 3-speaker test set)")
     p.add_argument("--root", help="folder corpus root")
     p.add_argument("--pattern")
     p.add_argument("--test-speakers")
-    p.add_argument("--scale", type=float)
+    p.add_argument("--scale", type=float, help="same as --set mix.scale=SCALE")
     p.add_argument("--max-train-seconds", "--train-seconds", dest="max_train_seconds", type=float,
-                   help="training wall-clock budget")
-    p.add_argument("--device")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in a minute or two")
+                   help="training wall-clock budget (same as --set train.max_train_seconds=S)")
+    p.add_argument("--device", help="same as --set train.device=D --set separate.device=D")
+    p.add_argument("--quick", action="store_true", help="the quick preset: a smoke test in a minute or two")
     p.add_argument("--max-workers", "--workers", dest="max_workers", type=int,
                    help="units run in parallel by the flow's task runner")
     p.add_argument("--no-prefect", action="store_true", help="run the stages by hand, without Prefect")
@@ -49,36 +57,55 @@ def add_demo(sub) -> None:
 
 
 def reproduce_config_from_args(args):
-    """The ``ReproduceConfig`` of ``reproduce``/``demo``: the demo config with the command line's changes."""
-    from deepclust.recipe.config import demo_config
+    """The ``ReproduceConfig`` of ``reproduce``/``demo``: ``deepclust.recipe.resolve.resolve_recipe`` of the
+    command line's preset, corpus, mix-list folder and overrides (the shorthand flags first, then ``--set``, each
+    recorded in the config). Raises ``ValueError`` naming what is wrong."""
+    from deepclust.recipe.resolve import resolve_recipe
     from deepclust.stages.corpus import CorpusConfig
 
-    config = demo_config(args.out, quick=args.quick)
+    preset = args.preset
+    if args.quick:
+        if preset not in (None, "quick"):
+            raise ValueError(f"--quick is the quick preset; it cannot be combined with --preset {preset}")
+        preset = "quick"
+    corpus = None  # the demo corpus, at the preset's own size
     if args.corpus != "demo":
-        config.corpus = CorpusConfig(name=args.corpus, root=args.wsj0_root or args.root, pattern=args.pattern,
-                                     test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
-                                     sources=args.sources)
-    if args.mix_lists:
-        folder = args.mix_lists
-        config.mix.mix_lists = {s: storage.join(folder, f"mix_{config.mix.n_speakers}_spk_{s}.txt")
-                                for s in ("tr", "cv", "tt")}
+        corpus = CorpusConfig(name=args.corpus, root=args.wsj0_root or args.root, pattern=args.pattern,
+                              test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+                              sources=args.sources)
+    shorthand = []
     if args.scale is not None:
-        config.mix.scale = args.scale
+        shorthand.append(f"mix.scale={args.scale}")
     if args.max_train_seconds is not None:
-        config.train = dataclasses.replace(config.train, max_train_seconds=args.max_train_seconds)
+        shorthand.append(f"train.max_train_seconds={args.max_train_seconds}")
     if args.device:
-        config.train = dataclasses.replace(config.train, device=args.device)
-        config.separate.device = args.device
-    return config
+        shorthand += [f"train.device={args.device}", f"separate.device={args.device}"]
+    return resolve_recipe(preset, args.out, corpus, mix_lists=args.mix_lists,
+                          overrides=[*shorthand, *args.overrides])
 
 
 def cmd_reproduce(args, runners: Runners | None = None) -> None:
-    """``deepclust reproduce`` / ``demo``: every stage through Prefect (``runners.reproduce``) or by hand (with
-    ``--no-prefect``, or without runners), then the summary; exit 1 on a quality regression."""
-    from deepclust.recipe import reproduce as recipe
+    """``deepclust reproduce`` / ``demo``: resolve the config (``--print-config`` prints it and stops), check the
+    inputs (exit 2 naming what is missing or malformed, before any stage), then every stage through Prefect
+    (``runners.reproduce``) or by hand (with ``--no-prefect``, or without runners), then the summary; exit 1 on a
+    quality regression."""
+    import json
 
-    config = reproduce_config_from_args(args)
+    from deepclust.recipe import reproduce as recipe
+    from deepclust.recipe.config import request_label
+    from deepclust.recipe.preflight import check_inputs
+
+    try:
+        config = reproduce_config_from_args(args)
+        if args.print_config:
+            print(json.dumps(config.to_dict(), indent=2))
+            return
+        check_inputs(config)
+    except ValueError as error:  # a bad preset, --set or input (RecipeInputError): say it, run nothing
+        print(f"deepclust {args.command}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    log(f"{request_label(config.preset, config.overrides)} -> {config.run_root}")
     history = {"history_url": args.history_url, "regression_margin_db": args.regression_margin_db}
     if args.no_prefect or runners is None:
         record = recipe.reproduce(config, log=log, **history)

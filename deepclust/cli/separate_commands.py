@@ -1,8 +1,8 @@
 """``deepclust separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or through
-the Prefect flow (``--prefect``, ``--dask-address``: the ``Runners.separate_archive`` handed in from ``flows.cli``).
-Each flag is named as the job parameter or ``WindowConfig`` field it sets, and takes its default from there
-(``separate_archive``'s signature through ``common.default_of``, or ``WindowConfig``); an older spelling is kept as
-an alias."""
+the Prefect flow (``--prefect``, ``--dask-address``: the ``Runners.separate_archive_flow`` handed in from
+``flows.cli``). The flags are read once into the job's settings, an ``ArchiveJobConfig`` (``job_config_from_args``),
+which every runner takes whole. Each flag is named as the ``ArchiveJobConfig`` or ``WindowConfig`` field it sets and
+takes its default from there; an older spelling is kept as an alias."""
 
 from __future__ import annotations
 
@@ -10,20 +10,16 @@ import json
 import sys
 
 from deepclust import storage
-from deepclust.cli.common import (EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners, default_of, model_or_pretrained,
-                                  to_stderr)
+from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners, model_or_pretrained, to_stderr
 
 HELP = {"separate": "separate one audio file, a folder, an s3:// prefix or a mixture manifest (resumable)",
         "separate-archive": "the same as separate, named for large archives (folder or s3:// prefix)"}
 
 
 def add_separate(sub, name: str = "separate") -> None:
-    from deepclust.archive import FILES_PER_BATCH, MAX_CONSECUTIVE_FAILURES, separate_archive
+    from deepclust.archive_config import ArchiveJobConfig as Job
     from deepclust.reports.listen import ARCHIVE_LISTEN_DEFAULT
-    from deepclust.separation.inputs import MIXTURE_SPLITS
     from deepclust.separation.long import WindowConfig
-    from deepclust.storage_lock import FolderLock
-    from deepclust.transient import RETRY_BUDGET_SECONDS
 
     p = sub.add_parser(name, help=HELP[name])
     p.add_argument("--model", help="model file (default: the shipped real-speech model)")
@@ -34,26 +30,26 @@ def add_separate(sub, name: str = "separate") -> None:
                    help="folder or s3:// prefix: OUT/<relative path>/s1.wav .. sK.wav and OUT/manifest.parquet; "
                         "S3 endpoint and keys from FSSPEC_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY")
     p.add_argument("--n-speakers", "--speakers", dest="n_speakers", type=int,
-                   default=default_of(separate_archive, "n_speakers"),
+                   default=Job.n_speakers,
                    help="sources per input (a mixture manifest knows its own)")
-    p.add_argument("--splits", default=",".join(MIXTURE_SPLITS),
+    p.add_argument("--splits", default=",".join(Job.splits),
                    help="mixture manifests only: comma-separated splits to separate (tr, cv, tt), or 'all'")
-    p.add_argument("--inference", default=default_of(separate_archive, "inference"),
+    p.add_argument("--inference", default=Job.inference,
                    choices=["auto", "mask", "kmeans", "soft-kmeans", "blend"],
                    help="auto: what the model file names for --speakers (the shipped model's choice was measured "
                         "on recordings it never trained on), else a Chimera++ model's mask head, else k-means; "
                         "blend: the mean of the mask head and soft masks around centroids the head seeds")
-    p.add_argument("--kmeans", default=default_of(separate_archive, "kmeans"),
+    p.add_argument("--kmeans", default=Job.kmeans,
                    choices=["auto", "torch", "sklearn"],
                    help="auto: batched torch on CUDA, scikit-learn on CPU")
-    p.add_argument("--precision", default=default_of(separate_archive, "precision"),
+    p.add_argument("--precision", default=Job.precision,
                    choices=["auto", "fp32", "bf16", "int8"],
                    help="auto: the network in bfloat16 on a CPU with AMX or AVX-512 BF16 (masks, k-means and "
                         "outputs stay float32), float32 elsewhere; int8: dynamic int8 quantisation (CPU only, "
                         "never auto; with the mask head within 0.02 dB of fp32 and fastest on short files, with "
                         "k-means 0.1-0.2 dB lower). A precision this CPU cannot run (bf16 on an AVX2-only CPU) is "
                         "refused before any input (exit 2)")
-    p.add_argument("--channel", type=int, metavar="N",
+    p.add_argument("--channel", type=int, default=Job.channel, metavar="N",
                    help="separate channel N (counted from 1) of multi-channel inputs; default: their mean, or the "
                         "loudest channel when the mean cancels (polarity-inverted channels); the manifest's downmix "
                         "column says which")
@@ -64,20 +60,22 @@ def add_separate(sub, name: str = "separate") -> None:
                    help="long recordings are cut in windows this long")
     p.add_argument("--overlap-seconds", type=float, default=WindowConfig.overlap_seconds,
                    help="overlap of neighbouring windows")
-    p.add_argument("--files-per-batch", type=int, default=FILES_PER_BATCH, help="inputs per manifest commit")
-    p.add_argument("--device", default=default_of(separate_archive, "device"),
+    p.add_argument("--files-per-batch", type=int, default=Job.files_per_batch, help="inputs per manifest commit")
+    p.add_argument("--device", default=Job.device,
                    help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input failed")
-    p.add_argument("--retry-minutes", type=float, default=RETRY_BUDGET_SECONDS / 60,
+    p.add_argument("--retry-minutes", type=float, default=Job.retry_seconds / 60,
                    help="how long a batch's transient faults (timeouts, throttling) are retried before its inputs are "
                         "recorded as 'transient' (tried again by the next run; exit 75)")
-    p.add_argument("--max-consecutive-failures", type=int, default=MAX_CONSECUTIVE_FAILURES,
+    p.add_argument("--max-consecutive-failures", type=int, default=Job.max_consecutive_failures,
                    help="failed inputs in a row that stop the run (exit 3): a lost mount or a broken model")
     p.add_argument("--stale-minutes", "--lock-stale-minutes", dest="stale_minutes", type=float,
-                   default=FolderLock.STALE_MINUTES,
+                   default=Job.stale_minutes,
                    help="another run's lock whose heartbeat is older than this is taken over")
-    p.add_argument("--break-lock", action="store_true", help="take OUT/.lock even if its owner looks alive")
+    p.add_argument("--break-lock", action="store_true", default=Job.break_lock,
+                   help="take OUT/.lock even if its owner looks alive")
     p.add_argument("--summary-json", help="also write the run's summary (counts, speed, manifest I/O) here")
+    # The command writes a page unless told not to; the library call (``ArchiveJobConfig.listen``) writes none.
     p.add_argument("--listen", type=int, default=ARCHIVE_LISTEN_DEFAULT, metavar="N",
                    help="write OUT/.listen/index.html: N inputs of this run to hear, and the failed ones (0 = off)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
@@ -107,14 +105,28 @@ def add_separate_archive(sub) -> None:
     add_separate(sub, "separate-archive")
 
 
+def job_config_from_args(args):
+    """The job's settings (``ArchiveJobConfig``) from ``separate``'s flags: the one place the command reads them."""
+    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.separation.long import WindowConfig
+
+    window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
+                          windows_per_batch=args.windows_per_batch)
+    splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
+    return ArchiveJobConfig(n_speakers=args.n_speakers, files_per_batch=args.files_per_batch, window=window,
+                            device=args.device, kmeans=args.kmeans, inference=args.inference, precision=args.precision,
+                            channel=args.channel, splits=splits, retry_seconds=args.retry_minutes * 60,
+                            stale_minutes=args.stale_minutes, break_lock=args.break_lock,
+                            max_consecutive_failures=args.max_consecutive_failures, listen=args.listen)
+
+
 def cmd_separate(args, runners: Runners | None = None) -> None:
     """``separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or as
-    the Prefect flow (``--prefect``, ``--dask-address``: ``runners.separate_archive``). Exit 0, 1 (``--strict``
+    the Prefect flow (``--prefect``, ``--dask-address``: ``runners.separate_archive_flow``). Exit 0, 1 (``--strict``
     and failed inputs), 2 (a bad flag, or ``--prefect`` without the Prefect runner), 3 (the circuit breaker
     stopped the run) or 75 (transient faults outlasted the retries: run again)."""
     from deepclust.archive import BatchesFailedError, CircuitOpenError, separate_archive
     from deepclust.pipeline.driver import ProgressLine
-    from deepclust.separation.long import WindowConfig
 
     through_prefect = bool(args.prefect or args.dask_address)  # batches as tasks, on threads or on Dask
     if through_prefect and runners is None:
@@ -123,27 +135,16 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
               "Prefect installed (pip install 'deepclust[pipeline]'); `python -m deepclust` is the Prefect-free "
               "library command line", file=sys.stderr)
         raise SystemExit(2)
-    window = WindowConfig(window_seconds=args.window_seconds, overlap_seconds=args.overlap_seconds,
-                          windows_per_batch=args.windows_per_batch)
-    splits = None if args.splits == "all" else tuple(s for s in args.splits.split(",") if s)
-    if args.channel is not None and args.channel < 1:
-        print("--channel counts channels from 1", file=sys.stderr)
-        raise SystemExit(2)
+    config = job_config_from_args(args)  # a setting refused here (--channel 0) exits 2 through cli.main
     args.model = model_or_pretrained(args.model)
-    job = dict(n_speakers=args.n_speakers, files_per_batch=args.files_per_batch, device=args.device, splits=splits,
-               inference=args.inference, stale_minutes=args.stale_minutes, break_lock=args.break_lock,
-               max_consecutive_failures=args.max_consecutive_failures, kmeans=args.kmeans,
-               precision=args.precision, listen=args.listen, channel=args.channel)
     try:
         if through_prefect:
-            summary = runners.separate_archive(args.model, args.input, args.out, window=window,
-                                               retry_seconds=args.retry_minutes * 60, dask_address=args.dask_address,
-                                               max_workers=args.workers, **job)
+            summary = runners.separate_archive_flow(args.model, args.input, args.out, config,
+                                                    dask_address=args.dask_address, max_workers=args.workers)
         else:
-            summary = separate_archive(args.model, args.input, args.out, window=window,
+            summary = separate_archive(args.model, args.input, args.out, config,
                                        progress=ProgressLine.callback("separate", to_stderr),
-                                       retry_seconds=args.retry_minutes * 60, map_batches=plain_runner(args.workers),
-                                       **job)
+                                       map_batches=plain_runner(args.workers))
     except CircuitOpenError as error:
         print(f"stopped: {error}", file=sys.stderr)
         raise SystemExit(EXIT_CIRCUIT_OPEN)
@@ -174,8 +175,9 @@ def report(summary: dict, args, exit: bool = True) -> None:
     print(f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
           f"{summary['failed']} failed{transient}, {summary['real_time_factor']:.1f}x real time; "
           f"manifest: {summary['manifest_url']}")
-    if summary.get("listen"):
-        print(f"listen: {summary['listen']} (a spot check of {args.listen} inputs; open it in a browser)")
+    if summary.get("listen"):  # the inputs the page holds: this run's, so none when it separated none
+        print(f"listen: {summary['listen']} (a spot check of {summary.get('listen_inputs', 0)} inputs; open it in a "
+              "browser)")
     if args.summary_json:  # for scripts: counts, speed, manifest I/O, failed and transient inputs
         storage.write_text_atomic(args.summary_json, json.dumps(summary, indent=2, default=str) + "\n")
     if not exit:

@@ -125,3 +125,21 @@ def resolve_wsj0_path(root, listed_path: str) -> str:
             if found:
                 return found
     raise FileNotFoundError(f"{listed_path}: neither {candidates[0]} nor {candidates[2]} (any case) exists")
+
+
+def missing_wsj0_files(root, listed_paths) -> list[str]:
+    """The listed paths (``wsj0/si_tr_s/01t/01to030v.wv1``, in order, each once) whose utterance the tree under
+    ``root`` lacks: what the mixtures stage would fail on, found from one listing of the tree (no audio read).
+
+    An utterance is found the way the recipe finds it, by its file stem among the utterances of the subsets
+    ``prepare_wsj0`` scans, in ``.wav`` or ``.wv1`` of either case."""
+    wsj0_dir = _wsj0_dir(storage.absolute(str(root)))
+    present = {PurePosixPath(path).stem.lower() for subset in SUBSETS for path in _utterance_files(wsj0_dir, subset)}
+    missing, seen = [], set()
+    for listed in listed_paths:
+        if listed in seen:
+            continue
+        seen.add(listed)
+        if PurePosixPath(listed.replace("\\", "/")).stem not in present:
+            missing.append(listed)
+    return missing

@@ -14,7 +14,7 @@ statistics used to normalise the network input.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from deepclust.features.normalisation import RunningStats
 from deepclust.features.shards import shard_extension, write_shard
 from deepclust.features.stft import StftConfig, stft
 from deepclust.manifests import MANIFEST_NAME, SCHEMAS, validate
+from deepclust.pipeline.plan import JsonableConfig
 from deepclust.transient import is_transient
 
 __all__ = [
@@ -49,7 +50,7 @@ MANIFEST_COLUMNS = SCHEMAS["feature"].required  # the feature manifest's columns
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(JsonableConfig):
     """Feature-extraction parameters; the defaults are the paper's recipe.
 
     Attributes:
@@ -65,19 +66,6 @@ class FeatureConfig:
     log_floor: float = 1e-8
     shard_format: str = "parquet"
     utterances_per_shard: int = 200
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FeatureConfig":
-        """Inverse of ``to_dict``; a missing ``stft`` gives the default ``StftConfig``."""
-        data = dict(data)
-        stft_config = data.pop("stft", None)
-        if isinstance(stft_config, dict):
-            stft_config = StftConfig.from_dict(stft_config)
-        return cls(stft=stft_config or StftConfig(), **data)
 
 
 def _as_tensor(x) -> torch.Tensor:

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepclust.pipeline.plan import JsonableConfig
+
 __all__ = ["StftConfig", "stft", "istft", "stft_np", "istft_np", "num_frames"]
 
 
 @dataclass(frozen=True)
-class StftConfig:
+class StftConfig(JsonableConfig):
     """STFT parameters; the defaults are the paper's recipe (Sec. 4.1).
 
     Window and hop are given in milliseconds so one config serves 8 kHz (256/64/129) and
@@ -45,18 +47,12 @@ class StftConfig:
         """Number of one-sided frequency bins: `n_fft // 2 + 1` (129 at 8 kHz)."""
         return self.n_fft // 2 + 1
 
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return {"sample_rate": self.sample_rate, "win_ms": self.win_ms, "hop_ms": self.hop_ms}
-
     @classmethod
     def from_dict(cls, data: dict) -> "StftConfig":
-        """Inverse of ``to_dict``."""
-        return cls(
-            sample_rate=int(data["sample_rate"]),
-            win_ms=float(data["win_ms"]),
-            hop_ms=float(data["hop_ms"]),
-        )
+        """``JsonableConfig.from_dict``, each number made its field's type first: a hand-written ``win_ms: 32`` reads
+        as 32.0, so the dict form (in model files and stage keys) does not depend on how a number was spelt."""
+        kinds = {"sample_rate": int, "win_ms": float, "hop_ms": float}
+        return super().from_dict({key: kinds[key](value) if key in kinds else value for key, value in data.items()})
 
 
 def num_frames(num_samples: int, config: StftConfig) -> int:

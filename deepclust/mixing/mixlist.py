@@ -69,9 +69,11 @@ def format_mix_line(entry: MixEntry) -> str:
     return " ".join(f"{p} {format_snr(s)}" for p, s in zip(entry.paths, entry.snrs_db))
 
 
-def parse_mix_list(text: str, source: str = "<text>") -> list[MixEntry]:
-    """Parse mix-list text; blank lines are skipped; a malformed line raises ``ValueError`` naming it."""
-    entries = []
+def parse_mix_list(text: str, source: str = "<text>", uniform: bool = False) -> list[MixEntry]:
+    """Parse mix-list text; blank lines are skipped; a malformed line raises ``ValueError`` naming it. With
+    ``uniform``, so does a line with another number of sources than the first line (a 3-speaker line in a
+    2-speaker list: the recipe mixes a whole list for one speaker count)."""
+    entries, first_line = [], 0
     for line_number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -84,13 +86,17 @@ def parse_mix_list(text: str, source: str = "<text>") -> list[MixEntry]:
             raise ValueError(f"{source}:{line_number}: SNR is not a number in {line!r}") from None
         if not all(math.isfinite(s) for s in snrs):
             raise ValueError(f"{source}:{line_number}: non-finite SNR in {line!r}")
+        if uniform and entries and len(snrs) != len(entries[0].snrs_db):
+            raise ValueError(f"{source}:{line_number}: {len(snrs)} sources, but line {first_line} has "
+                             f"{len(entries[0].snrs_db)}: {line!r}")
+        first_line = first_line or line_number
         entries.append(MixEntry(tuple(fields[0::2]), snrs))
     return entries
 
 
-def read_mix_list(url) -> list[MixEntry]:
-    """Read an official-format mix list (local path or fsspec URL)."""
-    return parse_mix_list(storage.read_text(str(url)), source=str(url))
+def read_mix_list(url, uniform: bool = False) -> list[MixEntry]:
+    """Read an official-format mix list (local path or fsspec URL); ``uniform``: see ``parse_mix_list``."""
+    return parse_mix_list(storage.read_text(str(url)), source=str(url), uniform=uniform)
 
 
 def write_mix_list(entries, url) -> None:

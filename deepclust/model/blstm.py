@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from deepclust.pipeline.plan import JsonableConfig
+
 _PRESETS = {
     # Hershey et al. 2016: 2 BLSTM layers of 600 cells = 300 per direction, D = 20 (Sec. 4.2).
     "paper": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0),
@@ -43,7 +45,7 @@ CONV_CHANNELS = 256  # the strided front end's width (conv2)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(JsonableConfig):
     """Size of the embedding network.
 
     ``n_freq``: STFT bins per frame (129 for a 256-point FFT); ``hidden``: LSTM units *per direction*;
@@ -83,15 +85,6 @@ class ModelConfig:
         if name not in _PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(_PRESETS)}")
         return cls(**{**_PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        """Inverse of ``to_dict``; unknown keys are ignored and missing ones take their defaults."""
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
 class DeepClusteringNet(nn.Module):

@@ -9,6 +9,7 @@ a stage by name. Every function takes and returns URLs and small JSON-able value
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -94,20 +95,46 @@ def config_of(plan: StagePlan, cls, key: str = "config"):
 
 
 def fields_from_dict(cls, data: dict):
-    """``cls(**data)`` for a dataclass, its nested configs rebuilt by ``config_from_dict`` and tuples restored;
-    missing fields take their defaults. (A config's own ``from_dict`` may be just this.)"""
+    """``cls(**data)`` for a dataclass, its nested configs rebuilt by ``config_from_dict`` and tuples restored (also
+    in a field that may be None); unknown keys are ignored and missing fields take their defaults."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
-        value, hint = data[f.name], hints.get(f.name)
+        value, hint = data[f.name], _unless_none(hints.get(f.name))
         if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = config_from_dict(hint, value)
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             value = tuple(value)
         values[f.name] = value
     return cls(**values)
+
+
+def _unless_none(hint):
+    """``X`` for an ``X | None`` hint: what a value that is not None is rebuilt as."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return hint
+
+
+class JsonableConfig:
+    """The one dict form of a config dataclass, both ways (a mixin): ``to_dict()`` is ``dataclasses.asdict`` (nested
+    configs as dicts; JSON writes tuples as lists), ``from_dict(data)`` is ``fields_from_dict`` (unknown keys
+    ignored, missing ones take their defaults, nested configs and tuples rebuilt). Model files and stage plans
+    store this form, so it must not change: ``tests/test_config_dicts.py`` holds it byte for byte."""
+
+    def to_dict(self) -> dict:
+        """JSON-able form (``from_dict`` reads it back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Inverse of ``to_dict``; unknown keys are ignored and missing ones take their defaults."""
+        return fields_from_dict(cls, data)
 
 
 # Settings that say where or how fast a stage runs, not what it computes (a device, a thread count, how many

@@ -13,7 +13,8 @@ import time
 from deepclust import storage
 from deepclust.pipeline import driver
 from deepclust.recipe import registry
-from deepclust.recipe.config import ReproduceConfig
+from deepclust.recipe.config import ReproduceConfig, request_label
+from deepclust.recipe.preflight import check_inputs
 from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.reports.history import config_fingerprint
 from deepclust.stages.training import model_url_of
@@ -48,6 +49,8 @@ def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict
         "seconds": round(seconds, 1),
         "stage_seconds": {name: round(value, 1) for name, value in (stage_seconds or {}).items()},
         "training": training_outcome(done_stages["train"].info(), config.train),
+        "preset": config.preset,  # what was asked for; "config" is what it resolved to
+        "overrides": list(config.overrides),
         "config": config.to_dict(),
         "config_fingerprint": config_fingerprint(config),  # the recipe: the config minus execution-only settings
     }
@@ -98,7 +101,9 @@ def run_recipe(config: ReproduceConfig, stage_runner=None) -> tuple[dict, dict, 
     """Run (or reuse) every stage in order; ``stage_runner(name, run_root, upstream URLs, configs) -> (Stage,
     manifest URL)`` (default ``run_here()``; the Prefect flow passes one that runs stage flows). Each stage itself
     runs through the one driver, ``deepclust.pipeline.driver.run_stage``.
-    Returns ``(stages, manifests, stage_seconds)`` by stage name."""
+    The inputs are checked first (``deepclust.recipe.preflight``): a run whose lists name files the corpus lacks
+    stops before any stage. Returns ``(stages, manifests, stage_seconds)`` by stage name."""
+    check_inputs(config)
     stage_runner = stage_runner or run_here()
     storage.makedirs(config.run_root)
     done_stages, manifests, stage_seconds = {}, {}, {}
@@ -124,12 +129,17 @@ def reproduce(config: ReproduceConfig, log=print, history_url: str | None = None
 
 
 def print_summary(record: dict, log=print) -> None:
-    """Log a finished run's headline table, any time-cap warning, its history entry and regression, and where
-    its report and run record are."""
+    """Log a finished run's headline table, its results as the paper lays them out, the preset and overrides it
+    ran, any time-cap warning, its history entry and regression, and where its report and run record are."""
+    from deepclust.reports.paper import paper_table
     from deepclust.reports.summary import headline, markdown_table
 
     summary = storage.read_parquet(record["summary"])
     log(markdown_table(headline(summary)))
+    table, condition = paper_table(summary)
+    log(f"\nAs the paper reports it ({condition}-speaker test mixtures, SDRi in dB):\n{markdown_table(table)}")
+    if record.get("preset"):
+        log(request_label(record["preset"], record.get("overrides") or ()))
     if (record.get("training") or {}).get("time_capped"):
         log(f"WARNING: {record['training']['message']}")
     history = record.get("history") or {}

@@ -61,6 +61,15 @@ def _run_record(run: str) -> dict:
     return storage.read_json(url)
 
 
+def _asked(record: dict) -> str:
+    """`` (preset paper, --set train.max_epochs=20)``: what a run asked for, where its run.json records it."""
+    config = record.get("config") or {}
+    preset, overrides = config.get("preset"), config.get("overrides") or []
+    if not preset:
+        return ""
+    return f" (preset {preset}" + "".join(f", --set {text}" for text in overrides) + ")"
+
+
 def compare_runs(run_a: str, run_b: str) -> dict:
     """Config differences and per-condition results of two runs (run roots or run.json URLs).
 
@@ -88,7 +97,8 @@ def compare_runs(run_a: str, run_b: str) -> dict:
     })
     from deepclust.reports.summary import markdown_table
 
-    markdown = (f"## Compare\n\n- a: {record_a.get('run_root')}\n- b: {record_b.get('run_root')}\n\n"
+    markdown = (f"## Compare\n\n- a: {record_a.get('run_root')}{_asked(record_a)}\n"
+                f"- b: {record_b.get('run_root')}{_asked(record_b)}\n\n"
                 f"### Config differences\n\n"
                 + (markdown_table(config_diff) if len(config_diff) else "(same config)")
                 + "\n\n### Results (mean over mixtures)\n\n" + markdown_table(results))

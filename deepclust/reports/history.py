@@ -90,6 +90,9 @@ def history_row(record: dict, summary: pd.DataFrame, stage_seconds: dict | None 
         "run_json": record.get("run_json"),
         "code_version": code_version(),
         "config_fingerprint": record["config_fingerprint"],
+        # What the person asked for (the fingerprint says what it resolved to): a trend reads by name.
+        "preset": config.get("preset") or "",
+        "overrides": " ".join(config.get("overrides") or []),
         "corpus": corpus_label(config),
         "machine": machine + ")",
         "seconds": float(record.get("seconds") or 0.0),
@@ -121,7 +124,8 @@ def trend_markdown(history: pd.DataFrame, config_fingerprint_value: str | None =
     if history.empty:
         return "(no runs yet)"
     table = history if config_fingerprint_value is None else history[history["config_fingerprint"] == config_fingerprint_value]
-    columns = [c for c in ("finished_at", "run_id", "code_version", "config_fingerprint", "machine",
+    columns = [c for c in ("finished_at", "run_id", "code_version", "preset", "overrides", "config_fingerprint",
+                           "machine",
                            "sdri_2spk_open", "si_sdri_2spk_open", "ibm_sdri_2spk_open", "sdri_3spk_open",
                            "time_capped", "seconds") if c in table]
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]

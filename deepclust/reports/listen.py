@@ -362,9 +362,10 @@ def write_archive_page(out_url: str, manifest: pd.DataFrame, done_now: list[str]
 
 
 def archive_spot_check(out_url: str, manifest: pd.DataFrame, rows: list[dict], count: int,
-                       model_url: str | None = None) -> str | None:
-    """The end of a separation job: ``write_archive_page`` of the inputs this run separated (``rows``); the
-    page's URL, or None when ``count`` is 0 or it cannot be written (the job's outputs stand without it)."""
+                       model_url: str | None = None) -> dict | None:
+    """The end of a separation job: ``write_archive_page`` of the inputs this run separated (``rows``); what it
+    returns (the page's URL, its examples: the inputs it holds), or None when ``count`` is 0 or it cannot be
+    written (the job's outputs stand without it)."""
     import logging
 
     from deepclust.errors import BadAudioError
@@ -375,7 +376,7 @@ def archive_spot_check(out_url: str, manifest: pd.DataFrame, rows: list[dict], c
     sha = next((r.get("model_sha256") for r in rows if r.get("model_sha256")), "")
     header = {"model": f"{model_url or ''} (sha256 {str(sha)[:12]})".strip()}
     try:
-        return write_archive_page(out_url, manifest, done_now, count, header=header)["page"]
+        return write_archive_page(out_url, manifest, done_now, count, header=header)
     except (BadAudioError, OSError, ValueError, KeyError) as error:
         logging.getLogger(__name__).warning("no spot-check page for %s: %s", out_url, error)
         return None

@@ -11,7 +11,7 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.manifests import validate
-from deepclust.reports.paper import paper_sdri
+from deepclust.reports.paper import DPCL_PLUS_PLUS, PAPER, paper_sdri, paper_table
 
 METRICS = ["sdri", "si_sdri", "sdr", "sir", "sar", "si_sdr"]
 GROUPS = ["num_speakers", "condition", "gender_condition"]
@@ -81,6 +81,7 @@ def render_report(summary: pd.DataFrame, results: pd.DataFrame, figures: dict | 
              "SDR improvement (dB) over the unprocessed mixture, mean over test mixtures, beside the ideal "
              "binary/ratio mask ceilings and the paper's figure (Hershey et al., ICASSP 2016).", "",
              markdown_table(headline(summary)), ""]
+    lines += paper_table_section(summary)
     failed = int((results["status"] == "failed").sum())
     if failed:
         lines += [f"{failed} mixture(s) could not be evaluated; see the `error` column of results.csv.", ""]
@@ -90,6 +91,18 @@ def render_report(summary: pd.DataFrame, results: pd.DataFrame, figures: dict | 
     for title, path in (figures or {}).items():
         lines += [f"## {title}", "", f"![{title}]({path})", ""]
     return "\n".join(lines)
+
+
+def paper_table_section(summary: pd.DataFrame) -> list[str]:
+    """report.md's lines for ``deepclust.reports.paper.paper_table``: the table, the condition its rows come from
+    and where the published figures were published."""
+    table, condition = paper_table(summary)
+    return ["## As the paper reports it", "",
+            f"SDR improvement (dB, mean) on the {condition}-speaker test mixtures, by speaker count and gender "
+            "pairing, beside the ideal binary/ratio mask ceilings of the same mixtures and the published figures: "
+            f"paper = {PAPER}; DPCL++ = {DPCL_PLUS_PLUS} (the `dpcl++` preset). \"-\": no such mixtures, or no "
+            "published figure verified (see deepclust/reports/paper.py).", "",
+            markdown_table(table), ""]
 
 
 def write_reports(results: pd.DataFrame, out_url: str, figures: dict | None = None) -> dict:

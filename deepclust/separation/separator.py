@@ -340,7 +340,8 @@ class Separator:
 
     @torch.no_grad()
     def separate_batch(self, waveforms, n_speakers: int) -> list[np.ndarray]:
-        """Separate several mixtures at once (one network forward, one batched k-means).
+        """Separate several mixtures at once (one network forward, one batched k-means): waveforms in memory, not
+        files (a batch of the archive job's files is ``deepclust.archive.separate_job_batch``).
 
         Args:
             waveforms: list of ``(samples,)`` mixtures at ``sample_rate``, any lengths.

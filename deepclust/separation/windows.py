@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepclust.pipeline.plan import JsonableConfig
+
 
 @dataclass(frozen=True)
-class WindowConfig:
+class WindowConfig(JsonableConfig):
     """How long recordings are cut.
 
     Attributes:
@@ -43,11 +45,6 @@ class WindowConfig:
         window = max(2, int(round(self.window_seconds * sample_rate)))
         overlap = max(1, int(round(self.overlap_seconds * sample_rate)))
         return window, window - overlap
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``WindowConfig(**d)`` reads it back)."""
-        return {"window_seconds": self.window_seconds, "overlap_seconds": self.overlap_seconds,
-                "windows_per_batch": self.windows_per_batch, "context_seconds": self.context_seconds}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ class MixStageConfig:
     sizes: dict = field(default_factory=lambda: {"tr": 20000, "cv": 5000, "tt": 3000})
     scale: float = 1.0
     seed: int = 0
-    mix_lists: dict | None = None  # {"tr": url, "cv": url, "tt": url}: official lists, used instead of generating
+    # Official lists, used instead of generating: {"tr": url, "cv": url, "tt": url}, and further lists by their
+    # official name, whose last part is the split ({"mix_3_spk_tt": url}: the 3-speaker test set).
+    mix_lists: dict | None = None
     batch_size: int = 250  # mixtures per work unit
 
 
@@ -62,7 +64,8 @@ def prepare_mix_lists(stage, corpus_manifest_url: str, config) -> dict:
 
     lists = {}
     if config.mix_lists:
-        for split, url in sorted(config.mix_lists.items()):
+        for key, url in sorted(config.mix_lists.items()):
+            split = key.rsplit("_", 1)[-1]  # "tt", or "tt" of "mix_3_spk_tt"
             entries = read_mix_list(url)
             n_speakers = len(entries[0].paths) if entries else config.n_speakers
             name = f"mix_{n_speakers}_spk_{split}"

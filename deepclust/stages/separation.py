@@ -60,7 +60,7 @@ def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url
 
 def separate_unit(plan, unit) -> dict:
     """Separate one batch of input rows with the training stage's model (cached per process) into a part file."""
-    from deepclust.archive import job_settings, separate_batch
+    from deepclust.archive import job_settings, separate_job_batch
     from deepclust.separation.separator import cached_separator
     from deepclust.stages.training import model_url_of
 
@@ -72,7 +72,7 @@ def separate_unit(plan, unit) -> dict:
                        device=config.device)
     # The job's batch step; a transient fault fails the unit (the driver or Prefect retries it), so a stage is
     # never committed with rows that a retry could have made.
-    rows = separate_batch(separator, unit["items"], plan.stage.url, job)
+    rows = separate_job_batch(separator, unit["items"], plan.stage.url, job)
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(pd.DataFrame(rows), part)
     return {"part": part, "rows": len(rows)}

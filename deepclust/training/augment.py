@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deepclust.audio import read_audio
 from deepclust.errors import BadAudioError
+from deepclust.pipeline.plan import JsonableConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ QUIET_NOISE_DBFS = -70.0  # noise clips quieter than this are digital near-silen
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(JsonableConfig):
     """Which conditions training mixtures get, with what probability (each 0 = off; all 0 by default)."""
 
     room_probability: float = 0.0
@@ -79,16 +80,6 @@ class AugmentConfig:
         """The shipped model's mix: about a quarter of mixtures in a room, a third with noise, a quarter
         through a channel, so that about 40 % stay clean (read close-talk speech is still a use case)."""
         return cls(room_probability=0.25, noise_probability=0.35, channel_probability=0.25, noise_root=noise_root)
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "AugmentConfig":
-        """Inverse of ``to_dict``: lists become tuples again and unknown keys are ignored."""
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()}
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 def _noise_clips(root: str, sample_rate: int) -> list[np.ndarray]:

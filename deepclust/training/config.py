@@ -8,14 +8,13 @@ paper's RMSprop schedule; it converges reliably at these sizes.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from deepclust.pipeline.plan import execution_only
+from deepclust.pipeline.plan import JsonableConfig, execution_only
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonableConfig):
     """How to train the embedding network.
 
     chunk_frames: length of the random training windows (and of the validation chunks).
@@ -97,13 +96,3 @@ class TrainConfig:
             raise ValueError("chunk_frames and batch_size must be positive")
         if self.curriculum_chunk_frames is not None and self.curriculum_chunk_frames < 1:
             raise ValueError("curriculum_chunk_frames must be positive or None")
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """Inverse of ``to_dict``; unknown keys are ignored, ``lr_halving_epochs`` a tuple again (JSON gives a list)."""
-        values = {**values, "lr_halving_epochs": tuple(values.get("lr_halving_epochs") or ())}
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})

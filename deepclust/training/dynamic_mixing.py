@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -31,13 +31,14 @@ from deepclust.features.stft import stft
 from deepclust.mixing.mix import PEAK_AFTER_SCALING
 from deepclust.mixing.p56 import active_level
 from deepclust.model.chimera_loss import phase_sensitive_targets
+from deepclust.pipeline.plan import JsonableConfig
 from deepclust.training.augment import Augmenter, AugmentConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DynamicMixConfig:
+class DynamicMixConfig(JsonableConfig):
     """How training mixtures are drawn.
 
     speaker_counts / speaker_count_weights: K of each batch, drawn with these weights (e.g. (2, 3)).
@@ -62,16 +63,6 @@ class DynamicMixConfig:
             raise ValueError(f"speaker_counts must be >= 2, got {self.speaker_counts}")
         if self.speaker_count_weights is not None and len(self.speaker_count_weights) != len(self.speaker_counts):
             raise ValueError("speaker_count_weights needs one weight per speaker count")
-
-    def to_dict(self) -> dict:
-        """JSON-able form (``from_dict`` reads it back)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "DynamicMixConfig":
-        """Inverse of ``to_dict``: lists become tuples again (JSON has none) and unknown keys are ignored."""
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 def _gains_db(rng: np.random.Generator, n_speakers: int, max_snr_db: float) -> list[float]:

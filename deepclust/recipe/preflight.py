@@ -1,0 +1,60 @@
+"""What a run's inputs must hold, checked before its first stage: a WSJ0 run that would stop in its mixtures stage,
+after a scan of the whole corpus, for a file the lists name and the tree lacks stops here instead, in seconds,
+naming the first missing files and how many there are; a list in the wrong format is named with its line.
+
+The check reads the mix lists and lists the corpus tree once; it reads no audio (the corpus stage does, and
+records an unreadable file as a bad input rather than stopping).
+"""
+
+from __future__ import annotations
+
+from deepclust import storage
+from deepclust.recipe.config import ReproduceConfig
+
+__all__ = ["SHOWN_MISSING", "RecipeInputError", "check_inputs"]
+
+SHOWN_MISSING = 10  # missing files named in the message; the rest are counted
+
+
+class RecipeInputError(ValueError):
+    """A run's inputs cannot make the recipe: ``str(error)`` says what is wrong, where, and what to do."""
+
+
+def check_inputs(config: ReproduceConfig) -> None:
+    """Raise ``RecipeInputError`` if the corpus root is missing, a mix list is missing or malformed, or (WSJ0) the
+    tree lacks files the lists name; else return None."""
+    corpus = config.corpus
+    if corpus.name in ("wsj0", "folder") and not corpus.root:
+        flag = "--wsj0-root" if corpus.name == "wsj0" else "--root"
+        raise RecipeInputError(f"the {corpus.name} corpus needs its root folder ({flag})")
+    if corpus.root and corpus.name in ("wsj0", "folder") and not storage.exists(corpus.root):
+        raise RecipeInputError(f"{corpus.root}: no such folder (the {corpus.name} corpus root)")
+    lists = config.mix.mix_lists or {}
+    absent = [url for _, url in sorted(lists.items()) if not storage.exists(url)]
+    if absent:
+        raise RecipeInputError(
+            f"mix lists not found: {', '.join(absent)}. --mix-lists takes the folder of the official lists "
+            f"(mix_2_spk_tr.txt ...; mix_3_spk_tt.txt for the 3-speaker test set, or leave it out with "
+            f"--set mix.test_speaker_counts=2)")
+    listed = []
+    for _, url in sorted(lists.items()):
+        listed += [path for entry in _read(url) for path in entry.paths]
+    if corpus.name == "wsj0" and listed:
+        from deepclust.corpora.wsj0 import missing_wsj0_files
+
+        missing = missing_wsj0_files(corpus.root, listed)
+        if missing:
+            shown = "\n  ".join(missing[:SHOWN_MISSING])
+            more = f"\n  ... and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+            raise RecipeInputError(
+                f"{len(missing)} of the {len(set(listed))} files the mix lists name are not under --wsj0-root "
+                f"{corpus.root} (as .wav or .wv1, in si_tr_s, si_dt_05 or si_et_05):\n  {shown}{more}")
+
+
+def _read(url: str):
+    from deepclust.mixing.mixlist import read_mix_list
+
+    try:
+        return read_mix_list(url, uniform=True)
+    except ValueError as error:  # names the list and the line
+        raise RecipeInputError(f"mix list in the wrong format: {error}") from None
