@@ -47,8 +47,9 @@ def add_separate(sub, name: str = "separate") -> None:
                    help="auto: the network in bfloat16 on a CPU with AMX or AVX-512 BF16 (masks, k-means and "
                         "outputs stay float32), float32 elsewhere; int8: dynamic int8 quantisation (CPU only, "
                         "never auto; with the mask head within 0.02 dB of fp32 and fastest on short files, with "
-                        "k-means 0.1-0.2 dB lower). A precision this CPU cannot run (bf16 on an AVX2-only CPU) is "
-                        "refused before any input (exit 2)")
+                        "k-means 0.1-0.2 dB lower; on a CPU without bf16, e.g. AVX2 only, the fastest choice: 2-4x fp32 "
+                        "with the mask head or blend, within 0.02 dB). A precision this CPU cannot run (bf16 on an "
+                        "AVX2-only CPU) is refused before any input (exit 2)")
     p.add_argument("--channel", type=int, default=Job.channel, metavar="N",
                    help="separate channel N (counted from 1) of multi-channel inputs; default: their mean, or the "
                         "loudest channel when the mean cancels (polarity-inverted channels); the manifest's downmix "
