@@ -92,27 +92,48 @@ def throughput(model: str, device: str, work: Path) -> dict:
     archive = work / "archive"
     audio = build_archive(archive)
     began = time.perf_counter()
-    summary = separate_archive(model, str(archive), str(work / "out"), n_speakers=2, files_per_batch=16,
-                               window=WindowConfig(), device=device)
+    summary = separate_archive(
+        model, str(archive), str(work / "out"), n_speakers=2, files_per_batch=16, window=WindowConfig(), device=device
+    )
     wall = time.perf_counter() - began
     assert summary["failed"] == 0, summary["failed_inputs"]
     timing = {k: summary[k] for k in ("read_seconds", "network_seconds", "clustering_seconds", "write_seconds")}
-    return {"files": summary["done"], "audio_seconds": round(audio, 1), "wall_seconds": round(wall, 2),
-            "real_time_factor": round(audio / wall, 1),
-            **{k: round(v, 2) for k, v in timing.items()},
-            "split_percent": {k.removesuffix("_seconds"): round(100 * v / sum(timing.values()), 1)
-                              for k, v in timing.items()}}
+    return {
+        "files": summary["done"],
+        "audio_seconds": round(audio, 1),
+        "wall_seconds": round(wall, 2),
+        "real_time_factor": round(audio / wall, 1),
+        **{k: round(v, 2) for k, v in timing.items()},
+        "split_percent": {
+            k.removesuffix("_seconds"): round(100 * v / sum(timing.values()), 1) for k, v in timing.items()
+        },
+    }
 
 
 def memory_child(model: str, device: str, path: str, out_dir: str) -> None:
     from deepclust.separation.separator import Separator
 
-    info = separate_long(Separator(model, device), path, [os.path.join(out_dir, "s1.wav"), os.path.join(out_dir, "s2.wav")], 2, WindowConfig())
+    info = separate_long(
+        Separator(model, device),
+        path,
+        [os.path.join(out_dir, "s1.wav"), os.path.join(out_dir, "s2.wav")],
+        2,
+        WindowConfig(),
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": round(peak_mb, 1), "windows": info["windows"],
-                      "real_time_factor": round(info["duration"] / info["seconds"], 1),
-                      **{k: round(info[k], 1) for k in ("read_seconds", "network_seconds", "clustering_seconds",
-                                                        "write_seconds")}}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": round(peak_mb, 1),
+                "windows": info["windows"],
+                "real_time_factor": round(info["duration"] / info["seconds"], 1),
+                **{
+                    k: round(info[k], 1)
+                    for k in ("read_seconds", "network_seconds", "clustering_seconds", "write_seconds")
+                },
+            }
+        )
+    )
 
 
 def peak_memory(model: str, device: str, threads: int, minutes: float, work: Path) -> dict:
@@ -120,9 +141,25 @@ def peak_memory(model: str, device: str, threads: int, minutes: float, work: Pat
     write_long(path, minutes)
     out = work / f"out_{minutes:g}"
     out.mkdir()
-    result = subprocess.run([sys.executable, __file__, "--memory-child", str(path), "--out-dir", str(out),
-                             "--model", model, "--device", device, "--threads", str(threads)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            str(path),
+            "--out-dir",
+            str(out),
+            "--model",
+            model,
+            "--device",
+            device,
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     path.unlink()
     return {"minutes": minutes, **json.loads(result.stdout.strip().splitlines()[-1])}
 
@@ -133,8 +170,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--long-minutes", type=float, nargs="*", default=[10.0, 60.0])
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--memory-model", choices=("paper", "shipped"), default="paper",
-                        help="peak memory with the random paper-size model or the shipped Chimera++ (mask head)")
+    parser.add_argument(
+        "--memory-model",
+        choices=("paper", "shipped"),
+        default="paper",
+        help="peak memory with the random paper-size model or the shipped Chimera++ (mask head)",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -144,9 +185,11 @@ def main() -> None:
         memory_child(args.model, args.device, args.memory_child, args.out_dir)
         return
     print("command: python", " ".join(sys.argv))
-    print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}, "
-          f"{os.cpu_count()} CPUs; throughput model: paper preset (2 x 300 BLSTM, D = 20), random weights; "
-          f"peak-memory model: {args.memory_model}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, device {args.device}, "
+        f"{os.cpu_count()} CPUs; throughput model: paper preset (2 x 300 BLSTM, D = 20), random weights; "
+        f"peak-memory model: {args.memory_model}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as folder:
         work = Path(folder)
         model = paper_model(work / "paper.pt")
@@ -154,8 +197,10 @@ def main() -> None:
             print("throughput:", json.dumps(throughput(model, args.device, work / "throughput")))
         memory_model = model if args.memory_model == "paper" else pretrained.path()
         for minutes in args.long_minutes:
-            print(f"peak memory ({args.memory_model} model):",
-                  json.dumps(peak_memory(memory_model, args.device, args.threads, minutes, work)))
+            print(
+                f"peak memory ({args.memory_model} model):",
+                json.dumps(peak_memory(memory_model, args.device, args.threads, minutes, work)),
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ against one mixture's references in one call (``pairwise_criteria``; fast_bss_ev
 Issue 28's rule: switch to fast_bss_eval if it agrees with mir_eval within 1e-3 dB and is not slower than
 ours. The figures and the decision are in the docstring of ``deepclust/metrics/bss_eval.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,12 @@ def by_fast_bss_eval_cg(reference, estimate) -> dict:
     return {"sdr": sdr, "sir": sir, "sar": sar, "perm": perm}
 
 
-BACK_ENDS = {"mir_eval": by_mir_eval, "deepclust fast": by_ours, "fast_bss_eval": by_fast_bss_eval,
-             "fast_bss_eval cg10": by_fast_bss_eval_cg}
+BACK_ENDS = {
+    "mir_eval": by_mir_eval,
+    "deepclust fast": by_ours,
+    "fast_bss_eval": by_fast_bss_eval,
+    "fast_bss_eval cg10": by_fast_bss_eval_cg,
+}
 
 
 def timed(fn, *args):
@@ -112,9 +117,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"$ python benchmarks/bench_bss_eval.py {' '.join(sys.argv[1:])}")
-    print(f"numpy {np.__version__}, scipy {__import__('scipy').__version__}, mir_eval {mir_eval.__version__}, "
-          f"fast_bss_eval {version('fast_bss_eval')}, "
-          f"{platform.processor() or platform.machine()}, {args.threads} thread(s)")
+    print(
+        f"numpy {np.__version__}, scipy {__import__('scipy').__version__}, mir_eval {mir_eval.__version__}, "
+        f"fast_bss_eval {version('fast_bss_eval')}, "
+        f"{platform.processor() or platform.machine()}, {args.threads} thread(s)"
+    )
 
     mixtures = draw_mixtures(args.mixtures, args.seconds, args.seed)
     separator = Separator(pretrained.load(), device="cpu")
@@ -141,7 +148,7 @@ def main() -> None:
             for system, estimates in estimate_sets.items():
                 estimates = estimates.astype(np.float64)  # fast_bss_eval computes in its inputs' precision
                 order = list(BACK_ENDS)
-                order = order[calls % len(order):] + order[:calls % len(order)]  # take turns going first
+                order = order[calls % len(order) :] + order[: calls % len(order)]  # take turns going first
                 scores = {}
                 for name in order:
                     elapsed, scores[name] = timed(BACK_ENDS[name], reference, estimates)
@@ -166,26 +173,33 @@ def main() -> None:
                 # every back end, so only the systems' SAR is compared.
                 rows = slice(None, -1) if m == "sar" else slice(None)
                 shared_worst[m] = max(shared_worst[m], float(np.max(np.abs(a[rows] - b[rows]))))
-            print(f"  mixture {index}: {len(mixture) / SR:.1f} s, mean SDR (mir_eval) "
-                  + ", ".join(f"{s} {sdr_by_system[s][-1]:.2f} dB" for s in systems), flush=True)
+            print(
+                f"  mixture {index}: {len(mixture) / SR:.1f} s, mean SDR (mir_eval) "
+                + ", ".join(f"{s} {sdr_by_system[s][-1]:.2f} dB" for s in systems),
+                flush=True,
+            )
 
-    print(f"\n{calls} bss_eval calls (2 sources, {len(mixtures)} mixtures x {len(systems)} systems: "
-          f"{', '.join(systems)}); mean SDR: "
-          + ", ".join(f"{s} {np.mean(v):.2f} dB" for s, v in sdr_by_system.items()))
+    print(
+        f"\n{calls} bss_eval calls (2 sources, {len(mixtures)} mixtures x {len(systems)} systems: "
+        f"{', '.join(systems)}); mean SDR: " + ", ".join(f"{s} {np.mean(v):.2f} dB" for s, v in sdr_by_system.items())
+    )
     print("\nlargest |difference| from mir_eval, dB, over every source of every call:")
     print(f"  {'back end':<20} {'SDR':>10} {'SIR':>10} {'SAR':>10}  permutation differs")
     for name, gaps in worst.items():
-        print(f"  {name:<20} " + " ".join(f"{gaps[m]:10.2e}" for m in METRICS) + f"  {perm_mismatches[name]} of {calls}")
+        print(
+            f"  {name:<20} " + " ".join(f"{gaps[m]:10.2e}" for m in METRICS) + f"  {perm_mismatches[name]} of {calls}"
+        )
     print("\ntime per bss_eval call (median over the calls, this run):")
     medians = {name: float(np.median(v)) for name, v in seconds.items()}
     for name, median in medians.items():
         print(f"  {name:<20} {median * 1e3:8.1f} ms   (mean {np.mean(seconds[name]) * 1e3:.1f} ms)")
     print(f"  mir_eval / deepclust fast      : {medians['mir_eval'] / medians['deepclust fast']:6.2f}x")
     print(f"  mir_eval / fast_bss_eval       : {medians['mir_eval'] / medians['fast_bss_eval']:6.2f}x")
-    print(f"  fast_bss_eval / deepclust fast : {medians['fast_bss_eval'] / medians['deepclust fast']:6.2f}x"
-          "  (above 1: fast_bss_eval is slower)")
-    print(f"  fast_bss_eval cg10 / deepclust fast : "
-          f"{medians['fast_bss_eval cg10'] / medians['deepclust fast']:6.2f}x")
+    print(
+        f"  fast_bss_eval / deepclust fast : {medians['fast_bss_eval'] / medians['deepclust fast']:6.2f}x"
+        "  (above 1: fast_bss_eval is slower)"
+    )
+    print(f"  fast_bss_eval cg10 / deepclust fast : {medians['fast_bss_eval cg10'] / medians['deepclust fast']:6.2f}x")
     # BSS-eval is scale-invariant; fast_bss_eval divides by max(norm, 1e-6), so below that norm it is not.
     mixture, sources = mixtures[0]
     quiet = 1e-9 * sources.astype(np.float64), 1e-9 * ideal_binary_mask_estimates(mixture, sources).astype(np.float64)
@@ -197,9 +211,10 @@ def main() -> None:
     print(f"\none mixture's {len(systems) * 2 + 1} estimates (3 systems + the mixture) in one call, median:")
     for name, median in shared.items():
         print(f"  {name:<20} {median * 1e3:8.1f} ms")
-    print(f"  fast_bss_eval / deepclust fast : {shared['fast_bss_eval'] / shared['deepclust fast']:6.2f}x; "
-          "largest |difference| between them, dB: "
-          + ", ".join(f"{m.upper()} {shared_worst[m]:.2e}" for m in METRICS))
+    print(
+        f"  fast_bss_eval / deepclust fast : {shared['fast_bss_eval'] / shared['deepclust fast']:6.2f}x; "
+        "largest |difference| between them, dB: " + ", ".join(f"{m.upper()} {shared_worst[m]:.2e}" for m in METRICS)
+    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,12 @@ def table(repeat: int) -> None:
     print("| --- | --- | --- | --- | --- |")
     for with_head in (False, True):
         for batch, frames in ((16, 400), (32, 200), (64, 100), (32, 400)):
-            fp32, bf16 = (frames_per_second(lstm, head, batch, frames, p, with_head, repeat)
-                          for p in ("fp32", "bf16"))
-            print(f"| {'lstm+head' if with_head else 'lstm'} | {batch} x {frames} | {fp32:.0f} | {bf16:.0f} "
-                  f"| {bf16 / fp32:.2f}x |", flush=True)
+            fp32, bf16 = (frames_per_second(lstm, head, batch, frames, p, with_head, repeat) for p in ("fp32", "bf16"))
+            print(
+                f"| {'lstm+head' if with_head else 'lstm'} | {batch} x {frames} | {fp32:.0f} | {bf16:.0f} "
+                f"| {bf16 / fp32:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

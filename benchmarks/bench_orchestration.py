@@ -62,7 +62,9 @@ def main(argv=None) -> int:
     config.train = dataclasses.replace(config.train, max_epochs=1, steps_per_epoch=2, max_train_seconds=None)
     root = config.run_root
     print(f"$ {shlex.join([sys.executable.rsplit('/', 1)[-1], *sys.argv])}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, torch {torch.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, torch {torch.__version__}"
+    )
 
     # Upstream stages once, by hand (not measured).
     began = time.perf_counter()
@@ -84,16 +86,21 @@ def main(argv=None) -> int:
         "extract_features": (
             lambda r: run_stage(plan_features(r, mixtures, config.features), log=quiet),
             lambda r, n: with_task_runner(extract_features, max_workers=n)(r, mixtures, config.features),
-            len(plan_features(str(workdir / "probe"), mixtures, config.features).units)),
+            len(plan_features(str(workdir / "probe"), mixtures, config.features).units),
+        ),
         "separate": (
             lambda r: run_stage(plan_separation(r, model, mixtures, config.separate), log=quiet),
             lambda r, n: with_task_runner(separate, max_workers=n)(r, model, mixtures, config.separate),
-            len(plan_separation(str(workdir / "probe"), model, mixtures, config.separate).units)),
+            len(plan_separation(str(workdir / "probe"), model, mixtures, config.separate).units),
+        ),
     }
     counter = iter(range(10**6))
     fresh = lambda: str(workdir / f"measure-{next(counter)}")  # noqa: E731
     print()
-    print(f"| stage | units | library (s) | flow x1 (s) | flow x1 / library | flow x{workers} (s) | flow x{workers} / library |")
+    print(
+        "| stage | units | library (s) | flow x1 (s) | flow x1 / library | "
+        f"flow x{workers} (s) | flow x{workers} / library |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, (library, through_flow, units) in cases.items():
         times = {"library": [], "flow1": [], "flowN": []}
@@ -102,8 +109,10 @@ def main(argv=None) -> int:
             times["flow1"].append(_timed(lambda: through_flow(fresh(), 1)))
             times["flowN"].append(_timed(lambda: through_flow(fresh(), workers)))
         lib, one, many = (statistics.median(times[k]) for k in ("library", "flow1", "flowN"))
-        print(f"| {name} | {units} | {lib:.1f} | {one:.1f} | {one / lib:.2f}x | {many:.1f} | {many / lib:.2f}x |",
-              flush=True)
+        print(
+            f"| {name} | {units} | {lib:.1f} | {one:.1f} | {one / lib:.2f}x | {many:.1f} | {many / lib:.2f}x |",
+            flush=True,
+        )
     print(f"\n(medians of {args.repeats}; target: flow / library < 1.15x on the demo corpus)")
     return 0
 

@@ -57,14 +57,17 @@ def lay_out_as_wsj0(out: Path) -> pd.DataFrame:
     from deepclust.pipeline.driver import run_stage
     from deepclust.stages.corpus import CorpusConfig, plan_corpus
 
-    voices = storage.read_parquet(run_stage(plan_corpus(str(out / "voices"), CorpusConfig(name="demo")),
-                                            log=lambda message: None))
+    voices = storage.read_parquet(
+        run_stage(plan_corpus(str(out / "voices"), CorpusConfig(name="demo")), log=lambda message: None)
+    )
     test_speakers = sorted(voices.loc[voices["subset"] == "test", "speaker"].unique())
     subset_of = {s: "si_tr_s" for s in voices["speaker"].unique()}
     subset_of.update({s: ("si_dt_05", "si_et_05")[i % 2] for i, s in enumerate(test_speakers)})
     voices["wsj0_subset"] = voices["speaker"].map(subset_of)
-    voices["listed"] = [f"wsj0/{subset}/{speaker}/{utterance}.wv1" for subset, speaker, utterance
-                        in zip(voices["wsj0_subset"], voices["speaker"], voices["utterance_id"])]
+    voices["listed"] = [
+        f"wsj0/{subset}/{speaker}/{utterance}.wv1"
+        for subset, speaker, utterance in zip(voices["wsj0_subset"], voices["speaker"], voices["utterance_id"])
+    ]
     for path, listed in zip(voices["path"], voices["listed"]):
         target = (out / "wsj0" / listed).with_suffix(".wav")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +90,13 @@ def write_official_lists(voices: pd.DataFrame, folder: Path, config: ReproduceCo
     wanted = [(config.mix.n_speakers, ("tr", "cv", "tt"))]
     wanted += [(n, ("tt",)) for n in config.mix.test_speaker_counts if n != config.mix.n_speakers]
     for n_speakers, splits in wanted:
-        lists = generate_mix_lists(named, n_speakers=n_speakers, sizes={s: config.mix.sizes[s] for s in splits},
-                                   scale=config.mix.scale, seed=config.mix.seed + 1000 * n_speakers)
+        lists = generate_mix_lists(
+            named,
+            n_speakers=n_speakers,
+            sizes={s: config.mix.sizes[s] for s in splits},
+            scale=config.mix.scale,
+            seed=config.mix.seed + 1000 * n_speakers,
+        )
         for split in splits:
             name = f"mix_{n_speakers}_spk_{split}"
             write_mix_list(lists[split], folder / f"{name}.txt")
@@ -99,8 +107,12 @@ def write_official_lists(voices: pd.DataFrame, folder: Path, config: ReproduceCo
 def run_stage_process(name: str, config_json: Path, upstream: list[str]) -> tuple[str, float, float]:
     """One stage in its own process; returns (manifest URL, wall seconds, peak RSS in MiB)."""
     began = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, "--stage", name, "--config", str(config_json), *upstream],
-                               cwd=REPO, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--stage", name, "--config", str(config_json), *upstream],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - began
@@ -134,15 +146,28 @@ def hours(frames: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="/tmp/dpcl-paper", help="everything goes under OUT (use a fresh one)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD.PATH=VALUE",
-                        help="as deepclust reproduce --set, e.g. mix.scale=0.01 (the lists are drawn at that size)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD.PATH=VALUE",
+        help="as deepclust reproduce --set, e.g. mix.scale=0.01 (the lists are drawn at that size)",
+    )
     parser.add_argument("--steps", type=int, default=100, help="training steps in each curriculum phase")
     parser.add_argument("--epochs", default="20,50,100", help="epochs per phase to project totals for")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the stage processes")
-    parser.add_argument("--gpu-tflops", type=float, default=10.0,
-                        help="assumed sustained GPU rate on the BLSTM step (TFLOP/s), for the GPU projection")
-    parser.add_argument("--gpu-steps-per-second", type=float,
-                        help="measured 100-frame steps/s of the paper network on a GPU (benchmarks/gpu_check.sh)")
+    parser.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=10.0,
+        help="assumed sustained GPU rate on the BLSTM step (TFLOP/s), for the GPU projection",
+    )
+    parser.add_argument(
+        "--gpu-steps-per-second",
+        type=float,
+        help="measured 100-frame steps/s of the paper network on a GPU (benchmarks/gpu_check.sh)",
+    )
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("upstream", nargs="*", help=argparse.SUPPRESS)
@@ -158,13 +183,28 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the stage processes' torch threads
     out = Path(args.out).resolve()
     bounded = ["train.max_epochs=1", f"train.steps_per_epoch={args.steps}"]
-    config = resolve_recipe("paper", str(out / "run"), CorpusConfig(name="wsj0", root=str(out / "wsj0")),
-                            mix_lists=str(out / "lists"), overrides=[*args.overrides, *bounded])
-    command = " ".join(["python benchmarks/bench_paper_size.py", "--out", args.out,
-                        *[f"--set {o}" for o in args.overrides], f"--steps {args.steps}", f"--threads {args.threads}"])
+    config = resolve_recipe(
+        "paper",
+        str(out / "run"),
+        CorpusConfig(name="wsj0", root=str(out / "wsj0")),
+        mix_lists=str(out / "lists"),
+        overrides=[*args.overrides, *bounded],
+    )
+    command = " ".join(
+        [
+            "python benchmarks/bench_paper_size.py",
+            "--out",
+            args.out,
+            *[f"--set {o}" for o in args.overrides],
+            f"--steps {args.steps}",
+            f"--threads {args.threads}",
+        ]
+    )
     print(f"$ {command}")
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; preset paper, "
-          f"--set {' --set '.join(config.overrides)}")
+    print(
+        f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; preset paper, "
+        f"--set {' --set '.join(config.overrides)}"
+    )
 
     began = time.perf_counter()
     voices = lay_out_as_wsj0(out)
@@ -173,8 +213,10 @@ def main() -> None:
     began = time.perf_counter()
     check_inputs(config)  # what `deepclust reproduce` checks before its first stage
     preflight_seconds = time.perf_counter() - began
-    print(f"WSJ0-shaped tree and lists: {len(voices)} utterances, {voices['speaker'].nunique()} speakers, "
-          f"lists {counts}, {layout_seconds:.0f} s; preflight {preflight_seconds:.1f} s")
+    print(
+        f"WSJ0-shaped tree and lists: {len(voices)} utterances, {voices['speaker'].nunique()} speakers, "
+        f"lists {counts}, {layout_seconds:.0f} s; preflight {preflight_seconds:.1f} s"
+    )
 
     config_json = out / "config.json"
     config_json.write_text(json.dumps(config.to_dict(), indent=1))
@@ -182,8 +224,9 @@ def main() -> None:
     for name in STAGES:
         upstream = [manifests[u] for u in UPSTREAM[name]]
         manifests[name], seconds, peak = run_stage_process(name, config_json, upstream)
-        rows.append({"stage": name, "seconds": seconds, "peak_mib": peak,
-                     "disk_mib": disk_mib(folder_of(manifests[name]))})
+        rows.append(
+            {"stage": name, "seconds": seconds, "peak_mib": peak, "disk_mib": disk_mib(folder_of(manifests[name]))}
+        )
 
     mixtures = storage.read_parquet(manifests["mixtures"])
     features = storage.read_parquet(manifests["features"])
@@ -193,38 +236,53 @@ def main() -> None:
 
     print("\n| stage | wall s | peak RSS MiB | disk MiB | what |")
     print("| --- | --- | --- | --- | --- |")
-    what = {"corpus": f"{len(voices)} utterances scanned from the WSJ0-shaped tree",
-            "mixtures": f"{len(mixtures)} mixtures (tr {hours(frames.get('tr', 0)):.1f} h)",
-            "features": f"{len(features)} utterances in {features['shard_url'].nunique()} shards",
-            "train": "one epoch of " + " and ".join(
-                f"{int(r.steps)} steps of {r.chunk_frames}-frame chunks" for r in history.itertuples())}
+    what = {
+        "corpus": f"{len(voices)} utterances scanned from the WSJ0-shaped tree",
+        "mixtures": f"{len(mixtures)} mixtures (tr {hours(frames.get('tr', 0)):.1f} h)",
+        "features": f"{len(features)} utterances in {features['shard_url'].nunique()} shards",
+        "train": "one epoch of "
+        + " and ".join(f"{int(r.steps)} steps of {r.chunk_frames}-frame chunks" for r in history.itertuples()),
+    }
     for row in rows:
-        print(f"| {row['stage']} | {row['seconds']:.0f} | {row['peak_mib']:.0f} | {row['disk_mib']:.0f} "
-              f"| {what[row['stage']]} |")
+        print(
+            f"| {row['stage']} | {row['seconds']:.0f} | {row['peak_mib']:.0f} | {row['disk_mib']:.0f} "
+            f"| {what[row['stage']]} |"
+        )
 
     # Per phase: seconds per training step, and seconds per cv frame (the cv pass covers the whole cv set).
     cv_frames = float(frames.get("cv", 0))
     phases = []
     for row in history.itertuples():
         train_seconds = row.seconds - row.val_seconds
-        phases.append({"chunk": int(row.chunk_frames), "step_s": train_seconds / row.steps,
-                       "cv_s_per_frame": row.val_seconds / max(cv_frames, 1)})
+        phases.append(
+            {
+                "chunk": int(row.chunk_frames),
+                "step_s": train_seconds / row.steps,
+                "cv_s_per_frame": row.val_seconds / max(cv_frames, 1),
+            }
+        )
     batch = config.train.batch_size
     flops_per_step = training_flops_per_frame(config.model) * batch * config.train.chunk_frames
     cpu_gflops = flops_per_step / phases[0]["step_s"] / 1e9
     gpu_steps = args.gpu_steps_per_second or args.gpu_tflops * 1e12 / flops_per_step
     gpu_source = "measured" if args.gpu_steps_per_second else f"assumed {args.gpu_tflops:g} TFLOP/s sustained"
-    print(f"\ntraining: {phases[0]['step_s']:.2f} s per step of {batch} x {phases[0]['chunk']} frames "
-          f"({cpu_gflops:.0f} GFLOP/s of {flops_per_step / 1e9:.0f} GFLOP per step)"
-          + (f", {phases[1]['step_s']:.2f} s per step of {batch} x {phases[1]['chunk']}" if len(phases) > 1 else "")
-          + f"; cv pass over {hours(cv_frames):.2f} h: {history['val_seconds'].iloc[0]:.0f} s")
+    print(
+        f"\ntraining: {phases[0]['step_s']:.2f} s per step of {batch} x {phases[0]['chunk']} frames "
+        f"({cpu_gflops:.0f} GFLOP/s of {flops_per_step / 1e9:.0f} GFLOP per step)"
+        + (f", {phases[1]['step_s']:.2f} s per step of {batch} x {phases[1]['chunk']}" if len(phases) > 1 else "")
+        + f"; cv pass over {hours(cv_frames):.2f} h: {history['val_seconds'].iloc[0]:.0f} s"
+    )
     print(f"GPU: {gpu_steps:.0f} steps/s of {batch} x {config.train.chunk_frames} frames ({gpu_source})")
 
-    print("\n| corpus at full size | tr h | cv h | epoch, phase 1 (CPU) | epoch, phase 2 (CPU) | epoch, phase 1 (GPU) "
-          "| epoch, phase 2 (GPU) |")
+    print(
+        "\n| corpus at full size | tr h | cv h | epoch, phase 1 (CPU) | epoch, phase 2 (CPU) | epoch, phase 1 (GPU) "
+        "| epoch, phase 2 (GPU) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    corpora = {"these voices": (hours(frames.get("tr", 0)) / scale, hours(cv_frames) / scale),
-               "WSJ0 (wsj0-2mix)": (WSJ0_2MIX_HOURS["tr"], WSJ0_2MIX_HOURS["cv"])}
+    corpora = {
+        "these voices": (hours(frames.get("tr", 0)) / scale, hours(cv_frames) / scale),
+        "WSJ0 (wsj0-2mix)": (WSJ0_2MIX_HOURS["tr"], WSJ0_2MIX_HOURS["cv"]),
+    }
     epoch_hours = {}
     for label, (tr_h, cv_h) in corpora.items():
         cells = []
@@ -242,8 +300,10 @@ def main() -> None:
                 cells.append(_duration(seconds / 3600))
         print(f"| {label} | {tr_h:.1f} | {cv_h:.1f} | " + " | ".join(cells) + " |")
 
-    print("\nprojected training time, both phases, at E epochs each (the recipe stops a phase earlier when the cv "
-          f"loss has not improved for {config.train.patience} epochs; max_epochs {preset_max_epochs()} is the bound):")
+    print(
+        "\nprojected training time, both phases, at E epochs each (the recipe stops a phase earlier when the cv "
+        f"loss has not improved for {config.train.patience} epochs; max_epochs {preset_max_epochs()} is the bound):"
+    )
     print("| corpus | device | " + " | ".join(f"E = {e}" for e in args.epochs.split(",")) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in args.epochs.split(",")) + " |")
     for label in corpora:
@@ -251,13 +311,18 @@ def main() -> None:
             per_epoch = sum(epoch_hours[(label, device, phase["chunk"])] for phase in phases)
             cells = [_duration(per_epoch * int(e)) for e in args.epochs.split(",")]
             cpu = f"this CPU, {args.threads} threads (measured)"
-            print(f"| {label} | {cpu if device == 'cpu' else 'one GPU (' + gpu_source + ')'} | "
-                  + " | ".join(cells) + " |")
+            print(
+                f"| {label} | {cpu if device == 'cpu' else 'one GPU (' + gpu_source + ')'} | "
+                + " | ".join(cells)
+                + " |"
+            )
 
     disk = {row["stage"]: row["disk_mib"] for row in rows}
-    print(f"\ndisk at full size (this corpus): mixtures {disk['mixtures'] / scale / 1024:.1f} GiB, features "
-          f"{disk['features'] / scale / 1024:.1f} GiB; for WSJ0 scale by {WSJ0_2MIX_HOURS['tr']:.0f} h / "
-          f"{hours(frames.get('tr', 0)) / scale:.1f} h of training audio")
+    print(
+        f"\ndisk at full size (this corpus): mixtures {disk['mixtures'] / scale / 1024:.1f} GiB, features "
+        f"{disk['features'] / scale / 1024:.1f} GiB; for WSJ0 scale by {WSJ0_2MIX_HOURS['tr']:.0f} h / "
+        f"{hours(frames.get('tr', 0)) / scale:.1f} h of training audio"
+    )
     print(f"disk free under {out}: {shutil.disk_usage(out).free / 2**30:.0f} GiB")
 
 

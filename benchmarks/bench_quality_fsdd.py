@@ -23,13 +23,13 @@ from deepclust import storage  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.model.blstm import ModelConfig  # noqa: E402
 from deepclust.pipeline.driver import run_stage  # noqa: E402
+from deepclust.reports.summary import headline, markdown_table, summarise_by_condition  # noqa: E402
 from deepclust.stages.corpus import CorpusConfig, plan_corpus  # noqa: E402
 from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation  # noqa: E402
 from deepclust.stages.features import plan_features  # noqa: E402
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures  # noqa: E402
 from deepclust.stages.separation import SeparateConfig, plan_separation  # noqa: E402
 from deepclust.stages.training import plan_training  # noqa: E402
-from deepclust.reports.summary import headline, markdown_table, summarise_by_condition  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 
 
@@ -40,10 +40,12 @@ def main() -> None:
     parser.add_argument("--fsdd", default=str(REPO.parent / "shared" / "corpora" / "fsdd" / "recordings"))
     args = parser.parse_args()
     began = time.perf_counter()
-    corpus = run_stage(plan_corpus(args.root, CorpusConfig(
-        name="folder", root=args.fsdd, pattern="fsdd", test_speakers=["george", "lucas"])))
-    mixtures = run_stage(plan_mixtures(args.root, corpus, MixStageConfig(
-        sizes={"tr": 4000, "cv": 200, "tt": 200})))
+    corpus = run_stage(
+        plan_corpus(
+            args.root, CorpusConfig(name="folder", root=args.fsdd, pattern="fsdd", test_speakers=["george", "lucas"])
+        )
+    )
+    mixtures = run_stage(plan_mixtures(args.root, corpus, MixStageConfig(sizes={"tr": 4000, "cv": 200, "tt": 200})))
     features = run_stage(plan_features(args.root, mixtures, FeatureConfig()))
     epochs = max(1, args.steps // 100)
     train_config = TrainConfig(max_epochs=epochs, steps_per_epoch=100, batch_size=32, patience=epochs, device="auto")

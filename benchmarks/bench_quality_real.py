@@ -87,8 +87,14 @@ def draw_mixtures(pool: SourcePool, count: int, n_speakers: int, seed: int) -> l
     mixtures = []
     for index in range(count):
         sources, utterances = pool.draw_utterances(rng, n_speakers)
-        mixtures.append({"index": index, "sources": sources, "mixture": sources.sum(0),
-                         "utterances": [pool.utterance_ids[u] for u in utterances]})
+        mixtures.append(
+            {
+                "index": index,
+                "sources": sources,
+                "mixture": sources.sum(0),
+                "utterances": [pool.utterance_ids[u] for u in utterances],
+            }
+        )
     return mixtures
 
 
@@ -101,7 +107,7 @@ def score(mixtures, separators: dict, n_speakers: int, speaker_of, gender_of, ag
     ``last_notes`` (one dict per item of its last batch: ``PickSeparator``'s choice) adds them to its rows."""
     rows, seconds = [], {name: 0.0 for name in separators}
     for start in range(0, len(mixtures), batch):
-        chunk = mixtures[start:start + batch]
+        chunk = mixtures[start : start + batch]
         estimates, notes = {}, {}
         for name, separator in separators.items():
             began = time.perf_counter()
@@ -115,28 +121,42 @@ def score(mixtures, separators: dict, n_speakers: int, speaker_of, gender_of, ag
             results = evaluate_systems(item["mixture"], item["sources"], list(sets.values()))
             speakers = [speaker_of[u] for u in item["utterances"]]
             genders = [gender_of.get(s) for s in speakers]
-            info = {"mixture": item["index"], "num_speakers": n_speakers,
-                    "corpora": condition([s.split("/", 1)[0] for s in speakers]),
-                    "gender_condition": gender_condition(genders) or "unknown",
-                    "ages": condition([age_of.get(s, "adult") for s in speakers]),
-                    "seconds_of_audio": item["mixture"].size / 8000}
+            info = {
+                "mixture": item["index"],
+                "num_speakers": n_speakers,
+                "corpora": condition([s.split("/", 1)[0] for s in speakers]),
+                "gender_condition": gender_condition(genders) or "unknown",
+                "ages": condition([age_of.get(s, "adult") for s in speakers]),
+                "seconds_of_audio": item["mixture"].size / 8000,
+            }
             for name, result in zip(sets, results):
-                rows.append({**info, "system": name, "sdri": float(np.mean(result["sdri"])),
-                             "si_sdri": float(np.mean(result["si_sdri"])), "sdr": float(np.mean(result["sdr"])),
-                             **(notes[name][offset] if name in notes else {})})
+                rows.append(
+                    {
+                        **info,
+                        "system": name,
+                        "sdri": float(np.mean(result["sdri"])),
+                        "si_sdri": float(np.mean(result["si_sdri"])),
+                        "sdr": float(np.mean(result["sdr"])),
+                        **(notes[name][offset] if name in notes else {}),
+                    }
+                )
     return rows, seconds
 
 
 def table(frame: pd.DataFrame, by: list[str], system: str) -> str:
     """Markdown: the system's mean SDRi / SI-SDRi beside IBM per group, and its share of the IBM ceiling."""
     pivot = frame.pivot_table(index=[*by, "mixture"], columns="system", values=["sdri", "si_sdri"]).reset_index()
-    lines = [f"| {' | '.join(by)} | mixtures | {system} SDRi | SI-SDRi | IBM SDRi | IRM SDRi | ratio to IBM |",
-             "| " + " | ".join(["---"] * (len(by) + 6)) + " |"]
+    lines = [
+        f"| {' | '.join(by)} | mixtures | {system} SDRi | SI-SDRi | IBM SDRi | IRM SDRi | ratio to IBM |",
+        "| " + " | ".join(["---"] * (len(by) + 6)) + " |",
+    ]
     for key, group in pivot.groupby(by):
         key = key if isinstance(key, tuple) else (key,)
         sdri, ibm = group[("sdri", system)].mean(), group[("sdri", "IBM")].mean()
-        lines.append(f"| {' | '.join(map(str, key))} | {len(group)} | {sdri:.2f} | {group[('si_sdri', system)].mean():.2f} "
-                     f"| {ibm:.2f} | {group[('sdri', 'IRM')].mean():.2f} | {sdri / ibm:.2f} |")
+        lines.append(
+            f"| {' | '.join(map(str, key))} | {len(group)} | {sdri:.2f} | {group[('si_sdri', system)].mean():.2f} "
+            f"| {ibm:.2f} | {group[('sdri', 'IRM')].mean():.2f} | {sdri / ibm:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -157,8 +177,10 @@ def mask_sharpness(masks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     tensor([0.7500])
     """
     if masks.dim() != 4 or weights.shape != masks.shape[:1] + masks.shape[2:]:
-        raise ValueError(f"expected masks (batch, K, frames, freq) and weights (batch, frames, freq), "
-                         f"got {tuple(masks.shape)} and {tuple(weights.shape)}")
+        raise ValueError(
+            f"expected masks (batch, K, frames, freq) and weights (batch, frames, freq), "
+            f"got {tuple(masks.shape)} and {tuple(weights.shape)}"
+        )
     decided = (2.0 * masks.float() - 1.0).abs().mean(1)  # (batch, frames, freq)
     return (decided * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1e-12)
 
@@ -174,8 +196,10 @@ def mask_agreement(masks: torch.Tensor, others: torch.Tensor, weights: torch.Ten
         ``(batch,)`` in [1/K!, 1] (K = 2: [0.5, 1]).
     """
     labels, total = masks.argmax(1), weights.flatten(1).sum(1).clamp_min(1e-12)
-    shares = [((labels == others[:, list(order)].argmax(1)) * weights).flatten(1).sum(1) / total
-              for order in itertools.permutations(range(masks.shape[1]))]
+    shares = [
+        ((labels == others[:, list(order)].argmax(1)) * weights).flatten(1).sum(1) / total
+        for order in itertools.permutations(range(masks.shape[1]))
+    ]
     return torch.stack(shares).amax(0)
 
 
@@ -201,9 +225,15 @@ class PickSeparator:
         head_sharpness, soft_sharpness = mask_sharpness(head_masks, weights), mask_sharpness(soft_masks, weights)
         use_soft = soft_sharpness > head_sharpness
         agreement = mask_agreement(head_masks, soft_masks, weights)
-        self.last_notes = [{"pick": "soft" if soft else "mask", "mask_sharpness": float(h),
-                            "soft_sharpness": float(c), "mask_soft_agreement": float(a)}
-                           for soft, h, c, a in zip(use_soft.tolist(), head_sharpness, soft_sharpness, agreement)]
+        self.last_notes = [
+            {
+                "pick": "soft" if soft else "mask",
+                "mask_sharpness": float(h),
+                "soft_sharpness": float(c),
+                "mask_soft_agreement": float(a),
+            }
+            for soft, h, c, a in zip(use_soft.tolist(), head_sharpness, soft_sharpness, agreement)
+        ]
         masks = torch.where(use_soft[:, None, None, None], soft_masks, head_masks)
         return self.clustering.reconstruct_masks(batch, masks)
 
@@ -242,8 +272,11 @@ def msc_pool(seed: int) -> tuple[SourcePool, dict, dict]:
     """Every recording of msc-malayalam, whole (the corpus is never trained on, so every speaker is held out):
     ``(pool, speaker_of, gender_of)``. ``seed`` is unused: nothing is drawn here."""
     corpus = prepare_sources([CorpusSource.parse(str(MSC))], test_fraction=0.25, seed=0)  # the split is ignored
-    return (SourcePool(corpus, 8000), dict(zip(corpus["utterance_id"], corpus["speaker"])),
-            dict(zip(corpus["speaker"], corpus["gender"])))
+    return (
+        SourcePool(corpus, 8000),
+        dict(zip(corpus["utterance_id"], corpus["speaker"])),
+        dict(zip(corpus["speaker"], corpus["gender"])),
+    )
 
 
 @dataclass(frozen=True)
@@ -262,10 +295,15 @@ class OutsideCorpus:
         return f"b-{self.key}: never trained on ({self.name})"
 
 
-OUTSIDE = {corpus.key: corpus for corpus in (
-    OutsideCorpus("fsdd", "fsdd", FSDD.parent, "FSDD, 6 speakers, joined digits", lambda seed: fsdd_pool(40, seed)),
-    OutsideCorpus("msc", "msc-malayalam", MSC, "msc-malayalam, 83 speakers reading Malayalam on their own devices",
-                  msc_pool))}
+OUTSIDE = {
+    corpus.key: corpus
+    for corpus in (
+        OutsideCorpus("fsdd", "fsdd", FSDD.parent, "FSDD, 6 speakers, joined digits", lambda seed: fsdd_pool(40, seed)),
+        OutsideCorpus(
+            "msc", "msc-malayalam", MSC, "msc-malayalam, 83 speakers reading Malayalam on their own devices", msc_pool
+        ),
+    )
+}
 
 
 def training_use(extra: dict, corpus: OutsideCorpus) -> str | None:
@@ -283,10 +321,16 @@ def training_use(extra: dict, corpus: OutsideCorpus) -> str | None:
 
 def in_rooms(mixtures: list[dict], seed: int) -> list[dict]:
     """The same mixtures in simulated rooms with coloured noise; references = early-reflection images."""
-    from deepclust.training.augment import Augmenter, AugmentConfig
+    from deepclust.training.augment import AugmentConfig, Augmenter
 
-    config = AugmentConfig(room_probability=1.0, rt60_range=(0.2, 0.8), rooms=60, noise_probability=1.0,
-                           snr_db_range=(5.0, 20.0), coloured_noise_share=1.0)
+    config = AugmentConfig(
+        room_probability=1.0,
+        rt60_range=(0.2, 0.8),
+        rooms=60,
+        noise_probability=1.0,
+        snr_db_range=(5.0, 20.0),
+        coloured_noise_share=1.0,
+    )
     augmenter = Augmenter(config, 8000, max(len(m["sources"]) for m in mixtures), seed=seed + 1_000)
     rng = np.random.default_rng([seed, 12])
     out = []
@@ -294,7 +338,9 @@ def in_rooms(mixtures: list[dict], seed: int) -> list[dict]:
         mixture, targets = augmenter(rng, item["sources"].astype(np.float64))
         peak = max(np.abs(mixture).max(), np.abs(targets).max())
         scale = 0.9 / peak if peak > 0 else 1.0
-        out.append({**item, "mixture": (mixture * scale).astype(np.float32), "sources": (targets * scale).astype(np.float32)})
+        out.append(
+            {**item, "mixture": (mixture * scale).astype(np.float32), "sources": (targets * scale).astype(np.float32)}
+        )
     return out
 
 
@@ -322,17 +368,21 @@ def print_pick(frames: dict[str, pd.DataFrame], head: str, soft: str) -> None:
         if len(members) > 1 and members not in groups.values():  # else it repeats a row above
             groups[name] = members
     print(f"\n## Per-recording choice, two speakers: {PICK} against the oracle pick (SDRi, dB)\n")
-    print("| set | mixtures | mask head | soft k-means | pick | oracle pick | pick took soft k-means "
-          "| oracle took soft k-means | pick chose as the oracle |")
+    print(
+        "| set | mixtures | mask head | soft k-means | pick | oracle pick | pick took soft k-means "
+        "| oracle took soft k-means | pick chose as the oracle |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, members in groups.items():
         rows = pd.concat([two_speaker[k] for k in members])
         sdri = rows.pivot_table(index=["test_set", "mixture"], columns="system", values="sdri")
         took_soft = rows[rows["system"] == PICK].set_index(["test_set", "mixture"])["pick"].eq("soft")
         soft_better = sdri[soft] > sdri[head]
-        print(f"| {name} | {len(sdri)} | {sdri[head].mean():.2f} | {sdri[soft].mean():.2f} | {sdri[PICK].mean():.2f} "
-              f"| {sdri[[head, soft]].max(axis=1).mean():.2f} | {took_soft.mean():.0%} | {soft_better.mean():.0%} "
-              f"| {(took_soft.reindex(sdri.index) == soft_better).mean():.0%} |")
+        print(
+            f"| {name} | {len(sdri)} | {sdri[head].mean():.2f} | {sdri[soft].mean():.2f} | {sdri[PICK].mean():.2f} "
+            f"| {sdri[[head, soft]].max(axis=1).mean():.2f} | {took_soft.mean():.0%} | {soft_better.mean():.0%} "
+            f"| {(took_soft.reindex(sdri.index) == soft_better).mean():.0%} |"
+        )
 
 
 def print_overall(title: str, frame: pd.DataFrame, systems: list[str]) -> dict:
@@ -346,8 +396,11 @@ def print_overall(title: str, frame: pd.DataFrame, systems: list[str]) -> dict:
         for system in [s for s in systems if s in means.index]:
             sdri = means.loc[system, "sdri"]
             found[(n, system)] = sdri
-            print(f"| {n} | {system} | {mixture_count(group)} | {sdri:.2f} | {means.loc[system, 'si_sdri']:.2f} "
-                  f"| {means.loc['IBM', 'sdri']:.2f} | {means.loc['IRM', 'sdri']:.2f} | {sdri / means.loc['IBM', 'sdri']:.2f} |")
+            print(
+                f"| {n} | {system} | {mixture_count(group)} | {sdri:.2f} | {means.loc[system, 'si_sdri']:.2f} "
+                f"| {means.loc['IBM', 'sdri']:.2f} | {means.loc['IRM', 'sdri']:.2f} "
+                f"| {sdri / means.loc['IBM', 'sdri']:.2f} |"
+            )
     return found
 
 
@@ -359,21 +412,30 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--mixtures", type=int, default=300, help="two-speaker test mixtures (sets a and c)")
     parser.add_argument("--mixtures3", type=int, default=150, help="three-speaker test mixtures (set a)")
-    parser.add_argument("--outside-mixtures", type=int, default=200,
-                        help="two-speaker mixtures of set b, per never-trained corpus")
-    parser.add_argument("--outside", default=",".join(OUTSIDE),
-                        help=f"the never-trained corpora of set b ({', '.join(OUTSIDE)})")
+    parser.add_argument(
+        "--outside-mixtures", type=int, default=200, help="two-speaker mixtures of set b, per never-trained corpus"
+    )
+    parser.add_argument(
+        "--outside", default=",".join(OUTSIDE), help=f"the never-trained corpora of set b ({', '.join(OUTSIDE)})"
+    )
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--soft-beta", type=float, default=SOFT_KMEANS_BETA)
     parser.add_argument("--sets", default="a,b,c", help="which test sets to run")
-    parser.add_argument("--systems", default="mask,kmeans,soft,blend",
-                        help="which inferences to score (mask, kmeans, soft, blend; pick: the analysis system)")
+    parser.add_argument(
+        "--systems",
+        default="mask,kmeans,soft,blend",
+        help="which inferences to score (mask, kmeans, soft, blend; pick: the analysis system)",
+    )
     parser.add_argument("--snapshots", help="a folder of epoch-NNN.pt: two-speaker SDRi of each (training time)")
     parser.add_argument("--results", help="write every row to this Parquet file")
     parser.add_argument("--whitened", action="store_true", help="also k-means on whitened embeddings (2 speakers)")
-    parser.add_argument("--phase-iterations", type=int, default=0,
-                        help="also the mask head and the blend with this many MISI phase iterations (2 speakers)")
+    parser.add_argument(
+        "--phase-iterations",
+        type=int,
+        default=0,
+        help="also the mask head and the blend with this many MISI phase iterations (2 speakers)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -393,56 +455,79 @@ def main() -> None:
     for never_trained in outside:
         used = training_use(loaded.extra, never_trained)
         if used:  # set (b) means never trained on: a model that names the corpus is not scored on it
-            raise SystemExit(f"{args.model} lists {never_trained.name} in training ({used}); set b is for corpora it "
-                             f"never trained on: leave {never_trained.key} out of --outside")
+            raise SystemExit(
+                f"{args.model} lists {never_trained.name} in training ({used}); set b is for corpora it "
+                f"never trained on: leave {never_trained.key} out of --outside"
+            )
     pool = SourcePool(test_rows, 8000)
     speaker_of = dict(zip(corpus["utterance_id"], corpus["speaker"]))
     gender_of = dict(zip(corpus["speaker"], corpus["gender"]))
     age_of = speaker_ages(sources)
     print(f"$ python benchmarks/bench_quality_real.py {' '.join(sys.argv[1:])}")
-    print(f"model: {args.model} ({loaded.model.num_parameters / 1e6:.1f} M parameters, "
-          f"{len(loaded.extra.get('training_speakers', [])) or 'unknown'} training speakers); "
-          f"held out: {len(pool.speakers)} speakers of {', '.join(s.source_name for s in sources)}, "
-          f"{pool.seconds / 60:.0f} min"
-          f"{'; none heard in training or validation' if heard else '; the model does not list its speakers'}")
+    print(
+        f"model: {args.model} ({loaded.model.num_parameters / 1e6:.1f} M parameters, "
+        f"{len(loaded.extra.get('training_speakers', [])) or 'unknown'} training speakers); "
+        f"held out: {len(pool.speakers)} speakers of {', '.join(s.source_name for s in sources)}, "
+        f"{pool.seconds / 60:.0f} min"
+        f"{'; none heard in training or validation' if heard else '; the model does not list its speakers'}"
+    )
 
     if args.snapshots:
         mixtures = draw_mixtures(pool, args.mixtures, 2, args.seed)
         # (the speaker check above used --model; each snapshot lists its own speakers too)
-        print("| snapshot | epoch | steps | SDRi (mask head) | SDRi (k-means) | SDRi (soft k-means) | IBM |\n"
-              "| --- | --- | --- | --- | --- | --- | --- |")
+        print(
+            "| snapshot | epoch | steps | SDRi (mask head) | SDRi (k-means) | SDRi (soft k-means) | IBM |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |"
+        )
         for path in snapshots:
             snapshot = load_model(str(path))
-            separators = {"mask": Separator(snapshot, device="cpu", inference="auto"),
-                          "kmeans": Separator(snapshot, device="cpu", inference="kmeans"),
-                          "soft": Separator(snapshot, device="cpu", inference="soft-kmeans", soft_beta=args.soft_beta)}
+            separators = {
+                "mask": Separator(snapshot, device="cpu", inference="auto"),
+                "kmeans": Separator(snapshot, device="cpu", inference="kmeans"),
+                "soft": Separator(snapshot, device="cpu", inference="soft-kmeans", soft_beta=args.soft_beta),
+            }
             frame = pd.DataFrame(score(mixtures, separators, 2, speaker_of, gender_of, age_of)[0])
             means = frame.groupby("system")["sdri"].mean()
-            print(f"| {path.name} | {snapshot.extra.get('epoch')} | {snapshot.extra.get('global_step')} | "
-                  f"{means['mask']:.2f} | {means['kmeans']:.2f} | {means['soft']:.2f} | {means['IBM']:.2f} |", flush=True)
+            print(
+                f"| {path.name} | {snapshot.extra.get('epoch')} | {snapshot.extra.get('global_step')} | "
+                f"{means['mask']:.2f} | {means['kmeans']:.2f} | {means['soft']:.2f} | {means['IBM']:.2f} |",
+                flush=True,
+            )
         return
 
     has_masks = bool(getattr(loaded.model.config, "mask_heads", 0))
-    two = {"k-means": Separator(loaded, device="cpu", inference="kmeans"),
-           f"soft k-means (beta {args.soft_beta:g})": Separator(loaded, device="cpu", inference="soft-kmeans",
-                                                                soft_beta=args.soft_beta)}
+    two = {
+        "k-means": Separator(loaded, device="cpu", inference="kmeans"),
+        f"soft k-means (beta {args.soft_beta:g})": Separator(
+            loaded, device="cpu", inference="soft-kmeans", soft_beta=args.soft_beta
+        ),
+    }
     if args.whitened:
         two["k-means (whitened)"] = Separator(loaded, device="cpu", inference="kmeans", whiten=True)
     if has_masks:
-        heads = {"mask head": Separator(loaded, device="cpu", inference="mask"),
-                 "blend (mask head + soft k-means)": Separator(loaded, device="cpu", inference="blend",
-                                                               soft_beta=args.soft_beta)}
+        heads = {
+            "mask head": Separator(loaded, device="cpu", inference="mask"),
+            "blend (mask head + soft k-means)": Separator(
+                loaded, device="cpu", inference="blend", soft_beta=args.soft_beta
+            ),
+        }
         if args.phase_iterations:
             heads[f"mask head + MISI {args.phase_iterations}"] = Separator(
-                loaded, device="cpu", inference="mask", phase_iterations=args.phase_iterations)
+                loaded, device="cpu", inference="mask", phase_iterations=args.phase_iterations
+            )
             heads[f"blend + MISI {args.phase_iterations}"] = Separator(
-                loaded, device="cpu", inference="blend", soft_beta=args.soft_beta,
-                phase_iterations=args.phase_iterations)
+                loaded,
+                device="cpu",
+                inference="blend",
+                soft_beta=args.soft_beta,
+                phase_iterations=args.phase_iterations,
+            )
         heads[PICK] = PickSeparator(loaded, args.soft_beta)
         two = {**heads, **two}
     wanted = set(args.systems.split(","))
-    two = {name: separator for name, separator in two.items()
-           if name.split(" ")[0].replace("k-means", "kmeans") in wanted}
+    two = {
+        name: separator for name, separator in two.items() if name.split(" ")[0].replace("k-means", "kmeans") in wanted
+    }
     three = {k: v for k, v in two.items() if k.startswith(("k-means", "soft"))}
     systems = list(two)
     frames, seconds2, set_seconds = {}, {}, {}
@@ -450,22 +535,34 @@ def main() -> None:
     clock = time.perf_counter()
     if "a" in sets:
         rows2, seconds2 = score(mixtures2, two, 2, speaker_of, gender_of, age_of)
-        rows3 = score(draw_mixtures(pool, args.mixtures3, 3, args.seed), three, 3, speaker_of, gender_of,
-                      age_of)[0] if three and args.mixtures3 else []
+        rows3 = (
+            score(draw_mixtures(pool, args.mixtures3, 3, args.seed), three, 3, speaker_of, gender_of, age_of)[0]
+            if three and args.mixtures3
+            else []
+        )
         frames["a"] = pd.DataFrame(rows2 + rows3).assign(test_set="a: held out")
         print_overall("(a) Held-out speakers of the training corpora", frames["a"], systems)
         set_seconds["a"], clock = time.perf_counter() - clock, time.perf_counter()
     for never_trained in outside:
         key = f"b-{never_trained.key}"
         outside_pool, outside_speaker_of, outside_gender_of = never_trained.pool(args.seed)
-        rows, _ = score(draw_mixtures(outside_pool, args.outside_mixtures, 2, args.seed), two, 2, outside_speaker_of,
-                        outside_gender_of, {})
+        rows, _ = score(
+            draw_mixtures(outside_pool, args.outside_mixtures, 2, args.seed),
+            two,
+            2,
+            outside_speaker_of,
+            outside_gender_of,
+            {},
+        )
         frames[key] = pd.DataFrame(rows).assign(test_set=never_trained.label)
         print_overall(f"({key}) A corpus never trained on ({never_trained.title})", frames[key], systems)
         set_seconds[key], clock = time.perf_counter() - clock, time.perf_counter()
     if len(outside) > 1:
-        print_overall(f"(b) The corpora never trained on, pooled ({' + '.join(c.name for c in outside)})",
-                      pd.concat([frames[f"b-{c.key}"] for c in outside]), systems)
+        print_overall(
+            f"(b) The corpora never trained on, pooled ({' + '.join(c.name for c in outside)})",
+            pd.concat([frames[f"b-{c.key}"] for c in outside]),
+            systems,
+        )
     if "c" in sets:
         rows, _ = score(in_rooms(mixtures2, args.seed), two, 2, speaker_of, gender_of, age_of)
         frames["c"] = pd.DataFrame(rows).assign(test_set="c: held out, room + noise")
@@ -485,9 +582,11 @@ def main() -> None:
         # pick is an analysis system: a model file cannot name it for auto
         best = max([s for s in systems if s != PICK], key=lambda name: means.get(name, -np.inf))
         counts = unseen.drop_duplicates(["test_set", "mixture"])["test_set"].str.split(":").str[0].value_counts()
-        print(f"\nbest two-speaker inference on the sets never trained on "
-              f"({' + '.join(f'{k} {n}' for k, n in sorted(counts.items()))} mixtures): {best} "
-              f"({', '.join(f'{s} {means[s]:.2f}' for s in systems if s in means)} dB SDRi)")
+        print(
+            f"\nbest two-speaker inference on the sets never trained on "
+            f"({' + '.join(f'{k} {n}' for k, n in sorted(counts.items()))} mixtures): {best} "
+            f"({', '.join(f'{s} {means[s]:.2f}' for s in systems if s in means)} dB SDRi)"
+        )
     head_name, soft_name = "mask head", f"soft k-means (beta {args.soft_beta:g})"
     if {PICK, head_name, soft_name} <= set(systems):
         print_pick(frames, head_name, soft_name)
@@ -497,8 +596,10 @@ def main() -> None:
         for by in ("corpora", "gender_condition", "ages"):
             print(f"\n## (a) Two speakers by {by} ({main_system})\n")
             print(table(two_speaker, [by], main_system))
-    print(f"\nwall time {time.perf_counter() - began:.0f} s "
-          f"({', '.join(f'{key} {seconds:.0f} s' for key, seconds in set_seconds.items())})")
+    print(
+        f"\nwall time {time.perf_counter() - began:.0f} s "
+        f"({', '.join(f'{key} {seconds:.0f} s' for key, seconds in set_seconds.items())})"
+    )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ real mixtures, and the start-up cost (import + load).
 from __future__ import annotations
 
 import argparse
-import os
 import dataclasses
 import itertools
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_archive import fsdd_mixture, write_long  # noqa: E402
+
 from deepclust import pretrained  # noqa: E402
 from deepclust.archive import separate_archive  # noqa: E402
 from deepclust.audio import resample  # noqa: E402
@@ -52,7 +53,7 @@ def short_files(root: Path, count: int, seed: int = 0) -> None:
     for i in range(count):
         n = int(rng.uniform(3, 8) * 8000)
         start = int(rng.integers(0, pieces.size - n))
-        sf.write(root / f"clip_{i:03d}.wav", pieces[start:start + n], 8000, subtype="PCM_16")
+        sf.write(root / f"clip_{i:03d}.wav", pieces[start : start + n], 8000, subtype="PCM_16")
 
 
 def mixed_archive(root: Path) -> None:
@@ -69,15 +70,25 @@ def audio_seconds(root: Path) -> float:
     return sum(sf.info(p).duration for p in root.rglob("*") if p.is_file())
 
 
-def run(model: str, archive: Path, out: Path, precision: str, inference: str, window: WindowConfig,
-        workers: int = 1) -> dict:
+def run(
+    model: str, archive: Path, out: Path, precision: str, inference: str, window: WindowConfig, workers: int = 1
+) -> dict:
     """One archive job; ``workers`` > 1: on that many one-thread processes (``--workers``), their start included."""
     from deepclust.archive_processes import batches_on_processes
 
     began = time.perf_counter()
-    summary = separate_archive(model, str(archive), str(out), n_speakers=2, files_per_batch=16, window=window,
-                               device="cpu", inference=inference, precision=precision,
-                               map_batches=batches_on_processes(workers) if workers > 1 else None)
+    summary = separate_archive(
+        model,
+        str(archive),
+        str(out),
+        n_speakers=2,
+        files_per_batch=16,
+        window=window,
+        device="cpu",
+        inference=inference,
+        precision=precision,
+        map_batches=batches_on_processes(workers) if workers > 1 else None,
+    )
     wall = time.perf_counter() - began
     assert summary["failed"] == 0, summary["failed_inputs"]
     return {"wall": wall, "audio": summary["audio_seconds"], **{k: summary[k] for k in TIMINGS}}
@@ -86,14 +97,18 @@ def run(model: str, archive: Path, out: Path, precision: str, inference: str, wi
 def quality(mixtures: int, precisions: list[str], inferences: list[str]) -> str:
     """Each precision's SDRi against the first's on held-out real mixtures (bench_quality_real.py's set a)."""
     from bench_quality_real import draw_mixtures  # noqa: E402
+
     from deepclust.corpora.sources import CorpusSource, prepare_sources
     from deepclust.evaluation import evaluate_systems
     from deepclust.separation.separator import Separator
     from deepclust.training.dynamic_mixing import SourcePool
 
     corpora = REPO.parent / "shared" / "corpora"
-    corpus = prepare_sources([CorpusSource(str(corpora / "speechocean762")),
-                              CorpusSource(str(corpora / "librispeech-speakers"))], test_fraction=0.25, seed=0)
+    corpus = prepare_sources(
+        [CorpusSource(str(corpora / "speechocean762")), CorpusSource(str(corpora / "librispeech-speakers"))],
+        test_fraction=0.25,
+        seed=0,
+    )
     pool = SourcePool(corpus[corpus["subset"] == "test"], 8000)
     items = draw_mixtures(pool, mixtures, 2, 2026)
     reference, lines = precisions[0], []
@@ -104,19 +119,31 @@ def quality(mixtures: int, precisions: list[str], inferences: list[str]) -> str:
             separator = Separator(loaded, device="cpu", inference=inference, precision=precision)
             estimates = []
             for start in range(0, len(items), 8):
-                estimates += separator.separate_batch([m["mixture"] for m in items[start:start + 8]], 2)
-            scores[precision] = np.array([float(np.mean(evaluate_systems(m["mixture"], m["sources"], [e])[0]["sdri"]))
-                                          for m, e in zip(items, estimates)])
+                estimates += separator.separate_batch([m["mixture"] for m in items[start : start + 8]], 2)
+            scores[precision] = np.array(
+                [
+                    float(np.mean(evaluate_systems(m["mixture"], m["sources"], [e])[0]["sdri"]))
+                    for m, e in zip(items, estimates)
+                ]
+            )
         for precision in precisions[1:]:
             difference = scores[precision] - scores[reference]
-            lines.append(f"| {inference} | {len(items)} | {precision} | {scores[reference].mean():.3f} | "
-                         f"{scores[precision].mean():.3f} | {difference.mean():+.3f} | {np.abs(difference).max():.3f} |")
-    return "\n".join([f"| inference | mixtures | precision | {reference} SDRi | its SDRi | difference | "
-                      f"largest per-mixture |", "| --- | --- | --- | --- | --- | --- | --- |", *lines])
+            lines.append(
+                f"| {inference} | {len(items)} | {precision} | {scores[reference].mean():.3f} | "
+                f"{scores[precision].mean():.3f} | {difference.mean():+.3f} | {np.abs(difference).max():.3f} |"
+            )
+    return "\n".join(
+        [
+            f"| inference | mixtures | precision | {reference} SDRi | its SDRi | difference | largest per-mixture |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *lines,
+        ]
+    )
 
 
-def network_split(recording: Path, precisions: list[str], inferences: list[str], batch_sizes: list[int],
-                  repeats: int = 3) -> str:
+def network_split(
+    recording: Path, precisions: list[str], inferences: list[str], batch_sizes: list[int], repeats: int = 3
+) -> str:
     """Where one batch of 10 s windows of ``recording`` spends its time (``separate_window_batch``, the code the
     archive job runs), best of ``repeats``: STFT, features and glue (the rest of the network stage), the BLSTM,
     each head, and clustering (masks or k-means, centroids, inverse STFT). Timed by wrapping the model's
@@ -124,9 +151,9 @@ def network_split(recording: Path, precisions: list[str], inferences: list[str],
     import copy
 
     from deepclust.audio_blocks import BlockReader
+    from deepclust.separation.separator import Separator
     from deepclust.separation.window_batch import separate_window_batch
     from deepclust.separation.windows import plan_windows
-    from deepclust.separation.separator import Separator
 
     loaded = pretrained.load("cpu")
     reader = BlockReader(str(recording), 8000)
@@ -145,6 +172,7 @@ def network_split(recording: Path, precisions: list[str], inferences: list[str],
                         return function(*args, **kwargs)
                     finally:
                         spent[name] = spent.get(name, 0.0) + time.perf_counter() - tick
+
                 return wrapper
 
             # An own copy: separators of one LoadedModel share its module, and each wraps its methods once.
@@ -163,22 +191,37 @@ def network_split(recording: Path, precisions: list[str], inferences: list[str],
                         best = parts
                 total = best["network"] + best["clustering"]
                 heads = best.get("embedding head", 0.0) + best.get("mask head", 0.0)
-                shares = [best["network"] - best.get("blstm", 0.0) - heads, best.get("blstm", 0.0),
-                          best.get("embedding head", 0.0), best.get("mask head", 0.0), best["clustering"]]
+                shares = [
+                    best["network"] - best.get("blstm", 0.0) - heads,
+                    best.get("blstm", 0.0),
+                    best.get("embedding head", 0.0),
+                    best.get("mask head", 0.0),
+                    best["clustering"],
+                ]
                 audio = sum(w.shape[0] for w in waveforms) / 8000
-                lines.append(f"| {inference} | {precision} | {len(waveforms)} | " +
-                             " | ".join(f"{100 * share / total:.0f}" for share in shares) + f" | {audio / total:.0f}x |")
+                lines.append(
+                    f"| {inference} | {precision} | {len(waveforms)} | "
+                    + " | ".join(f"{100 * share / total:.0f}" for share in shares)
+                    + f" | {audio / total:.0f}x |"
+                )
     reader.close()
-    return "\n".join(["| inference | precision | windows | STFT+features+glue % | BLSTM % | embedding head % | "
-                      "mask head % | clustering+iSTFT % | x real time (network + clustering) |",
-                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |", *lines])
+    return "\n".join(
+        [
+            "| inference | precision | windows | STFT+features+glue % | BLSTM % | embedding head % | "
+            "mask head % | clustering+iSTFT % | x real time (network + clustering) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            *lines,
+        ]
+    )
 
 
 def startup_seconds() -> float:
     """Import the library and load the shipped model in a fresh interpreter (what every CLI call pays)."""
-    code = ("import time; t = time.perf_counter(); from deepclust.separation.separator import Separator; "
-            "from deepclust import pretrained; Separator(pretrained.path(), device='cpu'); "
-            "print(time.perf_counter() - t)")
+    code = (
+        "import time; t = time.perf_counter(); from deepclust.separation.separator import Separator; "
+        "from deepclust import pretrained; Separator(pretrained.path(), device='cpu'); "
+        "print(time.perf_counter() - t)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -188,22 +231,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a 2-minute file and 40 short files")
     parser.add_argument("--quality-mixtures", type=int, default=100, help="0 skips the quality part")
-    parser.add_argument("--precisions", default="fp32,bf16,int8",
-                        help="comma-separated; ratios and quality differences are against the first")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16,int8",
+        help="comma-separated; ratios and quality differences are against the first",
+    )
     parser.add_argument("--archives", default="a,b,c", help="which of (a) long, (b) short, (c) mixed")
     parser.add_argument("--inferences", default="mask,blend,kmeans")
-    parser.add_argument("--workers", default="1",
-                        help="comma-separated: one row per value (1: this process; N: --workers N processes)")
-    parser.add_argument("--windows-per-batch", default=str(WindowConfig.windows_per_batch),
-                        help="comma-separated: one table row per value (windows, or short files, per forward)")
+    parser.add_argument(
+        "--workers", default="1", help="comma-separated: one row per value (1: this process; N: --workers N processes)"
+    )
+    parser.add_argument(
+        "--windows-per-batch",
+        default=str(WindowConfig.windows_per_batch),
+        help="comma-separated: one table row per value (windows, or short files, per forward)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     precisions, inferences = args.precisions.split(","), args.inferences.split(",")
     batch_sizes = [int(b) for b in args.windows_per_batch.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]
     print(f"$ python benchmarks/bench_separation_speed.py {' '.join(sys.argv[1:])}")
-    print(f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}, bf16 here: {bf16_support()}, oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}; "
-          f"model: the shipped one ({pretrained.path()})")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}, bf16 here: {bf16_support()}, "
+        f"oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}; "
+        f"model: the shipped one ({pretrained.path()})"
+    )
     print(f"start-up (import + model load, fresh interpreter): {startup_seconds():.2f} s")
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as folder:
         work = Path(folder)
@@ -218,8 +271,10 @@ def main() -> None:
             mixed_archive(work / "c")
         columns = " | ".join(f"{p} x real time" for p in precisions)
         ratios = " | ".join(f"{p} / {precisions[0]}" for p in precisions[1:])
-        print(f"\n| archive | audio (s) | inference | windows per batch | workers | {columns} | {ratios} | "
-              f"{precisions[-1]} split read/network/clustering/write (%) |")
+        print(
+            f"\n| archive | audio (s) | inference | windows per batch | workers | {columns} | {ratios} | "
+            f"{precisions[-1]} split read/network/clustering/write (%) |"
+        )
         print("| --- " * (6 + 2 * len(precisions) - 1) + "|")
         for name, root in archives.items():
             audio = audio_seconds(root)
@@ -235,14 +290,22 @@ def main() -> None:
                         split = "/".join(f"{100 * result[k] / total:.0f}" for k in TIMINGS)
                     speeds = " | ".join(f"{rates[p]:.0f}x" for p in precisions)
                     gains = " | ".join(f"{rates[p] / rates[precisions[0]]:.2f}" for p in precisions[1:])
-                    print(f"| {name} | {audio:.0f} | {inference} | {batch_size} | {workers} | {speeds} | {gains} | "
-                          f"{split} |", flush=True)
+                    print(
+                        f"| {name} | {audio:.0f} | {inference} | {batch_size} | {workers} | {speeds} | {gains} | "
+                        f"{split} |",
+                        flush=True,
+                    )
         if "a" in args.archives:
-            print(f"\nOne batch of 10 s windows of (a), where the time goes (best of 3):\n\n"
-                  f"{network_split(work / 'a' / 'recording.flac', precisions, inferences, batch_sizes)}", flush=True)
+            print(
+                f"\nOne batch of 10 s windows of (a), where the time goes (best of 3):\n\n"
+                f"{network_split(work / 'a' / 'recording.flac', precisions, inferences, batch_sizes)}",
+                flush=True,
+            )
     if args.quality_mixtures and len(precisions) > 1:
-        print(f"\nQuality against {precisions[0]} (held-out real mixtures, shipped model):\n\n"
-              f"{quality(args.quality_mixtures, precisions, inferences)}")
+        print(
+            f"\nQuality against {precisions[0]} (held-out real mixtures, shipped model):\n\n"
+            f"{quality(args.quality_mixtures, precisions, inferences)}"
+        )
 
 
 if __name__ == "__main__":

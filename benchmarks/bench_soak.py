@@ -44,8 +44,12 @@ def tiny_model(path: Path) -> str:
 
     torch.manual_seed(0)
     # Small but not trivial (about 40x real time on one core), so the run lasts long enough to be interrupted.
-    save_model(str(path), DeepClusteringNet(ModelConfig(hidden=64, layers=2, emb_dim=8)),
-               FeatureStats(np.zeros(129), np.ones(129)), FeatureConfig().to_dict())
+    save_model(
+        str(path),
+        DeepClusteringNet(ModelConfig(hidden=64, layers=2, emb_dim=8)),
+        FeatureStats(np.zeros(129), np.ones(129)),
+        FeatureConfig().to_dict(),
+    )
     return str(path)
 
 
@@ -63,8 +67,10 @@ def main() -> None:
     parser.add_argument("--bad-every", type=int, default=100, help="every N-th file is damaged")
     parser.add_argument("--files-per-batch", type=int, default=8)
     args = parser.parse_args()
-    print(f"$ python benchmarks/bench_soak.py --files {args.files} --bad-every {args.bad_every} "
-          f"--files-per-batch {args.files_per_batch}")
+    print(
+        f"$ python benchmarks/bench_soak.py --files {args.files} --bad-every {args.bad_every} "
+        f"--files-per-batch {args.files_per_batch}"
+    )
     work = Path(tempfile.mkdtemp(prefix="dpcl-soak-"))
     server = RestartableS3(work / "s3", bucket="soak")
     server.start()
@@ -79,8 +85,11 @@ def soak(args, work: Path, server: RestartableS3) -> None:
     os.environ.update(server.server.env())
     import fsspec.config
 
-    fsspec.config.conf["s3"] = {"endpoint_url": server.server.endpoint, "key": env["AWS_ACCESS_KEY_ID"],
-                                "secret": env["AWS_SECRET_ACCESS_KEY"]}
+    fsspec.config.conf["s3"] = {
+        "endpoint_url": server.server.endpoint,
+        "key": env["AWS_ACCESS_KEY_ID"],
+        "secret": env["AWS_SECRET_ACCESS_KEY"],
+    }
     fs = server.server.filesystem()
     local = work / "in"
     good, bad = [], []
@@ -98,14 +107,36 @@ def soak(args, work: Path, server: RestartableS3) -> None:
     fs.put(str(local) + "/", "soak/in/", recursive=True)
     print(f"{args.files} files ({len(bad)} damaged) uploaded in {time.perf_counter() - began:.0f} s")
     model = tiny_model(work / "tiny.pt")
-    command = [sys.executable, "-m", "deepclust.cli", "separate", "--model", model, "--input", "s3://soak/in",
-               "--out", "s3://soak/out", "--files-per-batch", str(args.files_per_batch), "--device", "cpu",
-               "--retry-minutes", "3", "--summary-json"]
+    command = [
+        sys.executable,
+        "-m",
+        "deepclust.cli",
+        "separate",
+        "--model",
+        model,
+        "--input",
+        "s3://soak/in",
+        "--out",
+        "s3://soak/out",
+        "--files-per-batch",
+        str(args.files_per_batch),
+        "--device",
+        "cpu",
+        "--retry-minutes",
+        "3",
+        "--summary-json",
+    ]
 
     events, runs = [], []
     began = time.perf_counter()
-    run = subprocess.Popen(command + [str(work / "summary-1.json")], cwd=REPO, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        command + [str(work / "summary-1.json")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     plan = [(0.2, "restart"), (0.45, "kill"), (0.7, "restart")]
     while plan:
         done = separated_so_far(fs, "soak")
@@ -117,22 +148,32 @@ def soak(args, work: Path, server: RestartableS3) -> None:
                 server.stop()
                 time.sleep(3)
                 server.start()
-                events.append(f"{time.perf_counter() - began:.0f} s: S3 server killed and restarted at {done} inputs done")
+                events.append(
+                    f"{time.perf_counter() - began:.0f} s: S3 server killed and restarted at {done} inputs done"
+                )
             else:
                 run.send_signal(signal.SIGKILL)
                 run.wait()
                 runs.append(("killed", None))
                 events.append(f"{time.perf_counter() - began:.0f} s: separating process killed at {done} inputs done")
-                run = subprocess.Popen(command + [str(work / "summary-2.json")], cwd=REPO, env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                run = subprocess.Popen(
+                    command + [str(work / "summary-2.json")],
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
         time.sleep(0.5)
     # The scheduler's part: a run that ends with 75 (transient faults outlasted its retries) is started again.
     attempt = 2
     while True:
         while run.poll() is None:
             if server.process.poll() is not None:  # the store died on its own: note it and bring it back
-                events.append(f"{time.perf_counter() - began:.0f} s: S3 server found dead (exit "
-                              f"{server.process.returncode}); restarted")
+                events.append(
+                    f"{time.perf_counter() - began:.0f} s: S3 server found dead (exit "
+                    f"{server.process.returncode}); restarted"
+                )
                 server.start()
             time.sleep(0.5)
         out, err = run.communicate()
@@ -140,8 +181,14 @@ def soak(args, work: Path, server: RestartableS3) -> None:
         if run.returncode != 75 or attempt >= 6:
             break
         attempt += 1
-        run = subprocess.Popen(command + [str(work / f"summary-{attempt}.json")], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            command + [str(work / f"summary-{attempt}.json")],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     seconds = time.perf_counter() - began
     for event in events:
         print(event)
@@ -156,8 +203,10 @@ def soak(args, work: Path, server: RestartableS3) -> None:
     checks = {
         "one row per input": len(manifest) == args.files and manifest.index.is_unique,
         "every good file done": bool((manifest.reindex(good)["status"] == "done").all()),
-        "every damaged file failed with its reason": bool((manifest.reindex(bad)["status"] == "failed").all()
-                                                          and manifest.reindex(bad)["error"].str.contains("call_").all()),
+        "every damaged file failed with its reason": bool(
+            (manifest.reindex(bad)["status"] == "failed").all()
+            and manifest.reindex(bad)["error"].str.contains("call_").all()
+        ),
         "no transient row left": int((manifest["status"] == "transient").sum()) == 0,
         "every recorded output exists": recorded <= outputs,
         "no output without a row (separated once)": outputs == recorded,
@@ -168,11 +217,15 @@ def soak(args, work: Path, server: RestartableS3) -> None:
     summary = json.loads(last.read_text()) if last.exists() else {}
     batches = -(-args.files // args.files_per_batch)
     rewrite_rows = sum(min(args.files, (b + 1) * args.files_per_batch) for b in range(batches))
-    print(f"wall time {seconds:.0f} s for {args.files} files; last run: {summary.get('separated')} separated, "
-          f"{summary.get('already_done')} already done")
-    print(f"manifest I/O of the last run: {summary.get('manifest_writes')} files, {summary.get('manifest_rows_written')} "
-          f"rows written; rewriting the whole manifest after every batch would write {rewrite_rows:,} rows "
-          f"in {batches} full rewrites (for {args.files} inputs)")
+    print(
+        f"wall time {seconds:.0f} s for {args.files} files; last run: {summary.get('separated')} separated, "
+        f"{summary.get('already_done')} already done"
+    )
+    print(
+        f"manifest I/O of the last run: {summary.get('manifest_writes')} files, {summary.get('manifest_rows_written')} "
+        f"rows written; rewriting the whole manifest after every batch would write {rewrite_rows:,} rows "
+        f"in {batches} full rewrites (for {args.files} inputs)"
+    )
     if not all(checks.values()):
         raise SystemExit(1)
 

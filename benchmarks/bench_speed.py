@@ -24,9 +24,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepclust.audio import read_audio  # noqa: E402
+from deepclust.evaluation import evaluate_systems  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.features.normalisation import FeatureStats  # noqa: E402
-from deepclust.evaluation import evaluate_systems  # noqa: E402
 from deepclust.metrics.bss_eval import bss_eval, mixture_sdr  # noqa: E402
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig  # noqa: E402
 from deepclust.model.checkpoint import LoadedModel  # noqa: E402
@@ -55,8 +55,8 @@ def utterances(n):
     for i in range(n):
         a, b = speech[i % len(speech)], speech[(i + 1) % len(speech)]
         offset = (i * 4000) % (min(len(a), len(b)) - length)
-        sources = np.stack([a[offset:offset + length], b[offset:offset + length]])
-        sources = sources / np.sqrt(np.mean(sources ** 2, axis=1, keepdims=True)) * 0.05
+        sources = np.stack([a[offset : offset + length], b[offset : offset + length]])
+        sources = sources / np.sqrt(np.mean(sources**2, axis=1, keepdims=True)) * 0.05
         mixtures.append(sources.sum(0).astype(np.float32))
         pairs.append(sources)
     return mixtures, pairs
@@ -75,8 +75,9 @@ def main():
     mixtures, sources = utterances(args.batch)
     model = DeepClusteringNet(ModelConfig.preset("paper"))
     stats = FeatureStats(mean=np.full(129, -4.0), std=np.full(129, 2.0))
-    loaded = LoadedModel(model=model, model_config=model.config, feature_stats=stats,
-                         feature_config=FeatureConfig().to_dict(), extra={})
+    loaded = LoadedModel(
+        model=model, model_config=model.config, feature_stats=stats, feature_config=FeatureConfig().to_dict(), extra={}
+    )
     separator = Separator(loaded, device=args.device)
     n = len(mixtures)
     results = {}
@@ -106,15 +107,22 @@ def main():
     # mir_eval: one bss_eval per system; fast: one shared solve (evaluate_systems), one BLAS thread.
     systems = [[estimates[i], estimates[i][::-1], estimates[i]] for i in range(m)]
     with threadpool_limits(limits=1, user_api="blas"):
-        me4_s, _ = timed(lambda: [[bss_eval(sources[i], e, backend="mir_eval") for e in systems[i]]
-                                  + [mixture_sdr(sources[i], mixtures[i], "mir_eval")] for i in range(m)])
+        me4_s, _ = timed(
+            lambda: [
+                [bss_eval(sources[i], e, backend="mir_eval") for e in systems[i]]
+                + [mixture_sdr(sources[i], mixtures[i], "mir_eval")]
+                for i in range(m)
+            ]
+        )
         fa4_s, _ = timed(lambda: [evaluate_systems(mixtures[i], sources[i], systems[i]) for i in range(m)])
     results["3 systems + mixture, mir_eval (1 BLAS thread)"] = me4_s / m
     results["3 systems + mixture, fast (1 BLAS thread)"] = fa4_s / m
 
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {args.device}"
+    )
     print(f"seconds per {SECONDS:.0f} s utterance at {SR} Hz:")
     for name, seconds in results.items():
         print(f"  {name:<42s} {seconds * 1000:9.1f} ms")

@@ -44,8 +44,10 @@ def main() -> None:
         print(f"| {path.name} | {samples} | {seconds * 1000:.1f} | {samples / seconds:,.0f} |")
     rate = total_samples / total_seconds
     hour = 3600 * 16000
-    print(f"\nshorten decoding: {rate:,.0f} samples/s on one core -> {hour / rate / 60:.1f} min per hour of "
-          f"16 kHz mono audio ({hour / rate / 3600 * 100:.1f}% of real time)")
+    print(
+        f"\nshorten decoding: {rate:,.0f} samples/s on one core -> {hour / rate / 60:.1f} min per hour of "
+        f"16 kHz mono audio ({hour / rate / 3600 * 100:.1f}% of real time)"
+    )
 
 
 if __name__ == "__main__":

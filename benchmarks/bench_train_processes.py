@@ -42,18 +42,42 @@ CORPORA = REPO.parent / "shared" / "corpora"
 BATCH, FRAMES = 16, 400
 
 
-def epoch_seconds(processes: int, threads: int, precision: str, steps_per_epoch: int, out: Path,
-                  batch: int = BATCH, frames: int = FRAMES, waveform_loss_weight: float = 0.0) -> float:
+def epoch_seconds(
+    processes: int,
+    threads: int,
+    precision: str,
+    steps_per_epoch: int,
+    out: Path,
+    batch: int = BATCH,
+    frames: int = FRAMES,
+    waveform_loss_weight: float = 0.0,
+) -> float:
     """Seconds of the second epoch's steps (its small validation apart) of a fresh run in this setting."""
     corpus = prepare_sources([CorpusSource(str(CORPORA / "librispeech-speakers"), "librispeech")])
-    config = TrainConfig(chunk_frames=frames, batch_size=batch, steps_per_epoch=steps_per_epoch, max_epochs=2,
-                         patience=9, device="cpu", seed=0, dc_loss="whitened", precision=precision, compile="on",
-                         num_threads=threads, **({"waveform_loss_weight": waveform_loss_weight}
-                                                 if waveform_loss_weight else {}))
-    train_dynamic_on_processes(processes, threads, corpus_manifest=corpus, out_url=str(out),
-                               model_config=ModelConfig.preset("chimera++"), train_config=config,
-                               mix_config=DynamicMixConfig(cv_mixtures=16, stats_mixtures=64),
-                               augment=AugmentConfig.recipe(str(CORPORA / "noise")))
+    config = TrainConfig(
+        chunk_frames=frames,
+        batch_size=batch,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=2,
+        patience=9,
+        device="cpu",
+        seed=0,
+        dc_loss="whitened",
+        precision=precision,
+        compile="on",
+        num_threads=threads,
+        **({"waveform_loss_weight": waveform_loss_weight} if waveform_loss_weight else {}),
+    )
+    train_dynamic_on_processes(
+        processes,
+        threads,
+        corpus_manifest=corpus,
+        out_url=str(out),
+        model_config=ModelConfig.preset("chimera++"),
+        train_config=config,
+        mix_config=DynamicMixConfig(cv_mixtures=16, stats_mixtures=64),
+        augment=AugmentConfig.recipe(str(CORPORA / "noise")),
+    )
     history = pd.read_csv(out / "history.csv")
     return float(history["seconds"].iloc[-1] - history["val_seconds"].iloc[-1])
 
@@ -61,8 +85,13 @@ def epoch_seconds(processes: int, threads: int, precision: str, steps_per_epoch:
 def baseline_seconds(tree: Path, threads: int, steps_per_epoch: int, out: Path) -> float:
     """``epoch_seconds`` of the float32 row with ``tree``'s code, in a subprocess."""
     environment = {**os.environ, "DEEPCLUST_BENCH_TREE": str(tree.resolve())}
-    done = subprocess.run([sys.executable, __file__, "--one-row", f"{threads},{steps_per_epoch},{out}"],
-                          env=environment, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--one-row", f"{threads},{steps_per_epoch},{out}"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -73,8 +102,11 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path, help="an earlier checkout: its code trains the fp32 row")
     parser.add_argument("--shapes", default="", help="extra one-process bf16 shapes, e.g. 32x400,64x200")
     parser.add_argument("--no-processes", action="store_true", help="leave out the data-parallel row")
-    parser.add_argument("--waveform-loss", action="store_true",
-                        help="add a bf16 row trained with --waveform-loss-weight 1 (its inverse STFTs cost)")
+    parser.add_argument(
+        "--waveform-loss",
+        action="store_true",
+        help="add a bf16 row trained with --waveform-loss-weight 1 (its inverse STFTs cost)",
+    )
     parser.add_argument("--one-row", help=argparse.SUPPRESS)  # THREADS,STEPS,OUT: a baseline subprocess
     args = parser.parse_args()
     if args.one_row:
@@ -105,8 +137,11 @@ def main() -> None:
                 seconds = epoch_seconds(processes, threads, precision, args.steps, out, batch, frames, waveform)
             rate = processes * batch * frames * args.steps / seconds
             first = first or rate
-            print(f"| {label} | {processes} x {threads} | {precision} | {batch} x {frames} | {processes * batch} "
-                  f"| {rate:.0f} | {rate / first:.2f}x |", flush=True)
+            print(
+                f"| {label} | {processes} x {threads} | {precision} | {batch} x {frames} | {processes * batch} "
+                f"| {rate:.0f} | {rate / first:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

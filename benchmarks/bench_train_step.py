@@ -42,11 +42,20 @@ def gemm_rate(dtype: torch.dtype, size: int = 2048, repeat: int = 6) -> float:
     began = time.perf_counter()
     for _ in range(repeat):
         a @ b
-    return 2 * size ** 3 * repeat / (time.perf_counter() - began) / 1e9
+    return 2 * size**3 * repeat / (time.perf_counter() - began) / 1e9
 
 
-def time_steps(source, preset: str, precision: str, compile: bool, batch_size: int, frames: int, steps: int,
-               prefetch: int, overrides: dict | None = None) -> float:
+def time_steps(
+    source,
+    preset: str,
+    precision: str,
+    compile: bool,
+    batch_size: int,
+    frames: int,
+    steps: int,
+    prefetch: int,
+    overrides: dict | None = None,
+) -> float:
     """Frames per second of ``steps`` whole training steps (after two warm-up steps, which compile)."""
     torch.manual_seed(0)
     model = DeepClusteringNet(ModelConfig.preset(preset, **(overrides or {})))
@@ -81,18 +90,25 @@ def run(args) -> None:
     source = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(stats_mixtures=64), seed=0, augment=augment)
     fp32 = gemm_rate(torch.float32)
     bf16 = gemm_rate(torch.bfloat16) if bf16_support().runs else fp32  # (the share column is then of fp32's)
-    print(f"$ python benchmarks/bench_train_step.py --steps {args.steps} --threads {args.threads}"
-          f"{' --augment' if args.augment else ''}")
-    print(f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s "
-          f"({bf16 / fp32:.1f}x); {cpu_name()}, bf16 here: {bf16_support()}, oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}")
-    print("| network | precision | compiled heads + loss | batch x frames | prefetch | frames/s | vs first row | "
-          "share of bf16 GEMM rate |")
+    print(
+        f"$ python benchmarks/bench_train_step.py --steps {args.steps} --threads {args.threads}"
+        f"{' --augment' if args.augment else ''}"
+    )
+    print(
+        f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s "
+        f"({bf16 / fp32:.1f}x); {cpu_name()}, bf16 here: {bf16_support()}, "
+        f"oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}"
+    )
+    print(
+        "| network | precision | compiled heads + loss | batch x frames | prefetch | frames/s | vs first row | "
+        "share of bf16 GEMM rate |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     settings = [
-        ("chimera++", "fp32", False, 16, 400, 0, None),   # the shipped model's recipe before bf16
+        ("chimera++", "fp32", False, 16, 400, 0, None),  # the shipped model's recipe before bf16
         ("chimera++", "bf16", False, 16, 400, 0, None),
         ("chimera++", "bf16", True, 16, 400, 0, None),
-        ("chimera++", "bf16", True, 16, 400, 2, None),    # prefetching (off by default: see RESULTS.md)
+        ("chimera++", "bf16", True, 16, 400, 2, None),  # prefetching (off by default: see RESULTS.md)
         ("chimera++", "bf16", True, 32, 400, 2, None),
         ("chimera++", "bf16", True, 64, 200, 2, None),
         ("chimera++", "fp32", True, 16, 400, 2, None),
@@ -112,8 +128,12 @@ def run(args) -> None:
         first = first or rate
         config = ModelConfig.preset(preset, **(overrides or {}))
         share = rate * training_flops_per_frame(config) / (bf16 * 1e9)
-        print(f"| {preset} | {precision} | {compiled} | {batch_size} x {frames} | {prefetch} | {rate:.0f} | "
-              f"{rate / first:.2f}x | {share:.1%} |", flush=True)
+        print(
+            f"| {preset} | {precision} | {compiled} | {batch_size} x {frames} | {prefetch} | {rate:.0f} | "
+            f"{rate / first:.2f}x | {share:.1%} |",
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -41,9 +41,17 @@ def verdict_row(test_set: str, speakers: int, system: str, group: pd.DataFrame) 
     half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
     mean = float(diff.mean())
     verdict = "better" if mean - half > 0 else "worse" if mean + half < 0 else "level"
-    return {"test set": test_set, "speakers": int(speakers), "inference": system, "mixtures": len(diff),
-            "baseline SDRi": float(group["sdri_base"].mean()), "candidate SDRi": float(group["sdri_cand"].mean()),
-            "difference": mean, "95 % interval": f"{mean - half:+.2f} .. {mean + half:+.2f}", "verdict": verdict}
+    return {
+        "test set": test_set,
+        "speakers": int(speakers),
+        "inference": system,
+        "mixtures": len(diff),
+        "baseline SDRi": float(group["sdri_base"].mean()),
+        "candidate SDRi": float(group["sdri_cand"].mean()),
+        "difference": mean,
+        "95 % interval": f"{mean - half:+.2f} .. {mean + half:+.2f}",
+        "verdict": verdict,
+    }
 
 
 def paired(baseline: pd.DataFrame, candidate: pd.DataFrame) -> pd.DataFrame:
@@ -54,8 +62,10 @@ def paired(baseline: pd.DataFrame, candidate: pd.DataFrame) -> pd.DataFrame:
     joined = joined[~joined["system"].isin(CEILINGS)]  # the oracles do not depend on the model
     if joined.empty:
         raise SystemExit("no mixture is in both files: were they made with the same mixture settings?")
-    rows = [verdict_row(test_set, speakers, system, group)
-            for (test_set, speakers, system), group in joined.groupby(["test_set", "num_speakers", "system"])]
+    rows = [
+        verdict_row(test_set, speakers, system, group)
+        for (test_set, speakers, system), group in joined.groupby(["test_set", "num_speakers", "system"])
+    ]
     first_letter = joined["test_set"].str.split(":").str[0].str[0]
     pooled = []
     for pool, letters in POOLS.items():

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from deepclust.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time ``__getattr__`` below loads them
-    from deepclust.api import Separator, load_model, separate
+    from deepclust.api import Separator, load_model, separate  # noqa: F401 (re-exported through __all__)
 
 API = ("separate", "load_model", "Separator")
 __all__ = [*API, "__version__"]

@@ -124,8 +124,9 @@ def separate(audio, sample_rate: int | None = None, speakers: int = 2, model=Non
             name = input_url = os.fspath(audio)
         else:
             if sample_rate is None:
-                raise ValueError("an array needs its sample_rate (in Hz), e.g. "
-                                 "deepclust.separate(samples, sample_rate=16000)")
+                raise ValueError(
+                    "an array needs its sample_rate (in Hz), e.g. deepclust.separate(samples, sample_rate=16000)"
+                )
             name, input_url = ARRAY_NAME, _array_as_file(audio, sample_rate, scratch)
         out = os.path.join(scratch, "separated")
         item = _input_row(input_url, int(speakers))
@@ -152,13 +153,16 @@ def _array_as_file(audio, sample_rate: int, folder: str) -> str:
     resampled by the command's own reader; returns its path."""
     waveform = np.asarray(audio)
     if not np.issubdtype(waveform.dtype, np.floating):
-        raise TypeError(f"audio: float samples in [-1, 1] please, got {waveform.dtype} "
-                        "(soundfile.read(path, dtype='float32') gives them)")
+        raise TypeError(
+            f"audio: float samples in [-1, 1] please, got {waveform.dtype} "
+            "(soundfile.read(path, dtype='float32') gives them)"
+        )
     if waveform.ndim not in (1, 2):
         raise ValueError(f"audio: an array (samples,) or (channels, samples), got shape {waveform.shape}")
     if waveform.ndim == 2 and waveform.shape[0] > waveform.shape[1]:
-        raise ValueError(f"audio: shape {waveform.shape} looks like (samples, channels); pass audio.T, "
-                         "(channels, samples)")
+        raise ValueError(
+            f"audio: shape {waveform.shape} looks like (samples, channels); pass audio.T, (channels, samples)"
+        )
     if int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
     path = os.path.join(folder, "input.wav")
@@ -178,5 +182,5 @@ def _input_row(url: str, speakers: int) -> dict:
 def _bad_audio(row: dict, name: str) -> BadAudioError:
     """The ``BadAudioError`` of a ``failed`` row, naming the input as the caller gave it."""
     prefix = f"{row['input']}: "
-    reason = row["error"][len(prefix):] if row["error"].startswith(prefix) else row["error"]
+    reason = row["error"][len(prefix) :] if row["error"].startswith(prefix) else row["error"]
     return BadAudioError(name, reason.replace(row["input"], name), row["error_detail"].replace(row["input"], name))

@@ -61,16 +61,15 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.archive_config import MAX_CONSECUTIVE_FAILURES, ArchiveJobConfig
+from deepclust.errors import DamagedManifestError, DiskFullError, RunFaultError
 from deepclust.manifest_log import ManifestLog
+from deepclust.manifests import MANIFEST_NAME
 from deepclust.pipeline import store
-from deepclust.separation.batch import (MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row)
+from deepclust.separation.batch import MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row
 from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
 from deepclust.separation.long import WindowConfig
 from deepclust.storage_lock import folder_lock
-from deepclust.manifests import MANIFEST_NAME
-from deepclust.errors import DamagedManifestError, DiskFullError, RunFaultError
-from deepclust.transient import (RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_disk_full,
-                                 is_transient)
+from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_disk_full, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -109,21 +108,40 @@ def commit_manifest(out_url: str, rows: list[dict], log: ManifestLog | None = No
     (log or manifest_log(out_url)).append(rows)
 
 
-def separation_settings(n_speakers: int, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
-                        precision: str = "fp32", channel: int | None = None) -> str:
+def separation_settings(
+    n_speakers: int,
+    window: WindowConfig,
+    inference: str = "auto",
+    kmeans: str = "auto",
+    precision: str = "fp32",
+    channel: int | None = None,
+) -> str:
     """What besides the model and the input decides the outputs, as canonical JSON (a manifest column).
     ``precision``: the resolved one ("bf16" or "fp32"): a change of precision re-separates, never mixes.
     ``channel`` (``--channel``) is in it only when given, so rows made without it keep standing."""
-    settings = {"n_speakers": int(n_speakers), "window_seconds": window.window_seconds,
-                "overlap_seconds": window.overlap_seconds, "context_seconds": window.context_seconds,
-                "inference": inference, "kmeans": kmeans, "precision": precision}
+    settings = {
+        "n_speakers": int(n_speakers),
+        "window_seconds": window.window_seconds,
+        "overlap_seconds": window.overlap_seconds,
+        "context_seconds": window.context_seconds,
+        "inference": inference,
+        "kmeans": kmeans,
+        "precision": precision,
+    }
     if channel is not None:
         settings["channel"] = int(channel)
     return json.dumps(settings, sort_keys=True)
 
 
-def job_settings(model_url: str, window: WindowConfig, inference: str = "auto", kmeans: str = "auto",
-                 precision: str = "auto", channel: int | None = None, device: str = "auto") -> dict:
+def job_settings(
+    model_url: str,
+    window: WindowConfig,
+    inference: str = "auto",
+    kmeans: str = "auto",
+    precision: str = "auto",
+    channel: int | None = None,
+    device: str = "auto",
+) -> dict:
     """``{"model_sha256", "window", "inference", "kmeans", "precision"}`` (JSON-able: it travels to Prefect
     tasks): what made a job's outputs, recorded with every row; see ``separation_settings``. ``precision`` is
     stored resolved on the job's ``device`` (``deepclust.device.inference_precision``), the device the network
@@ -131,8 +149,14 @@ def job_settings(model_url: str, window: WindowConfig, inference: str = "auto", 
     ``channel``: ``--channel`` (1-based) or None."""
     from deepclust.device import inference_precision
 
-    return {"model_sha256": storage.sha256_of(model_url), "window": window.to_dict(), "inference": inference,
-            "kmeans": kmeans, "precision": inference_precision(precision, device), "channel": channel}
+    return {
+        "model_sha256": storage.sha256_of(model_url),
+        "window": window.to_dict(),
+        "inference": inference,
+        "kmeans": kmeans,
+        "precision": inference_precision(precision, device),
+        "channel": channel,
+    }
 
 
 def _window(stamp: dict) -> WindowConfig:
@@ -140,9 +164,17 @@ def _window(stamp: dict) -> WindowConfig:
 
 
 def _stamp_for(stamp: dict, n_speakers: int) -> dict:
-    return {"model_sha256": stamp["model_sha256"],
-            "settings": separation_settings(n_speakers, _window(stamp), stamp["inference"], stamp["kmeans"],
-                                            stamp.get("precision", "fp32"), stamp.get("channel"))}
+    return {
+        "model_sha256": stamp["model_sha256"],
+        "settings": separation_settings(
+            n_speakers,
+            _window(stamp),
+            stamp["inference"],
+            stamp["kmeans"],
+            stamp.get("precision", "fp32"),
+            stamp.get("channel"),
+        ),
+    }
 
 
 def _existing_outputs(out_url: str) -> set[str]:
@@ -158,8 +190,11 @@ def _stands(row, item: dict, stamp: dict, existing: set[str]) -> bool:
     if row.status != "done" or len(row.outputs) != int(item["n_speakers"]):
         return False
     expected = _stamp_for(stamp, item["n_speakers"])
-    if (row.input_id or "") != (item["input_id"] or "") or row.model_sha256 != expected["model_sha256"] \
-            or row.settings != expected["settings"]:
+    if (
+        (row.input_id or "") != (item["input_id"] or "")
+        or row.model_sha256 != expected["model_sha256"]
+        or row.settings != expected["settings"]
+    ):
         return False
     return all(name in existing for name in row.outputs)
 
@@ -173,9 +208,10 @@ def plan_inputs(inputs: pd.DataFrame, out_url: str, stamp: dict) -> tuple[list[d
     manifest = read_manifest(out_url)
     recorded = {row.relative_path: row for row in manifest.itertuples()}
     items = inputs.to_dict("records")
-    stems = assign_output_stems([i["relative_path"] for i in items],
-                                {rel: row.output_stem for rel, row in recorded.items()
-                                 if isinstance(getattr(row, "output_stem", None), str)})
+    stems = assign_output_stems(
+        [i["relative_path"] for i in items],
+        {rel: row.output_stem for rel, row in recorded.items() if isinstance(getattr(row, "output_stem", None), str)},
+    )
     existing = _existing_outputs(out_url)
     todo, done = [], []
     for item in items:
@@ -188,8 +224,9 @@ def plan_inputs(inputs: pd.DataFrame, out_url: str, stamp: dict) -> tuple[list[d
     return todo, done
 
 
-def plan_archive(input_url: str, out_url: str, n_speakers: int, stamp: dict,
-                 splits: tuple[str, ...] | None = MIXTURE_SPLITS) -> tuple[list[dict], list[str]]:
+def plan_archive(
+    input_url: str, out_url: str, n_speakers: int, stamp: dict, splits: tuple[str, ...] | None = MIXTURE_SPLITS
+) -> tuple[list[dict], list[str]]:
     """``plan_inputs`` of the input manifest of ``input_url`` (a file, folder, prefix or mixture manifest);
     ``stamp``: ``job_settings(model_url, window, ...)``, what decides whether a recorded row still stands."""
     return plan_inputs(input_manifest(input_url, n_speakers, out_url, splits), out_url, stamp)
@@ -207,15 +244,19 @@ class Breaker:
             self.in_a_row = 0 if row["status"] == "done" else self.in_a_row + 1
         if self.in_a_row >= self.limit:
             last = rows[-1]
-            raise CircuitOpenError(f"stopped after {self.in_a_row} failed inputs in a row (limit {self.limit}); "
-                                   f"the last: {last['error']}. Inputs not tried yet are left as they were; "
-                                   "fix the cause and rerun")
+            raise CircuitOpenError(
+                f"stopped after {self.in_a_row} failed inputs in a row (limit {self.limit}); "
+                f"the last: {last['error']}. Inputs not tried yet are left as they were; "
+                "fix the cause and rerun"
+            )
 
     @staticmethod
     def device_fault(error: BaseException, batch: list[dict]) -> CircuitOpenError:
         """The error that stops a job at a device fault, naming the input it met it on."""
-        return CircuitOpenError(f"stopped: device fault while separating {batch[0]['input']} "
-                                f"({type(error).__name__}: {error}); inputs not tried yet are left as they were")
+        return CircuitOpenError(
+            f"stopped: device fault while separating {batch[0]['input']} "
+            f"({type(error).__name__}: {error}); inputs not tried yet are left as they were"
+        )
 
 
 def separate_job_batch(separator, batch: list[dict], out_url: str, stamp: dict) -> list[dict]:
@@ -227,18 +268,20 @@ def separate_job_batch(separator, batch: list[dict], out_url: str, stamp: dict) 
         by_count.setdefault(int(item["n_speakers"]), []).append(item)
     rows = []
     for n_speakers, items in sorted(by_count.items()):
-        rows += separate_items(separator, items, out_url, _window(stamp), _stamp_for(stamp, n_speakers),
-                               channel=stamp.get("channel"))
+        rows += separate_items(
+            separator, items, out_url, _window(stamp), _stamp_for(stamp, n_speakers), channel=stamp.get("channel")
+        )
     order = {item["relative_path"]: i for i, item in enumerate(batch)}
     return sorted(rows, key=lambda row: order[row["relative_path"]])
 
 
 def transient_rows(batch: list[dict], stamp: dict, error: BaseException, retry_seconds: float) -> list[dict]:
     """The rows of a batch whose transient fault outlasted its retries (tried again by the next run)."""
-    reason = (f"transient fault outlasted {retry_seconds:.0f} s of retries ({type(error).__name__}: {error}); "
-              "tried again by the next run")
-    return [transient_row(item, f"{item['input']}: {reason}", _stamp_for(stamp, item["n_speakers"]))
-            for item in batch]
+    reason = (
+        f"transient fault outlasted {retry_seconds:.0f} s of retries ({type(error).__name__}: {error}); "
+        "tried again by the next run"
+    )
+    return [transient_row(item, f"{item['input']}: {reason}", _stamp_for(stamp, item["n_speakers"])) for item in batch]
 
 
 @dataclass(frozen=True)
@@ -273,14 +316,18 @@ def job_separator(model_url: str, device: str, stamp: dict):
     process (``cached_separator``; the model's sha256 is part of its key, so a replaced file is loaded anew)."""
     from deepclust.separation.separator import cached_separator
 
-    return cached_separator(model_url, device, stamp["kmeans"], stamp["inference"], stamp["model_sha256"],
-                            stamp.get("precision", "fp32"))
+    return cached_separator(
+        model_url, device, stamp["kmeans"], stamp["inference"], stamp["model_sha256"], stamp.get("precision", "fp32")
+    )
 
 
 def separate_job_batch_retried(separator, batch: list[dict], job: BatchJob) -> list[dict]:
     """``separate_job_batch`` retried through transient faults for the job's budget (the runners without Prefect)."""
-    return call_with_retries(lambda: separate_job_batch(separator, batch, job.out_url, job.stamp),
-                             what=f"batch from {batch[0]['relative_path']}", budget_seconds=job.retry_seconds)
+    return call_with_retries(
+        lambda: separate_job_batch(separator, batch, job.out_url, job.stamp),
+        what=f"batch from {batch[0]['relative_path']}",
+        budget_seconds=job.retry_seconds,
+    )
 
 
 def batches_here(separator) -> MapBatches:
@@ -314,9 +361,17 @@ def _mapped(map_batches: MapBatches, batches: list[list[dict]], job: BatchJob):
             close()
 
 
-def separate_archive(model_url_or_separator, input_url: str, out_url: str, config: ArchiveJobConfig | None = None,
-                     *, progress=None, model_url: str | None = None, map_batches: MapBatches | None = None,
-                     **settings) -> dict:
+def separate_archive(
+    model_url_or_separator,
+    input_url: str,
+    out_url: str,
+    config: ArchiveJobConfig | None = None,
+    *,
+    progress=None,
+    model_url: str | None = None,
+    map_batches: MapBatches | None = None,
+    **settings,
+) -> dict:
     """Separate every input of ``input_url`` (an audio file, a folder, an ``s3://`` prefix or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable. Batches are committed as they finish.
 
@@ -345,19 +400,28 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, confi
     else:
         model_url = model_url_or_separator
     if not model_url:
-        raise ValueError("separate_archive needs the model file's URL (model_url) to record which model made "
-                         "the outputs")
+        raise ValueError(
+            "separate_archive needs the model file's URL (model_url) to record which model made the outputs"
+        )
     if map_batches is None:
-        separator = separator or Separator(model_url, device=config.device, kmeans=config.kmeans,
-                                           inference=config.inference, precision=config.precision)
+        separator = separator or Separator(
+            model_url,
+            device=config.device,
+            kmeans=config.kmeans,
+            inference=config.inference,
+            precision=config.precision,
+        )
         map_batches = batches_here(separator)
-    resolved = getattr(separator, "precision", "fp32") if separator is not None \
+    resolved = (
+        getattr(separator, "precision", "fp32")
+        if separator is not None
         else inference_precision(config.precision, config.device)
-    stamp = job_settings(model_url, config.window, config.inference, config.kmeans, resolved, config.channel,
-                         config.device)
+    )
+    stamp = job_settings(
+        model_url, config.window, config.inference, config.kmeans, resolved, config.channel, config.device
+    )
     retry_seconds = config.retry_seconds
-    job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=config.device,
-                   retry_seconds=retry_seconds)
+    job = BatchJob(model_url=model_url, out_url=out_url, stamp=stamp, device=config.device, retry_seconds=retry_seconds)
 
     def retried(call, what: str):
         return call_with_retries(call, what=what, budget_seconds=retry_seconds)
@@ -368,13 +432,16 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, confi
     todo: list[dict] = []
     already_done: list[str] = []
     try:
-        with folder_lock(out_url, retry_seconds=retry_seconds, stale_minutes=config.stale_minutes,
-                         break_lock=config.break_lock) as lock:
+        with folder_lock(
+            out_url, retry_seconds=retry_seconds, stale_minutes=config.stale_minutes, break_lock=config.break_lock
+        ) as lock:
             log = manifest_log(out_url)
             # Listing an object store that is restarting is retried like any batch; if it outlasts the budget the
             # transient error propagates (nothing was separated: the caller says "run again").
-            todo, already_done = retried(lambda: plan_archive(input_url, out_url, config.n_speakers, stamp,
-                                                              config.splits), what=f"listing {input_url}")
+            todo, already_done = retried(
+                lambda: plan_archive(input_url, out_url, config.n_speakers, stamp, config.splits),
+                what=f"listing {input_url}",
+            )
             batches = store.batches(todo, config.files_per_batch)
             try:
                 with _mapped(map_batches, batches, job) as outcomes:
@@ -382,8 +449,14 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, confi
                         batch_rows = _rows_of(batches[index], outcome, stamp, retry_seconds)
                         if batch_rows is None:  # failed for good under a runner that goes on with the others
                             failed_batches.append((index, outcome))
-                            logger.error("batch %d (%d inputs, first %s) failed: %s: %s", index, len(batches[index]),
-                                         batches[index][0]["relative_path"], type(outcome).__name__, outcome)
+                            logger.error(
+                                "batch %d (%d inputs, first %s) failed: %s: %s",
+                                index,
+                                len(batches[index]),
+                                batches[index][0]["relative_path"],
+                                type(outcome).__name__,
+                                outcome,
+                            )
                             continue
                         # The store may be restarting here too: checking the lock and committing are retried alike.
                         retried(lock.check, what="checking the lock")
@@ -399,12 +472,16 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, confi
                 lock.check()
     except Exception as error:
         done = len(already_done) + sum(row["status"] == "done" for row in rows)
-        kept = (f"{done} inputs are done and kept ({len(already_done)} from earlier runs), "
-                f"{max(len(todo) - len(rows), 0)} not yet")
+        kept = (
+            f"{done} inputs are done and kept ({len(already_done)} from earlier runs), "
+            f"{max(len(todo) - len(rows), 0)} not yet"
+        )
         if isinstance(error, DiskFullError) or is_disk_full(error):
-            raise DiskFullError(f"{out_url}: the output location is full (no space left on the device, or the "
-                                f"quota is spent); {kept}: free space and run the same command again, it continues "
-                                "where this one stopped") from error
+            raise DiskFullError(
+                f"{out_url}: the output location is full (no space left on the device, or the "
+                f"quota is spent); {kept}: free space and run the same command again, it continues "
+                "where this one stopped"
+            ) from error
         if isinstance(error, RunFaultError) and not isinstance(error, DamagedManifestError):
             raise type(error)(f"{error}; {kept}: a rerun continues where this one stopped") from error
         raise
@@ -417,9 +494,12 @@ def separate_archive(model_url_or_separator, input_url: str, out_url: str, confi
         summary["listen"], summary["listen_inputs"] = (page["page"], len(page["examples"])) if page else (None, 0)
     if failed_batches:
         index, error = failed_batches[0]
-        raise BatchesFailedError(f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are "
-                                 f"kept and a rerun redoes only the rest); first: batch {index}: "
-                                 f"{type(error).__name__}: {error}", summary) from error
+        raise BatchesFailedError(
+            f"{len(failed_batches)} of {len(batches)} batches failed (committed batches are "
+            f"kept and a rerun redoes only the rest); first: batch {index}: "
+            f"{type(error).__name__}: {error}",
+            summary,
+        ) from error
     return summary
 
 
@@ -439,8 +519,14 @@ def _rows_of(batch: list[dict], outcome, stamp: dict, retry_seconds: float) -> l
     return None
 
 
-def job_summary(manifest: pd.DataFrame, rows: list[dict], already_done: list[str], out_url: str,
-                seconds: float, manifest_io: dict | None = None) -> dict:
+def job_summary(
+    manifest: pd.DataFrame,
+    rows: list[dict],
+    already_done: list[str],
+    out_url: str,
+    seconds: float,
+    manifest_io: dict | None = None,
+) -> dict:
     """The run's summary from the final manifest and this run's rows."""
     failed = manifest[manifest["status"] == "failed"]
     transient = manifest[manifest["status"] == "transient"]
@@ -449,23 +535,36 @@ def job_summary(manifest: pd.DataFrame, rows: list[dict], already_done: list[str
     timing = {c: float(sum(r[c] for r in rows)) for c in TIMING_COLUMNS}
     message = f"completed with {len(failed)} failed inputs" if len(failed) else "completed"
     if len(transient):
-        message = (f"incomplete: {len(transient)} inputs hit transient faults (rerun to finish them)"
-                   + (f"; {len(failed)} failed inputs" if len(failed) else ""))
-    return {"inputs": int(len(manifest)), "already_done": len(already_done), "separated": len(done_now),
-            "done": int((manifest["status"] == "done").sum()), "failed": int(len(failed)),
-            "transient": int(len(transient)),
-            "failed_inputs": [(r.relative_path, r.error) for r in failed.itertuples()],
-            "transient_inputs": [(r.relative_path, r.error) for r in transient.itertuples()],
-            "audio_seconds": audio, "seconds": seconds, "real_time_factor": audio / seconds if seconds > 0 else 0.0,
-            **timing, **(manifest_io or {}), "manifest_url": storage.absolute(manifest_url(out_url)),
-            "message": message}
+        message = f"incomplete: {len(transient)} inputs hit transient faults (rerun to finish them)" + (
+            f"; {len(failed)} failed inputs" if len(failed) else ""
+        )
+    return {
+        "inputs": int(len(manifest)),
+        "already_done": len(already_done),
+        "separated": len(done_now),
+        "done": int((manifest["status"] == "done").sum()),
+        "failed": int(len(failed)),
+        "transient": int(len(transient)),
+        "failed_inputs": [(r.relative_path, r.error) for r in failed.itertuples()],
+        "transient_inputs": [(r.relative_path, r.error) for r in transient.itertuples()],
+        "audio_seconds": audio,
+        "seconds": seconds,
+        "real_time_factor": audio / seconds if seconds > 0 else 0.0,
+        **timing,
+        **(manifest_io or {}),
+        "manifest_url": storage.absolute(manifest_url(out_url)),
+        "message": message,
+    }
 
 
 def __getattr__(name: str):
     """``separate_batch``: the old name of ``separate_job_batch``, for one release (it read as
     ``Separator.separate_batch``, which separates waveforms, not the job's manifest rows)."""
     if name == "separate_batch":
-        warnings.warn("deepclust.archive.separate_batch is now separate_job_batch; the old name goes in the next "
-                      "release", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "deepclust.archive.separate_batch is now separate_job_batch; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return separate_job_batch
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """A runner of the archive job on local worker processes (``deepclust separate --workers N``), without Prefect.
 
 Why processes: on a 2-core CPU two one-thread processes separated folders of short files 4 % (mask head) to 29 %
-(blend) faster than one process with two threads (the BLSTM's recurrence is a chain of small products that a second thread shares
+(blend) faster than one process with two threads (the BLSTM's recurrence is a chain of small products that a
+second thread shares
 badly; benchmarks/RESULTS.md, "Workers"), and decoding, features and writing then run side by side too. Each
 worker loads the model once (``cached_separator``) and separates whole batches, retrying their transient
 faults for the job's budget as the plain runner does; the job (``deepclust.archive.separate_archive``) keeps
@@ -43,8 +44,12 @@ def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatche
         raise ValueError(f"workers and threads_per_worker must be >= 1, got {workers} and {threads_per_worker}")
 
     def map_batches(batches: list[list[dict]], job: BatchJob) -> Iterator[tuple[int, list[dict] | BaseException]]:
-        pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_start_worker, initargs=(threads_per_worker,))
+        pool = futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(threads_per_worker,),
+        )
         pending, queued = {}, iter(enumerate(batches))
 
         def submit_next() -> None:
@@ -60,13 +65,16 @@ def batches_on_processes(workers: int, threads_per_worker: int = 1) -> MapBatche
                     index = pending.pop(future)
                     error = future.exception()
                     if isinstance(error, BrokenProcessPool):  # the run's fault: no batch is to blame for it
-                        raise WorkerLostError("a worker process died (killed from outside: the system's "
-                                              "out-of-memory killer, or a signal)") from error
+                        raise WorkerLostError(
+                            "a worker process died (killed from outside: the system's "
+                            "out-of-memory killer, or a signal)"
+                        ) from error
                     yield index, error if error is not None else future.result()
                     submit_next()
         except BrokenProcessPool as error:  # (found by a submit instead of a result)
-            raise WorkerLostError("a worker process died (killed from outside: the system's out-of-memory "
-                                  "killer, or a signal)") from error
+            raise WorkerLostError(
+                "a worker process died (killed from outside: the system's out-of-memory killer, or a signal)"
+            ) from error
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -68,7 +68,7 @@ def _is_sphere(path: str, head: bytes | None = None) -> bool:
 
 
 def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def _raw_bytes(path: str) -> bytes:
@@ -87,8 +87,11 @@ def _sphere_to_wav(path: str, raw: bytes) -> bytes:
     try:
         return desphere.transcode_bytes(raw)
     except (desphere.DesphereError, ValueError, IndexError, EOFError) as error:
-        raise BadAudioError(path, "damaged or unsupported NIST SPHERE file: its header or its (shorten) audio "
-                                  "cannot be decoded", library_message(error)) from error
+        raise BadAudioError(
+            path,
+            "damaged or unsupported NIST SPHERE file: its header or its (shorten) audio cannot be decoded",
+            library_message(error),
+        ) from error
 
 
 # What deepclust accepts from a header before allocating anything for it: a hostile or broken header (400 frames
@@ -100,11 +103,15 @@ MAX_DURATION_SECONDS = 48 * 3600.0
 def check_header(path: str, sample_rate: int, frames: int) -> None:
     """``BadAudioError`` for a sample rate outside 1 kHz - 384 kHz or more than 48 hours of declared audio."""
     if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
-        raise BadAudioError(path, f"implausible sample rate {sample_rate} Hz (accepted: {MIN_SAMPLE_RATE} to "
-                                  f"{MAX_SAMPLE_RATE} Hz)")
+        raise BadAudioError(
+            path, f"implausible sample rate {sample_rate} Hz (accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
+        )
     if frames / sample_rate > MAX_DURATION_SECONDS:
-        raise BadAudioError(path, f"declares {frames / sample_rate / 3600:.1f} h of audio ({frames} frames), more "
-                                  f"than the {MAX_DURATION_SECONDS / 3600:.0f} h accepted")
+        raise BadAudioError(
+            path,
+            f"declares {frames / sample_rate / 3600:.1f} h of audio ({frames} frames), more "
+            f"than the {MAX_DURATION_SECONDS / 3600:.0f} h accepted",
+        )
 
 
 def check_regular_file(path: str) -> None:
@@ -192,12 +199,14 @@ def _read_sphere(path: str):
     try:
         return sf.read(io.BytesIO(_sphere_to_wav(path, raw)), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise BadAudioError(path, "damaged NIST SPHERE file: its audio cannot be decoded",
-                            library_message(error)) from error
+        raise BadAudioError(
+            path, "damaged NIST SPHERE file: its audio cannot be decoded", library_message(error)
+        ) from error
 
 
-def read_audio(url, target_sr: int | None = None, mono: bool = True,
-               channel: int | None = None) -> tuple[np.ndarray, int]:
+def read_audio(
+    url, target_sr: int | None = None, mono: bool = True, channel: int | None = None
+) -> tuple[np.ndarray, int]:
     """Read audio as float32 in [-1, 1].
 
     Returns ``(samples,)`` when ``mono`` (``choose_downmix``: the channels' mean, or the loudest channel when

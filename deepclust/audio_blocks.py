@@ -66,8 +66,9 @@ class BlockReader:
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
             raise unreadable(self.path, error) from error
         except OSError as error:
-            raise BadAudioError(self.path, f"cannot be opened ({type(error).__name__})",
-                                library_message(error)) from error
+            raise BadAudioError(
+                self.path, f"cannot be opened ({type(error).__name__})", library_message(error)
+            ) from error
         self.input_rate = int(self.file.samplerate)
         self.channels = int(self.file.channels)
         self.input_frames = int(self.file.frames)
@@ -92,16 +93,22 @@ class BlockReader:
         """Input frames ``[first, first + count)`` as ``(frames, channels)``; ``BadAudioError`` when the file
         cannot be decoded there or ends before."""
         if self._whole is not None:
-            return self._whole[first:first + count]
+            return self._whole[first : first + count]
         try:
             self.file.seek(first)
             block = self.file.read(count, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as error:
-            raise BadAudioError(self.path, f"corrupt or truncated {self.file.format} file: decoding failed near "
-                                           f"{first / self.input_rate:.2f} s", library_message(error)) from error
+            raise BadAudioError(
+                self.path,
+                f"corrupt or truncated {self.file.format} file: decoding failed near {first / self.input_rate:.2f} s",
+                library_message(error),
+            ) from error
         if block.shape[0] < count:
-            raise BadAudioError(self.path, f"truncated: the header promises {self.input_frames:,} samples, "
-                                           f"reading stopped at {first + block.shape[0]:,}")
+            raise BadAudioError(
+                self.path,
+                f"truncated: the header promises {self.input_frames:,} samples, "
+                f"reading stopped at {first + block.shape[0]:,}",
+            )
         return block
 
     def _survey(self, channel: int | None) -> tuple[int | None, str]:
@@ -119,11 +126,16 @@ class BlockReader:
                     first_bad = first + int(np.argmin(finite.all(axis=1)))
                 continue
             block_peaks, block_energies, block_mix = channel_stats(block.T)
-            peaks, energies, mix_energy = np.maximum(peaks, block_peaks), energies + block_energies, \
-                mix_energy + block_mix
+            peaks, energies, mix_energy = (
+                np.maximum(peaks, block_peaks),
+                energies + block_energies,
+                mix_energy + block_mix,
+            )
         if non_finite:
-            raise BadAudioError(self.path, f"{non_finite:,} non-finite samples (NaN or Inf), the first at "
-                                           f"{first_bad / self.input_rate:.2f} s")
+            raise BadAudioError(
+                self.path,
+                f"{non_finite:,} non-finite samples (NaN or Inf), the first at {first_bad / self.input_rate:.2f} s",
+            )
         silent = silence_reason(peaks)
         if silent:
             raise BadAudioError(self.path, silent)
@@ -144,13 +156,15 @@ class BlockReader:
         block = self._read_frames(in_first, in_last - in_first)  # (frames, channels)
         if not np.all(np.isfinite(block)):
             bad = int(block.size - np.count_nonzero(np.isfinite(block)))
-            raise BadAudioError(self.path, f"{bad:,} non-finite samples (NaN or Inf) in the block from "
-                                           f"{in_first / self.input_rate:.2f} s")
+            raise BadAudioError(
+                self.path,
+                f"{bad:,} non-finite samples (NaN or Inf) in the block from {in_first / self.input_rate:.2f} s",
+            )
         mono = block.mean(axis=1) if self.channel_index is None else block[:, self.channel_index]
         if mono.size:
             self.peak = max(self.peak, float(np.max(np.abs(mono))))
         resampled = resample(mono, self.input_rate, self.sample_rate)
-        piece = resampled[start - first:end - first]
+        piece = resampled[start - first : end - first]
         if piece.shape[0] < end - start:  # the last block: resampled length rounds down at the file end
             piece = np.pad(piece, (0, end - start - piece.shape[0]))
         return np.ascontiguousarray(piece, dtype=np.float32)
@@ -159,7 +173,6 @@ class BlockReader:
         """Close the sound file (and drop a kept decoded block)."""
         self._whole = None
         self.file.close()
-
 
 
 class TrackWriter:
@@ -181,8 +194,9 @@ class TrackWriter:
                 os.makedirs(folder, exist_ok=True)
                 temp = os.path.join(folder, f".tmp-{token}-{os.path.basename(path)}")
                 self.temp_paths.append(temp)
-                self.files.append(sf.SoundFile(temp, "w", samplerate=int(sample_rate), channels=1,
-                                               subtype=subtype, format="WAV"))
+                self.files.append(
+                    sf.SoundFile(temp, "w", samplerate=int(sample_rate), channels=1, subtype=subtype, format="WAV")
+                )
         except BaseException:
             self.abort()
             raise

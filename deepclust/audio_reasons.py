@@ -18,10 +18,16 @@ HEAD_BYTES = 512  # enough for every signature below and to tell text from binar
 
 # Suffix -> (format, what its first bytes must hold).
 EXPECTED = {
-    ".wav": ("WAV", "RIFF/WAVE header"), ".flac": ("FLAC", "fLaC signature"), ".ogg": ("Ogg", "OggS signature"),
-    ".oga": ("Ogg", "OggS signature"), ".sph": ("NIST SPHERE", "NIST_1A header"),
-    ".wv1": ("NIST SPHERE", "NIST_1A header"), ".wv2": ("NIST SPHERE", "NIST_1A header"),
-    ".aiff": ("AIFF", "FORM/AIFF header"), ".aif": ("AIFF", "FORM/AIFF header"), ".au": ("AU", ".snd signature"),
+    ".wav": ("WAV", "RIFF/WAVE header"),
+    ".flac": ("FLAC", "fLaC signature"),
+    ".ogg": ("Ogg", "OggS signature"),
+    ".oga": ("Ogg", "OggS signature"),
+    ".sph": ("NIST SPHERE", "NIST_1A header"),
+    ".wv1": ("NIST SPHERE", "NIST_1A header"),
+    ".wv2": ("NIST SPHERE", "NIST_1A header"),
+    ".aiff": ("AIFF", "FORM/AIFF header"),
+    ".aif": ("AIFF", "FORM/AIFF header"),
+    ".au": ("AU", ".snd signature"),
     ".mp3": ("MP3", "ID3 tag or MPEG frame sync"),
 }
 _AN = {"Ogg", "AIFF", "AU", "MP3"}  # read with a vowel sound first: "an Ogg file"
@@ -93,8 +99,9 @@ def unreadable_reason(head: bytes | None, size: int, name: str, message: str = "
         if suffix in EXPECTED:
             expected, signature = EXPECTED[suffix]
             article = "an" if expected in _AN else "a"
-            return (f"not {article} {expected} file: no {signature} (its first bytes match no audio format; "
-                    f"{size:,} bytes)")
+            return (
+                f"not {article} {expected} file: no {signature} (its first bytes match no audio format; {size:,} bytes)"
+            )
         return f"not an audio file: its first bytes match no audio format ({size:,} bytes)"
     lowered = message.lower()
     what = next((plain for key, plain in _TRANSLATIONS if key in lowered), "it could not be decoded")

@@ -118,8 +118,9 @@ def bf16_support() -> PrecisionSupport:
     except RuntimeError as error:
         # oneDNN's message, without its advice to rerun with ONEDNN_VERBOSE (nothing a user of ours needs).
         said = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". Run workload")[0]
-        return PrecisionSupport(False, False, f"{cpu_name()} cannot run the network in bfloat16 "
-                                              f"(torch {torch.__version__}: {said})")
+        return PrecisionSupport(
+            False, False, f"{cpu_name()} cannot run the network in bfloat16 (torch {torch.__version__}: {said})"
+        )
     return PrecisionSupport(True, cpu_has_native_bf16())
 
 
@@ -128,13 +129,19 @@ def int8_support() -> PrecisionSupport:
     """Whether this torch build has a quantised engine that runs the int8 network here (cached)."""
     engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
     if not engines:
-        return PrecisionSupport(False, False, f"torch {torch.__version__} on {cpu_name()} has no quantised engine "
-                                              "(int8 needs fbgemm, x86 or onednn)")
+        return PrecisionSupport(
+            False,
+            False,
+            f"torch {torch.__version__} on {cpu_name()} has no quantised engine (int8 needs fbgemm, x86 or onednn)",
+        )
     try:
         _probe_network(quantize_for_inference(_TinyNetwork()), None)
     except (RuntimeError, NotImplementedError, AssertionError) as error:
-        return PrecisionSupport(False, False, f"{cpu_name()} cannot run the int8 network "
-                                              f"(torch {torch.__version__}: {str(error).strip()[:200]})")
+        return PrecisionSupport(
+            False,
+            False,
+            f"{cpu_name()} cannot run the int8 network (torch {torch.__version__}: {str(error).strip()[:200]})",
+        )
     return PrecisionSupport(True, True)
 
 
@@ -149,11 +156,15 @@ def require_precision(precision: str) -> None:
         return
     found = support()
     if not found.runs:
-        raise PrecisionUnavailableError(f"--precision {precision}: {found.reason}; "
-                                        "use --precision auto (picks what this CPU runs best) or fp32")
+        raise PrecisionUnavailableError(
+            f"--precision {precision}: {found.reason}; use --precision auto (picks what this CPU runs best) or fp32"
+        )
     if precision == "bf16" and not found.native:
-        log.warning("bfloat16 is emulated on %s (no AMX or AVX-512 BF16): expect it slower than fp32 "
-                    "(--precision auto picks fp32 here)", cpu_name())
+        log.warning(
+            "bfloat16 is emulated on %s (no AMX or AVX-512 BF16): expect it slower than fp32 "
+            "(--precision auto picks fp32 here)",
+            cpu_name(),
+        )
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -215,5 +226,6 @@ def quantize_for_inference(model: torch.nn.Module) -> torch.nn.Module:
         # torch announces that eager-mode quantisation moves to torchao: nothing a user of ours can act on.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().eval(),
-                                                      {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model).cpu().eval(), {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8
+        )

@@ -43,12 +43,15 @@ def silence_reason(peaks: np.ndarray) -> str | None:
     channels = "its only channel is" if peaks.size == 1 else f"all {peaks.size} channels are"
     if float(np.max(peaks)) == 0.0:
         return f"all-silent audio: {channels} digital zero (every sample is 0)"
-    return (f"all-silent audio: {channels} below {SILENT_PEAK_DBFS:.0f} dBFS peak (loudest sample "
-            f"{_dbfs(float(np.max(peaks)))}), nothing above 16-bit audio's smallest step")
+    return (
+        f"all-silent audio: {channels} below {SILENT_PEAK_DBFS:.0f} dBFS peak (loudest sample "
+        f"{_dbfs(float(np.max(peaks)))}), nothing above 16-bit audio's smallest step"
+    )
 
 
-def choose_downmix(path, peaks: np.ndarray, energies: np.ndarray, mix_energy: float,
-                   channel: int | None = None) -> tuple[int | None, str]:
+def choose_downmix(
+    path, peaks: np.ndarray, energies: np.ndarray, mix_energy: float, channel: int | None = None
+) -> tuple[int | None, str]:
     """``(channel index, or None for the mean of the channels; how the channels were made mono)``.
 
     A mono file is read as it is. ``channel``: 1-based, as the user counts them (``--channel``);
@@ -61,18 +64,25 @@ def choose_downmix(path, peaks: np.ndarray, energies: np.ndarray, mix_energy: fl
         return None, "mono"
     if channel is not None:
         if not 1 <= int(channel) <= n:
-            raise BadAudioError(path, f"has {n} channels: --channel {channel} names none of them (channels are "
-                                      f"counted from 1)")
+            raise BadAudioError(
+                path, f"has {n} channels: --channel {channel} names none of them (channels are counted from 1)"
+            )
         index = int(channel) - 1
         if float(peaks[index]) < SILENT_PEAK:
-            raise BadAudioError(path, f"channel {channel} of {n}, chosen by --channel, is silent (peak "
-                                      f"{_dbfs(float(peaks[index]))}): choose another")
+            raise BadAudioError(
+                path,
+                f"channel {channel} of {n}, chosen by --channel, is silent (peak "
+                f"{_dbfs(float(peaks[index]))}): choose another",
+            )
         return index, f"channel {channel} of {n}, chosen by --channel"
     mean_energy = float(np.mean(energies))
     if mean_energy > 0 and mix_energy < mean_energy * 10.0 ** (-CANCEL_DB / 10.0):
         index = int(np.argmax(energies))
-        drop = (f"{10 * math.log10(mean_energy / mix_energy):.0f} dB below" if mix_energy > 0
-                else "digital zero, far below")
-        return index, (f"channel {index + 1} of {n}, the loudest: the mean of the channels is {drop} their "
-                       f"energy (they cancel: one is another with its polarity inverted)")
+        drop = (
+            f"{10 * math.log10(mean_energy / mix_energy):.0f} dB below" if mix_energy > 0 else "digital zero, far below"
+        )
+        return index, (
+            f"channel {index + 1} of {n}, the loudest: the mean of the channels is {drop} their "
+            f"energy (they cancel: one is another with its polarity inverted)"
+        )
     return None, f"mean of {n} channels"

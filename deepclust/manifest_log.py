@@ -63,9 +63,11 @@ def _read(url: str) -> tuple[pd.DataFrame, int]:
 def _damaged(url: str, error: Exception, size: int | None = None) -> str:
     """``url`` is damaged, why, and what moving it aside costs (its rows' inputs are separated again)."""
     bytes_note = f", {size} bytes" if size is not None else ""
-    return (f"{url} is damaged ({str(error).split('. Either')[0]}{bytes_note}: truncated or not Parquet) and "
-            f"could not be rebuilt from its copy; move it aside (e.g. rename it to {url}.damaged) and rerun: "
-            "the inputs it listed are then separated again, nothing else is lost")
+    return (
+        f"{url} is damaged ({str(error).split('. Either')[0]}{bytes_note}: truncated or not Parquet) and "
+        f"could not be rebuilt from its copy; move it aside (e.g. rename it to {url}.damaged) and rerun: "
+        "the inputs it listed are then separated again, nothing else is lost"
+    )
 
 
 logger = logging.getLogger(__name__)
@@ -126,8 +128,11 @@ class ManifestLog:
         if damaged and not found:
             raise damaged[0]
         if damaged:
-            logger.warning("a damaged manifest file was read from its copy instead, and the next run that writes "
-                           "here rewrites it: %s", str(damaged[0]).split(" and could not")[0])
+            logger.warning(
+                "a damaged manifest file was read from its copy instead, and the next run that writes "
+                "here rewrites it: %s",
+                str(damaged[0]).split(" and could not")[0],
+            )
         if not found:
             return pd.DataFrame(columns=self.columns), -1
         return max(found, key=lambda base_through: base_through[1])

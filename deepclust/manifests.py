@@ -20,7 +20,16 @@ import pandas as pd
 
 from deepclust import storage
 
-__all__ = ["MANIFEST_NAME", "Column", "Schema", "SCHEMAS", "ManifestSchemaError", "validate", "read_manifest", "has_status"]
+__all__ = [
+    "MANIFEST_NAME",
+    "Column",
+    "Schema",
+    "SCHEMAS",
+    "ManifestSchemaError",
+    "validate",
+    "read_manifest",
+    "has_status",
+]
 
 MANIFEST_NAME = "manifest.parquet"
 
@@ -67,16 +76,21 @@ _STATUS = ("status", "str", '"done" or "failed": a failed item never stops its b
 _ERROR = ("error", "str", "why the item failed, naming it (empty or null when done)")
 _OUTCOME = (_STATUS, _ERROR)  # the outcome of an item that may fail one by one (mixture, feature, evaluation)
 
-SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
-    _schema("corpus",  # deepclust.corpora (validate_manifest adds the value checks); no status: see the module doc
+SCHEMAS: dict[str, Schema] = {
+    schema.kind: schema
+    for schema in (
+        _schema(
+            "corpus",  # deepclust.corpora (validate_manifest adds the value checks); no status: see the module doc
             ("utterance_id", "str", "unique id of the utterance"),
             ("path", "str", "absolute path or URL of its audio"),
             ("speaker", "str", "speaker id"),
             ("gender", "any", '"m", "f" or None'),
             ("duration", "float", "seconds"),
             ("sample_rate", "int", "Hz, of the file"),
-            ("subset", "str", 'the corpus-given subset ("si_tr_s", ...), or "train"/"test" by speaker split')),
-    _schema("mixture",  # deepclust.mixing.mix.create_mixtures, the mixtures stage
+            ("subset", "str", 'the corpus-given subset ("si_tr_s", ...), or "train"/"test" by speaker split'),
+        ),
+        _schema(
+            "mixture",  # deepclust.mixing.mix.create_mixtures, the mixtures stage
             ("mixture_id", "str", "unique id, from the sources and their SNRs"),
             _SPLIT,
             ("mixture_path", "str", "the mixture WAV"),
@@ -90,23 +104,29 @@ SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
             ("num_samples", "int", "mixture length (0 when failed)"),
             ("mode", "str", '"min" or "max" (wsj0-2mix length mode)'),
             *_OUTCOME,
-            ("sha256", "str", "checksum of the mixture WAV (the mixtures stage adds it)", False)),
-    _schema("feature",  # deepclust.features.extract, the features stage
+            ("sha256", "str", "checksum of the mixture WAV (the mixtures stage adds it)", False),
+        ),
+        _schema(
+            "feature",  # deepclust.features.extract, the features stage
             ("mixture_id", "str", "the mixture the row was computed from"),
             _SPLIT,
             ("shard_url", "str", "the shard holding its log_mag, target and weight"),
             ("num_frames", "int", "STFT frames"),
             _NUM_SPEAKERS,
             *_OUTCOME,
-            ("shard_sha256", "str", "checksum of the shard")),
-    _schema("model",  # the training stage's one row
+            ("shard_sha256", "str", "checksum of the shard"),
+        ),
+        _schema(
+            "model",  # the training stage's one row
             ("model_url", "str", "the trained model.pt"),
             ("sha256", "str", "its checksum"),
             ("best_val_loss", "float", "best validation loss"),
             ("epochs", "int", "epochs trained"),
             ("history_url", "str", "history.csv, one row per epoch"),
-            ("loss_curve_png", "str", "the loss curve figure, or empty")),
-    _schema("separation",  # deepclust.separation.batch.separate_items, the archive job, the separation stage
+            ("loss_curve_png", "str", "the loss curve figure, or empty"),
+        ),
+        _schema(
+            "separation",  # deepclust.separation.batch.separate_items, the archive job, the separation stage
             ("input", "str", "the input's URL"),
             ("relative_path", "str", "the input relative to the input root: the row's key"),
             ("mixture_id", "str", "the mixture, when the input came from a mixture manifest (else empty)"),
@@ -129,8 +149,10 @@ SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
             ("read_seconds", "float", "reading and resampling"),
             ("network_seconds", "float", "network forward"),
             ("clustering_seconds", "float", "k-means or mask head"),
-            ("write_seconds", "float", "writing the outputs")),
-    _schema("evaluation",  # deepclust.evaluation.results.evaluate_mixtures, the evaluation stage
+            ("write_seconds", "float", "writing the outputs"),
+        ),
+        _schema(
+            "evaluation",  # deepclust.evaluation.results.evaluate_mixtures, the evaluation stage
             ("mixture_id", "str", "the mixture scored"),
             ("split", "str", "its split"),
             ("system", "str", '"model", "ibm", "irm" or another separator\'s name'),
@@ -147,8 +169,10 @@ SCHEMAS: dict[str, Schema] = {schema.kind: schema for schema in (
             ("sdri", "float", "SDR improvement, dB"),
             ("si_sdri", "float", "SI-SDR improvement, dB"),
             *_OUTCOME,
-            ("condition", "str", '"closed", "open" or "partly open" (the evaluation stage adds it)', False)),
-)}
+            ("condition", "str", '"closed", "open" or "partly open" (the evaluation stage adds it)', False),
+        ),
+    )
+}
 
 
 class ManifestSchemaError(ValueError):
@@ -182,12 +206,17 @@ def _type_problem(series: pd.Series, dtype: str) -> str | None:
     if dtype == "float":
         return None if kind in "iuf" or (kind == "O" and number) else f"holds {series.dtype}, not numbers"
     if dtype == "bool":
-        return None if kind == "b" or (kind == "O" and isinstance(first, (bool, np.bool_))) \
+        return (
+            None
+            if kind == "b" or (kind == "O" and isinstance(first, (bool, np.bool_)))
             else f"holds {series.dtype}, not booleans"
+        )
     if dtype == "str":
         return None if isinstance(first, str) else f"holds {type(first).__name__} values, not strings"
     if dtype == "list":
-        return None if isinstance(first, (list, tuple, np.ndarray)) else f"holds {type(first).__name__} values, not lists"
+        return (
+            None if isinstance(first, (list, tuple, np.ndarray)) else f"holds {type(first).__name__} values, not lists"
+        )
     raise ValueError(f"unknown column type {dtype!r}")
 
 

@@ -49,6 +49,12 @@ def separate_example(out_url: str, separator=None) -> dict:
         write_audio(target, estimate, rate)
         outputs.append(storage.absolute(target))
     scores = evaluate_mixture(mixture, sources, estimates)
-    return {"sdri": float(np.mean(scores["sdri"])), "si_sdri": float(np.mean(scores["si_sdri"])),
-            "sdr": float(np.mean(scores["sdr"])), "outputs": outputs, "mixture": paths["mixture"],
-            "inference": METHOD_NAMES[separator.inference_for(2)], "seconds": seconds}
+    return {
+        "sdri": float(np.mean(scores["sdri"])),
+        "si_sdri": float(np.mean(scores["si_sdri"])),
+        "sdr": float(np.mean(scores["sdr"])),
+        "outputs": outputs,
+        "mixture": paths["mixture"],
+        "inference": METHOD_NAMES[separator.inference_for(2)],
+        "seconds": seconds,
+    }

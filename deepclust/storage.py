@@ -26,7 +26,7 @@ def is_local(url: str) -> bool:
 
 def _local_path(url: str) -> str:
     url = str(url)
-    return url[len("file://"):] if url.startswith("file://") else url
+    return url[len("file://") :] if url.startswith("file://") else url
 
 
 def filesystem(url: str):
@@ -247,10 +247,12 @@ def content_identities(input_url: str) -> dict[str, str]:
     fs, root = filesystem(input_url)
     prefix = root.rstrip("/") + "/"
     if is_local(input_url):  # follows symlinked folders, as the listing does
-        return {path[len(prefix):]: _stat_identity(path) for path in walk_local_files(root)
-                if path.startswith(prefix)}
-    return {path[len(prefix):]: content_identity(info)
-            for path, info in fs.find(root, detail=True).items() if path.startswith(prefix)}
+        return {path[len(prefix) :]: _stat_identity(path) for path in walk_local_files(root) if path.startswith(prefix)}
+    return {
+        path[len(prefix) :]: content_identity(info)
+        for path, info in fs.find(root, detail=True).items()
+        if path.startswith(prefix)
+    }
 
 
 def file_identity(url: str) -> str:

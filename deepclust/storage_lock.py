@@ -42,6 +42,7 @@ class LockLostError(RuntimeError):
 def machine_identity() -> dict:
     """Who we are, precisely enough to tell a dead owner from a live one: the host name alone is not (two
     containers can share it with separate PID namespaces, and PIDs repeat after a reboot)."""
+
     def read(path: str) -> str:
         try:
             with open(path) as handle:
@@ -53,8 +54,11 @@ def machine_identity() -> dict:
         pid_namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         pid_namespace = ""
-    return {"host": socket.gethostname(), "boot_id": read("/proc/sys/kernel/random/boot_id"),
-            "pid_namespace": pid_namespace}
+    return {
+        "host": socket.gethostname(),
+        "boot_id": read("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": pid_namespace,
+    }
 
 
 def pid_alive(pid: int) -> bool:
@@ -81,8 +85,14 @@ class FolderLock:
 
     STALE_MINUTES = 10.0
 
-    def __init__(self, out_url: str, stale_minutes: float = STALE_MINUTES, heartbeat_seconds: float = 30.0,
-                 settle_seconds: float = 0.5, break_lock: bool = False):
+    def __init__(
+        self,
+        out_url: str,
+        stale_minutes: float = STALE_MINUTES,
+        heartbeat_seconds: float = 30.0,
+        settle_seconds: float = 0.5,
+        break_lock: bool = False,
+    ):
         self.url = storage.join(out_url, LOCK_NAME)
         self.stale_seconds = stale_minutes * 60.0
         self.heartbeat_seconds = heartbeat_seconds
@@ -95,8 +105,13 @@ class FolderLock:
         self._thread = None
 
     def _record(self, acquired: float) -> dict:
-        return {"owner": self.owner, **self.identity, "pid": os.getpid(), "acquired": acquired,
-                "heartbeat": time.time()}
+        return {
+            "owner": self.owner,
+            **self.identity,
+            "pid": os.getpid(),
+            "acquired": acquired,
+            "heartbeat": time.time(),
+        }
 
     def _read(self) -> dict | None:
         try:
@@ -122,13 +137,19 @@ class FolderLock:
         """Take the lock (or raise ``LockBusyError`` naming its live owner) and start the heartbeat."""
         record = self._read()
         if record is not None and self.break_lock:
-            log.warning("%s: breaking the lock of %s (heartbeat %.0f s ago) as asked", self.url, record.get("owner"),
-                        time.time() - float(record.get("heartbeat", 0)))
+            log.warning(
+                "%s: breaking the lock of %s (heartbeat %.0f s ago) as asked",
+                self.url,
+                record.get("owner"),
+                time.time() - float(record.get("heartbeat", 0)),
+            )
         elif not self._takeable(record):
             age = time.time() - float(record.get("heartbeat", 0))
-            raise LockBusyError(f"{self.url}: held by {record.get('owner')} (heartbeat {age:.0f} s ago); "
-                                f"it is taken over once older than {self.stale_seconds / 60:.0f} min "
-                                "(--lock-stale-minutes), or now with --break-lock if you know its owner is gone")
+            raise LockBusyError(
+                f"{self.url}: held by {record.get('owner')} (heartbeat {age:.0f} s ago); "
+                f"it is taken over once older than {self.stale_seconds / 60:.0f} min "
+                "(--lock-stale-minutes), or now with --break-lock if you know its owner is gone"
+            )
         self.acquired = time.time()
         created = None
         if record is None:  # free: where the store can create a file exclusively, no pause is needed
@@ -189,8 +210,9 @@ def folder_lock(out_url: str, retry_seconds: float | None = None, **kwargs):
     from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_transient
 
     budget = RETRY_BUDGET_SECONDS if retry_seconds is None else retry_seconds
-    lock = call_with_retries(lambda: FolderLock(out_url, **kwargs).acquire(), what=f"taking {out_url}/.lock",
-                             budget_seconds=budget)
+    lock = call_with_retries(
+        lambda: FolderLock(out_url, **kwargs).acquire(), what=f"taking {out_url}/.lock", budget_seconds=budget
+    )
     try:
         call_with_retries(lambda: remove_partials(out_url), what="removing partial files", budget_seconds=budget)
         yield lock
@@ -200,8 +222,12 @@ def folder_lock(out_url: str, retry_seconds: float | None = None, **kwargs):
         except Exception as error:
             if not is_transient(error):
                 raise
-            log.warning("%s: could not release the lock (%s: %s); the next run takes it over", lock.url,
-                        type(error).__name__, error)
+            log.warning(
+                "%s: could not release the lock (%s: %s); the next run takes it over",
+                lock.url,
+                type(error).__name__,
+                error,
+            )
 
 
 def remove_partials(out_url: str) -> None:

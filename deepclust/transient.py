@@ -14,7 +14,6 @@ import random
 import time
 from typing import Callable, TypeVar
 
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -26,16 +25,34 @@ RETRY_BUDGET_SECONDS = 600.0
 
 # botocore error codes S3 (and S3-compatible stores) answer when asked to slow down.
 THROTTLING_CODES = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
-    "SlowDown", "RequestLimitExceeded", "TooManyRequestsException", "ProvisionedThroughputExceededException",
-    "RequestTimeout", "RequestTimeoutException", "ServiceUnavailable", "InternalError", "503",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ServiceUnavailable",
+    "InternalError",
+    "503",
 }
 # botocore / urllib3 / aiohttp network errors that are not OSError subclasses; matched by name so that
 # importing this module never needs botocore.
 TRANSIENT_NAMES = {
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-    "ProxyConnectionError", "ResponseStreamingError", "IncompleteReadError",
-    "ServerDisconnectedError", "ClientConnectionError", "ClientPayloadError",
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ProxyConnectionError",
+    "ResponseStreamingError",
+    "IncompleteReadError",
+    "ServerDisconnectedError",
+    "ClientConnectionError",
+    "ClientPayloadError",
 }
 # OSErrors that will fail the same way next time.
 PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
@@ -75,8 +92,16 @@ def is_disk_full(error: BaseException) -> bool:
 
 # Messages of CUDA faults after which the device is unusable (or wrong) for every later input; out-of-memory
 # is not one of them (a smaller batch or a shorter input may fit).
-DEVICE_FAULT_MARKERS = ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "CUDNN_STATUS", "device-side assert",
-                        "NCCL error", "an illegal memory access", "unspecified launch failure")
+DEVICE_FAULT_MARKERS = (
+    "CUDA error",
+    "CUBLAS_STATUS",
+    "cuDNN error",
+    "CUDNN_STATUS",
+    "device-side assert",
+    "NCCL error",
+    "an illegal memory access",
+    "unspecified launch failure",
+)
 
 
 def is_device_fault(error: BaseException | None) -> bool:
@@ -92,8 +117,11 @@ def is_device_fault(error: BaseException | None) -> bool:
     return False
 
 
-def retry_delays(budget_seconds: float = RETRY_BUDGET_SECONDS, backoff_seconds: float = BACKOFF_SECONDS,
-                 max_delay_seconds: float = MAX_DELAY_SECONDS) -> list[float]:
+def retry_delays(
+    budget_seconds: float = RETRY_BUDGET_SECONDS,
+    backoff_seconds: float = BACKOFF_SECONDS,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
+) -> list[float]:
     """The waits between attempts: doubling from ``backoff_seconds``, capped, summing to at most the budget."""
     delays, total, delay = [], 0.0, backoff_seconds
     while total + delay <= budget_seconds:
@@ -103,8 +131,9 @@ def retry_delays(budget_seconds: float = RETRY_BUDGET_SECONDS, backoff_seconds: 
     return delays
 
 
-def call_with_retries(call: Callable[[], T], what: str = "call", budget_seconds: float = RETRY_BUDGET_SECONDS,
-                      jitter: float = 0.5) -> T:
+def call_with_retries(
+    call: Callable[[], T], what: str = "call", budget_seconds: float = RETRY_BUDGET_SECONDS, jitter: float = 0.5
+) -> T:
     """``call()``, retried while it fails transiently, ``retry_delays(budget_seconds)`` apart (each stretched by
     up to ``jitter`` at random, so parallel callers do not retry in lock-step) and within the budget of wall
     time. Any other error, and the transient one that outlasts the budget, propagates."""
@@ -119,7 +148,13 @@ def call_with_retries(call: Callable[[], T], what: str = "call", budget_seconds:
             delay = delays[attempt] * (1 + jitter * random.random())
             if time.monotonic() - began + delay > budget_seconds:
                 raise
-            log.warning("%s: transient fault (%s: %s); retry %d in %.1f s", what, type(error).__name__, error,
-                        attempt + 1, delay)
+            log.warning(
+                "%s: transient fault (%s: %s); retry %d in %.1f s",
+                what,
+                type(error).__name__,
+                error,
+                attempt + 1,
+                delay,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")

@@ -16,7 +16,6 @@ from deepclust.errors import BadAudioError
 from deepclust.storage_lock import PARTIAL_NAME, pid_alive
 from deepclust.transient import is_transient
 
-
 PREFIX = "deepclust-archive-"
 _swept = False
 
@@ -33,7 +32,7 @@ def sweep_stale_workspaces(folder: str | None = None) -> list[str]:
     for name in os.listdir(folder):
         if not name.startswith(PREFIX):
             continue
-        pid = name[len(PREFIX):].split("-", 1)[0]
+        pid = name[len(PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
             removed.append(name)
@@ -72,8 +71,11 @@ class Workspace:
         except Exception as error:  # the object vanished or is forbidden (timeouts/throttling: re-raised)
             if is_transient(error):
                 raise
-            raise BadAudioError(url, f"unreadable object: {_download_failure(error)}",
-                                f"{type(error).__name__}: {error}".replace(target, url)) from error
+            raise BadAudioError(
+                url,
+                f"unreadable object: {_download_failure(error)}",
+                f"{type(error).__name__}: {error}".replace(target, url),
+            ) from error
         return target
 
     def local_outputs(self, outputs: list[str]) -> list[str]:

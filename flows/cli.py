@@ -26,8 +26,15 @@ def prefect_available() -> bool:
     return importlib.util.find_spec("prefect") is not None
 
 
-def run_reproduce(config, max_workers: int | None = None, task_runner: str = "thread", use_prefect: bool | None = None,
-                  log=print, history_url: str | None = None, regression_margin_db: float = REGRESSION_MARGIN_DB) -> dict:
+def run_reproduce(
+    config,
+    max_workers: int | None = None,
+    task_runner: str = "thread",
+    use_prefect: bool | None = None,
+    log=print,
+    history_url: str | None = None,
+    regression_margin_db: float = REGRESSION_MARGIN_DB,
+) -> dict:
     """Run the whole recipe; through the ``reproduce`` flow when Prefect is installed (or
     ``use_prefect=True``), else by hand with ``deepclust.recipe.reproduce``. Both use the same stage
     store, so either can resume what the other started."""
@@ -39,8 +46,14 @@ def run_reproduce(config, max_workers: int | None = None, task_runner: str = "th
         return reproduce_by_hand(config, log=log, history_url=history_url, regression_margin_db=regression_margin_db)
     from flows.reproduce import reproduce
 
-    state = reproduce(config, max_workers=max_workers, task_runner=task_runner, history_url=history_url,
-                      regression_margin_db=regression_margin_db, return_state=True)
+    state = reproduce(
+        config,
+        max_workers=max_workers,
+        task_runner=task_runner,
+        history_url=history_url,
+        regression_margin_db=regression_margin_db,
+        return_state=True,
+    )
     if state.is_completed():
         return state.result()
     # A Failed run whose record was written (a quality regression) is still reported; anything else raises.
@@ -54,18 +67,26 @@ def run_reproduce(config, max_workers: int | None = None, task_runner: str = "th
     return record
 
 
-def run_separate_archive_flow(model_url: str, input_url: str, out_url: str, config, dask_address: str | None = None,
-                              max_workers: int | None = None) -> dict:
+def run_separate_archive_flow(
+    model_url: str,
+    input_url: str,
+    out_url: str,
+    config,
+    dask_address: str | None = None,
+    max_workers: int | None = None,
+) -> dict:
     """The archive job (``config``: an ``ArchiveJobConfig``) through the ``separate-archive`` flow, imported here on
     first use so that commands which run no flow never load Prefect."""
     from flows.separate_archive import separate_archive_flow
 
-    return separate_archive_flow(model_url, input_url, out_url, config, dask_address=dask_address,
-                                 max_workers=max_workers)
+    return separate_archive_flow(
+        model_url, input_url, out_url, config, dask_address=dask_address, max_workers=max_workers
+    )
 
 
-RUNNERS = Runners(reproduce=functools.partial(run_reproduce, use_prefect=True),
-                  separate_archive_flow=run_separate_archive_flow)
+RUNNERS = Runners(
+    reproduce=functools.partial(run_reproduce, use_prefect=True), separate_archive_flow=run_separate_archive_flow
+)
 
 
 def main(argv=None) -> None:

@@ -26,19 +26,24 @@ from prefect.states import Completed, Failed
 from deepclust import storage
 from deepclust.pipeline.store import Stage
 from deepclust.recipe.config import ReproduceConfig, request_label
-from deepclust.recipe.resolve import resolve_recipe
 from deepclust.recipe.registry import STAGES
-from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.recipe.reproduce import record_history, run_recipe, write_run_record
+from deepclust.recipe.resolve import resolve_recipe
+from deepclust.reports.comparison import REGRESSION_MARGIN_DB
+from deepclust.stages.corpus import CorpusConfig
 from flows import stages as stage_flows
 from flows.stages import failed_items, with_task_runner
-from deepclust.stages.corpus import CorpusConfig
 from tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
 
 
-def recipe_config(config: ReproduceConfig | None = None, preset: str | None = None, run_root: str | None = None,
-                  corpus: CorpusConfig | None = None, mix_lists: str | None = None,
-                  overrides: list[str] | None = None) -> ReproduceConfig:
+def recipe_config(
+    config: ReproduceConfig | None = None,
+    preset: str | None = None,
+    run_root: str | None = None,
+    corpus: CorpusConfig | None = None,
+    mix_lists: str | None = None,
+    overrides: list[str] | None = None,
+) -> ReproduceConfig:
     """The config a ``reproduce`` run runs: ``config`` as given, or ``deepclust.recipe.resolve.resolve_recipe`` of
     the preset parameters (a preset, run root, corpus, folder of official lists and ``--set`` overrides); not both,
     since a whole config would silently drop the others."""
@@ -46,17 +51,26 @@ def recipe_config(config: ReproduceConfig | None = None, preset: str | None = No
     given = [name for name, value in asked.items() if value]
     if config is not None:
         if given:
-            raise ValueError(f"the reproduce flow takes a whole config or a preset, not both: drop {', '.join(given)} "
-                             "or config")
+            raise ValueError(
+                f"the reproduce flow takes a whole config or a preset, not both: drop {', '.join(given)} or config"
+            )
         return config
     return resolve_recipe(preset, run_root, corpus, mix_lists, overrides or ())
 
 
 @flow(name="reproduce", log_prints=True)
-def reproduce(config: ReproduceConfig | None = None, preset: str | None = None, run_root: str | None = None,
-              corpus: CorpusConfig | None = None, mix_lists: str | None = None, overrides: list[str] | None = None,
-              max_workers: int | None = None, task_runner: str = "thread", history_url: str | None = None,
-              regression_margin_db: float = REGRESSION_MARGIN_DB):
+def reproduce(
+    config: ReproduceConfig | None = None,
+    preset: str | None = None,
+    run_root: str | None = None,
+    corpus: CorpusConfig | None = None,
+    mix_lists: str | None = None,
+    overrides: list[str] | None = None,
+    max_workers: int | None = None,
+    task_runner: str = "thread",
+    history_url: str | None = None,
+    regression_margin_db: float = REGRESSION_MARGIN_DB,
+):
     """Run (or reuse) every stage, write ``{run_root}/run.json``, publish the reports; returns the run record.
 
     What runs: a whole ``config``, or a ``preset`` (default: ``demo`` for the demo corpus, ``paper`` for a real
@@ -71,9 +85,14 @@ def reproduce(config: ReproduceConfig | None = None, preset: str | None = None, 
     began = time.perf_counter()
     config = recipe_config(config, preset, run_root, corpus, mix_lists, overrides)
     logger.info("%s -> %s", request_label(config.preset, config.overrides), config.run_root)
-    flows_by_stage = {"corpus": stage_flows.make_corpus, "mixtures": stage_flows.make_mixtures,
-                      "features": stage_flows.extract_features, "train": stage_flows.train,
-                      "separate": stage_flows.separate, "evaluate": stage_flows.evaluate}
+    flows_by_stage = {
+        "corpus": stage_flows.make_corpus,
+        "mixtures": stage_flows.make_mixtures,
+        "features": stage_flows.extract_features,
+        "train": stage_flows.train,
+        "separate": stage_flows.separate,
+        "evaluate": stage_flows.evaluate,
+    }
 
     def run_stage_flow(name: str, run_root: str, upstream: list, configs: list):
         """Plan the stage here; a committed one is reused from the store (its commit task comes out of

@@ -51,8 +51,13 @@ from tasks.archive_tasks import separate_job_batch_task
 # A LocalCluster of processes, one thread each (each worker runs torch with one thread: see tasks.archive_tasks).
 # Bound to loopback, dashboard included: a Dask scheduler runs the pickled callables it is sent, so anyone who
 # reaches it runs code where the workers hold S3 keys.
-LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
-                 "dashboard_address": "127.0.0.1:0"}
+LOCAL_CLUSTER = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": True,
+    "host": "127.0.0.1",
+    "dashboard_address": "127.0.0.1:0",
+}
 MAX_FAILED_SHOWN = 50
 
 
@@ -107,8 +112,10 @@ def prefect_batches(dask_address: str | None = None, max_workers: int | None = N
         with _ephemeral_api_shared_with(dask_address), runner:
             delays = [round(d) for d in retry_delays(job.retry_seconds)]
             batch_task = separate_job_batch_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
-            futures = [runner.submit(batch_task, parameters={**parameters, "items": items, "batch": index})
-                       for index, items in enumerate(batches)]
+            futures = [
+                runner.submit(batch_task, parameters={**parameters, "items": items, "batch": index})
+                for index, items in enumerate(batches)
+            ]
             index_of = {future.task_run_id: index for index, future in enumerate(futures)}
             for future in as_completed(futures):
                 future.wait()  # records the final state on the future
@@ -118,8 +125,13 @@ def prefect_batches(dask_address: str | None = None, max_workers: int | None = N
                 else:
                     error = future.state.result(raise_on_failure=False)
                     outcome = error if isinstance(error, BaseException) else RuntimeError(future.state.message)
-                    logger.error("batch %d (%d inputs, first %s) failed after its retries: %s", index,
-                                 len(batches[index]), batches[index][0]["relative_path"], future.state.message)
+                    logger.error(
+                        "batch %d (%d inputs, first %s) failed after its retries: %s",
+                        index,
+                        len(batches[index]),
+                        batches[index][0]["relative_path"],
+                        future.state.message,
+                    )
                 progress.advance()
                 yield index, outcome
 
@@ -129,14 +141,17 @@ def prefect_batches(dask_address: str | None = None, max_workers: int | None = N
 def _publish_summary(summary: dict) -> None:
     """``dpcl-archive-summary``: the counts, the speed, and (the first) failed and transient inputs with their
     reason."""
-    lines = [f"# separate-archive: {summary['message']}", "",
-             f"- inputs: {summary['inputs']} ({summary['done']} done, {summary['failed']} failed, "
-             f"{summary.get('transient', 0)} transient: tried again by the next run)",
-             f"- this run: {summary['separated']} separated, {summary['already_done']} already done",
-             f"- audio separated: {summary['audio_seconds']:.1f} s in {summary['seconds']:.1f} s "
-             f"({summary['real_time_factor']:.1f}x real time)",
-             f"- manifest: `{summary['manifest_url']}` ({summary.get('manifest_writes', 0)} files, "
-             f"{summary.get('manifest_rows_written', 0)} rows written by this run)"]
+    lines = [
+        f"# separate-archive: {summary['message']}",
+        "",
+        f"- inputs: {summary['inputs']} ({summary['done']} done, {summary['failed']} failed, "
+        f"{summary.get('transient', 0)} transient: tried again by the next run)",
+        f"- this run: {summary['separated']} separated, {summary['already_done']} already done",
+        f"- audio separated: {summary['audio_seconds']:.1f} s in {summary['seconds']:.1f} s "
+        f"({summary['real_time_factor']:.1f}x real time)",
+        f"- manifest: `{summary['manifest_url']}` ({summary.get('manifest_writes', 0)} files, "
+        f"{summary.get('manifest_rows_written', 0)} rows written by this run)",
+    ]
     listed = [("failed", rel, reason) for rel, reason in summary["failed_inputs"]]
     listed += [("transient", rel, reason) for rel, reason in summary.get("transient_inputs", [])]
     if listed:
@@ -145,13 +160,22 @@ def _publish_summary(summary: dict) -> None:
         lines += [f"| `{rel}` | {status} | {reason.replace('|', '/')} |" for status, rel, reason in shown]
         if len(listed) > len(shown):
             lines.append(f"\n(first {len(shown)} of {len(listed)}; all are in the manifest)")
-    create_markdown_artifact(markdown="\n".join(lines), key="dpcl-archive-summary",
-                             description=f"separate-archive summary: {summary['manifest_url']}")
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key="dpcl-archive-summary",
+        description=f"separate-archive summary: {summary['manifest_url']}",
+    )
 
 
 @flow(name="separate-archive")
-def separate_archive_flow(model_url: str, input_url: str, out_url: str, config: ArchiveJobConfig = ArchiveJobConfig(),
-                          dask_address: str | None = None, max_workers: int | None = None):
+def separate_archive_flow(
+    model_url: str,
+    input_url: str,
+    out_url: str,
+    config: ArchiveJobConfig = ArchiveJobConfig(),
+    dask_address: str | None = None,
+    max_workers: int | None = None,
+):
     """Separate every input of ``input_url`` (a folder, an ``s3://`` prefix, one audio file or a mixture
     manifest) into ``out_url`` (local or ``s3://``); resumable.
 
@@ -175,8 +199,9 @@ def separate_archive_flow(model_url: str, input_url: str, out_url: str, config: 
     # Absolute: worker processes may run in another folder.
     input_url, out_url, model_url = storage.absolute(input_url), storage.absolute(out_url), storage.absolute(model_url)
     try:
-        summary = archive.separate_archive(model_url, input_url, out_url, config,
-                                           map_batches=prefect_batches(dask_address, max_workers))
+        summary = archive.separate_archive(
+            model_url, input_url, out_url, config, map_batches=prefect_batches(dask_address, max_workers)
+        )
     except CircuitOpenError as error:
         logger.error("%s", error)
         raise
@@ -185,8 +210,14 @@ def separate_archive_flow(model_url: str, input_url: str, out_url: str, config: 
             _publish(error.summary)
         raise
     _publish(summary)
-    logger.info("%s: %d done (%d now), %d failed, %.1fx real time", summary["message"], summary["done"],
-                summary["separated"], summary["failed"], summary["real_time_factor"])
+    logger.info(
+        "%s: %d done (%d now), %d failed, %.1fx real time",
+        summary["message"],
+        summary["done"],
+        summary["separated"],
+        summary["failed"],
+        summary["real_time_factor"],
+    )
     if summary["failed"] or summary["transient"]:
         return Completed(message=summary["message"], data=summary)
     return summary

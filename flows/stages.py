@@ -28,8 +28,16 @@ from deepclust.stages.evaluation import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
 from deepclust.stages.separation import SeparateConfig
 from deepclust.training.config import TrainConfig
-from tasks import StageProgress, finish_task, plan_stage, publish_loss_curve, publish_results, publish_summary
-from tasks import result_storage_for, run_stage_unit
+from tasks import (
+    StageProgress,
+    finish_task,
+    plan_stage,
+    publish_loss_curve,
+    publish_results,
+    publish_summary,
+    result_storage_for,
+    run_stage_unit,
+)
 
 
 def default_workers() -> int:
@@ -69,8 +77,12 @@ def run_plan(plan: dict) -> str:
     the units submitted as tasks to this flow's task runner and the commit as a (cached) task."""
     logger = get_run_logger()
     finish = finish_task(plan)
-    return driver.run_stage(plan_from_dict(plan), map_units=lambda p: _submit_units(plan), log=logger.info,
-                            finish_stage=lambda p, results: finish(plan, results))
+    return driver.run_stage(
+        plan_from_dict(plan),
+        map_units=lambda p: _submit_units(plan),
+        log=logger.info,
+        finish_stage=lambda p, results: finish(plan, results),
+    )
 
 
 def _submit_units(plan: dict) -> list:
@@ -91,11 +103,15 @@ def _submit_units(plan: dict) -> list:
             progress.advance()
     for future in futures:
         future.wait()  # records the final state on the future (``.state`` alone may still read Running)
-    failed = [(unit["id"], future.state) for unit, future in zip(plan["units"], futures) if not future.state.is_completed()]
+    failed = [
+        (unit["id"], future.state) for unit, future in zip(plan["units"], futures) if not future.state.is_completed()
+    ]
     if failed:
         unit_id, state = failed[0]
-        raise RuntimeError(f"{stage.name}: {len(failed)} of {len(futures)} units failed (finished units are kept "
-                           f"and a rerun redoes only these); first: {unit_id}: {state.message}")
+        raise RuntimeError(
+            f"{stage.name}: {len(failed)} of {len(futures)} units failed (finished units are kept "
+            f"and a rerun redoes only these); first: {unit_id}: {state.message}"
+        )
     return [future.result() for future in futures]
 
 
@@ -103,8 +119,9 @@ def _finished(manifest_url: str, stage: str):
     """The flow's return value; the final state's message names failed items, if any."""
     failed = failed_items(manifest_url)
     if failed:
-        return Completed(message=f"{stage}: {failed} item(s) failed and were recorded in {manifest_url}",
-                         data=manifest_url)
+        return Completed(
+            message=f"{stage}: {failed} item(s) failed and were recorded in {manifest_url}", data=manifest_url
+        )
     return manifest_url
 
 
@@ -127,8 +144,13 @@ def extract_features(run_root: str, mixture_manifest_url: str, config: FeatureCo
 
 
 @flow(name="train", task_runner=ThreadPoolTaskRunner(max_workers=1))
-def train(run_root: str, feature_manifest_url: str, model: ModelConfig = ModelConfig(),
-          training: TrainConfig = TrainConfig(), publish: bool = True) -> str:
+def train(
+    run_root: str,
+    feature_manifest_url: str,
+    model: ModelConfig = ModelConfig(),
+    training: TrainConfig = TrainConfig(),
+    publish: bool = True,
+) -> str:
     """Features -> trained embedding network (resumes from its checkpoints); publishes the loss curve.
     (``model_config`` would be the natural name, but pydantic reserves it.)"""
     url = run_plan(plan_stage("train", run_root, [feature_manifest_url], [model, training]))
@@ -145,16 +167,22 @@ def publish_training(model_manifest_url: str) -> None:
 
 
 @flow(name="separate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
-def separate(run_root: str, model_manifest_url: str, mixture_manifest_url: str,
-             config: SeparateConfig = SeparateConfig()) -> str:
+def separate(
+    run_root: str, model_manifest_url: str, mixture_manifest_url: str, config: SeparateConfig = SeparateConfig()
+) -> str:
     """Test mixtures -> separated sources (one task per batch of mixtures)."""
     plan = plan_stage("separate", run_root, [model_manifest_url, mixture_manifest_url], [config])
     return _finished(run_plan(plan), "separate")
 
 
 @flow(name="evaluate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
-def evaluate(run_root: str, separation_manifest_url: str, mixture_manifest_url: str,
-             config: EvaluateConfig = EvaluateConfig(), publish: bool = True) -> str:
+def evaluate(
+    run_root: str,
+    separation_manifest_url: str,
+    mixture_manifest_url: str,
+    config: EvaluateConfig = EvaluateConfig(),
+    publish: bool = True,
+) -> str:
     """Separated sources -> per-utterance metrics (model, IBM, IRM), summary, Markdown report; publishes
     ``dpcl-results`` and ``dpcl-summary``."""
     plan = plan_stage("evaluate", run_root, [separation_manifest_url, mixture_manifest_url], [config])

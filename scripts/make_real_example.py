@@ -24,7 +24,7 @@ def main() -> None:
     for speaker, name in SPEAKERS:
         waveform, _ = read_audio(CORPUS / speaker / name, target_sr=RATE)
         start = int(START_S * RATE)
-        crops.append(waveform[start:start + int(SECONDS * RATE)])
+        crops.append(waveform[start : start + int(SECONDS * RATE)])
     mixture, sources = mix_sources(crops, [0.0, 0.0], RATE, mode="min")
     OUT.mkdir(parents=True, exist_ok=True)
     write_audio(str(OUT / "mixture.flac"), mixture.astype(np.float32), RATE)

@@ -14,4 +14,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 # No telemetry: this machine (and CI) has no network beyond the package registries.
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+# Lint and format first (pyproject.toml [tool.ruff]): seconds, and a style slip fails before the long suite.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -n "${DEEPCLUST_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -17,7 +17,19 @@ from tasks.retry import is_transient, retry_transient
 from tasks.stage_tasks import finish_stage, finish_task, plan_stage, run_stage_unit
 
 __all__ = [
-    "StageCache", "StageProgress", "StageUnitCache", "finish_stage", "finish_task", "is_transient", "plan_stage",
-    "publish_history", "publish_loss_curve", "publish_results", "publish_run_artifacts", "publish_summary",
-    "result_storage_for", "retry_transient", "run_stage_unit",
+    "StageCache",
+    "StageProgress",
+    "StageUnitCache",
+    "finish_stage",
+    "finish_task",
+    "is_transient",
+    "plan_stage",
+    "publish_history",
+    "publish_loss_curve",
+    "publish_results",
+    "publish_run_artifacts",
+    "publish_summary",
+    "result_storage_for",
+    "retry_transient",
+    "run_stage_unit",
 ]

@@ -41,10 +41,16 @@ def _limit_torch_threads() -> None:
             torch.set_num_threads(1)
 
 
-@task(name="separate-archive-batch", task_run_name="archive-batch-{batch}", cache_policy=NO_CACHE,
-      result_serializer="json", **RETRY)
-def separate_job_batch_task(model_url: str, items: list[dict], out_url: str, stamp: dict, device: str = "auto",
-                            batch: int = 0) -> list[dict]:
+@task(
+    name="separate-archive-batch",
+    task_run_name="archive-batch-{batch}",
+    cache_policy=NO_CACHE,
+    result_serializer="json",
+    **RETRY,
+)
+def separate_job_batch_task(
+    model_url: str, items: list[dict], out_url: str, stamp: dict, device: str = "auto", batch: int = 0
+) -> list[dict]:
     """Separate ``items`` (input-manifest rows with their output stems) into ``out_url``; returns their manifest
     rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_settings``; the separator is
     cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""

@@ -53,8 +53,11 @@ def publish_results(results_url: str) -> str:
     results = storage.read_parquet(results_url)
     shown = min(len(results), MAX_TABLE_ROWS)
     note = "" if shown == len(results) else f" (first {shown} of {len(results)} rows)"
-    create_table_artifact(table=table_rows(results), key="dpcl-results",
-                          description=f"Per-utterance separation results{note}: {results_url}")
+    create_table_artifact(
+        table=table_rows(results),
+        key="dpcl-results",
+        description=f"Per-utterance separation results{note}: {results_url}",
+    )
     return results_url
 
 
@@ -65,6 +68,7 @@ def data_uri(png_url: str) -> str:
 
 def inline_images(markdown: str, base_url: str, max_bytes: int = 400_000) -> str:
     """Replace ``![title](figure.png)`` links of a report (relative to ``base_url``) by data URIs."""
+
     def embed(match: re.Match) -> str:
         title, target = match.groups()
         url = target if os.path.isabs(target) or "://" in target else storage.join(base_url, target)
@@ -84,11 +88,15 @@ def publish_summary(report_url: str, summary_url: str) -> str:
     """``dpcl-summary`` (the Markdown report: model beside IBM/IRM and the paper) and
     ``dpcl-summary-table`` (mean/median per condition)."""
     report = inline_images(storage.read_text(report_url), storage.parent(report_url))
-    create_markdown_artifact(markdown=report, key="dpcl-summary",
-                             description=f"Separation summary by condition: {report_url}")
+    create_markdown_artifact(
+        markdown=report, key="dpcl-summary", description=f"Separation summary by condition: {report_url}"
+    )
     summary = storage.read_parquet(summary_url)
-    create_table_artifact(table=table_rows(summary), key="dpcl-summary-table",
-                          description=f"Mean and median metrics by condition: {summary_url}")
+    create_table_artifact(
+        table=table_rows(summary),
+        key="dpcl-summary-table",
+        description=f"Mean and median metrics by condition: {summary_url}",
+    )
     return report_url
 
 
@@ -97,26 +105,39 @@ def publish_loss_curve(history_url: str, png_url: str | None = None) -> str:
     """``dpcl-loss-curve``: training/validation loss per epoch; ``dpcl-loss-curve-plot`` links the PNG."""
     with storage.open_url(history_url, "rb") as handle:
         history = pd.read_csv(handle)
-    create_table_artifact(table=table_rows(history), key="dpcl-loss-curve",
-                          description=f"Deep clustering loss per epoch: {history_url}")
+    create_table_artifact(
+        table=table_rows(history), key="dpcl-loss-curve", description=f"Deep clustering loss per epoch: {history_url}"
+    )
     if png_url:
         create_markdown_artifact(
             markdown=f"# Training loss curve\n\n![loss curve]({data_uri(png_url)})\n\nPNG: `{png_url}`\n\n"
-                     f"History: [{history_url}]({history_url})\n",
-            key="dpcl-loss-curve-plot", description="Loss curve plot written to the run folder")
+            f"History: [{history_url}]({history_url})\n",
+            key="dpcl-loss-curve-plot",
+            description="Loss curve plot written to the run folder",
+        )
     return history_url
 
 
 @task(name="publish-run", cache_policy=NO_CACHE)
 def publish_run_artifacts(record: dict, failed_items: dict) -> None:
     """``dpcl-run``: where everything of this run lies (the run record), and any failed items."""
-    lines = ["# deepclust reproduce run", "", f"Run record: `{record.get('run_json')}`",
-             f"Report: `{record.get('report')}`", f"Model: `{record.get('model')}`", "",
-             "| stage | key | manifest |", "| --- | --- | --- |"]
+    lines = [
+        "# deepclust reproduce run",
+        "",
+        f"Run record: `{record.get('run_json')}`",
+        f"Report: `{record.get('report')}`",
+        f"Model: `{record.get('model')}`",
+        "",
+        "| stage | key | manifest |",
+        "| --- | --- | --- |",
+    ]
     lines += [f"| {name} | `{stage['key']}` | `{stage['manifest']}` |" for name, stage in record["stages"].items()]
     if any(failed_items.values()):
-        lines += ["", "Failed items (recorded with their reason in each stage's manifest): "
-                  + ", ".join(f"{name}: {count}" for name, count in failed_items.items() if count)]
+        lines += [
+            "",
+            "Failed items (recorded with their reason in each stage's manifest): "
+            + ", ".join(f"{name}: {count}" for name, count in failed_items.items() if count),
+        ]
     create_markdown_artifact(markdown="\n".join(lines), key="dpcl-run", description="deepclust run record")
 
 
@@ -127,12 +148,15 @@ def publish_history(history_url: str, config_fingerprint: str, trend_png: str | 
     from deepclust.reports.history import read_history, trend_markdown
 
     history = read_history(history_url)
-    create_table_artifact(table=table_rows(history), key="dpcl-history",
-                          description=f"deepclust run history: {history_url}")
+    create_table_artifact(
+        table=table_rows(history), key="dpcl-history", description=f"deepclust run history: {history_url}"
+    )
     figure = f"![SDRi per run]({data_uri(trend_png)})\n\n" if trend_png else ""
     create_markdown_artifact(
         markdown=f"# Runs of config {config_fingerprint}\n\n{figure}{trend_markdown(history, config_fingerprint)}\n",
-        key="dpcl-history-trend", description="SDRi per run over time, IBM ceiling as a line")
+        key="dpcl-history-trend",
+        description="SDRi per run over time, IBM ceiling as a line",
+    )
     return history_url
 
 
@@ -142,8 +166,10 @@ class StageProgress:
     def __init__(self, stage_name: str, total: int, already_done: int = 0):
         self.total, self.done = max(1, total), already_done
         self.artifact_id = create_progress_artifact(
-            progress=self.percent, key=f"dpcl-progress-{stage_name}",
-            description=f"{stage_name}: units done out of {total}")
+            progress=self.percent,
+            key=f"dpcl-progress-{stage_name}",
+            description=f"{stage_name}: units done out of {total}",
+        )
 
     @property
     def percent(self) -> float:
@@ -174,7 +200,9 @@ def wav_data_uri(clip_url: str, seconds: float = LISTEN_CLIP_SECONDS, rate: int 
     from deepclust.audio import resample
 
     signal, clip_rate = sf.read(io.BytesIO(storage.read_bytes(clip_url)), dtype="float32")
-    signal = resample(signal, clip_rate, rate)[:int(seconds * rate)] if clip_rate != rate else signal[:int(seconds * rate)]
+    signal = (
+        resample(signal, clip_rate, rate)[: int(seconds * rate)] if clip_rate != rate else signal[: int(seconds * rate)]
+    )
     buffer = io.BytesIO()
     sf.write(buffer, signal, rate, subtype="PCM_16", format="WAV")
     return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -186,19 +214,28 @@ def page_link(page_url: str, expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS) ->
     import html
 
     if storage.is_local(page_url):
-        return (f"Full page (open it in a browser on the machine that holds the run): "
-                f"{html.escape('file://' + storage.absolute(page_url))}")
+        return (
+            f"Full page (open it in a browser on the machine that holds the run): "
+            f"{html.escape('file://' + storage.absolute(page_url))}"
+        )
     fs, _ = storage.filesystem(page_url)
     try:
         signed = fs.sign(page_url, expiration=int(expiry_seconds))
     except (NotImplementedError, OSError, ValueError) as error:
         return f"Full page: {html.escape(page_url)} (no presigned URL: {html.escape(str(error))})"
-    return (f"Full page: <a href=\"{html.escape(signed)}\">open</a> (a presigned URL, valid for "
-            f"{int(expiry_seconds) // 3600} h from publishing; {html.escape(page_url)})")
+    return (
+        f'Full page: <a href="{html.escape(signed)}">open</a> (a presigned URL, valid for '
+        f"{int(expiry_seconds) // 3600} h from publishing; {html.escape(page_url)})"
+    )
 
 
-def listen_markdown(page_url: str, title: str, roles: tuple[str, ...] = ("median", "worst"),
-                    max_bytes: int = LISTEN_ARTIFACT_BYTES, expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS) -> str:
+def listen_markdown(
+    page_url: str,
+    title: str,
+    roles: tuple[str, ...] = ("median", "worst"),
+    max_bytes: int = LISTEN_ARTIFACT_BYTES,
+    expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS,
+) -> str:
     """Markdown with players of the page's examples whose role is one of ``roles`` (mixture and estimates,
     ``LISTEN_CLIP_SECONDS`` at ``LISTEN_CLIP_RATE``) until ``max_bytes``, and the link to the full page.
     Every name is HTML-escaped: the UI renders the artifact's HTML."""
@@ -213,20 +250,28 @@ def listen_markdown(page_url: str, title: str, roles: tuple[str, ...] = ("median
         if example["role"] != "drawn" and not any(role in example["role"] for role in roles):
             continue
         if example["mixture_id"] in embedded:  # e.g. the worst of all 2-talker mixtures and of a gender pair
-            lines.append(f"### {html.escape(example['condition'])}: {html.escape(example['role'])}: "
-                         f"{html.escape(str(example['mixture_id']))}, heard above")
+            lines.append(
+                f"### {html.escape(example['condition'])}: {html.escape(example['role'])}: "
+                f"{html.escape(str(example['mixture_id']))}, heard above"
+            )
             continue
-        players = [(clip["label"], wav_data_uri(storage.join(folder, clip["src"])))
-                   for clip in example["clips"] if clip["kind"] in ("mixture", "estimate")]
+        players = [
+            (clip["label"], wav_data_uri(storage.join(folder, clip["src"])))
+            for clip in example["clips"]
+            if clip["kind"] in ("mixture", "estimate")
+        ]
         size = sum(len(uri) for _, uri in players)
         if used + size > max_bytes:
             left_out += 1
             continue
         used += size
         embedded.add(example["mixture_id"])
-        lines += [f"### {html.escape(example['condition'])}: {html.escape(example['role'])}, "
-                  f"{html.escape(str(example['mixture_id']))}", ""]
-        lines += [f"{html.escape(label)}: <audio controls src=\"{uri}\"></audio>" for label, uri in players]
+        lines += [
+            f"### {html.escape(example['condition'])}: {html.escape(example['role'])}, "
+            f"{html.escape(str(example['mixture_id']))}",
+            "",
+        ]
+        lines += [f'{html.escape(label)}: <audio controls src="{uri}"></audio>' for label, uri in players]
         lines.append("")
     if left_out:
         lines.append(f"({left_out} more examples on the full page: this artifact keeps under {max_bytes // 1000} kB)")
@@ -234,10 +279,17 @@ def listen_markdown(page_url: str, title: str, roles: tuple[str, ...] = ("median
 
 
 @task(name="publish-listen", cache_policy=NO_CACHE)
-def publish_listen(page_url: str, key: str = "dpcl-listen", title: str = "Listen: median and worst of each condition",
-                   expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS) -> str:
+def publish_listen(
+    page_url: str,
+    key: str = "dpcl-listen",
+    title: str = "Listen: median and worst of each condition",
+    expiry_seconds: int = LISTEN_URL_EXPIRY_SECONDS,
+) -> str:
     """``dpcl-listen`` (or ``key``): players of a listening page's median and worst examples, embedded, and
     where the full page is."""
-    create_markdown_artifact(markdown=listen_markdown(page_url, title, expiry_seconds=expiry_seconds), key=key,
-                             description=f"Listening page: {page_url}")
+    create_markdown_artifact(
+        markdown=listen_markdown(page_url, title, expiry_seconds=expiry_seconds),
+        key=key,
+        description=f"Listening page: {page_url}",
+    )
     return page_url

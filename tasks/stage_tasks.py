@@ -13,16 +13,17 @@ from prefect.cache_policies import NO_CACHE
 from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
 from deepclust.recipe import registry
-from tasks.caching import StageCache, StageUnitCache, result_storage_for
 from deepclust.transient import retry_delays
+from tasks.caching import StageCache, StageUnitCache, result_storage_for
 from tasks.retry import retry_transient
 
 # Transient faults only (retry_transient), on the library's schedule (deepclust.transient.retry_delays: 1 s, 2 s,
 # 4 s ... up to a minute apart, ten minutes in all), each stretched by up to 50 % at random so parallel units that
 # hit the same throttled bucket do not retry in lock-step.
 _DELAYS = [round(d) for d in retry_delays()]
-RETRY = dict(retries=len(_DELAYS), retry_delay_seconds=_DELAYS, retry_jitter_factor=0.5,
-             retry_condition_fn=retry_transient)
+RETRY = dict(
+    retries=len(_DELAYS), retry_delay_seconds=_DELAYS, retry_jitter_factor=0.5, retry_condition_fn=retry_transient
+)
 # Results persisted as JSON (plans, URLs and small dicts), never pickle: a cached rerun loads them, and a pickle
 # under the run root would run code for anyone who can write there.
 RESULTS = dict(persist_result=True, result_serializer="json")
@@ -34,15 +35,19 @@ def plan_stage(name: str, run_root: str, upstream: list[str], configs: list) -> 
     return registry.plan(name, run_root, upstream, configs).to_dict()
 
 
-@task(name="run-stage-unit", task_run_name="{plan[stage][name]}-{unit[id]}", cache_policy=StageUnitCache(),
-      **RESULTS, **RETRY)
+@task(
+    name="run-stage-unit",
+    task_run_name="{plan[stage][name]}-{unit[id]}",
+    cache_policy=StageUnitCache(),
+    **RESULTS,
+    **RETRY,
+)
 def run_stage_unit(plan: dict, unit: dict):
     """One shard / batch of a stage; skipped by the store when its unit marker exists."""
     return driver.run_unit(registry.plan_from_dict(plan), unit)
 
 
-@task(name="finish-stage", task_run_name="finish-{plan[stage][name]}", cache_policy=StageCache(),
-      **RESULTS, **RETRY)
+@task(name="finish-stage", task_run_name="finish-{plan[stage][name]}", cache_policy=StageCache(), **RESULTS, **RETRY)
 def finish_stage(plan: dict, unit_results: list) -> str:
     """Merge the unit results into the manifest and write the ``_COMPLETE`` marker; returns the manifest URL."""
     return driver.finish(registry.plan_from_dict(plan), unit_results)
@@ -52,5 +57,6 @@ def finish_task(plan: dict):
     """``finish_stage`` for this plan: results under the run root; Prefect's cache bypassed unless the
     store holds the stage's ``_COMPLETE`` marker (the store decides, never a stale cache record)."""
     stage = Stage(**plan["stage"])
-    return finish_stage.with_options(result_storage=result_storage_for(stage.run_root),
-                                     refresh_cache=not stage.is_complete())
+    return finish_stage.with_options(
+        result_storage=result_storage_for(stage.run_root), refresh_cache=not stage.is_complete()
+    )

@@ -74,16 +74,29 @@ def weed_binary() -> str:
 def weed_command(data_dir: Path, ports: dict) -> list[str]:
     """``weed server`` with S3, every listener on a free loopback port (gRPC ports too: by default they
     are the HTTP port + 10000, which may be taken)."""
-    return [weed_binary(), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
-            f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
-            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
-            # Iceberg/Lance catalog ports default to fixed numbers (8181, 9101): two servers (xdist
-            # workers, two test modules) would clash, so let the OS pick them.
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            # Small volumes: the default 30 GB limit preallocates nothing but plans for a big disk.
-            "-master.volumeSizeLimitMB=64", "-master.telemetry=false"]
+    return [
+        weed_binary(),
+        "server",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-master.port.grpc={ports['master_grpc']}",
+        f"-volume.port={ports['volume']}",
+        f"-volume.port.grpc={ports['volume_grpc']}",
+        f"-filer.port={ports['filer']}",
+        f"-filer.port.grpc={ports['filer_grpc']}",
+        "-s3",
+        f"-s3.port={ports['s3']}",
+        f"-s3.port.grpc={ports['s3_grpc']}",
+        # Iceberg/Lance catalog ports default to fixed numbers (8181, 9101): two servers (xdist
+        # workers, two test modules) would clash, so let the OS pick them.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        # Small volumes: the default 30 GB limit preallocates nothing but plans for a big disk.
+        "-master.volumeSizeLimitMB=64",
+        "-master.telemetry=false",
+    ]
 
 
 @dataclass
@@ -103,8 +116,11 @@ class S3Server:
 
     def env(self) -> dict:
         """Environment of a subprocess that talks to this server (the fsspec way)."""
-        return {"FSSPEC_S3_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": S3_KEY,
-                "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+        return {
+            "FSSPEC_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        }
 
 
 def _wait_for_s3(server: S3Server, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
@@ -132,13 +148,16 @@ def s3_server(tmp_path_factory):
     import fsspec.config
 
     root = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: _free_port() for name in ("master", "master_grpc", "volume", "volume_grpc", "filer",
-                                             "filer_grpc", "s3", "s3_grpc")}
+    ports = {
+        name: _free_port()
+        for name in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+    }
     log = root / "weed.log"
     (root / "data").mkdir()
     with open(log, "wb") as log_handle:
-        process = subprocess.Popen(weed_command(root / "data", ports), stdout=log_handle,
-                                   stderr=subprocess.STDOUT, cwd=root)
+        process = subprocess.Popen(
+            weed_command(root / "data", ports), stdout=log_handle, stderr=subprocess.STDOUT, cwd=root
+        )
     server = S3Server(endpoint=f"http://127.0.0.1:{ports['s3']}", bucket="archive-tests")
     # fsspec reads FSSPEC_* variables at import, so its live config is set too; both are restored.
     saved_env = {k: os.environ.get(k) for k in server.env()}
@@ -262,8 +281,10 @@ def build_archive(root: Path, fsdd_dir: Path, librispeech_dir: Path) -> dict:
         good.append(rel)
         durations[rel] = signal.shape[-1] / sr
     long_mixture, sr = librispeech_mixture(librispeech_dir, 13.0)
-    for rel, signal in (("zz_long/lecture.ogg", long_mixture),
-                        ("zz_long/lecture_stereo.flac", np.stack([long_mixture, long_mixture[::-1]]))):
+    for rel, signal in (
+        ("zz_long/lecture.ogg", long_mixture),
+        ("zz_long/lecture_stereo.flac", np.stack([long_mixture, long_mixture[::-1]])),
+    ):
         _write(root / rel, signal, sr, format=rel.rsplit(".", 1)[1].upper())
         good.append(rel)
         durations[rel] = signal.shape[-1] / sr
@@ -287,8 +308,13 @@ class RestartableS3:
     again on the same ports and data."""
 
     def __init__(self, root: Path, bucket: str = "outage-tests"):
-        self.root, self.ports = root, {name: _free_port() for name in (
-            "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")}
+        self.root, self.ports = (
+            root,
+            {
+                name: _free_port()
+                for name in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+            },
+        )
         (root / "data").mkdir(parents=True, exist_ok=True)
         self.server = S3Server(endpoint=f"http://127.0.0.1:{self.ports['s3']}", bucket=bucket)
         self.process = None
@@ -296,8 +322,9 @@ class RestartableS3:
     def start(self) -> None:
         restart = self.process is not None
         with open(self.root / "weed.log", "ab") as log_handle:
-            self.process = subprocess.Popen(weed_command(self.root / "data", self.ports), stdout=log_handle,
-                                            stderr=subprocess.STDOUT, cwd=self.root)
+            self.process = subprocess.Popen(
+                weed_command(self.root / "data", self.ports), stdout=log_handle, stderr=subprocess.STDOUT, cwd=self.root
+            )
         if not restart:
             _wait_for_s3(self.server, self.process, self.root / "weed.log", timeout=90)
             return
@@ -326,8 +353,15 @@ def talking_to(server: RestartableS3):
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        patch.setitem(fsspec.config.conf, "s3", {"endpoint_url": server.server.endpoint,
-                                                  "key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"]})
+        patch.setitem(
+            fsspec.config.conf,
+            "s3",
+            {
+                "endpoint_url": server.server.endpoint,
+                "key": env["AWS_ACCESS_KEY_ID"],
+                "secret": env["AWS_SECRET_ACCESS_KEY"],
+            },
+        )
         yield
 
 
@@ -337,8 +371,9 @@ def write_wav(path: Path, data: np.ndarray, sr: int = 8000) -> None:
     sf.write(path, data, sr)
 
 
-def upload_fsdd_mixtures(server: RestartableS3, fsdd_dir: Path, local_root: Path, count: int = 4,
-                         prefix: str = "in") -> str:
+def upload_fsdd_mixtures(
+    server: RestartableS3, fsdd_dir: Path, local_root: Path, count: int = 4, prefix: str = "in"
+) -> str:
     """``count`` FSDD two-talker mixtures (``fsdd_mixture``), written under ``local_root`` and uploaded to the
     server as ``prefix/m0.wav`` ...; returns the prefix's URL (an archive to separate from S3)."""
     fs = server.server.filesystem()
@@ -347,3 +382,28 @@ def upload_fsdd_mixtures(server: RestartableS3, fsdd_dir: Path, local_root: Path
         write_wav(local, fsdd_mixture(fsdd_dir, index, index))
         fs.put_file(str(local), f"{server.server.bucket}/{prefix}/m{index}.wav")
     return server.server.url(prefix)
+
+
+# Mono and stereo, short and long (windows), WAV/FLAC/OGG, a name collision, and two bad inputs.
+PICKED = [
+    "calls/mix_00.wav",
+    "calls/2024/day 1/mix_01.flac",
+    "meetings/room (b)/mix_02.ogg",
+    "zz_long/lecture_stereo.flac",
+    "collide/take.flac",
+    "collide/take.wav",
+    "bad/nan.wav",
+    "bad/not_audio.wav",
+]
+
+
+@pytest.fixture(scope="module")
+def small_archive(tmp_path_factory, fsdd_dir, librispeech_dir):
+    """A few inputs of ``build_archive``'s mixed archive (``PICKED``): every kind of input, quickly separated."""
+    whole = tmp_path_factory.mktemp("runners-archive") / "whole"
+    build_archive(whole, fsdd_dir, librispeech_dir)
+    root = whole.parent / "in"
+    for rel in PICKED:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(whole / rel, root / rel)
+    return root

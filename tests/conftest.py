@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# Fixture modules, shared by every test module that names one of their fixtures (tests import only their helpers).
+pytest_plugins = ["archive_fixtures", "flows_fixtures", "server_fixtures", "training_fixtures", "wsj0_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"
 

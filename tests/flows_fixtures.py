@@ -39,9 +39,9 @@ def prefect_harness():
 
 def tiny_config(run_root: str | Path):
     """The quick demo config, a little smaller still (2 cores shared with other jobs)."""
-    from deepclust.recipe.config import demo_config
-
     import dataclasses
+
+    from deepclust.recipe.config import demo_config
 
     config = demo_config(str(run_root), quick=True)
     config.train = dataclasses.replace(config.train, max_epochs=2, steps_per_epoch=4)
@@ -50,7 +50,9 @@ def tiny_config(run_root: str | Path):
 
 def counter_delta(before: dict, after: dict) -> dict:
     """Stage computations between two snapshots of ``COMPUTE_COUNTER``."""
-    return {name: after.get(name, 0) - before.get(name, 0) for name in after if after.get(name, 0) != before.get(name, 0)}
+    return {
+        name: after.get(name, 0) - before.get(name, 0) for name in after if after.get(name, 0) != before.get(name, 0)
+    }
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,11 @@ def tiny_run(prefect_harness, tmp_path_factory):
         began = time.perf_counter()
         state = reproduce(config, return_state=True)
         seconds = time.perf_counter() - began
-        _SESSION["tiny_run"] = {"config": config, "state": state, "seconds": seconds,
-                                "computed": counter_delta(before, dict(COMPUTE_COUNTER)),
-                                "run_root": run_root}
+        _SESSION["tiny_run"] = {
+            "config": config,
+            "state": state,
+            "seconds": seconds,
+            "computed": counter_delta(before, dict(COMPUTE_COUNTER)),
+            "run_root": run_root,
+        }
     return _SESSION["tiny_run"]

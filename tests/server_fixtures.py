@@ -41,10 +41,18 @@ def free_port() -> int:
 def prefect_env(home: Path, api_url: str | None = None) -> dict:
     """The environment of every Prefect subprocess of these tests: its own home, no telemetry."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                "PREFECT_LOGGING_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-                # One torch thread per process: the suite runs two xdist workers on two cores.
-                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            # One torch thread per process: the suite runs two xdist workers on two cores.
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
@@ -103,9 +111,15 @@ class PrefectServer:
 
     def cli(self, *args: str, timeout: float = 120, check: bool = True, **popen) -> subprocess.CompletedProcess:
         """``prefect <args>`` against this server, from the repository root."""
-        done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=popen.pop("cwd", REPO),
-                              env=popen.pop("env", self.env()), capture_output=True, text=True, timeout=timeout,
-                              **popen)
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=popen.pop("cwd", REPO),
+            env=popen.pop("env", self.env()),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **popen,
+        )
         if check and done.returncode != 0:
             pytest.fail(f"prefect {' '.join(args)} -> {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done
@@ -113,8 +127,15 @@ class PrefectServer:
     def spawn(self, args: list[str], log_name: str, **popen) -> subprocess.Popen:
         """A long-running subprocess (e.g. a worker) in its own process group, stopped with the server."""
         log = open(self.home / log_name, "w")
-        process = subprocess.Popen(args, cwd=popen.pop("cwd", REPO), env=popen.pop("env", self.env()),
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+        process = subprocess.Popen(
+            args,
+            cwd=popen.pop("cwd", REPO),
+            env=popen.pop("env", self.env()),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **popen,
+        )
         self.children.append(process)
         return process
 
@@ -131,8 +152,12 @@ def _start_server(home: Path) -> PrefectServer:
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         # The UI asks the API at PREFECT_UI_API_URL, which defaults to port 4200 whatever --port says.
-        cwd=REPO, env={**prefect_env(home), "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"},
-        stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=REPO,
+        env={**prefect_env(home), "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"},
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     server = PrefectServer(port=port, home=home, log=log, process=process, started_in=0.0)
     atexit.register(server.shutdown)  # also when the session is interrupted
     server.started_in = wait_healthy(server.api_url, process, log)
@@ -171,13 +196,26 @@ def served_tiny_run(prefect_server, tmp_path_factory) -> dict:
     if "tiny_run" not in _SESSION:
         run_root = tmp_path_factory.mktemp("served-run") / "run"
         began = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", "--quick", "--out", str(run_root)],
-                              cwd=REPO, env=prefect_server.env(), capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "reproduce", "--quick", "--out", str(run_root)],
+            cwd=REPO,
+            env=prefect_server.env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         seconds = time.perf_counter() - began
         if done.returncode != 0:
-            pytest.fail(f"deepclust reproduce --quick -> {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+            pytest.fail(
+                f"deepclust reproduce --quick -> {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+            )
         record = json.loads((run_root / "run.json").read_text())
-        _SESSION["tiny_run"] = {"run_root": run_root, "record": record, "seconds": seconds,
-                                "stdout": done.stdout, "stderr": done.stderr}
+        _SESSION["tiny_run"] = {
+            "run_root": run_root,
+            "record": record,
+            "seconds": seconds,
+            "stdout": done.stdout,
+            "stderr": done.stderr,
+        }
         print(f"deepclust reproduce --quick against {prefect_server.api_url}: {seconds:.1f} s")
     return _SESSION["tiny_run"]

@@ -31,8 +31,7 @@ def fresh_python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_import_deepclust_loads_neither_torch_nor_prefect():
-    probe = ("import sys, deepclust; "
-             "print(deepclust.__version__, [m for m in ('torch', 'prefect') if m in sys.modules])")
+    probe = "import sys, deepclust; print(deepclust.__version__, [m for m in ('torch', 'prefect') if m in sys.modules])"
     result = fresh_python(probe)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [deepclust.__version__, "[]"]
@@ -49,8 +48,13 @@ def test_separate_returns_the_samples_deepclust_separate_writes(tmp_path):
     saved = tmp_path / "voices.npy"
     by_python = fresh_python(f"import deepclust, numpy; numpy.save({str(saved)!r}, deepclust.separate({MIXTURE!r}))")
     assert by_python.returncode == 0, by_python.stderr
-    by_command = subprocess.run([sys.executable, "-m", "deepclust", "separate", "--input", MIXTURE,
-                                 "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    by_command = subprocess.run(
+        [sys.executable, "-m", "deepclust", "separate", "--input", MIXTURE, "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert by_command.returncode == 0, by_command.stderr
     written = np.stack([read_audio(tmp_path / "out" / "mixture" / f"s{k}.wav")[0] for k in (1, 2)])
     voices = np.load(saved)
@@ -74,12 +78,15 @@ def test_an_array_gives_what_its_file_gives_and_two_equal_channels_what_one_give
     np.testing.assert_array_equal(deepclust.separate(np.stack([mixture, mixture]), sample_rate=rate), from_file)
 
 
-@pytest.mark.parametrize("audio, sample_rate, error, words", [
-    (np.zeros(8000, np.float32), None, ValueError, "needs its sample_rate"),
-    (np.zeros(8000, np.int16), 8000, TypeError, "float samples"),
-    (np.zeros((8000, 2), np.float32), 8000, ValueError, "(samples, channels)"),
-    (MIXTURE, 8000, ValueError, "a file's rate"),
-])
+@pytest.mark.parametrize(
+    "audio, sample_rate, error, words",
+    [
+        (np.zeros(8000, np.float32), None, ValueError, "needs its sample_rate"),
+        (np.zeros(8000, np.int16), 8000, TypeError, "float samples"),
+        (np.zeros((8000, 2), np.float32), 8000, ValueError, "(samples, channels)"),
+        (MIXTURE, 8000, ValueError, "a file's rate"),
+    ],
+)
 def test_arguments_that_do_not_fit_are_refused_saying_why(audio, sample_rate, error, words):
     with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
         deepclust.separate(audio, sample_rate=sample_rate)
@@ -117,8 +124,9 @@ def test_load_model_defaults_to_the_shipped_model_and_reads_a_given_file():
     shipped = deepclust.load_model()
     given = deepclust.load_model(Path(pretrained.path()))
     assert shipped.extra == given.extra and shipped.extra["inference"]["2"] == "mask"
-    assert all(torch.equal(a, b) for a, b in zip(shipped.model.state_dict().values(),
-                                                 given.model.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(shipped.model.state_dict().values(), given.model.state_dict().values())
+    )
     assert deepclust.Separator is Separator
 
 

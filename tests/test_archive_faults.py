@@ -21,35 +21,59 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from archive_fixtures import RestartableS3, fsdd_mixture, talking_to, upload_fsdd_mixtures, write_wav
 
 from deepclust import storage
 from deepclust.archive import read_manifest, separate_archive
-
-from archive_fixtures import (RestartableS3, fsdd_mixture, talking_to, tiny_model_url,  # noqa: F401
-                              upload_fsdd_mixtures, write_wav)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepclust.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "deepclust.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=timeout,
+    )
 
 
 # Output identity --------------------------------------------------------------------------------------
 
 
-def test_every_input_gets_its_own_output_folder(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_every_input_gets_its_own_output_folder(tmp_path, fsdd_dir, tiny_model_url):
     """``a.wav``/``a.flac``, ``p q.wav``/``p_q.wav``, NFC/NFD and case variants, ``x.wav`` beside ``x/``, and
     ``data/a/x.wav``/``data/b/x.wav`` given as a relative path: ten inputs, ten folders, all done."""
     data = tmp_path / "data"
-    names = ["a/x.wav", "b/x.wav", "c/a.wav", "c/a.flac", "c/p q.wav", "c/p_q.wav",
-             unicodedata.normalize("NFC", "c/é.wav"), unicodedata.normalize("NFD", "c/é.wav"),
-             "c/Case.wav", "c/case.wav", "d/x.wav", "d/x/y.wav"]
+    names = [
+        "a/x.wav",
+        "b/x.wav",
+        "c/a.wav",
+        "c/a.flac",
+        "c/p q.wav",
+        "c/p_q.wav",
+        unicodedata.normalize("NFC", "c/é.wav"),
+        unicodedata.normalize("NFD", "c/é.wav"),
+        "c/Case.wav",
+        "c/case.wav",
+        "d/x.wav",
+        "d/x/y.wav",
+    ]
     for index, name in enumerate(names):
         write_wav(data / name, fsdd_mixture(fsdd_dir, index % 10, index))
-    result = cli("separate", "--model", tiny_model_url, "--input", os.path.relpath(data, REPO), "--out",
-                 str(tmp_path / "out"), "--device", "cpu")
+    result = cli(
+        "separate",
+        "--model",
+        tiny_model_url,
+        "--input",
+        os.path.relpath(data, REPO),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(str(tmp_path / "out"))
     assert len(manifest) == len(names) and (manifest["status"] == "done").all(), manifest[["relative_path", "error"]]
@@ -66,7 +90,7 @@ def test_every_input_gets_its_own_output_folder(tmp_path, fsdd_dir, tiny_model_u
 # "done" decided on the input, the model and the settings --------------------------------------------
 
 
-def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_a_replaced_model_or_an_edited_input_is_separated_again(tmp_path, fsdd_dir, tiny_model_url):
     from deepclust.separation.separator import SEPARATOR_LOADS, cached_separator
 
     archive = tmp_path / "in"
@@ -151,8 +175,7 @@ def test_corpus_fingerprint_on_s3_lists_the_objects(tmp_path):
 # Transient faults: retried within a budget, then 'transient', never 'failed' --------------------------
 
 
-def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes(tmp_path, fsdd_dir,
-                                                                                 tiny_model_url):  # noqa: F811
+def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes(tmp_path, fsdd_dir, tiny_model_url):
     """The store goes away after the first batch (the server killed: connections refused). The rest is retried
     for the budget, then recorded 'transient', never 'failed'; a run while it is still down stops with exit 75;
     once it is back, the next run separates exactly the transient inputs."""
@@ -162,19 +185,40 @@ def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes
         upload_fsdd_mixtures(server, fsdd_dir, tmp_path / "local")
         out = str(tmp_path / "out")
         with talking_to(server):
+
             def outage_after_first_batch(done, total):
                 if done == 1:
                     server.stop()
 
-            summary = separate_archive(tiny_model_url, server.server.url("in"), out, files_per_batch=1,
-                                       device="cpu", retry_seconds=3.0, progress=outage_after_first_batch)
+            summary = separate_archive(
+                tiny_model_url,
+                server.server.url("in"),
+                out,
+                files_per_batch=1,
+                device="cpu",
+                retry_seconds=3.0,
+                progress=outage_after_first_batch,
+            )
         manifest = read_manifest(out).set_index("relative_path")
         assert list(manifest["status"]) == ["done", "transient", "transient", "transient"], manifest["error"]
         assert manifest["error"].iloc[1:].str.contains("transient fault outlasted").all()
         assert summary["transient"] == 3 and summary["failed"] == 0 and summary["message"].startswith("incomplete")
 
-        args = ["separate", "--model", tiny_model_url, "--input", server.server.url("in"), "--out", out,
-                "--device", "cpu", "--files-per-batch", "1", "--retry-minutes", "0.05"]
+        args = [
+            "separate",
+            "--model",
+            tiny_model_url,
+            "--input",
+            server.server.url("in"),
+            "--out",
+            out,
+            "--device",
+            "cpu",
+            "--files-per-batch",
+            "1",
+            "--retry-minutes",
+            "0.05",
+        ]
         down = cli(*args, env=server.server.env(), timeout=600)
         assert down.returncode == 75 and "run again" in down.stderr, down.stderr[-2000:]
         server.start()
@@ -203,14 +247,27 @@ def test_scratch_folders_of_killed_runs_are_removed(tmp_path):
 # The circuit breaker ------------------------------------------------------------------------------------
 
 
-def test_consecutive_failures_stop_the_run_and_mark_nothing_after(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_consecutive_failures_stop_the_run_and_mark_nothing_after(tmp_path, fsdd_dir, tiny_model_url):
     archive = tmp_path / "in"
     write_wav(archive / "a_good.wav", fsdd_mixture(fsdd_dir, 1, 1))
     for index in range(5):
         (archive / f"b_broken_{index}.wav").write_bytes(b"RIFF" + os.urandom(64))  # a mount gone bad
     write_wav(archive / "c_good.wav", fsdd_mixture(fsdd_dir, 2, 2))
-    result = cli("separate", "--model", tiny_model_url, "--input", str(archive), "--out", str(tmp_path / "out"),
-                 "--device", "cpu", "--files-per-batch", "1", "--max-consecutive-failures", "3")
+    result = cli(
+        "separate",
+        "--model",
+        tiny_model_url,
+        "--input",
+        str(archive),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--files-per-batch",
+        "1",
+        "--max-consecutive-failures",
+        "3",
+    )
     assert result.returncode == 3, result.stderr[-2000:]
     assert "3 failed inputs in a row" in result.stderr
     manifest = read_manifest(str(tmp_path / "out")).set_index("relative_path")
@@ -235,7 +292,7 @@ def test_device_faults_stop_the_job_and_out_of_memory_does_not():
 # A symlinked output folder ------------------------------------------------------------------------------
 
 
-def test_resume_through_a_symlinked_output_folder_redoes_nothing(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_resume_through_a_symlinked_output_folder_redoes_nothing(tmp_path, fsdd_dir, tiny_model_url):
     archive = tmp_path / "in"
     for index in range(3):
         write_wav(archive / f"m{index}.wav", fsdd_mixture(fsdd_dir, index, index))
@@ -280,12 +337,21 @@ def test_manifest_appends_cost_linear_io_and_readers_always_see_every_row(tmp_pa
 # deepclust separate ------------------------------------------------------------------------------------
 
 
-def test_an_output_folder_inside_the_input_is_not_separated_again(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_an_output_folder_inside_the_input_is_not_separated_again(tmp_path, fsdd_dir, tiny_model_url):
     archive = tmp_path / "in"
     write_wav(archive / "m.wav", fsdd_mixture(fsdd_dir, 3, 3))
     for _ in range(2):
-        result = cli("separate", "--model", tiny_model_url, "--input", str(archive), "--out", str(archive / "sep"),
-                     "--device", "cpu")
+        result = cli(
+            "separate",
+            "--model",
+            tiny_model_url,
+            "--input",
+            str(archive),
+            "--out",
+            str(archive / "sep"),
+            "--device",
+            "cpu",
+        )
         assert result.returncode == 0, result.stderr
     manifest = read_manifest(str(archive / "sep"))
     assert list(manifest["relative_path"]) == ["m.wav"]
@@ -313,7 +379,7 @@ def test_prefect_task_results_are_json_never_pickle():
 # Hostile headers, non-regular files ---------------------------------------------------------------------
 
 
-def test_a_hostile_header_and_a_fifo_are_bad_inputs_and_the_run_goes_on(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_a_hostile_header_and_a_fifo_are_bad_inputs_and_the_run_goes_on(tmp_path, fsdd_dir, tiny_model_url):
     archive = tmp_path / "in"
     write_wav(archive / "good.wav", fsdd_mixture(fsdd_dir, 4, 4))
     header = tmp_path / "tiny.wav"
@@ -324,13 +390,25 @@ def test_a_hostile_header_and_a_fifo_are_bad_inputs_and_the_run_goes_on(tmp_path
     (archive / "hostile.wav").write_bytes(bytes(data))
     os.mkfifo(archive / "pipe.wav")  # opening it for reading would block for ever
     began = time.monotonic()
-    result = cli("separate", "--model", tiny_model_url, "--input", str(archive), "--out", str(tmp_path / "out"),
-                 "--device", "cpu", timeout=120)
+    result = cli(
+        "separate",
+        "--model",
+        tiny_model_url,
+        "--input",
+        str(archive),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - began < 100
     rows = read_manifest(str(tmp_path / "out")).set_index("relative_path")
     assert rows.loc["good.wav", "status"] == "done"
-    assert rows.loc["hostile.wav", "status"] == "failed" and "implausible sample rate" in rows.loc["hostile.wav", "error"]
+    assert (
+        rows.loc["hostile.wav", "status"] == "failed" and "implausible sample rate" in rows.loc["hostile.wav", "error"]
+    )
     assert rows.loc["pipe.wav", "status"] == "failed" and "not a regular file" in rows.loc["pipe.wav", "error"]
 
 
@@ -339,7 +417,6 @@ def test_a_hostile_header_and_a_fifo_are_bad_inputs_and_the_run_goes_on(tmp_path
 
 def test_dependency_lower_bounds_exclude_known_vulnerable_releases():
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.version import Version
 
@@ -350,7 +427,7 @@ def test_dependency_lower_bounds_exclude_known_vulnerable_releases():
     assert requirements["torch"].contains(Version("2.13.0")) and requirements["pyarrow"].contains(Version("26.0.1"))
 
 
-def test_a_run_whose_lock_was_taken_over_stops_and_writes_nothing_more(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_a_run_whose_lock_was_taken_over_stops_and_writes_nothing_more(tmp_path, fsdd_dir, tiny_model_url):
     """Another run took ``out/.lock`` over (ours looked stale to it): ours must stop before its next commit and
     must not fold the manifest on its way out either."""
     from deepclust.storage_lock import LockLostError
@@ -362,12 +439,27 @@ def test_a_run_whose_lock_was_taken_over_stops_and_writes_nothing_more(tmp_path,
 
     def taken_over_after_first_batch(done, total):
         if done == 1:
-            (out / ".lock").write_text(json.dumps({"owner": "the-other-run", "host": "elsewhere", "pid": 1,
-                                                   "acquired": time.time(), "heartbeat": time.time()}))
+            (out / ".lock").write_text(
+                json.dumps(
+                    {
+                        "owner": "the-other-run",
+                        "host": "elsewhere",
+                        "pid": 1,
+                        "acquired": time.time(),
+                        "heartbeat": time.time(),
+                    }
+                )
+            )
 
     with pytest.raises(LockLostError, match="taken over"):
-        separate_archive(tiny_model_url, str(archive), str(out), files_per_batch=1, device="cpu",
-                         progress=taken_over_after_first_batch)
+        separate_archive(
+            tiny_model_url,
+            str(archive),
+            str(out),
+            files_per_batch=1,
+            device="cpu",
+            progress=taken_over_after_first_batch,
+        )
     assert len(read_manifest(str(out))) == 1  # the batch committed before the takeover is kept
     assert not (out / "manifest.parquet").exists()  # no fold by the run that lost the lock
     assert json.loads((out / ".lock").read_text())["owner"] == "the-other-run"  # and its lock left alone

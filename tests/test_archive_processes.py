@@ -7,19 +7,35 @@ from __future__ import annotations
 import json
 
 import pytest
+from archive_fixtures import PICKED
+from test_archive_runners import SUMMARY_FIGURES, comparable
 
 from deepclust.cli import main
-
-from archive_fixtures import tiny_model_url  # noqa: F401
-from test_archive_runners import PICKED, SUMMARY_FIGURES, comparable, small_archive  # noqa: F401
 
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_two_worker_processes_record_the_same_rows_as_the_plain_run(small_archive, tiny_model_url, tmp_path):  # noqa: F811
-    flags = ["--input", str(small_archive), "--model", tiny_model_url, "--device", "cpu", "--precision", "fp32",
-             "--files-per-batch", "2", "--window-seconds", "4", "--overlap-seconds", "1", "--listen", "0",
-             "--max-consecutive-failures", "10"]
+def test_two_worker_processes_record_the_same_rows_as_the_plain_run(small_archive, tiny_model_url, tmp_path):
+    flags = [
+        "--input",
+        str(small_archive),
+        "--model",
+        tiny_model_url,
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--files-per-batch",
+        "2",
+        "--window-seconds",
+        "4",
+        "--overlap-seconds",
+        "1",
+        "--listen",
+        "0",
+        "--max-consecutive-failures",
+        "10",
+    ]
     outs, summaries = {}, {}
     for runner, extra in (("plain", []), ("workers", ["--workers", "2"])):
         outs[runner] = str(tmp_path / runner)
@@ -32,14 +48,26 @@ def test_two_worker_processes_record_the_same_rows_as_the_plain_run(small_archiv
     for figure in SUMMARY_FIGURES:
         assert summaries["plain"][figure] == summaries["workers"][figure], figure
     # A rerun finds everything done, whichever runner made it.
-    main(["separate", *flags, "--out", outs["workers"], "--summary-json", str(tmp_path / "again.json"),
-          "--workers", "2"])
+    main(
+        ["separate", *flags, "--out", outs["workers"], "--summary-json", str(tmp_path / "again.json"), "--workers", "2"]
+    )
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["separated"] == 0 and again["already_done"] == len(PICKED) - 2
 
 
-def test_workers_must_be_at_least_one(tmp_path, tiny_model_url):  # noqa: F811
+def test_workers_must_be_at_least_one(tmp_path, tiny_model_url):
     with pytest.raises(SystemExit) as stop:
-        main(["separate", "--input", str(tmp_path), "--model", tiny_model_url, "--out", str(tmp_path / "o"),
-              "--workers", "0"])
+        main(
+            [
+                "separate",
+                "--input",
+                str(tmp_path),
+                "--model",
+                tiny_model_url,
+                "--out",
+                str(tmp_path / "o"),
+                "--workers",
+                "0",
+            ]
+        )
     assert stop.value.code == 2

@@ -14,17 +14,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from archive_fixtures import build_archive
 
 from deepclust.archive import read_manifest
-from archive_fixtures import build_archive, tiny_model_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(model, input_dir, out_dir, command="separate-archive") -> list[str]:
-    return [sys.executable, "-m", "deepclust.cli", command, "--model", str(model), "--input", str(input_dir),
-            "--out", str(out_dir), "--speakers", "2", "--window-seconds", "4", "--overlap-seconds", "1",
-            "--files-per-batch", "2", "--device", "cpu", "--listen", "0"]  # no spot-check page: outputs only
+    return [
+        sys.executable,
+        "-m",
+        "deepclust.cli",
+        command,
+        "--model",
+        str(model),
+        "--input",
+        str(input_dir),
+        "--out",
+        str(out_dir),
+        "--speakers",
+        "2",
+        "--window-seconds",
+        "4",
+        "--overlap-seconds",
+        "1",
+        "--files-per-batch",
+        "2",
+        "--device",
+        "cpu",
+        "--listen",
+        "0",
+    ]  # no spot-check page: outputs only
 
 
 def environment() -> dict:
@@ -37,18 +58,29 @@ def outputs_of(out_dir: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("command", ["separate-archive", "separate"])
-def test_killed_run_resumes_to_the_same_outputs(command, tmp_path, tiny_model_url, fsdd_dir, librispeech_dir):  # noqa: F811
+def test_killed_run_resumes_to_the_same_outputs(command, tmp_path, tiny_model_url, fsdd_dir, librispeech_dir):
     archive = tmp_path / "in"
     expected = build_archive(archive, fsdd_dir, librispeech_dir)
     inputs = len(expected["good"]) + len(expected["bad"])
 
     reference = tmp_path / "reference"
-    subprocess.run(cli(tiny_model_url, archive, reference), cwd=REPO, env=environment(), check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        cli(tiny_model_url, archive, reference),
+        cwd=REPO,
+        env=environment(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     out = tmp_path / "out"
-    run = subprocess.Popen(cli(tiny_model_url, archive, out, command), cwd=REPO, env=environment(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        cli(tiny_model_url, archive, out, command),
+        cwd=REPO,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Kill it once a few batches are committed, while outputs are still being written.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and run.poll() is None:
@@ -64,8 +96,14 @@ def test_killed_run_resumes_to_the_same_outputs(command, tmp_path, tiny_model_ur
             assert sf.info(str(out / url)).frames > 0, url  # outputs are recorded relative to out
     assert (out / ".lock").exists()  # the killed run could not release its lock
 
-    rerun = subprocess.run(cli(tiny_model_url, archive, out, command), cwd=REPO, env=environment(), capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(
+        cli(tiny_model_url, archive, out, command),
+        cwd=REPO,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"completed with {len(expected['bad'])} failed inputs" in rerun.stdout
     # Committed rows were kept, not redone (failed ones are retried by design).

@@ -10,31 +10,48 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import shutil
 import threading
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from archive_fixtures import PICKED, RestartableS3, talking_to, upload_fsdd_mixtures
 
 from deepclust import archive, storage
 from deepclust.archive import read_manifest
 
-from archive_fixtures import (RestartableS3, build_archive, talking_to, tiny_model_url,  # noqa: F401
-                              upload_fsdd_mixtures)
-from flows_fixtures import prefect_harness  # noqa: F401
-
 pytestmark = [pytest.mark.xdist_group("flows-archive"), pytest.mark.timeout(900)]
 
 # Every row column a runner could get wrong (timings differ from run to run, so they are left out).
-COMPARED = ["input", "relative_path", "output_stem", "status", "error", "duration", "sample_rate", "channels",
-            "downmix", "output_sample_rate", "windows", "n_speakers", "input_id", "model_sha256", "settings"]
-# Mono and stereo, short and long (windows), WAV/FLAC/OGG, a name collision, and two bad inputs.
-PICKED = ["calls/mix_00.wav", "calls/2024/day 1/mix_01.flac", "meetings/room (b)/mix_02.ogg",
-          "zz_long/lecture_stereo.flac", "collide/take.flac", "collide/take.wav", "bad/nan.wav", "bad/not_audio.wav"]
-SUMMARY_FIGURES = ["inputs", "already_done", "separated", "done", "failed", "transient", "manifest_writes",
-                   "manifest_rows_written", "message"]
+COMPARED = [
+    "input",
+    "relative_path",
+    "output_stem",
+    "status",
+    "error",
+    "duration",
+    "sample_rate",
+    "channels",
+    "downmix",
+    "output_sample_rate",
+    "windows",
+    "n_speakers",
+    "input_id",
+    "model_sha256",
+    "settings",
+]
+SUMMARY_FIGURES = [
+    "inputs",
+    "already_done",
+    "separated",
+    "done",
+    "failed",
+    "transient",
+    "manifest_writes",
+    "manifest_rows_written",
+    "message",
+]
 
 
 def comparable(out: str) -> pd.DataFrame:
@@ -45,28 +62,44 @@ def comparable(out: str) -> pd.DataFrame:
     return rows.sort_values("relative_path").reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def small_archive(tmp_path_factory, fsdd_dir, librispeech_dir):
-    whole = tmp_path_factory.mktemp("runners-archive") / "whole"
-    build_archive(whole, fsdd_dir, librispeech_dir)
-    root = whole.parent / "in"
-    for rel in PICKED:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(whole / rel, root / rel)
-    return root
-
-
-def test_plain_and_prefect_runners_record_the_same_rows_for_the_same_flags(small_archive, tiny_model_url,  # noqa: F811
-                                                                            prefect_harness, tmp_path):  # noqa: F811
+def test_plain_and_prefect_runners_record_the_same_rows_for_the_same_flags(
+    small_archive, tiny_model_url, prefect_harness, tmp_path
+):
     """``deepclust separate`` with and without ``--prefect``, every job flag set away from its default: the same
     rows (status, error, settings with k-means, precision and channel, outputs), the same summary figures
     (manifest I/O included), and a listening page from both."""
     from flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
 
-    flags = ["--input", str(small_archive), "--model", tiny_model_url, "--device", "cpu", "--kmeans", "torch",
-             "--precision", "fp32", "--channel", "2", "--files-per-batch", "3", "--window-seconds", "4",
-             "--overlap-seconds", "1", "--batch-size", "4", "--max-consecutive-failures", "10",
-             "--retry-minutes", "1", "--listen", "2", "--inference", "kmeans"]
+    flags = [
+        "--input",
+        str(small_archive),
+        "--model",
+        tiny_model_url,
+        "--device",
+        "cpu",
+        "--kmeans",
+        "torch",
+        "--precision",
+        "fp32",
+        "--channel",
+        "2",
+        "--files-per-batch",
+        "3",
+        "--window-seconds",
+        "4",
+        "--overlap-seconds",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-consecutive-failures",
+        "10",
+        "--retry-minutes",
+        "1",
+        "--listen",
+        "2",
+        "--inference",
+        "kmeans",
+    ]
     outs, summaries = {}, {}
     for runner, extra in (("plain", []), ("prefect", ["--prefect"])):
         outs[runner] = str(tmp_path / runner)
@@ -88,8 +121,9 @@ def test_plain_and_prefect_runners_record_the_same_rows_for_the_same_flags(small
         assert (recorded["inference"], recorded["window_seconds"]) == ("kmeans", 4.0), recorded
     stereo = plain.set_index("relative_path").loc["calls/2024/day 1/mix_01.flac"]
     assert stereo["downmix"] == "channel 2 of 2, chosen by --channel"
-    assert stereo["outputs"] and all(storage.exists(storage.join(outs["prefect"], name))
-                                     for name in stereo["outputs"].split(" "))
+    assert stereo["outputs"] and all(
+        storage.exists(storage.join(outs["prefect"], name)) for name in stereo["outputs"].split(" ")
+    )
 
     for figure in SUMMARY_FIGURES:
         assert summaries["plain"][figure] == summaries["prefect"][figure], figure
@@ -161,15 +195,16 @@ class RetryWarnings(logging.Handler):
 
 
 @pytest.mark.slow  # eight restarts of a real S3 server: about four minutes on two cores
-def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_path, fsdd_dir, tiny_model_url,  # noqa: F811
-                                                                         prefect_harness):  # noqa: F811
+def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(
+    tmp_path, fsdd_dir, tiny_model_url, prefect_harness
+):
     """Input and output on S3; the store goes down as the listing begins, as the first batch begins, as the last
     batch's lock check and commit begin, and as the compaction begins, each time for a few seconds. Both runners
     retry every one of these through the outage and end with every input done and the same rows."""
-    from flows.separate_archive import separate_archive_flow
     from deepclust.archive_config import ArchiveJobConfig
     from deepclust.manifest_log import ManifestLog
     from deepclust.storage_lock import FolderLock
+    from flows.separate_archive import separate_archive_flow
 
     server = RestartableS3(tmp_path / "s3")
     server.start()
@@ -179,8 +214,9 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(tmp_pa
         job = ArchiveJobConfig(files_per_batch=2, device="cpu", kmeans="torch", retry_seconds=120.0)
         runs = {
             "plain": lambda out: archive.separate_archive(tiny_model_url, server.server.url("in"), out, job),
-            "prefect": lambda out: separate_archive_flow(tiny_model_url, server.server.url("in"), out, job,
-                                                         max_workers=1, return_state=True),
+            "prefect": lambda out: separate_archive_flow(
+                tiny_model_url, server.server.url("in"), out, job, max_workers=1, return_state=True
+            ),
         }
         rows, summaries = {}, {}
         for runner, run in runs.items():

@@ -11,18 +11,17 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from archive_fixtures import build_archive, fsdd_mixture, upload_folder
 
 from deepclust import storage
 from deepclust.archive import commit_manifest, job_settings, plan_archive, read_manifest, separate_archive
 from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import list_archive, output_stem
+from deepclust.separation.long import WindowConfig
+from deepclust.separation.separator import Separator
 from deepclust.storage_lock import FolderLock as ArchiveLock
 from deepclust.storage_lock import LockBusyError
 from deepclust.storage_lock import folder_lock as archive_lock
-from deepclust.separation.long import WindowConfig
-from deepclust.separation.separator import Separator
-
-from archive_fixtures import build_archive, fsdd_mixture, s3_server, tiny_model_url, upload_folder  # noqa: F401
 
 # 4 s windows: the two 13 s LibriSpeech mixtures go through the long-recording path (4 windows each).
 WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
@@ -35,7 +34,7 @@ def archive(tmp_path_factory, fsdd_dir, librispeech_dir):
 
 
 @pytest.fixture(scope="module")
-def separator(tiny_model_url):  # noqa: F811
+def separator(tiny_model_url):
     return Separator(tiny_model_url, device="cpu")
 
 
@@ -101,14 +100,15 @@ def test_archive_on_local_disk_separates_good_files_and_records_bad_ones(archive
     (root / "late" / "new.wav").write_bytes((root / "calls" / "mix_00.wav").read_bytes())
     (out / "calls" / "mix_04" / "s2.wav").unlink()
     todo, done = plan_archive(str(root), str(out), 2, job_settings(separator.model_url, WINDOW))
-    assert sorted(item["relative_path"] for item in todo) == sorted(["late/new.wav", "calls/mix_04.flac",
-                                                                     *expected["bad"]])
+    assert sorted(item["relative_path"] for item in todo) == sorted(
+        ["late/new.wav", "calls/mix_04.flac", *expected["bad"]]
+    )
     assert len(done) == len(expected["good"]) - 1
     (root / "late" / "new.wav").unlink()
     (root / "late").rmdir()
 
 
-def test_archive_on_s3_separates_good_files_and_records_bad_ones(archive, separator, s3_server):  # noqa: F811
+def test_archive_on_s3_separates_good_files_and_records_bad_ones(archive, separator, s3_server):
     root, expected = archive
     fs = s3_server.filesystem()
     upload_folder(fs, root, f"{s3_server.bucket}/in")
@@ -121,7 +121,7 @@ def test_archive_on_s3_separates_good_files_and_records_bad_ones(archive, separa
     assert not fs.exists(f"{s3_server.bucket}/out/.lock")
 
 
-def test_unreadable_object_is_recorded_and_the_batch_goes_on(archive, separator, s3_server):  # noqa: F811
+def test_unreadable_object_is_recorded_and_the_batch_goes_on(archive, separator, s3_server):
     root, _ = archive
     fs = s3_server.filesystem()
     prefix = f"{s3_server.bucket}/vanishing"
@@ -174,8 +174,17 @@ def test_lock_of_a_killed_process_on_this_host_is_taken_over(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".lock").write_text(json.dumps({"owner": "killed", **machine_identity(), "pid": _dead_pid(),
-                                           "acquired": time.time(), "heartbeat": time.time()}))
+    (out / ".lock").write_text(
+        json.dumps(
+            {
+                "owner": "killed",
+                **machine_identity(),
+                "pid": _dead_pid(),
+                "acquired": time.time(),
+                "heartbeat": time.time(),
+            }
+        )
+    )
     with archive_lock(str(out), settle_seconds=0.0) as lock:
         assert lock.owns()
 
@@ -189,28 +198,41 @@ def test_a_live_lock_of_another_container_with_our_host_name_is_not_taken(tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     other = {**machine_identity(), "pid_namespace": "pid:[4026531999]"}  # same host name, another namespace
-    (out / ".lock").write_text(json.dumps({"owner": "other-container", **other, "pid": _dead_pid(),
-                                           "acquired": time.time(), "heartbeat": time.time()}))
+    (out / ".lock").write_text(
+        json.dumps(
+            {"owner": "other-container", **other, "pid": _dead_pid(), "acquired": time.time(), "heartbeat": time.time()}
+        )
+    )
     with pytest.raises(LockBusyError, match="other-container.*--break-lock"):
         ArchiveLock(str(out), settle_seconds=0.0).acquire()
     with archive_lock(str(out), settle_seconds=0.0, break_lock=True) as lock:
         assert lock.owns()
     # A stale limit of the user's choosing: a heartbeat 2 minutes old is stale under --lock-stale-minutes 1.
-    (out / ".lock").write_text(json.dumps({"owner": "other-container", **other, "pid": 1,
-                                           "acquired": time.time(), "heartbeat": time.time() - 120}))
+    (out / ".lock").write_text(
+        json.dumps(
+            {"owner": "other-container", **other, "pid": 1, "acquired": time.time(), "heartbeat": time.time() - 120}
+        )
+    )
     with pytest.raises(LockBusyError):
         ArchiveLock(str(out), settle_seconds=0.0).acquire()
     with archive_lock(str(out), settle_seconds=0.0, stale_minutes=1) as lock:
         assert lock.owns()
 
 
-@pytest.mark.parametrize("name, stem", [("a/b c/x.flac", "a/b_c/x"), ("../../etc/passwd.wav", "etc/passwd"),
-                                        ("/abs/..hidden.wav", "abs/hidden"), ("..wav", "wav")])
+@pytest.mark.parametrize(
+    "name, stem",
+    [
+        ("a/b c/x.flac", "a/b_c/x"),
+        ("../../etc/passwd.wav", "etc/passwd"),
+        ("/abs/..hidden.wav", "abs/hidden"),
+        ("..wav", "wav"),
+    ],
+)
 def test_output_folder_never_leaves_out(name, stem):
     assert output_stem(name) == stem
 
 
-def test_cli_separates_an_s3_prefix_with_the_endpoint_from_the_environment(archive, tiny_model_url, s3_server):  # noqa: F811
+def test_cli_separates_an_s3_prefix_with_the_endpoint_from_the_environment(archive, tiny_model_url, s3_server):
     import subprocess
     import sys
 
@@ -219,9 +241,25 @@ def test_cli_separates_an_s3_prefix_with_the_endpoint_from_the_environment(archi
     for name in ("mix_03.wav", "bad/nan.wav"):
         fs.put_file(str(root / name), f"{s3_server.bucket}/cli/in/{name}")
     result = subprocess.run(
-        [sys.executable, "-m", "deepclust.cli", "separate-archive", "--model", tiny_model_url,
-         "--input", s3_server.url("cli", "in"), "--out", s3_server.url("cli", "out"), "--device", "cpu"],
-        env={**os.environ, **s3_server.env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "deepclust.cli",
+            "separate-archive",
+            "--model",
+            tiny_model_url,
+            "--input",
+            s3_server.url("cli", "in"),
+            "--out",
+            s3_server.url("cli", "out"),
+            "--device",
+            "cpu",
+        ],
+        env={**os.environ, **s3_server.env(), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "completed with 1 failed inputs" in result.stdout and "non-finite" in result.stderr
     assert fs.exists(f"{s3_server.bucket}/cli/out/mix_03/s2.wav")
@@ -257,12 +295,15 @@ def test_done_means_same_input_model_and_settings_and_folders_never_move(tmp_pat
     other_model.write_bytes(open(tiny_model_url, "rb").read() + b"\0")  # another file: another checksum
     everything = sorted(["a.wav", "a.flac", "b.wav", "manifest.parquet.wav"])
     assert todo_of(stamp={**stamp, "model_sha256": storage.sha256_of(str(other_model))})[0] == everything
-    assert todo_of(stamp=job_settings(tiny_model_url, WindowConfig(window_seconds=4.0, overlap_seconds=1.0)))[0] == everything
+    assert (
+        todo_of(stamp=job_settings(tiny_model_url, WindowConfig(window_seconds=4.0, overlap_seconds=1.0)))[0]
+        == everything
+    )
     todo, stems = todo_of(n_speakers=3)  # asking for 3 speakers redoes everything, in the same folders
     assert todo == everything and stems["a.wav"] == "a"
 
 
-def test_symlinked_subfolder_of_an_archive_is_separated_and_resumes(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_symlinked_subfolder_of_an_archive_is_separated_and_resumes(tmp_path, fsdd_dir, tiny_model_url):
     import os
 
     from deepclust.archive import separate_archive
@@ -282,7 +323,7 @@ def test_symlinked_subfolder_of_an_archive_is_separated_and_resumes(tmp_path, fs
     assert again["already_done"] == 2 and again["separated"] == 0
 
 
-def test_temporary_manifest_of_a_killed_write_is_removed_on_resume(tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+def test_temporary_manifest_of_a_killed_write_is_removed_on_resume(tmp_path, fsdd_dir, tiny_model_url):
     """A SIGKILL during the manifest's atomic write leaves ``.tmp-manifest.parquet-*``; the next run's
     lock holder deletes it (seen once in a fresh-clone CI run of the kill-and-resume test)."""
     from deepclust.archive import separate_archive

@@ -49,7 +49,7 @@ def test_resampling_round_trip_keeps_speech(fsdd_dir):
     speech, sr = read_audio(fsdd_dir / "3_jackson_7.wav")
     back = resample(resample(speech, 8000, 16000), 16000, 8000)
     error = back[200:-200] - speech[200:-200]
-    assert 10 * np.log10(np.sum(speech ** 2) / np.sum(error ** 2)) > 30
+    assert 10 * np.log10(np.sum(speech**2) / np.sum(error**2)) > 30
 
 
 def test_read_with_target_rate(librispeech_dir):
@@ -76,18 +76,26 @@ def test_bad_audio_raises_one_error_naming_file_and_reason(tmp_path, fsdd_dir, c
         read_audio(path)
     error = caught.value
     assert error.path == str(path) and str(error).startswith(str(path) + ": ")
-    expected = {"missing": "no such file", "not_audio": "text file named .wav, not audio",
-                "truncated": "truncated WAV: the file ends after 30 bytes, before its audio data begins",
-                "empty": "0 samples", "nan": "non-finite", "inf": "non-finite"}[case]
+    expected = {
+        "missing": "no such file",
+        "not_audio": "text file named .wav, not audio",
+        "truncated": "truncated WAV: the file ends after 30 bytes, before its audio data begins",
+        "empty": "0 samples",
+        "nan": "non-finite",
+        "inf": "non-finite",
+    }[case]
     assert expected in error.reason
 
 
-@pytest.mark.parametrize("array, reason", [
-    (np.zeros((2, 3, 4)), "wrong shape"),
-    (np.zeros((0, 100)), "no channels"),
-    (np.zeros(0), "0 samples"),
-    (np.array(["a", "b"]), "not numeric"),
-])
+@pytest.mark.parametrize(
+    "array, reason",
+    [
+        (np.zeros((2, 3, 4)), "wrong shape"),
+        (np.zeros((0, 100)), "no channels"),
+        (np.zeros(0), "0 samples"),
+        (np.array(["a", "b"]), "not numeric"),
+    ],
+)
 def test_wrong_shaped_arrays_are_bad_audio(array, reason):
     with pytest.raises(BadAudioError, match=reason):
         check_waveform(array, "in-memory")

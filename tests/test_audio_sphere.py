@@ -13,8 +13,15 @@ from deepclust.audio import audio_info, read_audio
 from deepclust.corpora.wsj0 import prepare_wsj0, resolve_wsj0_path
 from deepclust.errors import BadAudioError
 
-NAMES = ["123_1pcbe_shn", "123_1pcle_shn", "123_1ulaw_shn", "123_2alaw", "123_2pcbe_shn", "123_2pcle_shn",
-         "123_2ulaw_shn"]
+NAMES = [
+    "123_1pcbe_shn",
+    "123_1pcle_shn",
+    "123_1ulaw_shn",
+    "123_2alaw",
+    "123_2pcbe_shn",
+    "123_2pcle_shn",
+    "123_2ulaw_shn",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def test_wv1_suffix_is_read_as_sphere(sphere_dir, tmp_path):
 def test_damaged_sphere_files_are_bad_inputs_naming_the_file(sphere_dir, tmp_path):
     raw = (sphere_dir / "123_1pcle_shn.sph").read_bytes()
     truncated = tmp_path / "truncated.wv1"
-    truncated.write_bytes(raw[:1024 + 300])  # the header and a sliver of the shorten stream
+    truncated.write_bytes(raw[: 1024 + 300])  # the header and a sliver of the shorten stream
     garbled = tmp_path / "garbled.sph"
     garbled.write_bytes(b"NIST_1A\n   1024\nsample_rate -i nonsense\n" + b"\0" * 2000)
     for path in (truncated, garbled):
@@ -55,14 +62,20 @@ def test_damaged_sphere_files_are_bad_inputs_naming_the_file(sphere_dir, tmp_pat
 # mono; 02co0301 is a two-channel test file whose channels cancel (one is the other negated): it is mixed
 # from its loudest channel (deepclust.downmix), never as the silence its mean is.
 TREE = [
-    ("si_tr_s", "01t", "01to0300.wv1", "123_1pcle_shn"), ("si_tr_s", "01t", "01to0301.wv1", "123_1ulaw_shn"),
-    ("si_tr_s", "02c", "02co0300.wv1", "123_1pcbe_shn"), ("si_tr_s", "02c", "02co0301.wv1", "123_2ulaw_shn"),
-    ("si_tr_s", "40a", "40ao0300.wv1", "123_1ulaw_shn"), ("si_tr_s", "40a", "40ao0301.wv1", "123_1pcle_shn"),
-    ("si_dt_05", "050", "050o0300.wv1", "123_1pcbe_shn"), ("si_et_05", "440", "440o0300.wv1", "123_1pcle_shn"),
+    ("si_tr_s", "01t", "01to0300.wv1", "123_1pcle_shn"),
+    ("si_tr_s", "01t", "01to0301.wv1", "123_1ulaw_shn"),
+    ("si_tr_s", "02c", "02co0300.wv1", "123_1pcbe_shn"),
+    ("si_tr_s", "02c", "02co0301.wv1", "123_2ulaw_shn"),
+    ("si_tr_s", "40a", "40ao0300.wv1", "123_1ulaw_shn"),
+    ("si_tr_s", "40a", "40ao0301.wv1", "123_1pcle_shn"),
+    ("si_dt_05", "050", "050o0300.wv1", "123_1pcbe_shn"),
+    ("si_et_05", "440", "440o0300.wv1", "123_1pcle_shn"),
 ]
 LISTS = {
-    "tr": ["wsj0/si_tr_s/01t/01to0300.wv1 1.9857 wsj0/si_tr_s/02c/02co0300.wv1 -1.9857",
-           "wsj0/si_tr_s/40a/40ao0300.wv1 0.5 wsj0/si_tr_s/02c/02co0301.wv1 -0.5"],
+    "tr": [
+        "wsj0/si_tr_s/01t/01to0300.wv1 1.9857 wsj0/si_tr_s/02c/02co0300.wv1 -1.9857",
+        "wsj0/si_tr_s/40a/40ao0300.wv1 0.5 wsj0/si_tr_s/02c/02co0301.wv1 -0.5",
+    ],
     "cv": ["wsj0/si_tr_s/01t/01to0301.wv1 2.2 wsj0/si_tr_s/40a/40ao0301.wv1 -2.2"],
     "tt": ["wsj0/si_dt_05/050/050o0300.wv1 1.25 wsj0/si_et_05/440/440o0300.wv1 -1.25"],
 }
@@ -107,9 +120,22 @@ def test_reproduce_runs_on_the_ldc_tree_with_official_lists(ldc_tree, tmp_path):
     lists.mkdir()
     for split, lines in LISTS.items():
         (lists / f"mix_2_spk_{split}.txt").write_text("\n".join(lines) + "\n")
-    args = build_parser().parse_args(["reproduce", "--corpus", "wsj0", "--wsj0-root", str(ldc_tree), "--mix-lists",
-                                      str(lists), "--quick", "--set", "mix.test_speaker_counts=2",
-                                      "--out", str(tmp_path / "run")])
+    args = build_parser().parse_args(
+        [
+            "reproduce",
+            "--corpus",
+            "wsj0",
+            "--wsj0-root",
+            str(ldc_tree),
+            "--mix-lists",
+            str(lists),
+            "--quick",
+            "--set",
+            "mix.test_speaker_counts=2",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     config = reproduce_config_from_args(args)
     config.mix.test_speaker_counts = (2,)
     config.train = dataclasses.replace(config.train, max_epochs=1, steps_per_epoch=2)
@@ -133,8 +159,12 @@ def test_separate_archive_reads_sphere_inputs(sphere_dir, tmp_path):
 
     torch.manual_seed(0)
     model = tmp_path / "tiny.pt"
-    save_model(str(model), DeepClusteringNet(ModelConfig(hidden=8, layers=1, emb_dim=4)),
-               FeatureStats(np.zeros(129), np.ones(129)), FeatureConfig().to_dict())
+    save_model(
+        str(model),
+        DeepClusteringNet(ModelConfig(hidden=8, layers=1, emb_dim=4)),
+        FeatureStats(np.zeros(129), np.ones(129)),
+        FeatureConfig().to_dict(),
+    )
     archive = tmp_path / "archive"
     archive.mkdir()
     shutil.copy(sphere_dir / "123_1pcle_shn.sph", archive / "a.wv1")

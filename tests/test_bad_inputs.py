@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from archive_fixtures import fsdd_mixture, upload_folder
 
 from deepclust import storage
 from deepclust.archive import read_manifest, separate_archive
@@ -28,8 +29,6 @@ from deepclust.separation.inputs import output_stem, relative_to
 from deepclust.separation.long import WindowConfig
 from deepclust.separation.separator import Separator
 from deepclust.workspace import PREFIX as SCRATCH_PREFIX
-
-from archive_fixtures import fsdd_mixture, s3_server, tiny_model_url, upload_folder  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 8000
@@ -79,8 +78,14 @@ def good_mixture(fsdd_dir) -> np.ndarray:
 
 
 def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepclust.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deepclust.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=300,
+    )
 
 
 def check_rows(manifest, summary: dict, expected: dict, out_url: str) -> None:
@@ -113,12 +118,23 @@ def check_downmix(manifest) -> None:
     assert downmix.startswith("channel ") and "of 2, the loudest: the mean of the channels is" in downmix, downmix
 
 
-def test_bad_inputs_on_local_disk_get_plain_reasons_and_leave_nothing(tmp_path, good_mixture, tiny_model_url):  # noqa: F811
+def test_bad_inputs_on_local_disk_get_plain_reasons_and_leave_nothing(tmp_path, good_mixture, tiny_model_url):
     root, out = tmp_path / "in", tmp_path / "out"
     make_inputs(root, good_mixture)
     os.mkfifo(root / "pipe.wav")
-    result = cli("separate", "--model", tiny_model_url, "--input", str(root), "--out", str(out), "--device", "cpu",
-                 "--summary-json", str(tmp_path / "summary.json"))
+    result = cli(
+        "separate",
+        "--model",
+        tiny_model_url,
+        "--input",
+        str(root),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     manifest = read_manifest(str(out))
@@ -126,15 +142,26 @@ def test_bad_inputs_on_local_disk_get_plain_reasons_and_leave_nothing(tmp_path, 
     check_downmix(manifest)
 
 
-def test_bad_inputs_on_s3_get_the_same_reasons_naming_the_object(tmp_path, good_mixture, tiny_model_url,  # noqa: F811
-                                                               s3_server):  # noqa: F811
+def test_bad_inputs_on_s3_get_the_same_reasons_naming_the_object(tmp_path, good_mixture, tiny_model_url, s3_server):
     root = tmp_path / "in"
     make_inputs(root, good_mixture)
     fs = s3_server.filesystem()
     upload_folder(fs, root, f"{s3_server.bucket}/bad-inputs/in")
     input_url, out_url = s3_server.url("bad-inputs", "in"), s3_server.url("bad-inputs", "out")
-    result = cli("separate", "--model", tiny_model_url, "--input", input_url, "--out", out_url, "--device", "cpu",
-                 "--summary-json", str(tmp_path / "summary.json"), env=s3_server.env())
+    result = cli(
+        "separate",
+        "--model",
+        tiny_model_url,
+        "--input",
+        input_url,
+        "--out",
+        out_url,
+        "--device",
+        "cpu",
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+        env=s3_server.env(),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     manifest = read_manifest(out_url)
@@ -162,7 +189,7 @@ def test_a_quiet_channel_is_not_silence_and_silence_is_below_minus_90_dbfs(tmp_p
     with pytest.raises(BadAudioError, match=r"all-silent audio: all 2 channels are below -90 dBFS peak"):
         BlockReader(str(tmp_path / "dither.wav"), RATE)
     speech = good_mixture[:8000]
-    sf.write(tmp_path / "one_live.wav", np.stack([lsb[:len(speech)], speech], axis=1), RATE)
+    sf.write(tmp_path / "one_live.wav", np.stack([lsb[: len(speech)], speech], axis=1), RATE)
     reader = BlockReader(str(tmp_path / "one_live.wav"), RATE)
     assert reader.downmix == "mean of 2 channels"  # the mean is 6 dB below: no cancellation
     reader.close()
@@ -185,8 +212,9 @@ def test_blocks_and_whole_file_make_the_same_channel_choice(tmp_path, good_mixtu
     reader.close()
 
 
-def test_channel_option_chooses_the_channel_everywhere_and_is_part_of_the_settings(tmp_path, good_mixture,
-                                                                                  tiny_model_url):  # noqa: F811
+def test_channel_option_chooses_the_channel_everywhere_and_is_part_of_the_settings(
+    tmp_path, good_mixture, tiny_model_url
+):
     """``--channel 2`` reaches short inputs and long ones (windows), is named in the row and in its settings,
     and a rerun without it separates again (other outputs)."""
     root, out = tmp_path / "in", tmp_path / "out"
@@ -211,8 +239,10 @@ def test_channel_option_chooses_the_channel_everywhere_and_is_part_of_the_settin
 
     # A channel the file does not have, or a silent one, is the user's to fix: said so, nothing written.
     sf.write(root / "right_dead.wav", np.stack([good_mixture, 0 * good_mixture], axis=1), RATE)
-    items = [{"relative_path": "right_dead.wav", "input": str(root / "right_dead.wav"), "n_speakers": 2},
-             {"relative_path": "short.wav", "input": str(root / "short.wav"), "n_speakers": 2}]
+    items = [
+        {"relative_path": "right_dead.wav", "input": str(root / "right_dead.wav"), "n_speakers": 2},
+        {"relative_path": "short.wav", "input": str(root / "short.wav"), "n_speakers": 2},
+    ]
     dead, _ = separate_items(separator, items, str(tmp_path / "out3"), window, channel=2)
     assert dead["status"] == "failed" and "channel 2 of 2, chosen by --channel, is silent" in dead["error"]
     three = separate_items(separator, items[1:], str(tmp_path / "out4"), window, channel=3)[0]
@@ -220,7 +250,7 @@ def test_channel_option_chooses_the_channel_everywhere_and_is_part_of_the_settin
     assert not (tmp_path / "out3" / "right_dead").exists() and not (tmp_path / "out4" / "short").exists()
 
 
-def test_the_seven_sph2pipe_files_all_separate(corpora_dir, tmp_path, tiny_model_url):  # noqa: F811
+def test_the_seven_sph2pipe_files_all_separate(corpora_dir, tmp_path, tiny_model_url):
     """Four of LDC's sph2pipe test files hold a second channel that is the first with its polarity inverted:
     they separate from their first channel, as the one-channel files of the same utterance do."""
     root = tmp_path / "in"

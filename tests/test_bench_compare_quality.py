@@ -36,10 +36,16 @@ def test_paired_differences_call_a_real_gain_better_a_loss_worse_and_noise_level
 
 
 def test_the_corpora_of_set_b_are_compared_alone_pooled_and_with_c():
-    sets = {"b-fsdd: never trained on (fsdd)": 0.0, "b-msc: never trained on (msc-malayalam)": 0.0,
-            "c: held out, room + noise": 0.0}
-    candidate = {"b-fsdd: never trained on (fsdd)": 0.2, "b-msc: never trained on (msc-malayalam)": 0.4,
-                 "c: held out, room + noise": -0.3}
+    sets = {
+        "b-fsdd: never trained on (fsdd)": 0.0,
+        "b-msc: never trained on (msc-malayalam)": 0.0,
+        "c: held out, room + noise": 0.0,
+    }
+    candidate = {
+        "b-fsdd: never trained on (fsdd)": 0.2,
+        "b-msc: never trained on (msc-malayalam)": 0.4,
+        "c: held out, room + noise": -0.3,
+    }
     table = paired(_rows(sets, jitter=False), _rows(candidate, jitter=True)).set_index("test set")
     assert table.loc["b (pooled)", "mixtures"] == 400 and abs(table.loc["b (pooled)", "difference"] - 0.3) < 1e-9
     assert table.loc["b + c (pooled)", "mixtures"] == 600

@@ -38,14 +38,29 @@ def test_a_model_that_names_a_never_trained_corpus_in_training_is_recognised(cor
     assert "fsdd/jackson" in bench.training_use(by_speakers, fsdd)
 
 
-def test_the_benchmark_refuses_to_score_a_model_on_a_corpus_it_trained_on(shipped, corpora_dir, tmp_path,
-                                                                         monkeypatch):
+def test_the_benchmark_refuses_to_score_a_model_on_a_corpus_it_trained_on(shipped, corpora_dir, tmp_path, monkeypatch):
     model_url = str(tmp_path / "trained-on-msc.pt")
     sources = [*shipped.extra["sources"], {"name": "msc-malayalam", "root": str(corpora_dir / "msc-malayalam")}]
-    save_model(model_url, shipped.model, shipped.feature_stats, shipped.feature_config,
-               extra={**shipped.extra, "sources": sources})
-    monkeypatch.setattr(sys, "argv", ["bench_quality_real.py", "--model", model_url, "--threads", "1",
-                                      "--source", str(corpora_dir / "speechocean762")])
+    save_model(
+        model_url,
+        shipped.model,
+        shipped.feature_stats,
+        shipped.feature_config,
+        extra={**shipped.extra, "sources": sources},
+    )
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "bench_quality_real.py",
+            "--model",
+            model_url,
+            "--threads",
+            "1",
+            "--source",
+            str(corpora_dir / "speechocean762"),
+        ],
+    )
     with pytest.raises(SystemExit, match="lists msc-malayalam in training"):
         bench.main()
 
@@ -61,7 +76,13 @@ def test_msc_mixtures_hold_every_speaker_and_are_the_same_on_every_draw():
 
 def test_age_brackets_count_as_children_only_when_the_whole_bracket_is_a_childs(corpora_dir):
     assert [bench.is_child(a) for a in (6, "15", "20-29", "<20", float("nan"), "")] == [
-        True, True, False, False, False, False]
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     sources = [bench.CorpusSource.parse(str(corpora_dir / "cv-fa-uz-tw"))]
     assert set(bench.speaker_ages(sources).values()) == {"adult"}  # brackets like "30-39" read without error
 
@@ -102,13 +123,16 @@ def test_the_pick_table_counts_both_corpora_of_set_b_in_its_pool(capsys):
     for key in ("b-fsdd", "b-msc"):
         rows = []
         for mixture in range(3):
-            rows += [{"mixture": mixture, "num_speakers": 2, "system": head, "sdri": 5.0},
-                     {"mixture": mixture, "num_speakers": 2, "system": soft, "sdri": 4.0 + mixture},
-                     {"mixture": mixture, "num_speakers": 2, "system": bench.PICK, "sdri": 5.0, "pick": "mask"}]
+            rows += [
+                {"mixture": mixture, "num_speakers": 2, "system": head, "sdri": 5.0},
+                {"mixture": mixture, "num_speakers": 2, "system": soft, "sdri": 4.0 + mixture},
+                {"mixture": mixture, "num_speakers": 2, "system": bench.PICK, "sdri": 5.0, "pick": "mask"},
+            ]
         frames[key] = pd.DataFrame(rows).assign(test_set=key + ": never trained on")
     bench.print_pick(frames, head, soft)
     lines = capsys.readouterr().out.splitlines()
     # 6 mixtures; oracle: soft wins mixture 2 (6 dB) of each corpus -> mean (5 + 5 + 6) / 3 = 5.33
     assert [line for line in lines if line.startswith("| b pooled")] == [
-        "| b pooled | 6 | 5.00 | 5.00 | 5.00 | 5.33 | 0% | 33% | 67% |"]
+        "| b pooled | 6 | 5.00 | 5.00 | 5.00 | 5.33 | 0% | 33% | 67% |"
+    ]
     assert not [line for line in lines if line.startswith("| b + c")]  # without set c it would repeat b pooled

@@ -52,23 +52,36 @@ RENAMED = [  # (command and its required arguments, field spelling, older spelli
 @pytest.mark.parametrize("command, field_flag, old_flag, value", RENAMED)
 def test_a_flag_spelled_as_its_field_and_its_older_spelling_parse_the_same(command, field_flag, old_flag, value):
     parser = build_parser()
-    assert vars(parser.parse_args([*command, field_flag, value])) == vars(parser.parse_args([*command, old_flag, value]))
+    assert vars(parser.parse_args([*command, field_flag, value])) == vars(
+        parser.parse_args([*command, old_flag, value])
+    )
 
 
 def test_defaults_are_read_from_the_configs_that_own_them():
     parser = build_parser()
     train = parser.parse_args(TRAIN)
-    assert (train.max_epochs, train.device, train.seed) == (TrainConfig.max_epochs, TrainConfig.device, TrainConfig.seed)
+    assert (train.max_epochs, train.device, train.seed) == (
+        TrainConfig.max_epochs,
+        TrainConfig.device,
+        TrainConfig.seed,
+    )
     dynamic = parser.parse_args(TRAIN_DYNAMIC)  # the TrainConfig flags both training commands share, one builder
     assert (dynamic.max_epochs, dynamic.learning_rate, dynamic.device, dynamic.seed, dynamic.precision) == (
-        TrainConfig.max_epochs, TrainConfig.learning_rate, TrainConfig.device, TrainConfig.seed, TrainConfig.precision)
+        TrainConfig.max_epochs,
+        TrainConfig.learning_rate,
+        TrainConfig.device,
+        TrainConfig.seed,
+        TrainConfig.precision,
+    )
     mix = parser.parse_args(MIX)
     assert mix.n_speakers == MixStageConfig.n_speakers
     assert tuple(int(n) for n in mix.test_speaker_counts.split(",")) == MixStageConfig.test_speaker_counts
     assert parser.parse_args(FEATURES).shard_format == FeatureConfig.shard_format
     separate = parser.parse_args(SEPARATE)
-    assert (separate.windows_per_batch, separate.window_seconds) == (WindowConfig.windows_per_batch,
-                                                                     WindowConfig.window_seconds)
+    assert (separate.windows_per_batch, separate.window_seconds) == (
+        WindowConfig.windows_per_batch,
+        WindowConfig.window_seconds,
+    )
     assert parser.parse_args(REPRODUCE).out == ReproduceConfig.run_root
 
 
@@ -84,10 +97,12 @@ SIGNATURE_OWNED = [  # (command, parsed attribute, the library call whose signat
 ]
 
 
-@pytest.mark.parametrize("command, attribute, owner, parameter", SIGNATURE_OWNED,
-                         ids=[f"{c[0]}-{a}" for c, a, _, _ in SIGNATURE_OWNED])
-def test_defaults_no_config_holds_are_read_from_the_library_call_that_owns_them(command, attribute, owner, parameter,
-                                                                                monkeypatch):
+@pytest.mark.parametrize(
+    "command, attribute, owner, parameter", SIGNATURE_OWNED, ids=[f"{c[0]}-{a}" for c, a, _, _ in SIGNATURE_OWNED]
+)
+def test_defaults_no_config_holds_are_read_from_the_library_call_that_owns_them(
+    command, attribute, owner, parameter, monkeypatch
+):
     default = _owner_default(owner, parameter)
     assert default is not inspect.Parameter.empty
     assert getattr(build_parser().parse_args(command), attribute) == default
@@ -99,19 +114,31 @@ def test_defaults_no_config_holds_are_read_from_the_library_call_that_owns_them(
         found = real_signature(func, *args, **kwargs)
         if func is not owner:
             return found
-        return found.replace(parameters=[p.replace(default=moved) if p.name == parameter else p
-                                         for p in found.parameters.values()])
+        return found.replace(
+            parameters=[p.replace(default=moved) if p.name == parameter else p for p in found.parameters.values()]
+        )
 
     monkeypatch.setattr(inspect, "signature", signature)
     assert getattr(build_parser().parse_args(command), attribute) is moved
 
 
 # (parsed attribute, the ArchiveJobConfig field that owns its default, field value -> flag value)
-JOB_CONFIG_OWNED = [(name, name, lambda value: value)
-                    for name in ("n_speakers", "files_per_batch", "device", "kmeans", "inference", "precision",
-                                 "channel", "stale_minutes", "break_lock", "max_consecutive_failures")]
-JOB_CONFIG_OWNED += [("retry_minutes", "retry_seconds", lambda seconds: seconds / 60),
-                     ("splits", "splits", ",".join)]
+JOB_CONFIG_OWNED = [
+    (name, name, lambda value: value)
+    for name in (
+        "n_speakers",
+        "files_per_batch",
+        "device",
+        "kmeans",
+        "inference",
+        "precision",
+        "channel",
+        "stale_minutes",
+        "break_lock",
+        "max_consecutive_failures",
+    )
+]
+JOB_CONFIG_OWNED += [("retry_minutes", "retry_seconds", lambda seconds: seconds / 60), ("splits", "splits", ",".join)]
 
 
 @pytest.mark.parametrize("command", [SEPARATE, SEPARATE_ARCHIVE], ids=lambda command: command[0])

@@ -10,20 +10,38 @@ from deepclust.cli import Runners
 from deepclust.recipe import reproduce as reproduce_module
 from deepclust.recipe.config import ReproduceConfig
 
-SUMMARY = {"failed_inputs": [], "message": "completed", "separated": 1, "already_done": 0, "failed": 0,
-           "real_time_factor": 10.0, "manifest_url": "out/manifest.parquet"}
+SUMMARY = {
+    "failed_inputs": [],
+    "message": "completed",
+    "separated": 1,
+    "already_done": 0,
+    "failed": 0,
+    "real_time_factor": 10.0,
+    "manifest_url": "out/manifest.parquet",
+}
 
 
 def _unexpected(*args, **kwargs):
     raise AssertionError("this runner must not be called")
 
 
-@pytest.mark.parametrize("command, flag", [("separate", ["--prefect"]),
-                                           ("separate-archive", ["--dask-address", "local"])])
+@pytest.mark.parametrize(
+    "command, flag", [("separate", ["--prefect"]), ("separate-archive", ["--dask-address", "local"])]
+)
 def test_prefect_flags_without_runners_exit_2_naming_the_deepclust_command(command, flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.main([command, "--model", str(tmp_path / "model.pt"), "--input", str(tmp_path), "--out",
-                  str(tmp_path / "out"), *flag])
+        cli.main(
+            [
+                command,
+                "--model",
+                str(tmp_path / "model.pt"),
+                "--input",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "out"),
+                *flag,
+            ]
+        )
     assert stop.value.code == 2
     message = capsys.readouterr().err
     assert f"`deepclust {command}`" in message and flag[0] in message and "python -m deepclust" in message
@@ -39,23 +57,70 @@ def test_prefect_flags_go_to_the_separate_runner_as_one_job_config(tmp_path):
         calls.append((model_url, input_url, out_url, config, options))
         return SUMMARY
 
-    cli.main(["separate", "--model", "m.pt", "--input", "in", "--out", "out", "--dask-address", "tcp://h:8786",
-              "--kmeans", "torch", "--window-seconds", "7", "--batch-size", "3", "--retry-minutes", "2",
-              "--workers", "2", "--splits", "all", "--channel", "1", "--break-lock", "--listen", "0"],
-             runners=Runners(reproduce=_unexpected, separate_archive_flow=separate_archive_flow))
-    (model_url, input_url, out_url, config, options), = calls
+    cli.main(
+        [
+            "separate",
+            "--model",
+            "m.pt",
+            "--input",
+            "in",
+            "--out",
+            "out",
+            "--dask-address",
+            "tcp://h:8786",
+            "--kmeans",
+            "torch",
+            "--window-seconds",
+            "7",
+            "--batch-size",
+            "3",
+            "--retry-minutes",
+            "2",
+            "--workers",
+            "2",
+            "--splits",
+            "all",
+            "--channel",
+            "1",
+            "--break-lock",
+            "--listen",
+            "0",
+        ],
+        runners=Runners(reproduce=_unexpected, separate_archive_flow=separate_archive_flow),
+    )
+    ((model_url, input_url, out_url, config, options),) = calls
     assert (model_url, input_url, out_url) == ("m.pt", "in", "out")
     assert options == {"dask_address": "tcp://h:8786", "max_workers": 2}
-    assert config == ArchiveJobConfig(kmeans="torch", window=WindowConfig(window_seconds=7, windows_per_batch=3),
-                                      retry_seconds=120, splits=None, channel=1, break_lock=True, listen=0)
+    assert config == ArchiveJobConfig(
+        kmeans="torch",
+        window=WindowConfig(window_seconds=7, windows_per_batch=3),
+        retry_seconds=120,
+        splits=None,
+        channel=1,
+        break_lock=True,
+        listen=0,
+    )
 
 
 def test_a_channel_counted_from_0_is_refused_before_any_runner_with_exit_2(tmp_path, capsys):
     runners = Runners(reproduce=_unexpected, separate_archive_flow=_unexpected)
     for given in (None, runners):
         with pytest.raises(SystemExit) as stop:
-            cli.main(["separate", "--model", "m.pt", "--input", "in", "--out", str(tmp_path / "out"), "--channel", "0",
-                      *(["--prefect"] if given else [])], runners=given)
+            cli.main(
+                [
+                    "separate",
+                    "--model",
+                    "m.pt",
+                    "--input",
+                    "in",
+                    "--out",
+                    str(tmp_path / "out"),
+                    "--channel",
+                    "0",
+                    *(["--prefect"] if given else []),
+                ],
+                runners=given,
+            )
         assert stop.value.code == 2
         assert "channel counts channels from 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -69,8 +134,9 @@ def _fake_record(regression=None) -> dict:
 def by_hand(monkeypatch):
     """The library's reproduce replaced by a recorder (no stage runs); returns the configs it was given."""
     configs = []
-    monkeypatch.setattr(reproduce_module, "reproduce", lambda config, **options: configs.append(config) or
-                        _fake_record())
+    monkeypatch.setattr(
+        reproduce_module, "reproduce", lambda config, **options: configs.append(config) or _fake_record()
+    )
     monkeypatch.setattr(reproduce_module, "print_summary", lambda record: None)
     return configs
 
@@ -97,10 +163,12 @@ def test_reproduce_with_runners_goes_through_the_flow_unless_no_prefect(by_hand,
 
 def test_a_quality_regression_exits_1_on_either_path(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce_module, "print_summary", lambda record: None)
-    monkeypatch.setattr(reproduce_module, "reproduce",
-                        lambda config, **options: _fake_record({"message": "2 dB below the best run"}))
-    runners = Runners(reproduce=lambda config, **options: _fake_record({"message": "worse"}),
-                      separate_archive_flow=_unexpected)
+    monkeypatch.setattr(
+        reproduce_module, "reproduce", lambda config, **options: _fake_record({"message": "2 dB below the best run"})
+    )
+    runners = Runners(
+        reproduce=lambda config, **options: _fake_record({"message": "worse"}), separate_archive_flow=_unexpected
+    )
     for given in (None, runners):
         with pytest.raises(SystemExit) as stop:
             cli.main(["reproduce", "--quick", "--out", str(tmp_path / "run")], runners=given)
@@ -126,10 +194,13 @@ def test_the_prefect_separate_runner_hands_the_flow_the_job_config_whole(monkeyp
     from deepclust.archive_config import ArchiveJobConfig
 
     calls = []
-    monkeypatch.setattr(flows.separate_archive, "separate_archive_flow",
-                        lambda *args, **options: calls.append((args, options)) or SUMMARY)
+    monkeypatch.setattr(
+        flows.separate_archive,
+        "separate_archive_flow",
+        lambda *args, **options: calls.append((args, options)) or SUMMARY,
+    )
     config = ArchiveJobConfig(kmeans="torch", retry_seconds=90)
     assert flows.cli.RUNNERS.separate_archive_flow("m.pt", "in", "out", config, dask_address="local") is SUMMARY
-    (args, options), = calls
+    ((args, options),) = calls
     assert args == ("m.pt", "in", "out", config)
     assert options == {"dask_address": "local", "max_workers": None}

@@ -17,13 +17,31 @@ from deepclust.model.checkpoint import save_model
 from deepclust.separation.inputs import safe_relative_stem
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["corpus", "mix", "features", "train", "train-dynamic", "export-model", "separate", "separate-archive", "compare",
-            "evaluate", "reproduce", "demo"]
+COMMANDS = [
+    "corpus",
+    "mix",
+    "features",
+    "train",
+    "train-dynamic",
+    "export-model",
+    "separate",
+    "separate-archive",
+    "compare",
+    "evaluate",
+    "reproduce",
+    "demo",
+]
 
 
 def run_cli(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "deepclust.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, check=check, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deepclust.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -59,7 +77,9 @@ def test_separate_folder_of_8k_and_16k_mixtures(tmp_path, fsdd_dir, tiny_model):
     (inputs / "notes.txt").write_text("not audio, not listed")
 
     out = tmp_path / "out"
-    result = run_cli("separate", "--model", str(tiny_model), "--input", str(inputs), "--out", str(out), "--speakers", "2")
+    result = run_cli(
+        "separate", "--model", str(tiny_model), "--input", str(inputs), "--out", str(out), "--speakers", "2"
+    )
     assert "3 separated, 0 already done, 2 failed" in result.stdout, result.stdout + result.stderr
 
     manifest = pd.read_parquet(out / "manifest.parquet")
@@ -81,8 +101,17 @@ def test_separate_folder_of_8k_and_16k_mixtures(tmp_path, fsdd_dir, tiny_model):
 
 def test_single_file_input_and_three_speakers(tmp_path, fsdd_dir, tiny_model):
     out = tmp_path / "out"
-    run_cli("separate", "--model", str(tiny_model), "--input", str(fsdd_dir / "2_theo_9.wav"), "--out", str(out),
-            "--speakers", "3")
+    run_cli(
+        "separate",
+        "--model",
+        str(tiny_model),
+        "--input",
+        str(fsdd_dir / "2_theo_9.wav"),
+        "--out",
+        str(out),
+        "--speakers",
+        "3",
+    )
     assert sorted(p.name for p in (out / "2_theo_9").iterdir()) == ["s1.wav", "s2.wav", "s3.wav"]
 
 
@@ -93,19 +122,33 @@ def test_the_listen_line_counts_the_inputs_the_page_holds_not_the_flag(tmp_path,
     inputs.mkdir()
     for name in ("1_theo_0.wav", "2_theo_9.wav"):
         (inputs / name).write_bytes((fsdd_dir / name).read_bytes())
-    command = ["separate", "--model", str(tiny_model), "--input", str(inputs), "--out", str(tmp_path / "out"),
-               "--device", "cpu", "--listen", "6"]
+    command = [
+        "separate",
+        "--model",
+        str(tiny_model),
+        "--input",
+        str(inputs),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--listen",
+        "6",
+    ]
     first, again = run_cli(*command), run_cli(*command)
     assert "2 separated, 0 already done" in first.stdout and "(a spot check of 2 inputs;" in first.stdout, first.stdout
     assert "0 separated, 2 already done" in again.stdout and "(a spot check of 0 inputs;" in again.stdout, again.stdout
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("/data/in/a/b.wav", "a/b"),
-    ("/data/in/../../etc/passwd.wav", "etc/passwd"),
-    ("/data/in/we ird$name.flac", "we_ird_name"),
-    ("/data/in/.hidden.wav", "hidden"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("/data/in/a/b.wav", "a/b"),
+        ("/data/in/../../etc/passwd.wav", "etc/passwd"),
+        ("/data/in/we ird$name.flac", "we_ird_name"),
+        ("/data/in/.hidden.wav", "hidden"),
+    ],
+)
 def test_output_names_cannot_escape_the_output_folder(name, expected):
     assert safe_relative_stem(name, "/data/in") == expected
 
@@ -117,11 +160,33 @@ def test_prefect_path_on_an_offline_machine_logs_no_telemetry_error(tmp_path, fs
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.wav").write_bytes((fsdd_dir / "1_theo_0.wav").read_bytes())
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "separate", "--model", str(tiny_model), "--input",
-                             str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--prefect", "--device", "cpu"],
-                            cwd=REPO, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "separate",
+            "--model",
+            str(tiny_model),
+            "--input",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "out"),
+            "--prefect",
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 separated" in result.stdout
     output = result.stdout + result.stderr

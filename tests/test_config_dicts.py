@@ -21,36 +21,52 @@ from deepclust.training.dynamic_mixing import DynamicMixConfig
 
 # json.dumps(config.to_dict()) as the hand-written to_dict methods wrote it, before they were replaced.
 WRITTEN_BEFORE = [
-    (ModelConfig(), '{"n_freq": 129, "hidden": 300, "layers": 2, "emb_dim": 20, "dropout": 0.0, "mask_heads": 0, '
-                    '"front_end": "none", "residual_layers": 0}'),
-    (ModelConfig.preset("chimera++-conv2"),
-     '{"n_freq": 129, "hidden": 400, "layers": 2, "emb_dim": 20, "dropout": 0.0, "mask_heads": 2, '
-     '"front_end": "conv2", "residual_layers": 0}'),
-    (TrainConfig(lr_halving_epochs=(3, 5), curriculum_chunk_frames=400, device="cpu"),
-     '{"chunk_frames": 100, "curriculum_chunk_frames": 400, "batch_size": 32, "learning_rate": 0.001, '
-     '"grad_clip": 5.0, "max_epochs": 100, "steps_per_epoch": null, "patience": 5, "min_delta": 0.0, "seed": 0, '
-     '"device": "cpu", "amp": true, "precision": "auto", "num_threads": null, "max_train_seconds": null, '
-     '"shuffle_buffer": 1024, "dc_loss": "classic", "mask_loss_weight": 0.5, "waveform_loss_weight": 0.0, '
-     '"lr_halving_patience": null, "lr_halving_epochs": [3, 5], "snapshot_every": null, "prefetch_batches": 0, '
-     '"compile": "auto"}'),
-    (DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(0.5, 0.5)),
-     '{"speaker_counts": [2, 3], "speaker_count_weights": [0.5, 0.5], "max_snr_db": 5.0, '
-     '"gain_db_range": [-25.0, 0.0], "cv_fraction": 0.05, "cv_mixtures": 256, "cv_seconds": 3.2, '
-     '"stats_mixtures": 512}'),
-    (AugmentConfig.recipe("/n"),
-     '{"room_probability": 0.25, "rt60_range": [0.1, 0.8], "early_ms": 50.0, "rooms": 300, '
-     '"noise_probability": 0.35, "snr_db_range": [0.0, 25.0], "noise_root": "/n", "coloured_noise_share": 0.3, '
-     '"channel_probability": 0.25, "eq_db": 6.0, "telephone_share": 0.4}'),
-    (FeatureConfig(stft=StftConfig(16000, 32.0, 8.0), shard_format="npz"),
-     '{"stft": {"sample_rate": 16000, "win_ms": 32.0, "hop_ms": 8.0}, "silence_db": 40.0, "log_floor": 1e-08, '
-     '"shard_format": "npz", "utterances_per_shard": 200}'),
+    (
+        ModelConfig(),
+        '{"n_freq": 129, "hidden": 300, "layers": 2, "emb_dim": 20, "dropout": 0.0, "mask_heads": 0, '
+        '"front_end": "none", "residual_layers": 0}',
+    ),
+    (
+        ModelConfig.preset("chimera++-conv2"),
+        '{"n_freq": 129, "hidden": 400, "layers": 2, "emb_dim": 20, "dropout": 0.0, "mask_heads": 2, '
+        '"front_end": "conv2", "residual_layers": 0}',
+    ),
+    (
+        TrainConfig(lr_halving_epochs=(3, 5), curriculum_chunk_frames=400, device="cpu"),
+        '{"chunk_frames": 100, "curriculum_chunk_frames": 400, "batch_size": 32, "learning_rate": 0.001, '
+        '"grad_clip": 5.0, "max_epochs": 100, "steps_per_epoch": null, "patience": 5, "min_delta": 0.0, "seed": 0, '
+        '"device": "cpu", "amp": true, "precision": "auto", "num_threads": null, "max_train_seconds": null, '
+        '"shuffle_buffer": 1024, "dc_loss": "classic", "mask_loss_weight": 0.5, "waveform_loss_weight": 0.0, '
+        '"lr_halving_patience": null, "lr_halving_epochs": [3, 5], "snapshot_every": null, "prefetch_batches": 0, '
+        '"compile": "auto"}',
+    ),
+    (
+        DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(0.5, 0.5)),
+        '{"speaker_counts": [2, 3], "speaker_count_weights": [0.5, 0.5], "max_snr_db": 5.0, '
+        '"gain_db_range": [-25.0, 0.0], "cv_fraction": 0.05, "cv_mixtures": 256, "cv_seconds": 3.2, '
+        '"stats_mixtures": 512}',
+    ),
+    (
+        AugmentConfig.recipe("/n"),
+        '{"room_probability": 0.25, "rt60_range": [0.1, 0.8], "early_ms": 50.0, "rooms": 300, '
+        '"noise_probability": 0.35, "snr_db_range": [0.0, 25.0], "noise_root": "/n", "coloured_noise_share": 0.3, '
+        '"channel_probability": 0.25, "eq_db": 6.0, "telephone_share": 0.4}',
+    ),
+    (
+        FeatureConfig(stft=StftConfig(16000, 32.0, 8.0), shard_format="npz"),
+        '{"stft": {"sample_rate": 16000, "win_ms": 32.0, "hop_ms": 8.0}, "silence_db": 40.0, "log_floor": 1e-08, '
+        '"shard_format": "npz", "utterances_per_shard": 200}',
+    ),
     (StftConfig(), '{"sample_rate": 8000, "win_ms": 32.0, "hop_ms": 8.0}'),
-    (WindowConfig(20.0, 4.0, 3, 0.1),
-     '{"window_seconds": 20.0, "overlap_seconds": 4.0, "windows_per_batch": 3, "context_seconds": 0.1}'),
+    (
+        WindowConfig(20.0, 4.0, 3, 0.1),
+        '{"window_seconds": 20.0, "overlap_seconds": 4.0, "windows_per_batch": 3, "context_seconds": 0.1}',
+    ),
 ]
 CONFIGS = [config for config, _ in WRITTEN_BEFORE] + [
     ArchiveJobConfig(n_speakers=3, splits=("tr", "tt"), channel=2, window=WindowConfig(20.0, 4.0, 3)),
-    ArchiveJobConfig(splits=None)]
+    ArchiveJobConfig(splits=None),
+]
 
 
 def name(config) -> str:

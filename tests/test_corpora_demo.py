@@ -68,11 +68,11 @@ def _median_f0(x: np.ndarray, sr: int) -> float:
     n = int(0.04 * sr)
     estimates = []
     for start in range(0, len(x) - n, n):
-        frame = x[start: start + n] - x[start: start + n].mean()
+        frame = x[start : start + n] - x[start : start + n].mean()
         if np.sqrt(np.mean(frame**2)) < 0.05:
             continue
-        ac = np.correlate(frame, frame, "full")[n - 1:]
-        lag = np.argmax(ac[sr // 400: sr // 60]) + sr // 400
+        ac = np.correlate(frame, frame, "full")[n - 1 :]
+        lag = np.argmax(ac[sr // 400 : sr // 60]) + sr // 400
         estimates.append(sr / lag)
     return float(np.median(estimates))
 

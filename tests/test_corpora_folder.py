@@ -50,8 +50,9 @@ def test_fsdd_rows_carry_probed_duration_rate_and_csv_gender(fsdd_manifest, fsdd
 
 
 def test_custom_regex_with_speaker_group(fsdd_dir):
-    manifest = prepare_folder(fsdd_dir, r"[0-4]_(?P<speaker>theo|nicolas)_\d+\.wav", genders={"theo": "male"},
-                              test_speakers=["nicolas"])
+    manifest = prepare_folder(
+        fsdd_dir, r"[0-4]_(?P<speaker>theo|nicolas)_\d+\.wav", genders={"theo": "male"}, test_speakers=["nicolas"]
+    )
     assert len(manifest) == 2 * 5 * 50
     assert manifest.groupby("speaker")["gender"].first().to_dict() == {"nicolas": None, "theo": "m"}
     assert manifest.groupby("speaker")["subset"].first().to_dict() == {"nicolas": "test", "theo": "train"}
@@ -68,12 +69,15 @@ def test_unknown_test_speaker_is_rejected(librispeech_root):
 
 
 def test_librispeech_tree_speakers_genders_and_ids(librispeech_root):
-    manifest = prepare_folder(librispeech_root, "librispeech", genders={"198": "female", "3436": "M"},
-                              test_speakers=["198"])
-    assert sorted(manifest["utterance_id"]) == sorted(f"{n[:-4]}{i}" for n in LIBRISPEECH_UTTERANCES
-                                                      for i in ("0000", "0001"))
-    per_speaker = manifest.groupby("speaker").agg(gender=("gender", "first"), subset=("subset", "first"),
-                                                 count=("utterance_id", "size"))
+    manifest = prepare_folder(
+        librispeech_root, "librispeech", genders={"198": "female", "3436": "M"}, test_speakers=["198"]
+    )
+    assert sorted(manifest["utterance_id"]) == sorted(
+        f"{n[:-4]}{i}" for n in LIBRISPEECH_UTTERANCES for i in ("0000", "0001")
+    )
+    per_speaker = manifest.groupby("speaker").agg(
+        gender=("gender", "first"), subset=("subset", "first"), count=("utterance_id", "size")
+    )
     assert per_speaker.to_dict("index") == {
         "198": {"gender": "f", "subset": "test", "count": 2},
         "3436": {"gender": "m", "subset": "train", "count": 2},

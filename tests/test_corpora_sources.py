@@ -44,8 +44,9 @@ def test_same_speaker_number_in_two_corpora_stays_two_speakers(tmp_path, corpora
     for name in ("a", "b"):
         shutil.copytree(source, tmp_path / name / "103")
         shutil.copytree(corpora_dir / "librispeech-speakers" / "1034", tmp_path / name / "1034")
-    manifest = prepare_sources([CorpusSource(str(tmp_path / "a"), "librispeech"),
-                                CorpusSource(str(tmp_path / "b"), "librispeech")])
+    manifest = prepare_sources(
+        [CorpusSource(str(tmp_path / "a"), "librispeech"), CorpusSource(str(tmp_path / "b"), "librispeech")]
+    )
     assert sorted(manifest["speaker"].unique()) == ["a/103", "a/1034", "b/103", "b/1034"]
 
 
@@ -93,7 +94,10 @@ def test_corpus_stage_combines_sources_and_its_key_follows_their_content(two_cor
 
 
 def test_speech_commands_corpora_are_split_per_speaker_folder(corpora_dir):
-    sources = [CorpusSource(str(corpora_dir / "speech-commands")), CorpusSource(str(corpora_dir / "arabic-speech-commands"))]
+    sources = [
+        CorpusSource(str(corpora_dir / "speech-commands")),
+        CorpusSource(str(corpora_dir / "arabic-speech-commands")),
+    ]
     manifest = prepare_sources(sources, test_fraction=0.25, seed=0)
     by_source = manifest.groupby(manifest["speaker"].str.split("/").str[0])["speaker"].nunique()
     assert by_source.to_dict() == {"arabic-speech-commands": 30, "speech-commands": 254}

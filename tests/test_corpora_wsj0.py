@@ -10,8 +10,12 @@ from deepclust.corpora.wsj0 import missing_wsj0_files, prepare_wsj0, resolve_wsj
 
 # FSDD speaker -> (WSJ0 speaker id, subset)
 SPEAKERS = {
-    "george": ("01t", "si_tr_s"), "jackson": ("02c", "si_tr_s"), "lucas": ("40a", "si_tr_s"),
-    "nicolas": ("22g", "si_tr_s"), "theo": ("050", "si_dt_05"), "yweweler": ("440", "si_et_05"),
+    "george": ("01t", "si_tr_s"),
+    "jackson": ("02c", "si_tr_s"),
+    "lucas": ("40a", "si_tr_s"),
+    "nicolas": ("22g", "si_tr_s"),
+    "theo": ("050", "si_dt_05"),
+    "yweweler": ("440", "si_et_05"),
 }
 SPKRINFO = """;
 ; speaker information for WSJ0 (miniature copy for tests)
@@ -123,12 +127,20 @@ def test_resolve_missing_file_names_both_candidates(wsj0_root):
 
 
 def test_missing_files_are_those_whose_utterance_the_tree_lacks_in_any_case_or_suffix(wsj0_root):
-    listed = ["wsj0/si_tr_s/01t/01to0301.wv1",  # converted to 01to0301.WAV
-              "wsj0/si_tr_s/02c/02co0302.wv1",  # left as .wv1
-              "wsj0/si_dt_05/050/050o0300.wv1", "wsj0/si_tr_s/01t/01to0399.wv1", "wsj0/si_tr_s/01t/01to0399.wv1",
-              "wsj0/si_et_05/440/440o0398.wv1", "wsj0/si_tr_s/01t/readme.wv1"]
+    listed = [
+        "wsj0/si_tr_s/01t/01to0301.wv1",  # converted to 01to0301.WAV
+        "wsj0/si_tr_s/02c/02co0302.wv1",  # left as .wv1
+        "wsj0/si_dt_05/050/050o0300.wv1",
+        "wsj0/si_tr_s/01t/01to0399.wv1",
+        "wsj0/si_tr_s/01t/01to0399.wv1",
+        "wsj0/si_et_05/440/440o0398.wv1",
+        "wsj0/si_tr_s/01t/readme.wv1",
+    ]
     assert missing_wsj0_files(wsj0_root, listed) == [
-        "wsj0/si_tr_s/01t/01to0399.wv1", "wsj0/si_et_05/440/440o0398.wv1", "wsj0/si_tr_s/01t/readme.wv1"]
+        "wsj0/si_tr_s/01t/01to0399.wv1",
+        "wsj0/si_et_05/440/440o0398.wv1",
+        "wsj0/si_tr_s/01t/readme.wv1",
+    ]
     assert missing_wsj0_files(wsj0_root / "wsj0", listed[:3]) == []
 
 
@@ -146,8 +158,10 @@ def test_official_mix_lists_drive_the_pipeline_on_a_wsj0_tree(wsj0_root, tmp_pat
     from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
     lists = {
-        "tr": ["wsj0/si_tr_s/01t/01to0300.wv1 1.9857 wsj0/si_tr_s/02c/02co0300.wv1 -1.9857",
-               "wsj0/si_tr_s/40a/40ao0301.wv1 0.5 wsj0/si_tr_s/22g/22go0301.wv1 -0.5"],
+        "tr": [
+            "wsj0/si_tr_s/01t/01to0300.wv1 1.9857 wsj0/si_tr_s/02c/02co0300.wv1 -1.9857",
+            "wsj0/si_tr_s/40a/40ao0301.wv1 0.5 wsj0/si_tr_s/22g/22go0301.wv1 -0.5",
+        ],
         "cv": ["wsj0/si_tr_s/01t/01to0302.wv1 2.2 wsj0/si_tr_s/40a/40ao0302.wv1 -2.2"],
         "tt": ["wsj0/si_dt_05/050/050o0300.wv1 1.25 wsj0/si_et_05/440/440o0300.wv1 -1.25"],
     }

@@ -17,8 +17,7 @@ import time
 
 import pytest
 import yaml
-
-from server_fixtures import REPO, prefect_server, served_tiny_run  # noqa: F401
+from server_fixtures import REPO
 
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
 RUN_TIMEOUT = 300
@@ -28,15 +27,21 @@ pytestmark = [pytest.mark.xdist_group("prefect-server"), pytest.mark.timeout(600
 
 def deployments_in_yaml() -> dict:
     spec = yaml.safe_load(PREFECT_FILE.read_text())
-    flows = {"flows/reproduce.py:reproduce": "reproduce", "flows/stages.py:evaluate": "evaluate",
-             "flows/separate_archive.py:separate_archive_flow": "separate-archive"}
+    flows = {
+        "flows/reproduce.py:reproduce": "reproduce",
+        "flows/stages.py:evaluate": "evaluate",
+        "flows/separate_archive.py:separate_archive_flow": "separate-archive",
+    }
     return {f"{flows[d['entrypoint']]}/{d['name']}": d for d in spec["deployments"]}
 
 
 # Parameters the YAML leaves to run time (its comments say so): placeholders for the validation below.
 RUN_TIME_PARAMETERS = {
-    "evaluate/default": {"run_root": "runs/x", "separation_manifest_url": "s.parquet",
-                         "mixture_manifest_url": "m.parquet"},
+    "evaluate/default": {
+        "run_root": "runs/x",
+        "separation_manifest_url": "s.parquet",
+        "mixture_manifest_url": "m.parquet",
+    },
     "separate-archive/cpu": {"model_url": "model.pt", "input_url": "in", "out_url": "out"},
     "separate-archive/gpu": {"model_url": "model.pt", "input_url": "in", "out_url": "out"},
 }
@@ -81,7 +86,11 @@ def test_the_wsj0_deployment_is_the_papers_recipe_on_the_gpu_pool_weekly_and_off
     config = resolved("reproduce/wsj0-paper")
     paper = preset_config("paper", config.run_root)
     assert (config.mix.sizes, config.model, config.train, config.separate) == (
-        paper.mix.sizes, paper.model, paper.train, paper.separate)
+        paper.mix.sizes,
+        paper.model,
+        paper.train,
+        paper.separate,
+    )
     assert config.corpus.name == "wsj0" and config.corpus.root == deployment["parameters"]["corpus"]["root"]
     assert sorted(config.mix.mix_lists) == ["cv", "mix_3_spk_tt", "tr", "tt"]
     assert deployment["work_pool"]["name"] == "deepclust-gpu"
@@ -141,7 +150,8 @@ async def _wait_for(api_url: str, flow_run_id: str, timeout: float):
                     return flow_run, []
                 await asyncio.sleep(2)
             artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
             return flow_run, artifacts
 
 
@@ -152,11 +162,26 @@ def test_deployed_reproduce_runs_on_a_process_worker(prefect_server, served_tiny
         server.cli("work-pool", "create", pool, "--type", "process", "--overwrite")
     server.cli("work-pool", "set-concurrency-limit", "deepclust-gpu", "1")
     # The worker polls every 2 s (default 15 s) so the test does not wait on it.
-    worker = server.spawn([sys.executable, "-m", "prefect", "worker", "start", "--pool", "deepclust-cpu",
-                           "--type", "process", "--name", "test-worker"], "worker.log",
-                          env=server.env(PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_WORKER_PREFETCH_SECONDS="5"))
-    deployed = server.cli("deploy", "--prefect-file", str(PREFECT_FILE.relative_to(REPO)), "--all", "--no-prompt",
-                          timeout=180)
+    worker = server.spawn(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            "deepclust-cpu",
+            "--type",
+            "process",
+            "--name",
+            "test-worker",
+        ],
+        "worker.log",
+        env=server.env(PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_WORKER_PREFETCH_SECONDS="5"),
+    )
+    deployed = server.cli(
+        "deploy", "--prefect-file", str(PREFECT_FILE.relative_to(REPO)), "--all", "--no-prompt", timeout=180
+    )
     names = set(deployments_in_yaml())
     for name in names:
         assert f"Deployment '{name}' successfully created" in deployed.stdout.replace("\n", " "), deployed.stdout
@@ -175,14 +200,22 @@ def test_deployed_reproduce_runs_on_a_process_worker(prefect_server, served_tiny
     # (no second training), and the flow still publishes its reports.
     # The deployment's preset (quick) with this run root is what `deepclust reproduce --quick --out` resolved.
     parameters = {"run_root": str(served_tiny_run["run_root"])}
-    triggered = server.cli("deployment", "run", "reproduce/quick", "--params", json.dumps(parameters),
-                           "--flow-run-name", "test-deployed-quick")
+    triggered = server.cli(
+        "deployment",
+        "run",
+        "reproduce/quick",
+        "--params",
+        json.dumps(parameters),
+        "--flow-run-name",
+        "test-deployed-quick",
+    )
     match = re.search(r"UUID:\s*([0-9a-f-]{36})", triggered.stdout)
     assert match, triggered.stdout
     flow_run, artifacts = asyncio.run(_wait_for(server.api_url, match.group(1), RUN_TIMEOUT))
     worker_log = (server.home / "worker.log").read_text()
     assert flow_run.state.is_completed(), (
-        f"flow run {flow_run.state.type}: {flow_run.state.message}\nworker log:\n{worker_log[-6000:]}")
+        f"flow run {flow_run.state.type}: {flow_run.state.message}\nworker log:\n{worker_log[-6000:]}"
+    )
     keys = {artifact.key for artifact in artifacts}
     assert {"dpcl-summary", "dpcl-results", "dpcl-run"} <= keys, keys
     summary = next(artifact for artifact in artifacts if artifact.key == "dpcl-summary")

@@ -9,7 +9,11 @@ from deepclust.evaluation import RESULT_COLUMNS, evaluate_mixture, evaluate_mixt
 from deepclust.metrics.bss_eval import bss_eval
 from deepclust.separation.oracle import ideal_binary_mask_estimates
 
-PAIRS = [("1_george_3.wav", "6_theo_8.wav"), ("4_jackson_11.wav", "9_lucas_2.wav"), ("7_nicolas_30.wav", "0_yweweler_5.wav")]
+PAIRS = [
+    ("1_george_3.wav", "6_theo_8.wav"),
+    ("4_jackson_11.wav", "9_lucas_2.wav"),
+    ("7_nicolas_30.wav", "0_yweweler_5.wav"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +32,25 @@ def test_set(fsdd_dir, tmp_path_factory):
             write_audio(source_paths[-1], source, 8000)
         write_audio(root / f"mix_{i}.wav", mixture, 8000)
         # stand-in for a model: the IBM estimates, stored in reversed order
-        estimates = ideal_binary_mask_estimates(read_audio(root / f"mix_{i}.wav")[0],
-                                                np.stack([read_audio(p)[0] for p in source_paths]))
+        estimates = ideal_binary_mask_estimates(
+            read_audio(root / f"mix_{i}.wav")[0], np.stack([read_audio(p)[0] for p in source_paths])
+        )
         estimate_paths[f"mix{i}"] = []
         for k, estimate in enumerate(estimates[::-1]):
             estimate_paths[f"mix{i}"].append(str(root / f"est{k}_{i}.wav"))
             write_audio(estimate_paths[f"mix{i}"][-1], estimate, 8000, subtype="FLOAT")
-        rows.append({"mixture_id": f"mix{i}", "split": "tt", "mixture_path": str(root / f"mix_{i}.wav"),
-                     "source_paths": source_paths, "speakers": [n.split("_")[1] for n in names],
-                     "genders": ["m", "f"] if i == 1 else ["m", "m"], "num_speakers": 2, "sample_rate": 8000})
+        rows.append(
+            {
+                "mixture_id": f"mix{i}",
+                "split": "tt",
+                "mixture_path": str(root / f"mix_{i}.wav"),
+                "source_paths": source_paths,
+                "speakers": [n.split("_")[1] for n in names],
+                "genders": ["m", "f"] if i == 1 else ["m", "m"],
+                "num_speakers": 2,
+                "sample_rate": 8000,
+            }
+        )
     return pd.DataFrame(rows), estimate_paths, root
 
 
@@ -53,7 +67,9 @@ def test_one_row_per_mixture_and_system_with_oracles(test_set):
     by_system = results.set_index(["mixture_id", "system"])
     # the "model" here is the IBM in another order: same scores (the permutation is found)
     for mixture_id in manifest["mixture_id"]:
-        assert by_system.loc[(mixture_id, "model"), "sdr"] == pytest.approx(by_system.loc[(mixture_id, "ibm"), "sdr"], abs=1e-3)
+        assert by_system.loc[(mixture_id, "model"), "sdr"] == pytest.approx(
+            by_system.loc[(mixture_id, "ibm"), "sdr"], abs=1e-3
+        )
     assert (results.loc[results["system"] == "ibm", "sdri"] > 5).all()
     assert list(results.loc[results["system"] == "ibm", "gender_condition"]) == ["same", "different", "same"]
     summary = mean_scores_by(results)
@@ -67,9 +83,14 @@ def test_failed_mixture_gets_failed_rows_and_others_go_on(test_set):
     partial = {k: v for k, v in estimate_paths.items() if k != "mix2"}
     results = evaluate_mixtures(broken, partial, oracles=("ibm",))
     status = results.set_index(["mixture_id", "system"])["status"].to_dict()
-    assert status == {("mix0", "model"): "done", ("mix0", "ibm"): "done",
-                      ("mix1", "model"): "failed", ("mix1", "ibm"): "failed",
-                      ("mix2", "model"): "failed", ("mix2", "ibm"): "done"}
+    assert status == {
+        ("mix0", "model"): "done",
+        ("mix0", "ibm"): "done",
+        ("mix1", "model"): "failed",
+        ("mix1", "ibm"): "failed",
+        ("mix2", "model"): "failed",
+        ("mix2", "ibm"): "done",
+    }
     failed = results[results["status"] == "failed"]
     assert failed["error"].str.len().gt(0).all() and failed["sdr"].isna().all()
     assert "missing.wav" in failed.iloc[0]["error"]

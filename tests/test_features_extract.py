@@ -16,11 +16,11 @@ from deepclust.features import (
     StftConfig,
     compute_features,
     extract_features,
+    istft_np,
     iter_features,
     iter_shard,
     log_magnitude,
     stft_np,
-    istft_np,
 )
 
 # Pairs of different speakers (FSDD file names: {digit}_{speaker}_{index}.wav).
@@ -169,7 +169,11 @@ def test_extract_features_writes_shards_manifest_and_train_only_stats(fsdd_dir, 
     assert (features["num_speakers"] == 2).all()
     shard_names = sorted(p.name for p in (out / "shards").iterdir())
     assert shard_names == [
-        "cv-00000.parquet", "tr-00000.parquet", "tr-00001.parquet", "tr-00002.parquet", "tt-00000.parquet"
+        "cv-00000.parquet",
+        "tr-00000.parquet",
+        "tr-00001.parquet",
+        "tr-00002.parquet",
+        "tt-00000.parquet",
     ]
     shards = pd.read_parquet(out / "shards.parquet")
     assert shards["num_utterances"].sum() == 8

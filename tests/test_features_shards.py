@@ -9,7 +9,13 @@ import soundfile as sf
 from deepclust.features import compute_features, iter_features, iter_shard, write_shard
 
 FSDD_NAMES = [
-    "0_jackson_0", "1_theo_3", "2_nicolas_5", "3_yweweler_7", "4_george_9", "5_lucas_11", "6_jackson_13",
+    "0_jackson_0",
+    "1_theo_3",
+    "2_nicolas_5",
+    "3_yweweler_7",
+    "4_george_9",
+    "5_lucas_11",
+    "6_jackson_13",
 ]
 
 
@@ -105,16 +111,44 @@ def test_iter_features_reads_one_split_and_shuffles_shard_order(items, tmp_path)
         url = str(tmp_path / f"tr-{index:05d}.parquet")
         write_shard(chunk, url, "parquet")
         rows += [
-            {"mixture_id": i["mixture_id"], "split": "tr", "shard_url": url, "num_frames": len(i["log_mag"]),
-             "num_speakers": 2, "status": "done", "error": "", "shard_sha256": ""}
+            {
+                "mixture_id": i["mixture_id"],
+                "split": "tr",
+                "shard_url": url,
+                "num_frames": len(i["log_mag"]),
+                "num_speakers": 2,
+                "status": "done",
+                "error": "",
+                "shard_sha256": "",
+            }
             for i in chunk
         ]
     cv_url = str(tmp_path / "cv-00000.npz")
     write_shard(items[:1], cv_url, "npz")
-    rows.append({"mixture_id": "cv-only", "split": "cv", "shard_url": cv_url, "num_frames": 1,
-                 "num_speakers": 2, "status": "done", "error": "", "shard_sha256": ""})
-    rows.append({"mixture_id": "broken", "split": "tr", "shard_url": None, "num_frames": 0,
-                 "num_speakers": 2, "status": "failed", "error": "x.wav: 0 samples", "shard_sha256": None})
+    rows.append(
+        {
+            "mixture_id": "cv-only",
+            "split": "cv",
+            "shard_url": cv_url,
+            "num_frames": 1,
+            "num_speakers": 2,
+            "status": "done",
+            "error": "",
+            "shard_sha256": "",
+        }
+    )
+    rows.append(
+        {
+            "mixture_id": "broken",
+            "split": "tr",
+            "shard_url": None,
+            "num_frames": 0,
+            "num_speakers": 2,
+            "status": "failed",
+            "error": "x.wav: 0 samples",
+            "shard_sha256": None,
+        }
+    )
     manifest_url = str(tmp_path / "manifest.parquet")
     pd.DataFrame(rows).to_parquet(manifest_url)
 
@@ -123,8 +157,7 @@ def test_iter_features_reads_one_split_and_shuffles_shard_order(items, tmp_path)
     assert [i["mixture_id"] for i in iter_features(manifest_url, "cv")] == [items[0]["mixture_id"]]
 
     orders = {
-        tuple(i["mixture_id"] for i in iter_features(manifest_url, "tr", shuffle=True, seed=seed))
-        for seed in range(8)
+        tuple(i["mixture_id"] for i in iter_features(manifest_url, "tr", shuffle=True, seed=seed)) for seed in range(8)
     }
     assert len(orders) > 1  # different seeds visit shards in different orders
     for order in orders:

@@ -12,16 +12,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from archive_fixtures import build_archive
+from test_archive_separation import check_archive_result, read_output
 
 from deepclust import storage
 from deepclust.archive import read_manifest
 from deepclust.archive_config import ArchiveJobConfig
 from deepclust.separation.windows import WindowConfig
 from flows.separate_archive import separate_archive_flow
-
-from archive_fixtures import build_archive, s3_server, tiny_model_url  # noqa: F401
-from flows_fixtures import prefect_harness  # noqa: F401
-from test_archive_separation import check_archive_result, read_output
 
 # As in test_archive_separation: 4 s windows, so the two 13 s recordings take the long-recording path.
 WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
@@ -31,8 +29,21 @@ JOB = ArchiveJobConfig(window=WINDOW, device="cpu")
 # flow runs of this module.
 pytestmark = pytest.mark.xdist_group("flows-archive")
 
-COMPARED = ["input", "relative_path", "output_stem", "status", "error", "duration", "sample_rate", "channels",
-            "output_sample_rate", "windows", "input_id", "model_sha256", "settings"]
+COMPARED = [
+    "input",
+    "relative_path",
+    "output_stem",
+    "status",
+    "error",
+    "duration",
+    "sample_rate",
+    "channels",
+    "output_sample_rate",
+    "windows",
+    "input_id",
+    "model_sha256",
+    "settings",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +53,7 @@ def archive(tmp_path_factory, fsdd_dir, librispeech_dir):
 
 
 @pytest.fixture(scope="module")
-def thread_run(archive, tiny_model_url, prefect_harness, tmp_path_factory):  # noqa: F811
+def thread_run(archive, tiny_model_url, prefect_harness, tmp_path_factory):
     """The whole archive through the flow on its default thread pool, once."""
     root, _ = archive
     out = tmp_path_factory.mktemp("flow-threads") / "out"
@@ -68,7 +79,7 @@ def test_flow_separates_the_archive_and_its_final_state_counts_the_bad_inputs(ar
     assert summary["separated"] == len(expected["good"])
 
 
-def test_flow_rerun_skips_done_inputs_and_retries_only_failed_ones(archive, thread_run, tiny_model_url):  # noqa: F811
+def test_flow_rerun_skips_done_inputs_and_retries_only_failed_ones(archive, thread_run, tiny_model_url):
     root, expected = archive
     out, _ = thread_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")}
@@ -79,18 +90,22 @@ def test_flow_rerun_skips_done_inputs_and_retries_only_failed_ones(archive, thre
     assert {p: p.stat().st_mtime_ns for p in out.rglob("s*.wav")} == before
 
 
-def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive, thread_run, tiny_model_url,  # noqa: F811
-                                                                        tmp_path):
+def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive, thread_run, tiny_model_url, tmp_path):
     from distributed import Client, LocalCluster
 
     from deepclust.separation import separator as separator_module
 
     root, expected = archive
     out = tmp_path / "out"
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        state = separate_archive_flow(tiny_model_url, str(root), str(out), JOB, dask_address=cluster.scheduler_address,
-                                      return_state=True)
+    with (
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        state = separate_archive_flow(
+            tiny_model_url, str(root), str(out), JOB, dask_address=cluster.scheduler_address, return_state=True
+        )
         loads = client.run(lambda: sum(separator_module.SEPARATOR_LOADS.values()))
         threads = client.run(lambda: __import__("torch").get_num_threads())
     assert state.is_completed(), state.message
@@ -111,11 +126,16 @@ def test_flow_on_a_dask_cluster_of_two_processes_matches_the_thread_run(archive,
             np.testing.assert_allclose(data, reference, atol=1e-3, err_msg=name)
 
 
-def test_flow_separates_an_s3_prefix(archive, tiny_model_url, s3_server, prefect_harness):  # noqa: F811
+def test_flow_separates_an_s3_prefix(archive, tiny_model_url, s3_server, prefect_harness):
     root, expected = archive
     fs = s3_server.filesystem()
-    picked = ["calls/mix_00.wav", "calls/2024/day 1/mix_01.flac", "zz_long/lecture.ogg", "bad/nan.wav",
-              "bad/not_audio.wav"]
+    picked = [
+        "calls/mix_00.wav",
+        "calls/2024/day 1/mix_01.flac",
+        "zz_long/lecture.ogg",
+        "bad/nan.wav",
+        "bad/not_audio.wav",
+    ]
     for rel in picked:
         fs.put_file(str(root / rel), f"{s3_server.bucket}/flow/in/{rel}")
     input_url, out_url = s3_server.url("flow", "in"), s3_server.url("flow", "out")
@@ -144,8 +164,9 @@ def two_file_archive(archive, tmp_path):
     return small
 
 
-def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url, prefect_harness, tmp_path,  # noqa: F811
-                                               monkeypatch):
+def test_transient_fault_in_a_batch_is_retried(
+    two_file_archive, tiny_model_url, prefect_harness, tmp_path, monkeypatch
+):
     from deepclust import archive
 
     calls = []
@@ -158,16 +179,22 @@ def test_transient_fault_in_a_batch_is_retried(two_file_archive, tiny_model_url,
         return real(separator, items, *args)
 
     monkeypatch.setattr(archive, "separate_job_batch", flaky)
-    state = separate_archive_flow(tiny_model_url, str(two_file_archive), str(tmp_path / "out"),
-                                  ArchiveJobConfig(files_per_batch=1, window=WINDOW, device="cpu"), max_workers=1,
-                                  return_state=True)
+    state = separate_archive_flow(
+        tiny_model_url,
+        str(two_file_archive),
+        str(tmp_path / "out"),
+        ArchiveJobConfig(files_per_batch=1, window=WINDOW, device="cpu"),
+        max_workers=1,
+        return_state=True,
+    )
     assert state.is_completed() and state.message in (None, "")
     assert len(calls) == 3 and calls[0] == calls[1]  # the failed batch ran again
     assert list(read_manifest(str(tmp_path / "out"))["status"]) == ["done", "done"]
 
 
-def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_archive, tiny_model_url,  # noqa: F811
-                                                                       prefect_harness, tmp_path, monkeypatch):
+def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(
+    two_file_archive, tiny_model_url, prefect_harness, tmp_path, monkeypatch
+):
     from deepclust import archive
 
     calls = []
@@ -180,9 +207,14 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
         return real(separator, items, *args)
 
     monkeypatch.setattr(archive, "separate_job_batch", broken)
-    state = separate_archive_flow(tiny_model_url, str(two_file_archive), str(tmp_path / "out"),
-                                  ArchiveJobConfig(files_per_batch=1, window=WINDOW, device="cpu"), max_workers=1,
-                                  return_state=True)
+    state = separate_archive_flow(
+        tiny_model_url,
+        str(two_file_archive),
+        str(tmp_path / "out"),
+        ArchiveJobConfig(files_per_batch=1, window=WINDOW, device="cpu"),
+        max_workers=1,
+        return_state=True,
+    )
     assert state.is_failed() and "1 of 2 batches failed" in state.message
     assert calls.count("calls/mix_00.wav") == 1
     # The other batch was committed, and the lock released: a rerun redoes only the failed batch.
@@ -191,15 +223,29 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(two_file_
     assert not (tmp_path / "out" / ".lock").exists()
 
 
-def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, prefect_harness, tmp_path, capsys,  # noqa: F811
-                                          caplog):
+def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, prefect_harness, tmp_path, capsys, caplog):
     from flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
 
     (two_file_archive / "notes.wav").write_text("not a recording")
-    main(["separate-archive", "--model", tiny_model_url, "--input", str(two_file_archive), "--out",
-          str(tmp_path / "out"), "--device", "cpu", "--prefect"])
+    main(
+        [
+            "separate-archive",
+            "--model",
+            tiny_model_url,
+            "--input",
+            str(two_file_archive),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--prefect",
+        ]
+    )
     printed = capsys.readouterr()
-    assert "completed with 1 failed inputs: 2 separated, 0 already done, 1 failed" in printed.out and "notes.wav: text file named .wav" in printed.err
+    assert (
+        "completed with 1 failed inputs: 2 separated, 0 already done, 1 failed" in printed.out
+        and "notes.wav: text file named .wav" in printed.err
+    )
     assert "for flow 'separate-archive'" in caplog.text  # it ran as a Prefect flow run
 
 
@@ -211,8 +257,9 @@ def test_a_deployments_config_dict_becomes_the_job_config_and_a_misspelt_field_i
     urls = {"model_url": "model.pt", "input_url": "in", "out_url": "out"}
     given = {"n_speakers": 3, "window": {"window_seconds": 20.0}, "splits": ["tr", "tt"], "device": "cpu"}
     parameters = separate_archive_flow.validate_parameters({**urls, "config": given})
-    assert parameters["config"] == ArchiveJobConfig(n_speakers=3, window=WindowConfig(window_seconds=20.0),
-                                                    splits=("tr", "tt"), device="cpu")
+    assert parameters["config"] == ArchiveJobConfig(
+        n_speakers=3, window=WindowConfig(window_seconds=20.0), splits=("tr", "tt"), device="cpu"
+    )
     assert separate_archive_flow.validate_parameters(urls)["config"] == ArchiveJobConfig()
     for wrong, named in (({"n_speakerz": 3}, "n_speakerz"), ({"channel": 0}, "channel counts channels from 1")):
         with pytest.raises(ParameterTypeError, match=named):

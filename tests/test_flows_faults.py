@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from flows_fixtures import counter_delta, prefect_harness, tiny_run  # noqa: E402,F401  (fixtures)
+from flows_fixtures import counter_delta
 
 from deepclust import storage  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
@@ -39,8 +39,7 @@ def _task_runs(flow_run_id) -> list:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                                     limit=200)
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
 
 
 def _features_config(shard_size: int) -> FeatureConfig:
@@ -68,8 +67,7 @@ def test_a_unit_failing_transiently_twice_succeeds_on_retry(tiny_run, tmp_path, 
 
     monkeypatch.setattr(driver, "run_unit", flaky_run_unit)
     began = time.perf_counter()
-    state = with_task_runner(extract_features, max_workers=2)(str(tmp_path), mixtures_url, config,
-                                                               return_state=True)
+    state = with_task_runner(extract_features, max_workers=2)(str(tmp_path), mixtures_url, config, return_state=True)
     assert state.is_completed(), state.message
     assert attempts["count"] == 3
     runs = {run.name: run for run in _task_runs(state.state_details.flow_run_id)}
@@ -81,8 +79,7 @@ def test_a_unit_failing_transiently_twice_succeeds_on_retry(tiny_run, tmp_path, 
     assert time.perf_counter() - began >= 3.0
 
 
-def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_unit(tiny_run, tmp_path,
-                                                                                   monkeypatch):
+def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_unit(tiny_run, tmp_path, monkeypatch):
     from flows.stages import extract_features, with_task_runner
 
     mixtures_url = _mixture_manifest(tiny_run)
@@ -170,10 +167,18 @@ def test_killed_feature_extraction_resumes_at_shard_granularity(tiny_run, tmp_pa
     total = len(plan.units)
     assert total >= 10
     markers = Path(plan.stage.url) / "units"
-    env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, run_root, mixtures_url, json.dumps(config.to_dict())],
-                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(get_current_settings().api.url),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, run_root, mixtures_url, json.dumps(config.to_dict())],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and child.poll() is None:
         if markers.is_dir() and len(list(markers.glob("*.json"))) >= 3:

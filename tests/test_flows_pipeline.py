@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from flows_fixtures import counter_delta, prefect_harness, tiny_run  # noqa: E402,F401  (fixtures)
+from flows_fixtures import counter_delta
 
 from deepclust import storage  # noqa: E402
 from deepclust.pipeline.store import COMPUTE_COUNTER  # noqa: E402
@@ -35,8 +35,9 @@ def _task_runs_of(flow_run_id) -> list:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
     with get_client(sync_client=True) as client:
-        flow_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        flow_runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
         ids = [flow_run_id, *[run.id for run in flow_runs]]
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200)
 
@@ -67,8 +68,9 @@ def test_reproduce_completes_and_a_rerun_computes_nothing(tiny_run):
     task_runs = _task_runs_of(again.state_details.flow_run_id)
     assert not [t for t in task_runs if "run_stage_unit" in t.task_key], [t.name for t in task_runs]
     finishes = [t for t in task_runs if "finish_stage" in t.task_key]
-    assert len(finishes) == len(STAGES) and all(t.state.name == "Cached" for t in finishes), \
-        [(t.name, t.state.name) for t in finishes]
+    assert len(finishes) == len(STAGES) and all(t.state.name == "Cached" for t in finishes), [
+        (t.name, t.state.name) for t in finishes
+    ]
 
     ratio = tiny_run["seconds"] / rerun_seconds
     print(f"first run {tiny_run['seconds']:.1f} s, rerun {rerun_seconds:.1f} s ({ratio:.1f}x faster)")
@@ -105,17 +107,28 @@ def test_artifacts_hold_the_results_and_summary_rows(tiny_run):
     from deepclust.reports.summary import headline
 
     record = _read_run(tiny_run["run_root"])
-    keys = ["dpcl-results", "dpcl-summary", "dpcl-summary-table", "dpcl-loss-curve", "dpcl-run",
-            "dpcl-progress-features", "dpcl-progress-separate"]
+    keys = [
+        "dpcl-results",
+        "dpcl-summary",
+        "dpcl-summary-table",
+        "dpcl-loss-curve",
+        "dpcl-run",
+        "dpcl-progress-features",
+        "dpcl-progress-separate",
+    ]
     with get_client(sync_client=True) as client:
         latest = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=keys)))
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=keys))
+        )
     artifacts = {artifact.key: artifact for artifact in latest}
     assert set(keys) <= set(artifacts), sorted(artifacts)
 
     results = pd.read_parquet(record["results"])
-    rows = json.loads(artifacts["dpcl-results"].data) if isinstance(artifacts["dpcl-results"].data, str) \
+    rows = (
+        json.loads(artifacts["dpcl-results"].data)
+        if isinstance(artifacts["dpcl-results"].data, str)
         else artifacts["dpcl-results"].data
+    )
     assert len(rows) == len(results)
     assert {r["mixture_id"] for r in rows} == set(results["mixture_id"])
     assert {r["system"] for r in rows} == {"model", "ibm", "irm"}
@@ -166,8 +179,9 @@ def test_history_grows_and_an_injected_regression_fails_the_run(tiny_run):
     assert len(ours) >= 1, history[["run_id", "config_fingerprint"]]
     assert {"sdri_2spk_open", "ibm_sdri_2spk_open", "code_version", "machine"} <= set(history.columns)
     # An earlier run of the same recipe that scored 3 dB more: the next run must be flagged against it.
-    better = ours.iloc[[-1]].assign(run_id="earlier-better-run", run_root="/elsewhere/better",
-                                    sdri_2spk_open=ours["sdri_2spk_open"].iloc[-1] + 3.0)
+    better = ours.iloc[[-1]].assign(
+        run_id="earlier-better-run", run_root="/elsewhere/better", sdri_2spk_open=ours["sdri_2spk_open"].iloc[-1] + 3.0
+    )
     storage.write_parquet(pd.concat([history, better], ignore_index=True), history_url)
     try:
         state = reproduce(copy.deepcopy(tiny_run["config"]), return_state=True)

@@ -24,18 +24,34 @@ class ReadTimeoutError(Exception):
     """Same name as botocore's, which is not an OSError."""
 
 
-@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), TimeoutError("read timed out"),
-                                   ConnectionResetError("reset by peer"), _ThrottledError("SlowDown"),
-                                   ReadTimeoutError("s3"), RuntimeError("wrapped")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(5, "Input/output error"),
+        TimeoutError("read timed out"),
+        ConnectionResetError("reset by peer"),
+        _ThrottledError("SlowDown"),
+        ReadTimeoutError("s3"),
+        RuntimeError("wrapped"),
+    ],
+)
 def test_transient_faults_are_retried(error):
     if isinstance(error, RuntimeError):
         error.__cause__ = ConnectionError("dropped")
     assert is_transient(error)
 
 
-@pytest.mark.parametrize("error", [BadAudioError("a/b.wav", "0 samples"), ValueError("bad parameter"),
-                                   FileNotFoundError("gone"), PermissionError("denied"), KeyError("column"),
-                                   RuntimeError("a bug")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        BadAudioError("a/b.wav", "0 samples"),
+        ValueError("bad parameter"),
+        FileNotFoundError("gone"),
+        PermissionError("denied"),
+        KeyError("column"),
+        RuntimeError("a bug"),
+    ],
+)
 def test_bad_inputs_and_bugs_are_not_retried(error):
     assert not is_transient(error)
 

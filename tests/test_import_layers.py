@@ -19,8 +19,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "deepclust"
 # A module may import its own layer and the ones before it, never a later one; within a layer the package graph
 # (checked below) must still have no loop.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"version", "errors", "storage", "storage_lock", "transient", "manifest_log", "manifests", "workspace",
-              "device", "audio_reasons", "downmix", "audio", "audio_blocks"}),
+    (
+        "base",
+        {
+            "version",
+            "errors",
+            "storage",
+            "storage_lock",
+            "transient",
+            "manifest_log",
+            "manifests",
+            "workspace",
+            "device",
+            "audio_reasons",
+            "downmix",
+            "audio",
+            "audio_blocks",
+        },
+    ),
     ("pipeline", {"pipeline"}),  # the domain-free stage framework: store, plan, driver
     ("features", {"features"}),
     ("model", {"model", "pretrained"}),
@@ -108,11 +124,17 @@ def test_every_package_and_top_level_module_has_a_declared_layer():
 
 
 def test_no_import_runs_up_the_layers():
-    upward = [f"{where(a, line)}: {a} ({LAYERS[LAYER_OF[unit_of(a)]][0]}) -> {b} ({LAYERS[LAYER_OF[unit_of(b)]][0]})"
-              for a, b, line in module_edges()
-              if unit_of(a) in LAYER_OF and unit_of(b) in LAYER_OF and LAYER_OF[unit_of(b)] > LAYER_OF[unit_of(a)]]
-    assert not upward, "imports that run up the layers (lowest first: " + \
-        " < ".join(name for name, _ in LAYERS) + "):\n" + "\n".join(upward)
+    upward = [
+        f"{where(a, line)}: {a} ({LAYERS[LAYER_OF[unit_of(a)]][0]}) -> {b} ({LAYERS[LAYER_OF[unit_of(b)]][0]})"
+        for a, b, line in module_edges()
+        if unit_of(a) in LAYER_OF and unit_of(b) in LAYER_OF and LAYER_OF[unit_of(b)] > LAYER_OF[unit_of(a)]
+    ]
+    assert not upward, (
+        "imports that run up the layers (lowest first: "
+        + " < ".join(name for name, _ in LAYERS)
+        + "):\n"
+        + "\n".join(upward)
+    )
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -125,7 +147,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for successor in sorted(graph.get(node, ())):
             if state.get(successor) == "open":
-                return path[path.index(successor):] + [successor]
+                return path[path.index(successor) :] + [successor]
             if successor not in state:
                 cycle = visit(successor)
                 if cycle:
@@ -156,8 +178,14 @@ def test_the_package_graph_has_no_loop():
 
 
 def test_the_library_never_imports_prefect_flows_or_tasks():
-    offending = sorted({f"{where(module, line)}: {module} imports {name.split('.')[0]}"
-                        for module in MODULES for name, line in imports_of(module) if name.split(".")[0] in FORBIDDEN})
+    offending = sorted(
+        {
+            f"{where(module, line)}: {module} imports {name.split('.')[0]}"
+            for module in MODULES
+            for name, line in imports_of(module)
+            if name.split(".")[0] in FORBIDDEN
+        }
+    )
     assert not offending, "the library imports the Prefect side:\n" + "\n".join(offending)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import soundfile as sf
+from test_ui_browser import chromium_driver
 
 from deepclust import pretrained
 from deepclust.archive import separate_archive
@@ -24,8 +25,6 @@ from deepclust.pipeline.store import Stage
 from deepclust.stages.corpus import CorpusConfig, plan_corpus
 from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
-
-from test_ui_browser import chromium_driver
 
 pytestmark = pytest.mark.timeout(600)
 HOSTILE = "<img src=x onerror=alert(1)>.wav"
@@ -40,15 +39,24 @@ def quiet(message):
 def evaluation(tmp_path_factory, fsdd_dir):
     """A committed evaluation stage of 2- and 3-talker FSDD test mixtures separated by the shipped model."""
     root = str(tmp_path_factory.mktemp("listen-run"))
-    corpus = run_stage(plan_corpus(root, CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd",
-                                                      test_speakers=["george", "lucas", "theo"])), log=quiet)
-    mixtures = run_stage(plan_mixtures(root, corpus, MixStageConfig(
-        sizes={"tr": 2, "cv": 1, "tt": 4}, test_speaker_counts=(2, 3))), log=quiet)
+    corpus = run_stage(
+        plan_corpus(
+            root,
+            CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd", test_speakers=["george", "lucas", "theo"]),
+        ),
+        log=quiet,
+    )
+    mixtures = run_stage(
+        plan_mixtures(root, corpus, MixStageConfig(sizes={"tr": 2, "cv": 1, "tt": 4}, test_speaker_counts=(2, 3))),
+        log=quiet,
+    )
     separated = Path(root) / "separated"
     summary = separate_archive(pretrained.path(), mixtures, str(separated), device="cpu")
     assert summary["failed"] == 0, summary["failed_inputs"]
-    url = run_stage(plan_evaluation(root, str(separated / "manifest.parquet"), mixtures,
-                                    EvaluateConfig(oracles=("ibm",))), log=quiet)
+    url = run_stage(
+        plan_evaluation(root, str(separated / "manifest.parquet"), mixtures, EvaluateConfig(oracles=("ibm",))),
+        log=quiet,
+    )
     info = Stage.of_manifest(url).info()
     return {"info": info, "results": pd.read_parquet(info["results_parquet"]), "page": Path(info["listen_html"])}
 
@@ -101,7 +109,9 @@ def test_evaluation_page_plays_every_clip_and_shows_the_results_table(evaluation
             players.setdefault(mixture_id, []).append(len(example.find_elements(By.TAG_NAME, "audio")))
             for row in example.find_elements(By.CSS_SELECTOR, "tr[data-system]"):
                 shown[(mixture_id, row.get_attribute("data-system"))] = (
-                    row.find_element(By.CSS_SELECTOR, "td.sdri").text, row.find_element(By.CSS_SELECTOR, "td.si_sdri").text)
+                    row.find_element(By.CSS_SELECTOR, "td.sdri").text,
+                    row.find_element(By.CSS_SELECTOR, "td.si_sdri").text,
+                )
         headings = [h.text for h in driver.find_elements(By.TAG_NAME, "h2")]
     finally:
         driver.quit()
@@ -110,8 +120,9 @@ def test_evaluation_page_plays_every_clip_and_shows_the_results_table(evaluation
     # One section per condition of the results table: each speaker count, then each gender pair in it.
     expected = []
     for count, rows in model.groupby("num_speakers"):
-        expected += [f"{count} talkers, all"] + [f"{count} talkers, {g} gender" for g in ("different", "same")
-                                                  if (rows["gender_condition"] == g).any()]
+        expected += [f"{count} talkers, all"] + [
+            f"{count} talkers, {g} gender" for g in ("different", "same") if (rows["gender_condition"] == g).any()
+        ]
     assert headings == expected and expected[0] == "2 talkers, all" and "3 talkers, all" in expected
     # The best, median and worst mixture of each speaker count, each with the model's and the IBM's figures.
     for count in (2, 3):
@@ -232,8 +243,7 @@ def test_listen_artifact_plays_in_the_prefect_ui(evaluation, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
-
-    from server_fixtures import REPO, _SESSION, _start_server
+    from server_fixtures import _SESSION, REPO, _start_server
     from test_ui_browser import PAGE_TIMEOUT
 
     driver = chromium_driver(tmp_path / "profile", extra_flags=["--autoplay-policy=no-user-gesture-required"])
@@ -246,18 +256,27 @@ def test_listen_artifact_plays_in_the_prefect_ui(evaluation, tmp_path):
 
             @flow(name="publish-listen-test")
             def publish():
-                publish_listen({str(evaluation['page'])!r})
+                publish_listen({str(evaluation["page"])!r})
 
             publish()
         """)
-        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=server.env(), capture_output=True,
-                              text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            env=server.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         driver.get(f"{server.url}/artifacts/key/dpcl-listen")
-        WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.element_to_be_clickable(
-            (By.XPATH, "//a[contains(@href, '/artifacts/artifact/')]"))).click()
-        WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.presence_of_element_located(
-            (By.XPATH, "//audio[starts-with(@src, 'data:audio/wav')]")))
+        WebDriverWait(driver, PAGE_TIMEOUT).until(
+            expected_conditions.element_to_be_clickable((By.XPATH, "//a[contains(@href, '/artifacts/artifact/')]"))
+        ).click()
+        WebDriverWait(driver, PAGE_TIMEOUT).until(
+            expected_conditions.presence_of_element_located((By.XPATH, "//audio[starts-with(@src, 'data:audio/wav')]"))
+        )
         media = driver.execute_async_script("""
             const done = arguments[arguments.length - 1];
             const players = Array.from(document.querySelectorAll('audio'));

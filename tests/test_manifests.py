@@ -21,8 +21,15 @@ from deepclust.separation.batch import MANIFEST_COLUMNS as SEPARATION_COLUMNS
 
 
 def _model_row(**changes) -> dict:
-    return {"model_url": "/runs/train/k/model.pt", "sha256": "0" * 64, "best_val_loss": 0.3, "epochs": 4,
-            "history_url": "/runs/train/k/history.csv", "loss_curve_png": "", **changes}
+    return {
+        "model_url": "/runs/train/k/model.pt",
+        "sha256": "0" * 64,
+        "best_val_loss": 0.3,
+        "epochs": 4,
+        "history_url": "/runs/train/k/history.csv",
+        "loss_curve_png": "",
+        **changes,
+    }
 
 
 def test_every_writer_builds_its_rows_in_its_schemas_columns():
@@ -64,16 +71,24 @@ def test_only_the_kinds_whose_items_fail_one_by_one_have_a_status_column():
 
 def test_the_schema_error_survives_pickling_with_its_fields():
     error = pickle.loads(pickle.dumps(ManifestSchemaError("a/manifest.parquet", "feature", "lacks columns ['x']")))
-    assert (error.where, error.kind, str(error)) == ("a/manifest.parquet", "feature",
-                                                     "a/manifest.parquet: feature manifest lacks columns ['x']")
+    assert (error.where, error.kind, str(error)) == (
+        "a/manifest.parquet",
+        "feature",
+        "a/manifest.parquet: feature manifest lacks columns ['x']",
+    )
 
 
 def test_the_driver_never_commits_a_manifest_of_the_wrong_shape(tmp_path):
     def plan(run_root):
         return StagePlan(make_stage(run_root, "train", {}), definition, [{"id": "only"}])
 
-    definition = StageDefinition("train", plan, lambda p, unit: {"rows": 1},
-                                 lambda p, results: (pd.DataFrame([{"model_url": "m.pt"}]), {}), "model")
+    definition = StageDefinition(
+        "train",
+        plan,
+        lambda p, unit: {"rows": 1},
+        lambda p, results: (pd.DataFrame([{"model_url": "m.pt"}]), {}),
+        "model",
+    )
     stage_plan = plan(str(tmp_path))
     with pytest.raises(ManifestSchemaError, match="train/.*/manifest.parquet: model manifest lacks"):
         run_stage(stage_plan, log=lambda line: None)

@@ -14,7 +14,7 @@ LIBRISPEECH_FILES = ["198-209-0000.ogg", "3436-172162-0000.ogg", "5703-47212-000
 
 def mixture_of(signals, n_samples):
     sources = np.stack([np.pad(s, (0, max(0, n_samples - len(s))))[:n_samples] for s in signals])
-    sources = sources / np.sqrt(np.mean(sources ** 2, axis=1, keepdims=True)) * 0.05
+    sources = sources / np.sqrt(np.mean(sources**2, axis=1, keepdims=True)) * 0.05
     return sources.sum(0), sources
 
 
@@ -57,7 +57,9 @@ def test_fast_bss_eval_matches_mir_eval(real_mixtures, name, kind):
 
 def test_mixture_baseline_matches_mir_eval(real_mixtures):
     mixture, sources = real_mixtures["fsdd-3"]
-    np.testing.assert_allclose(mixture_sdr(sources, mixture), mixture_sdr(sources, mixture, backend="mir_eval"), atol=1e-6)
+    np.testing.assert_allclose(
+        mixture_sdr(sources, mixture), mixture_sdr(sources, mixture, backend="mir_eval"), atol=1e-6
+    )
     scores = sdr_improvement(sources, ideal_binary_mask_estimates(mixture, sources), mixture)
     np.testing.assert_allclose(scores["sdri"], scores["sdr"] - scores["sdr_mixture"])
     assert np.all(scores["sdri"] > 5)

@@ -151,11 +151,24 @@ def test_resolver_and_corpus_manifest_fill_speakers(tmp_path, fsdd_dir):
     listed = ("fsdd/jackson/3_jackson_0.wv1", "fsdd/george/8_george_1.wv1")
     real = {p: str(fsdd_dir / (p.split("/")[-1].replace(".wv1", ".wav"))) for p in listed}
     corpus = pd.DataFrame(
-        [dict(utterance_id="3_jackson_0", path=real[listed[0]], speaker="jackson", gender="m", duration=0.5,
-              sample_rate=8000, subset="train")]
+        [
+            dict(
+                utterance_id="3_jackson_0",
+                path=real[listed[0]],
+                speaker="jackson",
+                gender="m",
+                duration=0.5,
+                sample_rate=8000,
+                subset="train",
+            )
+        ]
     )
     row = create_mixtures(
-        [MixEntry(listed, (1.0, -1.0))], "tr", tmp_path, MixConfig(), path_resolver=real.__getitem__,
+        [MixEntry(listed, (1.0, -1.0))],
+        "tr",
+        tmp_path,
+        MixConfig(),
+        path_resolver=real.__getitem__,
         corpus_manifest=corpus,
     ).iloc[0]
     assert row["status"] == "done"

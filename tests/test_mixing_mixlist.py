@@ -29,8 +29,15 @@ def fsdd_manifest(fsdd_dir, test_speakers=("theo", "yweweler"), per_speaker=12):
         if int(index) >= per_speaker // 10 + 1 or int(digit) >= 10:
             continue
         rows.append(
-            dict(utterance_id=path.stem, path=str(path), speaker=speaker, gender="m", duration=0.5,
-                 sample_rate=8000, subset="test" if speaker in test_speakers else "train")
+            dict(
+                utterance_id=path.stem,
+                path=str(path),
+                speaker=speaker,
+                gender="m",
+                duration=0.5,
+                sample_rate=8000,
+                subset="test" if speaker in test_speakers else "train",
+            )
         )
     return pd.DataFrame(rows)
 

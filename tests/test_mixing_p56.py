@@ -24,7 +24,7 @@ def test_running_max_is_causal_window_of_n_samples():
     rng = np.random.default_rng(0)
     x = rng.integers(-50, 50, size=300)
     for n in (1, 2, 5, 8, 61):
-        expected = [x[max(0, p - n + 1): p + 1].max() for p in range(x.size)]
+        expected = [x[max(0, p - n + 1) : p + 1].max() for p in range(x.size)]
         np.testing.assert_array_equal(_causal_running_max(x, n, -(10**6)), expected)
 
 

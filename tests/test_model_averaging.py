@@ -13,19 +13,26 @@ from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig
 from deepclust.training.dynamic_train import train_dynamic
 
-from training_fixtures import corpus  # noqa: F401
-
 TINY = ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4)
 MIX = DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2)
 
 
-def _train(corpus, out, epochs, snapshot_every=1, model=TINY):  # noqa: F811
-    config = TrainConfig(chunk_frames=30, batch_size=3, steps_per_epoch=2, max_epochs=epochs, patience=9,
-                         device="cpu", seed=0, dc_loss="whitened", snapshot_every=snapshot_every)
+def _train(corpus, out, epochs, snapshot_every=1, model=TINY):
+    config = TrainConfig(
+        chunk_frames=30,
+        batch_size=3,
+        steps_per_epoch=2,
+        max_epochs=epochs,
+        patience=9,
+        device="cpu",
+        seed=0,
+        dc_loss="whitened",
+        snapshot_every=snapshot_every,
+    )
     return train_dynamic(corpus, out, model, config, MIX, provenance={"command": "deepclust train-dynamic (test)"})
 
 
-def test_export_of_several_snapshots_ships_the_mean_of_their_weights_with_the_newest_facts(corpus, tmp_path):  # noqa: F811
+def test_export_of_several_snapshots_ships_the_mean_of_their_weights_with_the_newest_facts(corpus, tmp_path):
     run = tmp_path / "run"
     _train(corpus, str(run), 3)
     snapshots = [str(run / "snapshots" / f"epoch-{e:03d}.pt") for e in (2, 3)]
@@ -39,7 +46,8 @@ def test_export_of_several_snapshots_ships_the_mean_of_their_weights_with_the_ne
     # The two epochs really differ, so the mean is neither of them.
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert [(a["epoch"], a["sha256"]) for a in extra["averaged_from"]] == [
-        (e, hashlib.sha256(open(s, "rb").read()).hexdigest()) for e, s in zip((2, 3), snapshots)]
+        (e, hashlib.sha256(open(s, "rb").read()).hexdigest()) for e, s in zip((2, 3), snapshots)
+    ]
     assert extra["epoch"] == 3 and extra["lineage"][-1]["averaged_epochs"] == [2, 3]
     # The run folder's clock and host readings reach the snapshot's link (they lie above snapshots/).
     assert extra["lineage"][-1]["seconds"] > 0 and extra["lineage"][-1]["machine"]["cpu_count"]
@@ -47,14 +55,25 @@ def test_export_of_several_snapshots_ships_the_mean_of_their_weights_with_the_ne
     # The command line does the same with --model repeated.
     from deepclust.cli import main
 
-    main(["export-model", "--model", snapshots[0], "--model", snapshots[1], "--out", str(tmp_path / "cli.pt"),
-          "--inference", "2=blend"])
+    main(
+        [
+            "export-model",
+            "--model",
+            snapshots[0],
+            "--model",
+            snapshots[1],
+            "--out",
+            str(tmp_path / "cli.pt"),
+            "--inference",
+            "2=blend",
+        ]
+    )
     by_cli = torch.load(tmp_path / "cli.pt", weights_only=True)
     assert all(torch.equal(by_cli["state_dict"][k], v) for k, v in shipped["state_dict"].items())
     assert by_cli["extra"]["inference"] == {"2": "blend"} and len(by_cli["extra"]["averaged_from"]) == 2
 
 
-def test_snapshots_exported_after_the_run_went_on_carry_their_own_seconds_not_the_runs_latest(corpus, tmp_path):  # noqa: F811
+def test_snapshots_exported_after_the_run_went_on_carry_their_own_seconds_not_the_runs_latest(corpus, tmp_path):
     """A run's run_facts.json moves on with it; a snapshot of an earlier epoch keeps the readings of its epoch."""
     import json
     import os
@@ -81,7 +100,7 @@ def test_snapshots_exported_after_the_run_went_on_carry_their_own_seconds_not_th
     assert old["machine"]["cpu_count"] == facts["machine"]["cpu_count"]
 
 
-def test_export_refuses_to_average_different_networks_naming_the_file(corpus, tmp_path):  # noqa: F811
+def test_export_refuses_to_average_different_networks_naming_the_file(corpus, tmp_path):
     _train(corpus, str(tmp_path / "a"), 1)
     _train(corpus, str(tmp_path / "b"), 1, model=ModelConfig.preset("chimera++", hidden=12, layers=1, emb_dim=4))
     a, b = str(tmp_path / "a" / "model.pt"), str(tmp_path / "b" / "model.pt")

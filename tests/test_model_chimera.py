@@ -7,16 +7,15 @@ import torch
 from torch.nn import functional as F
 
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
-from deepclust.model.chimera_loss import (mask_inference_loss, phase_sensitive_targets,
-                                          whitened_deep_clustering_loss)
+from deepclust.model.chimera_loss import mask_inference_loss, phase_sensitive_targets, whitened_deep_clustering_loss
 
 
 def _textbook_whitened(v, y):
     """|V (V^T V)^-1/2 - Y (Y^T Y)^-1 Y^T V (V^T V)^-1/2|_F^2, minus its floor D - C, over C (Eq. 6)."""
     values, vectors = torch.linalg.eigh(v.T @ v)
-    inverse_root = vectors @ torch.diag(values ** -0.5) @ vectors.T
+    inverse_root = vectors @ torch.diag(values**-0.5) @ vectors.T
     residual = v @ inverse_root - y @ torch.linalg.inv(y.T @ y) @ y.T @ v @ inverse_root
-    return ((residual ** 2).sum() - (v.shape[1] - y.shape[1])) / y.shape[1]
+    return ((residual**2).sum() - (v.shape[1] - y.shape[1])) / y.shape[1]
 
 
 def test_whitened_loss_equals_the_textbook_form_with_weights():
@@ -69,8 +68,10 @@ def test_mask_loss_is_permutation_invariant_and_zero_for_the_ideal_masks():
     ideal = targets / mixture.abs().unsqueeze(1).clamp_min(1e-8)
     assert mask_inference_loss(ideal, mixture.abs(), targets).item() == pytest.approx(0.0, abs=1e-6)
     masks = torch.rand(2, 3, 20, 9, generator=generator)
-    losses = {mask_inference_loss(masks[:, list(order)], mixture.abs(), targets).item()
-              for order in itertools.permutations(range(3))}
+    losses = {
+        mask_inference_loss(masks[:, list(order)], mixture.abs(), targets).item()
+        for order in itertools.permutations(range(3))
+    }
     # Every ordering of the same masks is matched to the targets the same best way.
     assert max(losses) - min(losses) < 1e-6
     assert min(losses) > 0.05
@@ -120,5 +121,6 @@ def test_whitened_loss_gradient_matches_autograd_and_finite_differences():
     expected.backward()
     assert loss.item() == pytest.approx(expected.item(), abs=1e-12)
     assert torch.allclose(ours.grad, reference.grad, atol=1e-10)
-    torch.autograd.gradcheck(lambda e: whitened_deep_clustering_loss(e, targets, weights, 3),
-                             (F.normalize(raw, dim=-1).requires_grad_(),))
+    torch.autograd.gradcheck(
+        lambda e: whitened_deep_clustering_loss(e, targets, weights, 3), (F.normalize(raw, dim=-1).requires_grad_(),)
+    )

@@ -21,7 +21,7 @@ def talkers(corpora_dir):
     """Two real LibriSpeech readers, 1.5 s each, at comparable levels: ``(1, 2, samples)``."""
     paths = sorted((corpora_dir / "librispeech-speakers").glob("*/*.flac"))[:2]
     waves = [read_audio(str(p), target_sr=8000)[0][4000:16000] for p in paths]
-    waves = [w / np.sqrt(np.mean(w ** 2)) * 0.05 for w in waves]
+    waves = [w / np.sqrt(np.mean(w**2)) * 0.05 for w in waves]
     return torch.from_numpy(np.stack(waves).astype(np.float32)).unsqueeze(0)
 
 
@@ -40,8 +40,9 @@ def test_the_loss_is_minus_the_mean_snr_in_bels_of_the_best_pairing(talkers):
     assert float(loss) == pytest.approx(expected, rel=1e-4)
     assert expected < -0.8  # the IRM separates these two readers by more than 8 dB
     # The order of the masks does not matter, and a worse mask scores worse.
-    assert float(waveform_snr_loss(masks.flip(1), spectra, talkers, CONFIG, max_snr_db=100.0)) == \
-        pytest.approx(float(loss), rel=1e-6)
+    assert float(waveform_snr_loss(masks.flip(1), spectra, talkers, CONFIG, max_snr_db=100.0)) == pytest.approx(
+        float(loss), rel=1e-6
+    )
     halves = torch.full_like(masks, 0.5)
     assert float(waveform_snr_loss(halves, spectra, talkers, CONFIG)) > float(loss) + 0.5
 
@@ -64,8 +65,9 @@ def test_batch_loss_adds_the_waveform_term_only_when_asked_and_it_trains(talkers
     torch.manual_seed(0)
     model = DeepClusteringNet(ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4))
     plain = batch_loss(model, batch, torch.device("cpu"), None, TrainConfig(dc_loss="whitened"))
-    mixed = batch_loss(model, batch, torch.device("cpu"), None, TrainConfig(dc_loss="whitened",
-                                                                             waveform_loss_weight=1.0))
+    mixed = batch_loss(
+        model, batch, torch.device("cpu"), None, TrainConfig(dc_loss="whitened", waveform_loss_weight=1.0)
+    )
     assert float(plain) != pytest.approx(float(mixed), abs=1e-3)
     # All of the mask term to the waveform: 0.5 DC + 0.5 WAV, the phase-sensitive loss not in it at all.
     dc_only = batch_loss(model, batch, torch.device("cpu"), None, TrainConfig(dc_loss="whitened", mask_loss_weight=0.0))

@@ -22,7 +22,7 @@ def real_errors(librispeech_dir):
     talkers = [read_audio(librispeech_dir / name, target_sr=8000)[0] for name in LIBRISPEECH_FILES]
     errors = []
     for b, start in enumerate((8000, 16000)):
-        sources = np.stack([t[start:start + 8000] for t in talkers]).astype(np.float64)
+        sources = np.stack([t[start : start + 8000] for t in talkers]).astype(np.float64)
         estimates = ideal_binary_mask_estimates(sources.sum(0), sources)[list(SHUFFLES[b])]
         errors.append(((estimates[:, None, :] - sources[None, :, :]) ** 2).sum(-1))
     return np.stack(errors)

@@ -50,8 +50,13 @@ def test_shipped_model_separates_the_real_example(tmp_path):
 
 def test_separate_without_model_uses_the_shipped_one(tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "deepclust.cli", "separate", "--input", example_paths()["mixture"],
-                             "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "deepclust.cli", "separate", "--input", example_paths()["mixture"], "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "shipped real-speech model" in result.stderr
     manifest = pd.read_parquet(out / "manifest.parquet")
@@ -62,8 +67,13 @@ def test_half_precision_export_loads_and_separates_like_the_original(tmp_path, l
     torch.manual_seed(0)
     model = DeepClusteringNet(ModelConfig.preset("chimera++", hidden=16, layers=1, emb_dim=4))
     original = tmp_path / "model.pt"
-    save_model(str(original), model, FeatureStats(np.zeros(129), np.ones(129)), FeatureConfig().to_dict(),
-               {"training_speakers": ["a"]})
+    save_model(
+        str(original),
+        model,
+        FeatureStats(np.zeros(129), np.ones(129)),
+        FeatureConfig().to_dict(),
+        {"training_speakers": ["a"]},
+    )
     half = tmp_path / "half.pt"
     export_half(str(original), str(half))
     assert half.stat().st_size < 0.6 * original.stat().st_size

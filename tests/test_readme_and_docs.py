@@ -37,7 +37,7 @@ def section(path: Path, anchor: str) -> str:
     marks = headings(path)
     for position, (level, name, start) in enumerate(marks):
         if name == anchor:
-            end = next((index for other, _, index in marks[position + 1:] if other <= level), len(lines))
+            end = next((index for other, _, index in marks[position + 1 :] if other <= level), len(lines))
             return "\n".join(lines[start:end])
     raise AssertionError(f"{path.name} has no heading #{anchor}")
 

@@ -30,25 +30,46 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fsdd_run(tmp_path_factory, fsdd_dir):
     root = str(tmp_path_factory.mktemp("fsdd-run"))
-    corpus = run_stage(plan_corpus(root, CorpusConfig(
-        name="folder", root=str(fsdd_dir), pattern="fsdd", test_speakers=["george", "lucas"])))
-    mixtures = run_stage(plan_mixtures(root, corpus, MixStageConfig(
-        sizes={"tr": 800, "cv": 60, "tt": 20}, batch_size=400)))
+    corpus = run_stage(
+        plan_corpus(
+            root, CorpusConfig(name="folder", root=str(fsdd_dir), pattern="fsdd", test_speakers=["george", "lucas"])
+        )
+    )
+    mixtures = run_stage(
+        plan_mixtures(root, corpus, MixStageConfig(sizes={"tr": 800, "cv": 60, "tt": 20}, batch_size=400))
+    )
     features = run_stage(plan_features(root, mixtures, FeatureConfig(utterances_per_shard=200)))
     model_config = ModelConfig(hidden=96, layers=2, emb_dim=16)
-    train_config = TrainConfig(max_epochs=8, steps_per_epoch=40, batch_size=16, chunk_frames=50, patience=8,
-                               learning_rate=2e-3, seed=0, device="cpu")
+    train_config = TrainConfig(
+        max_epochs=8,
+        steps_per_epoch=40,
+        batch_size=16,
+        chunk_frames=50,
+        patience=8,
+        learning_rate=2e-3,
+        seed=0,
+        device="cpu",
+    )
     model = run_stage(plan_training(root, features, model_config, train_config))
     # Held-out mixtures: the 'cv' split (training speakers, utterances never used for training).
     separated = run_stage(plan_separation(root, model, mixtures, SeparateConfig(splits=("cv",))))
     results = run_stage(plan_evaluation(root, separated, mixtures, EvaluateConfig(oracles=("ibm",))))
-    return {"root": root, "model": model, "results": results, "mixtures": mixtures, "features": features,
-            "train_config": train_config, "model_config": model_config}
+    return {
+        "root": root,
+        "model": model,
+        "results": results,
+        "mixtures": mixtures,
+        "features": features,
+        "train_config": train_config,
+        "model_config": model_config,
+    }
 
 
 def test_training_lowers_the_validation_loss(fsdd_run):
     history = pd.read_csv(storage.join(storage.parent(fsdd_run["model"]), "history.csv"))
-    initial = storage.read_json(storage.join(storage.parent(fsdd_run["model"]), "_COMPLETE"))["info"]["initial_val_loss"]
+    initial = storage.read_json(storage.join(storage.parent(fsdd_run["model"]), "_COMPLETE"))["info"][
+        "initial_val_loss"
+    ]
     assert history["global_step"].iloc[-1] >= 300
     assert history["val_loss"].min() < 0.6 * initial
     assert history["val_loss"].min() < history["val_loss"].iloc[0]  # and keeps improving after epoch 1
@@ -70,7 +91,11 @@ def test_rerun_reuses_every_stage_and_a_new_training_parameter_reuses_features(f
     before = dict(COMPUTE_COUNTER)
     again = plan_training(root, fsdd_run["features"], fsdd_run["model_config"], fsdd_run["train_config"])
     assert again.stage.is_complete() and run_stage(again) == fsdd_run["model"]
-    changed = plan_training(root, fsdd_run["features"], fsdd_run["model_config"],
-                            dataclasses.replace(fsdd_run["train_config"], learning_rate=1e-3))
+    changed = plan_training(
+        root,
+        fsdd_run["features"],
+        fsdd_run["model_config"],
+        dataclasses.replace(fsdd_run["train_config"], learning_rate=1e-3),
+    )
     assert changed.stage.key != again.stage.key and not changed.stage.is_complete()
     assert COMPUTE_COUNTER == before

@@ -4,7 +4,7 @@ the first missing files and their count, a list in the wrong format with its lin
 from __future__ import annotations
 
 import pytest
-from wsj0_fixtures import LISTS, wsj0_tree, write_lists  # noqa: F401  (fixture)
+from wsj0_fixtures import LISTS, write_lists
 
 from deepclust import cli
 from deepclust.recipe.preflight import SHOWN_MISSING, RecipeInputError, check_inputs
@@ -24,12 +24,25 @@ def test_files_the_tree_lacks_stop_the_command_before_any_stage(wsj0_tree, tmp_p
     lists = dict(LISTS)
     lists["mix_2_spk_tr"] = LISTS["mix_2_spk_tr"] + [
         "wsj0/si_tr_s/01t/01to0399.wv1 1.0 wsj0/si_tr_s/02c/02co0398.wv1 -1.0",
-        "wsj0/si_tr_s/01t/01to0399.wv1 0.2 wsj0/si_tr_s/40a/40ao0300.wv1 -0.2"]  # listed twice, counted once
+        "wsj0/si_tr_s/01t/01to0399.wv1 0.2 wsj0/si_tr_s/40a/40ao0300.wv1 -0.2",
+    ]  # listed twice, counted once
     folder = write_lists(tmp_path / "lists", lists)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stop:
-        cli.main(["reproduce", "--corpus", "wsj0", "--wsj0-root", str(wsj0_tree), "--mix-lists", str(folder),
-                  "--out", str(out), "--no-prefect"])
+        cli.main(
+            [
+                "reproduce",
+                "--corpus",
+                "wsj0",
+                "--wsj0-root",
+                str(wsj0_tree),
+                "--mix-lists",
+                str(folder),
+                "--out",
+                str(out),
+                "--no-prefect",
+            ]
+        )
     said = capsys.readouterr().err
     assert stop.value.code == 2
     assert "2 of the 21 files the mix lists name are not under --wsj0-root" in said, said
@@ -61,8 +74,13 @@ def test_a_missing_three_speaker_list_says_how_to_leave_that_test_out(wsj0_tree,
     with pytest.raises(RecipeInputError) as error:
         check_inputs(wsj0_config(wsj0_tree, folder))
     assert "mix_3_spk_tt.txt" in str(error.value) and "--set mix.test_speaker_counts=2" in str(error.value)
-    two_only = resolve_recipe("paper", "runs/x", CorpusConfig(name="wsj0", root=str(wsj0_tree)), mix_lists=str(folder),
-                              overrides=["mix.test_speaker_counts=2"])
+    two_only = resolve_recipe(
+        "paper",
+        "runs/x",
+        CorpusConfig(name="wsj0", root=str(wsj0_tree)),
+        mix_lists=str(folder),
+        overrides=["mix.test_speaker_counts=2"],
+    )
     check_inputs(two_only)
 
 

@@ -37,14 +37,23 @@ def test_the_paper_preset_is_the_librarys_paper_defaults_at_full_size():
 
 def test_print_config_of_a_wsj0_run_shows_the_full_paper_recipe_and_touches_nothing(capsys, tmp_path):
     out = tmp_path / "run"
-    config = printed_config(capsys, "--corpus", "wsj0", "--wsj0-root", str(tmp_path / "no-such-wsj0"),
-                            "--mix-lists", str(tmp_path / "no-such-lists"), "--out", str(out))
+    config = printed_config(
+        capsys,
+        "--corpus",
+        "wsj0",
+        "--wsj0-root",
+        str(tmp_path / "no-such-wsj0"),
+        "--mix-lists",
+        str(tmp_path / "no-such-lists"),
+        "--out",
+        str(out),
+    )
     assert config["preset"] == "paper" and config["overrides"] == []
     assert config["corpus"]["name"] == "wsj0" and config["corpus"]["root"] == str(tmp_path / "no-such-wsj0")
     assert config["mix"]["sizes"] == {"tr": 20000, "cv": 5000, "tt": 3000}
-    assert config["mix"]["mix_lists"] == {split: str(tmp_path / "no-such-lists" / f"mix_2_spk_{split}.txt")
-                                          for split in ("tr", "cv", "tt")} | {
-        "mix_3_spk_tt": str(tmp_path / "no-such-lists" / "mix_3_spk_tt.txt")}
+    assert config["mix"]["mix_lists"] == {
+        split: str(tmp_path / "no-such-lists" / f"mix_2_spk_{split}.txt") for split in ("tr", "cv", "tt")
+    } | {"mix_3_spk_tt": str(tmp_path / "no-such-lists" / "mix_3_spk_tt.txt")}
     train = config["train"]
     assert (train["chunk_frames"], train["curriculum_chunk_frames"]) == (100, 400)
     assert train["max_train_seconds"] is None and train["steps_per_epoch"] is None
@@ -52,9 +61,15 @@ def test_print_config_of_a_wsj0_run_shows_the_full_paper_recipe_and_touches_noth
     assert not out.exists()  # ran nothing, and read nothing: the corpus and lists do not exist
 
 
-@pytest.mark.parametrize("corpus_flags, preset", [
-    ([], "demo"), (["--corpus", "wsj0", "--wsj0-root", "w"], "paper"), (["--corpus", "folder", "--root", "f"], "paper"),
-    (["--corpus", "sources", "--sources", "a"], "paper")])
+@pytest.mark.parametrize(
+    "corpus_flags, preset",
+    [
+        ([], "demo"),
+        (["--corpus", "wsj0", "--wsj0-root", "w"], "paper"),
+        (["--corpus", "folder", "--root", "f"], "paper"),
+        (["--corpus", "sources", "--sources", "a"], "paper"),
+    ],
+)
 def test_the_default_preset_follows_the_corpus(capsys, corpus_flags, preset):
     assert printed_config(capsys, *corpus_flags)["preset"] == preset
 
@@ -76,30 +91,60 @@ def test_quick_is_the_quick_preset_and_demo_config_is_the_demo_preset(capsys):
 
 
 def test_set_changes_any_field_after_the_shorthands_and_both_are_recorded(capsys):
-    config = printed_config(capsys, "--corpus", "wsj0", "--wsj0-root", "w", "--scale", "0.5", "--device", "cpu",
-                            "--set", "train.max_epochs=20", "--set", "mix.sizes.tr=100", "--set",
-                            "train.curriculum_chunk_frames=null", "--set", "mix.scale=0.25",
-                            "--set", "mix.test_speaker_counts=2", "--set", "separate.splits=tt,cv")
+    config = printed_config(
+        capsys,
+        "--corpus",
+        "wsj0",
+        "--wsj0-root",
+        "w",
+        "--scale",
+        "0.5",
+        "--device",
+        "cpu",
+        "--set",
+        "train.max_epochs=20",
+        "--set",
+        "mix.sizes.tr=100",
+        "--set",
+        "train.curriculum_chunk_frames=null",
+        "--set",
+        "mix.scale=0.25",
+        "--set",
+        "mix.test_speaker_counts=2",
+        "--set",
+        "separate.splits=tt,cv",
+    )
     assert config["train"]["max_epochs"] == 20 and config["train"]["curriculum_chunk_frames"] is None
     assert config["mix"]["sizes"] == {"tr": 100, "cv": 5000, "tt": 3000}
     assert config["mix"]["scale"] == 0.25  # --set comes after the --scale shorthand, so it wins
     assert config["mix"]["test_speaker_counts"] == [2] and config["separate"]["splits"] == ["tt", "cv"]
     assert config["train"]["device"] == config["separate"]["device"] == "cpu"
-    assert config["overrides"] == ["mix.scale=0.5", "train.device=cpu", "separate.device=cpu", "train.max_epochs=20",
-                                   "mix.sizes.tr=100", "train.curriculum_chunk_frames=null", "mix.scale=0.25",
-                                   "mix.test_speaker_counts=2", "separate.splits=tt,cv"]
+    assert config["overrides"] == [
+        "mix.scale=0.5",
+        "train.device=cpu",
+        "separate.device=cpu",
+        "train.max_epochs=20",
+        "mix.sizes.tr=100",
+        "train.curriculum_chunk_frames=null",
+        "mix.scale=0.25",
+        "mix.test_speaker_counts=2",
+        "separate.splits=tt,cv",
+    ]
 
 
-@pytest.mark.parametrize("override, said", [
-    ("train.max_epoch=3", "train has no field 'max_epoch'; its fields: chunk_frames"),
-    ("train.max_epochs=many", "expected int, got 'many'"),
-    ("train.amp=1", "expected bool, got 1"),
-    ("train.max_epochs=null", "expected int, got None"),
-    ("corpus.root.x=1", "corpus.root is a value"),
-    ("train.max_epochs", "expected FIELD.PATH=VALUE"),
-    ("preset=demo", "choose the preset with --preset"),
-    ("train.precision=fp16", "precision must be 'auto', 'fp32' or 'bf16'"),
-])
+@pytest.mark.parametrize(
+    "override, said",
+    [
+        ("train.max_epoch=3", "train has no field 'max_epoch'; its fields: chunk_frames"),
+        ("train.max_epochs=many", "expected int, got 'many'"),
+        ("train.amp=1", "expected bool, got 1"),
+        ("train.max_epochs=null", "expected int, got None"),
+        ("corpus.root.x=1", "corpus.root is a value"),
+        ("train.max_epochs", "expected FIELD.PATH=VALUE"),
+        ("preset=demo", "choose the preset with --preset"),
+        ("train.precision=fp16", "precision must be 'auto', 'fp32' or 'bf16'"),
+    ],
+)
 def test_a_wrong_override_exits_2_naming_the_field_and_runs_nothing(capsys, tmp_path, override, said):
     with pytest.raises(SystemExit) as stop:
         cli.main(["reproduce", "--set", override, "--out", str(tmp_path / "run"), "--no-prefect"])

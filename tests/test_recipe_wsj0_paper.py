@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from wsj0_fixtures import wsj0_tree, write_lists  # noqa: F401  (fixture)
+from wsj0_fixtures import write_lists
 
 from deepclust import cli
 
@@ -21,8 +21,20 @@ TINY = ["train.max_epochs=1", "train.steps_per_epoch=2", "train.batch_size=4"]
 def paper_run(wsj0_tree, tmp_path_factory):
     folder = tmp_path_factory.mktemp("paper-run")
     out = folder / "run"
-    argv = ["reproduce", "--preset", "paper", "--corpus", "wsj0", "--wsj0-root", str(wsj0_tree),
-            "--mix-lists", str(write_lists(folder / "lists")), "--out", str(out), "--no-prefect"]
+    argv = [
+        "reproduce",
+        "--preset",
+        "paper",
+        "--corpus",
+        "wsj0",
+        "--wsj0-root",
+        str(wsj0_tree),
+        "--mix-lists",
+        str(write_lists(folder / "lists")),
+        "--out",
+        str(out),
+        "--no-prefect",
+    ]
     for override in TINY:
         argv += ["--set", override]
     cli.main(argv)
@@ -62,8 +74,12 @@ def test_the_report_lays_the_results_out_as_the_paper_does(paper_run):
     assert rows[0].startswith("| test set | mixtures | model SDRi | IBM SDRi | IRM SDRi | paper SDRi | DPCL++ SDRi")
     cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows[1:]]
     by_label = {row[0]: row for row in cells}
-    assert list(by_label) == ["2 speakers, different gender", "2 speakers, same gender", "2 speakers, overall",
-                              "3 speakers, overall"]
+    assert list(by_label) == [
+        "2 speakers, different gender",
+        "2 speakers, same gender",
+        "2 speakers, overall",
+        "3 speakers, overall",
+    ]
     assert [by_label[label][1] for label in by_label] == ["1", "1", "2", "1"]  # mixtures in each row
     assert by_label["2 speakers, overall"][5:7] == ["6.00", "10.30"]  # Hershey et al. / Isik et al. abstracts
     assert "open-speaker test mixtures" in section

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from archive_fixtures import fsdd_mixture, write_wav
 
 from deepclust.archive import read_manifest
-from archive_fixtures import fsdd_mixture, tiny_model_url, write_wav  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 # What oneDNN runs on a CPU with AVX2 and nothing newer (AMD Zen 3, Intel Haswell-Broadwell): no bf16 LSTM.
@@ -28,10 +28,26 @@ def environment(**extra) -> dict:
 
 
 def separate(model, input_dir, out_dir, *flags, env=None, timeout=300) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "deepclust.cli", "separate", "--model", str(model), "--input", str(input_dir),
-               "--out", str(out_dir), "--files-per-batch", "2", "--device", "cpu", "--listen", "0", *flags]
-    return subprocess.run(command, cwd=REPO, env=env or environment(), capture_output=True, text=True,
-                          timeout=timeout)
+    command = [
+        sys.executable,
+        "-m",
+        "deepclust.cli",
+        "separate",
+        "--model",
+        str(model),
+        "--input",
+        str(input_dir),
+        "--out",
+        str(out_dir),
+        "--files-per-batch",
+        "2",
+        "--device",
+        "cpu",
+        "--listen",
+        "0",
+        *flags,
+    ]
+    return subprocess.run(command, cwd=REPO, env=env or environment(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +69,8 @@ def one_plain_line(stderr: str) -> str:
     return said[0]
 
 
-def test_bf16_on_a_cpu_without_bf16_is_refused_before_any_input(mixtures, tmp_path, tiny_model_url):  # noqa: F811
-    result = separate(tiny_model_url, mixtures, tmp_path / "out", "--precision", "bf16",
-                      env=environment(**AVX2_ONLY))
+def test_bf16_on_a_cpu_without_bf16_is_refused_before_any_input(mixtures, tmp_path, tiny_model_url):
+    result = separate(tiny_model_url, mixtures, tmp_path / "out", "--precision", "bf16", env=environment(**AVX2_ONLY))
     assert result.returncode == 2, result.stderr
     line = one_plain_line(result.stderr)
     assert "cannot run the network in bfloat16" in line and "--precision auto" in line and "fp32" in line
@@ -63,15 +78,26 @@ def test_bf16_on_a_cpu_without_bf16_is_refused_before_any_input(mixtures, tmp_pa
 
 
 def test_training_refuses_bf16_on_a_cpu_without_bf16_before_reading_any_data(tmp_path):
-    command = [sys.executable, "-m", "deepclust.cli", "train-dynamic", "--source", str(tmp_path / "no-such-corpus"),
-               "--precision", "bf16", "--out", str(tmp_path / "run")]
-    result = subprocess.run(command, cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True,
-                            timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "deepclust.cli",
+        "train-dynamic",
+        "--source",
+        str(tmp_path / "no-such-corpus"),
+        "--precision",
+        "bf16",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr  # (a missing corpus would have been another error)
     assert "cannot run the network in bfloat16" in one_plain_line(result.stderr)
 
 
-def test_auto_runs_float32_where_bf16_cannot_run_and_records_it(mixtures, tmp_path, tiny_model_url):  # noqa: F811
+def test_auto_runs_float32_where_bf16_cannot_run_and_records_it(mixtures, tmp_path, tiny_model_url):
     result = separate(tiny_model_url, mixtures, tmp_path / "out", env=environment(**AVX2_ONLY))
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(str(tmp_path / "out"))
@@ -98,11 +124,16 @@ BROKEN_NETWORK_RUN = textwrap.dedent("""
 """)
 
 
-def test_a_network_that_fails_on_any_input_stops_the_run_and_marks_no_input_failed(mixtures, tmp_path,
-                                                                                   tiny_model_url):  # noqa: F811
+def test_a_network_that_fails_on_any_input_stops_the_run_and_marks_no_input_failed(mixtures, tmp_path, tiny_model_url):
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-c", BROKEN_NETWORK_RUN, tiny_model_url, str(mixtures), str(out)],
-                            cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", BROKEN_NETWORK_RUN, tiny_model_url, str(mixtures), str(out)],
+        cwd=REPO,
+        env=environment(**AVX2_ONLY),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 4, result.stdout + result.stderr
     assert "the network fails on any input" in result.stdout and "m000.wav" in result.stdout
     manifest = read_manifest(str(out))
@@ -110,7 +141,7 @@ def test_a_network_that_fails_on_any_input_stops_the_run_and_marks_no_input_fail
     assert len(manifest) == 0  # nothing was done, and nothing is recorded as if it had been tried
 
 
-def test_an_input_the_network_cannot_take_is_still_that_inputs_failed_row(tmp_path, tiny_model_url):  # noqa: F811
+def test_an_input_the_network_cannot_take_is_still_that_inputs_failed_row(tmp_path, tiny_model_url):
     """The other side of the line: an input too long to hold in memory is the input's fault (the known-good
     input separates), so it becomes a failed row and the batch goes on."""
     from deepclust.separation.batch import check_network
@@ -137,21 +168,27 @@ def _can_mount_tmpfs() -> str:
 
 
 @pytest.mark.skipif(bool(_can_mount_tmpfs()), reason=_can_mount_tmpfs() or "tmpfs")
-def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_after_freeing_space_finishes(tmp_path, fsdd_dir,
-                                                                                         tiny_model_url):  # noqa: F811
+def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_after_freeing_space_finishes(
+    tmp_path, fsdd_dir, tiny_model_url
+):
     folder = tmp_path / "long"
     folder.mkdir()
     for index in range(12):  # 12 inputs of ~6 s: their outputs (~190 KB each) overflow a 1 MB tmpfs
         mixture = np.concatenate([fsdd_mixture(fsdd_dir, (index + k) % 10, index + k) for k in range(6)])
         write_wav(folder / f"m{index:03d}.wav", mixture)
-    cli = (f'{sys.executable} -m deepclust.cli separate --model {tiny_model_url} --input {folder} '
-           f'--out "$MNT/out" --files-per-batch 2 --device cpu --listen 0')
-    body = (f'{cli} 2> {tmp_path}/first.err && echo FIRST=0 || echo FIRST=$?; '
-            f'cp -r "$MNT/out" {tmp_path}/after-full; '
-            f'mount -o remount,size=64m "$MNT"; {cli} > {tmp_path}/second.out 2>&1; echo SECOND=$?; '
-            f'cp -r "$MNT/out" {tmp_path}/after-rerun')
-    result = subprocess.run(_mount_tmpfs_script("1m", body), cwd=REPO, env=environment(), capture_output=True,
-                            text=True, timeout=600)
+    cli = (
+        f"{sys.executable} -m deepclust.cli separate --model {tiny_model_url} --input {folder} "
+        f'--out "$MNT/out" --files-per-batch 2 --device cpu --listen 0'
+    )
+    body = (
+        f"{cli} 2> {tmp_path}/first.err && echo FIRST=0 || echo FIRST=$?; "
+        f'cp -r "$MNT/out" {tmp_path}/after-full; '
+        f'mount -o remount,size=64m "$MNT"; {cli} > {tmp_path}/second.out 2>&1; echo SECOND=$?; '
+        f'cp -r "$MNT/out" {tmp_path}/after-rerun'
+    )
+    result = subprocess.run(
+        _mount_tmpfs_script("1m", body), cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600
+    )
     assert "FIRST=4" in result.stdout, (result.stdout, (tmp_path / "first.err").read_text())
     line = one_plain_line((tmp_path / "first.err").read_text())
     assert "output location is full" in line and "inputs are done and kept" in line and "run the same command" in line
@@ -164,8 +201,9 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_after_freeing_space_f
     assert f", {done_before} already done," in (tmp_path / "second.out").read_text()
 
 
-def test_a_truncated_manifest_is_rebuilt_from_its_copy_and_no_finished_input_is_redone(mixtures, tmp_path,
-                                                                                       tiny_model_url):  # noqa: F811
+def test_a_truncated_manifest_is_rebuilt_from_its_copy_and_no_finished_input_is_redone(
+    mixtures, tmp_path, tiny_model_url
+):
     out = tmp_path / "out"
     assert separate(tiny_model_url, mixtures, out).returncode == 0
     manifest = out / "manifest.parquet"
@@ -177,8 +215,9 @@ def test_a_truncated_manifest_is_rebuilt_from_its_copy_and_no_finished_input_is_
     assert len(read_manifest(str(out))) == 6  # and manifest.parquet is whole again
 
 
-def test_a_manifest_damaged_beyond_its_copy_stops_the_run_naming_the_file_and_what_to_do(mixtures, tmp_path,
-                                                                                        tiny_model_url):  # noqa: F811
+def test_a_manifest_damaged_beyond_its_copy_stops_the_run_naming_the_file_and_what_to_do(
+    mixtures, tmp_path, tiny_model_url
+):
     out = tmp_path / "out"
     assert separate(tiny_model_url, mixtures, out).returncode == 0
     for damaged in (out / "manifest.parquet", out / ".manifest" / "base-copy.parquet"):
@@ -204,8 +243,9 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_a_worker_process_killed_mid_run_stops_it_in_one_line_and_the_rerun_finishes(tmp_path, fsdd_dir,
-                                                                                    tiny_model_url):  # noqa: F811
+def test_a_worker_process_killed_mid_run_stops_it_in_one_line_and_the_rerun_finishes(
+    tmp_path, fsdd_dir, tiny_model_url
+):
     import signal
     import time
 
@@ -213,15 +253,37 @@ def test_a_worker_process_killed_mid_run_stops_it_in_one_line_and_the_rerun_fini
     for index in range(40):
         write_wav(folder / f"m{index:03d}.wav", fsdd_mixture(fsdd_dir, index % 10, index))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "deepclust.cli", "separate", "--model", tiny_model_url, "--input", str(folder),
-               "--out", str(out), "--files-per-batch", "2", "--device", "cpu", "--listen", "0", "--workers", "2"]
-    run = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "deepclust.cli",
+        "separate",
+        "--model",
+        tiny_model_url,
+        "--input",
+        str(folder),
+        "--out",
+        str(out),
+        "--files-per-batch",
+        "2",
+        "--device",
+        "cpu",
+        "--listen",
+        "0",
+        "--workers",
+        "2",
+    ]
+    run = subprocess.Popen(
+        command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and run.poll() is None:
         parts = out / ".manifest" / "parts"
-        workers = [pid for pid in _children(run.pid)
-                   if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()] if parts.is_dir() else []
+        workers = (
+            [pid for pid in _children(run.pid) if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if parts.is_dir()
+            else []
+        )
         if parts.is_dir() and any(parts.iterdir()) and workers:
             os.kill(workers[-1], signal.SIGKILL)  # as the out-of-memory killer would
             break
@@ -237,7 +299,7 @@ def test_a_worker_process_killed_mid_run_stops_it_in_one_line_and_the_rerun_fini
     assert len(read_manifest(str(out))) == 40
 
 
-def test_the_recorded_precision_is_the_one_of_the_device_the_network_runs_on(tiny_model_url):  # noqa: F811
+def test_the_recorded_precision_is_the_one_of_the_device_the_network_runs_on(tiny_model_url):
     """``job_settings`` resolves "auto" on the job's device: on a CUDA host told ``device="cpu"`` the rows say
     what the CPU ran (bf16 on AMX), not what CUDA would have (fp32)."""
     from deepclust.archive import job_settings

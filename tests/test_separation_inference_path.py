@@ -17,10 +17,10 @@ from deepclust.audio import read_audio
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.separation import long as long_module
 from deepclust.separation.long import separate_long
+from deepclust.separation.separator import Separator
 from deepclust.separation.stitching import TRACK_HISTORY, Stitcher
 from deepclust.separation.window_batch import WindowBatch, WindowCentroids, cluster_centroids, separate_window_batch
 from deepclust.separation.windows import WindowConfig
-from deepclust.separation.separator import Separator
 
 RATE = 8000
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -53,6 +53,7 @@ class HeadCalls:
     def _hook(self, name):
         def count(*_):
             self.calls[name] += 1
+
         return count
 
     def close(self):
@@ -63,8 +64,9 @@ class HeadCalls:
 @pytest.mark.parametrize("front_end", ["none", "conv2"])
 def test_infer_equals_the_training_forward_head_by_head(front_end):
     torch.manual_seed(0)
-    model = DeepClusteringNet(ModelConfig.preset("chimera++", hidden=24, layers=2, emb_dim=5,
-                                                 front_end=front_end)).eval()
+    model = DeepClusteringNet(
+        ModelConfig.preset("chimera++", hidden=24, layers=2, emb_dim=5, front_end=front_end)
+    ).eval()
     features, lengths = torch.randn(3, 41, 129), torch.tensor([41, 30, 17])
     with torch.no_grad():
         full = model(features, lengths=lengths, heads=True)
@@ -91,10 +93,16 @@ def test_separator_reads_one_head_and_separates_as_the_full_forward_does(shipped
         # The reference: the training forward (both heads) on the same features, then the same k-means/masks.
         batch = separator.embed_batch(mixtures)  # both heads, as before issue 17
         with torch.no_grad():
-            features = separator.feature_stats.apply(torch.log(
-                batch["spectra"].abs() * (torch.arange(batch["spectra"].shape[1])[None, :, None]
-                                          < torch.tensor(batch["frame_counts"])[:, None, None])
-                + separator.feature_config.log_floor))
+            features = separator.feature_stats.apply(
+                torch.log(
+                    batch["spectra"].abs()
+                    * (
+                        torch.arange(batch["spectra"].shape[1])[None, :, None]
+                        < torch.tensor(batch["frame_counts"])[:, None, None]
+                    )
+                    + separator.feature_config.log_floor
+                )
+            )
             full = separator.model(features, lengths=torch.tensor(batch["frame_counts"]), heads=True)
         torch.testing.assert_close(batch["masks"], full["masks"], rtol=0, atol=1e-5)
         torch.testing.assert_close(batch["embeddings"], full["embeddings"], rtol=0, atol=1e-5)
@@ -142,12 +150,12 @@ def _eager_window_batch(separator, waveforms, n_speakers, centroids=True):
     batch = separator.embed_batch(waveforms)
     masks, labels = separator.assign(batch, k)
     values = cluster_centroids(batch["embeddings"], labels, batch["valid"], k).float().cpu().numpy()
-    return WindowBatch(separator.reconstruct_masks(batch, masks), [WindowCentroids(v) for v in values],
-                                   0.0, 0.0)
+    return WindowBatch(separator.reconstruct_masks(batch, masks), [WindowCentroids(v) for v in values], 0.0, 0.0)
 
 
-def test_long_recording_with_silent_overlaps_separates_as_with_eager_centroids(shipped, fsdd_dir, tmp_path,
-                                                                               monkeypatch):
+def test_long_recording_with_silent_overlaps_separates_as_with_eager_centroids(
+    shipped, fsdd_dir, tmp_path, monkeypatch
+):
     """Digital silence over two overlaps makes the alignment fall back to the centroids: the lazy ones (the
     embedding head run then, on the kept trunk output) give the outputs the eager ones gave."""
     speech = np.concatenate([read_audio(fsdd_dir / f"{d}_{SPEAKERS[d % 6]}_{d + 1}.wav")[0] for d in range(10)])
@@ -155,7 +163,7 @@ def test_long_recording_with_silent_overlaps_separates_as_with_eager_centroids(s
     n = 14 * RATE
     mixture = 0.5 * (np.resize(speech, n) + np.resize(other, n))
     for start, end in ((2.8, 4.2), (8.8, 10.2)):  # window 4 s, hop 3 s: overlaps at [3, 4] and [9, 10]
-        mixture[int(start * RATE):int(end * RATE)] = 0.0
+        mixture[int(start * RATE) : int(end * RATE)] = 0.0
     path = tmp_path / "gaps.wav"
     sf.write(path, mixture.astype(np.float32), RATE, subtype="FLOAT")
     config = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=2)
@@ -169,8 +177,7 @@ def test_long_recording_with_silent_overlaps_separates_as_with_eager_centroids(s
     eager_info = separate_long(separator, str(path), eager, 2, config)
     assert eager_info["aligned_by_centroids"] == 2
     for a, b in zip(lazy, eager):
-        np.testing.assert_allclose(sf.read(a, dtype="float32")[0], sf.read(b, dtype="float32")[0], rtol=0,
-                                   atol=1e-5)
+        np.testing.assert_allclose(sf.read(a, dtype="float32")[0], sf.read(b, dtype="float32")[0], rtol=0, atol=1e-5)
 
 
 def test_int8_is_a_separation_precision_only_and_a_change_of_settings(shipped, mixtures, tmp_path):

@@ -38,13 +38,13 @@ def test_batch_items_with_different_valid_counts_are_clustered_independently():
     padded = rng.normal(size=(3, n_max, 20)).astype(np.float32) * 50  # far-away junk
     valid = np.zeros((3, n_max), bool)
     for i, (p, _) in enumerate(items):
-        padded[i, :len(p)] = p
-        valid[i, :len(p)] = True
+        padded[i, : len(p)] = p
+        valid[i, : len(p)] = True
     labels, _ = kmeans_torch(torch.from_numpy(padded), torch.from_numpy(valid), 2)
     for i, (p, truth) in enumerate(items):
-        assert adjusted_rand_score(truth, labels[i, :len(p)].numpy()) == 1.0
+        assert adjusted_rand_score(truth, labels[i, : len(p)].numpy()) == 1.0
         alone, _ = kmeans_torch(torch.from_numpy(p)[None], None, 2)
-        assert torch.equal(alone[0], labels[i, :len(p)])
+        assert torch.equal(alone[0], labels[i, : len(p)])
     # invalid points still get the label of their nearest centroid
     assert labels.shape == (3, n_max) and int(labels.min()) >= 0 and int(labels.max()) <= 1
 
@@ -97,8 +97,9 @@ def test_sklearn_items_clustered_side_by_side_give_the_labels_of_one_at_a_time(f
         results = {}
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            results[threads] = separator._cluster_sklearn(batch["embeddings"], batch["valid"].clone(),
-                                                          batch["frame_counts"], 2)
+            results[threads] = separator._cluster_sklearn(
+                batch["embeddings"], batch["valid"].clone(), batch["frame_counts"], 2
+            )
     finally:
         torch.set_num_threads(before)
     assert torch.equal(results[1][0], results[2][0]) and torch.equal(results[1][1], results[2][1])

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from archive_fixtures import FSDD_SPEAKERS
 
 from deepclust.audio import read_audio
+from deepclust.audio_blocks import BlockReader
 from deepclust.features.stft import stft
 from deepclust.metrics.bss_eval import sdr_improvement
 from deepclust.model.checkpoint import load_model
-from deepclust.audio_blocks import BlockReader
 from deepclust.separation.long import separate_long
+from deepclust.separation.separator import Separator
 from deepclust.separation.stitching import align_permutation
 from deepclust.separation.windows import WindowConfig, plan_windows
-from deepclust.separation.separator import Separator
-
-from archive_fixtures import FSDD_SPEAKERS, tiny_model_url  # noqa: F401
 
 RATE = 8000
 
@@ -41,13 +40,13 @@ class IbmEmbeddingSeparator(Separator):
         """Where an (8 kHz, unresampled, hence bit-exact) window sits in the mixture."""
         first = int(np.flatnonzero(window)[0])
         for candidate in np.flatnonzero(self.mixture == window[first]) - first:
-            if 0 <= candidate and np.array_equal(self.mixture[candidate:candidate + len(window)], window):
+            if 0 <= candidate and np.array_equal(self.mixture[candidate : candidate + len(window)], window):
                 return int(candidate)
         raise AssertionError("window not found in the mixture")
 
     def _ibm_embeddings(self, window: np.ndarray, frames: int) -> torch.Tensor:
         offset = self._offset(window)
-        sources = torch.from_numpy(np.ascontiguousarray(self.sources[:, offset:offset + len(window)]))
+        sources = torch.from_numpy(np.ascontiguousarray(self.sources[:, offset : offset + len(window)]))
         dominant = stft(sources, self.stft_config).abs().argmax(0)  # (frames, freq)
         k = self.sources.shape[0]
         rotation, _ = np.linalg.qr(self.rng.normal(size=(k + 2, k + 2)))
@@ -58,8 +57,9 @@ class IbmEmbeddingSeparator(Separator):
     def embed_batch(self, waveforms, embeddings: bool = True, **heads) -> dict:
         batch = super().embed_batch(waveforms, embeddings, **heads)
         frames = batch["embeddings"].shape[1]
-        batch["embeddings"] = torch.stack([self._ibm_embeddings(np.asarray(w, dtype=np.float32), frames)
-                                           for w in waveforms])
+        batch["embeddings"] = torch.stack(
+            [self._ibm_embeddings(np.asarray(w, dtype=np.float32), frames) for w in waveforms]
+        )
         return batch
 
 
@@ -69,7 +69,7 @@ def speaker_track(fsdd_dir, speaker: str, seconds: float, seed: int) -> np.ndarr
     pieces, total = [], 0
     while total < seconds * RATE:
         clip = read_audio(fsdd_dir / f"{rng.integers(10)}_{speaker}_{rng.integers(50)}.wav")[0]
-        clip = clip / (np.sqrt(np.mean(clip ** 2)) + 1e-9) * 0.05
+        clip = clip / (np.sqrt(np.mean(clip**2)) + 1e-9) * 0.05
         pause = np.zeros(int(rng.uniform(0.02, 0.15) * RATE), dtype=np.float32)
         pieces += [clip, pause]
         total += len(clip) + len(pause)
@@ -86,8 +86,7 @@ def long_mixture(tmp_path_factory, fsdd_dir):
     return path, mixture, sources
 
 
-def test_stitched_output_matches_one_piece_and_keeps_each_speaker_on_one_track(long_mixture, tiny_model_url,  # noqa: F811
-                                                                               tmp_path):
+def test_stitched_output_matches_one_piece_and_keeps_each_speaker_on_one_track(long_mixture, tiny_model_url, tmp_path):
     path, mixture, sources = long_mixture
     separator = IbmEmbeddingSeparator(load_model(tiny_model_url), mixture, sources)
     config = WindowConfig(window_seconds=10.0, overlap_seconds=2.0, windows_per_batch=4)
@@ -128,7 +127,7 @@ def test_block_reader_equals_whole_file_resampling(tmp_path, librispeech_dir):
     reader.close()
 
 
-def test_one_window_equals_the_separator(tmp_path, tiny_model_url, fsdd_dir):  # noqa: F811
+def test_one_window_equals_the_separator(tmp_path, tiny_model_url, fsdd_dir):
     mixture = 0.5 * np.concatenate([read_audio(fsdd_dir / f"{d}_{FSDD_SPEAKERS[d % 6]}_3.wav")[0] for d in range(4)])
     path = tmp_path / "short.wav"
     sf.write(path, mixture, RATE, subtype="FLOAT")
@@ -161,13 +160,18 @@ def test_alignment_uses_the_overlap_and_falls_back_to_centroids_in_silence():
     assert align_permutation(silent, silent, centroids, centroids[[1, 2, 0]]) == ((2, 0, 1), "centroids")
 
 
-def test_bad_input_leaves_no_output(tmp_path, tiny_model_url):  # noqa: F811
+def test_bad_input_leaves_no_output(tmp_path, tiny_model_url):
     path = tmp_path / "silent.wav"
     sf.write(path, np.zeros(3 * RATE, dtype=np.float32), RATE)
     outputs = [str(tmp_path / "out" / f"s{k}.wav") for k in (1, 2)]
     with pytest.raises(ValueError, match="all-silent"):
-        separate_long(Separator(tiny_model_url, device="cpu"), str(path), outputs, 2,
-                      WindowConfig(window_seconds=1.0, overlap_seconds=0.25))
+        separate_long(
+            Separator(tiny_model_url, device="cpu"),
+            str(path),
+            outputs,
+            2,
+            WindowConfig(window_seconds=1.0, overlap_seconds=0.25),
+        )
     assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
 
 
@@ -193,7 +197,7 @@ def test_a_short_file_is_decoded_once_and_reads_the_same(tmp_path):
     reader.close()
 
 
-def test_an_open_reader_goes_on_to_the_long_path_with_its_channel(tmp_path, tiny_model_url):  # noqa: F811
+def test_an_open_reader_goes_on_to_the_long_path_with_its_channel(tmp_path, tiny_model_url):
     rng = np.random.default_rng(4)
     take = rng.uniform(-0.3, 0.3, size=6 * RATE).astype(np.float32)
     path = tmp_path / "two-channel.wav"

@@ -1,6 +1,5 @@
 """Oracle masks on real FSDD mixtures, and k-means on ideal embeddings recovering the IBM's separation."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -10,8 +9,7 @@ from deepclust.features.extract import compute_features
 from deepclust.features.stft import StftConfig, istft, stft
 from deepclust.metrics.bss_eval import bss_eval, mixture_sdr
 from deepclust.separation.kmeans import kmeans_sklearn, kmeans_torch
-from deepclust.separation.oracle import (embeddings_from_ibm, ideal_binary_mask_estimates,
-                                         ideal_ratio_mask_estimates)
+from deepclust.separation.oracle import embeddings_from_ibm, ideal_binary_mask_estimates, ideal_ratio_mask_estimates
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
@@ -21,7 +19,7 @@ def fsdd_mixture(fsdd_dir, k, index):
     speakers = [SPEAKERS[(index + j * 2) % len(SPEAKERS)] for j in range(k)]
     signals = [read_audio(fsdd_dir / f"{(index + 3 * j) % 10}_{s}_{index % 50}.wav")[0] for j, s in enumerate(speakers)]
     n = max(len(s) for s in signals)
-    sources = np.stack([np.pad(s / np.sqrt(np.mean(s ** 2)) * 0.05, (0, n - len(s))) for s in signals])
+    sources = np.stack([np.pad(s / np.sqrt(np.mean(s**2)) * 0.05, (0, n - len(s))) for s in signals])
     return sources.sum(0).astype(np.float32), sources.astype(np.float32)
 
 

@@ -6,14 +6,13 @@ import re
 
 import numpy as np
 import soundfile as sf
+from archive_fixtures import FSDD_SPEAKERS
 
 from deepclust.audio import read_audio, resample
 from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import input_manifest
 from deepclust.separation.long import WindowConfig
 from deepclust.separation.separator import Separator
-
-from archive_fixtures import FSDD_SPEAKERS, tiny_model_url  # noqa: F401
 
 # Groups of 2 short inputs per forward: 7 good inputs make 4 groups, so writes overlap three forwards.
 WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=2)
@@ -24,7 +23,8 @@ def _untokened(message: str) -> str:
 
 
 def test_overlapped_writes_give_the_same_outputs_and_rows_and_a_failed_write_names_its_input(
-        tmp_path, fsdd_dir, tiny_model_url):  # noqa: F811
+    tmp_path, fsdd_dir, tiny_model_url
+):
     root = tmp_path / "in"
     root.mkdir()
     for i in range(7):

@@ -25,12 +25,25 @@ def separation_inputs(tmp_path):
     """A model manifest and a mixture manifest of five real recordings (the plan reads rows, not audio; the
     manifest has every column of the mixture schema, which the plan validates)."""
     wavs = sorted(FSDD.rglob("*.wav"))[:5]
-    mixtures = pd.DataFrame({"mixture_id": [w.stem for w in wavs], "split": "tt", "mixture_path": [str(w) for w in wavs],
-                             "source_paths": [[str(w), str(w)] for w in wavs],
-                             "utterance_ids": [[w.stem, w.stem] for w in wavs], "speakers": [["a", "b"]] * len(wavs),
-                             "genders": [["m", "f"]] * len(wavs), "snrs_db": [[0.0, 0.0]] * len(wavs),
-                             "num_speakers": 2, "sample_rate": 8000, "num_samples": 8000, "mode": "min",
-                             "status": "done", "error": "", "sha256": [storage.sha256_of(str(w)) for w in wavs]})
+    mixtures = pd.DataFrame(
+        {
+            "mixture_id": [w.stem for w in wavs],
+            "split": "tt",
+            "mixture_path": [str(w) for w in wavs],
+            "source_paths": [[str(w), str(w)] for w in wavs],
+            "utterance_ids": [[w.stem, w.stem] for w in wavs],
+            "speakers": [["a", "b"]] * len(wavs),
+            "genders": [["m", "f"]] * len(wavs),
+            "snrs_db": [[0.0, 0.0]] * len(wavs),
+            "num_speakers": 2,
+            "sample_rate": 8000,
+            "num_samples": 8000,
+            "mode": "min",
+            "status": "done",
+            "error": "",
+            "sha256": [storage.sha256_of(str(w)) for w in wavs],
+        }
+    )
     mixture_url, model_url = str(tmp_path / "mixtures.parquet"), str(tmp_path / "model.parquet")
     storage.write_parquet(mixtures, mixture_url)
     storage.write_parquet(pd.DataFrame({"model_url": ["model.pt"], "sha256": ["0" * 64]}), model_url)
@@ -53,8 +66,7 @@ def test_separation_key_changes_with_a_setting_that_changes_the_outputs(separati
     assert _separation_key(separation_inputs, window_seconds=4.0) != base
 
 
-def test_units_are_named_by_the_range_they_hold_so_another_unit_size_never_reuses_a_different_range(
-        separation_inputs):
+def test_units_are_named_by_the_range_they_hold_so_another_unit_size_never_reuses_a_different_range(separation_inputs):
     run_root, model_url, mixture_url = separation_inputs
     by_two = plan_separation(run_root, model_url, mixture_url, SeparateConfig(unit_size=2)).units
     by_three = plan_separation(run_root, model_url, mixture_url, SeparateConfig(unit_size=3)).units
@@ -67,10 +79,12 @@ def test_units_are_named_by_the_range_they_hold_so_another_unit_size_never_reuse
 def test_the_history_fingerprint_follows_the_same_rule_as_the_stage_keys(tmp_path):
     base = demo_config(str(tmp_path / "a"), quick=True)
     moved = dataclasses.replace(
-        base, run_root=str(tmp_path / "b"),
+        base,
+        run_root=str(tmp_path / "b"),
         train=dataclasses.replace(base.train, device="cuda", num_threads=4, prefetch_batches=2),
         separate=dataclasses.replace(base.separate, device="cuda", batch_size=64, unit_size=7),
-        evaluate=dataclasses.replace(base.evaluate, unit_size=3))
+        evaluate=dataclasses.replace(base.evaluate, unit_size=3),
+    )
     longer = dataclasses.replace(base, train=dataclasses.replace(base.train, max_epochs=base.train.max_epochs + 1))
     assert config_fingerprint(moved) == config_fingerprint(base) != config_fingerprint(longer)
 

@@ -12,10 +12,13 @@ import pytest
 HEAVY = ("sklearn", "scipy.signal")
 
 
-@pytest.mark.parametrize("code", [
-    "from deepclust.separation.separator import Separator",
-    "from deepclust.cli import build_parser; build_parser()",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from deepclust.separation.separator import Separator",
+        "from deepclust.cli import build_parser; build_parser()",
+    ],
+)
 def test_start_up_imports_neither_scikit_learn_nor_scipy_signal(code):
     probe = f"import sys; {code}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

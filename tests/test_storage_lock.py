@@ -4,8 +4,6 @@ several racing processes wins), and an unreadable leftover lock file is taken ov
 import multiprocessing as mp
 import time
 
-import pytest
-
 from deepclust import storage
 from deepclust.storage_lock import LOCK_NAME, FolderLock, LockBusyError
 
@@ -60,5 +58,3 @@ def test_an_unreadable_leftover_lock_file_is_taken_over(tmp_path):
         assert lock.owns()
     finally:
         lock.release()
-
-

@@ -61,9 +61,18 @@ def write_feature_folder(folder: str, items_by_split: dict, per_shard: int) -> s
             shard_url = storage.join(folder, "shards", f"{split}-{index:05d}.parquet")
             write_shard(items[index : index + per_shard], shard_url)
             for item in items[index : index + per_shard]:
-                rows.append({"mixture_id": item["mixture_id"], "split": split, "shard_url": shard_url,
-                             "num_frames": item["log_mag"].shape[0], "num_speakers": 2, "status": "done",
-                             "error": None, "shard_sha256": storage.sha256_of(shard_url)})
+                rows.append(
+                    {
+                        "mixture_id": item["mixture_id"],
+                        "split": split,
+                        "shard_url": shard_url,
+                        "num_frames": item["log_mag"].shape[0],
+                        "num_speakers": 2,
+                        "status": "done",
+                        "error": None,
+                        "shard_sha256": storage.sha256_of(shard_url),
+                    }
+                )
                 if split == "tr":
                     stats.update(item["log_mag"])
     stats_json = {**stats.result().to_dict(), "feature_config": FeatureConfig().to_dict()}
@@ -131,8 +140,17 @@ def test_shuffle_buffer_holds_at_most_its_size_and_yields_everything():
 
 
 def quick_config(**overrides):
-    values = dict(chunk_frames=16, batch_size=4, steps_per_epoch=3, max_epochs=4, patience=100, seed=0,
-                  device="cpu", num_threads=1, shuffle_buffer=64)
+    values = dict(
+        chunk_frames=16,
+        batch_size=4,
+        steps_per_epoch=3,
+        max_epochs=4,
+        patience=100,
+        seed=0,
+        device="cpu",
+        num_threads=1,
+        shuffle_buffer=64,
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -144,6 +162,7 @@ def crash_after(epoch):
     def progress(record):
         if record["epoch"] == epoch:
             raise Crash(f"simulated crash after epoch {epoch}")
+
     return progress
 
 
@@ -197,8 +216,9 @@ def test_resuming_with_another_model_config_is_refused(fsdd_items, tmp_path):
 
 
 def test_time_budget_stops_at_an_epoch_boundary(fsdd_items, tmp_path):
-    result = fit(fsdd_items["tr"][:8], fsdd_items["cv"][:2], str(tmp_path / "run"), TINY,
-                 quick_config(max_train_seconds=1e-9))
+    result = fit(
+        fsdd_items["tr"][:8], fsdd_items["cv"][:2], str(tmp_path / "run"), TINY, quick_config(max_train_seconds=1e-9)
+    )
     assert result["stopped_reason"] == "time budget" and len(result["history"]) == 1
     assert storage.exists(result["model_url"])
     # The run record flags it: a time-capped model is not the recipe's result.
@@ -236,8 +256,9 @@ def test_model_file_carries_the_feature_stats_and_config(feature_folder, tmp_pat
 
 def test_training_on_fsdd_mixtures_lowers_the_validation_loss(feature_folder, tmp_path):
     model_config = ModelConfig(n_freq=129, hidden=48, layers=2, emb_dim=10)
-    config = quick_config(chunk_frames=40, batch_size=8, steps_per_epoch=60, max_epochs=5, patience=3,
-                          learning_rate=3e-3)
+    config = quick_config(
+        chunk_frames=40, batch_size=8, steps_per_epoch=60, max_epochs=5, patience=3, learning_rate=3e-3
+    )
     records = []
     result = train(feature_folder, str(tmp_path / "run"), model_config, config, progress=records.append)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepclust.features.extract import FeatureConfig
-from deepclust.training.augment import Augmenter, AugmentConfig
+from deepclust.training.augment import AugmentConfig, Augmenter
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, mixture_batch
 
 
@@ -28,10 +28,10 @@ def test_in_a_room_the_mixture_holds_the_reverberation_and_the_targets_the_early
     mixture, targets = augmenter(np.random.default_rng(1), sources)
     assert mixture.shape == (16000,) and targets.shape == (2, 16000)
     late = mixture - targets.sum(0)  # what no target holds: the late reverberation
-    assert np.sqrt(np.mean(late ** 2)) > 0.05 * np.sqrt(np.mean(mixture ** 2))
+    assert np.sqrt(np.mean(late**2)) > 0.05 * np.sqrt(np.mean(mixture**2))
     # The targets keep the talkers' levels (early images normalised to unit energy), within a few dB.
     for dry, early in zip(sources, targets):
-        ratio_db = 10 * np.log10(np.sum(early ** 2) / np.sum(dry ** 2))
+        ratio_db = 10 * np.log10(np.sum(early**2) / np.sum(dry**2))
         assert -4.0 < ratio_db < 4.0, ratio_db
     again = augmenter(np.random.default_rng(1), sources)
     assert np.array_equal(again[0], mixture) and np.array_equal(again[1], targets)
@@ -46,7 +46,7 @@ def test_noise_is_in_the_mixture_at_the_drawn_snr_and_in_no_target(pool, corpora
         mixture, targets = augmenter(np.random.default_rng(seed), sources)
         assert np.array_equal(targets, sources)
         noise = mixture - sources.sum(0)
-        snr = 10 * np.log10(np.mean(sources.sum(0) ** 2) / np.mean(noise ** 2))
+        snr = 10 * np.log10(np.mean(sources.sum(0) ** 2) / np.mean(noise**2))
         assert snr == pytest.approx(10.0, abs=0.01)
 
 
@@ -63,7 +63,7 @@ def test_a_channel_filters_mixture_and_targets_alike(pool):
 
     # The telephone band's high-pass at 300 Hz: below 100 Hz at least 15 dB lower than before, relative
     # to the voice band.
-    assert low_to_band(mixture) < 10 ** -1.5 * low_to_band(sources.sum(0))
+    assert low_to_band(mixture) < 10**-1.5 * low_to_band(sources.sum(0))
 
 
 def test_bins_no_talker_owns_get_no_weight(pool):
@@ -80,8 +80,9 @@ def test_every_condition_off_gives_the_unaugmented_batches_bit_for_bit(pool):
     mix = DynamicMixConfig(cv_mixtures=4, stats_mixtures=16)
     plain = DynamicMixing(pool, pool, FeatureConfig(), mix, seed=0)
     off = DynamicMixing(pool, pool, FeatureConfig(), mix, seed=0, augment=AugmentConfig(rooms=3))
-    on = DynamicMixing(pool, pool, FeatureConfig(), mix, seed=0,
-                       augment=AugmentConfig(noise_probability=1.0, channel_probability=1.0))
+    on = DynamicMixing(
+        pool, pool, FeatureConfig(), mix, seed=0, augment=AugmentConfig(noise_probability=1.0, channel_probability=1.0)
+    )
     a, b, c = (next(s.training_batches([0, 0, 0], 40, 3, 1)) for s in (plain, off, on))
     for key in a:  # tensors bit for bit; the batch also carries its STFT settings
         assert torch.equal(a[key], b[key]) if torch.is_tensor(a[key]) else a[key] == b[key], key

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_training import fsdd_mixtures, write_feature_folder
 
 from deepclust import storage
 from deepclust.model import load_model
-
-from test_training import fsdd_mixtures, write_feature_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,8 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def small_features(fsdd_dir, tmp_path_factory) -> str:
     """13 training mixtures in 3 shards (an odd count: the two ranks get 7 and 6), 4 validation ones."""
-    splits = {"tr": fsdd_mixtures(fsdd_dir, 13, seed=1, indices=range(40)),
-              "cv": fsdd_mixtures(fsdd_dir, 4, seed=2, indices=range(40, 50))}
+    splits = {
+        "tr": fsdd_mixtures(fsdd_dir, 13, seed=1, indices=range(40)),
+        "cv": fsdd_mixtures(fsdd_dir, 4, seed=2, indices=range(40, 50)),
+    }
     folder = write_feature_folder(str(tmp_path_factory.mktemp("ddp-features")), splits, per_shard=5)
     return storage.join(folder, "manifest.parquet")
 
@@ -31,12 +32,42 @@ def small_features(fsdd_dir, tmp_path_factory) -> str:
 @pytest.mark.xdist_group("torchrun")
 def test_torchrun_two_cpu_processes_train_one_model_in_sync(small_features, tmp_path):
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "deepclust.training.distributed", "--features", small_features, "--out", str(out),
-               "--hidden", "8", "--layers", "1", "--emb-dim", "4", "--batch-size", "2", "--chunk-frames", "40",
-               "--max-epochs", "2", "--device", "cpu"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "deepclust.training.distributed",
+        "--features",
+        small_features,
+        "--out",
+        str(out),
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--emb-dim",
+        "4",
+        "--batch-size",
+        "2",
+        "--chunk-frames",
+        "40",
+        "--max-epochs",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["epochs"] == 2

@@ -8,16 +8,19 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.mixing.p56 import active_level
 from deepclust.model.blstm import ModelConfig
 from deepclust.training.config import TrainConfig
-from deepclust.training.dynamic_mixing import (DynamicMixConfig, DynamicMixing, SourcePool, mixture_batch,
-                                               split_cv_speakers)
+from deepclust.training.dynamic_mixing import (
+    DynamicMixConfig,
+    DynamicMixing,
+    SourcePool,
+    mixture_batch,
+    split_cv_speakers,
+)
 from deepclust.training.dynamic_train import train_dynamic
 from deepclust.training.train import fit
 
-from training_fixtures import corpus  # noqa: F401
-
 
 @pytest.fixture(scope="module")
-def pool(corpus):  # noqa: F811
+def pool(corpus):
     return SourcePool(corpus[corpus["subset"] == "train"], 8000)
 
 
@@ -45,8 +48,9 @@ def test_sources_follow_the_wsj0_2mix_level_rules(pool):
     # Whole utterances (the test-set rule) keep the level difference exactly: 0 to 5 dB.
     for _ in range(10):
         sources, utterances = pool.draw_utterances(rng, 2)
-        difference = 10 * np.log10(active_level(sources[0].astype(np.float64), 8000)[0]
-                                   / active_level(sources[1].astype(np.float64), 8000)[0])
+        difference = 10 * np.log10(
+            active_level(sources[0].astype(np.float64), 8000)[0] / active_level(sources[1].astype(np.float64), 8000)[0]
+        )
         assert -0.6 <= difference <= 5.6, difference  # P.56 on a truncated utterance moves it a little
         assert utterances[0] != utterances[1]
 
@@ -71,9 +75,18 @@ def test_cv_speakers_are_drawn_per_source_and_disjoint():
 
 
 def _tiny(max_epochs):
-    return TrainConfig(chunk_frames=30, batch_size=3, steps_per_epoch=2, max_epochs=max_epochs, patience=9,
-                       device="cpu", seed=0, dc_loss="whitened", lr_halving_patience=1,
-                       lr_halving_epochs=(2,))
+    return TrainConfig(
+        chunk_frames=30,
+        batch_size=3,
+        steps_per_epoch=2,
+        max_epochs=max_epochs,
+        patience=9,
+        device="cpu",
+        seed=0,
+        dc_loss="whitened",
+        lr_halving_patience=1,
+        lr_halving_epochs=(2,),
+    )
 
 
 def test_a_stopped_and_resumed_run_ends_with_the_same_model(pool, tmp_path):
@@ -82,8 +95,9 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_model(pool, tmp_path):
 
     def run(out, epochs):
         source = DynamicMixing(pool, pool, FeatureConfig(), mix, seed=0)
-        return fit([], [], str(out), model_config, _tiny(epochs), feature_stats=source.feature_stats,
-                   batch_source=source)
+        return fit(
+            [], [], str(out), model_config, _tiny(epochs), feature_stats=source.feature_stats, batch_source=source
+        )
 
     run(tmp_path / "straight", 3)
     run(tmp_path / "resumed", 1)
@@ -95,9 +109,14 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_model(pool, tmp_path):
     assert [h["val_loss"] for h in straight["state"]["history"]] == [h["val_loss"] for h in resumed["state"]["history"]]
 
 
-def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(corpus, tmp_path):  # noqa: F811
-    result = train_dynamic(corpus, str(tmp_path), ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4),
-                           _tiny(1), DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2))
+def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(corpus, tmp_path):
+    result = train_dynamic(
+        corpus,
+        str(tmp_path),
+        ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4),
+        _tiny(1),
+        DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2),
+    )
     extra = torch.load(result["model_url"], weights_only=True)["extra"]
     test = set(corpus.loc[corpus["subset"] == "test", "speaker"])
     assert test and set(extra["held_out_speakers"]) == test
@@ -105,15 +124,19 @@ def test_train_dynamic_records_the_speakers_and_never_trains_on_test_speakers(co
     assert not set(extra["training_speakers"]) & set(extra["cv_speakers"])
 
 
-def test_two_runs_of_one_config_write_byte_identical_model_files(corpus, tmp_path):  # noqa: F811
+def test_two_runs_of_one_config_write_byte_identical_model_files(corpus, tmp_path):
     """A reproduction run is a function of its inputs: same corpus, config and seed -> the same model.pt,
     byte for byte (CPU; on CUDA see docs/REPRODUCIBILITY.md)."""
     import hashlib
 
     def run(name):
-        result = train_dynamic(corpus, str(tmp_path / name), ModelConfig.preset("chimera++", hidden=8, layers=1,
-                                                                                  emb_dim=4),
-                               _tiny(2), DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2))
+        result = train_dynamic(
+            corpus,
+            str(tmp_path / name),
+            ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4),
+            _tiny(2),
+            DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2),
+        )
         return hashlib.sha256(open(result["model_url"], "rb").read()).hexdigest()
 
     assert run("first") == run("second")

@@ -90,10 +90,21 @@ def test_prefetched_batches_are_the_same_batches_in_the_same_order():
 @pytest.mark.bf16
 def test_a_bf16_run_trains_records_its_precision_and_is_reproducible(source, tmp_path):
     model_config = ModelConfig.preset("chimera++", hidden=8, layers=1, emb_dim=4)
-    config = TrainConfig(chunk_frames=30, batch_size=3, steps_per_epoch=3, max_epochs=2, patience=9, device="cpu",
-                         seed=0, dc_loss="whitened", precision="bf16")
-    runs = [fit([], [], str(tmp_path / name), model_config, config, feature_stats=source.feature_stats,
-                batch_source=source) for name in ("one", "two")]
+    config = TrainConfig(
+        chunk_frames=30,
+        batch_size=3,
+        steps_per_epoch=3,
+        max_epochs=2,
+        patience=9,
+        device="cpu",
+        seed=0,
+        dc_loss="whitened",
+        precision="bf16",
+    )
+    runs = [
+        fit([], [], str(tmp_path / name), model_config, config, feature_stats=source.feature_stats, batch_source=source)
+        for name in ("one", "two")
+    ]
     extra = torch.load(runs[0]["model_url"], weights_only=True)["extra"]
     assert extra["precision"] == "bf16" and extra["lineage"][-1]["precision"] == "bf16"
     assert runs[0]["best_val_loss"] < runs[0]["initial_val_loss"]

@@ -18,8 +18,12 @@ from deepclust.audio import read_audio, write_audio
 
 # FSDD reader -> (WSJ0 speaker id, subset, gender in spkrinfo)
 READERS = {
-    "george": ("01t", "si_tr_s", "M"), "jackson": ("02c", "si_tr_s", "F"), "lucas": ("40a", "si_tr_s", "F"),
-    "nicolas": ("050", "si_dt_05", "M"), "theo": ("440", "si_et_05", "F"), "yweweler": ("441", "si_et_05", "M"),
+    "george": ("01t", "si_tr_s", "M"),
+    "jackson": ("02c", "si_tr_s", "F"),
+    "lucas": ("40a", "si_tr_s", "F"),
+    "nicolas": ("050", "si_dt_05", "M"),
+    "theo": ("440", "si_et_05", "F"),
+    "yweweler": ("441", "si_et_05", "M"),
 }
 SUBSET_OF = {speaker: subset for speaker, subset, _ in READERS.values()}
 UTTERANCES = 4  # per speaker: FSDD's digits 0-3, first take
@@ -36,14 +40,20 @@ def listed(speaker: str, index: int) -> str:
 
 
 LISTS = {  # official list name -> lines
-    "mix_2_spk_tr": [f"{listed('01t', 0)} 1.9857 {listed('02c', 0)} -1.9857",
-                     f"{listed('40a', 0)} 0.5 {listed('01t', 1)} -0.5",
-                     f"{listed('02c', 1)} 2.25 {listed('40a', 1)} -2.25",
-                     f"{listed('01t', 2)} 0.75 {listed('40a', 2)} -0.75"],
-    "mix_2_spk_cv": [f"{listed('01t', 3)} 1.1 {listed('02c', 3)} -1.1",
-                     f"{listed('40a', 3)} 0.3 {listed('02c', 2)} -0.3"],
-    "mix_2_spk_tt": [f"{listed('050', 0)} 1.25 {listed('440', 0)} -1.25",  # different gender
-                     f"{listed('050', 1)} 0.4 {listed('441', 1)} -0.4"],  # same gender
+    "mix_2_spk_tr": [
+        f"{listed('01t', 0)} 1.9857 {listed('02c', 0)} -1.9857",
+        f"{listed('40a', 0)} 0.5 {listed('01t', 1)} -0.5",
+        f"{listed('02c', 1)} 2.25 {listed('40a', 1)} -2.25",
+        f"{listed('01t', 2)} 0.75 {listed('40a', 2)} -0.75",
+    ],
+    "mix_2_spk_cv": [
+        f"{listed('01t', 3)} 1.1 {listed('02c', 3)} -1.1",
+        f"{listed('40a', 3)} 0.3 {listed('02c', 2)} -0.3",
+    ],
+    "mix_2_spk_tt": [
+        f"{listed('050', 0)} 1.25 {listed('440', 0)} -1.25",  # different gender
+        f"{listed('050', 1)} 0.4 {listed('441', 1)} -0.4",
+    ],  # same gender
     "mix_3_spk_tt": [f"{listed('050', 2)} 1.5 {listed('440', 2)} -1.5 {listed('441', 2)} 0.8"],
 }
 

@@ -22,11 +22,21 @@ from deepclust.errors import RunFaultError
 __all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXIT_CIRCUIT_OPEN", "EXIT_TEMPFAIL"]
 
 # The commands in the order ``deepclust --help`` lists them.
-BUILDERS = (stage_commands.add_corpus, stage_commands.add_mix, stage_commands.add_features,
-            training_commands.add_train, training_commands.add_train_dynamic, training_commands.add_export_model,
-            separate_commands.add_separate, separate_commands.add_separate_archive,
-            stage_commands.add_evaluate, stage_commands.add_listen,
-            recipe_commands.add_reproduce, recipe_commands.add_demo, recipe_commands.add_compare)
+BUILDERS = (
+    stage_commands.add_corpus,
+    stage_commands.add_mix,
+    stage_commands.add_features,
+    training_commands.add_train,
+    training_commands.add_train_dynamic,
+    training_commands.add_export_model,
+    separate_commands.add_separate,
+    separate_commands.add_separate_archive,
+    stage_commands.add_evaluate,
+    stage_commands.add_listen,
+    recipe_commands.add_reproduce,
+    recipe_commands.add_demo,
+    recipe_commands.add_compare,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 # Where the user has not chosen: the ephemeral Prefect server a command may start would send analytics (and
 # log an ERROR on an offline machine); and it gets 20 s to start, which a busy machine overran (a training run
 # and a test suite on 2 cores: "Timed out while attempting to connect to ephemeral Prefect API server").
-PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
 
 
 def prefect_defaults() -> None:

@@ -80,16 +80,25 @@ def model_config(args):
     """``--preset`` with the ``--emb-dim/--hidden/--layers`` overrides given on the command line."""
     from deepclust.model.blstm import ModelConfig
 
-    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers))
-                 if v is not None}
+    overrides = {
+        k: v for k, v in (("emb_dim", args.emb_dim), ("hidden", args.hidden), ("layers", args.layers)) if v is not None
+    }
     return ModelConfig.preset(args.preset, **overrides)
 
 
 def precision_arguments(p, config) -> None:
     """``--precision`` and ``--compile``, read by training (and ``--precision`` by separation)."""
-    p.add_argument("--precision", default=config.precision, choices=["auto", "fp32", "bf16"],
-                   help="auto: bfloat16 on a CPU with AMX or AVX-512 BF16 that runs it, float32 on other CPUs, amp "
-                        "on CUDA; bf16 on a CPU that cannot run it (AVX2 only) is refused before any data (exit 2)")
+    p.add_argument(
+        "--precision",
+        default=config.precision,
+        choices=["auto", "fp32", "bf16"],
+        help="auto: bfloat16 on a CPU with AMX or AVX-512 BF16 that runs it, float32 on other CPUs, amp "
+        "on CUDA; bf16 on a CPU that cannot run it (AVX2 only) is refused before any data (exit 2)",
+    )
     if hasattr(config, "compile"):
-        p.add_argument("--compile", default=config.compile, choices=["auto", "on", "off"],
-                       help="torch.compile the heads and losses (auto: runs of 1,000 steps or more)")
+        p.add_argument(
+            "--compile",
+            default=config.compile,
+            choices=["auto", "on", "off"],
+            help="torch.compile the heads and losses (auto: runs of 1,000 steps or more)",
+        )

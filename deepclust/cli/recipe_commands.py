@@ -8,8 +8,10 @@ import sys
 from deepclust import storage
 from deepclust.cli.common import Runners, default_of
 
-HELP = {"reproduce": "run every stage end to end (cached; reruns reuse finished stages)",
-        "demo": "reproduce on the offline demo corpus (the README's main job)"}
+HELP = {
+    "reproduce": "run every stage end to end (cached; reruns reuse finished stages)",
+    "demo": "reproduce on the offline demo corpus (the README's main job)",
+}
 
 
 def add_reproduce(sub, name: str = "reproduce") -> None:
@@ -20,35 +22,73 @@ def add_reproduce(sub, name: str = "reproduce") -> None:
     p = sub.add_parser(name, help=HELP[name])
     p.add_argument("--out", default=ReproduceConfig.run_root, help="run root (local folder or s3:// URL)")
     p.add_argument("--corpus", default="demo", choices=["demo", "wsj0", "folder", "sources"])
-    p.add_argument("--preset", help=f"named recipe: {', '.join(PRESETS)} (default: {default_preset('wsj0')} for "
-                                    f"wsj0, folder and sources, {default_preset('demo')} for the demo corpus)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD.PATH=VALUE",
-                   help="change one field of the resolved config, e.g. --set train.max_epochs=20 (repeatable; "
-                        "--print-config shows every field)")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config as JSON and exit (runs nothing, reads no data)")
-    p.add_argument("--sources", "--source", dest="sources", action="append", metavar="[NAME:]ROOT[=PATTERN]",
-                   help="--corpus sources: a speaker-labelled folder (repeatable), ids namespaced NAME/...")
+    p.add_argument(
+        "--preset",
+        help=f"named recipe: {', '.join(PRESETS)} (default: {default_preset('wsj0')} for "
+        f"wsj0, folder and sources, {default_preset('demo')} for the demo corpus)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD.PATH=VALUE",
+        help="change one field of the resolved config, e.g. --set train.max_epochs=20 (repeatable; "
+        "--print-config shows every field)",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as JSON and exit (runs nothing, reads no data)",
+    )
+    p.add_argument(
+        "--sources",
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="[NAME:]ROOT[=PATTERN]",
+        help="--corpus sources: a speaker-labelled folder (repeatable), ids namespaced NAME/...",
+    )
     p.add_argument("--wsj0-root")
-    p.add_argument("--mix-lists", help="folder holding the official mix_2_spk_{tr,cv,tt}.txt (and mix_3_spk_tt.txt "
-                                       "for the 3-speaker test set)")
+    p.add_argument(
+        "--mix-lists",
+        help="folder holding the official mix_2_spk_{tr,cv,tt}.txt (and mix_3_spk_tt.txt for the 3-speaker test set)",
+    )
     p.add_argument("--root", help="folder corpus root")
     p.add_argument("--pattern")
     p.add_argument("--test-speakers")
     p.add_argument("--scale", type=float, help="same as --set mix.scale=SCALE")
-    p.add_argument("--max-train-seconds", "--train-seconds", dest="max_train_seconds", type=float,
-                   help="training wall-clock budget (same as --set train.max_train_seconds=S)")
+    p.add_argument(
+        "--max-train-seconds",
+        "--train-seconds",
+        dest="max_train_seconds",
+        type=float,
+        help="training wall-clock budget (same as --set train.max_train_seconds=S)",
+    )
     p.add_argument("--device", help="same as --set train.device=D --set separate.device=D")
     p.add_argument("--quick", action="store_true", help="the quick preset: a smoke test in a minute or two")
-    p.add_argument("--max-workers", "--workers", dest="max_workers", type=int,
-                   help="units run in parallel by the flow's task runner")
+    p.add_argument(
+        "--max-workers",
+        "--workers",
+        dest="max_workers",
+        type=int,
+        help="units run in parallel by the flow's task runner",
+    )
     p.add_argument("--no-prefect", action="store_true", help="run the stages by hand, without Prefect")
-    p.add_argument("--history-url", "--history", dest="history_url",
-                   help="run history table (Parquet URL); default: OUT/../history.parquet")
-    p.add_argument("--regression-margin-db", "--regression-margin", dest="regression_margin_db", type=float,
-                   default=default_of(find_regression, "margin_db"),  # the margin reproduce passes on to it
-                   help="exit 1 when 2-speaker SDRi falls this many dB below the best earlier run of the same "
-                        "config and corpus")
+    p.add_argument(
+        "--history-url",
+        "--history",
+        dest="history_url",
+        help="run history table (Parquet URL); default: OUT/../history.parquet",
+    )
+    p.add_argument(
+        "--regression-margin-db",
+        "--regression-margin",
+        dest="regression_margin_db",
+        type=float,
+        default=default_of(find_regression, "margin_db"),  # the margin reproduce passes on to it
+        help="exit 1 when 2-speaker SDRi falls this many dB below the best earlier run of the same config and corpus",
+    )
     p.set_defaults(func=cmd_reproduce, needs_runners=True)
 
 
@@ -70,9 +110,13 @@ def reproduce_config_from_args(args):
         preset = "quick"
     corpus = None  # the demo corpus, at the preset's own size
     if args.corpus != "demo":
-        corpus = CorpusConfig(name=args.corpus, root=args.wsj0_root or args.root, pattern=args.pattern,
-                              test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
-                              sources=args.sources)
+        corpus = CorpusConfig(
+            name=args.corpus,
+            root=args.wsj0_root or args.root,
+            pattern=args.pattern,
+            test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+            sources=args.sources,
+        )
     shorthand = []
     if args.scale is not None:
         shorthand.append(f"mix.scale={args.scale}")
@@ -80,8 +124,7 @@ def reproduce_config_from_args(args):
         shorthand.append(f"train.max_train_seconds={args.max_train_seconds}")
     if args.device:
         shorthand += [f"train.device={args.device}", f"separate.device={args.device}"]
-    return resolve_recipe(preset, args.out, corpus, mix_lists=args.mix_lists,
-                          overrides=[*shorthand, *args.overrides])
+    return resolve_recipe(preset, args.out, corpus, mix_lists=args.mix_lists, overrides=[*shorthand, *args.overrides])
 
 
 def cmd_reproduce(args, runners: Runners | None = None) -> None:
@@ -132,9 +175,11 @@ def _demo_real_example(out_url: str) -> None:
     from deepclust.real_example import separate_example
 
     result = separate_example(out_url)
-    print(f"\nReal speech: the shipped model ({result['inference']}) separated two LibriSpeech readers it never "
-          f"heard ({result['mixture']}): SDRi {result['sdri']:.1f} dB, SI-SDRi {result['si_sdri']:.1f} dB, "
-          f"in {result['seconds']:.2f} s.\nOutputs: {', '.join(result['outputs'])}")
+    print(
+        f"\nReal speech: the shipped model ({result['inference']}) separated two LibriSpeech readers it never "
+        f"heard ({result['mixture']}): SDRi {result['sdri']:.1f} dB, SI-SDRi {result['si_sdri']:.1f} dB, "
+        f"in {result['seconds']:.2f} s.\nOutputs: {', '.join(result['outputs'])}"
+    )
 
 
 def add_compare(sub) -> None:

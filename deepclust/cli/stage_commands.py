@@ -12,8 +12,14 @@ def add_corpus(sub) -> None:
 
     p = sub.add_parser("corpus", help="make an utterance manifest from a corpus (demo, wsj0, folder)")
     p.add_argument("name", choices=["demo", "wsj0", "folder", "sources"])
-    p.add_argument("--sources", "--source", dest="sources", action="append", metavar="[NAME:]ROOT[=PATTERN]",
-                   help="sources only: a speaker-labelled folder (repeatable)")
+    p.add_argument(
+        "--sources",
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="[NAME:]ROOT[=PATTERN]",
+        help="sources only: a speaker-labelled folder (repeatable)",
+    )
     p.add_argument("--root", help="corpus root (wsj0: the converted WSJ0 tree; folder: any speaker-labelled tree)")
     p.add_argument("--pattern", help="folder only: librispeech, vctk, fsdd, or a regex with a (?P<speaker>...) group")
     p.add_argument("--test-speakers", help="comma-separated speakers held out of training")
@@ -27,9 +33,15 @@ def cmd_corpus(args) -> None:
     """``deepclust corpus``: the corpus stage; prints the utterance manifest's URL."""
     from deepclust.stages.corpus import CorpusConfig, plan_corpus
 
-    config = CorpusConfig(name=args.name, root=args.root, pattern=args.pattern,
-                          test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
-                          seed=args.seed, utterances_per_speaker=args.utterances_per_speaker, sources=args.sources)
+    config = CorpusConfig(
+        name=args.name,
+        root=args.root,
+        pattern=args.pattern,
+        test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+        seed=args.seed,
+        utterances_per_speaker=args.utterances_per_speaker,
+        sources=args.sources,
+    )
     run_stage_printing_url(plan_corpus(args.out, config))
 
 
@@ -38,12 +50,22 @@ def add_mix(sub) -> None:
 
     p = sub.add_parser("mix", help="mixtures as the wsj0-2mix/3mix recipe (official lists or generated ones)")
     p.add_argument("--corpus-manifest", required=True)
-    p.add_argument("--mix-lists", "--list", dest="mix_lists", action="append", metavar="SPLIT=FILE",
-                   help="official mix list, e.g. tr=mix_2_spk_tr.txt")
+    p.add_argument(
+        "--mix-lists",
+        "--list",
+        dest="mix_lists",
+        action="append",
+        metavar="SPLIT=FILE",
+        help="official mix list, e.g. tr=mix_2_spk_tr.txt",
+    )
     p.add_argument("--n-speakers", "--speakers", dest="n_speakers", type=int, default=MixStageConfig.n_speakers)
-    p.add_argument("--test-speaker-counts", "--test-speakers", dest="test_speaker_counts",
-                   default=",".join(map(str, MixStageConfig.test_speaker_counts)),
-                   help="speaker counts of the test sets, e.g. 2,3")
+    p.add_argument(
+        "--test-speaker-counts",
+        "--test-speakers",
+        dest="test_speaker_counts",
+        default=",".join(map(str, MixStageConfig.test_speaker_counts)),
+        help="speaker counts of the test sets, e.g. 2,3",
+    )
     p.add_argument("--sample-rate", type=int, default=MixStageConfig.sample_rate, choices=[8000, 16000])
     p.add_argument("--mode", default=MixStageConfig.mode, choices=["min", "max"])
     p.add_argument("--scale", type=float, default=MixStageConfig.scale, help="scales the 20k/5k/3k list sizes")
@@ -69,9 +91,15 @@ def cmd_mix(args) -> None:
     """``deepclust mix``: the mixtures stage (official lists or generated ones); prints the manifest's URL."""
     from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
-    config = MixStageConfig(n_speakers=args.n_speakers, sample_rate=args.sample_rate, mode=args.mode,
-                            scale=args.scale, seed=args.seed, mix_lists=parse_mix_lists(args.mix_lists),
-                            test_speaker_counts=tuple(int(n) for n in args.test_speaker_counts.split(",")))
+    config = MixStageConfig(
+        n_speakers=args.n_speakers,
+        sample_rate=args.sample_rate,
+        mode=args.mode,
+        scale=args.scale,
+        seed=args.seed,
+        mix_lists=parse_mix_lists(args.mix_lists),
+        test_speaker_counts=tuple(int(n) for n in args.test_speaker_counts.split(",")),
+    )
     run_stage_printing_url(plan_mixtures(args.out, args.corpus_manifest, config))
 
 
@@ -81,8 +109,13 @@ def add_features(sub) -> None:
 
     p = sub.add_parser("features", help="log-magnitude, IBM targets and weights as shards")
     p.add_argument("--mixtures", required=True, help="mixture manifest URL")
-    p.add_argument("--shard-format", "--format", dest="shard_format", default=FeatureConfig.shard_format,
-                   choices=["parquet", "npz"])
+    p.add_argument(
+        "--shard-format",
+        "--format",
+        dest="shard_format",
+        default=FeatureConfig.shard_format,
+        choices=["parquet", "npz"],
+    )
     p.add_argument("--sample-rate", type=int, default=StftConfig.sample_rate)
     p.add_argument("--utterances-per-shard", type=int, default=FeatureConfig.utterances_per_shard)
     p.add_argument("--out", required=True)
@@ -95,8 +128,11 @@ def cmd_features(args) -> None:
     from deepclust.features.stft import StftConfig
     from deepclust.stages.features import plan_features
 
-    config = FeatureConfig(stft=StftConfig(sample_rate=args.sample_rate), shard_format=args.shard_format,
-                           utterances_per_shard=args.utterances_per_shard)
+    config = FeatureConfig(
+        stft=StftConfig(sample_rate=args.sample_rate),
+        shard_format=args.shard_format,
+        utterances_per_shard=args.utterances_per_shard,
+    )
     run_stage_printing_url(plan_features(args.out, args.mixtures, config))
 
 
@@ -125,8 +161,9 @@ def cmd_evaluate(args) -> None:
 
 def add_listen(sub) -> None:
     p = sub.add_parser("listen", help="a static HTML page to hear an evaluation's best, median and worst mixtures")
-    p.add_argument("--evaluation", required=True,
-                   help="an evaluation stage folder, its manifest.parquet or its results.parquet")
+    p.add_argument(
+        "--evaluation", required=True, help="an evaluation stage folder, its manifest.parquet or its results.parquet"
+    )
     p.add_argument("--out", help="folder of the page (default: the evaluation stage folder, beside report.md)")
     p.set_defaults(func=cmd_listen)
 

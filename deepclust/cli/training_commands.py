@@ -11,8 +11,9 @@ from deepclust import storage
 from deepclust.cli.common import model_config, model_overrides, precision_arguments, run_stage_printing_url
 
 
-def train_config_arguments(p, preset: str, batch_size: int, steps_per_epoch: int | None,
-                           steps_help: str | None = None) -> None:
+def train_config_arguments(
+    p, preset: str, batch_size: int, steps_per_epoch: int | None, steps_help: str | None = None
+) -> None:
     """The flags ``train`` and ``train-dynamic`` share: the network (``--preset``, ``--emb-dim/--hidden/--layers``)
     and the ``TrainConfig`` fields both set, each default the config's own except where a command's recipe differs
     (``preset``, ``batch_size``, ``steps_per_epoch``: passed in). ``train_config_of`` reads them back."""
@@ -22,15 +23,31 @@ def train_config_arguments(p, preset: str, batch_size: int, steps_per_epoch: int
     p.add_argument("--preset", default=preset, choices=sorted(MODEL_PRESETS))
     precision_arguments(p, TrainConfig)
     model_overrides(p)
-    p.add_argument("--curriculum-chunk-frames", "--curriculum-frames", dest="curriculum_chunk_frames", type=int,
-                   help="continue with chunks of this many frames (paper: 400)")
-    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int, default=TrainConfig.max_epochs,
-                   help="epochs per curriculum phase at most")
+    p.add_argument(
+        "--curriculum-chunk-frames",
+        "--curriculum-frames",
+        dest="curriculum_chunk_frames",
+        type=int,
+        help="continue with chunks of this many frames (paper: 400)",
+    )
+    p.add_argument(
+        "--max-epochs",
+        "--epochs",
+        dest="max_epochs",
+        type=int,
+        default=TrainConfig.max_epochs,
+        help="epochs per curriculum phase at most",
+    )
     p.add_argument("--steps-per-epoch", type=int, default=steps_per_epoch, help=steps_help)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
-    p.add_argument("--max-train-seconds", "--max-seconds", dest="max_train_seconds", type=float,
-                   help="wall-clock budget over the whole run, resumes included")
+    p.add_argument(
+        "--max-train-seconds",
+        "--max-seconds",
+        dest="max_train_seconds",
+        type=float,
+        help="wall-clock budget over the whole run, resumes included",
+    )
     p.add_argument("--device", default=TrainConfig.device)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
 
@@ -40,11 +57,19 @@ def train_config_of(args, **fields):
     from deepclust.device import resolve_device, resolve_precision
     from deepclust.training.config import TrainConfig
 
-    config = TrainConfig(curriculum_chunk_frames=args.curriculum_chunk_frames, max_epochs=args.max_epochs,
-                         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, max_train_seconds=args.max_train_seconds,
-                         device=args.device, seed=args.seed, precision=args.precision, compile=args.compile,
-                         **fields)
+    config = TrainConfig(
+        curriculum_chunk_frames=args.curriculum_chunk_frames,
+        max_epochs=args.max_epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_train_seconds=args.max_train_seconds,
+        device=args.device,
+        seed=args.seed,
+        precision=args.precision,
+        compile=args.compile,
+        **fields,
+    )
     # A precision this machine cannot run is refused now, before any data is read (exit 2, one line).
     resolve_precision(config.precision, resolve_device(config.device))
     return config
@@ -55,9 +80,13 @@ def add_train(sub) -> None:
 
     p = sub.add_parser("train", help="train the BLSTM embedding network")
     p.add_argument("--features", required=True, help="feature manifest URL")
-    train_config_arguments(p, preset="paper", batch_size=TrainConfig.batch_size,
-                           steps_per_epoch=TrainConfig.steps_per_epoch,
-                           steps_help="default: one pass over the training set")
+    train_config_arguments(
+        p,
+        preset="paper",
+        batch_size=TrainConfig.batch_size,
+        steps_per_epoch=TrainConfig.steps_per_epoch,
+        steps_help="default: one pass over the training set",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
@@ -79,45 +108,94 @@ def add_train_dynamic(sub) -> None:
     from deepclust.training.dynamic_mixing import DynamicMixConfig
 
     p = sub.add_parser("train-dynamic", help="train on fresh mixtures of speaker-labelled folders (dynamic mixing)")
-    p.add_argument("--sources", "--source", dest="sources", action="append", required=True,
-                   metavar="[NAME:]ROOT[=PATTERN]",
-                   help="a speaker-labelled folder (repeatable); PATTERN: a preset or regex, default from its name")
-    p.add_argument("--test-fraction", type=float, default=default_of(prepare_sources, "test_fraction"),
-                   help="speakers held out per source (never trained on)")
-    p.add_argument("--split-seed", type=int, default=default_of(prepare_sources, "seed"),
-                   help="seed of the train/test speaker split")
-    p.add_argument("--speaker-counts", "--speakers", dest="speaker_counts",
-                   default=",".join(map(str, DynamicMixConfig.speaker_counts)),
-                   help="speaker counts of the training mixtures, e.g. 2 or 2,3")
-    train_config_arguments(p, preset="chimera++", batch_size=dynamic_train.BATCH_SIZE,
-                           steps_per_epoch=dynamic_train.STEPS_PER_EPOCH)
-    p.add_argument("--init-from", metavar="MODEL", help="warm start: begin from this model file's weights (same "
-                   "network) with a fresh optimiser; the new file records the lineage")
-    p.add_argument("--room-probability", type=float, default=AugmentConfig.room_probability,
-                   help="share of mixtures in a simulated room (early reflections as targets); 0 = off")
-    p.add_argument("--noise-probability", type=float, default=AugmentConfig.noise_probability,
-                   help="share of mixtures with background noise; 0 = off")
+    p.add_argument(
+        "--sources",
+        "--source",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="[NAME:]ROOT[=PATTERN]",
+        help="a speaker-labelled folder (repeatable); PATTERN: a preset or regex, default from its name",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=default_of(prepare_sources, "test_fraction"),
+        help="speakers held out per source (never trained on)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=default_of(prepare_sources, "seed"),
+        help="seed of the train/test speaker split",
+    )
+    p.add_argument(
+        "--speaker-counts",
+        "--speakers",
+        dest="speaker_counts",
+        default=",".join(map(str, DynamicMixConfig.speaker_counts)),
+        help="speaker counts of the training mixtures, e.g. 2 or 2,3",
+    )
+    train_config_arguments(
+        p, preset="chimera++", batch_size=dynamic_train.BATCH_SIZE, steps_per_epoch=dynamic_train.STEPS_PER_EPOCH
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="warm start: begin from this model file's weights (same "
+        "network) with a fresh optimiser; the new file records the lineage",
+    )
+    p.add_argument(
+        "--room-probability",
+        type=float,
+        default=AugmentConfig.room_probability,
+        help="share of mixtures in a simulated room (early reflections as targets); 0 = off",
+    )
+    p.add_argument(
+        "--noise-probability",
+        type=float,
+        default=AugmentConfig.noise_probability,
+        help="share of mixtures with background noise; 0 = off",
+    )
     p.add_argument("--noise-root", help="a folder of noise recordings (else coloured noise only)")
     p.add_argument("--snr-db-min", type=float, default=AugmentConfig.snr_db_range[0])
     p.add_argument("--snr-db-max", type=float, default=AugmentConfig.snr_db_range[1])
-    p.add_argument("--channel-probability", type=float, default=AugmentConfig.channel_probability,
-                   help="share of mixtures through a random band limit and EQ (phones, cheap microphones); 0 = off")
+    p.add_argument(
+        "--channel-probability",
+        type=float,
+        default=AugmentConfig.channel_probability,
+        help="share of mixtures through a random band limit and EQ (phones, cheap microphones); 0 = off",
+    )
     p.add_argument("--dc-loss", choices=["classic", "whitened"], help="default: whitened with a mask head")
     p.add_argument("--mask-loss-weight", type=float, default=TrainConfig.mask_loss_weight)
-    p.add_argument("--waveform-loss-weight", type=float, default=TrainConfig.waveform_loss_weight,
-                   help="share of the mask term on the negative SNR of the resynthesised waveforms instead of the "
-                        "PSA loss (0-1; a fine-tuning objective, see deepclust.model.waveform_loss)")
+    p.add_argument(
+        "--waveform-loss-weight",
+        type=float,
+        default=TrainConfig.waveform_loss_weight,
+        help="share of the mask term on the negative SNR of the resynthesised waveforms instead of the "
+        "PSA loss (0-1; a fine-tuning objective, see deepclust.model.waveform_loss)",
+    )
     p.add_argument("--chunk-frames", type=int, default=TrainConfig.chunk_frames)
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
-    p.add_argument("--lr-halving-patience", type=int, help="halve the learning rate after this many epochs "
-                   "without improvement")
+    p.add_argument(
+        "--lr-halving-patience", type=int, help="halve the learning rate after this many epochs without improvement"
+    )
     p.add_argument("--lr-halving-epochs", default="", help="halve the learning rate after these epochs, e.g. 10,12")
     p.add_argument("--snapshot-every", type=int, help="keep the model of every N-th epoch in OUT/snapshots/")
-    p.add_argument("--num-threads", "--threads", dest="num_threads", type=int,
-                   help="torch threads (per process with --processes; default: torch's choice)")
-    p.add_argument("--processes", type=int, default=1,
-                   help="data-parallel processes on this machine (one per core; on the 2-core dev machine one process with "
-                        "two threads measured faster); the effective batch is PROCESSES x --batch-size")
+    p.add_argument(
+        "--num-threads",
+        "--threads",
+        dest="num_threads",
+        type=int,
+        help="torch threads (per process with --processes; default: torch's choice)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (one per core; on the 2-core dev machine one process with "
+        "two threads measured faster); the effective batch is PROCESSES x --batch-size",
+    )
     p.add_argument("--out", required=True, help="model.pt, checkpoints/last.pt, history.csv, corpus.parquet")
     p.set_defaults(func=cmd_train_dynamic)
 
@@ -130,38 +208,68 @@ def cmd_train_dynamic(args) -> None:
     from deepclust.training.processes import train_dynamic_on_processes
 
     model = model_config(args)
-    train_config = train_config_of(args, chunk_frames=args.chunk_frames, patience=args.patience,
-                                   num_threads=args.num_threads,
-                                   dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
-                                   mask_loss_weight=args.mask_loss_weight,
-                                   waveform_loss_weight=args.waveform_loss_weight,
-                                   lr_halving_patience=args.lr_halving_patience, snapshot_every=args.snapshot_every,
-                                   lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e))
+    train_config = train_config_of(
+        args,
+        chunk_frames=args.chunk_frames,
+        patience=args.patience,
+        num_threads=args.num_threads,
+        dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
+        mask_loss_weight=args.mask_loss_weight,
+        waveform_loss_weight=args.waveform_loss_weight,
+        lr_halving_patience=args.lr_halving_patience,
+        snapshot_every=args.snapshot_every,
+        lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e),
+    )
     mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speaker_counts.split(",")))
-    augment = AugmentConfig(room_probability=args.room_probability, noise_probability=args.noise_probability,
-                            channel_probability=args.channel_probability, noise_root=args.noise_root,
-                            snr_db_range=(args.snr_db_min, args.snr_db_max))
-    corpus = prepare_sources([CorpusSource.parse(text) for text in args.sources], test_fraction=args.test_fraction,
-                             seed=args.split_seed)
+    augment = AugmentConfig(
+        room_probability=args.room_probability,
+        noise_probability=args.noise_probability,
+        channel_probability=args.channel_probability,
+        noise_root=args.noise_root,
+        snr_db_range=(args.snr_db_min, args.snr_db_max),
+    )
+    corpus = prepare_sources(
+        [CorpusSource.parse(text) for text in args.sources], test_fraction=args.test_fraction, seed=args.split_seed
+    )
     command = invoked_command()
 
     # Epoch lines (loss, time left) come through the library's logging (see deepclust.cli.main).
-    result = train_dynamic_on_processes(args.processes, args.num_threads, corpus_manifest=corpus, out_url=args.out,
-                                        model_config=model, train_config=train_config, mix_config=mix_config,
-                                        provenance={"command": command}, augment=augment, init_from=args.init_from)
-    print(f"{result['stopped_reason']} after {result['epochs']} epochs ({result['global_step']} steps); "
-          f"best validation loss {result['best_val_loss']:.4f}; model: {storage.absolute(result['model_url'])}")
+    result = train_dynamic_on_processes(
+        args.processes,
+        args.num_threads,
+        corpus_manifest=corpus,
+        out_url=args.out,
+        model_config=model,
+        train_config=train_config,
+        mix_config=mix_config,
+        provenance={"command": command},
+        augment=augment,
+        init_from=args.init_from,
+    )
+    print(
+        f"{result['stopped_reason']} after {result['epochs']} epochs ({result['global_step']} steps); "
+        f"best validation loss {result['best_val_loss']:.4f}; model: {storage.absolute(result['model_url'])}"
+    )
 
 
 def add_export_model(sub) -> None:
     p = sub.add_parser("export-model", help="a trained model file with half-precision weights (for shipping)")
-    p.add_argument("--model", required=True, action="append",
-                   help="the model file; repeated (snapshots of one run, oldest first, e.g. OUT/snapshots/epoch-*.pt): "
-                        "their weights are averaged, and the facts and lineage are the last one's")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="the model file; repeated (snapshots of one run, oldest first, e.g. OUT/snapshots/epoch-*.pt): "
+        "their weights are averaged, and the facts and lineage are the last one's",
+    )
     p.add_argument("--out", required=True)
-    p.add_argument("--inference", action="append", default=[], metavar="K=METHOD",
-                   help=f"what --inference auto uses for K speakers ({', '.join(INFERENCE_METHODS)}), e.g. 2=blend: "
-                        "choose by benchmarks/bench_quality_real.py on sets the model never trained on")
+    p.add_argument(
+        "--inference",
+        action="append",
+        default=[],
+        metavar="K=METHOD",
+        help=f"what --inference auto uses for K speakers ({', '.join(INFERENCE_METHODS)}), e.g. 2=blend: "
+        "choose by benchmarks/bench_quality_real.py on sets the model never trained on",
+    )
     p.set_defaults(func=cmd_export_model)
 
 
@@ -199,5 +307,7 @@ def cmd_export_model(args) -> None:
     from deepclust.model.export import export_half
 
     choices = inference_choices(args.inference)
-    export_half(args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None)
+    export_half(
+        args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None
+    )
     print(storage.absolute(args.out))

@@ -15,9 +15,11 @@ from deepclust.corpora.manifest import COLUMNS, validate_manifest
 from deepclust.corpora.sources import CorpusSource, prepare_sources
 from deepclust.corpora.wsj0 import prepare_wsj0, resolve_wsj0_path
 
+
 def _prepare_sources(sources, test_speakers=None, seed: int = 0) -> pd.DataFrame:
-    return prepare_sources([CorpusSource.parse(s) if isinstance(s, str) else s for s in sources],
-                           test_speakers=test_speakers, seed=seed)
+    return prepare_sources(
+        [CorpusSource.parse(s) if isinstance(s, str) else s for s in sources], test_speakers=test_speakers, seed=seed
+    )
 
 
 RECIPES = {
@@ -29,8 +31,17 @@ RECIPES = {
 # Folder presets are corpora too: prepare_corpus("librispeech", root=...) == prepare_folder(root, "librispeech").
 FOLDER_PRESETS = ("librispeech", "vctk", "fsdd", "speechocean762")
 
-__all__ = ["COLUMNS", "CorpusSource", "prepare_corpus", "prepare_sources", "prepare_demo", "prepare_folder", "prepare_wsj0", "resolve_wsj0_path",
-           "validate_manifest"]
+__all__ = [
+    "COLUMNS",
+    "CorpusSource",
+    "prepare_corpus",
+    "prepare_sources",
+    "prepare_demo",
+    "prepare_folder",
+    "prepare_wsj0",
+    "resolve_wsj0_path",
+    "validate_manifest",
+]
 
 
 def prepare_corpus(name: str, **kwargs) -> pd.DataFrame:

@@ -32,8 +32,13 @@ MANIFEST = MANIFEST_NAME
 
 # (label used in speaker ids, eSpeak NG language name)
 ACCENTS = (
-    ("en-us", "en-us"), ("en-gb", "en"), ("en-gb-scotland", "en-gb-scotland"), ("en-gb-x-rp", "en-gb-x-rp"),
-    ("en-029", "en-029"), ("en-us-nyc", "en-us-nyc"), ("en-gb-x-gbclan", "en-gb-x-gbclan"),
+    ("en-us", "en-us"),
+    ("en-gb", "en"),
+    ("en-gb-scotland", "en-gb-scotland"),
+    ("en-gb-x-rp", "en-gb-x-rp"),
+    ("en-029", "en-029"),
+    ("en-us-nyc", "en-us-nyc"),
+    ("en-gb-x-gbclan", "en-gb-x-gbclan"),
     ("en-gb-x-gbcwmd", "en-gb-x-gbcwmd"),
 )
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
@@ -47,25 +52,37 @@ N_TEST_ACCENTS = 6
 @dataclass(frozen=True)
 class DemoVoice:
     """One demo speaker: its eSpeak NG voice, and the pitch, pitch range and rate it speaks with."""
-    speaker: str      # e.g. "en-gb-scotland_f3"
+
+    speaker: str  # e.g. "en-gb-scotland_f3"
     espeak_name: str  # e.g. "en-gb-scotland+f3"
-    gender: str       # "m" | "f"
-    pitch: int        # eSpeak pitch 0-100
+    gender: str  # "m" | "f"
+    pitch: int  # eSpeak pitch 0-100
     pitch_range: int  # eSpeak pitch range 0-100
-    rate: int         # words per minute
+    rate: int  # words per minute
 
 
 def demo_voices() -> list[DemoVoice]:
     """The fixed voice table: per accent, two male and two female variants, rotated across accents."""
     voices = []
     for a, (label, language) in enumerate(ACCENTS):
-        variants = [MALE_VARIANTS[(2 * a) % 7], MALE_VARIANTS[(2 * a + 1) % 7],
-                    FEMALE_VARIANTS[(2 * a) % 5], FEMALE_VARIANTS[(2 * a + 1) % 5]]
+        variants = [
+            MALE_VARIANTS[(2 * a) % 7],
+            MALE_VARIANTS[(2 * a + 1) % 7],
+            FEMALE_VARIANTS[(2 * a) % 5],
+            FEMALE_VARIANTS[(2 * a + 1) % 5],
+        ]
         for v, variant in enumerate(variants):
             k = a + v  # rotate offsets so one accent does not hold all high or all fast voices
-            voices.append(DemoVoice(
-                speaker=f"{label}_{variant}", espeak_name=f"{language}+{variant}", gender=variant[0],
-                pitch=50 + PITCH_OFFSETS[k % 4], pitch_range=50 + 10 * ((k % 3) - 1), rate=RATES_WPM[(k + 1) % 4]))
+            voices.append(
+                DemoVoice(
+                    speaker=f"{label}_{variant}",
+                    espeak_name=f"{language}+{variant}",
+                    gender=variant[0],
+                    pitch=50 + PITCH_OFFSETS[k % 4],
+                    pitch_range=50 + 10 * ((k % 3) - 1),
+                    rate=RATES_WPM[(k + 1) % 4],
+                )
+            )
     return voices
 
 
@@ -75,7 +92,7 @@ def test_speakers() -> list[str]:
     chosen = []
     for a in range(N_TEST_ACCENTS):
         gender = "m" if a % 2 == 0 else "f"
-        chosen.append(next(v.speaker for v in voices[4 * a: 4 * a + 4] if v.gender == gender))
+        chosen.append(next(v.speaker for v in voices[4 * a : 4 * a + 4] if v.gender == gender))
     return chosen
 
 
@@ -91,20 +108,22 @@ def trim_silence(x: np.ndarray, sr: int, threshold_db: float = -40.0, margin_s: 
     if len(loud) == 0:
         return x
     margin = int(margin_s * sr)
-    return x[max(loud[0] - margin, 0): loud[-1] + margin + 1]
+    return x[max(loud[0] - margin, 0) : loud[-1] + margin + 1]
 
 
 def _speak(engine: EspeakEngine, voice: DemoVoice, text: str, seed: int, sample_rate: int) -> np.ndarray:
     """float32 ``(samples,)`` at ``sample_rate``: synthesised, trimmed, resampled, peak 0.7."""
-    raw = engine.synthesise(text, voice.espeak_name, rate=voice.rate, pitch=voice.pitch,
-                            pitch_range=voice.pitch_range, seed=seed)
+    raw = engine.synthesise(
+        text, voice.espeak_name, rate=voice.rate, pitch=voice.pitch, pitch_range=voice.pitch_range, seed=seed
+    )
     x = trim_silence(raw.astype(np.float32) / 32768.0, engine.sample_rate)
     x = resample(x, engine.sample_rate, sample_rate)
     return (0.7 / max(float(np.abs(x).max()), 1e-6)) * x  # same peak for every voice; leaves headroom
 
 
-def _voice_utterances(voice: DemoVoice, index: int, words: list[str], n: int, seed: int, sample_rate: int,
-                      min_s: float, max_s: float):
+def _voice_utterances(
+    voice: DemoVoice, index: int, words: list[str], n: int, seed: int, sample_rate: int, min_s: float, max_s: float
+):
     """Yield ``(utterance_id, text, audio)`` for one voice.
 
     A sentence whose audio falls outside [min_s, max_s] is redrawn (up to 8 draws; the last is kept).
@@ -122,8 +141,14 @@ def _voice_utterances(voice: DemoVoice, index: int, words: list[str], n: int, se
 
 
 def _build_config(seed, utterances_per_voice, sample_rate, min_seconds, max_seconds) -> dict:
-    return dict(version=DEMO_VERSION, seed=int(seed), utterances_per_voice=int(utterances_per_voice),
-                sample_rate=int(sample_rate), min_seconds=float(min_seconds), max_seconds=float(max_seconds))
+    return dict(
+        version=DEMO_VERSION,
+        seed=int(seed),
+        utterances_per_voice=int(utterances_per_voice),
+        sample_rate=int(sample_rate),
+        min_seconds=float(min_seconds),
+        max_seconds=float(max_seconds),
+    )
 
 
 def _reuse(root: str, config: dict) -> pd.DataFrame | None:
@@ -133,13 +158,21 @@ def _reuse(root: str, config: dict) -> pd.DataFrame | None:
         return None
     manifest = conform_manifest(storage.read_parquet(storage.join(root, MANIFEST)))
     # Paths follow the folder, so a moved or copied corpus stays usable.
-    manifest["path"] = [storage.join(root, s, u + ".wav") for s, u in zip(manifest["speaker"], manifest["utterance_id"])]
+    manifest["path"] = [
+        storage.join(root, s, u + ".wav") for s, u in zip(manifest["speaker"], manifest["utterance_id"])
+    ]
     validate_manifest(manifest)
     return manifest
 
 
-def prepare_demo(root, seed: int = 0, utterances_per_voice: int = 40, sample_rate: int = 8000,
-                 min_seconds: float = 2.0, max_seconds: float = 4.0) -> pd.DataFrame:
+def prepare_demo(
+    root,
+    seed: int = 0,
+    utterances_per_voice: int = 40,
+    sample_rate: int = 8000,
+    min_seconds: float = 2.0,
+    max_seconds: float = 4.0,
+) -> pd.DataFrame:
     """Synthesise (first call) or reuse (later calls) the eSpeak NG demo corpus under ``root``.
 
     Returns the corpus manifest plus ``text`` (the sentence) and ``sha256`` (of the WAV file) columns:
@@ -156,14 +189,24 @@ def prepare_demo(root, seed: int = 0, utterances_per_voice: int = 40, sample_rat
     storage.makedirs(root)
     words, held_out, rows = load_words(), set(test_speakers()), []
     for index, voice in enumerate(demo_voices()):
-        for utterance_id, text, audio in _voice_utterances(voice, index, words, utterances_per_voice, seed,
-                                                           sample_rate, min_seconds, max_seconds):
+        for utterance_id, text, audio in _voice_utterances(
+            voice, index, words, utterances_per_voice, seed, sample_rate, min_seconds, max_seconds
+        ):
             path = storage.join(root, voice.speaker, utterance_id + ".wav")
             write_audio(path, audio, sample_rate)
-            rows.append(dict(utterance_id=utterance_id, path=path, speaker=voice.speaker, gender=voice.gender,
-                             duration=len(audio) / sample_rate, sample_rate=sample_rate, text=text,
-                             subset="test" if voice.speaker in held_out else "train",
-                             sha256=storage.sha256_of(path)))
+            rows.append(
+                dict(
+                    utterance_id=utterance_id,
+                    path=path,
+                    speaker=voice.speaker,
+                    gender=voice.gender,
+                    duration=len(audio) / sample_rate,
+                    sample_rate=sample_rate,
+                    text=text,
+                    subset="test" if voice.speaker in held_out else "train",
+                    sha256=storage.sha256_of(path),
+                )
+            )
     manifest = build_manifest(rows, extra_columns=("text", "sha256"))
     storage.write_parquet(manifest, storage.join(root, MANIFEST))
     storage.write_json(config, marker)  # last: its presence means the corpus is complete

@@ -49,8 +49,16 @@ def _declare(lib) -> None:
     lib.espeak_SetVoiceByName.restype = ctypes.c_int
     lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.espeak_SetParameter.restype = ctypes.c_int
-    lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                 ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
     lib.espeak_ng_SetRandSeed.restype = None
@@ -77,8 +85,9 @@ class EspeakEngine:
     def __init__(self):
         self._lock = threading.Lock()
         self._lib, data_path = _load_private_copy()
-        self.sample_rate = self._lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(),
-                                                       INITIALIZE_DONT_EXIT)
+        self.sample_rate = self._lib.espeak_Initialize(
+            AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), INITIALIZE_DONT_EXIT
+        )
         if self.sample_rate <= 0:
             self._unload()
             raise RuntimeError(f"eSpeak NG failed to initialise with its data at {data_path}")
@@ -92,8 +101,9 @@ class EspeakEngine:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
         return 0  # 0 = continue synthesising
 
-    def synthesise(self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50,
-                   seed: int = 0) -> np.ndarray:
+    def synthesise(
+        self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50, seed: int = 0
+    ) -> np.ndarray:
         """Speak ``text`` with ``voice`` (e.g. ``"en-us+f3"``); returns int16 ``(samples,)`` at ``sample_rate``.
 
         ``rate`` is words per minute; ``pitch`` and ``pitch_range`` are 0-100 (50 = the voice's own).
@@ -110,8 +120,9 @@ class EspeakEngine:
             lib.espeak_ng_SetRandSeed(int(seed))
             self._chunks.clear()
             encoded = text.encode("utf-8") + b"\0"
-            status = lib.espeak_Synth(ctypes.create_string_buffer(encoded), len(encoded), 0, POS_CHARACTER, 0,
-                                      ESPEAK_CHARS_UTF8, None, None)
+            status = lib.espeak_Synth(
+                ctypes.create_string_buffer(encoded), len(encoded), 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None
+            )
             if status != EE_OK:
                 raise RuntimeError(f"eSpeak NG synthesis failed (status {status}) for {text!r}")
             samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)

@@ -48,8 +48,9 @@ def speaker_pattern(pattern: str) -> re.Pattern:
     """A preset name or a regex with a named group ``speaker``, compiled."""
     compiled = re.compile(PRESETS.get(pattern, pattern))
     if "speaker" not in compiled.groupindex:
-        raise ValueError(f"pattern {pattern!r} is neither a preset {sorted(PRESETS)} nor a regex "
-                         f"with a named group (?P<speaker>...)")
+        raise ValueError(
+            f"pattern {pattern!r} is neither a preset {sorted(PRESETS)} nor a regex with a named group (?P<speaker>...)"
+        )
     return compiled
 
 
@@ -84,8 +85,14 @@ def _relative(path: str, root: str) -> str:
     return str(PurePosixPath(path.replace("\\", "/")).relative_to(PurePosixPath(root.replace("\\", "/"))))
 
 
-def prepare_folder(root, pattern: str = "librispeech", genders: dict | None = None,
-                   test_speakers: list | None = None, test_fraction: float = 0.25, seed: int = 0) -> pd.DataFrame:
+def prepare_folder(
+    root,
+    pattern: str = "librispeech",
+    genders: dict | None = None,
+    test_speakers: list | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Corpus manifest of the audio files under ``root`` whose relative path matches ``pattern``.
 
     utterance_id is the file stem (the relative path with ``/`` as ``-`` if stems repeat). Non-audio
@@ -113,11 +120,20 @@ def prepare_folder(root, pattern: str = "librispeech", genders: dict | None = No
             errors.append(error)
             continue
         speaker = match.group("speaker")
-        rows.append(dict(utterance_id=str(PurePosixPath(relative).with_suffix("")), path=path, speaker=speaker,
-                         gender=genders.get(speaker), duration=duration, sample_rate=sample_rate))
+        rows.append(
+            dict(
+                utterance_id=str(PurePosixPath(relative).with_suffix("")),
+                path=path,
+                speaker=speaker,
+                gender=genders.get(speaker),
+                duration=duration,
+                sample_rate=sample_rate,
+            )
+        )
     if unmatched:
-        logger.warning("%d audio files under %s do not match pattern %r, e.g. %s", len(unmatched), root,
-                       pattern, unmatched[0])
+        logger.warning(
+            "%d audio files under %s do not match pattern %r, e.g. %s", len(unmatched), root, pattern, unmatched[0]
+        )
     if not rows:
         raise FileNotFoundError(f"no audio under {root} matches pattern {pattern!r} ({len(errors)} unreadable)")
     _shorten_ids(rows)

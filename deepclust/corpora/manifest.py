@@ -42,8 +42,9 @@ def normalise_gender(value) -> str | None:
     return None
 
 
-def build_manifest(rows: Iterable[dict], errors: Iterable[BadAudioError] = (),
-                   extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def build_manifest(
+    rows: Iterable[dict], errors: Iterable[BadAudioError] = (), extra_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Rows (dicts with ``COLUMNS`` and ``extra_columns``) to a validated manifest sorted by utterance_id.
 
     ``errors`` (skipped files) are logged and kept in ``attrs["errors"]`` as ``{"path", "reason"}`` dicts.
@@ -59,8 +60,9 @@ def build_manifest(rows: Iterable[dict], errors: Iterable[BadAudioError] = (),
 
 def conform_manifest(frame: pd.DataFrame) -> pd.DataFrame:
     """Canonical dtypes and row order, so a built manifest equals the same one read back from Parquet."""
-    frame = frame.astype({"utterance_id": str, "path": str, "speaker": str, "duration": float,
-                          "sample_rate": "int64", "subset": str})
+    frame = frame.astype(
+        {"utterance_id": str, "path": str, "speaker": str, "duration": float, "sample_rate": "int64", "subset": str}
+    )
     # object dtype holding None for unknown gender (a str column would hold NaN instead).
     frame["gender"] = pd.Series([normalise_gender(g) for g in frame["gender"]], index=frame.index, dtype=object)
     return frame.sort_values("utterance_id", kind="stable").reset_index(drop=True)

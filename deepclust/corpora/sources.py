@@ -77,8 +77,9 @@ def read_speaker_genders(root: str) -> dict[str, str]:
     return {}
 
 
-def prepare_sources(sources: list[CorpusSource], test_fraction: float = 0.25, seed: int = 0,
-                    test_speakers: list[str] | None = None) -> pd.DataFrame:
+def prepare_sources(
+    sources: list[CorpusSource], test_fraction: float = 0.25, seed: int = 0, test_speakers: list[str] | None = None
+) -> pd.DataFrame:
     """A corpus manifest over several folders, ids namespaced ``<name>/...``, split per source.
 
     ``test_speakers``: namespaced ids (``speechocean762/0001``) to hold out; a source none of them names
@@ -93,15 +94,22 @@ def prepare_sources(sources: list[CorpusSource], test_fraction: float = 0.25, se
     frames, errors = [], []
     for source in sources:
         prefix = source.source_name + "/"
-        chosen = [t[len(prefix):] for t in (test_speakers or []) if t.startswith(prefix)] or None
-        frame = prepare_folder(source.root, source.resolved_pattern(), genders=read_speaker_genders(source.root),
-                               test_speakers=chosen, test_fraction=test_fraction, seed=seed)
+        chosen = [t[len(prefix) :] for t in (test_speakers or []) if t.startswith(prefix)] or None
+        frame = prepare_folder(
+            source.root,
+            source.resolved_pattern(),
+            genders=read_speaker_genders(source.root),
+            test_speakers=chosen,
+            test_fraction=test_fraction,
+            seed=seed,
+        )
         frame = frame.assign(utterance_id=prefix + frame["utterance_id"], speaker=prefix + frame["speaker"])
         frames.append(frame)
         errors += frame.attrs.get("errors", [])
     rows = pd.concat(frames, ignore_index=True).to_dict("records")
     manifest = build_manifest(rows)
     manifest.attrs["errors"] = errors
-    manifest.attrs["sources"] = [{"name": s.source_name, "root": storage.absolute(s.root),
-                                  "pattern": s.resolved_pattern()} for s in sources]
+    manifest.attrs["sources"] = [
+        {"name": s.source_name, "root": storage.absolute(s.root), "pattern": s.resolved_pattern()} for s in sources
+    ]
     return manifest

@@ -90,13 +90,23 @@ def prepare_wsj0(root) -> pd.DataFrame:
                 errors.append(error)
                 continue
             speaker, stem = speaker.lower(), stem.lower()  # the discs' names are upper-case on some systems
-            rows.append(dict(utterance_id=stem, path=path, speaker=speaker, gender=genders.get(speaker),
-                             duration=duration, sample_rate=sample_rate, subset=subset))
+            rows.append(
+                dict(
+                    utterance_id=stem,
+                    path=path,
+                    speaker=speaker,
+                    gender=genders.get(speaker),
+                    duration=duration,
+                    sample_rate=sample_rate,
+                    subset=subset,
+                )
+            )
     if not rows and not errors:
         raise FileNotFoundError(
             f"no WSJ0 audio under {root} (looked in {wsj0_dir}): expected the LDC tree "
             f"wsj0/{{{','.join(SUBSETS)}}}/<speaker>/<utterance>.wv1 (or the same tree converted to .wav); "
-            f"give --wsj0-root the folder that holds wsj0/")
+            f"give --wsj0-root the folder that holds wsj0/"
+        )
     return build_manifest(rows, errors)
 
 

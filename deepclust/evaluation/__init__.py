@@ -9,9 +9,17 @@ can be broken down by number of speakers and same/different gender, as in the pa
 Prefect-free: a flow calls :func:`evaluate_mixtures` and writes the returned DataFrame.
 """
 
-from deepclust.evaluation.results import (ORACLES, RESULT_COLUMNS, evaluate_mixtures, gender_condition,
-                                          mean_scores_by)
+from deepclust.evaluation.results import ORACLES, RESULT_COLUMNS, evaluate_mixtures, gender_condition, mean_scores_by
 from deepclust.evaluation.scoring import METRIC_COLUMNS, evaluate_mixture, evaluate_systems, mixture_baseline
 
-__all__ = ["ORACLES", "METRIC_COLUMNS", "RESULT_COLUMNS", "evaluate_mixture", "evaluate_systems", "mixture_baseline",
-           "evaluate_mixtures", "gender_condition", "mean_scores_by"]
+__all__ = [
+    "ORACLES",
+    "METRIC_COLUMNS",
+    "RESULT_COLUMNS",
+    "evaluate_mixture",
+    "evaluate_systems",
+    "mixture_baseline",
+    "evaluate_mixtures",
+    "gender_condition",
+    "mean_scores_by",
+]

@@ -25,7 +25,7 @@ RESULT_COLUMNS = SCHEMAS["evaluation"].required  # the results table's columns (
 
 
 def gender_condition(genders) -> str | None:
-    """"same" when all speakers share a known gender, "different" when they differ, else None."""
+    """ "same" when all speakers share a known gender, "different" when they differ, else None."""
     known = [g for g in (genders if genders is not None else []) if isinstance(g, str) and g]
     if len(known) < 2 or len(known) != len(list(genders)):
         return None
@@ -73,9 +73,14 @@ def _result_row(info: dict, system: str, scores: dict | None = None, error: str 
     return row
 
 
-def evaluate_mixtures(mixture_manifest: pd.DataFrame, estimate_paths: Mapping[str, Sequence[str]] | None = None,
-                      separator_name: str = "model", oracles: Sequence[str] = ("ibm", "irm"),
-                      backend: str = "fast", stft_config: StftConfig | None = None) -> pd.DataFrame:
+def evaluate_mixtures(
+    mixture_manifest: pd.DataFrame,
+    estimate_paths: Mapping[str, Sequence[str]] | None = None,
+    separator_name: str = "model",
+    oracles: Sequence[str] = ("ibm", "irm"),
+    backend: str = "fast",
+    stft_config: StftConfig | None = None,
+) -> pd.DataFrame:
     """Score a test set: one row per (mixture, system).
 
     Args:
@@ -153,7 +158,9 @@ def _score_systems(mixture, sources, gathered: dict, backend: str, info: dict) -
         return out
 
 
-def mean_scores_by(results: pd.DataFrame, by: Sequence[str] = ("system", "num_speakers", "gender_condition")) -> pd.DataFrame:
+def mean_scores_by(
+    results: pd.DataFrame, by: Sequence[str] = ("system", "num_speakers", "gender_condition")
+) -> pd.DataFrame:
     """Mean scores of the successful rows per group (the layout of the paper's Table 1), with counts.
     (``deepclust.reports.summary.summarise_by_condition`` is the recipe report's table: means and medians per
     speaker condition, with the paper's figures.)"""

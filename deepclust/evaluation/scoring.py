@@ -11,8 +11,9 @@ from deepclust.metrics.si_sdr import si_sdr_best, si_sdr_mixture
 METRIC_COLUMNS = ["sdr", "sir", "sar", "si_sdr", "sdr_mixture", "si_sdr_mixture", "sdri", "si_sdri"]
 
 
-def evaluate_mixture(mixture, sources, estimates, sr: int | None = None, backend: str = "fast",
-                     baseline: dict | None = None) -> dict:
+def evaluate_mixture(
+    mixture, sources, estimates, sr: int | None = None, backend: str = "fast", baseline: dict | None = None
+) -> dict:
     """Score K estimates of one mixture against its K sources.
 
     Args:
@@ -31,15 +32,18 @@ def evaluate_mixture(mixture, sources, estimates, sr: int | None = None, backend
     return evaluate_systems(mixture, sources, [estimates], backend, baseline)[0]
 
 
-def evaluate_systems(mixture, sources, estimate_sets, backend: str = "fast", baseline: dict | None = None) -> list[dict]:
+def evaluate_systems(
+    mixture, sources, estimate_sets, backend: str = "fast", baseline: dict | None = None
+) -> list[dict]:
     """``evaluate_mixture`` for several systems' estimates of one mixture (one shared BSS-eval solve)."""
     sources = np.atleast_2d(np.asarray(sources, dtype=np.float64))
     mixture = np.asarray(mixture, dtype=np.float64).reshape(-1)
     sets = [np.atleast_2d(np.asarray(e, dtype=np.float64)) for e in estimate_sets]
     for estimates in sets:
         if estimates.shape != sources.shape or mixture.shape[0] != sources.shape[1]:
-            raise ValueError(f"shapes differ: mixture {mixture.shape}, sources {sources.shape}, "
-                             f"estimates {estimates.shape}")
+            raise ValueError(
+                f"shapes differ: mixture {mixture.shape}, sources {sources.shape}, estimates {estimates.shape}"
+            )
     if backend == "fast":
         bss, sdr_mixture = bss_eval_systems(sources, sets, mixture if baseline is None else None)
         if baseline is None:
@@ -50,14 +54,16 @@ def evaluate_systems(mixture, sources, estimate_sets, backend: str = "fast", bas
     results = []
     for estimates, scores in zip(sets, bss):
         scale_invariant = si_sdr_best(sources, estimates)
-        results.append({
-            **scores,
-            "si_sdr": scale_invariant["si_sdr"],
-            "sdr_mixture": baseline["sdr_mixture"],
-            "si_sdr_mixture": baseline["si_sdr_mixture"],
-            "sdri": scores["sdr"] - baseline["sdr_mixture"],
-            "si_sdri": scale_invariant["si_sdr"] - baseline["si_sdr_mixture"],
-        })
+        results.append(
+            {
+                **scores,
+                "si_sdr": scale_invariant["si_sdr"],
+                "sdr_mixture": baseline["sdr_mixture"],
+                "si_sdr_mixture": baseline["si_sdr_mixture"],
+                "sdri": scores["sdr"] - baseline["sdr_mixture"],
+                "si_sdri": scale_invariant["si_sdr"] - baseline["si_sdr_mixture"],
+            }
+        )
     return results
 
 

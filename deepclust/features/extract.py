@@ -160,8 +160,7 @@ def _read_mixture(row, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
         if source.shape[0] != mixture.shape[0]:
             raise BadAudioError(
                 path,
-                f"source has {source.shape[0]} samples but mixture {row['mixture_path']} "
-                f"has {mixture.shape[0]}",
+                f"source has {source.shape[0]} samples but mixture {row['mixture_path']} has {mixture.shape[0]}",
             )
         sources.append(source)
     if not sources:
@@ -239,7 +238,8 @@ def plan_shards(
     stage's units are these shards too).
 
     Only mixtures made without error (`status == "done"`) are kept; each split, in manifest order (the mixtures
-    stage writes its splits sorted), is cut in manifest order into `{out}/shards/{split}-{index:05d}.{parquet|npz}` of up to `utterances_per_shard` rows.
+    stage writes its splits sorted), is cut in manifest order into `{out}/shards/{split}-{index:05d}.{parquet|npz}`
+    of up to `utterances_per_shard` rows.
     """
     manifest = validate(mixture_manifest, "mixture", "the mixture manifest given to plan_shards")
     manifest = manifest[manifest["status"] == "done"]

@@ -201,9 +201,7 @@ def iter_shard(url: str) -> Iterator[dict]:
     return _iter_parquet(url) if fmt == "parquet" else _iter_npz(url)
 
 
-def iter_features(
-    feature_manifest_url: str, split: str, shuffle: bool = False, seed: int = 0
-) -> Iterator[dict]:
+def iter_features(feature_manifest_url: str, split: str, shuffle: bool = False, seed: int = 0) -> Iterator[dict]:
     """Yield every utterance of a split from a feature manifest (as written by `extract_features`).
 
     Args:

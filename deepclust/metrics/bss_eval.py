@@ -27,17 +27,17 @@ permutations; benchmarks/bench_bss_eval.py):
   The energies follow from the filter coefficients ``c`` and the Gram matrix alone,
   ``|sum_i c_i * s_i|^2 = c^T G c`` and ``<e, sum_i c_i * s_i> = c^T D``, so no signal is rebuilt.
 
-Why not the PyPI package ``fast_bss_eval`` (Scheibler 2021, the same FFT-correlation idea), issue 28: its
-rule was to switch if it agrees with mir_eval within 1e-3 dB and is not slower than this back end. It agrees
-(SDR/SIR/SAR within 5e-12 dB of mir_eval, every permutation the same, 36 calls on the shipped model's, IBM
-and IRM separations of 12 real two-talker mixtures; ours: within 4e-12 dB) but is slower: 1.23x per call
-(101 vs 82 ms median) and 1.34x on the evaluation stage's shared call (7 estimates, 129 vs 96 ms), and
-1.18x / 1.35x in a second run. Most of the gap: it solves the block Gram matrix by LU (``np.linalg.solve``,
-54 ms for the 1024-square one of two talkers, same machine) where we use Cholesky (39 ms). Its faster mode (10 conjugate-gradient iterations, 0.34x our time) is off by up to
-0.7 dB SDR and 1.1 dB SAR. It also stops being scale-invariant below a signal norm of 1e-6 (it divides by
-``max(norm, 1e-6)``: SDR off by 71 dB on a separation scaled by 1e-9, where this module matches mir_eval
-within 1e-12 dB), and it imports torch whenever torch is installed. Figures from
-``python benchmarks/bench_bss_eval.py`` (2 busy CPU cores, one BLAS thread, all back ends in one run).
+Why not the PyPI package ``fast_bss_eval`` (Scheibler 2021, the same FFT-correlation idea), issue 28: its rule was
+to switch if it agrees with mir_eval within 1e-3 dB and is not slower than this back end. It agrees (SDR/SIR/SAR
+within 5e-12 dB of mir_eval, every permutation the same, 36 calls on the shipped model's, IBM and IRM separations
+of 12 real two-talker mixtures; ours: within 4e-12 dB) but is slower: 1.23x per call (101 vs 82 ms median) and
+1.34x on the evaluation stage's shared call (7 estimates, 129 vs 96 ms), and 1.18x / 1.35x in a second run. Most of
+the gap: it solves the block Gram matrix by LU (``np.linalg.solve``, 54 ms for the 1024-square one of two talkers,
+same machine) where we use Cholesky (39 ms). Its faster mode (10 conjugate-gradient iterations, 0.34x our time) is
+off by up to 0.7 dB SDR and 1.1 dB SAR. It also stops being scale-invariant below a signal norm of 1e-6 (it divides
+by ``max(norm, 1e-6)``: SDR off by 71 dB on a separation scaled by 1e-9, where this module matches mir_eval within
+1e-12 dB), and it imports torch whenever torch is installed. Figures from ``python benchmarks/bench_bss_eval.py``
+(2 busy CPU cores, one BLAS thread, all back ends in one run).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def pairwise_criteria(reference: np.ndarray, estimates: np.ndarray, filter_lengt
     # D[(i, a), m] = <s_i delayed by a, e_m> = r_im[-a].
     cross = cross_corr[:, :, (-delays) % n_fft].transpose(0, 2, 1).reshape(n_ref * flen, n_est)
 
-    est_energy = np.sum(estimates ** 2, axis=1)  # (M,)
+    est_energy = np.sum(estimates**2, axis=1)  # (M,)
 
     # Projection onto all references: one solve, every estimate a right-hand side.
     coef_all = _solve(gram, cross)  # (K*flen, M)
@@ -189,8 +189,12 @@ def bss_eval(reference, estimate, backend: str = "fast", compute_permutation: bo
             # mir_eval 0.8 marks bss_eval_sources deprecated; it is still the reference we check against.
             warnings.simplefilter("ignore", FutureWarning)
             sdr, sir, sar, perm = mir_eval.separation.bss_eval_sources(reference, estimate, compute_permutation)
-        return {"sdr": np.asarray(sdr, float), "sir": np.asarray(sir, float), "sar": np.asarray(sar, float),
-                "perm": np.asarray(perm, int)}
+        return {
+            "sdr": np.asarray(sdr, float),
+            "sir": np.asarray(sir, float),
+            "sar": np.asarray(sar, float),
+            "perm": np.asarray(perm, int),
+        }
     if backend != "fast":
         raise ValueError(f"unknown backend {backend!r}: use 'fast' or 'mir_eval'")
     _check(reference, estimate)
@@ -230,8 +234,14 @@ def bss_eval_systems(reference, estimate_sets, mixture=None, compute_permutation
         rows = slice(offset, offset + len(estimate))
         offset += len(estimate)
         perm = best_permutation(sir[rows]) if compute_permutation else columns
-        scores.append({"sdr": sdr[rows][perm, columns], "sir": sir[rows][perm, columns],
-                       "sar": sar[rows][perm, columns], "perm": perm})
+        scores.append(
+            {
+                "sdr": sdr[rows][perm, columns],
+                "sir": sir[rows][perm, columns],
+                "sar": sar[rows][perm, columns],
+                "perm": perm,
+            }
+        )
     return scores, (sdr[-1] if mixture is not None else None)
 
 

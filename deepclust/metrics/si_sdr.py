@@ -19,11 +19,11 @@ def _pairwise_si_sdr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """``(K, T)``, ``(M, T)`` -> ``(M, K)`` SI-SDR of every estimate against every reference (dB)."""
     reference = reference - reference.mean(axis=-1, keepdims=True)
     estimate = estimate - estimate.mean(axis=-1, keepdims=True)
-    ref_energy = np.sum(reference ** 2, axis=-1)  # (K,)
-    est_energy = np.sum(estimate ** 2, axis=-1)  # (M,)
+    ref_energy = np.sum(reference**2, axis=-1)  # (K,)
+    est_energy = np.sum(estimate**2, axis=-1)  # (M,)
     dot = estimate @ reference.T  # (M, K)
     # |alpha s|^2 = <e,s>^2 / |s|^2 and |e - alpha s|^2 = |e|^2 - <e,s>^2 / |s|^2 (orthogonal split).
-    target = dot ** 2 / np.maximum(ref_energy, _EPS)[None, :]
+    target = dot**2 / np.maximum(ref_energy, _EPS)[None, :]
     noise = np.maximum(est_energy[:, None] - target, 0.0)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(np.maximum(target, _EPS) / noise)
@@ -55,7 +55,7 @@ def si_sdr_best(reference, estimate) -> dict:
 
 
 def si_sdr_mixture(reference, mixture) -> np.ndarray:
-    """SI-SDR of the mixture ``(T,)`` as the estimate of each reference ``(K, T)``: ``(K,)`` dB (the SI-SDRi baseline)."""
+    """SI-SDR of the mixture ``(T,)`` as the estimate of each reference ``(K, T)``: ``(K,)`` dB (SI-SDRi's baseline)."""
     reference = np.atleast_2d(np.asarray(reference, dtype=np.float64))
     mixture = np.asarray(mixture, dtype=np.float64).reshape(1, -1)
     return _pairwise_si_sdr(reference, mixture)[0]

@@ -157,7 +157,6 @@ def _make_one(entry: MixEntry, split: str, out_url: str, config: MixConfig, reso
     return row
 
 
-
 def create_mixtures(
     entries,
     split: str,

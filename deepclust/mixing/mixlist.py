@@ -87,8 +87,10 @@ def parse_mix_list(text: str, source: str = "<text>", uniform: bool = False) -> 
         if not all(math.isfinite(s) for s in snrs):
             raise ValueError(f"{source}:{line_number}: non-finite SNR in {line!r}")
         if uniform and entries and len(snrs) != len(entries[0].snrs_db):
-            raise ValueError(f"{source}:{line_number}: {len(snrs)} sources, but line {first_line} has "
-                             f"{len(entries[0].snrs_db)}: {line!r}")
+            raise ValueError(
+                f"{source}:{line_number}: {len(snrs)} sources, but line {first_line} has "
+                f"{len(entries[0].snrs_db)}: {line!r}"
+            )
         first_line = first_line or line_number
         entries.append(MixEntry(tuple(fields[0::2]), snrs))
     return entries

@@ -51,8 +51,12 @@ def _highpass_sections(sr: float) -> list[tuple[np.ndarray, np.ndarray]]:
     # rows: numerator (zeros), denominator (poles); columns: 1, -z1, -2Re(z2), -2Re(z3), |z2|^2, |z3|^2
     abl = np.stack(
         [
-            np.ones(2), -zl[:, 0].real, -2 * zl[:, 1].real, -2 * zl[:, 2].real,
-            np.abs(zl[:, 1]) ** 2, np.abs(zl[:, 2]) ** 2,
+            np.ones(2),
+            -zl[:, 0].real,
+            -2 * zl[:, 1].real,
+            -2 * zl[:, 2].real,
+            np.abs(zl[:, 1]) ** 2,
+            np.abs(zl[:, 2]) ** 2,
         ],
         axis=1,
     )
@@ -81,7 +85,7 @@ def _causal_running_max(x: np.ndarray, n: int, fill) -> np.ndarray:
     from scipy.ndimage import maximum_filter1d  # SciPy is imported on first use: see active_level
 
     centred = maximum_filter1d(padded, size=n, mode="nearest")
-    return centred[n // 2: n // 2 + x.size]
+    return centred[n // 2 : n // 2 + x.size]
 
 
 def active_level(x: np.ndarray, sr: int) -> tuple[float, float]:
@@ -130,7 +134,7 @@ def active_level(x: np.ndarray, sr: int) -> tuple[float, float]:
     e_max = int(exponent.max()) + 1
     # bin k (1-based) holds 2**(e_max-k-1) <= env**2 < 2**(e_max-k); everything lower goes in the last
     bins = np.minimum(e_max - exponent, N_BINS)
-    counts_above = np.cumsum(np.bincount(bins, minlength=N_BINS + 1)[1:N_BINS + 1]).astype(np.float64)
+    counts_above = np.cumsum(np.bincount(bins, minlength=N_BINS + 1)[1 : N_BINS + 1]).astype(np.float64)
 
     level_db = 10 * np.log10(sum_squares / counts_above)  # a_j: level if active means "above c_j"
     threshold_db = 10 * math.log10(2) * (e_max - np.arange(1, N_BINS + 1) - 1)  # c_j, lower bin edges

@@ -33,12 +33,10 @@ _PRESETS = {
     # Issue 16's equal-time trials (benchmarks/RESULTS.md, "Which network learns most per CPU-hour"):
     # a wider, deeper BLSTM for bf16 on AMX, and a BLSTM behind a strided convolution at half the frame rate.
     "chimera++-3x400": dict(n_freq=129, hidden=400, layers=3, emb_dim=20, dropout=0.0, mask_heads=2),
-    "chimera++-conv2": dict(n_freq=129, hidden=400, layers=2, emb_dim=20, dropout=0.0, mask_heads=2,
-                            front_end="conv2"),
+    "chimera++-conv2": dict(n_freq=129, hidden=400, layers=2, emb_dim=20, dropout=0.0, mask_heads=2, front_end="conv2"),
     # Issue 31: release 7's network grown by one BLSTM layer as a residual branch whose output projection
     # starts at zero, so a warm start from a 2-layer file first computes exactly that file's function.
-    "chimera++-grown": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0, mask_heads=2,
-                            residual_layers=1),
+    "chimera++-grown": dict(n_freq=129, hidden=300, layers=2, emb_dim=20, dropout=0.0, mask_heads=2, residual_layers=1),
 }
 FRONT_ENDS = ("none", "conv2")
 CONV_CHANNELS = 256  # the strided front end's width (conv2)
@@ -75,8 +73,10 @@ class ModelConfig(JsonableConfig):
 
     def grows(self, parent: "ModelConfig") -> bool:
         """Whether this network is ``parent`` with more residual layers (and otherwise the same)."""
-        return (self.residual_layers > parent.residual_layers
-                and dataclasses.replace(parent, residual_layers=self.residual_layers) == self)
+        return (
+            self.residual_layers > parent.residual_layers
+            and dataclasses.replace(parent, residual_layers=self.residual_layers) == self
+        )
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
@@ -118,8 +118,9 @@ class DeepClusteringNet(nn.Module):
         # Chimera++ mask-inference head: one sigmoid mask per source and bin, from the same BLSTM output.
         self.mask = nn.Linear(2 * config.hidden, config.n_freq * config.mask_heads) if config.mask_heads else None
 
-    def forward(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, heads: bool = False,
-                embeddings: bool = True):
+    def forward(
+        self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, heads: bool = False, embeddings: bool = True
+    ):
         """``(batch, frames, freq)`` -> ``(batch, frames, freq, emb)`` unit-norm embeddings.
 
         ``lengths`` (batch,): valid frames per item of a zero-padded batch. The sequences are then packed,
@@ -142,7 +143,8 @@ class DeepClusteringNet(nn.Module):
         """The per-bin heads on the trunk's ``(batch, frames, 2 * hidden)``; see ``forward`` for what returns.
 
         Kept apart from the trunk so that training can compile the heads together with the losses: their
-        per-bin elementwise work (tanh, normalisation, sigmoid, the losses) fuses there (deepclust.training.objective)."""
+        per-bin elementwise work (tanh, normalisation, sigmoid, the losses) fuses there
+        (deepclust.training.objective)."""
         outputs = {}
         if embeddings or not heads:
             outputs["embeddings"] = self.embedding_head(hidden)
@@ -175,8 +177,14 @@ class DeepClusteringNet(nn.Module):
         logits = self.mask(self.dropout(hidden)).float().view(batch, frames, freq, self.config.mask_heads)
         return torch.sigmoid(logits).permute(0, 3, 1, 2)  # (batch, sources, frames, freq)
 
-    def infer(self, log_mag: torch.Tensor, lengths: torch.Tensor | None = None, embeddings: bool = True,
-              masks: bool = True, hidden: bool = False) -> dict:
+    def infer(
+        self,
+        log_mag: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        embeddings: bool = True,
+        masks: bool = True,
+        hidden: bool = False,
+    ) -> dict:
         """Inference: only the outputs asked for, from one trunk pass (separation reads one head, never both).
 
         ``(batch, frames, freq)`` -> dict with ``embeddings`` ``(batch, frames, freq, emb)`` when asked, ``masks``

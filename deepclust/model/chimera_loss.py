@@ -55,8 +55,9 @@ class _WeightedProjectionTrace(torch.autograd.Function):
         return (residual * coefficients) @ solved.transpose(1, 2), None, None, None
 
 
-def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
-                                  n_sources: int, eps: float = 1e-6) -> torch.Tensor:
+def whitened_deep_clustering_loss(
+    embeddings: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None, n_sources: int, eps: float = 1e-6
+) -> torch.Tensor:
     """Whitened deep clustering loss ``1 - tr((V^T V)^-1 V^T Y (Y^T Y)^-1 Y^T V) / C``, batch mean.
 
     Args:
@@ -83,8 +84,9 @@ def whitened_deep_clustering_loss(embeddings: torch.Tensor, targets: torch.Tenso
         return (1.0 - _WeightedProjectionTrace.apply(v, y, per_source, eps)).mean()
 
 
-def phase_sensitive_targets(mixture_spectra: torch.Tensor, source_spectra: torch.Tensor,
-                            mixture_magnitude: torch.Tensor | None = None) -> torch.Tensor:
+def phase_sensitive_targets(
+    mixture_spectra: torch.Tensor, source_spectra: torch.Tensor, mixture_magnitude: torch.Tensor | None = None
+) -> torch.Tensor:
     """Truncated PSA targets ``clip(|S_c| cos(theta_S - theta_X), 0, |X|)``.
 
     Args:
@@ -101,8 +103,9 @@ def phase_sensitive_targets(mixture_spectra: torch.Tensor, source_spectra: torch
     return torch.minimum(projected.clamp_min(0.0), magnitude)
 
 
-def mask_inference_loss(masks: torch.Tensor, mixture_magnitude: torch.Tensor, psa_targets: torch.Tensor,
-                        valid: torch.Tensor | None = None) -> torch.Tensor:
+def mask_inference_loss(
+    masks: torch.Tensor, mixture_magnitude: torch.Tensor, psa_targets: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Permutation-invariant truncated-PSA L1 loss, per utterance ``/ sum |X|``, batch mean.
 
     Args:
@@ -112,8 +115,9 @@ def mask_inference_loss(masks: torch.Tensor, mixture_magnitude: torch.Tensor, ps
         valid: optional ``(batch, frames, freq)`` 0/1 (padding = 0).
     """
     if masks.ndim != 4 or masks.shape != psa_targets.shape:
-        raise ValueError(f"masks {tuple(masks.shape)} and targets {tuple(psa_targets.shape)} must both be "
-                         f"(batch, C, frames, freq)")
+        raise ValueError(
+            f"masks {tuple(masks.shape)} and targets {tuple(psa_targets.shape)} must both be (batch, C, frames, freq)"
+        )
     with torch.autocast(device_type=masks.device.type, enabled=False):
         masks, magnitude, psa_targets = masks.float(), mixture_magnitude.float(), psa_targets.float()
         if valid is not None:

@@ -29,10 +29,13 @@ def averaged_payload(urls: list[str]) -> dict:
     for url, payload in zip(urls, payloads):
         for key in ("model_config", "feature_stats", "feature_config"):
             if payload[key] != last[key]:
-                raise ValueError(f"{url}: its {key} differs from {urls[-1]}'s: only one network on one input "
-                                 "normalisation can be averaged (snapshots of one run)")
-        if {k: tuple(v.shape) for k, v in payload["state_dict"].items()} != \
-                {k: tuple(v.shape) for k, v in last["state_dict"].items()}:
+                raise ValueError(
+                    f"{url}: its {key} differs from {urls[-1]}'s: only one network on one input "
+                    "normalisation can be averaged (snapshots of one run)"
+                )
+        if {k: tuple(v.shape) for k, v in payload["state_dict"].items()} != {
+            k: tuple(v.shape) for k, v in last["state_dict"].items()
+        }:
             raise ValueError(f"{url}: its weights differ in names or shapes from {urls[-1]}'s")
     mean = {}
     for key, value in last["state_dict"].items():
@@ -40,19 +43,28 @@ def averaged_payload(urls: list[str]) -> dict:
             mean[key] = torch.stack([p["state_dict"][key].float() for p in payloads]).mean(0).to(value.dtype)
         else:
             mean[key] = value
-    sources = [{"file": storage.absolute(url), "sha256": hashlib.sha256(data).hexdigest(),
-                "epoch": p["extra"].get("epoch"), "global_step": p["extra"].get("global_step"),
-                "val_loss": p["extra"].get("val_loss", p["extra"].get("best_val_loss"))}
-               for url, data, p in zip(urls, contents, payloads)]
+    sources = [
+        {
+            "file": storage.absolute(url),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "epoch": p["extra"].get("epoch"),
+            "global_step": p["extra"].get("global_step"),
+            "val_loss": p["extra"].get("val_loss", p["extra"].get("best_val_loss")),
+        }
+        for url, data, p in zip(urls, contents, payloads)
+    ]
     extra = {**last["extra"], "averaged_from": sources}
     if extra.get("lineage"):  # the link of the run these snapshots came from says which epochs were averaged
-        extra["lineage"] = [*extra["lineage"][:-1],
-                            {**extra["lineage"][-1], "averaged_epochs": [s["epoch"] for s in sources]}]
+        extra["lineage"] = [
+            *extra["lineage"][:-1],
+            {**extra["lineage"][-1], "averaged_epochs": [s["epoch"] for s in sources]},
+        ]
     return {**last, "state_dict": mean, "extra": extra}
 
 
-def export_half(model_url: "str | list[str]", out_url: str, drop_extra: tuple[str, ...] = (),
-                set_extra: dict | None = None) -> dict:
+def export_half(
+    model_url: "str | list[str]", out_url: str, drop_extra: tuple[str, ...] = (), set_extra: dict | None = None
+) -> dict:
     """Write ``model_url``'s model to ``out_url`` with float16 weights; returns the written payload's ``extra``.
 
     ``model_url``: one file, or several snapshots of one run, oldest first, whose weights are averaged

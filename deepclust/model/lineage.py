@@ -34,9 +34,14 @@ from deepclust.model.checkpoint import LoadedModel, load_model
 
 def machine_facts() -> dict:
     """What the run ran on: enough to tell a 2-core CPU box from a GPU node."""
-    facts = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-             "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__),
-             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    facts = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
@@ -58,11 +63,20 @@ def _data_facts(extra: dict) -> dict:
 def root_link(extra: dict) -> dict:
     """The link of a parent that predates lineage, rebuilt from the facts its file holds."""
     config = extra.get("train_config") or {}
-    return {"parent_sha256": None, "command": extra.get("command"), "steps": extra.get("global_step"),
-            "epochs": extra.get("epoch"), "global_step": extra.get("global_step"), "seed": config.get("seed"),
-            "seconds": extra.get("train_seconds"), "data": _data_facts(extra),
-            "precision": extra.get("precision", "fp32"), "machine": extra.get("machine"),
-            "finished_at": extra.get("finished_at"), "rebuilt": "from the parent's own facts (it predates lineage)"}
+    return {
+        "parent_sha256": None,
+        "command": extra.get("command"),
+        "steps": extra.get("global_step"),
+        "epochs": extra.get("epoch"),
+        "global_step": extra.get("global_step"),
+        "seed": config.get("seed"),
+        "seconds": extra.get("train_seconds"),
+        "data": _data_facts(extra),
+        "precision": extra.get("precision", "fp32"),
+        "machine": extra.get("machine"),
+        "finished_at": extra.get("finished_at"),
+        "rebuilt": "from the parent's own facts (it predates lineage)",
+    }
 
 
 RUN_FACTS = "run_facts.json"
@@ -149,16 +163,29 @@ def parent_link(parent_url: str, parent_extra: dict) -> list[dict]:
 def run_link(facts: dict, state: dict, init_from: str | None) -> dict:
     """This run's link as of now, its deterministic part (``run_facts`` holds the clock and the host)."""
     config = facts.get("train_config") or {}
-    return {"parent_sha256": state.get("parent_sha256"), "parent": os.path.basename(init_from) if init_from else None,
-            "command": facts.get("command"), "steps": state["global_step"] - state.get("warm_start_step", 0),
-            "epochs": state["epoch"] - state.get("warm_start_epoch", 0), "global_step": state["global_step"],
-            "seed": config.get("seed"), "seconds": None, "data": _data_facts(facts),
-            "precision": facts.get("precision"), "processes": facts.get("processes", 1), "machine": None,
-            "finished_at": None, **({"grown_from": state["grown_from"]} if state.get("grown_from") else {})}
+    return {
+        "parent_sha256": state.get("parent_sha256"),
+        "parent": os.path.basename(init_from) if init_from else None,
+        "command": facts.get("command"),
+        "steps": state["global_step"] - state.get("warm_start_step", 0),
+        "epochs": state["epoch"] - state.get("warm_start_epoch", 0),
+        "global_step": state["global_step"],
+        "seed": config.get("seed"),
+        "seconds": None,
+        "data": _data_facts(facts),
+        "precision": facts.get("precision"),
+        "processes": facts.get("processes", 1),
+        "machine": None,
+        "finished_at": None,
+        **({"grown_from": state["grown_from"]} if state.get("grown_from") else {}),
+    }
 
 
 def run_facts(state: dict) -> dict:
     """The run's readings of the clock and the host, as of now."""
-    return {"seconds": round(float(state["train_seconds"]), 3), "machine": machine_facts(),
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "global_step": state["global_step"]}
+    return {
+        "seconds": round(float(state["train_seconds"]), 3),
+        "machine": machine_facts(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "global_step": state["global_step"],
+    }

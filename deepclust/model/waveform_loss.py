@@ -25,18 +25,25 @@ from deepclust.model.permutation import min_over_permutations
 MAX_SNR_DB = 30.0
 
 
-def masked_waveforms(masks: torch.Tensor, mixture_spectra: torch.Tensor, config: StftConfig,
-                     samples: int) -> torch.Tensor:
+def masked_waveforms(
+    masks: torch.Tensor, mixture_spectra: torch.Tensor, config: StftConfig, samples: int
+) -> torch.Tensor:
     """``istft(M_c X)`` with the mixture's phase: masks ``(batch, C, frames, freq)``, complex spectra
     ``(batch, frames, freq)`` -> float ``(batch, C, samples)``."""
     batch, n_sources, frames, freq = masks.shape
     spectra = masks * mixture_spectra.unsqueeze(1)
-    return istft(spectra.reshape(batch * n_sources, frames, freq), config, length=samples) \
-        .view(batch, n_sources, samples)
+    return istft(spectra.reshape(batch * n_sources, frames, freq), config, length=samples).view(
+        batch, n_sources, samples
+    )
 
 
-def waveform_snr_loss(masks: torch.Tensor, mixture_spectra: torch.Tensor, sources: torch.Tensor,
-                      config: StftConfig, max_snr_db: float = MAX_SNR_DB) -> torch.Tensor:
+def waveform_snr_loss(
+    masks: torch.Tensor,
+    mixture_spectra: torch.Tensor,
+    sources: torch.Tensor,
+    config: StftConfig,
+    max_snr_db: float = MAX_SNR_DB,
+) -> torch.Tensor:
     """Permutation-invariant negative SNR, in bels, of the masked mixture's waveforms; batch mean.
 
     Args:
@@ -46,8 +53,10 @@ def waveform_snr_loss(masks: torch.Tensor, mixture_spectra: torch.Tensor, source
         config: the STFT the spectra came from.
     """
     if masks.ndim != 4 or sources.ndim != 3 or masks.shape[:2] != sources.shape[:2]:
-        raise ValueError(f"masks {tuple(masks.shape)} and sources {tuple(sources.shape)} must be "
-                         f"(batch, C, frames, freq) and (batch, C, samples)")
+        raise ValueError(
+            f"masks {tuple(masks.shape)} and sources {tuple(sources.shape)} must be "
+            f"(batch, C, frames, freq) and (batch, C, samples)"
+        )
     with torch.autocast(device_type=masks.device.type, enabled=False):
         sources = sources.float()
         estimates = masked_waveforms(masks.float(), mixture_spectra, config, sources.shape[-1])

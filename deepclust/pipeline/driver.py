@@ -58,8 +58,15 @@ class ProgressLine:
     ``every_seconds`` for many small units), readable in a terminal, a log file or CI output alike. The one
     progress printer: stages count ``units``, the separation job ``inputs`` (``callback()``)."""
 
-    def __init__(self, name: str, total: int, done: int = 0, log: Callable = print, every_seconds: float = 5.0,
-                 what: str = "units"):
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        done: int = 0,
+        log: Callable = print,
+        every_seconds: float = 5.0,
+        what: str = "units",
+    ):
         self.name, self.total, self.done, self.log, self.what = name, total, done, log, what
         self.every_seconds = every_seconds
         self.began = time.perf_counter()
@@ -102,8 +109,9 @@ def run_units_here(plan: StagePlan, log: Callable = print) -> list:
     return results
 
 
-def run_stage(plan: StagePlan, map_units: Callable | None = None, log: Callable = print,
-              finish_stage: Callable | None = None) -> str:
+def run_stage(
+    plan: StagePlan, map_units: Callable | None = None, log: Callable = print, finish_stage: Callable | None = None
+) -> str:
     """Run a stage: reuse it when committed, else run its missing units (``map_units(plan) -> results``,
     default ``run_units_here``), then commit (``finish_stage(plan, results)``, default ``finish``)."""
     finish_stage = finish_stage or finish

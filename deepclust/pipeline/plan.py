@@ -143,6 +143,7 @@ class JsonableConfig:
 # its earlier runs. This is the one definition: a config marks such a field with ``execution_only(default)``.
 EXECUTION_ONLY = "execution_only"  # the dataclass field metadata key
 
+
 def execution_only(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
     """A config field that says where or how fast its stage runs, not what it computes (kept out of keys).
 

@@ -146,20 +146,23 @@ class Stage:
         """The committed stage a manifest belongs to (``{run_root}/{stage}/{key}/manifest.parquet``)."""
         folder = storage.parent(manifest_url)
         marker = storage.read_json(storage.join(folder, COMPLETE))
-        return cls(run_root=storage.parent(storage.parent(folder)), name=marker["stage"], key=marker["key"],
-                   params=marker.get("params", {}))
+        return cls(
+            run_root=storage.parent(storage.parent(folder)),
+            name=marker["stage"],
+            key=marker["key"],
+            params=marker.get("params", {}),
+        )
 
 
 def make_stage(run_root: str, name: str, params, upstream: list[str] | tuple[str, ...] = ()) -> Stage:
     """The stage folder for these parameters and these upstream manifests (by content)."""
     checksums = [manifest_checksum(u) for u in upstream]
-    return Stage(run_root=str(run_root), name=name, key=fingerprint(name, params, checksums),
-                 params=canonical(params))
+    return Stage(run_root=str(run_root), name=name, key=fingerprint(name, params, checksums), params=canonical(params))
 
 
 def batches(items: list, size: int) -> list[list]:
     """``items`` cut into consecutive lists of ``size`` (the last may be shorter)."""
-    return [items[i:i + size] for i in range(0, len(items), max(1, int(size)))]
+    return [items[i : i + size] for i in range(0, len(items), max(1, int(size)))]
 
 
 def range_units(items: list, size: int) -> list[tuple[str, list]]:
@@ -168,5 +171,7 @@ def range_units(items: list, size: int) -> list[tuple[str, list]]:
     by its range (not its index) means a stage resumed with another unit size never takes a finished unit's
     marker for a different range of items: equal ids hold equal items."""
     size = max(1, int(size))
-    return [(f"items-{first:05d}-{first + len(chunk) - 1:05d}", chunk)
-            for first, chunk in zip(range(0, len(items), size), batches(items, size))]
+    return [
+        (f"items-{first:05d}-{first + len(chunk) - 1:05d}", chunk)
+        for first, chunk in zip(range(0, len(items), size), batches(items, size))
+    ]

@@ -24,6 +24,7 @@ def load(device: str = "cpu"):
 
     model_path = path()
     if not Path(model_path).is_file():
-        raise FileNotFoundError(f"{model_path}: the pretrained model is missing from this installation; "
-                                f"reinstall deepclust or pass --model")
+        raise FileNotFoundError(
+            f"{model_path}: the pretrained model is missing from this installation; reinstall deepclust or pass --model"
+        )
     return load_model(model_path, device)

@@ -24,6 +24,7 @@ __all__ = ["ReproduceConfig", "demo_config", "request_label"]
 @dataclass
 class ReproduceConfig:
     """The whole recipe, end to end: the run folder and one config per stage."""
+
     run_root: str = execution_only("runs/demo")  # where the run goes, not what it computes
     # Which preset and overrides made it: labels a person reads (run.json, compare, the history), kept out of the
     # recipe's fingerprint, which the resolved configs below already decide.
@@ -48,8 +49,14 @@ class ReproduceConfig:
 
     def stage_configs(self) -> dict[str, list]:
         """Each stage's configs by stage name, in the order its ``plan`` takes them after its upstream manifests."""
-        return {"corpus": [self.corpus], "mixtures": [self.mix], "features": [self.features],
-                "train": [self.model, self.train], "separate": [self.separate], "evaluate": [self.evaluate]}
+        return {
+            "corpus": [self.corpus],
+            "mixtures": [self.mix],
+            "features": [self.features],
+            "train": [self.model, self.train],
+            "separate": [self.separate],
+            "evaluate": [self.evaluate],
+        }
 
 
 def request_label(preset: str | None, overrides=()) -> str:

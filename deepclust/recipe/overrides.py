@@ -52,7 +52,7 @@ def _set(config, data: dict, path: list[str], raw: str, text: str) -> None:
             hint = typing.get_type_hints(type(obj)).get(part)
             child = getattr(obj, part)
             if not last and not dataclasses.is_dataclass(child) and dict not in _types_of(hint):
-                raise ValueError(f"--set {text!r}: {'.'.join(path[:depth + 1])} is a value, not a config with fields")
+                raise ValueError(f"--set {text!r}: {'.'.join(path[: depth + 1])} is a value, not a config with fields")
         elif isinstance(obj, dict) or obj is None:  # a dict-valued field (mix.sizes, mix.mix_lists): free keys
             child, hint = (obj or {}).get(part), None
         else:

@@ -35,7 +35,8 @@ def check_inputs(config: ReproduceConfig) -> None:
         raise RecipeInputError(
             f"mix lists not found: {', '.join(absent)}. --mix-lists takes the folder of the official lists "
             f"(mix_2_spk_tr.txt ...; mix_3_spk_tt.txt for the 3-speaker test set, or leave it out with "
-            f"--set mix.test_speaker_counts=2)")
+            f"--set mix.test_speaker_counts=2)"
+        )
     listed = []
     for _, url in sorted(lists.items()):
         listed += [path for entry in _read(url) for path in entry.paths]
@@ -48,7 +49,8 @@ def check_inputs(config: ReproduceConfig) -> None:
             more = f"\n  ... and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
             raise RecipeInputError(
                 f"{len(missing)} of the {len(set(listed))} files the mix lists name are not under --wsj0-root "
-                f"{corpus.root} (as .wav or .wv1, in si_tr_s, si_dt_05 or si_et_05):\n  {shown}{more}")
+                f"{corpus.root} (as .wav or .wv1, in si_tr_s, si_dt_05 or si_et_05):\n  {shown}{more}"
+            )
 
 
 def _read(url: str):

@@ -73,8 +73,14 @@ def demo(run_root: str) -> ReproduceConfig:
         mix=MixStageConfig(sizes={"tr": 2000, "cv": 200, "tt": 200}, test_speaker_counts=(2, 3)),
         features=FeatureConfig(utterances_per_shard=250),
         model=ModelConfig.preset("paper"),
-        train=TrainConfig(max_epochs=DEMO_EPOCHS, steps_per_epoch=DEMO_STEPS_PER_EPOCH, batch_size=32, patience=6,
-                          max_train_seconds=1800, precision="fp32"),
+        train=TrainConfig(
+            max_epochs=DEMO_EPOCHS,
+            steps_per_epoch=DEMO_STEPS_PER_EPOCH,
+            batch_size=32,
+            patience=6,
+            max_train_seconds=1800,
+            precision="fp32",
+        ),
         separate=SeparateConfig(),
         evaluate=EvaluateConfig(),
     )
@@ -95,12 +101,16 @@ def quick(run_root: str) -> ReproduceConfig:
 
 
 PRESETS: dict[str, Callable[[str], ReproduceConfig]] = {
-    "paper": paper, "dpcl++": dpcl_plus_plus, "demo": demo, "quick": quick}
+    "paper": paper,
+    "dpcl++": dpcl_plus_plus,
+    "demo": demo,
+    "quick": quick,
+}
 
 # Names a person may reasonably ask for, with why there is no such recipe preset.
 UNAVAILABLE = {
     "chimera++": "Chimera++'s mask head learns from phase-sensitive targets that only dynamic mixing makes; train it "
-                 "with `deepclust train-dynamic --preset chimera++` (the recipe's feature shards carry none)",
+    "with `deepclust train-dynamic --preset chimera++` (the recipe's feature shards carry none)",
 }
 
 

@@ -24,16 +24,24 @@ def training_outcome(info: dict, train_config) -> dict:
     """How training ended. A run stopped by the wall-clock cap is not the recipe's result: its model depends
     on the machine's speed, so it is flagged (``time_capped``) with a message saying how far it got."""
     reason = info.get("stopped_reason")
-    outcome = {"stopped_reason": reason, "epochs": info.get("epochs"), "max_epochs": train_config.max_epochs,
-               "best_val_loss": info.get("best_val_loss"), "time_capped": reason == "time budget"}
+    outcome = {
+        "stopped_reason": reason,
+        "epochs": info.get("epochs"),
+        "max_epochs": train_config.max_epochs,
+        "best_val_loss": info.get("best_val_loss"),
+        "time_capped": reason == "time budget",
+    }
     if outcome["time_capped"]:
-        outcome["message"] = (f"training stopped by the time cap ({train_config.max_train_seconds:.0f} s) after "
-                              f"{outcome['epochs']} of {train_config.max_epochs} epochs: not the recipe's result")
+        outcome["message"] = (
+            f"training stopped by the time cap ({train_config.max_train_seconds:.0f} s) after "
+            f"{outcome['epochs']} of {train_config.max_epochs} epochs: not the recipe's result"
+        )
     return outcome
 
 
-def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict, seconds: float,
-                     stage_seconds: dict | None = None) -> str:
+def write_run_record(
+    config: ReproduceConfig, done_stages: dict, manifests: dict, seconds: float, stage_seconds: dict | None = None
+) -> str:
     """``{run_root}/run.json``: every stage's manifest URL and key, the model and the results table."""
     reports = done_stages["evaluate"].info()
     record = {
@@ -44,8 +52,14 @@ def write_run_record(config: ReproduceConfig, done_stages: dict, manifests: dict
         "summary": reports.get("summary_parquet"),
         "report": reports.get("report_md"),
         "listen": reports.get("listen_html"),  # the listening page (deepclust.reports.listen)
-        "stages": {name: {"manifest": storage.absolute(manifests[name]), "key": stage.key,
-                          "folder": storage.absolute(stage.url)} for name, stage in done_stages.items()},
+        "stages": {
+            name: {
+                "manifest": storage.absolute(manifests[name]),
+                "key": stage.key,
+                "folder": storage.absolute(stage.url),
+            }
+            for name, stage in done_stages.items()
+        },
         "seconds": round(seconds, 1),
         "stage_seconds": {name: round(value, 1) for name, value in (stage_seconds or {}).items()},
         "training": training_outcome(done_stages["train"].info(), config.train),
@@ -74,11 +88,20 @@ def record_history(record: dict, history_url: str | None = None, margin_db: floa
     row = history_row(record, summary, record.get("stage_seconds"))
     history = append_history(url, row)
     regression = find_regression(history, row, margin_db)
-    trend = plot_trend(history[history["config_fingerprint"] == row["config_fingerprint"]],
-                       storage.join(record["run_root"], "history_trend.png"))
-    record["history"] = {"url": storage.absolute(url), "run_id": row["run_id"], "trend_png": trend,
-                         "config_fingerprint": row["config_fingerprint"], "regression": regression}
-    storage.write_json({k: v for k, v in record.items() if k != "run_json"}, storage.join(record["run_root"], "run.json"))
+    trend = plot_trend(
+        history[history["config_fingerprint"] == row["config_fingerprint"]],
+        storage.join(record["run_root"], "history_trend.png"),
+    )
+    record["history"] = {
+        "url": storage.absolute(url),
+        "run_id": row["run_id"],
+        "trend_png": trend,
+        "config_fingerprint": row["config_fingerprint"],
+        "regression": regression,
+    }
+    storage.write_json(
+        {k: v for k, v in record.items() if k != "run_json"}, storage.join(record["run_root"], "run.json")
+    )
     return record["history"]
 
 
@@ -90,6 +113,7 @@ def recipe(config: ReproduceConfig) -> list[tuple[str, list[str], list]]:
 
 def run_here(log=print):
     """The plain stage runner of ``run_recipe``: plan a stage, then ``driver.run_stage`` in this process."""
+
     def run(name: str, run_root: str, upstream: list[str], configs: list):
         plan = registry.plan(name, run_root, upstream, configs)
         return plan.stage, driver.run_stage(plan, log=log)
@@ -109,14 +133,19 @@ def run_recipe(config: ReproduceConfig, stage_runner=None) -> tuple[dict, dict, 
     done_stages, manifests, stage_seconds = {}, {}, {}
     for name, upstream, configs in recipe(config):
         started = time.perf_counter()
-        done_stages[name], manifests[name] = stage_runner(name, config.run_root, [manifests[u] for u in upstream],
-                                                          configs)
+        done_stages[name], manifests[name] = stage_runner(
+            name, config.run_root, [manifests[u] for u in upstream], configs
+        )
         stage_seconds[name] = time.perf_counter() - started
     return done_stages, manifests, stage_seconds
 
 
-def reproduce(config: ReproduceConfig, log=print, history_url: str | None = None,
-              regression_margin_db: float = REGRESSION_MARGIN_DB) -> dict:
+def reproduce(
+    config: ReproduceConfig,
+    log=print,
+    history_url: str | None = None,
+    regression_margin_db: float = REGRESSION_MARGIN_DB,
+) -> dict:
     """Run every stage (reusing finished ones), append the run to its history (``record_history``) and
     return the run record."""
     began = time.perf_counter()

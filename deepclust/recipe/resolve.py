@@ -37,8 +37,13 @@ def official_mix_lists(folder: str, n_speakers: int = 2, test_speaker_counts: Se
     return lists
 
 
-def resolve_recipe(preset: str | None = None, run_root: str | None = None, corpus: CorpusConfig | None = None,
-                   mix_lists: str | None = None, overrides: Sequence[str] = ()) -> ReproduceConfig:
+def resolve_recipe(
+    preset: str | None = None,
+    run_root: str | None = None,
+    corpus: CorpusConfig | None = None,
+    mix_lists: str | None = None,
+    overrides: Sequence[str] = (),
+) -> ReproduceConfig:
     """The named preset (default: ``default_preset`` of the corpus) with ``corpus`` (default: the preset's own, the
     demo corpus at the preset's size), the ``--set`` ``overrides`` in order, then the official lists of the
     ``mix_lists`` folder for the speaker counts the result trains and tests on; the preset's name and the

@@ -13,7 +13,6 @@ import pandas as pd  # noqa: E402
 
 from deepclust import storage  # noqa: E402
 
-
 # Spectrograms and masks are noisy images that RGB PNG compresses badly (about 0.5 MB each); the listening
 # pages show dozens. A 64-colour palette keeps the magma/gray colour maps visibly the same at a third of that.
 MASK_PICTURE_COLOURS = 64

@@ -22,6 +22,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.pipeline.plan import recipe_params
 
+
 def config_fingerprint(config) -> str:
     """16 hex digits of the recipe: a run's typed config (``ReproduceConfig``) minus its execution-only settings
     (``deepclust.pipeline.plan.recipe_params``, the same rule the stage keys follow), so runs that differ only in
@@ -34,10 +35,16 @@ def code_version() -> str:
     """``git:<commit>[+dirty]`` when deepclust runs from a git checkout, else ``deepclust <version>``."""
     repo = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return f"git:{commit}{'+dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import PackageNotFoundError, version
@@ -123,11 +130,30 @@ def trend_markdown(history: pd.DataFrame, config_fingerprint_value: str | None =
     """The history as a Markdown table (newest last), optionally one recipe's runs only."""
     if history.empty:
         return "(no runs yet)"
-    table = history if config_fingerprint_value is None else history[history["config_fingerprint"] == config_fingerprint_value]
-    columns = [c for c in ("finished_at", "run_id", "code_version", "preset", "overrides", "config_fingerprint",
-                           "machine",
-                           "sdri_2spk_open", "si_sdri_2spk_open", "ibm_sdri_2spk_open", "sdri_3spk_open",
-                           "time_capped", "seconds") if c in table]
+    table = (
+        history
+        if config_fingerprint_value is None
+        else history[history["config_fingerprint"] == config_fingerprint_value]
+    )
+    columns = [
+        c
+        for c in (
+            "finished_at",
+            "run_id",
+            "code_version",
+            "preset",
+            "overrides",
+            "config_fingerprint",
+            "machine",
+            "sdri_2spk_open",
+            "si_sdri_2spk_open",
+            "ibm_sdri_2spk_open",
+            "sdri_3spk_open",
+            "time_capped",
+            "seconds",
+        )
+        if c in table
+    ]
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     for row in table[columns].itertuples(index=False):
         lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")

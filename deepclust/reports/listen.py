@@ -37,12 +37,16 @@ EVALUATION_PAGE = "listen.html"
 EVALUATION_ASSETS = "listen"
 ARCHIVE_FOLDER = ".listen"
 # No script may run (the page ships none); media and pictures only from the page's own folder.
-CSP = "default-src 'none'; img-src 'self' data:; media-src 'self' data:; style-src 'unsafe-inline'; " \
-      "base-uri 'none'; form-action 'none'"
-STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1300px}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.example{border-top:2px solid #888;"
-         "margin-top:1em;padding-top:.5em}.players td{vertical-align:top}audio{width:220px}img{max-width:100%}"
-         ".error{color:#a00}code{word-break:break-all}")
+CSP = (
+    "default-src 'none'; img-src 'self' data:; media-src 'self' data:; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'"
+)
+STYLE = (
+    "body{font-family:sans-serif;margin:1.5em;max-width:1300px}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.example{border-top:2px solid #888;"
+    "margin-top:1em;padding-top:.5em}.players td{vertical-align:top}audio{width:220px}img{max-width:100%}"
+    ".error{color:#a00}code{word-break:break-all}"
+)
 
 
 def esc(value) -> str:
@@ -56,7 +60,7 @@ def _number(value) -> str:
 
 
 def _trim(signal: np.ndarray, rate: int, seconds: float = MAX_SECONDS) -> np.ndarray:
-    return signal[..., :round(seconds * rate)]
+    return signal[..., : round(seconds * rate)]
 
 
 def _write_clip(url: str, signal: np.ndarray, rate: int) -> float:
@@ -79,31 +83,38 @@ def _mask_picture(mixture: np.ndarray, outputs: np.ndarray, rate: int, png_url: 
 
     config = StftConfig(sample_rate=rate)
     mixture = _trim(mixture, rate)
-    outputs = np.stack([np.pad(o[:len(mixture)], (0, max(0, len(mixture) - len(o)))) for o in outputs])
+    outputs = np.stack([np.pad(o[: len(mixture)], (0, max(0, len(mixture) - len(o)))) for o in outputs])
     magnitudes = np.abs(stft_np(outputs, config))  # (K, frames, freq)
     masks = magnitudes / np.maximum(magnitudes.sum(0, keepdims=True), 1e-8)
     log_mag = np.log(np.abs(stft_np(mixture, config)) + 1e-6)  # (frames, freq)
-    return plot_masks(log_mag, masks[:, :log_mag.shape[0]], png_url)
+    return plot_masks(log_mag, masks[:, : log_mag.shape[0]], png_url)
 
 
 def _page(title: str, header_rows: list[tuple[str, str]], body: list[str]) -> str:
     """The whole document; ``header_rows`` are ``(label, already escaped HTML)``."""
     header = "".join(f"<tr><th>{esc(label)}</th><td>{value}</td></tr>" for label, value in header_rows)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
-            "<meta name=\"referrer\" content=\"no-referrer\">"
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>{esc(title)}</h1><table class=\"header\">{header}</table>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
+        f'<h1>{esc(title)}</h1><table class="header">{header}</table>\n' + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def _player(label: str, relative: str, seconds: float) -> str:
-    return (f"<td><div>{esc(label)}</div><audio controls preload=\"metadata\" src=\"{esc(relative)}\" "
-            f"data-seconds=\"{seconds:.3f}\"></audio></td>")
+    return (
+        f'<td><div>{esc(label)}</div><audio controls preload="metadata" src="{esc(relative)}" '
+        f'data-seconds="{seconds:.3f}"></audio></td>'
+    )
 
 
 def _players(clips: list[dict]) -> str:
-    return "<table class=\"players\"><tr>" + "".join(_player(c["label"], c["src"], c["seconds"]) for c in clips) \
+    return (
+        '<table class="players"><tr>'
+        + "".join(_player(c["label"], c["src"], c["seconds"]) for c in clips)
         + "</tr></table>"
+    )
 
 
 def examples_of(page_url: str) -> list[dict]:
@@ -114,6 +125,7 @@ def examples_of(page_url: str) -> list[dict]:
 
 
 # Evaluation ------------------------------------------------------------------------------------------
+
 
 def conditions(results: pd.DataFrame, system: str = "model") -> list[tuple[str, pd.DataFrame]]:
     """The results table's conditions with the ``system``'s scored rows: per speaker count all mixtures, then
@@ -156,25 +168,36 @@ def _aligned_audio(mixture_row, separated_row, separation_base: str):
     rate = None if rate is None or pd.isna(rate) else int(rate)
     mixture, rate = read_audio(mixture_row["mixture_path"], target_sr=rate)
     sources = np.stack([read_audio(p, target_sr=rate)[0] for p in list_cell(mixture_row["source_paths"])])
-    estimates = np.stack([read_audio(u, target_sr=rate)[0]
-                          for u in resolve_outputs(separation_base, separated_row["outputs"])])
+    estimates = np.stack(
+        [read_audio(u, target_sr=rate)[0] for u in resolve_outputs(separation_base, separated_row["outputs"])]
+    )
     perm = bss_eval(sources, estimates)["perm"]  # estimate perm[j] is heard beside reference j
     ideal = ideal_binary_mask_estimates(mixture, sources, StftConfig(sample_rate=rate))
     return mixture, sources, estimates[perm], ideal, rate, perm
 
 
 def _score_table(rows: pd.DataFrame) -> str:
-    lines = ["<table class=\"scores\"><tr><th>system</th><th>SDRi (dB)</th><th>SI-SDRi (dB)</th><th>SDR</th>"
-             "<th>SIR</th><th>SAR</th></tr>"]
+    lines = [
+        '<table class="scores"><tr><th>system</th><th>SDRi (dB)</th><th>SI-SDRi (dB)</th><th>SDR</th>'
+        "<th>SIR</th><th>SAR</th></tr>"
+    ]
     for row in rows.itertuples():
-        lines.append(f"<tr data-system=\"{esc(row.system)}\"><td>{esc(row.system)}</td>"
-                     f"<td class=\"sdri\">{_number(row.sdri)}</td><td class=\"si_sdri\">{_number(row.si_sdri)}</td>"
-                     f"<td>{_number(row.sdr)}</td><td>{_number(row.sir)}</td><td>{_number(row.sar)}</td></tr>")
+        lines.append(
+            f'<tr data-system="{esc(row.system)}"><td>{esc(row.system)}</td>'
+            f'<td class="sdri">{_number(row.sdri)}</td><td class="si_sdri">{_number(row.si_sdri)}</td>'
+            f"<td>{_number(row.sdr)}</td><td>{_number(row.sir)}</td><td>{_number(row.sar)}</td></tr>"
+        )
     return "".join(lines) + "</table>"
 
 
-def write_evaluation_page(results: pd.DataFrame, mixture_manifest_url: str, separation_manifest_url: str,
-                          folder_url: str, header: dict | None = None, system: str = "model") -> dict:
+def write_evaluation_page(
+    results: pd.DataFrame,
+    mixture_manifest_url: str,
+    separation_manifest_url: str,
+    folder_url: str,
+    header: dict | None = None,
+    system: str = "model",
+) -> dict:
     """Write ``folder_url/listen.html`` (and ``listen/``) for an evaluation's results table.
 
     Args:
@@ -194,33 +217,44 @@ def write_evaluation_page(results: pd.DataFrame, mixture_manifest_url: str, sepa
     written: dict[str, dict] = {}  # mixture_id -> its clips and picture, written once for every condition
     examples, body = [], []
     for title, rows in conditions(results, system):
-        body.append(f"<h2>{esc(title)}</h2><p>{len(rows)} mixtures, mean SDRi "
-                    f"<span class=\"condition-sdri\">{_number(rows['sdri'].mean())}</span> dB, mean SI-SDRi "
-                    f"{_number(rows['si_sdri'].mean())} dB</p>")
+        body.append(
+            f"<h2>{esc(title)}</h2><p>{len(rows)} mixtures, mean SDRi "
+            f'<span class="condition-sdri">{_number(rows["sdri"].mean())}</span> dB, mean SI-SDRi '
+            f"{_number(rows['si_sdri'].mean())} dB</p>"
+        )
         for role, mixture_id in pick_examples(rows):
             if mixture_id not in written:
-                written[mixture_id] = _write_mixture_assets(mixtures.loc[mixture_id], separated.loc[mixture_id],
-                                                            base, asset_url, len(written))
+                written[mixture_id] = _write_mixture_assets(
+                    mixtures.loc[mixture_id], separated.loc[mixture_id], base, asset_url, len(written)
+                )
             assets = written[mixture_id]
             example = {"condition": title, "role": role, "mixture_id": mixture_id, **assets}
             examples.append(example)
             scored = results[(results["mixture_id"] == mixture_id) & (results["status"] == "done")]
-            body.append(f"<div class=\"example\" data-mixture=\"{esc(mixture_id)}\"><h3>{esc(role)}: "
-                        f"<code>{esc(mixture_id)}</code></h3>{_score_table(scored)}"
-                        f"<p>estimates aligned to the references by the metrics' permutation "
-                        f"{esc(assets['perm'])}</p>{_players(assets['clips'])}"
-                        f"<img alt=\"spectrogram and masks\" src=\"{esc(assets['picture'])}\"></div>")
+            body.append(
+                f'<div class="example" data-mixture="{esc(mixture_id)}"><h3>{esc(role)}: '
+                f"<code>{esc(mixture_id)}</code></h3>{_score_table(scored)}"
+                f"<p>estimates aligned to the references by the metrics' permutation "
+                f"{esc(assets['perm'])}</p>{_players(assets['clips'])}"
+                f'<img alt="spectrogram and masks" src="{esc(assets["picture"])}"></div>'
+            )
     if not examples:
-        body.append("<p class=\"error\">No mixture was separated and scored: nothing to hear.</p>")
+        body.append('<p class="error">No mixture was separated and scored: nothing to hear.</p>')
     header_rows = [(label, esc(value)) for label, value in (header or {}).items()]
-    header_rows += [("date", esc(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))),
-                    ("report", "<a href=\"report.md\">report.md</a> &middot; <a href=\"results.csv\">results.csv</a>")]
+    header_rows += [
+        ("date", esc(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))),
+        ("report", '<a href="report.md">report.md</a> &middot; <a href="results.csv">results.csv</a>'),
+    ]
     page_url = storage.join(folder_url, EVALUATION_PAGE)
     storage.write_text_atomic(page_url, _page("Deep clustering: listen to the separations", header_rows, body))
     examples_url = storage.join(asset_url, "examples.json")
     storage.write_json({"page": EVALUATION_PAGE, "examples": examples}, examples_url)
-    return {"page": storage.absolute(page_url), "examples_json": storage.absolute(examples_url),
-            "examples": examples, "bytes": _folder_bytes(asset_url) + len(storage.read_bytes(page_url))}
+    return {
+        "page": storage.absolute(page_url),
+        "examples_json": storage.absolute(examples_url),
+        "examples": examples,
+        "bytes": _folder_bytes(asset_url) + len(storage.read_bytes(page_url)),
+    }
 
 
 def evaluation_header(separation_manifest_url: str, mixture_manifest_url: str, fingerprint: str) -> dict:
@@ -236,8 +270,12 @@ def evaluation_header(separation_manifest_url: str, mixture_manifest_url: str, f
         if model_manifest_url and storage.exists(model_manifest_url):
             model = str(storage.read_parquet(model_manifest_url)["model_url"].iloc[0])
     sha = next((s for s in separated.get("model_sha256", pd.Series(dtype=str)) if isinstance(s, str) and s), "")
-    return {"model": f"{model} (sha256 {sha[:12]})".strip(), "data": storage.absolute(mixture_manifest_url),
-            "separation": storage.absolute(separation_manifest_url), "config fingerprint": fingerprint}
+    return {
+        "model": f"{model} (sha256 {sha[:12]})".strip(),
+        "data": storage.absolute(mixture_manifest_url),
+        "separation": storage.absolute(separation_manifest_url),
+        "config fingerprint": fingerprint,
+    }
 
 
 def listen_to_evaluation(evaluation_url: str, out_url: str | None = None) -> str:
@@ -252,13 +290,18 @@ def listen_to_evaluation(evaluation_url: str, out_url: str | None = None) -> str
     committed = storage.read_json(marker)
     info = committed.get("info", {})
     if not info.get("separation_manifest_url"):
-        raise ValueError(f"{folder}: committed by an older deepclust that did not record its inputs; "
-                         "run the evaluation again")
+        raise ValueError(
+            f"{folder}: committed by an older deepclust that did not record its inputs; run the evaluation again"
+        )
     results = storage.read_parquet(info.get("results_parquet") or storage.join(folder, "results.parquet"))
-    header = evaluation_header(info["separation_manifest_url"], info["mixture_manifest_url"],
-                               f"{committed.get('stage', 'evaluate')}/{committed.get('key', '')}")
-    return write_evaluation_page(results, info["mixture_manifest_url"], info["separation_manifest_url"],
-                                 out_url or folder, header)["page"]
+    header = evaluation_header(
+        info["separation_manifest_url"],
+        info["mixture_manifest_url"],
+        f"{committed.get('stage', 'evaluate')}/{committed.get('key', '')}",
+    )
+    return write_evaluation_page(
+        results, info["mixture_manifest_url"], info["separation_manifest_url"], out_url or folder, header
+    )["page"]
 
 
 def _write_mixture_assets(mixture_row, separated_row, separation_base: str, asset_url: str, index: int) -> dict:
@@ -276,8 +319,12 @@ def _write_mixture_assets(mixture_row, separated_row, separation_base: str, asse
         clip(f"reference s{k + 1}", "reference", f"{stem}-ref{k + 1}{CLIP_SUFFIX}", sources[k])
         clip(f"ideal binary mask s{k + 1}", "ibm", f"{stem}-ibm{k + 1}{CLIP_SUFFIX}", ideal[k])
     _mask_picture(mixture, estimates, rate, storage.join(asset_url, f"{stem}.png"))
-    return {"clips": clips, "picture": f"{EVALUATION_ASSETS}/{stem}.png", "perm": [int(p) for p in perm],
-            "sample_rate": rate}
+    return {
+        "clips": clips,
+        "picture": f"{EVALUATION_ASSETS}/{stem}.png",
+        "perm": [int(p) for p in perm],
+        "sample_rate": rate,
+    }
 
 
 def _folder_bytes(url: str) -> int:
@@ -286,6 +333,7 @@ def _folder_bytes(url: str) -> int:
 
 
 # Archive ---------------------------------------------------------------------------------------------
+
 
 def _read_head(url: str, seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
     """The first ``seconds`` of a file, mono float32 (only that much is decoded where the format allows)."""
@@ -304,8 +352,14 @@ def _read_head(url: str, seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]
         return _trim(signal, rate, seconds), rate
 
 
-def write_archive_page(out_url: str, manifest: pd.DataFrame, done_now: list[str], count: int = ARCHIVE_LISTEN_DEFAULT,
-                       seed: int = ARCHIVE_LISTEN_SEED, header: dict | None = None) -> dict | None:
+def write_archive_page(
+    out_url: str,
+    manifest: pd.DataFrame,
+    done_now: list[str],
+    count: int = ARCHIVE_LISTEN_DEFAULT,
+    seed: int = ARCHIVE_LISTEN_SEED,
+    header: dict | None = None,
+) -> dict | None:
     """Write ``out_url/.listen/index.html``: ``count`` inputs drawn with ``seed`` from ``done_now`` (relative
     paths separated by this run), each with its mixture and outputs (read back as the job wrote them, first
     ``MAX_SECONDS``) and a spectrogram with the outputs' masks; every failed input with its reason.
@@ -322,8 +376,11 @@ def write_archive_page(out_url: str, manifest: pd.DataFrame, done_now: list[str]
     rows = manifest.set_index("relative_path")
     candidates = sorted(p for p in done_now if p in rows.index and rows.loc[p, "status"] == "done")
     rng = np.random.default_rng(seed)
-    drawn = sorted(rng.choice(len(candidates), size=min(count, len(candidates)), replace=False).tolist()) \
-        if candidates else []
+    drawn = (
+        sorted(rng.choice(len(candidates), size=min(count, len(candidates)), replace=False).tolist())
+        if candidates
+        else []
+    )
     examples, body = [], [f"<h2>Spot check: {len(drawn)} of {len(candidates)} inputs separated by this run</h2>"]
     for index, position in enumerate(drawn):
         relative = candidates[position]
@@ -334,35 +391,59 @@ def write_archive_page(out_url: str, manifest: pd.DataFrame, done_now: list[str]
         mixture = resample(mixture, mixture_rate, rate) if mixture_rate != rate else mixture
         stem, clips = f"i{index:03d}", []
         for label, kind, name, signal in [
-                ("input (mixture)", "mixture", f"{stem}-mixture{CLIP_SUFFIX}", mixture),
-                *[(f"output s{k + 1}", "estimate", f"{stem}-s{k + 1}{CLIP_SUFFIX}", o[0]) for k, o in enumerate(outputs)]]:
+            ("input (mixture)", "mixture", f"{stem}-mixture{CLIP_SUFFIX}", mixture),
+            *[(f"output s{k + 1}", "estimate", f"{stem}-s{k + 1}{CLIP_SUFFIX}", o[0]) for k, o in enumerate(outputs)],
+        ]:
             seconds = _write_clip(storage.join(asset_url, name), signal, rate)
             clips.append({"label": label, "kind": kind, "src": f"assets/{name}", "seconds": seconds})
         _mask_picture(mixture, [o[0] for o in outputs], rate, storage.join(asset_url, f"{stem}.png"))
-        examples.append({"condition": "spot check", "role": "drawn", "mixture_id": relative, "clips": clips,
-                         "picture": f"assets/{stem}.png", "sample_rate": rate})
-        body.append(f"<div class=\"example\"><h3><code class=\"input-name\">{esc(relative)}</code></h3>"
-                    f"<p>{_number(row['duration'])} s at {esc(int(row['sample_rate']))} Hz, {esc(row['n_speakers'])} "
-                    f"outputs</p>{_players(clips)}<img alt=\"spectrogram and masks\" src=\"assets/{stem}.png\"></div>")
+        examples.append(
+            {
+                "condition": "spot check",
+                "role": "drawn",
+                "mixture_id": relative,
+                "clips": clips,
+                "picture": f"assets/{stem}.png",
+                "sample_rate": rate,
+            }
+        )
+        body.append(
+            f'<div class="example"><h3><code class="input-name">{esc(relative)}</code></h3>'
+            f"<p>{_number(row['duration'])} s at {esc(int(row['sample_rate']))} Hz, {esc(row['n_speakers'])} "
+            f'outputs</p>{_players(clips)}<img alt="spectrogram and masks" src="assets/{stem}.png"></div>'
+        )
     failed = manifest[manifest["status"].isin(["failed", "transient"])]
     body.append(f"<h2>Failed inputs ({len(failed)})</h2>")
     if len(failed):
-        body.append("<table class=\"failed\"><tr><th>input</th><th>status</th><th>reason</th></tr>" + "".join(
-            f"<tr><td><code class=\"input-name\">{esc(r.relative_path)}</code></td><td>{esc(r.status)}</td>"
-            f"<td class=\"error\">{esc(r.error)}</td></tr>" for r in failed.itertuples()) + "</table>")
+        body.append(
+            '<table class="failed"><tr><th>input</th><th>status</th><th>reason</th></tr>'
+            + "".join(
+                f'<tr><td><code class="input-name">{esc(r.relative_path)}</code></td><td>{esc(r.status)}</td>'
+                f'<td class="error">{esc(r.error)}</td></tr>'
+                for r in failed.itertuples()
+            )
+            + "</table>"
+        )
     header_rows = [(label, esc(value)) for label, value in (header or {}).items()]
-    header_rows += [("output", f"<code>{esc(storage.absolute(out_url))}</code>"),
-                    ("date", esc(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))]
+    header_rows += [
+        ("output", f"<code>{esc(storage.absolute(out_url))}</code>"),
+        ("date", esc(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))),
+    ]
     page_url = storage.join(folder_url, "index.html")
     storage.write_text_atomic(page_url, _page("deepclust separate: spot check", header_rows, body))
     examples_url = storage.join(asset_url, "examples.json")
     storage.write_json({"page": "index.html", "examples": examples}, examples_url)
-    return {"page": storage.absolute(page_url), "examples_json": storage.absolute(examples_url),
-            "examples": examples, "bytes": _folder_bytes(folder_url)}
+    return {
+        "page": storage.absolute(page_url),
+        "examples_json": storage.absolute(examples_url),
+        "examples": examples,
+        "bytes": _folder_bytes(folder_url),
+    }
 
 
-def archive_spot_check(out_url: str, manifest: pd.DataFrame, rows: list[dict], count: int,
-                       model_url: str | None = None) -> dict | None:
+def archive_spot_check(
+    out_url: str, manifest: pd.DataFrame, rows: list[dict], count: int, model_url: str | None = None
+) -> dict | None:
     """The end of a separation job: ``write_archive_page`` of the inputs this run separated (``rows``); what it
     returns (the page's URL, its examples: the inputs it holds), or None when ``count`` is 0 or it cannot be
     written (the job's outputs stand without it)."""

@@ -56,11 +56,19 @@ def paper_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     for label, speakers, gender, paper_figure, dpcl_figure in PAPER_TABLE_ROWS:
         found = chosen[(chosen["num_speakers"] == speakers) & (chosen["gender_condition"] == gender)]
         by_system = found.set_index("system") if len(found) else pd.DataFrame()
-        sdri = {system: float(by_system.loc[system, "sdri_mean"]) if system in by_system.index else np.nan
-                for system in ("model", "ibm", "irm")}
-        rows.append({"test set": label,
-                     "mixtures": int(by_system.loc["model", "mixtures"]) if "model" in by_system.index else 0,
-                     "model SDRi": sdri["model"], "IBM SDRi": sdri["ibm"], "IRM SDRi": sdri["irm"],
-                     "paper SDRi": np.nan if paper_figure is None else paper_figure,
-                     "DPCL++ SDRi": np.nan if dpcl_figure is None else dpcl_figure})
+        sdri = {
+            system: float(by_system.loc[system, "sdri_mean"]) if system in by_system.index else np.nan
+            for system in ("model", "ibm", "irm")
+        }
+        rows.append(
+            {
+                "test set": label,
+                "mixtures": int(by_system.loc["model", "mixtures"]) if "model" in by_system.index else 0,
+                "model SDRi": sdri["model"],
+                "IBM SDRi": sdri["ibm"],
+                "IRM SDRi": sdri["irm"],
+                "paper SDRi": np.nan if paper_figure is None else paper_figure,
+                "DPCL++ SDRi": np.nan if dpcl_figure is None else dpcl_figure,
+            }
+        )
     return pd.DataFrame(rows), condition

@@ -78,13 +78,28 @@ def stem_of(item: dict) -> str:
 
 def _row(item: dict, status: str, error: str, seconds: float, stamp: dict | None, detail: str = "") -> dict:
     stamp = stamp or {}
-    return {"input": item["input"], "relative_path": item["relative_path"], "mixture_id": item.get("mixture_id") or "",
-            "output_stem": stem_of(item), "status": status, "error": error, "error_detail": detail,
-            "duration": np.nan, "sample_rate": np.nan, "channels": np.nan, "downmix": "", "output_sample_rate": np.nan,
-            "windows": 0,
-            "n_speakers": int(item["n_speakers"]), "outputs": [], "input_id": item.get("input_id") or "",
-            "model_sha256": stamp.get("model_sha256", ""), "settings": stamp.get("settings", ""), "seconds": seconds,
-            **{c: 0.0 for c in TIMING_COLUMNS}}
+    return {
+        "input": item["input"],
+        "relative_path": item["relative_path"],
+        "mixture_id": item.get("mixture_id") or "",
+        "output_stem": stem_of(item),
+        "status": status,
+        "error": error,
+        "error_detail": detail,
+        "duration": np.nan,
+        "sample_rate": np.nan,
+        "channels": np.nan,
+        "downmix": "",
+        "output_sample_rate": np.nan,
+        "windows": 0,
+        "n_speakers": int(item["n_speakers"]),
+        "outputs": [],
+        "input_id": item.get("input_id") or "",
+        "model_sha256": stamp.get("model_sha256", ""),
+        "settings": stamp.get("settings", ""),
+        "seconds": seconds,
+        **{c: 0.0 for c in TIMING_COLUMNS},
+    }
 
 
 def failed_row(item: dict, error: str, seconds: float = 0.0, stamp: dict | None = None, detail: str = "") -> dict:
@@ -93,8 +108,9 @@ def failed_row(item: dict, error: str, seconds: float = 0.0, stamp: dict | None 
     return _row(item, "failed", error, seconds, stamp, detail)
 
 
-def raise_if_not_the_inputs(error: Exception, where: str, separator=None, n_speakers: int = 2,
-                            scratch: str | None = None) -> None:
+def raise_if_not_the_inputs(
+    error: Exception, where: str, separator=None, n_speakers: int = 2, scratch: str | None = None
+) -> None:
     """Raise what is not ``where``'s fault: a transient or device fault as it is, a full disk as ``DiskFullError``,
     a run fault as it is; given the ``scratch`` folder the outputs are written in, a full disk that the error
     did not name (libsndfile says only "System error."); given the ``separator``, a network error that a
@@ -125,16 +141,21 @@ def check_space(folder: str, error: Exception, where: str, needed: int = 1 << 20
             os.fsync(handle.fileno())
     except OSError as probe_error:
         if is_disk_full(probe_error):
-            raise DiskFullError(f"no space left where the outputs go (writing for {where}: "
-                                f"{type(error).__name__}: {_first_line(error)})") from error
+            raise DiskFullError(
+                f"no space left where the outputs go (writing for {where}: "
+                f"{type(error).__name__}: {_first_line(error)})"
+            ) from error
 
 
 def known_good_input(sample_rate: int, seconds: float = 1.0) -> np.ndarray:
     """``(samples,)`` float32: two harmonic tones that glide past each other plus a little noise, seeded, at
     speech level: any working network separates it without error."""
     t = np.arange(int(seconds * sample_rate), dtype=np.float64) / sample_rate
-    voices = sum(0.1 * np.sin(2 * np.pi * f0 * h * t + 0.5 * np.sin(2 * np.pi * 3 * t)) / h
-                 for f0 in (140.0, 220.0) for h in range(1, 6))
+    voices = sum(
+        0.1 * np.sin(2 * np.pi * f0 * h * t + 0.5 * np.sin(2 * np.pi * 3 * t)) / h
+        for f0 in (140.0, 220.0)
+        for h in range(1, 6)
+    )
     noise = 0.003 * np.random.default_rng(0).standard_normal(t.size)
     return (voices + noise).astype(np.float32)
 
@@ -148,9 +169,11 @@ def check_network(separator, n_speakers: int, error: Exception, where: str) -> N
     except Exception as canary_error:
         if is_transient(canary_error):
             raise canary_error
-        raise NetworkFaultError(f"the network fails on any input, not only on {where} "
-                                f"({type(error).__name__}: {_first_line(error)}); nothing was marked failed for "
-                                "it: fix the model, device or precision and rerun") from error
+        raise NetworkFaultError(
+            f"the network fails on any input, not only on {where} "
+            f"({type(error).__name__}: {_first_line(error)}); nothing was marked failed for "
+            "it: fix the model, device or precision and rerun"
+        ) from error
 
 
 def _first_line(error: Exception) -> str:
@@ -158,8 +181,13 @@ def _first_line(error: Exception) -> str:
 
 
 def _failed(item: dict, error: Exception, began: float, stamp, local: str | None = None) -> dict:
-    return failed_row(item, reason(item["input"], error, local), time.perf_counter() - began, stamp,
-                      error_detail(item["input"], error, local))
+    return failed_row(
+        item,
+        reason(item["input"], error, local),
+        time.perf_counter() - began,
+        stamp,
+        error_detail(item["input"], error, local),
+    )
 
 
 def transient_row(item: dict, error: str, stamp: dict | None = None) -> dict:
@@ -169,11 +197,19 @@ def transient_row(item: dict, error: str, stamp: dict | None = None) -> dict:
 
 def _done_row(item: _Item, info: dict, stamp: dict | None) -> dict:
     row = _row(item.row, "done", "", time.perf_counter() - item.began, stamp)
-    row.update({"duration": info["duration"], "sample_rate": info["sample_rate"], "channels": info["channels"],
-                "downmix": info.get("downmix", ""),
-                "output_sample_rate": info["output_sample_rate"], "windows": info["windows"],
-                "n_speakers": len(item.outputs), "outputs": list(item.names),
-                **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS}})
+    row.update(
+        {
+            "duration": info["duration"],
+            "sample_rate": info["sample_rate"],
+            "channels": info["channels"],
+            "downmix": info.get("downmix", ""),
+            "output_sample_rate": info["output_sample_rate"],
+            "windows": info["windows"],
+            "n_speakers": len(item.outputs),
+            "outputs": list(item.names),
+            **{c: float(info.get(c, 0.0)) for c in TIMING_COLUMNS},
+        }
+    )
     return row
 
 
@@ -195,8 +231,15 @@ def error_detail(url: str, error: Exception, local: str | None = None) -> str:
     return _scrub(error.detail, local, url) if isinstance(error, BadAudioError) else ""
 
 
-def separate_items(separator, items: list[dict], out_url: str, window: WindowConfig = WindowConfig(),
-                   stamp: dict | None = None, channel: int | None = None, overlap_io: bool = True) -> list[dict]:
+def separate_items(
+    separator,
+    items: list[dict],
+    out_url: str,
+    window: WindowConfig = WindowConfig(),
+    stamp: dict | None = None,
+    channel: int | None = None,
+    overlap_io: bool = True,
+) -> list[dict]:
     """Separate input-manifest rows (``deepclust.separation.inputs``) into ``out/<output_stem>/s1.wav ..``.
 
     ``stamp``: ``{"model_sha256", "settings"}`` recorded in every row (what made the outputs). ``channel``:
@@ -224,8 +267,15 @@ def separate_items(separator, items: list[dict], out_url: str, window: WindowCon
                     short.append(_read_short(item, reader))
                     continue
                 # The open reader goes on to separate_long (which closes it): the first look is not repeated.
-                info = separate_long(separator, reader, item.local_outputs, int(row["n_speakers"]), window,
-                                     workspace.temp_dir, overlap_io)
+                info = separate_long(
+                    separator,
+                    reader,
+                    item.local_outputs,
+                    int(row["n_speakers"]),
+                    window,
+                    workspace.temp_dir,
+                    overlap_io,
+                )
                 info["read_seconds"] += item.download_seconds
                 rows.append(_publish(workspace, item, info, stamp))
             except Exception as error:
@@ -247,15 +297,22 @@ def _read_short(item: _Item, reader: BlockReader):
         waveform = reader.read(0, reader.n_samples)
         read_seconds = time.perf_counter() - tick + item.download_seconds
         # Silence (every channel) was ruled out when the reader opened.
-        info = {"duration": reader.duration, "sample_rate": reader.input_rate, "channels": reader.channels,
-                "downmix": reader.downmix, "windows": 1, "read_seconds": read_seconds}
+        info = {
+            "duration": reader.duration,
+            "sample_rate": reader.input_rate,
+            "channels": reader.channels,
+            "downmix": reader.downmix,
+            "windows": 1,
+            "read_seconds": read_seconds,
+        }
         return item, info, waveform
     finally:
         reader.close()
 
 
-def _separate_short(separator, workspace: Workspace, short: list, window: WindowConfig, stamp,
-                    overlap_io: bool = True) -> list[dict]:
+def _separate_short(
+    separator, workspace: Workspace, short: list, window: WindowConfig, stamp, overlap_io: bool = True
+) -> list[dict]:
     """One network forward per ``windows_per_batch`` short inputs of the same speaker count, packed by length
     (inputs of similar length share a forward, so little of it is spent on padding).
 
@@ -272,7 +329,7 @@ def _separate_short(separator, workspace: Workspace, short: list, window: Window
         for n_speakers, entries in sorted(by_count.items()):
             entries = sorted(entries, key=lambda entry: entry[2].shape[0])  # stable: equal lengths keep their order
             for first in range(0, len(entries), window.windows_per_batch):
-                group = entries[first:first + window.windows_per_batch]
+                group = entries[first : first + window.windows_per_batch]
                 separated = _separate_group(separator, group, n_speakers, stamp)
                 if pending is not None:
                     rows.extend(pending.result())  # the previous group's rows (raises its transient fault)
@@ -311,10 +368,13 @@ def _write_group(separator, workspace: Workspace, group: list, batch, stamp) -> 
             except BaseException:
                 writer.abort()
                 raise
-            info = {**info, "output_sample_rate": separator.sample_rate,
-                    "network_seconds": batch.network_seconds * share,
-                    "clustering_seconds": batch.clustering_seconds * share,
-                    "write_seconds": time.perf_counter() - tick}
+            info = {
+                **info,
+                "output_sample_rate": separator.sample_rate,
+                "network_seconds": batch.network_seconds * share,
+                "clustering_seconds": batch.clustering_seconds * share,
+                "write_seconds": time.perf_counter() - tick,
+            }
             rows.append(_publish(workspace, item, info, stamp))
         except Exception as error:
             # e.g. an S3 upload timed out, or the disk is full

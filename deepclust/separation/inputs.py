@@ -43,7 +43,11 @@ def safe_relative_stem(input_url: str, input_root: str) -> str:
     ``..``, absolute parts and odd characters can never make an output land outside ``out``.
     """
     root = str(input_root).rstrip("/")
-    rel = str(input_url)[len(root):].lstrip("/\\") if str(input_url).startswith(root) else PurePosixPath(str(input_url)).name
+    rel = (
+        str(input_url)[len(root) :].lstrip("/\\")
+        if str(input_url).startswith(root)
+        else PurePosixPath(str(input_url)).name
+    )
     parts = []
     for part in re.split(r"[\\/]+", rel):
         part = re.sub(r"[^\w.\-]+", "_", part).strip(".")
@@ -74,7 +78,7 @@ def relative_to(url: str, root: str) -> str:
     """``url``'s path below ``root`` (``/``-separated), compared as the filesystem names them."""
     _, root_path = storage.filesystem(root)
     _, path = storage.filesystem(url)
-    return path[len(root_path.rstrip("/")):].lstrip("/").replace(os.sep, "/")
+    return path[len(root_path.rstrip("/")) :].lstrip("/").replace(os.sep, "/")
 
 
 def inside(url: str, folder: str) -> bool:
@@ -112,15 +116,30 @@ def inputs_from_files(input_url: str, n_speakers: int, out_url: str | None = Non
     if fs.isfile(path):
         root = storage.parent(str(input_url))
         rel = relative_to(str(input_url), root)
-        rows = [{"relative_path": rel, "input": storage.absolute(str(input_url)),
-                 "input_id": storage.file_identity(str(input_url)), "n_speakers": int(n_speakers), "mixture_id": ""}]
+        rows = [
+            {
+                "relative_path": rel,
+                "input": storage.absolute(str(input_url)),
+                "input_id": storage.file_identity(str(input_url)),
+                "n_speakers": int(n_speakers),
+                "mixture_id": "",
+            }
+        ]
         return pd.DataFrame(rows, columns=INPUT_COLUMNS)
     listed = list_archive(input_url)
     if out_url is not None:
         listed = [rel for rel in listed if not inside(storage.join(input_url, rel), out_url)]
     identities = storage.content_identities(input_url)
-    rows = [{"relative_path": rel, "input": storage.absolute(storage.join(input_url, rel)),
-             "input_id": identities.get(rel, ""), "n_speakers": int(n_speakers), "mixture_id": ""} for rel in listed]
+    rows = [
+        {
+            "relative_path": rel,
+            "input": storage.absolute(storage.join(input_url, rel)),
+            "input_id": identities.get(rel, ""),
+            "n_speakers": int(n_speakers),
+            "mixture_id": "",
+        }
+        for rel in listed
+    ]
     return pd.DataFrame(rows, columns=INPUT_COLUMNS)
 
 
@@ -131,21 +150,31 @@ def inputs_from_mixtures(manifest: pd.DataFrame | str, splits: tuple[str, ...] |
     The manifest is validated as the ``mixture`` schema (``deepclust.manifests``), so ``status`` is always there;
     ``sha256`` is optional in that schema (only the mixtures stage adds it): without it, the input's identity is
     its file's."""
-    mixtures = read_manifest(manifest, "mixture") if isinstance(manifest, str) \
+    mixtures = (
+        read_manifest(manifest, "mixture")
+        if isinstance(manifest, str)
         else validate(manifest, "mixture", "the mixture manifest")
+    )
     if splits is not None:
         mixtures = mixtures[mixtures["split"].isin(splits)]
     mixtures = mixtures[mixtures["status"] == "done"]
     hashes = mixtures["sha256"] if "sha256" in mixtures else [""] * len(mixtures)
-    rows = [{"relative_path": f"{row.split}/{row.mixture_id}.wav", "input": storage.absolute(row.mixture_path),
-             "input_id": f"sha256:{digest}" if digest else storage.file_identity(row.mixture_path),
-             "n_speakers": int(row.num_speakers), "mixture_id": row.mixture_id}
-            for row, digest in zip(mixtures.itertuples(), hashes)]
+    rows = [
+        {
+            "relative_path": f"{row.split}/{row.mixture_id}.wav",
+            "input": storage.absolute(row.mixture_path),
+            "input_id": f"sha256:{digest}" if digest else storage.file_identity(row.mixture_path),
+            "n_speakers": int(row.num_speakers),
+            "mixture_id": row.mixture_id,
+        }
+        for row, digest in zip(mixtures.itertuples(), hashes)
+    ]
     return pd.DataFrame(rows, columns=INPUT_COLUMNS)
 
 
-def input_manifest(input_url: str, n_speakers: int = 2, out_url: str | None = None,
-                   splits: tuple[str, ...] | None = MIXTURE_SPLITS) -> pd.DataFrame:
+def input_manifest(
+    input_url: str, n_speakers: int = 2, out_url: str | None = None, splits: tuple[str, ...] | None = MIXTURE_SPLITS
+) -> pd.DataFrame:
     """The input manifest of whatever ``input_url`` names: a mixture manifest (its ``splits``; None = all),
     an audio file, or a folder or prefix of them. ``n_speakers`` applies to audio files (a mixture knows
     its own count)."""
@@ -190,8 +219,11 @@ def assign_output_stems(relative_paths: list[str], kept: dict[str, str] | None =
 
     def free(stem: str) -> bool:
         key = _clash_key(stem)
-        return key not in taken and key not in folders and not any(
-            _clash_key(parent) in taken for parent in _parents(stem))
+        return (
+            key not in taken
+            and key not in folders
+            and not any(_clash_key(parent) in taken for parent in _parents(stem))
+        )
 
     def take(rel: str, stem: str) -> None:
         taken.add(_clash_key(stem))

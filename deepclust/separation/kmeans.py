@@ -12,16 +12,17 @@ one speaker's binary mask. Two back ends:
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 import torch
+from threadpoolctl import threadpool_limits
 
 # Restarts per utterance for both back ends; the best by inertia is kept. Three restarts make a
 # bad k-means++ draw very unlikely on well-trained embeddings at little cost.
 DEFAULT_N_INIT = 3
 
 
-def kmeans_sklearn(embeddings: np.ndarray, k: int, seed: int = 0, n_init: int = DEFAULT_N_INIT,
-                   max_iter: int = 100) -> np.ndarray:
+def kmeans_sklearn(
+    embeddings: np.ndarray, k: int, seed: int = 0, n_init: int = DEFAULT_N_INIT, max_iter: int = 100
+) -> np.ndarray:
     """Cluster one utterance's embeddings with scikit-learn (k-means++ init, best of ``n_init``).
 
     Args:
@@ -48,16 +49,18 @@ def kmeans_sklearn(embeddings: np.ndarray, k: int, seed: int = 0, n_init: int = 
         return model.fit_predict(embeddings).astype(np.int64)
 
 
-def _squared_distances(points: torch.Tensor, centroids: torch.Tensor,
-                       point_norms: torch.Tensor | None = None) -> torch.Tensor:
+def _squared_distances(
+    points: torch.Tensor, centroids: torch.Tensor, point_norms: torch.Tensor | None = None
+) -> torch.Tensor:
     """``(B, N, D)``, ``(B, k, D)`` -> ``(B, N, k)`` squared Euclidean distances (clamped at 0).
 
     ``point_norms`` ``(B, N, 1)`` = ``|x|^2`` may be passed in: it is the costly term and never changes.
     """
     if point_norms is None:
         point_norms = (points * points).sum(-1, keepdim=True)
-    d = torch.baddbmm(point_norms + (centroids * centroids).sum(-1).unsqueeze(1), points,
-                      centroids.transpose(1, 2), alpha=-2.0)
+    d = torch.baddbmm(
+        point_norms + (centroids * centroids).sum(-1).unsqueeze(1), points, centroids.transpose(1, 2), alpha=-2.0
+    )
     return d.clamp_min_(0.0)
 
 
@@ -90,7 +93,7 @@ def _kmeans_plus_plus(points: torch.Tensor, valid: torch.Tensor, k: int, uniform
         degenerate = probs.sum(1, keepdim=True) <= 0
         probs = torch.where(degenerate, weights, probs)
         centroids[:, c] = points[rows, _draw(probs, uniforms[:, c])]
-        nearest = torch.minimum(nearest, _squared_distances(points, centroids[:, c:c + 1]).squeeze(-1))
+        nearest = torch.minimum(nearest, _squared_distances(points, centroids[:, c : c + 1]).squeeze(-1))
     return centroids
 
 
@@ -110,8 +113,9 @@ def _lloyd(points, valid, centroids, n_iter, tol):
     labels = None
     for _ in range(n_iter):
         # |x|^2 is the same for every centroid, so the assignment needs only |c|^2 - 2 x.c.
-        scores = torch.baddbmm((centroids * centroids).sum(-1).unsqueeze(1), points,
-                               centroids.transpose(1, 2), alpha=-2.0)  # (B, N, k)
+        scores = torch.baddbmm(
+            (centroids * centroids).sum(-1).unsqueeze(1), points, centroids.transpose(1, 2), alpha=-2.0
+        )  # (B, N, k)
         new_labels = scores.argmin(-1)
         assign = ((new_labels.unsqueeze(-1) == cluster_ids) & valid.unsqueeze(-1)).to(points.dtype)  # (B, N, k)
         counts = assign.sum(1)  # (B, k)
@@ -142,8 +146,15 @@ def _lloyd(points, valid, centroids, n_iter, tol):
 
 
 @torch.no_grad()
-def kmeans_torch(embeddings: torch.Tensor, valid: torch.Tensor | None, k: int, n_iter: int = 30,
-                 seed: int = 0, n_init: int = DEFAULT_N_INIT, tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans_torch(
+    embeddings: torch.Tensor,
+    valid: torch.Tensor | None,
+    k: int,
+    n_iter: int = 30,
+    seed: int = 0,
+    n_init: int = DEFAULT_N_INIT,
+    tol: float = 1e-4,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched k-means (k-means++ init, Lloyd iterations, best of ``n_init`` by inertia).
 
     All utterances and all restarts run together as one batch of matrix products, which is what makes

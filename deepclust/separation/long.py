@@ -33,13 +33,21 @@ from deepclust.errors import BadAudioError
 from deepclust.separation.io_threads import io_executor
 from deepclust.separation.stitching import Stitcher
 from deepclust.separation.window_batch import separate_window_batch
+
 # The public path of the window settings (``from deepclust.separation.long import WindowConfig``) stays.
 from deepclust.separation.windows import Window, WindowConfig, plan_windows  # noqa: F401 (re-exported)
 
 
-def separate_long(separator, input_path: str | BlockReader, output_paths: list, n_speakers: int,
-                  config: WindowConfig = WindowConfig(), temp_dir: str | None = None, overlap_io: bool = True,
-                  channel: int | None = None) -> dict:
+def separate_long(
+    separator,
+    input_path: str | BlockReader,
+    output_paths: list,
+    n_speakers: int,
+    config: WindowConfig = WindowConfig(),
+    temp_dir: str | None = None,
+    overlap_io: bool = True,
+    channel: int | None = None,
+) -> dict:
     """Separate a local audio file of any length into K local WAV files at the model's rate.
 
     Args:
@@ -91,7 +99,7 @@ def separate_long(separator, input_path: str | BlockReader, output_paths: list, 
 
         def read_group(first: int) -> tuple[list, float]:
             tick = time.perf_counter()
-            group = windows[first:first + config.windows_per_batch]
+            group = windows[first : first + config.windows_per_batch]
             return [reader.read(w.context_start, w.end) for w in group], time.perf_counter() - tick
 
         with io_executor(overlap_io, "deepclust-read") as prefetch:
@@ -103,11 +111,11 @@ def separate_long(separator, input_path: str | BlockReader, output_paths: list, 
                 timings["read_seconds"] += read_seconds
                 if index + 1 < len(starts):
                     upcoming = prefetch.submit(read_group, starts[index + 1])
-                group = windows[first:first + config.windows_per_batch]
+                group = windows[first : first + config.windows_per_batch]
                 separated = _separate_nonsilent(separator, waveforms, k, timings)
                 tick, written = time.perf_counter(), 0.0
                 for offset, (w, (tracks, centroids)) in enumerate(zip(group, separated)):
-                    used = tracks[:, w.start - w.context_start:]
+                    used = tracks[:, w.start - w.context_start :]
                     written += stitcher.add(first + offset, used, centroids)
                 # Alignment and crossfade count as clustering; the appends they make count as writing.
                 timings["clustering_seconds"] += time.perf_counter() - tick - written
@@ -123,10 +131,18 @@ def separate_long(separator, input_path: str | BlockReader, output_paths: list, 
         raise
     finally:
         reader.close()
-    return {"duration": reader.duration, "sample_rate": reader.input_rate, "channels": reader.channels,
-            "downmix": reader.downmix, "output_sample_rate": rate, "windows": len(windows),
-            "aligned_by_centroids": int(stitcher.aligned_by_centroids), "reordered_windows": int(stitcher.reordered),
-            **timings, "seconds": time.perf_counter() - began}
+    return {
+        "duration": reader.duration,
+        "sample_rate": reader.input_rate,
+        "channels": reader.channels,
+        "downmix": reader.downmix,
+        "output_sample_rate": rate,
+        "windows": len(windows),
+        "aligned_by_centroids": int(stitcher.aligned_by_centroids),
+        "reordered_windows": int(stitcher.reordered),
+        **timings,
+        "seconds": time.perf_counter() - began,
+    }
 
 
 def _separate_nonsilent(separator, waveforms: list, k: int, timings: dict) -> list:

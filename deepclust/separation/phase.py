@@ -14,8 +14,9 @@ import torch
 from deepclust.features.stft import StftConfig, istft, stft
 
 
-def misi(mixture_spectrum: torch.Tensor, masks: torch.Tensor, mixture: torch.Tensor, config: StftConfig,
-         iterations: int) -> torch.Tensor:
+def misi(
+    mixture_spectrum: torch.Tensor, masks: torch.Tensor, mixture: torch.Tensor, config: StftConfig, iterations: int
+) -> torch.Tensor:
     """Waveforms ``(K, samples)`` from masks ``(K, frames, freq)`` on the mixture STFT ``(frames, freq)``.
 
     ``mixture`` ``(samples,)`` is the time-domain mixture the estimates must add up to; ``iterations`` = 0

@@ -30,14 +30,12 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from deepclust.device import autocast, autocast_dtype, inference_precision, quantize_for_inference, resolve_device
 from deepclust.features.extract import FeatureConfig, loud_bins, network_input
 from deepclust.features.stft import istft, num_frames, stft
-from deepclust.separation.phase import misi
 from deepclust.model.checkpoint import LoadedModel, load_model
-from deepclust.device import (autocast, autocast_dtype, inference_precision, quantize_for_inference,
-                              resolve_device)
 from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
-
+from deepclust.separation.phase import misi
 
 INFERENCES = ("auto", "mask", "kmeans", "soft-kmeans", "blend")
 # The blend's share of the mask head (the rest: head-seeded soft masks). On the outside sets 0.5 beat 0.65 and 0
@@ -48,8 +46,12 @@ METHODS = INFERENCES[1:]
 # The methods that read the mask head (a model without one for K cannot serve them).
 MASK_HEAD_METHODS = ("mask", "blend")
 # How each method is named to a person (reports, the demo's last line).
-METHOD_NAMES = {"mask": "mask head", "kmeans": "k-means", "soft-kmeans": "soft k-means",
-                "blend": "mask head + head-seeded soft k-means"}
+METHOD_NAMES = {
+    "mask": "mask head",
+    "kmeans": "k-means",
+    "soft-kmeans": "soft k-means",
+    "blend": "mask head + head-seeded soft k-means",
+}
 SOFT_KMEANS_BETA = 5.0  # issue 16's trial: beta 3-10 all beat hard k-means on outside recordings
 
 
@@ -72,8 +74,9 @@ def whiten_embeddings(embeddings: torch.Tensor, valid: torch.Tensor, eps: float 
     return (flat @ inverse_root).to(embeddings.dtype).reshape(embeddings.shape)
 
 
-def head_seeded_soft_masks(embeddings: torch.Tensor, head: torch.Tensor, valid: torch.Tensor,
-                           beta: float) -> torch.Tensor:
+def head_seeded_soft_masks(
+    embeddings: torch.Tensor, head: torch.Tensor, valid: torch.Tensor, beta: float
+) -> torch.Tensor:
     """Soft k-means masks around centroids that the mask head seeds, in the head's speaker order.
 
     Centroid ``k`` is the mean of the loud bins' embeddings weighted by the head's mask ``k``; each bin's mask is
@@ -92,7 +95,7 @@ def head_seeded_soft_masks(embeddings: torch.Tensor, head: torch.Tensor, valid: 
     centroids = torch.bmm(weights, points) / weights.sum(-1, keepdim=True).clamp_min(1e-6)  # (batch, K, emb)
     # -beta |v - c|^2 = beta (2 v.c - |c|^2) - beta |v|^2, and softmax over K ignores the last term: one
     # (batch, K, N) product, already in the masks' layout.
-    logits = 2.0 * torch.bmm(centroids, points.transpose(1, 2)) - (centroids ** 2).sum(-1, keepdim=True)
+    logits = 2.0 * torch.bmm(centroids, points.transpose(1, 2)) - (centroids**2).sum(-1, keepdim=True)
     return torch.softmax(beta * logits, dim=1).view(batch, -1, frames, freq)
 
 
@@ -127,9 +130,19 @@ class Separator:
         sample_rate: the rate the model was trained at (from its feature config); inputs must use it.
     """
 
-    def __init__(self, model: str | LoadedModel, device: str | torch.device = "auto", kmeans: str = "auto",
-                 seed: int = 0, n_init: int = DEFAULT_N_INIT, inference: str = "auto", whiten: bool = False,
-                 phase_iterations: int = 0, soft_beta: float = SOFT_KMEANS_BETA, precision: str = "auto"):
+    def __init__(
+        self,
+        model: str | LoadedModel,
+        device: str | torch.device = "auto",
+        kmeans: str = "auto",
+        seed: int = 0,
+        n_init: int = DEFAULT_N_INIT,
+        inference: str = "auto",
+        whiten: bool = False,
+        phase_iterations: int = 0,
+        soft_beta: float = SOFT_KMEANS_BETA,
+        precision: str = "auto",
+    ):
         if kmeans not in ("auto", "torch", "sklearn"):
             raise ValueError(f"kmeans must be 'auto', 'torch' or 'sklearn', got {kmeans!r}")
         if inference not in INFERENCES:
@@ -162,16 +175,23 @@ class Separator:
 
     # -- embeddings -------------------------------------------------------------------------------
 
-    def _network(self, features: torch.Tensor, frame_counts: list[int], embeddings: bool = True,
-                 masks: bool = True, hidden: bool = False) -> dict:
+    def _network(
+        self,
+        features: torch.Tensor,
+        frame_counts: list[int],
+        embeddings: bool = True,
+        masks: bool = True,
+        hidden: bool = False,
+    ) -> dict:
         """``(batch, frames, freq)`` normalised features -> the heads asked for (``DeepClusteringNet.infer``).
 
         A BLSTM reads its input backwards too, so zero padding after a short utterance would change
         that utterance's embeddings: the model packs the sequences given their lengths.
         """
         with autocast(self.device, self.autocast_dtype):  # the network only: masks and k-means stay float32
-            return self.model.infer(features, lengths=torch.as_tensor(frame_counts), embeddings=embeddings,
-                                    masks=masks, hidden=hidden)
+            return self.model.infer(
+                features, lengths=torch.as_tensor(frame_counts), embeddings=embeddings, masks=masks, hidden=hidden
+            )
 
     @torch.no_grad()
     def embeddings_of(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -203,8 +223,12 @@ class Separator:
             ``masks``) also ``masks`` ``(batch, mask_heads, frames, freq)``; with ``hidden`` also ``hidden``;
             tensors on ``device``.
         """
-        signals = [torch.as_tensor(np.asarray(w, dtype=np.float32) if not torch.is_tensor(w) else w,
-                                   dtype=torch.float32).reshape(-1) for w in waveforms]
+        signals = [
+            torch.as_tensor(
+                np.asarray(w, dtype=np.float32) if not torch.is_tensor(w) else w, dtype=torch.float32
+            ).reshape(-1)
+            for w in waveforms
+        ]
         if not signals:
             raise ValueError("no waveforms to separate")
         lengths = [int(s.shape[0]) for s in signals]
@@ -214,20 +238,32 @@ class Separator:
         # Zero padding leaves each item's own frames unchanged (stft pads with zeros at the edges too).
         spectra = stft(padded, self.stft_config)  # (batch, frames, freq)
         frame_counts = [num_frames(n, self.stft_config) for n in lengths]
-        frame_valid = torch.arange(spectra.shape[1], device=self.device)[None, :] < torch.as_tensor(
-            frame_counts, device=self.device)[:, None]  # (batch, frames)
+        frame_valid = (
+            torch.arange(spectra.shape[1], device=self.device)[None, :]
+            < torch.as_tensor(frame_counts, device=self.device)[:, None]
+        )  # (batch, frames)
         magnitude = spectra.abs() * frame_valid.unsqueeze(-1)
         log_mag = network_input(magnitude, self.feature_config)
         features = self.feature_stats.apply(log_mag) if self.feature_stats is not None else log_mag
         # Without a mask head the embeddings are all there is, so they are always computed.
-        outputs = self._network(features, frame_counts,
-                                embeddings=embeddings or getattr(self.model, "mask", None) is None,
-                                masks=masks, hidden=hidden)
+        outputs = self._network(
+            features,
+            frame_counts,
+            embeddings=embeddings or getattr(self.model, "mask", None) is None,
+            masks=masks,
+            hidden=hidden,
+        )
         embeddings = outputs.get("embeddings")
         # Training's silence rule, per item: only loud bins get a cluster (padding never does).
         valid = loud_bins(magnitude, self.feature_config) & frame_valid.unsqueeze(-1)
-        batch = {"spectra": spectra, "embeddings": embeddings, "valid": valid,
-                 "frame_counts": frame_counts, "lengths": lengths, "waveforms": padded}
+        batch = {
+            "spectra": spectra,
+            "embeddings": embeddings,
+            "valid": valid,
+            "frame_counts": frame_counts,
+            "lengths": lengths,
+            "waveforms": padded,
+        }
         for name in ("masks", "hidden"):
             if name in outputs:
                 batch[name] = outputs[name]
@@ -239,8 +275,9 @@ class Separator:
 
     # -- clustering and masking -------------------------------------------------------------------
 
-    def _cluster(self, embeddings: torch.Tensor, valid: torch.Tensor, frame_counts, k: int,
-                 soft: bool = False) -> torch.Tensor:
+    def _cluster(
+        self, embeddings: torch.Tensor, valid: torch.Tensor, frame_counts, k: int, soft: bool = False
+    ) -> torch.Tensor:
         """``(batch, frames, freq, emb)`` -> masks ``(batch, K, frames, freq)``, every bin assigned.
 
         Hard k-means gives one-hot masks (each bin to its nearest centroid); ``soft`` gives
@@ -284,8 +321,10 @@ class Separator:
         if workers > 1:
             # Every BLAS / OpenMP pool at one thread while the workers run (each worker limits its own
             # OpenMP too, in kmeans_sklearn): the per-item loops are the parallelism, not nested teams.
-            with threadpool_limits(limits=1), \
-                    ThreadPoolExecutor(workers, thread_name_prefix="deepclust-kmeans") as pool:
+            with (
+                threadpool_limits(limits=1),
+                ThreadPoolExecutor(workers, thread_name_prefix="deepclust-kmeans") as pool,
+            ):
                 results = list(pool.map(cluster, range(batch)))
         else:
             results = [cluster(i) for i in range(batch)]
@@ -304,8 +343,10 @@ class Separator:
         k = int(n_speakers)
         heads = int(getattr(self.model.config, "mask_heads", 0))
         if self.inference in MASK_HEAD_METHODS and heads != k:
-            raise ValueError(f"inference={self.inference!r} needs a mask head for {n_speakers} sources; this model "
-                             f"has {heads or 'none'}: use inference='kmeans' or 'auto'")
+            raise ValueError(
+                f"inference={self.inference!r} needs a mask head for {n_speakers} sources; this model "
+                f"has {heads or 'none'}: use inference='kmeans' or 'auto'"
+            )
         if self.inference != "auto":
             return self.inference
         preferred = (self.loaded.extra.get("inference") or {}).get(str(k))
@@ -368,8 +409,13 @@ class Separator:
         for i, (n_frames, length) in enumerate(zip(batch["frame_counts"], batch["lengths"])):
             item_masks = masks[i, :, :n_frames].to(batch["spectra"].real.dtype)
             if self.phase_iterations and "waveforms" in batch:
-                signals = misi(batch["spectra"][i, :n_frames], item_masks, batch["waveforms"][i, :length],
-                               self.stft_config, self.phase_iterations)
+                signals = misi(
+                    batch["spectra"][i, :n_frames],
+                    item_masks,
+                    batch["waveforms"][i, :length],
+                    self.stft_config,
+                    self.phase_iterations,
+                )
             else:
                 signals = istft(batch["spectra"][i, :n_frames].unsqueeze(0) * item_masks, self.stft_config, length)
             outputs.append(signals.float().cpu().numpy())
@@ -385,15 +431,22 @@ _SEPARATORS_LOCK = threading.Lock()
 SEPARATOR_LOADS: Counter = Counter()  # model loads of this process, by cache key
 
 
-def cached_separator(model_url: str, device: str = "auto", kmeans: str = "auto", inference: str = "auto",
-                     model_sha256: str | None = None, precision: str = "auto") -> Separator:
+def cached_separator(
+    model_url: str,
+    device: str = "auto",
+    kmeans: str = "auto",
+    inference: str = "auto",
+    model_sha256: str | None = None,
+    precision: str = "auto",
+) -> Separator:
     """The ``Separator`` of this process for these settings: loaded by the first batch, reused by every later
     batch and thread of the process (a model file is read once per worker, not per batch). ``model_sha256``
     (the file's checksum, when the caller knows it) is part of the key: a replaced model file is loaded anew."""
     key = (model_url, device, kmeans, inference, model_sha256, precision)
     with _SEPARATORS_LOCK:  # two threads asking at once load it once
         if key not in _SEPARATORS:
-            _SEPARATORS[key] = Separator(model_url, device=device, kmeans=kmeans, inference=inference,
-                                         precision=precision)
+            _SEPARATORS[key] = Separator(
+                model_url, device=device, kmeans=kmeans, inference=inference, precision=precision
+            )
             SEPARATOR_LOADS[key] += 1
         return _SEPARATORS[key]

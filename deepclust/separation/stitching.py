@@ -33,7 +33,6 @@ CENTROID_MOMENTUM = 0.5
 TRACK_HISTORY = 26
 
 
-
 def _best_assignment(scores: np.ndarray) -> tuple[tuple[int, ...], float]:
     """Permutation ``perm`` maximising ``sum_a scores[a, perm[a]]`` and its margin over the runner-up."""
     k = scores.shape[0]
@@ -49,9 +48,13 @@ def _best_assignment(scores: np.ndarray) -> tuple[tuple[int, ...], float]:
     return ranked[0][1], margin
 
 
-def align_permutation(previous: np.ndarray, current: np.ndarray, previous_centroids: np.ndarray | None = None,
-                      current_centroids: np.ndarray | None = None,
-                      min_margin: float = MIN_OVERLAP_MARGIN) -> tuple[tuple[int, ...], str]:
+def align_permutation(
+    previous: np.ndarray,
+    current: np.ndarray,
+    previous_centroids: np.ndarray | None = None,
+    current_centroids: np.ndarray | None = None,
+    min_margin: float = MIN_OVERLAP_MARGIN,
+) -> tuple[tuple[int, ...], str]:
     """Which track of the current window continues each track of the previous one.
 
     Args:
@@ -68,7 +71,7 @@ def align_permutation(previous: np.ndarray, current: np.ndarray, previous_centro
     """
     previous = np.asarray(previous, dtype=np.float64)
     current = np.asarray(current, dtype=np.float64)
-    energy = float((previous ** 2).sum() + (current ** 2).sum()) / 2
+    energy = float((previous**2).sum() + (current**2).sum()) / 2
     perm, margin = _best_assignment(previous @ current.T)
     if energy > 0 and margin >= min_margin * energy:
         return perm, "overlap"
@@ -119,8 +122,9 @@ class Stitcher:
         perm = tuple(range(tracks.shape[0]))
         if self.pending is not None:
             overlap = self.pending.shape[1]
-            perm, method = align_permutation(self.pending, tracks[:, :overlap],
-                                             self.track_centroids if self.history else None, centroids)
+            perm, method = align_permutation(
+                self.pending, tracks[:, :overlap], self.track_centroids if self.history else None, centroids
+            )
             self.aligned_by_centroids += method == "centroids"
             tracks = tracks[list(perm)]
             self.reordered += perm != tuple(range(len(perm)))

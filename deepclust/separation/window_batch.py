@@ -49,8 +49,15 @@ class WindowCentroids:
     windows, so what is kept stays bounded by that, whatever the recording's length.
     """
 
-    def __init__(self, values: np.ndarray | None = None, separator=None, hidden: torch.Tensor | None = None,
-                 labels: torch.Tensor | None = None, valid: torch.Tensor | None = None, k: int = 0):
+    def __init__(
+        self,
+        values: np.ndarray | None = None,
+        separator=None,
+        hidden: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+        k: int = 0,
+    ):
         self._values = values
         self._inputs = (separator, hidden, labels, valid, k) if values is None else None
 
@@ -58,8 +65,12 @@ class WindowCentroids:
         if self._values is None:
             separator, hidden, labels, valid, k = self._inputs
             embeddings = separator.embeddings_of(hidden.unsqueeze(0))  # (1, frames, freq, emb)
-            self._values = cluster_centroids(embeddings, labels.long().unsqueeze(0), valid.unsqueeze(0),
-                                             k)[0].float().cpu().numpy()
+            self._values = (
+                cluster_centroids(embeddings, labels.long().unsqueeze(0), valid.unsqueeze(0), k)[0]
+                .float()
+                .cpu()
+                .numpy()
+            )
             self._inputs = None
         return self._values
 
@@ -89,10 +100,15 @@ def separate_window_batch(separator, waveforms: list, n_speakers: int, centroids
     if centroids and mask_head:
         # Owned copies of each window's part (not views), so a kept window does not keep the whole batch.
         window_centroids = [
-            WindowCentroids(separator=separator, hidden=batch["hidden"][i, :n].clone(),
-                            labels=labels[i, :n].to(torch.uint8 if k <= 255 else torch.long),
-                            valid=batch["valid"][i, :n].clone(), k=k)
-            for i, n in enumerate(batch["frame_counts"])]
+            WindowCentroids(
+                separator=separator,
+                hidden=batch["hidden"][i, :n].clone(),
+                labels=labels[i, :n].to(torch.uint8 if k <= 255 else torch.long),
+                valid=batch["valid"][i, :n].clone(),
+                k=k,
+            )
+            for i, n in enumerate(batch["frame_counts"])
+        ]
     elif centroids:
         values = cluster_centroids(batch["embeddings"], labels, batch["valid"], k).float().cpu().numpy()
         window_centroids = [WindowCentroids(item) for item in values]

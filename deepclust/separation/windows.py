@@ -33,8 +33,10 @@ class WindowConfig(JsonableConfig):
         if self.window_seconds <= 0:
             raise ValueError(f"window_seconds must be > 0, got {self.window_seconds}")
         if not 0 < self.overlap_seconds <= self.window_seconds / 2:
-            raise ValueError(f"overlap_seconds must be in (0, window_seconds / 2], got {self.overlap_seconds}"
-                             f" for a {self.window_seconds} s window")
+            raise ValueError(
+                f"overlap_seconds must be in (0, window_seconds / 2], got {self.overlap_seconds}"
+                f" for a {self.window_seconds} s window"
+            )
         if self.windows_per_batch < 1:
             raise ValueError(f"windows_per_batch must be >= 1, got {self.windows_per_batch}")
         if self.context_seconds < 0:

@@ -58,8 +58,9 @@ def corpus_source_fingerprint(config) -> list:
     Hashing every byte of WSJ0 (GBs) on each run would cost minutes; size and mtime (or an object's ETag)
     change whenever a file is replaced. The demo corpus is made by the library itself: its parameters suffice.
     """
-    return sorted([root, rel, identity] for root in _roots(config)
-                  for rel, identity in storage.content_identities(root).items())
+    return sorted(
+        [root, rel, identity] for root in _roots(config) for rel, identity in storage.content_identities(root).items()
+    )
 
 
 def _content_ids(paths, fingerprint: list) -> list[str]:
@@ -84,14 +85,19 @@ def corpus_unit(plan, unit) -> dict:
     elif config.name == "sources":
         kwargs = {"sources": config.sources, "test_speakers": config.test_speakers, "seed": config.seed}
     else:
-        kwargs = {"root": config.root, "pattern": config.pattern or "librispeech",
-                  "test_speakers": config.test_speakers, "seed": config.seed}
+        kwargs = {
+            "root": config.root,
+            "pattern": config.pattern or "librispeech",
+            "test_speakers": config.test_speakers,
+            "seed": config.seed,
+        }
     manifest = prepare_corpus(config.name, **kwargs)
     errors = list(manifest.attrs.get("errors", []))
     manifest.attrs = {}
     # The demo's audio is a function of its parameters (in the key); an external file's is its content identity.
-    manifest["content_id"] = "" if config.name == "demo" else _content_ids(manifest["path"],
-                                                                            plan.stage.params["source"])
+    manifest["content_id"] = (
+        "" if config.name == "demo" else _content_ids(manifest["path"], plan.stage.params["source"])
+    )
     storage.write_parquet(manifest, plan.stage.path("utterances.parquet"))
     return {"rows": int(len(manifest)), "errors": errors}
 
@@ -99,8 +105,12 @@ def corpus_unit(plan, unit) -> dict:
 def corpus_finish(plan, results):
     """The utterance manifest, with its speaker and utterance counts, hours and unreadable files."""
     manifest = storage.read_parquet(plan.stage.path("utterances.parquet"))
-    info = {"speakers": int(manifest["speaker"].nunique()), "utterances": int(len(manifest)),
-            "hours": float(manifest["duration"].sum() / 3600), "unreadable": results[0].get("errors", [])}
+    info = {
+        "speakers": int(manifest["speaker"].nunique()),
+        "utterances": int(len(manifest)),
+        "hours": float(manifest["duration"].sum() / 3600),
+        "unreadable": results[0].get("errors", []),
+    }
     return manifest, info
 
 

@@ -12,8 +12,15 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.manifests import read_manifest
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
-                                    execution_only, recipe_params)
+from deepclust.pipeline.plan import (
+    StageDefinition,
+    StagePlan,
+    concat_parts,
+    config_dict,
+    config_of,
+    execution_only,
+    recipe_params,
+)
 from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import resolve_outputs
 
@@ -21,26 +28,39 @@ from deepclust.separation.inputs import resolve_outputs
 @dataclass
 class EvaluateConfig:
     """The recipe's evaluation stage: metric backend, oracle masks scored beside the model, mixtures per unit."""
+
     backend: str = "fast"  # "fast" (agrees with mir_eval within 0.01 dB) or "mir_eval"
     oracles: tuple[str, ...] = ("ibm", "irm")
     unit_size: int = execution_only(100)  # mixtures per work unit: how the work is cut, not what it computes
 
 
-def plan_evaluation(run_root: str, separation_manifest_url: str, mixture_manifest_url: str,
-                    config: EvaluateConfig) -> StagePlan:
+def plan_evaluation(
+    run_root: str, separation_manifest_url: str, mixture_manifest_url: str, config: EvaluateConfig
+) -> StagePlan:
     """Units: batches of the separated mixtures. The separation manifest is the recipe's separation stage's or
     ``deepclust separate --input <mixture manifest>``'s (the same schema): its rows name their ``mixture_id``."""
     separated = read_manifest(separation_manifest_url, "separation")
     known = set(read_manifest(mixture_manifest_url, "mixture")["mixture_id"])
     ids = [m for m in separated["mixture_id"] if m]
     if not ids or not set(ids) <= known:
-        raise ValueError(f"{separation_manifest_url}: its rows do not name mixtures of {mixture_manifest_url}; "
-                         "separate the mixture manifest itself (deepclust separate --input MIXTURES.parquet)")
-    stage = make_stage(run_root, "evaluate", {"config": recipe_params(config)}, [separation_manifest_url, mixture_manifest_url])
+        raise ValueError(
+            f"{separation_manifest_url}: its rows do not name mixtures of {mixture_manifest_url}; "
+            "separate the mixture manifest itself (deepclust separate --input MIXTURES.parquet)"
+        )
+    stage = make_stage(
+        run_root, "evaluate", {"config": recipe_params(config)}, [separation_manifest_url, mixture_manifest_url]
+    )
     units = [{"id": unit_id, "mixture_ids": chunk} for unit_id, chunk in range_units(ids, config.unit_size)]
-    return StagePlan(stage, STAGE, units,
-                     {"config": config_dict(config), "separation_manifest_url": separation_manifest_url,
-                      "mixture_manifest_url": mixture_manifest_url})
+    return StagePlan(
+        stage,
+        STAGE,
+        units,
+        {
+            "config": config_dict(config),
+            "separation_manifest_url": separation_manifest_url,
+            "mixture_manifest_url": mixture_manifest_url,
+        },
+    )
 
 
 def evaluate_unit(plan, unit) -> dict:
@@ -55,11 +75,17 @@ def evaluate_unit(plan, unit) -> dict:
     separated = read_manifest(plan.context["separation_manifest_url"], "separation").set_index("mixture_id")
     chosen = mixtures[mixtures["mixture_id"].isin(unit["mixture_ids"])]
     base = storage.parent(plan.context["separation_manifest_url"])  # outputs are recorded relative to it
-    estimates = {mid: resolve_outputs(base, separated.loc[mid, "outputs"]) for mid in unit["mixture_ids"]
-                 if separated.loc[mid, "status"] == "done"}
+    estimates = {
+        mid: resolve_outputs(base, separated.loc[mid, "outputs"])
+        for mid in unit["mixture_ids"]
+        if separated.loc[mid, "status"] == "done"
+    }
     results = evaluate_mixtures(chosen, estimates, oracles=config.oracles, backend=config.backend)
-    training_speakers = set(np.concatenate(mixtures.loc[mixtures["split"] == "tr", "speakers"].to_numpy())) \
-        if (mixtures["split"] == "tr").any() else set()
+    training_speakers = (
+        set(np.concatenate(mixtures.loc[mixtures["split"] == "tr", "speakers"].to_numpy()))
+        if (mixtures["split"] == "tr").any()
+        else set()
+    )
     results["condition"] = [speaker_condition(s, training_speakers) for s in results["speakers"]]
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(results, part)
@@ -155,12 +181,12 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
         base = storage.parent(plan.context["separation_manifest_url"])
         urls = resolve_outputs(base, separated.loc[mixture_id, "outputs"])
         outputs = [read_audio(url, target_sr=rate)[0] for url in urls]
-        magnitudes = np.abs(stft_np(np.stack([o[:len(mixture)] for o in outputs]), config))  # (K, frames, freq)
+        magnitudes = np.abs(stft_np(np.stack([o[: len(mixture)] for o in outputs]), config))  # (K, frames, freq)
         masks = magnitudes / np.maximum(magnitudes.sum(0, keepdims=True), 1e-8)
         log_mag = np.log(np.abs(stft_np(mixture, config)) + 1e-6)  # (frames, freq)
         png = plan.stage.path("figures", f"masks-{mixture_id}.png")
         # No title: the report's heading names the mixture (and a long id would cover the panel titles).
-        figures[f"Masks: {mixture_id}"] = plot_masks(log_mag, masks[:, :log_mag.shape[0]], png)
+        figures[f"Masks: {mixture_id}"] = plot_masks(log_mag, masks[:, : log_mag.shape[0]], png)
     return figures
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
-                                    recipe_params)
 from deepclust.manifests import read_manifest
+from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, config_dict, config_of, recipe_params
 from deepclust.pipeline.store import make_stage
 
 
@@ -20,13 +19,16 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
     """
     from deepclust.features.extract import plan_shards
 
-    stage = make_stage(run_root, "features", {"config": recipe_params(config), "splits": list(splits)}, [mixture_manifest_url])
+    stage = make_stage(
+        run_root, "features", {"config": recipe_params(config), "splits": list(splits)}, [mixture_manifest_url]
+    )
     mixtures = read_manifest(mixture_manifest_url, "mixture")
     # The library's one shard plan; a unit is named by its shard (``tr-00000``), as its shard file is.
-    units = [{"id": _shard_name(shard_url), "split": split, "mixture_ids": list(rows["mixture_id"])}
-             for split, shard_url, rows in plan_shards(mixtures, stage.url, config, splits)]
-    return StagePlan(stage, STAGE, units,
-                     {"config": config_dict(config), "mixture_manifest_url": mixture_manifest_url})
+    units = [
+        {"id": _shard_name(shard_url), "split": split, "mixture_ids": list(rows["mixture_id"])}
+        for split, shard_url, rows in plan_shards(mixtures, stage.url, config, splits)
+    ]
+    return StagePlan(stage, STAGE, units, {"config": config_dict(config), "mixture_manifest_url": mixture_manifest_url})
 
 
 def _shard_name(shard_url: str) -> str:
@@ -49,8 +51,12 @@ def features_unit(plan, unit) -> dict:
     manifest_rows = extract_shard(rows, shard_url, config, stats=stats)
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(pd.DataFrame(manifest_rows), part)
-    return {"part": part, "shard_url": shard_url, "split": unit["split"],
-            "stats": stats.to_dict() if stats is not None and stats.count else None}
+    return {
+        "part": part,
+        "shard_url": shard_url,
+        "split": unit["split"],
+        "stats": stats.to_dict() if stats is not None and stats.count else None,
+    }
 
 
 def features_finish(plan, results):
@@ -66,8 +72,11 @@ def features_finish(plan, results):
     for other in train_stats[1:]:
         merged = merged.merge(other)
     manifest = write_feature_index(rows, plan.stage.url, config_of(plan, FeatureConfig), merged)
-    return manifest, {"shards": len(results), "utterances": int(len(manifest)),
-                      "failed": int((manifest["status"] != "done").sum())}
+    return manifest, {
+        "shards": len(results),
+        "utterances": int(len(manifest)),
+        "failed": int((manifest["status"] != "done").sum()),
+    }
 
 
 STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "feature")

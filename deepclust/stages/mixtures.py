@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from deepclust import storage
-from deepclust.mixing.mix import MixConfig
 from deepclust.manifests import read_manifest
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
-                                    recipe_params)
+from deepclust.mixing.mix import MixConfig
+from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, config_dict, config_of, recipe_params
 from deepclust.pipeline.store import make_stage
 
 
@@ -43,15 +42,24 @@ def plan_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfi
     list_checksums = {}
     if config.mix_lists:
         list_checksums = {split: storage.sha256_of(url) for split, url in sorted(config.mix_lists.items())}
-    stage = make_stage(run_root, "mixtures", {"config": recipe_params(config), "lists": list_checksums}, [corpus_manifest_url])
+    stage = make_stage(
+        run_root, "mixtures", {"config": recipe_params(config), "lists": list_checksums}, [corpus_manifest_url]
+    )
     lists = prepare_mix_lists(stage, corpus_manifest_url, config)  # {list_name: (split, n_speakers, url, count)}
     units = []
     for name, (split, n_speakers, list_url, count) in sorted(lists.items()):
         for index, start in enumerate(range(0, count, config.batch_size)):
-            units.append({"id": f"{name}-{index:04d}", "split": split, "n_speakers": n_speakers,
-                          "list_url": list_url, "start": start, "stop": min(count, start + config.batch_size)})
-    return StagePlan(stage, STAGE, units,
-                     {"config": config_dict(config), "corpus_manifest_url": corpus_manifest_url})
+            units.append(
+                {
+                    "id": f"{name}-{index:04d}",
+                    "split": split,
+                    "n_speakers": n_speakers,
+                    "list_url": list_url,
+                    "start": start,
+                    "stop": min(count, start + config.batch_size),
+                }
+            )
+    return StagePlan(stage, STAGE, units, {"config": config_dict(config), "corpus_manifest_url": corpus_manifest_url})
 
 
 def prepare_mix_lists(stage, corpus_manifest_url: str, config) -> dict:
@@ -82,8 +90,9 @@ def prepare_mix_lists(stage, corpus_manifest_url: str, config) -> dict:
         names = {split: f"mix_{n_speakers}_spk_{split}" for split in splits}
         targets = {split: stage.path("lists", f"{names[split]}.txt") for split in splits}
         if not all(storage.exists(t) for t in targets.values()):
-            generated = generate_mix_lists(corpus, n_speakers=n_speakers, sizes=sizes, scale=config.scale,
-                                           seed=config.seed + 1000 * n_speakers)
+            generated = generate_mix_lists(
+                corpus, n_speakers=n_speakers, sizes=sizes, scale=config.scale, seed=config.seed + 1000 * n_speakers
+            )
             for split in splits:
                 write_mix_list(generated[split], targets[split])
         for split in splits:
@@ -117,12 +126,20 @@ def mixtures_unit(plan, unit) -> dict:
 
     config = config_of(plan, MixStageConfig)
     corpus = read_manifest(plan.context["corpus_manifest_url"], "corpus")
-    entries = read_mix_list(unit["list_url"])[unit["start"]:unit["stop"]]
+    entries = read_mix_list(unit["list_url"])[unit["start"] : unit["stop"]]
     mix_config = MixConfig(sample_rate=config.sample_rate, mode=config.mode, n_speakers=unit["n_speakers"])
-    manifest = create_mixtures(entries, unit["split"], plan.stage.url, mix_config,
-                               path_resolver=_path_resolver(corpus), corpus_manifest=corpus, write_manifest=False)
-    manifest["sha256"] = [storage.sha256_of(p) if s == "done" else ""
-                          for p, s in zip(manifest["mixture_path"], manifest["status"])]
+    manifest = create_mixtures(
+        entries,
+        unit["split"],
+        plan.stage.url,
+        mix_config,
+        path_resolver=_path_resolver(corpus),
+        corpus_manifest=corpus,
+        write_manifest=False,
+    )
+    manifest["sha256"] = [
+        storage.sha256_of(p) if s == "done" else "" for p, s in zip(manifest["mixture_path"], manifest["status"])
+    ]
     part = plan.stage.path("parts", f"{unit['id']}.parquet")
     storage.write_parquet(manifest, part)
     return {"part": part, "rows": int(len(manifest)), "failed": int((manifest["status"] != "done").sum())}
@@ -132,8 +149,10 @@ def mixtures_finish(plan, results):
     """The mixture manifest from the parts, with the count per split and speaker count and the failures."""
     manifest = concat_parts(results)
     counts = manifest.groupby(["split", "num_speakers"]).size()
-    info = {"mixtures": {f"{s}/{n}spk": int(c) for (s, n), c in counts.items()},
-            "failed": int((manifest["status"] != "done").sum())}
+    info = {
+        "mixtures": {f"{s}/{n}spk": int(c) for (s, n), c in counts.items()},
+        "failed": int((manifest["status"] != "done").sum()),
+    }
     return manifest, info
 
 

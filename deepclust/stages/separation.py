@@ -13,8 +13,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from deepclust import storage
-from deepclust.pipeline.plan import (StageDefinition, StagePlan, concat_parts, config_dict, config_of,
-                                    execution_only, recipe_params)
+from deepclust.pipeline.plan import (
+    StageDefinition,
+    StagePlan,
+    concat_parts,
+    config_dict,
+    config_of,
+    execution_only,
+    recipe_params,
+)
 from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import assign_output_stems, inputs_from_mixtures
 from deepclust.separation.long import WindowConfig
@@ -43,19 +50,28 @@ class SeparateConfig:
     splits: tuple[str, ...] = ("tt",)
 
 
-def plan_separation(run_root: str, model_manifest_url: str, mixture_manifest_url: str,
-                    config: SeparateConfig) -> StagePlan:
+def plan_separation(
+    run_root: str, model_manifest_url: str, mixture_manifest_url: str, config: SeparateConfig
+) -> StagePlan:
     """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows), named by their range."""
-    stage = make_stage(run_root, "separate", {"config": recipe_params(config)},
-                       [model_manifest_url, mixture_manifest_url])
+    stage = make_stage(
+        run_root, "separate", {"config": recipe_params(config)}, [model_manifest_url, mixture_manifest_url]
+    )
     items = inputs_from_mixtures(mixture_manifest_url, tuple(config.splits)).to_dict("records")
     stems = assign_output_stems([item["relative_path"] for item in items])
     for item in items:
         item["output_stem"] = stems[item["relative_path"]]
     units = [{"id": unit_id, "items": chunk} for unit_id, chunk in range_units(items, config.unit_size)]
-    return StagePlan(stage, STAGE, units,
-                     {"config": config_dict(config), "model_manifest_url": model_manifest_url,
-                      "mixture_manifest_url": mixture_manifest_url})
+    return StagePlan(
+        stage,
+        STAGE,
+        units,
+        {
+            "config": config_dict(config),
+            "model_manifest_url": model_manifest_url,
+            "mixture_manifest_url": mixture_manifest_url,
+        },
+    )
 
 
 def separate_unit(plan, unit) -> dict:
@@ -68,8 +84,9 @@ def separate_unit(plan, unit) -> dict:
     model_url = model_url_of(plan.context["model_manifest_url"])
     separator = cached_separator(model_url, config.device, config.kmeans, config.inference, precision=config.precision)
     # The job-wide settings, with the precision the separator resolved on its own device (what the rows record).
-    job = job_settings(model_url, window_of(config), config.inference, config.kmeans, separator.precision,
-                       device=config.device)
+    job = job_settings(
+        model_url, window_of(config), config.inference, config.kmeans, separator.precision, device=config.device
+    )
     # The job's batch step; a transient fault fails the unit (the driver or Prefect retries it), so a stage is
     # never committed with rows that a retry could have made.
     rows = separate_job_batch(separator, unit["items"], plan.stage.url, job)
@@ -87,9 +104,11 @@ def separate_finish(plan, results):
     """The separation manifest from the parts, with the counts separated and failed and the model manifest used
     (the evaluation report finds the loss curve through it)."""
     manifest = concat_parts(results)
-    return manifest, {"separated": int((manifest["status"] == "done").sum()),
-                      "failed": int((manifest["status"] != "done").sum()),
-                      "model_manifest_url": plan.context["model_manifest_url"]}
+    return manifest, {
+        "separated": int((manifest["status"] == "done").sum()),
+        "failed": int((manifest["status"] != "done").sum()),
+        "model_manifest_url": plan.context["model_manifest_url"],
+    }
 
 
 STAGE = StageDefinition("separate", plan_separation, separate_unit, separate_finish, "separation")

@@ -4,7 +4,6 @@ checkpoints inside the stage folder), its history and loss curve.
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from deepclust import storage
@@ -14,11 +13,22 @@ from deepclust.pipeline.store import make_stage
 
 def plan_training(run_root: str, feature_manifest_url: str, model_config, train_config) -> StagePlan:
     """One unit: training resumes from its own checkpoints inside the stage folder."""
-    stage = make_stage(run_root, "train", {"model": recipe_params(model_config), "train": recipe_params(train_config)},
-                       [feature_manifest_url])
-    return StagePlan(stage, STAGE, [{"id": "train"}],
-                     {"model": config_dict(model_config), "train": config_dict(train_config),
-                      "feature_manifest_url": feature_manifest_url})
+    stage = make_stage(
+        run_root,
+        "train",
+        {"model": recipe_params(model_config), "train": recipe_params(train_config)},
+        [feature_manifest_url],
+    )
+    return StagePlan(
+        stage,
+        STAGE,
+        [{"id": "train"}],
+        {
+            "model": config_dict(model_config),
+            "train": config_dict(train_config),
+            "feature_manifest_url": feature_manifest_url,
+        },
+    )
 
 
 def train_unit(plan, unit) -> dict:
@@ -29,9 +39,13 @@ def train_unit(plan, unit) -> dict:
 
     model_config, train_config = config_of(plan, ModelConfig, "model"), config_of(plan, TrainConfig, "train")
     outcome = train(plan.context["feature_manifest_url"], plan.stage.url, model_config, train_config, resume=True)
-    return {"model_url": outcome["model_url"], "best_val_loss": float(outcome["best_val_loss"]),
-            "initial_val_loss": outcome.get("initial_val_loss"), "epochs": len(outcome["history"]),
-            "stopped_reason": outcome.get("stopped_reason")}
+    return {
+        "model_url": outcome["model_url"],
+        "best_val_loss": float(outcome["best_val_loss"]),
+        "initial_val_loss": outcome.get("initial_val_loss"),
+        "epochs": len(outcome["history"]),
+        "stopped_reason": outcome.get("stopped_reason"),
+    }
 
 
 def train_finish(plan, results):
@@ -40,12 +54,23 @@ def train_finish(plan, results):
 
     result = results[0]
     history_url = plan.stage.path("history.csv")
-    curve = (plot_loss_curve(history_url, plan.stage.path("loss_curve.png"), result.get("initial_val_loss"))
-             if storage.exists(history_url) else None)
-    manifest = pd.DataFrame([{"model_url": storage.absolute(result["model_url"]),
-                              "sha256": storage.sha256_of(result["model_url"]),
-                              "best_val_loss": result["best_val_loss"], "epochs": result["epochs"],
-                              "history_url": storage.absolute(history_url), "loss_curve_png": curve or ""}])
+    curve = (
+        plot_loss_curve(history_url, plan.stage.path("loss_curve.png"), result.get("initial_val_loss"))
+        if storage.exists(history_url)
+        else None
+    )
+    manifest = pd.DataFrame(
+        [
+            {
+                "model_url": storage.absolute(result["model_url"]),
+                "sha256": storage.sha256_of(result["model_url"]),
+                "best_val_loss": result["best_val_loss"],
+                "epochs": result["epochs"],
+                "history_url": storage.absolute(history_url),
+                "loss_curve_png": curve or "",
+            }
+        ]
+    )
     return manifest, result
 
 

@@ -63,8 +63,13 @@ class AugmentConfig(JsonableConfig):
     telephone_share: float = 0.4
 
     def __post_init__(self):
-        for name in ("room_probability", "noise_probability", "channel_probability", "coloured_noise_share",
-                     "telephone_share"):
+        for name in (
+            "room_probability",
+            "noise_probability",
+            "channel_probability",
+            "coloured_noise_share",
+            "telephone_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.rt60_range[0] <= self.rt60_range[1]:
@@ -127,7 +132,7 @@ def _coloured_noise(rng: np.random.Generator, samples: int) -> np.ndarray:
     frequencies = np.arange(spectrum.size, dtype=np.float64)
     frequencies[0] = 1.0
     noise = np.fft.irfft(spectrum / frequencies ** (exponent / 2), samples)
-    return noise / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
+    return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
 
 
 class Augmenter:
@@ -137,8 +142,11 @@ class Augmenter:
 
     def __init__(self, config: AugmentConfig, sample_rate: int, max_talkers: int, seed: int = 0):
         self.config, self.sample_rate = config, int(sample_rate)
-        self.noise = _noise_clips(config.noise_root, self.sample_rate) if (
-            config.noise_probability and config.noise_root) else []
+        self.noise = (
+            _noise_clips(config.noise_root, self.sample_rate)
+            if (config.noise_probability and config.noise_root)
+            else []
+        )
         self.rooms = _room_bank(config, self.sample_rate, max_talkers, seed) if config.room_probability else []
         self.early = int(round(config.early_ms / 1000 * self.sample_rate))
 
@@ -151,9 +159,9 @@ class Augmenter:
         for k, source in enumerate(sources):
             rir = room[k]
             direct = int(np.argmax(np.abs(rir)))
-            early = rir[:direct + self.early]
+            early = rir[: direct + self.early]
             # Scale so that the target keeps the source's level (the mixing rules' levels stay true).
-            scale = 1.0 / max(float(np.sqrt(np.sum(early ** 2))), 1e-12)
+            scale = 1.0 / max(float(np.sqrt(np.sum(early**2))), 1e-12)
             images[k] = sps.fftconvolve(source, rir * scale)[:samples]
             targets[k] = sps.fftconvolve(source, early * scale)[:samples]
         return images, targets
@@ -163,22 +171,28 @@ class Augmenter:
             clip = self.noise[int(rng.integers(len(self.noise)))]
             start = int(rng.integers(clip.size))
             repeats = math.ceil((start + samples) / clip.size)
-            return np.tile(clip, repeats)[start:start + samples].astype(np.float64)
+            return np.tile(clip, repeats)[start : start + samples].astype(np.float64)
         return _coloured_noise(rng, samples)
 
     def _channel(self, rng) -> np.ndarray:
         """Second-order sections of a random band limit followed by a smooth EQ (as one filter)."""
         from scipy import signal as sps
+
         nyquist = self.sample_rate / 2
         if rng.uniform() < self.config.telephone_share:
             low, high = 300.0, min(3400.0, 0.95 * nyquist)
         else:
             low, high = rng.uniform(50, 300), min(rng.uniform(2500, 4000), 0.95 * nyquist)
-        sections = [sps.butter(2, low, "highpass", fs=self.sample_rate, output="sos"),
-                    sps.butter(4, high, "lowpass", fs=self.sample_rate, output="sos")]
+        sections = [
+            sps.butter(2, low, "highpass", fs=self.sample_rate, output="sos"),
+            sps.butter(4, high, "lowpass", fs=self.sample_rate, output="sos"),
+        ]
         for _ in range(int(rng.integers(1, 4))):  # one to three peaking bands
-            centre, gain_db, q = rng.uniform(200, 0.9 * high), rng.uniform(-self.config.eq_db, self.config.eq_db), \
-                rng.uniform(0.7, 2.0)
+            centre, gain_db, q = (
+                rng.uniform(200, 0.9 * high),
+                rng.uniform(-self.config.eq_db, self.config.eq_db),
+                rng.uniform(0.7, 2.0),
+            )
             sections.append(_peaking(centre, gain_db, q, self.sample_rate))
         return np.concatenate(sections)
 
@@ -192,7 +206,7 @@ class Augmenter:
             mixture_parts, targets = self._reverberate(rng, sources)
         mixture = mixture_parts.sum(0)
         if rng.uniform() < config.noise_probability:
-            speech_power = float(np.mean(mixture ** 2))
+            speech_power = float(np.mean(mixture**2))
             if speech_power > 0:
                 snr_db = float(rng.uniform(*config.snr_db_range))
                 mixture = mixture + self._noise(rng, mixture.size) * math.sqrt(speech_power / 10 ** (snr_db / 10))

@@ -72,8 +72,9 @@ class TorchDistributedReplicas(Replicas):
 
     def mean(self, value: float) -> float:
         """``value`` averaged over all processes (on the GPU under nccl, which reduces CUDA tensors only)."""
-        tensor = torch.tensor([float(value)], dtype=torch.float64,
-                              device=self.device if dist.get_backend() == "nccl" else "cpu")
+        tensor = torch.tensor(
+            [float(value)], dtype=torch.float64, device=self.device if dist.get_backend() == "nccl" else "cpu"
+        )
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
@@ -106,17 +107,29 @@ def init_process_group(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def train_distributed(feature_manifest_url: str, out_url: str, model_config: ModelConfig,
-                      train_config: TrainConfig, device: torch.device, resume: bool = True) -> dict:
+def train_distributed(
+    feature_manifest_url: str,
+    out_url: str,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    device: torch.device,
+    resume: bool = True,
+) -> dict:
     """``train`` in every process of an initialised process group; see the module docstring."""
     replicas = TorchDistributedReplicas(device)
     config = TrainConfig.from_dict({**train_config.to_dict(), "device": str(device)})
     result = train(feature_manifest_url, out_url, model_config, config, resume=resume, replicas=replicas)
-    record = {"rank": replicas.rank, "world_size": replicas.world_size, "backend": dist.get_backend(),
-              "device": str(device), "epochs": result["epochs"], "global_step": result["global_step"],
-              "best_val_loss": result["best_val_loss"],
-              "parameter_checksum": parameter_checksum(replicas.trained.module),
-              "trained_on": {str(k): v for k, v in replicas.seen.items()}}
+    record = {
+        "rank": replicas.rank,
+        "world_size": replicas.world_size,
+        "backend": dist.get_backend(),
+        "device": str(device),
+        "epochs": result["epochs"],
+        "global_step": result["global_step"],
+        "best_val_loss": result["best_val_loss"],
+        "parameter_checksum": parameter_checksum(replicas.trained.module),
+        "trained_on": {str(k): v for k, v in replicas.seen.items()},
+    }
     storage.write_json(record, storage.join(out_url, "ranks", f"rank-{replicas.rank}.json"))
     replicas.barrier()
     return {**result, "rank": replicas.rank, "world_size": replicas.world_size}
@@ -125,8 +138,9 @@ def train_distributed(feature_manifest_url: str, out_url: str, model_config: Mod
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options of the torchrun entry point; defaults from ``ModelConfig`` and ``TrainConfig``."""
     model, training = ModelConfig(), TrainConfig()
-    parser = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m deepclust.training.distributed",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="torchrun --nproc-per-node N -m deepclust.training.distributed", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--features", required=True, help="feature manifest.parquet (or its folder)")
     parser.add_argument("--out", required=True, help="folder or s3:// prefix for model.pt, checkpoints/, history.csv")
     parser.add_argument("--hidden", type=int, default=model.hidden)
@@ -139,8 +153,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=training.patience)
     parser.add_argument("--learning-rate", type=float, default=training.learning_rate)
     parser.add_argument("--seed", type=int, default=training.seed)
-    parser.add_argument("--device", default="auto",
-                        help="auto or cuda: cuda:LOCAL_RANK (nccl) when CUDA is available; cpu: gloo")
+    parser.add_argument(
+        "--device", default="auto", help="auto or cuda: cuda:LOCAL_RANK (nccl) when CUDA is available; cpu: gloo"
+    )
     parser.add_argument("--max-train-seconds", type=float, default=None)
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints/last.pt exists")
     return parser.parse_args(argv)
@@ -150,19 +165,33 @@ def main(argv=None) -> int:
     """torchrun entry point: train as one process of the group; rank 0 prints the outcome as one JSON line."""
     args = parse_args(argv)
     model_config = ModelConfig(hidden=args.hidden, layers=args.layers, emb_dim=args.emb_dim)
-    train_config = TrainConfig(batch_size=args.batch_size, chunk_frames=args.chunk_frames,
-                               steps_per_epoch=args.steps_per_epoch, max_epochs=args.max_epochs,
-                               patience=args.patience, learning_rate=args.learning_rate, seed=args.seed,
-                               device=args.device, max_train_seconds=args.max_train_seconds)
+    train_config = TrainConfig(
+        batch_size=args.batch_size,
+        chunk_frames=args.chunk_frames,
+        steps_per_epoch=args.steps_per_epoch,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        device=args.device,
+        max_train_seconds=args.max_train_seconds,
+    )
     device = init_process_group(args.device)
     try:
-        result = train_distributed(args.features, args.out, model_config, train_config, device,
-                                   resume=not args.no_resume)
+        result = train_distributed(
+            args.features, args.out, model_config, train_config, device, resume=not args.no_resume
+        )
     finally:
         dist.destroy_process_group()
     if result["rank"] == 0:
-        print(json.dumps({k: result[k] for k in ("model_url", "epochs", "global_step", "best_val_loss",
-                                                  "stopped_reason", "world_size")}))
+        print(
+            json.dumps(
+                {
+                    k: result[k]
+                    for k in ("model_url", "epochs", "global_step", "best_val_loss", "stopped_reason", "world_size")
+                }
+            )
+        )
     return 0
 
 

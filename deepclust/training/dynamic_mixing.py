@@ -32,7 +32,7 @@ from deepclust.mixing.mix import PEAK_AFTER_SCALING
 from deepclust.mixing.p56 import active_level
 from deepclust.model.chimera_loss import phase_sensitive_targets
 from deepclust.pipeline.plan import JsonableConfig
-from deepclust.training.augment import Augmenter, AugmentConfig
+from deepclust.training.augment import AugmentConfig, Augmenter
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,15 @@ class SourcePool:
         """Total length of the utterances held, in seconds."""
         return sum(w.size for w in self.waveforms) / self.sample_rate
 
-    def draw(self, rng: np.random.Generator, n_speakers: int, samples: int, max_snr_db: float,
-             gain_db_range: tuple[float, float], augment: "Augmenter | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    def draw(
+        self,
+        rng: np.random.Generator,
+        n_speakers: int,
+        samples: int,
+        max_snr_db: float,
+        gain_db_range: tuple[float, float],
+        augment: "Augmenter | None" = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One mixture ``(samples,)`` and its talkers' targets ``(K, samples)``, float32, levels applied.
 
         Without ``augment`` the mixture is the targets' sum; with it, the mixture may hold a room's
@@ -147,11 +154,11 @@ class SourcePool:
             waveform = self.waveforms[utterance]
             if waveform.size >= samples:  # a random crop
                 start = int(rng.integers(0, waveform.size - samples + 1))
-                crop, offset = waveform[start:start + samples], 0
+                crop, offset = waveform[start : start + samples], 0
             else:  # a short utterance at a random place in the crop, silence around it
                 crop, offset = waveform, int(rng.integers(0, samples - waveform.size + 1))
             scale = 10 ** (gains_db[k] / 20) / math.sqrt(self.levels[utterance])
-            sources[k, offset:offset + crop.size] = crop * scale
+            sources[k, offset : offset + crop.size] = crop * scale
         if augment is not None:
             mixture, sources = augment(rng, sources)
         else:
@@ -161,9 +168,9 @@ class SourcePool:
         gain *= 10 ** (float(rng.uniform(*gain_db_range)) / 20)
         return (mixture * gain).astype(np.float32), (sources * gain).astype(np.float32)
 
-
-    def draw_utterances(self, rng: np.random.Generator, n_speakers: int, max_snr_db: float = 5.0,
-                        mode: str = "min") -> tuple[np.ndarray, list[int]]:
+    def draw_utterances(
+        self, rng: np.random.Generator, n_speakers: int, max_snr_db: float = 5.0, mode: str = "min"
+    ) -> tuple[np.ndarray, list[int]]:
         """A whole-utterance mixture as wsj0-2mix's test set makes it: K distinct speakers, one utterance
         each, truncated to the shortest (``min``) or padded to the longest (``max``), levels as ``draw``,
         scaled to a 0.9 peak. Returns ``(sources (K, samples) float32, utterance indices)``."""
@@ -175,13 +182,22 @@ class SourcePool:
             indices = self.by_speaker[self.speakers[speaker_index]]
             utterances.append(indices[int(rng.integers(len(indices)))])
         gains_db = _gains_db(rng, n_speakers, max_snr_db)
-        _, sources = mix_sources([self.waveforms[u] for u in utterances], gains_db, self.sample_rate, mode,
-                                 levels=[self.levels[u] for u in utterances])
+        _, sources = mix_sources(
+            [self.waveforms[u] for u in utterances],
+            gains_db,
+            self.sample_rate,
+            mode,
+            levels=[self.levels[u] for u in utterances],
+        )
         return sources.astype(np.float32), utterances
 
 
-def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_stats: FeatureStats | None,
-                  mixtures: np.ndarray | None = None) -> dict:
+def mixture_batch(
+    sources: np.ndarray,
+    feature_config: FeatureConfig,
+    feature_stats: FeatureStats | None,
+    mixtures: np.ndarray | None = None,
+) -> dict:
     """Training tensors of a batch of mixtures from their sources ``(batch, K, samples)``.
 
     ``mixtures`` ``(batch, samples)``: the mixtures, when they are not the sources' sum (augmentation:
@@ -199,8 +215,9 @@ def mixture_batch(sources: np.ndarray, feature_config: FeatureConfig, feature_st
     batch, k, samples = sources_t.shape
     given = mixtures is not None
     mixtures = torch.from_numpy(np.ascontiguousarray(mixtures, dtype=np.float32)) if given else sources_t.sum(1)
-    spectra = stft(torch.cat([mixtures.unsqueeze(1), sources_t], 1).reshape(batch * (k + 1), samples),
-                   feature_config.stft)
+    spectra = stft(
+        torch.cat([mixtures.unsqueeze(1), sources_t], 1).reshape(batch * (k + 1), samples), feature_config.stft
+    )
     spectra = spectra.view(batch, k + 1, *spectra.shape[1:])
     mixture_spectra, source_spectra = spectra[:, 0], spectra[:, 1:]
     magnitude, source_magnitude = mixture_spectra.abs(), source_spectra.abs()  # each once: ~20 ms a batch
@@ -234,14 +251,22 @@ class DynamicMixing:
         seed: the validation list and the normalisation statistics derive from it.
     """
 
-    def __init__(self, train_pool: SourcePool, cv_pool: SourcePool, feature_config: FeatureConfig,
-                 config: DynamicMixConfig = DynamicMixConfig(), seed: int = 0,
-                 augment: AugmentConfig = AugmentConfig(), feature_stats: FeatureStats | None = None):
+    def __init__(
+        self,
+        train_pool: SourcePool,
+        cv_pool: SourcePool,
+        feature_config: FeatureConfig,
+        config: DynamicMixConfig = DynamicMixConfig(),
+        seed: int = 0,
+        augment: AugmentConfig = AugmentConfig(),
+        feature_stats: FeatureStats | None = None,
+    ):
         self.train_pool, self.cv_pool = train_pool, cv_pool
         self.feature_config, self.config, self.seed = feature_config, config, int(seed)
         self.augment_config = augment
-        self.augmenter = Augmenter(augment, train_pool.sample_rate, max(config.speaker_counts), seed) \
-            if augment.enabled else None
+        self.augmenter = (
+            Augmenter(augment, train_pool.sample_rate, max(config.speaker_counts), seed) if augment.enabled else None
+        )
         # A warm start keeps its parent's normalisation: the network was trained on those inputs.
         self.feature_stats = feature_stats if feature_stats is not None else self._estimate_stats()
         self._cv_cache: dict[tuple[int, int], list[dict]] = {}
@@ -254,18 +279,22 @@ class DynamicMixing:
         weights = np.asarray(self.config.speaker_count_weights or [1.0] * len(counts), dtype=np.float64)
         return int(counts[int(rng.choice(len(counts), p=weights / weights.sum()))])
 
-    def _draw_batch(self, pool: SourcePool, rng: np.random.Generator, batch_size: int, samples: int,
-                    n_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+    def _draw_batch(
+        self, pool: SourcePool, rng: np.random.Generator, batch_size: int, samples: int, n_speakers: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(mixtures (batch, samples), sources (batch, K, samples))``."""
-        drawn = [pool.draw(rng, n_speakers, samples, self.config.max_snr_db, self.config.gain_db_range,
-                           self.augmenter) for _ in range(batch_size)]
+        drawn = [
+            pool.draw(rng, n_speakers, samples, self.config.max_snr_db, self.config.gain_db_range, self.augmenter)
+            for _ in range(batch_size)
+        ]
         return np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
 
     def _batch(self, drawn: tuple[np.ndarray, np.ndarray], feature_stats) -> dict:
         mixtures, sources = drawn
         # Unaugmented mixtures are their sources' sum: computed as before, bit for bit.
-        return mixture_batch(sources, self.feature_config, feature_stats,
-                             mixtures if self.augmenter is not None else None)
+        return mixture_batch(
+            sources, self.feature_config, feature_stats, mixtures if self.augmenter is not None else None
+        )
 
     def _estimate_stats(self) -> FeatureStats:
         """Per-bin mean/std of log magnitudes over ``stats_mixtures`` seeded training mixtures."""
@@ -278,8 +307,9 @@ class DynamicMixing:
             running.update(batch["log_mag"].flatten(0, 1).numpy())
         return running.result()
 
-    def training_batches(self, seed_sequence: list[int], chunk_frames: int, batch_size: int,
-                         steps: int) -> Iterator[dict]:
+    def training_batches(
+        self, seed_sequence: list[int], chunk_frames: int, batch_size: int, steps: int
+    ) -> Iterator[dict]:
         """``steps`` batches of fresh mixtures of ``chunk_frames`` frames; batch i depends on
         ``(*seed_sequence, i)`` only."""
         samples = (chunk_frames - 1) * self._hop()  # gives exactly chunk_frames centred frames
@@ -303,8 +333,9 @@ class DynamicMixing:
                 n = min(n, len(self.cv_pool.speakers))
                 for start in range(0, share, batch_size):
                     size = min(batch_size, share - start)
-                    batches.append(self._batch(self._draw_batch(self.cv_pool, rng, size, samples, n),
-                                               self.feature_stats))
+                    batches.append(
+                        self._batch(self._draw_batch(self.cv_pool, rng, size, samples, n), self.feature_stats)
+                    )
             self._cv_cache = {key: batches}  # one chunk length at a time
         return self._cv_cache[key]
 

@@ -32,12 +32,20 @@ STEPS_PER_EPOCH = 200
 BATCH_SIZE = 16
 
 
-def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: ModelConfig,
-                  train_config: TrainConfig, mix_config: DynamicMixConfig = DynamicMixConfig(),
-                  feature_config: FeatureConfig = FeatureConfig(), resume: bool = True,
-                  progress: Callable[[dict], None] | None = None, provenance: dict | None = None,
-                  augment: AugmentConfig = AugmentConfig(), init_from: str | None = None,
-                  replicas: Replicas | None = None) -> dict:
+def train_dynamic(
+    corpus_manifest: pd.DataFrame,
+    out_url: str,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    mix_config: DynamicMixConfig = DynamicMixConfig(),
+    feature_config: FeatureConfig = FeatureConfig(),
+    resume: bool = True,
+    progress: Callable[[dict], None] | None = None,
+    provenance: dict | None = None,
+    augment: AugmentConfig = AugmentConfig(),
+    init_from: str | None = None,
+    replicas: Replicas | None = None,
+) -> dict:
     """Train on fresh mixtures of the manifest's "train" speakers; see ``fit`` for the outputs.
 
     Writes ``corpus.parquet`` (the manifest, with a ``role`` column: train / cv / test) beside the model.
@@ -52,8 +60,11 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     train_rows = corpus_manifest[corpus_manifest["subset"] == "train"]
     test_speakers = sorted(set(corpus_manifest.loc[corpus_manifest["subset"] != "train", "speaker"]))
     train_speakers, cv_speakers = split_cv_speakers(train_rows["speaker"], mix_config.cv_fraction, train_config.seed)
-    roles = {**{s: "train" for s in train_speakers}, **{s: "cv" for s in cv_speakers},
-             **{s: "test" for s in test_speakers}}
+    roles = {
+        **{s: "train" for s in train_speakers},
+        **{s: "cv" for s in cv_speakers},
+        **{s: "test" for s in test_speakers},
+    }
     if replicas.writes:
         storage.makedirs(out_url)
         with_roles = corpus_manifest.assign(role=corpus_manifest["speaker"].map(roles))
@@ -62,8 +73,13 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
     sample_rate = feature_config.stft.sample_rate
     train_pool = SourcePool(train_rows[train_rows["speaker"].isin(train_speakers)], sample_rate)
     cv_pool = SourcePool(train_rows[train_rows["speaker"].isin(cv_speakers)], sample_rate)
-    log.info("dynamic mixing: %d training speakers (%.0f s), %d cv speakers (%.0f s)",
-             len(train_pool.speakers), train_pool.seconds, len(cv_pool.speakers), cv_pool.seconds)
+    log.info(
+        "dynamic mixing: %d training speakers (%.0f s), %d cv speakers (%.0f s)",
+        len(train_pool.speakers),
+        train_pool.seconds,
+        len(cv_pool.speakers),
+        cv_pool.seconds,
+    )
     parent_stats, parent_model = None, None
     if init_from:
         parent_model = ParentModel.read(init_from)  # read once: fit warm-starts from the same object
@@ -71,13 +87,22 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
         heard = set(parent.extra.get("training_speakers", [])) | set(parent.extra.get("cv_speakers", []))
         leaked = sorted(heard & set(test_speakers))
         if leaked:
-            raise ValueError(f"{init_from} trained on {len(leaked)} speakers this corpus holds out "
-                             f"(e.g. {leaked[:3]}): its test figures would not be on unheard people")
+            raise ValueError(
+                f"{init_from} trained on {len(leaked)} speakers this corpus holds out "
+                f"(e.g. {leaked[:3]}): its test figures would not be on unheard people"
+            )
         if parent.feature_config and FeatureConfig.from_dict(parent.feature_config) != feature_config:
             raise ValueError(f"{init_from}: its features ({parent.feature_config}) differ from this run's")
         parent_stats = parent.feature_stats
-    source = DynamicMixing(train_pool, cv_pool, feature_config, mix_config, seed=train_config.seed,
-                           augment=augment, feature_stats=parent_stats)
+    source = DynamicMixing(
+        train_pool,
+        cv_pool,
+        feature_config,
+        mix_config,
+        seed=train_config.seed,
+        augment=augment,
+        feature_stats=parent_stats,
+    )
     extra = {
         **(provenance or {}),
         "recipe": "dynamic-mixing",
@@ -91,6 +116,18 @@ def train_dynamic(corpus_manifest: pd.DataFrame, out_url: str, model_config: Mod
         "skipped_sources": [list(e) for e in train_pool.errors + cv_pool.errors],
         "processes": replicas.world_size,  # data-parallel: the effective batch is this times the batch size
     }
-    return fit([], [], out_url, model_config, train_config, feature_stats=source.feature_stats,
-               feature_config=feature_config.to_dict(), resume=resume, progress=progress,
-               batch_source=source, extra=extra, init_from=parent_model, replicas=replicas)
+    return fit(
+        [],
+        [],
+        out_url,
+        model_config,
+        train_config,
+        feature_stats=source.feature_stats,
+        feature_config=feature_config.to_dict(),
+        resume=resume,
+        progress=progress,
+        batch_source=source,
+        extra=extra,
+        init_from=parent_model,
+        replicas=replicas,
+    )

@@ -20,9 +20,18 @@ from deepclust.model.waveform_loss import waveform_snr_loss
 from deepclust.training.config import TrainConfig
 
 
-def combined_loss(embeddings: torch.Tensor, masks: torch.Tensor | None, target: torch.Tensor,
-                  weight: torch.Tensor, mixture_mag: torch.Tensor | None, psa_target: torch.Tensor | None,
-                  n_sources: int, dc_loss: str, mask_loss_weight: float, psa_share: float = 1.0) -> torch.Tensor:
+def combined_loss(
+    embeddings: torch.Tensor,
+    masks: torch.Tensor | None,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    mixture_mag: torch.Tensor | None,
+    psa_target: torch.Tensor | None,
+    n_sources: int,
+    dc_loss: str,
+    mask_loss_weight: float,
+    psa_share: float = 1.0,
+) -> torch.Tensor:
     """The loss of the heads' outputs, a scalar (float32 whatever the autocast).
 
     ``embeddings`` ``(batch, frames, freq, emb)``; ``masks`` ``(batch, K, frames, freq)`` or None;
@@ -41,8 +50,9 @@ def combined_loss(embeddings: torch.Tensor, masks: torch.Tensor | None, target: 
     return loss
 
 
-def heads_and_loss(model: DeepClusteringNet, hidden: torch.Tensor, amp_dtype: torch.dtype | None,
-                   *loss_arguments) -> tuple[torch.Tensor, torch.Tensor | None]:
+def heads_and_loss(
+    model: DeepClusteringNet, hidden: torch.Tensor, amp_dtype: torch.dtype | None, *loss_arguments
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The heads on the trunk's ``hidden`` ``(batch, frames, 2 * hidden)``, then ``combined_loss``; returns
     the loss and the masks (None without a mask head), which the waveform loss resynthesises outside."""
     with autocast(hidden.device, amp_dtype):
@@ -62,8 +72,14 @@ def _compiled():
     return _compiled_heads_and_loss
 
 
-def batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype | None,
-               config: TrainConfig | None = None, compile: bool = False) -> torch.Tensor:
+def batch_loss(
+    model,
+    batch: dict,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    config: TrainConfig | None = None,
+    compile: bool = False,
+) -> torch.Tensor:
     """Loss of one batch: ``log_mag (batch, frames, freq)`` (+ ``target``, ``weight``, and for a mask head
     ``mixture_mag``, ``psa_target``; for the waveform loss ``mixture_spectra``, ``sources`` and
     ``stft_config``, as dynamic mixing gives them) -> scalar. ``model`` may be wrapped
@@ -82,12 +98,22 @@ def batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype 
     psa_target = psa_target.to(device) if psa_target is not None else None
     waveform_share = config.waveform_loss_weight
     if waveform_share > 0 and not {"mixture_spectra", "sources", "stft_config"} <= batch.keys():
-        raise ValueError("the waveform loss needs the mixtures' spectra and the talkers' waveforms, which only "
-                         "dynamic mixing (train-dynamic) provides; set waveform_loss_weight to 0 here")
+        raise ValueError(
+            "the waveform loss needs the mixtures' spectra and the talkers' waveforms, which only "
+            "dynamic mixing (train-dynamic) provides; set waveform_loss_weight to 0 here"
+        )
     # Sources absent from a batch give all-zero columns of Y, which add nothing to the loss.
     n_sources = max(2, int(target.max()) + 1)
-    loss_arguments = (target, weight, mixture_mag, psa_target, n_sources, config.dc_loss, config.mask_loss_weight,
-                      1.0 - waveform_share)
+    loss_arguments = (
+        target,
+        weight,
+        mixture_mag,
+        psa_target,
+        n_sources,
+        config.dc_loss,
+        config.mask_loss_weight,
+        1.0 - waveform_share,
+    )
     if isinstance(model, DeepClusteringNet):
         with autocast(device, amp_dtype):  # the trunk; the heads and losses handle their own precision
             hidden = model.encode(log_mag)
@@ -102,6 +128,6 @@ def batch_loss(model, batch: dict, device: torch.device, amp_dtype: torch.dtype 
         sources = batch["sources"].to(device)
         spectra = batch["mixture_spectra"].to(device)
         loss = loss + config.mask_loss_weight * waveform_share * waveform_snr_loss(
-            masks, spectra, sources, batch["stft_config"])
+            masks, spectra, sources, batch["stft_config"]
+        )
     return loss
-

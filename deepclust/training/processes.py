@@ -38,22 +38,36 @@ def train_dynamic_on_processes(processes: int, threads_per_process: int | None =
     with tempfile.TemporaryDirectory(prefix="deepclust-ddp-") as folder:
         results = mp.get_context("spawn").SimpleQueue()
         try:
-            mp.start_processes(_rank_main, args=(processes, os.path.join(folder, "store"), threads, arguments,
-                                                 results, logging.getLogger("deepclust").level),
-                               nprocs=processes, join=True, start_method="spawn")
+            mp.start_processes(
+                _rank_main,
+                args=(
+                    processes,
+                    os.path.join(folder, "store"),
+                    threads,
+                    arguments,
+                    results,
+                    logging.getLogger("deepclust").level,
+                ),
+                nprocs=processes,
+                join=True,
+                start_method="spawn",
+            )
         except mp.ProcessRaisedException as error:
-            raise RuntimeError(f"data-parallel training failed in process {error.error_index} of {processes}: "
-                               f"{str(error).strip().splitlines()[-1]}") from error
+            raise RuntimeError(
+                f"data-parallel training failed in process {error.error_index} of {processes}: "
+                f"{str(error).strip().splitlines()[-1]}"
+            ) from error
         except mp.ProcessExitedException as error:
-            raise RuntimeError(f"data-parallel training process {error.error_index} of {processes} died "
-                               f"(exit code {error.exit_code}); the others were stopped") from error
+            raise RuntimeError(
+                f"data-parallel training process {error.error_index} of {processes} died "
+                f"(exit code {error.exit_code}); the others were stopped"
+            ) from error
         reports = [results.get() for _ in range(processes)]
     by_rank = {report["rank"]: report for report in reports}
     return {**by_rank[0]["result"], "parameter_checksums": [by_rank[r]["checksum"] for r in range(processes)]}
 
 
-def _rank_main(rank: int, world_size: int, store: str, threads: int, arguments: dict, results,
-               log_level: int) -> None:
+def _rank_main(rank: int, world_size: int, store: str, threads: int, arguments: dict, results, log_level: int) -> None:
     """One process: join the group, train, report this rank's parameter checksum (rank 0 also its result)."""
     import torch.distributed as dist
 

@@ -39,8 +39,17 @@ def torch_settings(config: TrainConfig, device: torch.device):
         torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
-def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_dtype, grad_clip: float,
-                config: TrainConfig | None = None, compile: bool = False) -> list[float]:
+def train_epoch(
+    model,
+    optimiser,
+    scaler,
+    batches: Iterable[dict],
+    device,
+    amp_dtype,
+    grad_clip: float,
+    config: TrainConfig | None = None,
+    compile: bool = False,
+) -> list[float]:
     """One pass of Adam steps over ``batches``; returns the loss of every step. ``compile``: the heads and
     losses through ``torch.compile`` (``deepclust.training.objective``)."""
     model.train()
@@ -58,8 +67,14 @@ def train_epoch(model, optimiser, scaler, batches: Iterable[dict], device, amp_d
 
 
 @torch.no_grad()
-def evaluate(model, batches: Iterable[dict], device: torch.device, amp_dtype=None,
-             config: TrainConfig | None = None, compile: bool = False) -> float:
+def evaluate(
+    model,
+    batches: Iterable[dict],
+    device: torch.device,
+    amp_dtype=None,
+    config: TrainConfig | None = None,
+    compile: bool = False,
+) -> float:
     """Mean loss per chunk over deterministic validation batches."""
     model.eval()
     total, count = 0.0, 0

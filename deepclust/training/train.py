@@ -30,14 +30,29 @@ from deepclust import storage
 from deepclust.device import resolve_device, resolve_precision
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model
-from deepclust.model.lineage import (RUN_FACTS, SNAPSHOTS, ParentModel, parent_link, run_facts, run_link,
-                                     snapshot_facts_url)
+from deepclust.model.lineage import (
+    RUN_FACTS,
+    SNAPSHOTS,
+    ParentModel,
+    parent_link,
+    run_facts,
+    run_link,
+    snapshot_facts_url,
+)
 from deepclust.training.chunks import ItemSource, training_batches, validation_batches
 from deepclust.training.config import TrainConfig
 from deepclust.training.prefetch import prefetched
 from deepclust.training.replicas import Replicas
-from deepclust.training.run_state import (PHASE_EPOCHS_KEY, PHASE_KEY, STATE_FORMAT, fresh_state, phase_done,
-                                          rng_states, set_rng_states, write_history)
+from deepclust.training.run_state import (
+    PHASE_EPOCHS_KEY,
+    PHASE_KEY,
+    STATE_FORMAT,
+    fresh_state,
+    phase_done,
+    rng_states,
+    set_rng_states,
+    write_history,
+)
 from deepclust.training.steps import amp_dtype_of, compile_wanted, evaluate, torch_settings, train_epoch
 
 log = logging.getLogger(__name__)
@@ -47,10 +62,21 @@ class _Run:
     """One training run's moving parts (model, optimiser, scaler, counters) and what it does between steps:
     validate, checkpoint, keep the best model, adjust the learning rate, log. ``fit`` reads as the loop."""
 
-    def __init__(self, out_url: str, model_config: ModelConfig, config: TrainConfig, replicas: "Replicas",
-                 device: torch.device, feature_stats, feature_config: dict | None, extra: dict | None,
-                 train_items, val_source: Callable[[], Iterable[dict]], batch_source,
-                 init_from: "str | ParentModel | None" = None):
+    def __init__(
+        self,
+        out_url: str,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        replicas: "Replicas",
+        device: torch.device,
+        feature_stats,
+        feature_config: dict | None,
+        extra: dict | None,
+        train_items,
+        val_source: Callable[[], Iterable[dict]],
+        batch_source,
+        init_from: "str | ParentModel | None" = None,
+    ):
         self.config, self.model_config, self.replicas, self.device = config, model_config, replicas, device
         self.amp_dtype = amp_dtype_of(config, device)
         self.compile = compile_wanted(config, device)
@@ -116,25 +142,37 @@ class _Run:
         loaded = parent.loaded
         grown = self.model_config.grows(loaded.model_config)
         if loaded.model_config != self.model_config and not grown:
-            raise ValueError(f"{parent.url}: --init-from needs the same network, or the same with more residual "
-                             f"layers; the file has {loaded.model_config.to_dict()}, this run asks for "
-                             f"{self.model_config.to_dict()}")
+            raise ValueError(
+                f"{parent.url}: --init-from needs the same network, or the same with more residual "
+                f"layers; the file has {loaded.model_config.to_dict()}, this run asks for "
+                f"{self.model_config.to_dict()}"
+            )
         weights = {k: v.float() for k, v in loaded.model.state_dict().items()}
         missing, unexpected = self.model.load_state_dict(weights, strict=not grown)
-        new_layers = tuple(f"residual.{i}." for i in range(loaded.model_config.residual_layers,
-                                                            self.model_config.residual_layers))
+        new_layers = tuple(
+            f"residual.{i}." for i in range(loaded.model_config.residual_layers, self.model_config.residual_layers)
+        )
         if unexpected or any(not key.startswith(new_layers) for key in missing):
-            raise ValueError(f"{parent.url}: growing the network left weights unmatched "
-                             f"(missing {missing}, unexpected {unexpected})")
+            raise ValueError(
+                f"{parent.url}: growing the network left weights unmatched (missing {missing}, unexpected {unexpected})"
+            )
         if grown:  # the lineage says the network changed at this link, and from what
             self.state["grown_from"] = loaded.model_config.to_dict()
         self.state["epoch"] = int(loaded.extra.get("epoch") or 0)
         self.state["global_step"] = int(loaded.extra.get("global_step") or 0)
         self.lineage = parent_link(parent.url, loaded.extra)
-        self.state.update(parent_sha256=self.lineage[-1]["result_sha256"], warm_start_step=self.state["global_step"],
-                          warm_start_epoch=self.state["epoch"])
-        log.info("warm start from %s (epoch %d, step %d; %d links of lineage)", parent.url, self.state["epoch"],
-                 self.state["global_step"], len(self.lineage))
+        self.state.update(
+            parent_sha256=self.lineage[-1]["result_sha256"],
+            warm_start_step=self.state["global_step"],
+            warm_start_epoch=self.state["epoch"],
+        )
+        log.info(
+            "warm start from %s (epoch %d, step %d; %d links of lineage)",
+            parent.url,
+            self.state["epoch"],
+            self.state["global_step"],
+            len(self.lineage),
+        )
 
     def val_loss(self, frames: int) -> float:
         """Validation loss on chunks of ``frames`` frames, averaged over the processes so that all decide alike."""
@@ -164,8 +202,12 @@ class _Run:
         self.optimiser = self.new_optimiser()
         self.state.update({PHASE_KEY: 1, PHASE_EPOCHS_KEY: 0, "bad_epochs": 0})
         self.state["best_val_loss"] = self.val_loss(self.frames(1))
-        log.info("curriculum phase 2: chunks of %d frames, from the best model of phase 1 (validation loss %.4f "
-                 "on the new chunks)", self.frames(1), self.state["best_val_loss"])
+        log.info(
+            "curriculum phase 2: chunks of %d frames, from the best model of phase 1 (validation loss %.4f "
+            "on the new chunks)",
+            self.frames(1),
+            self.state["best_val_loss"],
+        )
         self.save_state()
         self.replicas.barrier()
         return True
@@ -180,19 +222,38 @@ class _Run:
         config, frames = self.config, self.frames()
         if self.batch_source is not None:
             # Each process draws its own batches: (seed, epoch, rank) seeds them.
-            batches = self.batch_source.training_batches([config.seed, self.state["epoch"], self.replicas.rank],
-                                                         frames, config.batch_size, config.steps_per_epoch)
+            batches = self.batch_source.training_batches(
+                [config.seed, self.state["epoch"], self.replicas.rank],
+                frames,
+                config.batch_size,
+                config.steps_per_epoch,
+            )
         else:
-            batches = training_batches(self.train_items, self.feature_stats, frames, config.batch_size,
-                                       [config.seed, self.state["epoch"]], config.steps_per_epoch,
-                                       config.shuffle_buffer)
+            batches = training_batches(
+                self.train_items,
+                self.feature_stats,
+                frames,
+                config.batch_size,
+                [config.seed, self.state["epoch"]],
+                config.steps_per_epoch,
+                config.shuffle_buffer,
+            )
         return prefetched(batches, config.prefetch_batches)  # the same batches, drawn while the last one trains
 
     def train_one_epoch(self) -> list[float]:
         """One epoch of optimiser steps on the wrapped network; returns the loss of every step."""
         with self.replicas.uneven(self.trained):
-            return train_epoch(self.trained, self.optimiser, self.scaler, self.epoch_batches(), self.device,
-                               self.amp_dtype, self.config.grad_clip, self.config, self.compile)
+            return train_epoch(
+                self.trained,
+                self.optimiser,
+                self.scaler,
+                self.epoch_batches(),
+                self.device,
+                self.amp_dtype,
+                self.config.grad_clip,
+                self.config,
+                self.compile,
+            )
 
     def end_epoch(self, losses: list[float], val_loss: float, seconds: float, val_seconds: float) -> dict:
         """Early-stopping counters, the best model, learning-rate halving, history, snapshot, checkpoint."""
@@ -212,11 +273,20 @@ class _Run:
         if state["epoch"] in config.lr_halving_epochs:
             self.halve_learning_rate()
         # The phase's history column keeps its saved name, "stage" (PHASE_KEY): old histories read the same.
-        record = {"epoch": state["epoch"], PHASE_KEY: state[PHASE_KEY], "chunk_frames": self.frames(),
-                  "train_loss": float(np.mean(losses)) if losses else math.nan, "val_loss": val_loss,
-                  "best_val_loss": state["best_val_loss"], "improved": improved, "steps": len(losses),
-                  "global_step": state["global_step"], "seconds": seconds, "val_seconds": val_seconds,
-                  "learning_rate": self.optimiser.param_groups[0]["lr"]}
+        record = {
+            "epoch": state["epoch"],
+            PHASE_KEY: state[PHASE_KEY],
+            "chunk_frames": self.frames(),
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+            "val_loss": val_loss,
+            "best_val_loss": state["best_val_loss"],
+            "improved": improved,
+            "steps": len(losses),
+            "global_step": state["global_step"],
+            "seconds": seconds,
+            "val_seconds": val_seconds,
+            "learning_rate": self.optimiser.param_groups[0]["lr"],
+        }
         state["history"].append(record)
         snapshot = None
         if config.snapshot_every and state["epoch"] % config.snapshot_every == 0:
@@ -240,9 +310,14 @@ class _Run:
     def save_model(self, url: str, facts: dict) -> None:
         """Write the model to ``url`` with its feature stats and config, counters, train config, ``facts`` (rank 0)."""
         if self.replicas.writes:
-            facts = {**self.extra, "epoch": self.state["epoch"], "global_step": self.state["global_step"], **facts,
-                     "train_config": self.config.to_dict(),
-                     "precision": resolve_precision(self.config.precision, self.device)}
+            facts = {
+                **self.extra,
+                "epoch": self.state["epoch"],
+                "global_step": self.state["global_step"],
+                **facts,
+                "train_config": self.config.to_dict(),
+                "precision": resolve_precision(self.config.precision, self.device),
+            }
             facts["lineage"] = [*self.lineage, run_link(facts, self.state, self.parent_url)]
             save_model(url, self.model, self.feature_stats, self.feature_config, facts)
 
@@ -271,19 +346,33 @@ class _Run:
         phases_left = 1 if state[PHASE_KEY] == 0 and config.curriculum_chunk_frames else 0
         epochs_left = max(0, config.max_epochs - state[PHASE_EPOCHS_KEY]) + phases_left * config.max_epochs
         mean_seconds = state["train_seconds"] / max(1, len(state["history"]))
-        log.info("epoch %d (chunks of %d, %d steps): train %.4f, val %.4f%s, %.0f s; at most %d epochs "
-                 "(~%.0f min) left", record["epoch"], record["chunk_frames"], record["steps"], record["train_loss"],
-                 record["val_loss"], " (best)" if record["improved"] else "", record["seconds"], epochs_left,
-                 epochs_left * mean_seconds / 60)
+        log.info(
+            "epoch %d (chunks of %d, %d steps): train %.4f, val %.4f%s, %.0f s; at most %d epochs (~%.0f min) left",
+            record["epoch"],
+            record["chunk_frames"],
+            record["steps"],
+            record["train_loss"],
+            record["val_loss"],
+            " (best)" if record["improved"] else "",
+            record["seconds"],
+            epochs_left,
+            epochs_left * mean_seconds / 60,
+        )
 
     def outcome(self, stopped_reason: str) -> dict:
         """What ``fit`` returns; a ``"finished"`` run is told apart as stopped by ``patience`` or by ``max_epochs``."""
         state = self.state
         if stopped_reason == "finished":
             stopped_reason = "patience" if state["bad_epochs"] >= self.config.patience else "max_epochs"
-        return {"model_url": self.model_url, "history": list(state["history"]),
-                "initial_val_loss": state.get("initial_val_loss"), "best_val_loss": state["best_val_loss"],
-                "stopped_reason": stopped_reason, "epochs": state["epoch"], "global_step": state["global_step"]}
+        return {
+            "model_url": self.model_url,
+            "history": list(state["history"]),
+            "initial_val_loss": state.get("initial_val_loss"),
+            "best_val_loss": state["best_val_loss"],
+            "stopped_reason": stopped_reason,
+            "epochs": state["epoch"],
+            "global_step": state["global_step"],
+        }
 
 
 def fit(
@@ -329,8 +418,20 @@ def fit(
     device = resolve_device(train_config.device)
     val_source = val_items if callable(val_items) else (lambda: val_items)
     with torch_settings(train_config, device):
-        run = _Run(out_url, model_config, train_config, replicas, device, feature_stats, feature_config, extra,
-                   train_items, val_source, batch_source, init_from)
+        run = _Run(
+            out_url,
+            model_config,
+            train_config,
+            replicas,
+            device,
+            feature_stats,
+            feature_config,
+            extra,
+            train_items,
+            val_source,
+            batch_source,
+            init_from,
+        )
         run.start(resume)
         while True:
             if run.phase_done():
@@ -349,5 +450,3 @@ def fit(
             run.log_epoch(record)
             if progress is not None:
                 progress(record)
-
-
