@@ -172,7 +172,7 @@ class Outages:
 
 
 class RetryWarnings(logging.Handler):
-    """The retry warnings of ``deepclust.transient`` while in the block (a handler of its own: Prefect's logging
+    """The retry warnings of ``deepclust.faults.transient`` while in the block (a handler of its own: Prefect's logging
     setup replaces the root handlers that pytest's ``caplog`` relies on)."""
 
     def __init__(self):
@@ -184,11 +184,11 @@ class RetryWarnings(logging.Handler):
             self.messages.append(record.getMessage())
 
     def __enter__(self):
-        logging.getLogger("deepclust.transient").addHandler(self)
+        logging.getLogger("deepclust.faults.transient").addHandler(self)
         return self
 
     def __exit__(self, *exc):
-        logging.getLogger("deepclust.transient").removeHandler(self)
+        logging.getLogger("deepclust.faults.transient").removeHandler(self)
 
     def __repr__(self) -> str:
         return f"RetryWarnings({self.messages})"
@@ -201,9 +201,9 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(
     """Input and output on S3; the store goes down as the listing begins, as the first batch begins, as the last
     batch's lock check and commit begin, and as the compaction begins, each time for a few seconds. Both runners
     retry every one of these through the outage and end with every input done and the same rows."""
-    from deepclust.archive_config import ArchiveJobConfig
-    from deepclust.manifest_log import ManifestLog
-    from deepclust.storage_lock import FolderLock
+    from deepclust.archive.config import ArchiveJobConfig
+    from deepclust.storage.lock import FolderLock
+    from deepclust.storage.manifest_log import ManifestLog
     from flows.separate_archive import separate_archive_flow
 
     server = RestartableS3(tmp_path / "s3")

@@ -17,7 +17,7 @@ from test_archive_separation import check_archive_result, read_output
 
 from deepclust import storage
 from deepclust.archive import read_manifest
-from deepclust.archive_config import ArchiveJobConfig
+from deepclust.archive.config import ArchiveJobConfig
 from deepclust.separation.windows import WindowConfig
 from flows.separate_archive import separate_archive_flow
 
