@@ -19,6 +19,7 @@ import pytest
 from archive_fixtures import PICKED, RestartableS3, talking_to, upload_fsdd_mixtures
 
 from deepclust import archive, storage
+from deepclust.archive import job as archive_job
 from deepclust.archive import read_manifest
 
 pytestmark = [pytest.mark.xdist_group("flows-archive"), pytest.mark.timeout(900)]
@@ -224,8 +225,8 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(
             retries = RetryWarnings()
             with talking_to(server), pytest.MonkeyPatch.context() as patch, retries:
                 outages = Outages(server, patch)
-                outages.at(archive, "plan_archive")
-                outages.at(archive, "separate_job_batch")
+                outages.at(archive_job, "plan_archive")  # where the job calls it
+                outages.at(archive_job, "separate_job_batch")
                 outages.at(FolderLock, "check", call=2)  # the second (last) batch's, just before its commit
                 outages.at(ManifestLog, "compact")
                 try:
