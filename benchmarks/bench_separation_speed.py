@@ -39,7 +39,7 @@ from bench_archive import fsdd_mixture, write_long  # noqa: E402
 from deepclust import pretrained  # noqa: E402
 from deepclust.archive import separate_archive  # noqa: E402
 from deepclust.audio import resample  # noqa: E402
-from deepclust.device import bf16_support, cpu_name  # noqa: E402
+from deepclust.model.device import bf16_support, cpu_name  # noqa: E402
 from deepclust.separation.long import WindowConfig  # noqa: E402
 
 TIMINGS = ("read_seconds", "network_seconds", "clustering_seconds", "write_seconds")
@@ -74,7 +74,7 @@ def run(
     model: str, archive: Path, out: Path, precision: str, inference: str, window: WindowConfig, workers: int = 1
 ) -> dict:
     """One archive job; ``workers`` > 1: on that many one-thread processes (``--workers``), their start included."""
-    from deepclust.archive_processes import batches_on_processes
+    from deepclust.archive.processes import batches_on_processes
 
     began = time.perf_counter()
     summary = separate_archive(
@@ -150,7 +150,7 @@ def network_split(
     BLSTM and head methods on this instance."""
     import copy
 
-    from deepclust.audio_blocks import BlockReader
+    from deepclust.audio.blocks import BlockReader
     from deepclust.separation.separator import Separator
     from deepclust.separation.window_batch import separate_window_batch
     from deepclust.separation.windows import plan_windows

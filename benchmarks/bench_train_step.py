@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from deepclust.corpora.sources import CorpusSource, prepare_sources  # noqa: E402
-from deepclust.device import autocast_dtype, bf16_support, cpu_name  # noqa: E402
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig, training_flops_per_frame  # noqa: E402
+from deepclust.model.device import autocast_dtype, bf16_support, cpu_name  # noqa: E402
 from deepclust.training.augment import AugmentConfig  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool  # noqa: E402

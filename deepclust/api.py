@@ -8,7 +8,7 @@ resampling to the model's rate, the same windows for recordings longer than 10 s
 precision. On the embedded real example (two LibriSpeech readers the shipped model never heard, 5 s at 8 kHz):
 
     >>> import deepclust
-    >>> from deepclust.real_example import example_paths
+    >>> from deepclust.evaluation.real_example import example_paths
     >>> mixture_path = example_paths()["mixture"]
     >>> voices = deepclust.separate(mixture_path)
     >>> voices.shape, voices.dtype
@@ -45,13 +45,13 @@ import numpy as np
 
 from deepclust import pretrained, storage
 from deepclust.audio import read_audio, write_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
+from deepclust.faults.transient import call_with_retries
 from deepclust.model.checkpoint import LoadedModel
 from deepclust.model.checkpoint import load_model as load_model_file
 from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import inputs_from_files, resolve_outputs
 from deepclust.separation.separator import Separator, cached_separator
-from deepclust.transient import call_with_retries
 
 __all__ = ["separate", "load_model", "Separator"]
 
@@ -87,7 +87,7 @@ def separate(audio, sample_rate: int | None = None, speakers: int = 2, model=Non
     Args:
         audio: a path (local or ``s3://``; WAV, FLAC, OGG or NIST SPHERE, any rate, any number of channels), or
             an array of float samples in [-1, 1], ``(samples,)`` or ``(channels, samples)``. Several channels
-            are averaged, or the loudest one is taken when the average cancels (``deepclust.downmix``), as for
+            are averaged, or the loudest one is taken when the average cancels (``deepclust.audio.downmix``), as for
             a file; pick one yourself with ``audio[channel]``.
         sample_rate: the array's rate in Hz (required for an array; a file's comes from its header, so it must
             be None). The array is resampled to the model's rate as a file would be.
@@ -105,12 +105,12 @@ def separate(audio, sample_rate: int | None = None, speakers: int = 2, model=Non
     Raises:
         BadAudioError: the input cannot be used (unreadable, empty, silent, non-finite); its ``path`` is the
             path as given, or ``"<array>"``, and ``reason`` says what is wrong.
-        deepclust.errors.RunFaultError: the model, the device or the disk fails, not this input.
+        deepclust.faults.errors.RunFaultError: the model, the device or the disk fails, not this input.
         ValueError, TypeError: arguments that do not fit (an array without its rate, integer samples, ...).
         FileNotFoundError: no such file, or a folder (``deepclust separate`` takes folders).
 
     >>> import deepclust
-    >>> from deepclust.real_example import example_paths
+    >>> from deepclust.evaluation.real_example import example_paths
     >>> deepclust.separate(example_paths()["mixture"], speakers=3).shape
     (3, 40000)
     """

@@ -1,7 +1,7 @@
 """The ``separate-archive`` flow: every audio file of a folder or ``s3://`` prefix separated, resumably,
 on threads of this process or on a Dask cluster.
 
-    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.archive.config import ArchiveJobConfig
     from flows.separate_archive import separate_archive_flow
     summary = separate_archive_flow("model.pt", "s3://bucket/calls", "s3://bucket/calls-separated")
     separate_archive_flow(..., ArchiveJobConfig(n_speakers=3, device="cuda"))  # the job's settings, one object
@@ -42,8 +42,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import archive, storage
 from deepclust.archive import BatchesFailedError, BatchJob, CircuitOpenError, MapBatches
-from deepclust.archive_config import ArchiveJobConfig
-from deepclust.transient import retry_delays
+from deepclust.archive.config import ArchiveJobConfig
+from deepclust.faults.transient import retry_delays
 from flows.stages import default_workers
 from tasks import StageProgress
 from tasks.archive_tasks import separate_job_batch_task
@@ -181,7 +181,7 @@ def separate_archive_flow(
 
     Args:
         model_url: a model file written by ``deepclust.model.save_model``.
-        config: the job's settings (``deepclust.archive_config.ArchiveJobConfig``: speakers, files per batch
+        config: the job's settings (``deepclust.archive.config.ArchiveJobConfig``: speakers, files per batch
             and task, window, device, k-means, inference, precision, channel, splits, retry budget, lock, circuit
             breaker, listening page), or its dict form from a deployment.
         dask_address: None (threads of this process), ``tcp://host:port`` (an existing Dask cluster) or

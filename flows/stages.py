@@ -18,7 +18,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from deepclust import storage
 from deepclust.features.extract import FeatureConfig
-from deepclust.manifests import has_status, read_manifest
 from deepclust.model.blstm import ModelConfig
 from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
@@ -27,6 +26,7 @@ from deepclust.stages.corpus import CorpusConfig
 from deepclust.stages.evaluation import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
 from deepclust.stages.separation import SeparateConfig
+from deepclust.storage.manifests import has_status, read_manifest
 from deepclust.training.config import TrainConfig
 from tasks import (
     StageProgress,
@@ -65,7 +65,7 @@ def with_task_runner(stage_flow, kind: str = "thread", max_workers: int | None =
 
 def failed_items(manifest_url: str) -> int:
     """Rows of a committed stage manifest that the library recorded as failed (bad audio etc.); 0 for the kinds
-    whose items do not fail one by one (corpus, model: ``deepclust.manifests.has_status``)."""
+    whose items do not fail one by one (corpus, model: ``deepclust.storage.manifests.has_status``)."""
     kind = STAGES[Stage.of_manifest(manifest_url).name].manifest_kind
     if not has_status(kind):
         return 0

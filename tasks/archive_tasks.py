@@ -15,7 +15,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from deepclust import archive
+from deepclust.archive import job
 from tasks.stage_tasks import RETRY
 
 
@@ -55,4 +55,4 @@ def separate_job_batch_task(
     rows (outputs exist, rows not yet committed). ``stamp``: ``deepclust.archive.job_settings``; the separator is
     cached per process by the model's checksum too, so a long-lived worker never uses a replaced model file."""
     _limit_torch_threads()
-    return archive.separate_job_batch(archive.job_separator(model_url, device, stamp), list(items), out_url, stamp)
+    return job.separate_job_batch(job.job_separator(model_url, device, stamp), list(items), out_url, stamp)

@@ -1,8 +1,8 @@
-"""Prefect's retry condition: retry only transient faults (``deepclust.transient``), never bad inputs."""
+"""Prefect's retry condition: retry only transient faults (``deepclust.faults.transient``), never bad inputs."""
 
 from __future__ import annotations
 
-from deepclust.transient import is_transient
+from deepclust.faults.transient import is_transient
 
 __all__ = ["is_transient", "retry_transient"]
 

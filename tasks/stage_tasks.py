@@ -10,14 +10,14 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from deepclust.faults.transient import retry_delays
 from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
 from deepclust.recipe import registry
-from deepclust.transient import retry_delays
 from tasks.caching import StageCache, StageUnitCache, result_storage_for
 from tasks.retry import retry_transient
 
-# Transient faults only (retry_transient), on the library's schedule (deepclust.transient.retry_delays: 1 s, 2 s,
+# Transient faults only (retry_transient), on the library's schedule (deepclust.faults.transient.retry_delays: 1 s, 2 s,
 # 4 s ... up to a minute apart, ten minutes in all), each stretched by up to 50 % at random so parallel units that
 # hit the same throttled bucket do not retry in lock-step.
 _DELAYS = [round(d) for d in retry_delays()]

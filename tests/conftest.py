@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
     marked = [item for item in items if item.get_closest_marker("bf16")]
     if not marked:
         return
-    from deepclust.device import bf16_support
+    from deepclust.model.device import bf16_support
 
     support = bf16_support()
     if not support.runs:

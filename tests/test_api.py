@@ -15,9 +15,9 @@ import torch
 import deepclust
 from deepclust import api, pretrained
 from deepclust.audio import read_audio, resample
-from deepclust.errors import BadAudioError
 from deepclust.evaluation import evaluate_mixture
-from deepclust.real_example import example_paths
+from deepclust.evaluation.real_example import example_paths
+from deepclust.faults.errors import BadAudioError
 from deepclust.separation.separator import Separator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def test_load_model_defaults_to_the_shipped_model_and_reads_a_given_file():
 
 
 def test_speakers_default_is_the_commands():
-    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.archive.config import ArchiveJobConfig
 
     assert inspect.signature(api.separate).parameters["speakers"].default == ArchiveJobConfig.n_speakers
 

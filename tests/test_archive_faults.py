@@ -231,7 +231,7 @@ def test_an_object_store_outage_leaves_transient_rows_that_the_next_run_finishes
 
 
 def test_scratch_folders_of_killed_runs_are_removed(tmp_path):
-    from deepclust.workspace import PREFIX, sweep_stale_workspaces
+    from deepclust.storage.workspace import PREFIX, sweep_stale_workspaces
 
     dead = os.fork()
     if dead == 0:
@@ -281,7 +281,7 @@ def test_device_faults_stop_the_job_and_out_of_memory_does_not():
     raises for them (their types and messages): the one part of this issue tested without the real fault."""
     import torch
 
-    from deepclust.transient import is_device_fault
+    from deepclust.faults.transient import is_device_fault
 
     assert is_device_fault(RuntimeError("CUDA error: an illegal memory access was encountered"))
     assert is_device_fault(RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"))
@@ -307,8 +307,8 @@ def test_resume_through_a_symlinked_output_folder_redoes_nothing(tmp_path, fsdd_
 
 
 def test_manifest_appends_cost_linear_io_and_readers_always_see_every_row(tmp_path, monkeypatch):
-    from deepclust import manifest_log
-    from deepclust.manifest_log import ManifestLog
+    from deepclust.storage import manifest_log
+    from deepclust.storage.manifest_log import ManifestLog
 
     monkeypatch.setattr(manifest_log, "PARTS_PER_SEGMENT", 8)  # small levels: many folds in a short test
     log = ManifestLog(str(tmp_path), "key", ["key", "value"])
@@ -430,7 +430,7 @@ def test_dependency_lower_bounds_exclude_known_vulnerable_releases():
 def test_a_run_whose_lock_was_taken_over_stops_and_writes_nothing_more(tmp_path, fsdd_dir, tiny_model_url):
     """Another run took ``out/.lock`` over (ours looked stale to it): ours must stop before its next commit and
     must not fold the manifest on its way out either."""
-    from deepclust.storage_lock import LockLostError
+    from deepclust.storage.lock import LockLostError
 
     archive = tmp_path / "in"
     for index in range(3):

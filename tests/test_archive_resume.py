@@ -118,7 +118,7 @@ def test_killed_run_resumes_to_the_same_outputs(command, tmp_path, tiny_model_ur
     # Same files, same samples; nothing partial or temporary left, no lock.
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert left == sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.is_file())
-    kept_on_purpose = {".manifest/base-copy.parquet"}  # the manifest's copy (deepclust.manifest_log.BASE_COPY)
+    kept_on_purpose = {".manifest/base-copy.parquet"}  # the manifest's copy (deepclust.storage.manifest_log.BASE_COPY)
     assert not any(part.startswith(".") for name in set(left) - kept_on_purpose for part in name.split("/"))
     resumed, uninterrupted = outputs_of(out), outputs_of(reference)
     assert resumed.keys() == uninterrupted.keys() and len(resumed) == 2 * len(expected["good"])

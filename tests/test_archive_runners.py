@@ -19,6 +19,7 @@ import pytest
 from archive_fixtures import PICKED, RestartableS3, talking_to, upload_fsdd_mixtures
 
 from deepclust import archive, storage
+from deepclust.archive import job as archive_job
 from deepclust.archive import read_manifest
 
 pytestmark = [pytest.mark.xdist_group("flows-archive"), pytest.mark.timeout(900)]
@@ -172,7 +173,7 @@ class Outages:
 
 
 class RetryWarnings(logging.Handler):
-    """The retry warnings of ``deepclust.transient`` while in the block (a handler of its own: Prefect's logging
+    """The retry warnings of ``deepclust.faults.transient`` while in the block (a handler of its own: Prefect's logging
     setup replaces the root handlers that pytest's ``caplog`` relies on)."""
 
     def __init__(self):
@@ -184,11 +185,11 @@ class RetryWarnings(logging.Handler):
             self.messages.append(record.getMessage())
 
     def __enter__(self):
-        logging.getLogger("deepclust.transient").addHandler(self)
+        logging.getLogger("deepclust.faults.transient").addHandler(self)
         return self
 
     def __exit__(self, *exc):
-        logging.getLogger("deepclust.transient").removeHandler(self)
+        logging.getLogger("deepclust.faults.transient").removeHandler(self)
 
     def __repr__(self) -> str:
         return f"RetryWarnings({self.messages})"
@@ -201,9 +202,9 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(
     """Input and output on S3; the store goes down as the listing begins, as the first batch begins, as the last
     batch's lock check and commit begin, and as the compaction begins, each time for a few seconds. Both runners
     retry every one of these through the outage and end with every input done and the same rows."""
-    from deepclust.archive_config import ArchiveJobConfig
-    from deepclust.manifest_log import ManifestLog
-    from deepclust.storage_lock import FolderLock
+    from deepclust.archive.config import ArchiveJobConfig
+    from deepclust.storage.lock import FolderLock
+    from deepclust.storage.manifest_log import ManifestLog
     from flows.separate_archive import separate_archive_flow
 
     server = RestartableS3(tmp_path / "s3")
@@ -224,8 +225,8 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(
             retries = RetryWarnings()
             with talking_to(server), pytest.MonkeyPatch.context() as patch, retries:
                 outages = Outages(server, patch)
-                outages.at(archive, "plan_archive")
-                outages.at(archive, "separate_job_batch")
+                outages.at(archive_job, "plan_archive")  # where the job calls it
+                outages.at(archive_job, "separate_job_batch")
                 outages.at(FolderLock, "check", call=2)  # the second (last) batch's, just before its commit
                 outages.at(ManifestLog, "compact")
                 try:

@@ -19,9 +19,9 @@ from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import list_archive, output_stem
 from deepclust.separation.long import WindowConfig
 from deepclust.separation.separator import Separator
-from deepclust.storage_lock import FolderLock as ArchiveLock
-from deepclust.storage_lock import LockBusyError
-from deepclust.storage_lock import folder_lock as archive_lock
+from deepclust.storage.lock import FolderLock as ArchiveLock
+from deepclust.storage.lock import LockBusyError
+from deepclust.storage.lock import folder_lock as archive_lock
 
 # 4 s windows: the two 13 s LibriSpeech mixtures go through the long-recording path (4 windows each).
 WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
@@ -170,7 +170,7 @@ def _dead_pid() -> int:
 
 
 def test_lock_of_a_killed_process_on_this_host_is_taken_over(tmp_path):
-    from deepclust.storage_lock import machine_identity
+    from deepclust.storage.lock import machine_identity
 
     out = tmp_path / "out"
     out.mkdir()
@@ -193,7 +193,7 @@ def test_a_live_lock_of_another_container_with_our_host_name_is_not_taken(tmp_pa
     """A lock whose owner has our host name but another PID namespace is not taken for a dead one: two containers
     can share a host name while their PIDs live in separate namespaces, so 'no such PID here' says nothing about
     the other container's run. Only --break-lock takes it before it goes stale."""
-    from deepclust.storage_lock import machine_identity
+    from deepclust.storage.lock import machine_identity
 
     out = tmp_path / "out"
     out.mkdir()

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from deepclust.audio import check_waveform, read_audio, resample, write_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 
 
 def test_reads_wav_flac_ogg_and_nist_sphere(tmp_path, fsdd_dir, librispeech_dir):

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from deepclust.audio import audio_info, read_audio
 from deepclust.corpora.wsj0 import prepare_wsj0, resolve_wsj0_path
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 
 NAMES = [
     "123_1pcbe_shn",
@@ -60,7 +60,7 @@ def test_damaged_sphere_files_are_bad_inputs_naming_the_file(sphere_dir, tmp_pat
 
 # (subset, speaker folder, utterance file, fixture); the tree is written in the discs' upper case. WSJ0 is
 # mono; 02co0301 is a two-channel test file whose channels cancel (one is the other negated): it is mixed
-# from its loudest channel (deepclust.downmix), never as the silence its mean is.
+# from its loudest channel (deepclust.audio.downmix), never as the silence its mean is.
 TREE = [
     ("si_tr_s", "01t", "01to0300.wv1", "123_1pcle_shn"),
     ("si_tr_s", "01t", "01to0301.wv1", "123_1ulaw_shn"),

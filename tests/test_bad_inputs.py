@@ -22,13 +22,13 @@ from archive_fixtures import fsdd_mixture, upload_folder
 from deepclust import storage
 from deepclust.archive import read_manifest, separate_archive
 from deepclust.audio import read_audio
-from deepclust.audio_blocks import BlockReader
-from deepclust.errors import BadAudioError
+from deepclust.audio.blocks import BlockReader
+from deepclust.faults.errors import BadAudioError
 from deepclust.separation.batch import separate_items
 from deepclust.separation.inputs import output_stem, relative_to
 from deepclust.separation.long import WindowConfig
 from deepclust.separation.separator import Separator
-from deepclust.workspace import PREFIX as SCRATCH_PREFIX
+from deepclust.storage.workspace import PREFIX as SCRATCH_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 8000
@@ -198,9 +198,9 @@ def test_a_quiet_channel_is_not_silence_and_silence_is_below_minus_90_dbfs(tmp_p
 def test_blocks_and_whole_file_make_the_same_channel_choice(tmp_path, good_mixture, monkeypatch):
     """An anti-phase file read in blocks equals ``read_audio``: the choice is made once, for the whole file,
     also when its first blocks are silence (here: survey blocks of 1,000 frames, the first eight silent)."""
-    import deepclust.audio_blocks
+    import deepclust.audio.blocks
 
-    monkeypatch.setattr(deepclust.audio_blocks, "SURVEY_FRAMES", 1000)
+    monkeypatch.setattr(deepclust.audio.blocks, "SURVEY_FRAMES", 1000)
     take = np.concatenate([np.zeros(RATE), good_mixture, good_mixture])  # begins in silence
     sf.write(tmp_path / "long.flac", np.stack([0.5 * take, -0.5 * take], axis=1), RATE)
     whole, _ = read_audio(tmp_path / "long.flac")

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from deepclust.archive_config import ArchiveJobConfig
+from deepclust.archive.config import ArchiveJobConfig
 from deepclust.cli import build_parser
 from deepclust.corpora.sources import prepare_sources
 from deepclust.features.extract import FeatureConfig

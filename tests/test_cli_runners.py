@@ -48,7 +48,7 @@ def test_prefect_flags_without_runners_exit_2_naming_the_deepclust_command(comma
 
 
 def test_prefect_flags_go_to_the_separate_runner_as_one_job_config(tmp_path):
-    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.archive.config import ArchiveJobConfig
     from deepclust.separation.windows import WindowConfig
 
     calls = []
@@ -191,7 +191,7 @@ def test_the_prefect_separate_runner_hands_the_flow_the_job_config_whole(monkeyp
     pytest.importorskip("prefect")
     import flows.cli
     import flows.separate_archive
-    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.archive.config import ArchiveJobConfig
 
     calls = []
     monkeypatch.setattr(

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from deepclust import pretrained
-from deepclust.archive_config import ArchiveJobConfig
+from deepclust.archive.config import ArchiveJobConfig
 from deepclust.features.extract import FeatureConfig
 from deepclust.features.stft import StftConfig
 from deepclust.model.blstm import ModelConfig

@@ -17,7 +17,7 @@ from test_archive_separation import check_archive_result, read_output
 
 from deepclust import storage
 from deepclust.archive import read_manifest
-from deepclust.archive_config import ArchiveJobConfig
+from deepclust.archive.config import ArchiveJobConfig
 from deepclust.separation.windows import WindowConfig
 from flows.separate_archive import separate_archive_flow
 
@@ -167,10 +167,10 @@ def two_file_archive(archive, tmp_path):
 def test_transient_fault_in_a_batch_is_retried(
     two_file_archive, tiny_model_url, prefect_harness, tmp_path, monkeypatch
 ):
-    from deepclust import archive
+    from deepclust.archive import job as archive_job  # where the task calls it
 
     calls = []
-    real = archive.separate_job_batch
+    real = archive_job.separate_job_batch
 
     def flaky(separator, items, *args):
         calls.append(items[0]["relative_path"])
@@ -178,7 +178,7 @@ def test_transient_fault_in_a_batch_is_retried(
             raise ConnectionError("connection reset by the object store")
         return real(separator, items, *args)
 
-    monkeypatch.setattr(archive, "separate_job_batch", flaky)
+    monkeypatch.setattr(archive_job, "separate_job_batch", flaky)
     state = separate_archive_flow(
         tiny_model_url,
         str(two_file_archive),
@@ -195,10 +195,10 @@ def test_transient_fault_in_a_batch_is_retried(
 def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(
     two_file_archive, tiny_model_url, prefect_harness, tmp_path, monkeypatch
 ):
-    from deepclust import archive
+    from deepclust.archive import job as archive_job  # where the task calls it
 
     calls = []
-    real = archive.separate_job_batch
+    real = archive_job.separate_job_batch
 
     def broken(separator, items, *args):
         calls.append(items[0]["relative_path"])
@@ -206,7 +206,7 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(
             raise ValueError("a bug, not a fault of the object store")
         return real(separator, items, *args)
 
-    monkeypatch.setattr(archive, "separate_job_batch", broken)
+    monkeypatch.setattr(archive_job, "separate_job_batch", broken)
     state = separate_archive_flow(
         tiny_model_url,
         str(two_file_archive),

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("prefect")
 
-from deepclust.errors import BadAudioError  # noqa: E402
+from deepclust.faults.errors import BadAudioError  # noqa: E402
 from tasks.caching import StageCache, StageUnitCache, result_storage_for, stage_cache_key  # noqa: E402
 from tasks.retry import is_transient  # noqa: E402
 from tasks.stage_tasks import finish_stage, run_stage_unit  # noqa: E402
@@ -68,7 +68,7 @@ def test_transient_cause_makes_a_bad_read_transient_and_a_full_disk_is_not():
 
 
 def test_unit_task_retries_with_exponential_backoff_and_jitter():
-    from deepclust.transient import RETRY_BUDGET_SECONDS, retry_delays
+    from deepclust.faults.transient import RETRY_BUDGET_SECONDS, retry_delays
 
     delays = run_stage_unit.retry_delay_seconds
     assert delays[:4] == [1, 2, 4, 8] and max(delays) <= 60  # doubling, capped at a minute

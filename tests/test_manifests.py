@@ -1,4 +1,4 @@
-"""Every manifest kind has one schema (``deepclust.manifests``): writers follow it, readers and the stage driver
+"""Every manifest kind has one schema (``deepclust.storage.manifests``): writers follow it, readers and the stage driver
 refuse a manifest that does not, naming the file and the column."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from deepclust import storage
 from deepclust.corpora.manifest import COLUMNS as CORPUS_COLUMNS
 from deepclust.evaluation import METRIC_COLUMNS, RESULT_COLUMNS
 from deepclust.features.extract import MANIFEST_COLUMNS as FEATURE_COLUMNS
-from deepclust.manifests import SCHEMAS, ManifestSchemaError, has_status, read_manifest, validate
 from deepclust.mixing.mix import MANIFEST_COLUMNS as MIXTURE_COLUMNS
 from deepclust.pipeline.driver import run_stage
 from deepclust.pipeline.plan import StageDefinition, StagePlan
 from deepclust.pipeline.store import make_stage
 from deepclust.separation.batch import MANIFEST_COLUMNS as SEPARATION_COLUMNS
+from deepclust.storage.manifests import SCHEMAS, ManifestSchemaError, has_status, read_manifest, validate
 
 
 def _model_row(**changes) -> dict:

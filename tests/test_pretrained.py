@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from deepclust import pretrained
+from deepclust.evaluation.real_example import example_paths, separate_example
 from deepclust.features.extract import FeatureConfig
 from deepclust.features.normalisation import FeatureStats
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import load_model, save_model
 from deepclust.model.export import export_half
-from deepclust.real_example import example_paths, separate_example
 from deepclust.separation.separator import Separator
 
 REPO = Path(__file__).resolve().parents[1]

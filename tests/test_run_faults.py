@@ -110,7 +110,7 @@ def test_auto_runs_float32_where_bf16_cannot_run_and_records_it(mixtures, tmp_pa
 BROKEN_NETWORK_RUN = textwrap.dedent("""
     import sys, torch
     from deepclust.archive import separate_archive
-    from deepclust.errors import NetworkFaultError
+    from deepclust.faults.errors import NetworkFaultError
     from deepclust.separation.separator import Separator
     model, folder, out = sys.argv[1:4]
     separator = Separator(model, device="cpu", precision="fp32")
@@ -303,7 +303,7 @@ def test_the_recorded_precision_is_the_one_of_the_device_the_network_runs_on(tin
     """``job_settings`` resolves "auto" on the job's device: on a CUDA host told ``device="cpu"`` the rows say
     what the CPU ran (bf16 on AMX), not what CUDA would have (fp32)."""
     from deepclust.archive import job_settings
-    from deepclust.device import inference_precision
+    from deepclust.model.device import inference_precision
     from deepclust.separation.long import WindowConfig
 
     on_cpu = job_settings(tiny_model_url, WindowConfig(), precision="auto", device="cpu")["precision"]

@@ -187,7 +187,7 @@ def test_int8_is_a_separation_precision_only_and_a_change_of_settings(shipped, m
     import json
 
     from deepclust.archive import separate_archive
-    from deepclust.device import inference_precision, resolve_precision
+    from deepclust.model.device import inference_precision, resolve_precision
 
     assert inference_precision("int8", "cpu") == "int8"
     with pytest.raises(ValueError, match="CPU only"):

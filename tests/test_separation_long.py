@@ -9,7 +9,7 @@ import torch
 from archive_fixtures import FSDD_SPEAKERS
 
 from deepclust.audio import read_audio
-from deepclust.audio_blocks import BlockReader
+from deepclust.audio.blocks import BlockReader
 from deepclust.features.stft import stft
 from deepclust.metrics.bss_eval import sdr_improvement
 from deepclust.model.checkpoint import load_model

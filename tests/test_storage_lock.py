@@ -5,7 +5,7 @@ import multiprocessing as mp
 import time
 
 from deepclust import storage
-from deepclust.storage_lock import LOCK_NAME, FolderLock, LockBusyError
+from deepclust.storage.lock import LOCK_NAME, FolderLock, LockBusyError
 
 
 def test_create_exclusive_creates_once_and_refuses_an_existing_file(tmp_path):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.device import PrecisionUnavailableError, bf16_support, cpu_has_native_bf16, resolve_precision
 from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
+from deepclust.model.device import PrecisionUnavailableError, bf16_support, cpu_has_native_bf16, resolve_precision
 from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool
 from deepclust.training.objective import batch_loss

@@ -17,7 +17,7 @@ import sys
 from deepclust.cli import recipe_commands, separate_commands, stage_commands, training_commands
 from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners
 from deepclust.cli.recipe_commands import reproduce_config_from_args
-from deepclust.errors import RunFaultError
+from deepclust.faults.errors import RunFaultError
 
 __all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXIT_CIRCUIT_OPEN", "EXIT_TEMPFAIL"]
 

@@ -13,7 +13,7 @@ from deepclust import storage
 
 EXIT_CIRCUIT_OPEN = 3  # the job stopped itself (device fault, or too many failures in a row)
 EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: inputs hit transient faults; run again to finish them
-# A fault of the run, not of an input (deepclust.errors.RunFaultError: a full disk, a damaged manifest, a network
+# A fault of the run, not of an input (deepclust.faults.errors.RunFaultError: a full disk, a damaged manifest, a network
 # that fails on any input); 2 (a usage error) when a setting is refused before any input.
 EXIT_RUN_FAULT = 4
 

@@ -172,7 +172,7 @@ def cmd_reproduce(args, runners: Runners | None = None) -> None:
 
 def _demo_real_example(out_url: str) -> None:
     """The demo's last step: the shipped real-speech model on an embedded real two-talker recording."""
-    from deepclust.real_example import separate_example
+    from deepclust.evaluation.real_example import separate_example
 
     result = separate_example(out_url)
     print(

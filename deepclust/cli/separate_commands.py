@@ -19,7 +19,7 @@ HELP = {
 
 
 def add_separate(sub, name: str = "separate") -> None:
-    from deepclust.archive_config import ArchiveJobConfig as Job
+    from deepclust.archive.config import ArchiveJobConfig as Job
     from deepclust.reports.listen import ARCHIVE_LISTEN_DEFAULT
     from deepclust.separation.long import WindowConfig
 
@@ -166,7 +166,7 @@ def plain_runner(workers: int | None):
     if workers < 1:
         print("--workers takes a count of 1 or more", file=sys.stderr)
         raise SystemExit(2)
-    from deepclust.archive_processes import batches_on_processes
+    from deepclust.archive.processes import batches_on_processes
 
     return batches_on_processes(workers)
 
@@ -177,7 +177,7 @@ def add_separate_archive(sub) -> None:
 
 def job_config_from_args(args):
     """The job's settings (``ArchiveJobConfig``) from ``separate``'s flags: the one place the command reads them."""
-    from deepclust.archive_config import ArchiveJobConfig
+    from deepclust.archive.config import ArchiveJobConfig
     from deepclust.separation.long import WindowConfig
 
     window = WindowConfig(
@@ -247,7 +247,7 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
         print(f"stopped: {error}", file=sys.stderr)
         raise SystemExit(1)
     except Exception as error:
-        from deepclust.transient import is_transient
+        from deepclust.faults.transient import is_transient
 
         if not is_transient(error):
             raise

@@ -54,7 +54,7 @@ def train_config_arguments(
 
 def train_config_of(args, **fields):
     """The ``TrainConfig`` of ``train_config_arguments``' flags, with a command's own ``fields`` over them."""
-    from deepclust.device import resolve_device, resolve_precision
+    from deepclust.model.device import resolve_device, resolve_precision
     from deepclust.training.config import TrainConfig
 
     config = TrainConfig(

@@ -23,7 +23,7 @@ from deepclust import storage
 from deepclust.audio import resample, write_audio
 from deepclust.corpora.espeak import EspeakEngine
 from deepclust.corpora.manifest import build_manifest, conform_manifest, validate_manifest
-from deepclust.manifests import MANIFEST_NAME
+from deepclust.storage.manifests import MANIFEST_NAME
 
 # Bump when anything that changes the audio changes, so cached corpora are rebuilt.
 DEMO_VERSION = 1

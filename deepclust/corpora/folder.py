@@ -17,7 +17,7 @@ import pandas as pd
 from deepclust import storage
 from deepclust.audio import AUDIO_EXTENSIONS
 from deepclust.corpora.manifest import build_manifest, normalise_gender, probe_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 
 logger = logging.getLogger(__name__)
 

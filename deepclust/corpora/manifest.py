@@ -13,12 +13,12 @@ from collections.abc import Iterable
 import pandas as pd
 
 from deepclust.audio import audio_info
-from deepclust.errors import BadAudioError
-from deepclust.manifests import SCHEMAS, validate
+from deepclust.faults.errors import BadAudioError
+from deepclust.storage.manifests import SCHEMAS, validate
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = tuple(SCHEMAS["corpus"].required)  # the corpus manifest's columns (deepclust.manifests)
+COLUMNS = tuple(SCHEMAS["corpus"].required)  # the corpus manifest's columns (deepclust.storage.manifests)
 GENDERS = ("m", "f", None)
 
 
@@ -70,7 +70,7 @@ def conform_manifest(frame: pd.DataFrame) -> pd.DataFrame:
 
 def validate_manifest(frame: pd.DataFrame, where: str = "corpus manifest") -> None:
     """Raise ``ValueError`` naming ``where`` and the first problem: missing columns or wrong types (the schema,
-    ``deepclust.manifests.validate``), duplicate ids, bad values."""
+    ``deepclust.storage.manifests.validate``), duplicate ids, bad values."""
     validate(frame, "corpus", where)
     duplicated = frame["utterance_id"][frame["utterance_id"].duplicated()]
     if len(duplicated):

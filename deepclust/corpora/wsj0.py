@@ -15,7 +15,7 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.corpora.manifest import build_manifest, normalise_gender, probe_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 
 SUBSETS = ("si_tr_s", "si_dt_05", "si_et_05")
 SUFFIXES = (".wav", ".wv1")

@@ -12,16 +12,16 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from deepclust.audio import read_audio
-from deepclust.errors import BadAudioError
 from deepclust.evaluation.scoring import METRIC_COLUMNS, evaluate_mixture, evaluate_systems
+from deepclust.faults.errors import BadAudioError
 from deepclust.features.stft import StftConfig
-from deepclust.manifests import SCHEMAS
 from deepclust.separation.oracle import ideal_binary_mask_estimates, ideal_ratio_mask_estimates
+from deepclust.storage.manifests import SCHEMAS
 
 log = logging.getLogger(__name__)
 
 ORACLES = {"ibm": ideal_binary_mask_estimates, "irm": ideal_ratio_mask_estimates}
-RESULT_COLUMNS = SCHEMAS["evaluation"].required  # the results table's columns (deepclust.manifests)
+RESULT_COLUMNS = SCHEMAS["evaluation"].required  # the results table's columns (deepclust.storage.manifests)
 
 
 def gender_condition(genders) -> str | None:

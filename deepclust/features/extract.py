@@ -22,13 +22,13 @@ import torch
 
 from deepclust import storage
 from deepclust.audio import read_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
+from deepclust.faults.transient import is_transient
 from deepclust.features.normalisation import RunningStats
 from deepclust.features.shards import shard_extension, write_shard
 from deepclust.features.stft import StftConfig, stft
-from deepclust.manifests import MANIFEST_NAME, SCHEMAS, validate
 from deepclust.pipeline.plan import JsonableConfig
-from deepclust.transient import is_transient
+from deepclust.storage.manifests import MANIFEST_NAME, SCHEMAS, validate
 
 __all__ = [
     "FeatureConfig",
@@ -46,7 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TRAIN_SPLIT = "tr"
-MANIFEST_COLUMNS = SCHEMAS["feature"].required  # the feature manifest's columns (deepclust.manifests)
+MANIFEST_COLUMNS = SCHEMAS["feature"].required  # the feature manifest's columns (deepclust.storage.manifests)
 
 
 @dataclass(frozen=True)
@@ -307,7 +307,7 @@ def extract_features(
     only), `{out}/shards.parquet` (shard_url, split, num_utterances, sha256) and `{out}/manifest.parquet`.
 
     Args:
-        mixture_manifest: a mixture manifest (`deepclust.manifests.SCHEMAS["mixture"]`); rows whose
+        mixture_manifest: a mixture manifest (`deepclust.storage.manifests.SCHEMAS["mixture"]`); rows whose
             mixing failed are skipped.
         out_url: output folder/prefix.
         config: feature parameters.

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepclust import storage
-from deepclust.manifests import read_manifest
+from deepclust.storage.manifests import read_manifest
 
 __all__ = ["SHARD_FORMATS", "shard_extension", "write_shard", "iter_shard", "iter_features"]
 

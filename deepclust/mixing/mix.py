@@ -17,15 +17,15 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.audio import read_audio, resample, write_audio
-from deepclust.errors import BadAudioError
-from deepclust.manifests import MANIFEST_NAME, SCHEMAS, validate
+from deepclust.faults.errors import BadAudioError
+from deepclust.faults.transient import is_disk_full, is_transient
 from deepclust.mixing.mixlist import MixEntry, mixture_id, utterance_stem
 from deepclust.mixing.p56 import active_level
-from deepclust.transient import is_disk_full, is_transient
+from deepclust.storage.manifests import MANIFEST_NAME, SCHEMAS, validate
 
 PEAK_AFTER_SCALING = 0.9  # the recipe's anti-clipping target for max(|mix|, |s_k|)
 
-MANIFEST_COLUMNS = SCHEMAS["mixture"].required  # the mixture manifest's columns (deepclust.manifests)
+MANIFEST_COLUMNS = SCHEMAS["mixture"].required  # the mixture manifest's columns (deepclust.storage.manifests)
 
 
 @dataclass(frozen=True)

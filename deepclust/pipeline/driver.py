@@ -15,9 +15,9 @@ import time
 from typing import Callable
 
 from deepclust import storage
-from deepclust.manifests import validate
+from deepclust.faults.transient import call_with_retries
 from deepclust.pipeline.plan import StagePlan
-from deepclust.transient import call_with_retries
+from deepclust.storage.manifests import validate
 
 __all__ = ["run_stage", "run_units_here", "run_unit", "finish", "remove_stale_temp_files", "ProgressLine"]
 

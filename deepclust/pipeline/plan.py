@@ -26,15 +26,16 @@ class StageDefinition:
 
     ``plan(run_root, *upstream manifest URLs, *configs) -> StagePlan`` decides the folder (by content key)
     and the units; ``compute_unit(plan, unit)`` does one unit and returns a JSON-able result (the driver's
-    ``run_unit`` calls it for units not done yet); ``finish(plan, results) -> (manifest, info)`` merges the unit results
-    (the driver validates the manifest against ``manifest_kind``'s schema, ``deepclust.manifests``, and commits).
+    ``run_unit`` calls it for units not done yet); ``finish(plan, results) -> (manifest, info)`` merges the unit
+    results (the driver validates the manifest against ``manifest_kind``'s schema, ``deepclust.storage.manifests``,
+    and commits).
     """
 
     name: str
     plan: Callable[..., "StagePlan"]
     compute_unit: Callable[["StagePlan", dict], Any]
     finish: Callable[["StagePlan", list], tuple[pd.DataFrame, dict]]
-    manifest_kind: str  # a key of deepclust.manifests.SCHEMAS
+    manifest_kind: str  # a key of deepclust.storage.manifests.SCHEMAS
 
 
 @dataclass

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from deepclust import storage
-from deepclust.manifests import MANIFEST_NAME
+from deepclust.storage.manifests import MANIFEST_NAME
 from deepclust.version import __version__
 
 MANIFEST = MANIFEST_NAME

@@ -449,7 +449,7 @@ def archive_spot_check(
     written (the job's outputs stand without it)."""
     import logging
 
-    from deepclust.errors import BadAudioError
+    from deepclust.faults.errors import BadAudioError
 
     if count <= 0:
         return None

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from deepclust import storage
-from deepclust.manifests import validate
 from deepclust.reports.paper import DPCL_PLUS_PLUS, PAPER, paper_sdri, paper_table
+from deepclust.storage.manifests import validate
 
 METRICS = ["sdri", "si_sdri", "sdr", "sir", "sar", "si_sdr"]
 GROUPS = ["num_speakers", "condition", "gender_condition"]
@@ -20,7 +20,7 @@ GROUPS = ["num_speakers", "condition", "gender_condition"]
 def summarise_by_condition(results: pd.DataFrame, where: str = "evaluation results") -> pd.DataFrame:
     """Mean and median of each metric per system and condition, plus an 'all' row per speaker count.
 
-    ``results``: the evaluation stage's results (``deepclust.manifests.SCHEMAS["evaluation"]`` with its
+    ``results``: the evaluation stage's results (``deepclust.storage.manifests.SCHEMAS["evaluation"]`` with its
     ``condition``); ``where`` names them in a schema error."""
     validate(results, "evaluation", where, needs=("condition",))
     done = results[results["status"] == "done"].copy()

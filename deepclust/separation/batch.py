@@ -8,11 +8,11 @@ threads or Dask) and the recipe's separation stage all call ``separate_items``. 
   batch that runs out of memory) becomes a ``failed`` row whose ``error`` names the input as the user gave it
   and the reason in plain words (never a scratch copy's path), its ``error_detail`` the library's own message,
   and the batch goes on;
-- a transient fault (timeouts, throttling, connection resets: ``deepclust.transient``) is raised, so the
+- a transient fault (timeouts, throttling, connection resets: ``deepclust.faults.transient``) is raised, so the
   caller retries the batch: it is nobody's fault and must not be recorded as the input's;
 - a device fault (a CUDA error other than out-of-memory) is raised too: every later input would fail the
   same way, so the job stops (its circuit breaker) instead of marking the rest of the archive failed;
-- a fault of the run (``deepclust.errors.RunFaultError``) is raised and stops the job, never a row: a full
+- a fault of the run (``deepclust.faults.errors.RunFaultError``) is raised and stops the job, never a row: a full
   disk (``DiskFullError``), or a network that fails on a known-good input as well (``NetworkFaultError``: the
   model, the device or a setting is at fault, not the input it met it on; ``check_network`` decides).
 
@@ -33,17 +33,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepclust import storage
-from deepclust.audio_blocks import BlockReader, TrackWriter
-from deepclust.errors import BadAudioError, DiskFullError, NetworkFaultError, RunFaultError
-from deepclust.manifests import SCHEMAS
+from deepclust.audio.blocks import BlockReader, TrackWriter
+from deepclust.faults.errors import BadAudioError, DiskFullError, NetworkFaultError, RunFaultError
+from deepclust.faults.transient import is_device_fault, is_disk_full, is_transient
 from deepclust.separation.inputs import output_names, output_stem
 from deepclust.separation.io_threads import io_executor
 from deepclust.separation.long import separate_long
 from deepclust.separation.window_batch import separate_window_batch
 from deepclust.separation.windows import WindowConfig
-from deepclust.transient import is_device_fault, is_disk_full, is_transient
-from deepclust.workspace import PREFIX as SCRATCH_PREFIX
-from deepclust.workspace import Workspace
+from deepclust.storage.manifests import SCHEMAS
+from deepclust.storage.workspace import PREFIX as SCRATCH_PREFIX
+from deepclust.storage.workspace import Workspace
 
 TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "write_seconds"]
 # ``outputs``: relative to the output root (the folder can move); ``input_id``, ``model_sha256`` and ``settings``
@@ -52,7 +52,7 @@ TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "writ
 # ``error_detail``) or "transient" (a fault that outlasted the retry budget; tried again by the next run).
 # ``downmix``: how the input was made mono ("mono", "mean of 2 channels", "channel 1 of 2, the loudest: ...").
 MANIFEST_COLUMNS = SCHEMAS["separation"].names  # the separation manifest's columns, in order
-# A scratch folder's path (``deepclust.workspace``), wherever a message names one.
+# A scratch folder's path (``deepclust.storage.workspace``), wherever a message names one.
 _SCRATCH_PATH = re.compile(r"[^\s'\"]*" + re.escape(SCRATCH_PREFIX) + r"[^\s'\"]*")
 
 
@@ -243,7 +243,7 @@ def separate_items(
     """Separate input-manifest rows (``deepclust.separation.inputs``) into ``out/<output_stem>/s1.wav ..``.
 
     ``stamp``: ``{"model_sha256", "settings"}`` recorded in every row (what made the outputs). ``channel``:
-    which channel of multi-channel inputs to separate (1-based; None: ``deepclust.downmix``'s rule).
+    which channel of multi-channel inputs to separate (1-based; None: ``deepclust.audio.downmix``'s rule).
     ``overlap_io``: short inputs' outputs are written by a background thread while the next group goes through
     the network, and long inputs' next windows read (``_separate_short``, ``separate_long``); the outputs and
     rows are the same either way. Returns one ``MANIFEST_COLUMNS`` row per item, in the items' order. Raises

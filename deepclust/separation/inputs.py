@@ -28,7 +28,7 @@ import pandas as pd
 
 from deepclust import storage
 from deepclust.audio import AUDIO_EXTENSIONS
-from deepclust.manifests import MANIFEST_NAME, read_manifest, validate
+from deepclust.storage.manifests import MANIFEST_NAME, read_manifest, validate
 
 INPUT_COLUMNS = ["relative_path", "input", "input_id", "n_speakers", "mixture_id"]
 # A mixture manifest's splits separated unless asked otherwise: the test sets, what one evaluates.
@@ -147,9 +147,9 @@ def inputs_from_mixtures(manifest: pd.DataFrame | str, splits: tuple[str, ...] |
     """The mixtures of a mixture manifest (those made without error, of ``splits`` when given), each to be
     separated into its own number of speakers; outputs go to ``out/<split>/<mixture_id>/``.
 
-    The manifest is validated as the ``mixture`` schema (``deepclust.manifests``), so ``status`` is always there;
-    ``sha256`` is optional in that schema (only the mixtures stage adds it): without it, the input's identity is
-    its file's."""
+    The manifest is validated as the ``mixture`` schema (``deepclust.storage.manifests``), so ``status`` is always
+    there; ``sha256`` is optional in that schema (only the mixtures stage adds it): without it, the input's identity
+    is its file's."""
     mixtures = (
         read_manifest(manifest, "mixture")
         if isinstance(manifest, str)

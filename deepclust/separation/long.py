@@ -28,8 +28,8 @@ import time
 
 import numpy as np
 
-from deepclust.audio_blocks import BlockReader, TrackWriter, check_wav_complete  # noqa: F401 (re-exported)
-from deepclust.errors import BadAudioError
+from deepclust.audio.blocks import BlockReader, TrackWriter, check_wav_complete  # noqa: F401 (re-exported)
+from deepclust.faults.errors import BadAudioError
 from deepclust.separation.io_threads import io_executor
 from deepclust.separation.stitching import Stitcher
 from deepclust.separation.window_batch import separate_window_batch
@@ -61,7 +61,7 @@ def separate_long(
         temp_dir: where the partial outputs are written (same filesystem as the outputs).
         overlap_io: read the next group of windows in a background thread while the network runs on this
             one (the outputs are the same either way; ``read_seconds`` is then partly hidden behind it).
-        channel: which channel to separate (1-based; None: ``deepclust.downmix``'s rule); for a path only.
+        channel: which channel to separate (1-based; None: ``deepclust.audio.downmix``'s rule); for a path only.
 
     Returns:
         dict with ``duration`` (s of input), ``sample_rate`` and ``channels`` of the input,

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from deepclust.device import autocast, autocast_dtype, inference_precision, quantize_for_inference, resolve_device
 from deepclust.features.extract import FeatureConfig, loud_bins, network_input
 from deepclust.features.stft import istft, num_frames, stft
 from deepclust.model.checkpoint import LoadedModel, load_model
+from deepclust.model.device import autocast, autocast_dtype, inference_precision, quantize_for_inference, resolve_device
 from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
 from deepclust.separation.phase import misi
 
@@ -120,8 +120,8 @@ class Separator:
         soft_beta: the inverse temperature of soft k-means (unit embeddings: squared distances in [0, 4]).
         precision: "auto" (bf16 network on a CPU with AMX or AVX-512 BF16, float32 elsewhere), "fp32", "bf16"
             or "int8" (CPU only, never auto: dynamic int8 quantisation of the LSTM and linear layers; within
-            0.1 dB of float32, fastest on short inputs; see deepclust.device for its price). Features, masks,
-            k-means and the output signals stay float32 (deepclust.device).
+            0.1 dB of float32, fastest on short inputs; see deepclust.model.device for its price). Features, masks,
+            k-means and the output signals stay float32 (deepclust.model.device).
         whiten: cluster whitened embeddings ``V (V^T V)^-1/2`` (per utterance) instead of V.
         phase_iterations: MISI iterations (``deepclust.separation.phase``) after masking; 0 keeps the mixture
             phase.

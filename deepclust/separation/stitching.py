@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from deepclust.audio_blocks import TrackWriter
+from deepclust.audio.blocks import TrackWriter
 from deepclust.metrics.permutation import matched_totals
 from deepclust.separation.window_batch import WindowCentroids
 from deepclust.separation.windows import Window

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from deepclust import storage
-from deepclust.manifests import read_manifest
 from deepclust.pipeline.plan import (
     StageDefinition,
     StagePlan,
@@ -23,6 +22,7 @@ from deepclust.pipeline.plan import (
 )
 from deepclust.pipeline.store import make_stage, range_units
 from deepclust.separation.inputs import resolve_outputs
+from deepclust.storage.manifests import read_manifest
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _listening_page(plan, table: pd.DataFrame) -> str | None:
     written (the scores and the report stand without it)."""
     import logging
 
-    from deepclust.errors import BadAudioError
+    from deepclust.faults.errors import BadAudioError
     from deepclust.reports.listen import evaluation_header, write_evaluation_page
 
     mixtures, separated = plan.context["mixture_manifest_url"], plan.context["separation_manifest_url"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 
 from deepclust import storage
-from deepclust.manifests import read_manifest
 from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, config_dict, config_of, recipe_params
 from deepclust.pipeline.store import make_stage
+from deepclust.storage.manifests import read_manifest
 
 
 def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr", "cv")) -> StagePlan:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from deepclust import storage
-from deepclust.manifests import read_manifest
 from deepclust.mixing.mix import MixConfig
 from deepclust.pipeline.plan import StageDefinition, StagePlan, concat_parts, config_dict, config_of, recipe_params
 from deepclust.pipeline.store import make_stage
+from deepclust.storage.manifests import read_manifest
 
 
 @dataclass

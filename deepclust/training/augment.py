@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from deepclust.audio import read_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 from deepclust.pipeline.plan import JsonableConfig
 
 log = logging.getLogger(__name__)

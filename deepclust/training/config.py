@@ -30,7 +30,7 @@ class TrainConfig(JsonableConfig):
     device: "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     amp: on CUDA, autocast (bf16 where supported, else fp16 with loss scaling); False keeps float32 there.
     precision: "auto" (bf16 autocast of the network on a CPU with AMX or AVX-512 BF16, float32 on other
-        CPUs, ``amp`` on CUDA), "fp32" or "bf16". Losses and normalisation stay float32 (deepclust.device).
+        CPUs, ``amp`` on CUDA), "fp32" or "bf16". Losses and normalisation stay float32 (deepclust.model.device).
     num_threads: torch intra-op threads for this run (None = leave as is).
     max_train_seconds: optional budget over the whole run, resumes included; checked at epoch ends.
     shuffle_buffer: training chunks held for shuffling; bounds memory on large sets (small sets fit whole).

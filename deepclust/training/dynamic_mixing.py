@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from deepclust.audio import read_audio
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 from deepclust.features.extract import FeatureConfig, dominant_source, loud_bins, network_input
 from deepclust.features.normalisation import FeatureStats, RunningStats
 from deepclust.features.stft import stft

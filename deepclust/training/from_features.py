@@ -11,8 +11,8 @@ from deepclust import storage
 from deepclust.features.extract import FeatureConfig
 from deepclust.features.normalisation import FeatureStats
 from deepclust.features.shards import iter_features
-from deepclust.manifests import MANIFEST_NAME
 from deepclust.model.blstm import ModelConfig
+from deepclust.storage.manifests import MANIFEST_NAME
 from deepclust.training.config import TrainConfig
 from deepclust.training.replicas import Replicas
 from deepclust.training.train import fit

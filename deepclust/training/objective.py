@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from deepclust.device import autocast
 from deepclust.model.blstm import DeepClusteringNet
 from deepclust.model.chimera_loss import mask_inference_loss, whitened_deep_clustering_loss
+from deepclust.model.device import autocast
 from deepclust.model.loss import deep_clustering_loss
 from deepclust.model.waveform_loss import waveform_snr_loss
 from deepclust.training.config import TrainConfig

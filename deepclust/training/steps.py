@@ -8,7 +8,7 @@ from typing import Iterable
 
 import torch
 
-from deepclust.device import autocast_dtype, resolve_precision
+from deepclust.model.device import autocast_dtype, resolve_precision
 from deepclust.training.config import TrainConfig
 from deepclust.training.objective import batch_loss
 

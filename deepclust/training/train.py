@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from deepclust import storage
-from deepclust.device import resolve_device, resolve_precision
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model
+from deepclust.model.device import resolve_device, resolve_precision
 from deepclust.model.lineage import (
     RUN_FACTS,
     SNAPSHOTS,

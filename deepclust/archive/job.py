@@ -1,7 +1,7 @@
 """A separation job: every input of an input manifest separated into ``out``, resumable, locked, audited.
 
 ``deepclust separate``, ``deepclust separate-archive`` and the ``separate-archive`` Prefect flow all run
-this job, ``separate_archive``, with one settings object, ``ArchiveJobConfig`` (``deepclust.archive_config``); the
+this job, ``separate_archive``, with one settings object, ``ArchiveJobConfig`` (``deepclust.archive.config``); the
 input is an audio file, a folder, an ``s3://`` prefix or a mixture manifest, made into an input manifest first
 (``deepclust.separation.inputs``), and every batch of it goes through the one separation loop
 (``deepclust.separation.batch.separate_items``, called by ``separate_job_batch``).
@@ -16,9 +16,9 @@ Layout of ``out`` (local folder or ``s3://`` prefix)::
 
     out/<output stem>/s1.wav .. sK.wav   one folder per input, never shared (``assign_output_stems``)
     out/manifest.parquet                 one row per input (batch.MANIFEST_COLUMNS), whole after every run
-    out/.manifest/                       rows committed since (``deepclust.manifest_log``: append-only)
+    out/.manifest/                       rows committed since (``deepclust.storage.manifest_log``: append-only)
     out/.manifest/base-copy.parquet      a copy of manifest.parquet, written before it: a damaged one is rebuilt
-    out/.lock                            the writer's lock (``deepclust.storage_lock``)
+    out/.lock                            the writer's lock (``deepclust.storage.lock``)
     out/.partial/                        local outputs being written (never on S3)
 
 Guarantees:
@@ -31,7 +31,7 @@ Guarantees:
   and its ``input_id`` (content identity), ``model_sha256`` and ``settings`` (K, window, inference) match;
   a changed model, setting or input re-separates exactly the affected inputs. ``failed`` and ``transient``
   inputs are tried again, new files are picked up, temporary files of a killed run are removed.
-- **One writer per ``out``** (``deepclust.storage_lock.folder_lock``); the owner check before every commit
+- **One writer per ``out``** (``deepclust.storage.lock.folder_lock``); the owner check before every commit
   makes a run that lost its lock stop instead of committing.
 - **Faults classified by cause.** A bad input is a ``failed`` row with its reason; a transient fault is
   retried with backoff for ``retry_seconds`` and then recorded as ``transient`` (retried by the next run,
@@ -40,7 +40,7 @@ Guarantees:
 - **Faults of the run are not rows.** A setting this machine cannot run (``--precision bf16`` on a CPU without
   bf16) is refused before any input; a full disk (``DiskFullError``), a damaged manifest that its copy cannot
   rebuild (``DamagedManifestError``) or a network that fails on a known-good input too (``NetworkFaultError``)
-  stop the job in one line (``deepclust.errors.RunFaultError``); what was committed stays, a rerun continues.
+  stop the job in one line (``deepclust.faults.errors.RunFaultError``); what was committed stays, a rerun continues.
 
 S3 endpoints are configured the fsspec way: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``.
@@ -53,23 +53,28 @@ import dataclasses
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
 from deepclust import storage
-from deepclust.archive_config import MAX_CONSECUTIVE_FAILURES, ArchiveJobConfig
-from deepclust.errors import DamagedManifestError, DiskFullError, RunFaultError
-from deepclust.manifest_log import ManifestLog
-from deepclust.manifests import MANIFEST_NAME
+from deepclust.archive.config import MAX_CONSECUTIVE_FAILURES, ArchiveJobConfig
+from deepclust.faults.errors import DamagedManifestError, DiskFullError, RunFaultError
+from deepclust.faults.transient import (
+    RETRY_BUDGET_SECONDS,
+    call_with_retries,
+    is_device_fault,
+    is_disk_full,
+    is_transient,
+)
 from deepclust.pipeline import store
 from deepclust.separation.batch import MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row
 from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
 from deepclust.separation.long import WindowConfig
-from deepclust.storage_lock import folder_lock
-from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_device_fault, is_disk_full, is_transient
+from deepclust.storage.lock import folder_lock
+from deepclust.storage.manifest_log import ManifestLog
+from deepclust.storage.manifests import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +98,7 @@ def manifest_url(out_url: str) -> str:
 
 
 def manifest_log(out_url: str) -> ManifestLog:
-    """The job's append-only manifest (``deepclust.manifest_log``), keyed by relative path."""
+    """The job's append-only manifest (``deepclust.storage.manifest_log``), keyed by relative path."""
     return ManifestLog(out_url, "relative_path", MANIFEST_COLUMNS, MANIFEST_NAME)
 
 
@@ -144,10 +149,10 @@ def job_settings(
 ) -> dict:
     """``{"model_sha256", "window", "inference", "kmeans", "precision"}`` (JSON-able: it travels to Prefect
     tasks): what made a job's outputs, recorded with every row; see ``separation_settings``. ``precision`` is
-    stored resolved on the job's ``device`` (``deepclust.device.inference_precision``), the device the network
+    stored resolved on the job's ``device`` (``deepclust.model.device.inference_precision``), the device the network
     runs on: "auto" on a CUDA host told ``device="cpu"`` is the CPU's choice, not CUDA's.
     ``channel``: ``--channel`` (1-based) or None."""
-    from deepclust.device import inference_precision
+    from deepclust.model.device import inference_precision
 
     return {
         "model_sha256": storage.sha256_of(model_url),
@@ -389,7 +394,7 @@ def separate_archive(
     raises ``CircuitOpenError`` when the circuit breaker opens, ``BatchesFailedError`` when a runner
     reported batches that failed for good (the rows committed until then are kept, and the manifest compacted).
     """
-    from deepclust.device import inference_precision
+    from deepclust.model.device import inference_precision
     from deepclust.separation.separator import Separator
 
     config = dataclasses.replace(config or ArchiveJobConfig(), **settings)
@@ -555,16 +560,3 @@ def job_summary(
         "manifest_url": storage.absolute(manifest_url(out_url)),
         "message": message,
     }
-
-
-def __getattr__(name: str):
-    """``separate_batch``: the old name of ``separate_job_batch``, for one release (it read as
-    ``Separator.separate_batch``, which separates waveforms, not the job's manifest rows)."""
-    if name == "separate_batch":
-        warnings.warn(
-            "deepclust.archive.separate_batch is now separate_job_batch; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return separate_job_batch
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

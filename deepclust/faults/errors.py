@@ -7,7 +7,7 @@ class BadAudioError(ValueError):
     """Unreadable, empty, non-finite, silent or wrong-shaped audio.
 
     ``str(error)`` is ``"<path>: <reason>"`` so that a batch can record it verbatim in its manifest; ``reason``
-    is in plain words (``deepclust.audio_reasons``), ``detail`` the library's own message, if any, for
+    is in plain words (``deepclust.audio.reasons``), ``detail`` the library's own message, if any, for
     debugging (a manifest keeps it in a column of its own: it may name no path of ours).
     """
 

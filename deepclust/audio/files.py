@@ -4,8 +4,8 @@ Reads whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, ...) and NIST SPHERE as 
 ``.wv1``/``.wv2``, ``.sph``: pcm, ulaw or alaw, shorten-compressed or not, 1-2 channels, either byte order,
 decoded by ``desphere`` exactly as LDC's sph2pipe does), from local paths or fsspec URLs. Every way audio
 can be unusable raises ``BadAudioError(path, reason, detail)``, its reason in plain words
-(``deepclust.audio_reasons``). Mono is made by
-``deepclust.downmix.choose_downmix``, the rule that files read in blocks follow too.
+(``deepclust.audio.reasons``). Mono is made by
+``deepclust.audio.downmix.choose_downmix``, the rule that files read in blocks follow too.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import soundfile as sf
 
 from deepclust import storage
-from deepclust.audio_reasons import HEAD_BYTES, library_message, local_head, unreadable_reason, wav_truncation
-from deepclust.downmix import channel_stats, choose_downmix
-from deepclust.errors import BadAudioError
+from deepclust.audio.downmix import channel_stats, choose_downmix
+from deepclust.audio.reasons import HEAD_BYTES, library_message, local_head, unreadable_reason, wav_truncation
+from deepclust.faults.errors import BadAudioError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".sph", ".wv1", ".wv2", ".aiff", ".aif", ".au", ".mp3")
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deepclust.errors import RunSettingError
+from deepclust.faults.errors import RunSettingError
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import shutil
 import tempfile
 import uuid
 
-from deepclust import storage
-from deepclust.errors import BadAudioError
-from deepclust.storage_lock import PARTIAL_NAME, pid_alive
-from deepclust.transient import is_transient
+from deepclust.faults.errors import BadAudioError
+from deepclust.faults.transient import is_transient
+from deepclust.storage import urls
+from deepclust.storage.lock import PARTIAL_NAME, pid_alive
 
 PREFIX = "deepclust-archive-"
 _swept = False
@@ -55,18 +55,18 @@ class Workspace:
 
     def __init__(self, out_url: str):
         self.out_url = out_url
-        self.local_out = storage.is_local(out_url)
+        self.local_out = urls.is_local(out_url)
         sweep_stale_workspaces()
         self.root = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
-        self.temp_dir = storage.join(out_url, PARTIAL_NAME) if self.local_out else os.path.join(self.root, "partial")
+        self.temp_dir = urls.join(out_url, PARTIAL_NAME) if self.local_out else os.path.join(self.root, "partial")
 
     def local_input(self, url: str) -> str:
         """A local path for the input: itself, or a download into the workspace (bounded disk, not RAM)."""
-        if storage.is_local(url):
-            return storage._local_path(url)
+        if urls.is_local(url):
+            return urls._local_path(url)
         target = os.path.join(self.root, "input-" + uuid.uuid4().hex[:8] + os.path.splitext(url)[1])
         try:
-            fs, path = storage.filesystem(url)
+            fs, path = urls.filesystem(url)
             fs.get_file(path, target)
         except Exception as error:  # the object vanished or is forbidden (timeouts/throttling: re-raised)
             if is_transient(error):
@@ -81,7 +81,7 @@ class Workspace:
     def local_outputs(self, outputs: list[str]) -> list[str]:
         """Where separation writes each output: its final path (local), or a scratch file to upload (S3)."""
         if self.local_out:
-            return [storage._local_path(u) for u in outputs]
+            return [urls._local_path(u) for u in outputs]
         folder = os.path.join(self.root, uuid.uuid4().hex[:8])
         return [os.path.join(folder, os.path.basename(u)) for u in outputs]
 
@@ -89,14 +89,14 @@ class Workspace:
         """Upload finished local outputs (S3); local outputs were already renamed into place."""
         if self.local_out:
             return
-        fs, _ = storage.filesystem(self.out_url)
+        fs, _ = urls.filesystem(self.out_url)
         for local, url in zip(local_outputs, outputs):
-            fs.put_file(local, storage.filesystem(url)[1])
+            fs.put_file(local, urls.filesystem(url)[1])
             os.unlink(local)
 
     def discard_input(self, local: str, url: str) -> None:
         """Delete a downloaded input once read (local inputs are left alone)."""
-        if not storage.is_local(url) and os.path.exists(local):
+        if not urls.is_local(url) and os.path.exists(local):
             os.unlink(local)
 
     def close(self) -> None:

@@ -19,8 +19,8 @@ import multiprocessing
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
-from deepclust.archive import BatchJob, MapBatches, job_separator, separate_job_batch_retried
-from deepclust.errors import WorkerLostError
+from deepclust.archive.job import BatchJob, MapBatches, job_separator, separate_job_batch_retried
+from deepclust.faults.errors import WorkerLostError
 
 
 def _start_worker(threads: int) -> None:

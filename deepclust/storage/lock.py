@@ -205,9 +205,9 @@ def folder_lock(out_url: str, retry_seconds: float | None = None, **kwargs):
     """Hold ``out/.lock`` for the block; partial files of a killed run are removed once it is ours.
 
     Taking the lock is retried through transient faults (an object store restarting) for ``retry_seconds``
-    (default: ``deepclust.transient.RETRY_BUDGET_SECONDS``); a release that fails transiently only logs (the lock
+    (default: ``deepclust.faults.transient.RETRY_BUDGET_SECONDS``); a release that fails transiently only logs (the lock
     names a process that is gone by then, so the next run takes it over)."""
-    from deepclust.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_transient
+    from deepclust.faults.transient import RETRY_BUDGET_SECONDS, call_with_retries, is_transient
 
     budget = RETRY_BUDGET_SECONDS if retry_seconds is None else retry_seconds
     lock = call_with_retries(
@@ -238,7 +238,7 @@ def remove_partials(out_url: str) -> None:
     if storage.is_local(partial):
         shutil.rmtree(partial, ignore_errors=True)
         root = os.path.dirname(os.path.abspath(partial))
-        # The manifest log's levels (deepclust.manifest_log) are written atomically too.
+        # The manifest log's levels (deepclust.storage.manifest_log) are written atomically too.
         for folder in (root, *(os.path.join(root, ".manifest", level) for level in ("", "parts", "segments"))):
             if not os.path.isdir(folder):
                 continue

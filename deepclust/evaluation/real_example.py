@@ -13,7 +13,7 @@ import numpy as np
 from deepclust import storage
 from deepclust.audio import read_audio, write_audio
 
-EXAMPLE_DIR = Path(__file__).resolve().parent / "data" / "real_example"
+EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "real_example"
 
 
 def example_paths() -> dict[str, str]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deepclust.errors import RunSettingError
+from deepclust.faults.errors import RunSettingError
+from deepclust.faults.transient import RETRY_BUDGET_SECONDS
 from deepclust.pipeline.plan import JsonableConfig
 from deepclust.separation.inputs import MIXTURE_SPLITS
 from deepclust.separation.windows import WindowConfig
-from deepclust.storage_lock import FolderLock
-from deepclust.transient import RETRY_BUDGET_SECONDS
+from deepclust.storage.lock import FolderLock
 
 FILES_PER_BATCH = 8  # inputs per manifest commit (and per Prefect task)
 MAX_CONSECUTIVE_FAILURES = 50  # failed inputs in a row that open the circuit breaker (a lost mount, a bad model)
@@ -32,7 +32,7 @@ class ArchiveJobConfig(JsonableConfig):
         "kmeans", "soft-kmeans" or "blend" (``deepclust.separation.separator.Separator``).
     precision: "auto" (bf16 on a CPU with AMX / AVX-512 BF16), "fp32", "bf16" or "int8"; rows record the resolved one.
     channel: separate this channel (counted from 1) of multi-channel inputs; None: their mean, or the loudest
-        channel when the mean cancels (``deepclust.downmix``).
+        channel when the mean cancels (``deepclust.audio.downmix``).
     splits: which splits of a mixture manifest to separate (None: all).
     retry_seconds: how long transient faults are retried (backoff 1 s, 2 s, 4 s ... up to a minute apart): a batch's
         before its inputs are recorded as ``transient`` for the next run, and the job's own store calls (listing,

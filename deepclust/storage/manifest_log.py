@@ -31,15 +31,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepclust import storage
-from deepclust.errors import DamagedManifestError
-from deepclust.manifests import MANIFEST_NAME
+from deepclust.faults.errors import DamagedManifestError
+from deepclust.storage.manifests import MANIFEST_NAME
 
 LOG_FOLDER = ".manifest"
 # Every fold writes the base twice: this copy first, then ``manifest.parquet``. A base that a failing disk or a
 # sync tool damaged is then rebuilt from the copy (and the other way round), losing nothing.
 BASE_COPY = "base-copy.parquet"
 PARTS_PER_SEGMENT = 64
-THROUGH_KEY = b"deepclust.manifest_log.through"  # Parquet metadata: the newest part folded into this file
+THROUGH_KEY = b"deepclust.storage.manifest_log.through"  # Parquet metadata: the newest part folded into this file
 
 
 def _write(table: pd.DataFrame, url: str, through: int) -> None:

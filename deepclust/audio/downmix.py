@@ -1,5 +1,5 @@
 """How a multi-channel recording becomes mono, and what "silent" means: one rule for whole files
-(``deepclust.audio.read_audio``) and files read in blocks (``deepclust.audio_blocks.BlockReader``).
+(``deepclust.audio.read_audio``) and files read in blocks (``deepclust.audio.blocks.BlockReader``).
 
 The mean of the channels, unless that mean cancels (is more than ``CANCEL_DB`` below the channels' mean energy:
 one channel is the other with its polarity inverted, as a miswired balanced microphone records); then the
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from deepclust.errors import BadAudioError
+from deepclust.faults.errors import BadAudioError
 
 # "Silent" means every channel's peak is below -90 dBFS: at most one step of 16-bit audio (-90.3 dBFS), so
 # digital zeros and the last bit's dither, never a quiet recording.

@@ -16,17 +16,17 @@ import uuid
 import numpy as np
 import soundfile as sf
 
-from deepclust.audio import check_header, check_regular_file, resample, sphere_as_wav, unreadable
-from deepclust.audio_reasons import library_message, wav_truncation
-from deepclust.downmix import channel_stats, choose_downmix, silence_reason
-from deepclust.errors import BadAudioError
+from deepclust.audio.downmix import channel_stats, choose_downmix, silence_reason
+from deepclust.audio.files import check_header, check_regular_file, resample, sphere_as_wav, unreadable
+from deepclust.audio.reasons import library_message, wav_truncation
+from deepclust.faults.errors import BadAudioError
 
 SURVEY_FRAMES = 1 << 18  # frames per block of the first look at a file (16 s at 16 kHz)
 
 
 def check_wav_complete(path: str) -> None:
     """Raise ``BadAudioError`` when a RIFF/WAVE file holds fewer audio bytes than its header declares
-    (``deepclust.audio_reasons.wav_truncation``)."""
+    (``deepclust.audio.reasons.wav_truncation``)."""
     with open(path, "rb") as handle:
         shortfall = wav_truncation(handle, os.fstat(handle.fileno()).st_size)
     if shortfall:
@@ -43,7 +43,7 @@ class BlockReader:
 
     Opening takes a first look at the whole file, block by block (``SURVEY_FRAMES``): a file cut short,
     undecodable, non-finite or silent in every channel fails here, before any compute, and how it is made mono
-    is decided once for the whole file (``deepclust.downmix.choose_downmix``, as ``read_audio`` decides it).
+    is decided once for the whole file (``deepclust.audio.downmix.choose_downmix``, as ``read_audio`` decides it).
     Deciding per block would switch between the mean and one channel mid-recording (a jump in level and
     content the separator would carry into its output); a decision from the file's start alone would miss a
     recording that begins in silence. ``downmix`` says what was chosen. ``channel``: 1-based, or None (the
