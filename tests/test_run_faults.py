@@ -317,3 +317,27 @@ def test_the_recipe_separation_key_holds_its_precision():
 
     assert recipe_params(SeparateConfig())["precision"] == "fp32"
     assert recipe_params(SeparateConfig(precision="bf16")) != recipe_params(SeparateConfig())
+
+
+def test_a_recipe_asking_for_bf16_on_a_cpu_without_it_stops_before_its_first_stage(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "deepclust.cli",
+        "reproduce",
+        "--corpus",
+        "demo",
+        "--preset",
+        "quick",
+        "--set",
+        "train.precision=bf16",
+        "--no-prefect",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot run the network in bfloat16" in one_plain_line(result.stderr)
+    assert not (tmp_path / "run").exists()  # no stage ran: no corpus was synthesised

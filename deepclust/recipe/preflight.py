@@ -1,4 +1,5 @@
-"""What a run's inputs must hold, checked before its first stage: a WSJ0 run that would stop in its mixtures stage,
+"""What a run's inputs and settings must hold, checked before its first stage: a precision this machine cannot run
+is refused (``check_precisions``); a WSJ0 run that would stop in its mixtures stage,
 after a scan of the whole corpus, for a file the lists name and the tree lacks stops here instead, in seconds,
 naming the first missing files and how many there are; a list in the wrong format is named with its line.
 
@@ -23,6 +24,7 @@ class RecipeInputError(ValueError):
 def check_inputs(config: ReproduceConfig) -> None:
     """Raise ``RecipeInputError`` if the corpus root is missing, a mix list is missing or malformed, or (WSJ0) the
     tree lacks files the lists name; else return None."""
+    check_precisions(config)
     corpus = config.corpus
     if corpus.name in ("wsj0", "folder") and not corpus.root:
         flag = "--wsj0-root" if corpus.name == "wsj0" else "--root"
@@ -51,6 +53,15 @@ def check_inputs(config: ReproduceConfig) -> None:
                 f"{len(missing)} of the {len(set(listed))} files the mix lists name are not under --wsj0-root "
                 f"{corpus.root} (as .wav or .wv1, in si_tr_s, si_dt_05 or si_et_05):\n  {shown}{more}"
             )
+
+
+def check_precisions(config: ReproduceConfig) -> None:
+    """Refuse (``PrecisionUnavailableError``, exit 2) a training or separation precision this machine cannot run,
+    e.g. ``--set train.precision=bf16`` on an AVX2-only CPU, before any stage rather than in the training stage."""
+    from deepclust.model.device import inference_precision, resolve_device, resolve_precision
+
+    resolve_precision(config.train.precision, resolve_device(config.train.device))
+    inference_precision(config.separate.precision, config.separate.device)
 
 
 def _read(url: str):
