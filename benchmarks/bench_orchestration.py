@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from deepclust.flows.stages import extract_features, separate, with_task_runner
     from prefect import flow
 
     from deepclust.pipeline.driver import run_stage
@@ -53,7 +54,6 @@ def main(argv=None) -> int:
     from deepclust.stages.mixtures import plan_mixtures
     from deepclust.stages.separation import plan_separation
     from deepclust.stages.training import plan_training
-    from flows.stages import extract_features, separate, with_task_runner
 
     torch.set_num_threads(1)  # both paths alike; units in threads should not oversubscribe 2 cores
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-orchestration-"))

@@ -1,8 +1,9 @@
-"""Prefect flows: one per stage (``flows.stages``), ``flows.reproduce.reproduce`` that chains them, and
-``flows.separate_archive``; ``flows.cli`` is the ``deepclust`` command (``python -m flows``), which runs them.
+"""Prefect flows, installed as ``deepclust.flows``: one per stage (``flows.stages``), ``flows.reproduce.reproduce``
+that chains them, and ``flows.separate_archive``; ``deepclust.flows.cli`` is the ``deepclust`` command
+(``python -m deepclust.flows``), which runs them.
 
-Import the end-to-end flow as ``from flows.reproduce import reproduce``. The stage flows are loaded lazily, so
-``flows.cli`` can be imported (and fall back to the library) where Prefect is not installed.
+Import the end-to-end flow as ``from deepclust.flows.reproduce import reproduce``. The stage flows are loaded lazily, so
+``deepclust.flows.cli`` can be imported (and fall back to the library) where Prefect is not installed.
 """
 
 STAGE_FLOWS = ("make_corpus", "make_mixtures", "extract_features", "train", "separate", "evaluate")
@@ -12,7 +13,7 @@ __all__ = list(STAGE_FLOWS)
 
 def __getattr__(name: str):
     if name in STAGE_FLOWS:
-        from flows import stages
+        from deepclust.flows import stages
 
         return getattr(stages, name)
     raise AttributeError(f"module 'flows' has no attribute {name!r}")

@@ -1,7 +1,8 @@
-"""``python -m flows``: the ``deepclust`` command (``flows.cli.main``), for where the console script is not on PATH."""
+"""``python -m deepclust.flows``: the ``deepclust`` command (``deepclust.flows.cli.main``), for where the console
+script is not on PATH."""
 
 import sys
 
-from flows.cli import main
+from deepclust.flows.cli import main
 
 sys.exit(main())

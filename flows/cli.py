@@ -1,13 +1,13 @@
 """The ``deepclust`` command: the library's command line (``deepclust.cli``) with the Prefect paths added.
 
-``main(argv)`` is the console script (pyproject.toml) and ``python -m flows``: it calls
+``main(argv)`` is the console script (pyproject.toml) and ``python -m deepclust.flows``: it calls
 ``deepclust.cli.main(argv, runners=RUNNERS)``, so ``deepclust reproduce`` / ``demo`` run the ``reproduce`` flow
 and ``deepclust separate --prefect`` / ``--dask-address`` the ``separate-archive`` flow. Where Prefect is not
 installed (it is the ``pipeline`` extra) it is the plain library command line: reproduce runs the stages by hand.
 ``python -m deepclust`` is always the Prefect-free one. Without a Prefect server configured (``PREFECT_API_URL``
 unset) the flows run in Prefect's ephemeral mode.
 
-    from flows.cli import run_reproduce
+    from deepclust.flows.cli import run_reproduce
     record = run_reproduce(config)        # ReproduceConfig -> run record (dict, as in run.json)
 """
 
@@ -44,7 +44,7 @@ def run_reproduce(
         from deepclust.recipe.reproduce import reproduce as reproduce_by_hand
 
         return reproduce_by_hand(config, log=log, history_url=history_url, regression_margin_db=regression_margin_db)
-    from flows.reproduce import reproduce
+    from deepclust.flows.reproduce import reproduce
 
     state = reproduce(
         config,
@@ -77,7 +77,7 @@ def run_separate_archive_flow(
 ) -> dict:
     """The archive job (``config``: an ``ArchiveJobConfig``) through the ``separate-archive`` flow, imported here on
     first use so that commands which run no flow never load Prefect."""
-    from flows.separate_archive import separate_archive_flow
+    from deepclust.flows.separate_archive import separate_archive_flow
 
     return separate_archive_flow(
         model_url, input_url, out_url, config, dask_address=dask_address, max_workers=max_workers

@@ -10,7 +10,7 @@ A run names a preset (the deployments in deployments/prefect.yaml do) or passes 
     deepclust reproduce --out runs/demo            # the README's demo job, through this flow (flows.cli)
     deepclust reproduce --out runs/quick --quick   # a smoke-test size
 
-    from flows.reproduce import reproduce
+    from deepclust.flows.reproduce import reproduce
     from deepclust.stages.corpus import CorpusConfig
     record = reproduce(preset="paper", run_root="runs/wsj0", corpus=CorpusConfig(name="wsj0", root="/data/LDC93S6A"),
                        mix_lists="/data/create-speaker-mixtures", overrides=["train.max_epochs=20"])
@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import time
 
+from deepclust.flows import stages as stage_flows
+from deepclust.flows.stages import failed_items, with_task_runner
+from deepclust.tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 
@@ -31,9 +34,6 @@ from deepclust.recipe.reproduce import record_history, run_recipe, write_run_rec
 from deepclust.recipe.resolve import resolve_recipe
 from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.stages.corpus import CorpusConfig
-from flows import stages as stage_flows
-from flows.stages import failed_items, with_task_runner
-from tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
 
 
 def recipe_config(

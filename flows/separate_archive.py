@@ -2,7 +2,7 @@
 on threads of this process or on a Dask cluster.
 
     from deepclust.archive.config import ArchiveJobConfig
-    from flows.separate_archive import separate_archive_flow
+    from deepclust.flows.separate_archive import separate_archive_flow
     summary = separate_archive_flow("model.pt", "s3://bucket/calls", "s3://bucket/calls-separated")
     separate_archive_flow(..., ArchiveJobConfig(n_speakers=3, device="cuda"))  # the job's settings, one object
     separate_archive_flow(..., dask_address="tcp://scheduler:8786")   # an existing Dask cluster
@@ -34,6 +34,9 @@ import dataclasses
 from typing import Iterator
 from urllib.parse import urlparse
 
+from deepclust.flows.stages import default_workers
+from deepclust.tasks import StageProgress
+from deepclust.tasks.archive_tasks import separate_job_batch_task
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
@@ -44,9 +47,6 @@ from deepclust import archive, storage
 from deepclust.archive import BatchesFailedError, BatchJob, CircuitOpenError, MapBatches
 from deepclust.archive.config import ArchiveJobConfig
 from deepclust.faults.transient import retry_delays
-from flows.stages import default_workers
-from tasks import StageProgress
-from tasks.archive_tasks import separate_job_batch_task
 
 # A LocalCluster of processes, one thread each (each worker runs torch with one thread: see tasks.archive_tasks).
 # Bound to loopback, dashboard included: a Dask scheduler runs the pickled callables it is sent, so anyone who
@@ -226,7 +226,7 @@ def separate_archive_flow(
 def _publish(summary: dict) -> None:
     """The run's artifacts: the summary, and the spot-check players when the job made a listening page."""
     if summary.get("listen"):
-        from tasks.artifacts import publish_listen
+        from deepclust.tasks.artifacts import publish_listen
 
         publish_listen(summary["listen"], key="dpcl-listen-archive", title="separate-archive: spot check")
     _publish_summary(summary)

@@ -11,6 +11,16 @@ from __future__ import annotations
 
 import os
 
+from deepclust.tasks import (
+    StageProgress,
+    finish_task,
+    plan_stage,
+    publish_loss_curve,
+    publish_results,
+    publish_summary,
+    result_storage_for,
+    run_stage_unit,
+)
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.states import Completed
@@ -28,16 +38,6 @@ from deepclust.stages.mixtures import MixStageConfig
 from deepclust.stages.separation import SeparateConfig
 from deepclust.storage.manifests import has_status, read_manifest
 from deepclust.training.config import TrainConfig
-from tasks import (
-    StageProgress,
-    finish_task,
-    plan_stage,
-    publish_loss_curve,
-    publish_results,
-    publish_summary,
-    result_storage_for,
-    run_stage_unit,
-)
 
 
 def default_workers() -> int:
@@ -195,7 +195,7 @@ def evaluate(
 def publish_evaluation(results_manifest_url: str) -> None:
     """Publish the ``dpcl-results``, ``dpcl-summary`` and ``dpcl-listen`` artifacts of a committed evaluation
     stage."""
-    from tasks.artifacts import publish_listen
+    from deepclust.tasks.artifacts import publish_listen
 
     reports = Stage.of_manifest(results_manifest_url).info()
     publish_results(reports["results_parquet"])

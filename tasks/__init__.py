@@ -4,7 +4,7 @@ retries, content-keyed caching, artifacts, progress.
 A task calls the library and returns a small reference (a plan dict, a manifest URL), never an array.
 """
 
-from tasks.artifacts import (
+from deepclust.tasks.artifacts import (
     StageProgress,
     publish_history,
     publish_loss_curve,
@@ -12,9 +12,9 @@ from tasks.artifacts import (
     publish_run_artifacts,
     publish_summary,
 )
-from tasks.caching import StageCache, StageUnitCache, result_storage_for
-from tasks.retry import is_transient, retry_transient
-from tasks.stage_tasks import finish_stage, finish_task, plan_stage, run_stage_unit
+from deepclust.tasks.caching import StageCache, StageUnitCache, result_storage_for
+from deepclust.tasks.retry import is_transient, retry_transient
+from deepclust.tasks.stage_tasks import finish_stage, finish_task, plan_stage, run_stage_unit
 
 __all__ = [
     "StageCache",

@@ -12,11 +12,11 @@ with this task as its runner) commits them to the manifest, under the lock.
 
 from __future__ import annotations
 
+from deepclust.tasks.stage_tasks import RETRY
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from deepclust.archive import job
-from tasks.stage_tasks import RETRY
 
 
 def dask_worker_threads() -> int | None:

@@ -7,6 +7,8 @@ read back by ``registry.plan_from_dict``), so they travel through any task runne
 
 from __future__ import annotations
 
+from deepclust.tasks.caching import StageCache, StageUnitCache, result_storage_for
+from deepclust.tasks.retry import retry_transient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,8 +16,6 @@ from deepclust.faults.transient import retry_delays
 from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
 from deepclust.recipe import registry
-from tasks.caching import StageCache, StageUnitCache, result_storage_for
-from tasks.retry import retry_transient
 
 # Transient faults only (retry_transient), on the library's schedule (deepclust.faults.transient.retry_delays: 1 s, 2 s,
 # 4 s ... up to a minute apart, ten minutes in all), each stretched by up to 50 % at random so parallel units that

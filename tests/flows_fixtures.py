@@ -59,8 +59,9 @@ def counter_delta(before: dict, after: dict) -> dict:
 def tiny_run(prefect_harness, tmp_path_factory):
     """``reproduce`` through the flows once on the tiny demo config; what it did and how long it took."""
     if "tiny_run" not in _SESSION:
+        from deepclust.flows.reproduce import reproduce
+
         from deepclust.pipeline.store import COMPUTE_COUNTER
-        from flows.reproduce import reproduce
 
         run_root = tmp_path_factory.mktemp("flows-run") / "run"
         config = tiny_config(run_root)

@@ -197,7 +197,7 @@ def served_tiny_run(prefect_server, tmp_path_factory) -> dict:
         run_root = tmp_path_factory.mktemp("served-run") / "run"
         began = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "reproduce", "--quick", "--out", str(run_root)],
+            [sys.executable, "-m", "deepclust.flows.cli", "reproduce", "--quick", "--out", str(run_root)],
             cwd=REPO,
             env=prefect_server.env(),
             capture_output=True,

@@ -362,14 +362,14 @@ def test_an_output_folder_inside_the_input_is_not_separated_again(tmp_path, fsdd
 
 
 def test_local_dask_cluster_listens_on_loopback_only():
-    from flows.separate_archive import LOCAL_CLUSTER
+    from deepclust.flows.separate_archive import LOCAL_CLUSTER
 
     assert LOCAL_CLUSTER["host"] == "127.0.0.1" and LOCAL_CLUSTER["dashboard_address"].startswith("127.0.0.1:")
 
 
 def test_prefect_task_results_are_json_never_pickle():
-    from tasks.archive_tasks import separate_job_batch_task
-    from tasks.stage_tasks import finish_stage, run_stage_unit
+    from deepclust.tasks.archive_tasks import separate_job_batch_task
+    from deepclust.tasks.stage_tasks import finish_stage, run_stage_unit
 
     for task in (run_stage_unit, finish_stage, separate_job_batch_task):
         serializer = task.result_serializer

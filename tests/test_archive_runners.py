@@ -69,7 +69,7 @@ def test_plain_and_prefect_runners_record_the_same_rows_for_the_same_flags(
     """``deepclust separate`` with and without ``--prefect``, every job flag set away from its default: the same
     rows (status, error, settings with k-means, precision and channel, outputs), the same summary figures
     (manifest I/O included), and a listening page from both."""
-    from flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
+    from deepclust.flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
 
     flags = [
         "--input",
@@ -202,10 +202,11 @@ def test_prefect_runner_rides_out_a_store_outage_as_the_plain_runner_does(
     """Input and output on S3; the store goes down as the listing begins, as the first batch begins, as the last
     batch's lock check and commit begin, and as the compaction begins, each time for a few seconds. Both runners
     retry every one of these through the outage and end with every input done and the same rows."""
+    from deepclust.flows.separate_archive import separate_archive_flow
+
     from deepclust.archive.config import ArchiveJobConfig
     from deepclust.storage.lock import FolderLock
     from deepclust.storage.manifest_log import ManifestLog
-    from flows.separate_archive import separate_archive_flow
 
     server = RestartableS3(tmp_path / "s3")
     server.start()

@@ -1,5 +1,5 @@
 """The command line's runner seam: ``deepclust.cli.main(argv, runners)`` is the library's command line, and the
-``deepclust`` console script (``flows.cli.main``) hands it the Prefect paths. Fakes stand in for the runs."""
+``deepclust`` console script (``deepclust.flows.cli.main``) hands it the Prefect paths. Fakes stand in for the runs."""
 
 from __future__ import annotations
 
@@ -176,31 +176,33 @@ def test_a_quality_regression_exits_1_on_either_path(monkeypatch, tmp_path):
 
 
 def test_the_console_script_hands_the_library_its_prefect_runners_when_prefect_is_installed(monkeypatch):
-    import flows.cli
+    from deepclust.flows import cli as flows_cli
 
     given = []
     monkeypatch.setattr(cli, "main", lambda argv=None, runners=None: given.append(runners))
-    monkeypatch.setattr(flows.cli, "prefect_available", lambda: True)
-    flows.cli.main(["compare", "a", "b"])
-    monkeypatch.setattr(flows.cli, "prefect_available", lambda: False)
-    flows.cli.main(["compare", "a", "b"])
-    assert given == [flows.cli.RUNNERS, None]
+    monkeypatch.setattr(flows_cli, "prefect_available", lambda: True)
+    flows_cli.main(["compare", "a", "b"])
+    monkeypatch.setattr(flows_cli, "prefect_available", lambda: False)
+    flows_cli.main(["compare", "a", "b"])
+    assert given == [flows_cli.RUNNERS, None]
 
 
 def test_the_prefect_separate_runner_hands_the_flow_the_job_config_whole(monkeypatch):
     pytest.importorskip("prefect")
-    import flows.cli
-    import flows.separate_archive
+
+    from deepclust.flows import cli as flows_cli
+    from deepclust.flows import separate_archive as flows_separate_archive
+
     from deepclust.archive.config import ArchiveJobConfig
 
     calls = []
     monkeypatch.setattr(
-        flows.separate_archive,
+        flows_separate_archive,
         "separate_archive_flow",
         lambda *args, **options: calls.append((args, options)) or SUMMARY,
     )
     config = ArchiveJobConfig(kmeans="torch", retry_seconds=90)
-    assert flows.cli.RUNNERS.separate_archive_flow("m.pt", "in", "out", config, dask_address="local") is SUMMARY
+    assert flows_cli.RUNNERS.separate_archive_flow("m.pt", "in", "out", config, dask_address="local") is SUMMARY
     ((args, options),) = calls
     assert args == ("m.pt", "in", "out", config)
     assert options == {"dask_address": "local", "max_workers": None}

@@ -51,9 +51,8 @@ RECIPE_PARAMETERS = ("config", "preset", "run_root", "corpus", "mix_lists", "ove
 def resolved(name: str):
     """A reproduce deployment's parameters, validated by its flow as Prefect does at run time, resolved to the
     config the flow run would run (``flows.reproduce.recipe_config``)."""
+    from deepclust.flows.reproduce import recipe_config
     from prefect.flows import load_flow_from_entrypoint
-
-    from flows.reproduce import recipe_config
 
     deployment = deployments_in_yaml()[name]
     parameters = load_flow_from_entrypoint(deployment["entrypoint"]).validate_parameters(deployment["parameters"])
@@ -108,8 +107,9 @@ def test_the_demo_deployments_are_the_demo_presets_on_their_pools():
 
 
 def test_a_flow_run_given_a_whole_config_and_a_preset_is_refused_not_half_obeyed():
+    from deepclust.flows.reproduce import recipe_config
+
     from deepclust.recipe.config import demo_config
-    from flows.reproduce import recipe_config
 
     whole = demo_config("runs/q", quick=True)
     assert recipe_config(config=whole) is whole

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from archive_fixtures import build_archive
+from deepclust.flows.separate_archive import separate_archive_flow
 from test_archive_separation import check_archive_result, read_output
 
 from deepclust import storage
 from deepclust.archive import read_manifest
 from deepclust.archive.config import ArchiveJobConfig
 from deepclust.separation.windows import WindowConfig
-from flows.separate_archive import separate_archive_flow
 
 # As in test_archive_separation: 4 s windows, so the two 13 s recordings take the long-recording path.
 WINDOW = WindowConfig(window_seconds=4.0, overlap_seconds=1.0, windows_per_batch=4)
@@ -224,7 +224,7 @@ def test_a_batch_that_fails_for_good_is_not_retried_and_fails_the_flow(
 
 
 def test_cli_prefect_option_runs_the_flow(two_file_archive, tiny_model_url, prefect_harness, tmp_path, capsys, caplog):
-    from flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
+    from deepclust.flows.cli import main  # the deepclust command: --prefect needs its Prefect runner
 
     (two_file_archive / "notes.wav").write_text("not a recording")
     main(

@@ -47,7 +47,7 @@ def _features_config(shard_size: int) -> FeatureConfig:
 
 
 def test_a_unit_failing_transiently_twice_succeeds_on_retry(tiny_run, tmp_path, monkeypatch):
-    from flows.stages import extract_features, with_task_runner
+    from deepclust.flows.stages import extract_features, with_task_runner
 
     mixtures_url = _mixture_manifest(tiny_run)
     config = _features_config(50)
@@ -80,7 +80,7 @@ def test_a_unit_failing_transiently_twice_succeeds_on_retry(tiny_run, tmp_path, 
 
 
 def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_unit(tiny_run, tmp_path, monkeypatch):
-    from flows.stages import extract_features, with_task_runner
+    from deepclust.flows.stages import extract_features, with_task_runner
 
     mixtures_url = _mixture_manifest(tiny_run)
     config = _features_config(45)
@@ -113,7 +113,7 @@ def test_a_non_transient_failure_is_not_retried_and_a_rerun_redoes_only_that_uni
 
 
 def test_a_bad_mixture_is_recorded_and_the_stage_completes(tiny_run, tmp_path):
-    from flows.stages import extract_features
+    from deepclust.flows.stages import extract_features
 
     mixtures = storage.read_parquet(_mixture_manifest(tiny_run))
     corrupt = tmp_path / "corrupt.wav"
@@ -139,7 +139,7 @@ import json, sys, time
 import dataclasses
 from deepclust.features.extract import FeatureConfig
 from deepclust.recipe import registry
-from flows.stages import extract_features, with_task_runner
+from deepclust.flows.stages import extract_features, with_task_runner
 
 real = registry.STAGES["features"]
 
@@ -156,9 +156,8 @@ with_task_runner(extract_features, max_workers=1)(run_root, mixtures_url, config
 def test_killed_feature_extraction_resumes_at_shard_granularity(tiny_run, tmp_path):
     import json
 
+    from deepclust.flows.stages import extract_features
     from prefect.settings import get_current_settings
-
-    from flows.stages import extract_features
 
     mixtures_url = _mixture_manifest(tiny_run)
     config = _features_config(8)

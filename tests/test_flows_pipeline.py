@@ -43,7 +43,7 @@ def _task_runs_of(flow_run_id) -> list:
 
 
 def test_reproduce_completes_and_a_rerun_computes_nothing(tiny_run):
-    from flows.reproduce import reproduce
+    from deepclust.flows.reproduce import reproduce
 
     state = tiny_run["state"]
     assert state.is_completed(), state.message
@@ -78,7 +78,7 @@ def test_reproduce_completes_and_a_rerun_computes_nothing(tiny_run):
 
 
 def test_changing_a_training_parameter_reruns_only_train_separate_evaluate(tiny_run):
-    from flows.reproduce import reproduce
+    from deepclust.flows.reproduce import reproduce
 
     first = _read_run(tiny_run["run_root"])
     config = copy.deepcopy(tiny_run["config"])
@@ -153,7 +153,7 @@ def test_artifacts_hold_the_results_and_summary_rows(tiny_run):
 def test_a_run_named_by_a_preset_is_the_config_the_command_line_resolves(tiny_run):
     """The deployments' way: ``reproduce(preset=..., run_root=..., overrides=[...])`` runs the config the command
     line resolves for the same words; the tiny run's stages are reused, and run.json records what was asked."""
-    from flows.reproduce import reproduce
+    from deepclust.flows.reproduce import reproduce
 
     before = dict(COMPUTE_COUNTER)
     overrides = [f"train.steps_per_epoch={tiny_run['config'].train.steps_per_epoch}"]
@@ -167,10 +167,10 @@ def test_a_run_named_by_a_preset_is_the_config_the_command_line_resolves(tiny_ru
 
 def test_history_grows_and_an_injected_regression_fails_the_run(tiny_run):
     """Every run appends to the history; a run well below the best earlier run of its recipe ends Failed."""
+    from deepclust.flows.reproduce import reproduce
     from prefect.client.orchestration import get_client
 
     from deepclust.reports.history import config_fingerprint, read_history
-    from flows.reproduce import reproduce
 
     record = _read_run(tiny_run["run_root"])
     history_url = record["history"]["url"]

@@ -6,10 +6,11 @@ import pytest
 
 pytest.importorskip("prefect")
 
+from deepclust.tasks.caching import StageCache, StageUnitCache, result_storage_for, stage_cache_key  # noqa: E402
+from deepclust.tasks.retry import is_transient  # noqa: E402
+from deepclust.tasks.stage_tasks import finish_stage, run_stage_unit  # noqa: E402
+
 from deepclust.faults.errors import BadAudioError  # noqa: E402
-from tasks.caching import StageCache, StageUnitCache, result_storage_for, stage_cache_key  # noqa: E402
-from tasks.retry import is_transient  # noqa: E402
-from tasks.stage_tasks import finish_stage, run_stage_unit  # noqa: E402
 
 
 class _ThrottledError(Exception):
@@ -103,7 +104,7 @@ def test_report_figures_are_inlined_for_the_ui(tmp_path):
     """The UI cannot open the run folder: the summary artifact carries its PNGs as data URIs."""
     import base64
 
-    from tasks.artifacts import inline_images
+    from deepclust.tasks.artifacts import inline_images
 
     (tmp_path / "figures").mkdir()
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(200))

@@ -218,7 +218,7 @@ def test_listen_artifact_embeds_short_players_within_its_budget(evaluation):
     import io
     import re
 
-    from tasks.artifacts import LISTEN_ARTIFACT_BYTES, listen_markdown
+    from deepclust.tasks.artifacts import LISTEN_ARTIFACT_BYTES, listen_markdown
 
     markdown = listen_markdown(str(evaluation["page"]), "Listen")
     uris = re.findall(r'<audio controls src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"></audio>', markdown)
@@ -252,7 +252,7 @@ def test_listen_artifact_plays_in_the_prefect_ui(evaluation, tmp_path):
     try:
         script = textwrap.dedent(f"""
             from prefect import flow
-            from tasks.artifacts import publish_listen
+            from deepclust.tasks.artifacts import publish_listen
 
             @flow(name="publish-listen-test")
             def publish():

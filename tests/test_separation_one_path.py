@@ -153,8 +153,9 @@ def test_evaluate_refuses_a_separation_of_plain_files(mixture_set, tiny_model_ur
 
 
 def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_path, prefect_harness):
+    from deepclust.flows.separate_archive import separate_archive_flow
+
     from deepclust.archive.config import ArchiveJobConfig
-    from flows.separate_archive import separate_archive_flow
 
     # float32 as the recipe's stage separates (the command's "auto" is bf16 on a CPU that runs it).
     plain = str(tmp_path / "plain")

@@ -122,7 +122,7 @@ def test_history_artifact_shows_every_run_in_the_ui(prefect_server, served_tiny_
 
     run_root = served_tiny_run["run_root"]
     again = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "reproduce", "--quick", "--out", str(run_root)],
+        [sys.executable, "-m", "deepclust.flows.cli", "reproduce", "--quick", "--out", str(run_root)],
         cwd=REPO,
         env=prefect_server.env(),
         capture_output=True,

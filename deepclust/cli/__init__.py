@@ -64,7 +64,8 @@ def prefect_defaults() -> None:
 
 
 def main(argv=None, runners: Runners | None = None) -> None:
-    """The library's command line (``python -m deepclust``); the ``deepclust`` console script is ``flows.cli.main``,
+    """The library's command line (``python -m deepclust``); the ``deepclust`` console script is
+    ``deepclust.flows.cli.main``,
     which calls this with the Prefect ``runners``. Exits (``SystemExit``) with the command's code."""
     import logging
 

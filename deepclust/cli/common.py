@@ -20,7 +20,7 @@ EXIT_RUN_FAULT = 4
 
 @dataclass(frozen=True)
 class Runners:
-    """The Prefect paths of the command line, supplied from above the library (``flows.cli.main``, the
+    """The Prefect paths of the command line, supplied from above the library (``deepclust.flows.cli.main``, the
     ``deepclust`` console script); the library itself never imports ``flows/`` or Prefect.
 
     ``reproduce(config, max_workers=, log=, history_url=, regression_margin_db=) -> run record``: the recipe

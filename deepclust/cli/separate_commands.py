@@ -1,8 +1,8 @@
 """``deepclust separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or through
 the Prefect flow (``--prefect``, ``--dask-address``: the ``Runners.separate_archive_flow`` handed in from
-``flows.cli``). The flags are read once into the job's settings, an ``ArchiveJobConfig`` (``job_config_from_args``),
-which every runner takes whole. Each flag is named as the ``ArchiveJobConfig`` or ``WindowConfig`` field it sets and
-takes its default from there; an older spelling is kept as an alias."""
+``deepclust.flows.cli``). The flags are read once into the job's settings, an ``ArchiveJobConfig``
+(``job_config_from_args``), which every runner takes whole. Each flag is named as the ``ArchiveJobConfig`` or
+``WindowConfig`` field it sets and takes its default from there; an older spelling is kept as an alias."""
 
 from __future__ import annotations
 
