@@ -95,8 +95,9 @@ def run(args) -> None:
         f"{' --augment' if args.augment else ''}"
     )
     print(
-        f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s "
-        f"({bf16 / fp32:.1f}x); {cpu_name()}, bf16 here: {bf16_support()}, "
+        f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, "
+        + (f"bfloat16 {bf16:.0f} GFLOP/s ({bf16 / fp32:.1f}x)" if bf16_support().runs else "no bfloat16 here")
+        + f"; {cpu_name()}, bf16 here: {bf16_support()}, "
         f"oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}"
     )
     print(
