@@ -11,15 +11,15 @@ below them, so that the losses need not import the metrics.
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import torch
 
 
-@functools.lru_cache(maxsize=None)
-def _permutation_rows(n: int) -> tuple[tuple[int, ...], ...]:
-    return tuple(itertools.permutations(range(n)))
+def _permutation_rows(n: int) -> list[tuple[int, ...]]:
+    # Not cached: K! rows for K <= 4 cost nothing, and torch.compile traces a plain function without warning
+    # that it "ignores the cache wrapper" (it did, once per compiled training run).
+    return list(itertools.permutations(range(n)))
 
 
 def min_over_permutations(pair: torch.Tensor) -> torch.Tensor:
