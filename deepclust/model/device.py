@@ -48,30 +48,32 @@ def resolve_device(name: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once ("" where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 matrix instructions (``amx_bf16`` or ``avx512_bf16`` in /proc/cpuinfo).
 
-    Linux only reads the flags; elsewhere we ask oneDNN through torch's own capability string. The flags say
-    what the silicon has, not what this torch build will run: ``bf16_support`` asks the build itself."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            flags = handle.read()
+    Without /proc/cpuinfo we ask oneDNN through torch's own capability string. The flags say what the silicon
+    has, not what this torch build will run: ``bf16_support`` asks the build itself."""
+    flags = _cpuinfo()
+    if flags:
         return "amx_bf16" in flags or "avx512_bf16" in flags
-    except OSError:
-        capability = str(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")())
-        return "AMX" in capability.upper()
+    capability = str(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")())
+    return "AMX" in capability.upper()
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
     """The CPU's model name as /proc/cpuinfo gives it (``platform.processor()`` elsewhere), for messages."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.lower().startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "this CPU"
 
 
@@ -160,11 +162,17 @@ def require_precision(precision: str) -> None:
             f"--precision {precision}: {found.reason}; use --precision auto (picks what this CPU runs best) or fp32"
         )
     if precision == "bf16" and not found.native:
-        log.warning(
-            "bfloat16 is emulated on %s (no AMX or AVX-512 BF16): expect it slower than fp32 "
-            "(--precision auto picks fp32 here)",
-            cpu_name(),
-        )
+        _warn_emulated_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_emulated_bf16() -> None:
+    """Once per process, however many times the precision is resolved."""
+    log.warning(
+        "bfloat16 is emulated on %s (no AMX or AVX-512 BF16): expect it slower than fp32 "
+        "(--precision auto picks fp32 here)",
+        cpu_name(),
+    )
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

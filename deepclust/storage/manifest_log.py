@@ -85,6 +85,14 @@ def _footer(url: str) -> tuple[int, int]:
         return metadata.num_rows, int((metadata.metadata or {}).get(THROUGH_KEY, b"-1"))
 
 
+def _footer_if_readable(url: str) -> tuple[int, int] | None:
+    """``_footer``, or None where the file is missing or damaged."""
+    try:
+        return _footer(url) if storage.exists(url) else None
+    except DamagedManifestError:
+        return None
+
+
 def _seq(url: str) -> int:
     return int(url.rstrip("/").rsplit("/", 1)[-1].split("-", 1)[0].split(".", 1)[0])
 
@@ -115,27 +123,29 @@ class ManifestLog:
         return sorted(files, key=_seq)
 
     def _base(self) -> tuple[pd.DataFrame, int]:
-        """The base and its ``through``: ``manifest.parquet``, or its copy where that is damaged (or newer: a
-        fold stopped between the two writes); empty when neither exists. ``DamagedManifestError`` when neither
-        can be read."""
-        found, damaged = [], []
-        for url in (self.base_url, self.copy_url):
-            if storage.exists(url):
-                try:
-                    found.append(_read(url))
-                except DamagedManifestError as error:
-                    damaged.append(error)
-        if damaged and not found:
-            raise damaged[0]
-        if damaged:
+        """The base and its ``through``: ``manifest.parquet``, or its copy where that is damaged or missing; empty
+        when neither exists; ``DamagedManifestError`` when neither reads. (A copy newer than the base, left by a
+        fold stopped between its two writes, holds nothing more: the parts it folded are not deleted yet.)"""
+        try:
+            if storage.exists(self.base_url):
+                return _read(self.base_url)
+        except DamagedManifestError as damage:
+            if not storage.exists(self.copy_url):
+                raise
+            try:
+                copy = _read(self.copy_url)
+            except DamagedManifestError:
+                raise DamagedManifestError(
+                    str(damage).replace("; move it aside", f", and so is its copy {self.copy_url}; move it aside")
+                ) from damage
             logger.warning(
-                "a damaged manifest file was read from its copy instead, and the next run that writes "
-                "here rewrites it: %s",
-                str(damaged[0]).split(" and could not")[0],
+                "read from its copy instead, and the next run that writes here rewrites it: %s",
+                str(damage).split(" and could not")[0],
             )
-        if not found:
-            return pd.DataFrame(columns=self.columns), -1
-        return max(found, key=lambda base_through: base_through[1])
+            return copy
+        if storage.exists(self.copy_url):
+            return _read(self.copy_url)
+        return pd.DataFrame(columns=self.columns), -1
 
     def _state(self) -> tuple[pd.DataFrame, int, list[str], list[str]]:
         """Base, its ``through``, and the segments and parts not folded into it yet (oldest first)."""
@@ -170,10 +180,7 @@ class ManifestLog:
     def _open_for_writing(self) -> None:
         """What is committed so far, read once (footers only): the writer then keeps count in memory, so an
         append costs one small write and no listing or read (one writer at a time: the caller holds the lock)."""
-        base, through = self._base()  # read whole (not only its footer): a damaged base is found, and rebuilt
-        base_rows = len(base)
-        if through >= 0 and not self._base_intact(through):
-            self._write_base(base, through)
+        base_rows, through = self._base_footer()
         self._segments = [(u, _footer(u)[0]) for u in self._listing(self.segments_url) if _seq(u) > through]
         newest = max([through] + [_seq(u) for u, _ in self._segments])
         parts = self._listing(self.parts_url)
@@ -235,15 +242,18 @@ class ManifestLog:
         _write(table, self.base_url, through)
         self.writes += 2
 
-    def _base_intact(self, through: int) -> bool:
-        """Whether both ``manifest.parquet`` and its copy are readable and hold the fold ``through``."""
-        for url in (self.base_url, self.copy_url):
-            try:
-                if not storage.exists(url) or _footer(url)[1] != through:
-                    return False
-            except DamagedManifestError:
-                return False
-        return True
+    def _base_footer(self) -> tuple[int, int]:
+        """``(rows, through)`` of the base from the footers of ``manifest.parquet`` and its copy. Where one is
+        damaged, missing (a folder written before the copy existed) or differs, both are rewritten from the one
+        that reads, so the writer starts with two good copies."""
+        footers = [_footer_if_readable(url) for url in (self.base_url, self.copy_url)]
+        if footers[0] is not None and footers[0] == footers[1]:
+            return footers[0]
+        if not storage.exists(self.base_url) and not storage.exists(self.copy_url):
+            return 0, -1
+        base, through = self._base()
+        self._write_base(base, through)
+        return len(base), through
 
     def stats(self) -> dict:
         """What this object wrote: files and rows (the manifest's write I/O, for benchmarks)."""
