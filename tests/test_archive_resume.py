@@ -48,9 +48,9 @@ def cli(model, input_dir, out_dir, command="separate-archive") -> list[str]:
     ]  # no spot-check page: outputs only
 
 
-def environment() -> dict:
+def environment(**extra) -> dict:
     # One thread: the run is small, and two processes share two cores in CI.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
 
 
 def outputs_of(out_dir: Path) -> dict[str, np.ndarray]:

@@ -15,16 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from archive_fixtures import fsdd_mixture, write_wav
+from test_archive_resume import environment
 
 from deepclust.archive import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 # What oneDNN runs on a CPU with AVX2 and nothing newer (AMD Zen 3, Intel Haswell-Broadwell): no bf16 LSTM.
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
-
-
-def environment(**extra) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
 
 
 def separate(model, input_dir, out_dir, *flags, env=None, timeout=300) -> subprocess.CompletedProcess:
