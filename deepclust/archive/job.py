@@ -513,10 +513,8 @@ def _rows_of(batch: list[dict], outcome, stamp: dict, retry_seconds: float) -> l
     the retries, None for a batch that failed for good; a device fault opens the breaker."""
     if not isinstance(outcome, BaseException):
         return outcome
-    if isinstance(outcome, RunFaultError):  # the run's fault (a full disk, a broken network): stop, blame no one
+    if isinstance(outcome, RunFaultError) or is_disk_full(outcome):  # the run's fault: stop (the job says why)
         raise outcome
-    if is_disk_full(outcome):
-        raise DiskFullError(f"no space left where the outputs go ({outcome})") from outcome
     if is_device_fault(outcome):
         raise Breaker.device_fault(outcome, batch) from outcome
     if is_transient(outcome):
