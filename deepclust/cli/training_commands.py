@@ -146,6 +146,18 @@ def add_train_dynamic(sub) -> None:
         "network) with a fresh optimiser; the new file records the lineage",
     )
     p.add_argument(
+        "--teacher",
+        metavar="MODEL",
+        help="learn from this model file too: its embeddings and masks of each training batch are extra "
+        "targets (any network, e.g. a conv2 student of the shipped BLSTM); the lineage records it",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.5,
+        help="with --teacher: the share of each step's loss on matching the teacher (0-1, exclusive)",
+    )
+    p.add_argument(
         "--room-probability",
         type=float,
         default=AugmentConfig.room_probability,
@@ -245,6 +257,8 @@ def cmd_train_dynamic(args) -> None:
         provenance={"command": command},
         augment=augment,
         init_from=args.init_from,
+        teacher=args.teacher,
+        teacher_weight=args.teacher_weight,
     )
     print(
         f"{result['stopped_reason']} after {result['epochs']} epochs ({result['global_step']} steps); "

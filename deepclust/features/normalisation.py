@@ -46,6 +46,10 @@ class FeatureStats:
         """JSON-able form: `{"mean": [...], "std": [...]}` (plain Python floats)."""
         return {"mean": self.mean.astype(float).tolist(), "std": self.std.astype(float).tolist()}
 
+    def same_as(self, other: "FeatureStats") -> bool:
+        """Whether ``other`` normalises exactly as this does (a warm start and a teacher must agree)."""
+        return np.array_equal(self.mean, other.mean) and np.array_equal(self.std, other.std)
+
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureStats":
         """Inverse of `to_dict`; extra keys (e.g. `num_frames`) are ignored."""

@@ -178,6 +178,7 @@ def run_link(facts: dict, state: dict, init_from: str | None) -> dict:
         "machine": None,
         "finished_at": None,
         **({"grown_from": state["grown_from"]} if state.get("grown_from") else {}),
+        **({"taught_by": state["taught_by"]} if state.get("taught_by") else {}),
     }
 
 

@@ -21,6 +21,7 @@ from deepclust.training.augment import AugmentConfig
 from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, split_cv_speakers
 from deepclust.training.replicas import Replicas
+from deepclust.training.teacher import TaughtBatches, Teacher
 from deepclust.training.train import fit
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def train_dynamic(
     augment: AugmentConfig = AugmentConfig(),
     init_from: str | None = None,
     replicas: Replicas | None = None,
+    teacher: str | None = None,
+    teacher_weight: float = 0.5,
 ) -> dict:
     """Train on fresh mixtures of the manifest's "train" speakers; see ``fit`` for the outputs.
 
@@ -53,10 +56,15 @@ def train_dynamic(
     ``augment``: rooms, noise and channels for the mixtures (``deepclust.training.augment``).
     ``init_from``: warm start from this model file: its weights and its input normalisation (the network
     was trained on those inputs); it must not have trained on a speaker this corpus holds out.
+    ``teacher``: a model file whose embeddings and masks of each training batch are extra targets, taking
+    ``teacher_weight`` of each step's loss (``deepclust.training.teacher``); like ``init_from`` it must not
+    have trained on a held-out speaker, and the run reads its inputs normalised as the teacher does.
     ``replicas``: run as one of several data-parallel processes (``deepclust.training.processes``); each draws
     its own batches (the rank is part of the batch seed), and only rank 0 writes.
     """
     replicas = replicas or Replicas()
+    if teacher and not 0.0 < teacher_weight < 1.0:  # before any audio is read
+        raise ValueError(f"the teacher's weight must be between 0 and 1 (exclusive), got {teacher_weight}")
     train_rows = corpus_manifest[corpus_manifest["subset"] == "train"]
     test_speakers = sorted(set(corpus_manifest.loc[corpus_manifest["subset"] != "train", "speaker"]))
     train_speakers, cv_speakers = split_cv_speakers(train_rows["speaker"], mix_config.cv_fraction, train_config.seed)
@@ -80,20 +88,17 @@ def train_dynamic(
         len(cv_pool.speakers),
         cv_pool.seconds,
     )
-    parent_stats, parent_model = None, None
+    parent_stats, parent_model, teacher_model = None, None, None
     if init_from:
-        parent_model = ParentModel.read(init_from)  # read once: fit warm-starts from the same object
-        parent = parent_model.loaded
-        heard = set(parent.extra.get("training_speakers", [])) | set(parent.extra.get("cv_speakers", []))
-        leaked = sorted(heard & set(test_speakers))
-        if leaked:
+        parent_model = _read_unheard(init_from, test_speakers, feature_config)  # fit warm-starts from this object
+        parent_stats = parent_model.loaded.feature_stats
+    if teacher:
+        teacher_model = _read_unheard(teacher, test_speakers, feature_config)
+        if parent_stats is not None and not parent_stats.same_as(teacher_model.loaded.feature_stats):
             raise ValueError(
-                f"{init_from} trained on {len(leaked)} speakers this corpus holds out "
-                f"(e.g. {leaked[:3]}): its test figures would not be on unheard people"
+                f"{init_from} and the teacher {teacher} normalise their inputs differently: one run cannot feed both"
             )
-        if parent.feature_config and FeatureConfig.from_dict(parent.feature_config) != feature_config:
-            raise ValueError(f"{init_from}: its features ({parent.feature_config}) differ from this run's")
-        parent_stats = parent.feature_stats
+        parent_stats = teacher_model.loaded.feature_stats
     source = DynamicMixing(
         train_pool,
         cv_pool,
@@ -116,6 +121,7 @@ def train_dynamic(
         "skipped_sources": [list(e) for e in train_pool.errors + cv_pool.errors],
         "processes": replicas.world_size,  # data-parallel: the effective batch is this times the batch size
     }
+    taught = Teacher(teacher_model, train_config, teacher_weight) if teacher_model else None
     return fit(
         [],
         [],
@@ -126,8 +132,25 @@ def train_dynamic(
         feature_config=feature_config.to_dict(),
         resume=resume,
         progress=progress,
-        batch_source=source,
+        batch_source=TaughtBatches(source, taught) if taught else source,
         extra=extra,
         init_from=parent_model,
         replicas=replicas,
+        teacher=taught,
     )
+
+
+def _read_unheard(url: str, test_speakers: list[str], feature_config: FeatureConfig) -> ParentModel:
+    """A model file to start from or learn from, refused if it heard a held-out speaker or has other features."""
+    model = ParentModel.read(url)
+    heard = set(model.loaded.extra.get("training_speakers", [])) | set(model.loaded.extra.get("cv_speakers", []))
+    leaked = sorted(heard & set(test_speakers))
+    if leaked:
+        raise ValueError(
+            f"{url} trained on {len(leaked)} speakers this corpus holds out "
+            f"(e.g. {leaked[:3]}): its test figures would not be on unheard people"
+        )
+    stored = model.loaded.feature_config
+    if stored and FeatureConfig.from_dict(stored) != feature_config:
+        raise ValueError(f"{url}: its features ({stored}) differ from this run's")
+    return model

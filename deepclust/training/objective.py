@@ -15,6 +15,7 @@ import torch
 from deepclust.model.blstm import DeepClusteringNet
 from deepclust.model.chimera_loss import mask_inference_loss, whitened_deep_clustering_loss
 from deepclust.model.device import autocast
+from deepclust.model.distillation_loss import distillation_loss
 from deepclust.model.loss import deep_clustering_loss
 from deepclust.model.waveform_loss import waveform_snr_loss
 from deepclust.training.config import TrainConfig
@@ -52,13 +53,14 @@ def combined_loss(
 
 def heads_and_loss(
     model: DeepClusteringNet, hidden: torch.Tensor, amp_dtype: torch.dtype | None, *loss_arguments
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The heads on the trunk's ``hidden`` ``(batch, frames, 2 * hidden)``, then ``combined_loss``; returns
-    the loss and the masks (None without a mask head), which the waveform loss resynthesises outside."""
+    the loss, the masks (None without a mask head), which the waveform loss resynthesises outside, and the
+    embeddings (a teacher's targets are matched outside too)."""
     with autocast(hidden.device, amp_dtype):
         outputs = model.apply_heads(hidden)
     masks = outputs.get("masks")
-    return combined_loss(outputs["embeddings"], masks, *loss_arguments), masks
+    return combined_loss(outputs["embeddings"], masks, *loss_arguments), masks, outputs["embeddings"]
 
 
 _compiled_heads_and_loss = None
@@ -88,7 +90,8 @@ def batch_loss(
 
     With ``config.waveform_loss_weight`` = b > 0 the mask term becomes ``(1 - b) L_PSA + b L_WAV``
     (``deepclust.model.waveform_loss``). The inverse STFT runs eagerly, after the compiled heads: inductor
-    does not lower complex tensors."""
+    does not lower complex tensors. A batch a teacher annotated (``deepclust.training.teacher``: its outputs and
+    ``teacher_weight`` = t) gives ``(1 - t) * that loss + t * distillation_loss``."""
     config = config or TrainConfig()
     log_mag = batch["log_mag"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)
@@ -118,16 +121,28 @@ def batch_loss(
         with autocast(device, amp_dtype):  # the trunk; the heads and losses handle their own precision
             hidden = model.encode(log_mag)
         objective = _compiled() if compile else heads_and_loss
-        loss, masks = objective(model, hidden, amp_dtype, *loss_arguments)
+        loss, masks, embeddings = objective(model, hidden, amp_dtype, *loss_arguments)
     else:
         with autocast(device, amp_dtype):
             outputs = model(log_mag, heads=True)
-        masks = outputs.get("masks")
-        loss = combined_loss(outputs["embeddings"], masks, *loss_arguments)
+        masks, embeddings = outputs.get("masks"), outputs["embeddings"]
+        loss = combined_loss(embeddings, masks, *loss_arguments)
     if waveform_share > 0 and masks is not None and masks.shape[1] == batch["sources"].shape[1]:
         sources = batch["sources"].to(device)
         spectra = batch["mixture_spectra"].to(device)
         loss = loss + config.mask_loss_weight * waveform_share * waveform_snr_loss(
             masks, spectra, sources, batch["stft_config"]
         )
+    share = batch.get("teacher_weight", 0.0)
+    if share > 0:  # a taught run's training batch (deepclust.training.teacher)
+        teacher_masks = batch.get("teacher_masks")
+        distance = distillation_loss(
+            embeddings,
+            masks,
+            batch["teacher_embeddings"].to(device),
+            None if teacher_masks is None else teacher_masks.to(device),
+            weight,
+            batch["mixture_mag"].to(device) if "mixture_mag" in batch else None,
+        )
+        loss = (1 - share) * loss + share * distance
     return loss

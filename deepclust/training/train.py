@@ -76,6 +76,7 @@ class _Run:
         val_source: Callable[[], Iterable[dict]],
         batch_source,
         init_from: "str | ParentModel | None" = None,
+        teacher=None,
     ):
         self.config, self.model_config, self.replicas, self.device = config, model_config, replicas, device
         self.amp_dtype = amp_dtype_of(config, device)
@@ -95,6 +96,7 @@ class _Run:
         self.init_from = init_from  # read only if this run does not resume from its own checkpoint
         self.parent_url = init_from.url if isinstance(init_from, ParentModel) else init_from
         self.lineage: list[dict] = []  # the links before this run (warm start), see deepclust.model.lineage
+        self.teacher = teacher  # deepclust.training.teacher.Teacher: its outputs are extra targets
 
     def new_optimiser(self):
         """A fresh Adam over the model's parameters at the configured learning rate."""
@@ -123,9 +125,12 @@ class _Run:
             set_rng_states(saved["rng"])
             self.lineage = saved.get("lineage", [])
             log.info("resumed from %s after epoch %d", self.last_url, self.state["epoch"])
-        elif self.init_from is not None:
-            init = self.init_from
-            self.warm_start(init if isinstance(init, ParentModel) else ParentModel.read(init))
+        else:
+            if self.init_from is not None:
+                init = self.init_from
+                self.warm_start(init if isinstance(init, ParentModel) else ParentModel.read(init))
+            if self.teacher is not None:
+                self.taught_by(self.teacher)
         self.trained = self.replicas.wrap(self.model)  # takes the steps; ``model`` (the same parameters) is saved
         if self.state.get("initial_val_loss") is None:
             # The untrained network's validation loss: curves (and tests) then show the whole descent,
@@ -173,6 +178,15 @@ class _Run:
             self.state["global_step"],
             len(self.lineage),
         )
+
+    def taught_by(self, teacher) -> None:
+        """Record the teacher in this run's link (``taught_by``: its file, sha256, network, steps, weight). A run
+        that does not warm-start inherits the teacher's lineage: those runs made what it learns from."""
+        link = parent_link(teacher.parent.url, teacher.parent.loaded.extra)
+        self.state["taught_by"] = {**teacher.link(), "sha256": link[-1]["result_sha256"]}
+        if self.init_from is None:
+            self.lineage = link
+        log.info("taught by %s (weight %.2f of each step's loss)", teacher.parent.url, teacher.weight)
 
     def val_loss(self, frames: int) -> float:
         """Validation loss on chunks of ``frames`` frames, averaged over the processes so that all decide alike."""
@@ -389,6 +403,7 @@ def fit(
     batch_source=None,
     extra: dict | None = None,
     init_from: "str | ParentModel | None" = None,
+    teacher=None,
 ) -> dict:
     """Train on items (``iter_features`` dicts) and write ``model.pt``, ``checkpoints/last.pt``, ``history.csv``.
 
@@ -408,6 +423,8 @@ def fit(
         extra: more facts stored in ``model.pt`` (e.g. the training speakers).
         init_from: a model file (or a ``ParentModel`` already read) to warm-start from (same network; fresh
             optimiser; counters and lineage continue the parent's). Ignored when resuming from ``checkpoints/last.pt``.
+        teacher: a ``deepclust.training.teacher.Teacher`` whose outputs ``batch_source`` adds to each training
+            batch (``TaughtBatches``); recorded in the lineage as ``taught_by``.
 
     Returns:
         ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
@@ -431,6 +448,7 @@ def fit(
             val_source,
             batch_source,
             init_from,
+            teacher,
         )
         run.start(resume)
         while True:
