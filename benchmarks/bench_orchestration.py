@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     from deepclust.stages.corpus import plan_corpus
     from deepclust.stages.features import plan_features
     from deepclust.stages.mixtures import plan_mixtures
-    from deepclust.stages.separation import plan_separation
-    from deepclust.stages.training import plan_training
+    from deepclust.stages.separate import plan_separate
+    from deepclust.stages.train import plan_train
 
     torch.set_num_threads(1)  # both paths alike; units in threads should not oversubscribe 2 cores
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-orchestration-"))
@@ -70,9 +70,9 @@ def main(argv=None) -> int:
     began = time.perf_counter()
     quiet = lambda message: None  # noqa: E731
     corpus = run_stage(plan_corpus(root, config.corpus), log=quiet)
-    mixtures = run_stage(plan_mixtures(root, corpus, config.mix), log=quiet)
+    mixtures = run_stage(plan_mixtures(root, corpus, config.mixtures), log=quiet)
     features = run_stage(plan_features(root, mixtures, config.features), log=quiet)
-    model = run_stage(plan_training(root, features, config.model, config.train), log=quiet)
+    model = run_stage(plan_train(root, features, config.model, config.train), log=quiet)
     print(f"upstream (corpus, mixtures, features, training) ready in {time.perf_counter() - began:.0f} s: {root}")
 
     @flow(name="bench-warm-up")
@@ -89,9 +89,9 @@ def main(argv=None) -> int:
             len(plan_features(str(workdir / "probe"), mixtures, config.features).units),
         ),
         "separate": (
-            lambda r: run_stage(plan_separation(r, model, mixtures, config.separate), log=quiet),
+            lambda r: run_stage(plan_separate(r, model, mixtures, config.separate), log=quiet),
             lambda r, n: with_task_runner(separate, max_workers=n)(r, model, mixtures, config.separate),
-            len(plan_separation(str(workdir / "probe"), model, mixtures, config.separate).units),
+            len(plan_separate(str(workdir / "probe"), model, mixtures, config.separate).units),
         ),
     }
     counter = iter(range(10**6))

@@ -5,14 +5,14 @@ The corpus is WSJ0-shaped: the demo's 32 synthesised voices laid out as the LDC 
 (``wsj0/{si_tr_s,si_dt_05,si_et_05}/<speaker>/<utterance>.wav``, genders in ``wsj0/doc/spkrinfo.txt``; symbolic
 links, no copies), and mix lists in the official format naming ``.wv1`` files as create-speaker-mixtures' do
 (``mix_2_spk_{tr,cv,tt}.txt``, ``mix_3_spk_tt.txt``), drawn with the wsj0-2mix protocol at the preset's sizes
-(20,000 / 5,000 / 3,000, and 3,000 three-speaker test mixtures) times ``mix.scale``. The run is the one
+(20,000 / 5,000 / 3,000, and 3,000 three-speaker test mixtures) times ``mixtures.scale``. The run is the one
 ``deepclust reproduce --preset paper --corpus wsj0 --wsj0-root ... --mix-lists ...`` resolves (the same
 ``resolve_recipe``, the same preflight, the same stage plans), stopped after training; each stage runs in its own
 process, so its peak resident memory (``wait4``) is its own. Training is bounded: ``--steps`` steps in each
 curriculum phase (100-frame, then 400-frame chunks), one epoch each, each with a full pass over the cv set.
 
     python benchmarks/bench_paper_size.py --out /tmp/dpcl-paper                         # full size (~1 h, 8 GB)
-    python benchmarks/bench_paper_size.py --out /tmp/dpcl-small --set mix.scale=0.01 --steps 5   # a check
+    python benchmarks/bench_paper_size.py --out /tmp/dpcl-small --set mixtures.scale=0.01 --steps 5   # a check
 
 Projection: an epoch is one pass over the training set's frames in chunks (steps = frames / (chunk x batch)) plus
 a cv pass. Both are given for this corpus at full size and for WSJ0's own (wsj0-2mix: 30 h of training and 10 h
@@ -87,15 +87,15 @@ def write_official_lists(voices: pd.DataFrame, folder: Path, config: ReproduceCo
     named = voices.assign(path=voices["listed"], subset=voices["wsj0_subset"])
     folder.mkdir(parents=True, exist_ok=True)
     counts = {}
-    wanted = [(config.mix.n_speakers, ("tr", "cv", "tt"))]
-    wanted += [(n, ("tt",)) for n in config.mix.test_speaker_counts if n != config.mix.n_speakers]
+    wanted = [(config.mixtures.n_speakers, ("tr", "cv", "tt"))]
+    wanted += [(n, ("tt",)) for n in config.mixtures.test_speaker_counts if n != config.mixtures.n_speakers]
     for n_speakers, splits in wanted:
         lists = generate_mix_lists(
             named,
             n_speakers=n_speakers,
-            sizes={s: config.mix.sizes[s] for s in splits},
-            scale=config.mix.scale,
-            seed=config.mix.seed + 1000 * n_speakers,
+            sizes={s: config.mixtures.sizes[s] for s in splits},
+            scale=config.mixtures.scale,
+            seed=config.mixtures.seed + 1000 * n_speakers,
         )
         for split in splits:
             name = f"mix_{n_speakers}_spk_{split}"
@@ -152,7 +152,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="FIELD.PATH=VALUE",
-        help="as deepclust reproduce --set, e.g. mix.scale=0.01 (the lists are drawn at that size)",
+        help="as deepclust reproduce --set, e.g. mixtures.scale=0.01 (the lists are drawn at that size)",
     )
     parser.add_argument("--steps", type=int, default=100, help="training steps in each curriculum phase")
     parser.add_argument("--epochs", default="20,50,100", help="epochs per phase to project totals for")
@@ -232,7 +232,7 @@ def main() -> None:
     features = storage.read_parquet(manifests["features"])
     frames = features[features["status"] == "done"].groupby("split")["num_frames"].sum()
     history = pd.read_csv(folder_of(manifests["train"]) / "history.csv")
-    scale = config.mix.scale
+    scale = config.mixtures.scale
 
     print("\n| stage | wall s | peak RSS MiB | disk MiB | what |")
     print("| --- | --- | --- | --- | --- |")

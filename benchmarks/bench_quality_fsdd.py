@@ -25,11 +25,11 @@ from deepclust.model.blstm import ModelConfig  # noqa: E402
 from deepclust.pipeline.driver import run_stage  # noqa: E402
 from deepclust.reports.summary import headline, markdown_table, summarise_by_condition  # noqa: E402
 from deepclust.stages.corpus import CorpusConfig, plan_corpus  # noqa: E402
-from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation  # noqa: E402
+from deepclust.stages.evaluate import EvaluateConfig, plan_evaluate  # noqa: E402
 from deepclust.stages.features import plan_features  # noqa: E402
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures  # noqa: E402
-from deepclust.stages.separation import SeparateConfig, plan_separation  # noqa: E402
-from deepclust.stages.training import plan_training  # noqa: E402
+from deepclust.stages.separate import SeparateConfig, plan_separate  # noqa: E402
+from deepclust.stages.train import plan_train  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 
 
@@ -49,9 +49,9 @@ def main() -> None:
     features = run_stage(plan_features(args.root, mixtures, FeatureConfig()))
     epochs = max(1, args.steps // 100)
     train_config = TrainConfig(max_epochs=epochs, steps_per_epoch=100, batch_size=32, patience=epochs, device="auto")
-    model = run_stage(plan_training(args.root, features, ModelConfig.preset("paper"), train_config))
-    separated = run_stage(plan_separation(args.root, model, mixtures, SeparateConfig(splits=("cv", "tt"))))
-    results = run_stage(plan_evaluation(args.root, separated, mixtures, EvaluateConfig()))
+    model = run_stage(plan_train(args.root, features, ModelConfig.preset("paper"), train_config))
+    separated = run_stage(plan_separate(args.root, model, mixtures, SeparateConfig(splits=("cv", "tt"))))
+    results = run_stage(plan_evaluate(args.root, separated, mixtures, EvaluateConfig()))
     print(f"$ python benchmarks/bench_quality_fsdd.py --steps {args.steps}")
     print(f"training budget: {epochs * 100} steps of 32 x 100-frame chunks, 2 x 300 BLSTM, D = 20")
     print(markdown_table(headline(summarise_by_condition(storage.read_parquet(results), results))))

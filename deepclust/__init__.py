@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from deepclust import moved_modules
 from deepclust.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time ``__getattr__`` below loads them
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time ``__getattr__`` 
 
 API = ("separate", "load_model", "Separator")
 __all__ = [*API, "__version__"]
+
+moved_modules.install()  # old module paths (before issue 28's regrouping) still import, for one release
 
 
 def __getattr__(name: str):

@@ -33,9 +33,9 @@ from deepclust.pipeline import driver
 from deepclust.pipeline.store import Stage
 from deepclust.recipe.registry import STAGES, plan_from_dict
 from deepclust.stages.corpus import CorpusConfig
-from deepclust.stages.evaluation import EvaluateConfig
+from deepclust.stages.evaluate import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
-from deepclust.stages.separation import SeparateConfig
+from deepclust.stages.separate import SeparateConfig
 from deepclust.storage.manifests import has_status, read_manifest
 from deepclust.training.config import TrainConfig
 
@@ -161,7 +161,7 @@ def train(
 
 def publish_training(model_manifest_url: str) -> None:
     """Publish the loss-curve artifacts of a trained model, when its history file exists."""
-    trained = read_manifest(model_manifest_url, "model").iloc[0]
+    trained = read_manifest(model_manifest_url, "train").iloc[0]
     if trained["history_url"] and storage.exists(trained["history_url"]):
         publish_loss_curve(trained["history_url"], trained["loss_curve_png"] or None)
 

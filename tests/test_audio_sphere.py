@@ -131,13 +131,13 @@ def test_reproduce_runs_on_the_ldc_tree_with_official_lists(ldc_tree, tmp_path):
             str(lists),
             "--quick",
             "--set",
-            "mix.test_speaker_counts=2",
+            "mixtures.test_speaker_counts=2",
             "--out",
             str(tmp_path / "run"),
         ]
     )
     config = reproduce_config_from_args(args)
-    config.mix.test_speaker_counts = (2,)
+    config.mixtures.test_speaker_counts = (2,)
     config.train = dataclasses.replace(config.train, max_epochs=1, steps_per_epoch=2)
     record = reproduce(config, log=lambda message: None)
     mixtures = pd.read_parquet(record["stages"]["mixtures"]["manifest"]).set_index("mixture_id")

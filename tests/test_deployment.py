@@ -84,14 +84,14 @@ def test_the_wsj0_deployment_is_the_papers_recipe_on_the_gpu_pool_weekly_and_off
     deployment = deployments_in_yaml()["reproduce/wsj0-paper"]
     config = resolved("reproduce/wsj0-paper")
     paper = preset_config("paper", config.run_root)
-    assert (config.mix.sizes, config.model, config.train, config.separate) == (
-        paper.mix.sizes,
+    assert (config.mixtures.sizes, config.model, config.train, config.separate) == (
+        paper.mixtures.sizes,
         paper.model,
         paper.train,
         paper.separate,
     )
     assert config.corpus.name == "wsj0" and config.corpus.root == deployment["parameters"]["corpus"]["root"]
-    assert sorted(config.mix.mix_lists) == ["cv", "mix_3_spk_tt", "tr", "tt"]
+    assert sorted(config.mixtures.mix_lists) == ["cv", "mix_3_spk_tt", "tr", "tt"]
     assert deployment["work_pool"]["name"] == "deepclust-gpu"
     assert [(s["cron"], s["active"]) for s in deployment["schedules"]] == [("0 3 * * 1", False)]
 

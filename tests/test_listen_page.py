@@ -23,7 +23,7 @@ from deepclust.archive import separate_archive
 from deepclust.pipeline.driver import run_stage
 from deepclust.pipeline.store import Stage
 from deepclust.stages.corpus import CorpusConfig, plan_corpus
-from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+from deepclust.stages.evaluate import EvaluateConfig, plan_evaluate
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
 pytestmark = pytest.mark.timeout(600)
@@ -54,7 +54,7 @@ def evaluation(tmp_path_factory, fsdd_dir):
     summary = separate_archive(pretrained.path(), mixtures, str(separated), device="cpu")
     assert summary["failed"] == 0, summary["failed_inputs"]
     url = run_stage(
-        plan_evaluation(root, str(separated / "manifest.parquet"), mixtures, EvaluateConfig(oracles=("ibm",))),
+        plan_evaluate(root, str(separated / "manifest.parquet"), mixtures, EvaluateConfig(oracles=("ibm",))),
         log=quiet,
     )
     info = Stage.of_manifest(url).info()

@@ -5,11 +5,11 @@ import hashlib
 
 import pytest
 import torch
+from training_fixtures import tiny_train_config
 
 from deepclust.model.blstm import ModelConfig
 from deepclust.model.checkpoint import load_model
 from deepclust.model.export import export_half
-from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig
 from deepclust.training.dynamic_train import train_dynamic
 
@@ -18,17 +18,7 @@ MIX = DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2)
 
 
 def _train(corpus, out, epochs, snapshot_every=1, model=TINY):
-    config = TrainConfig(
-        chunk_frames=30,
-        batch_size=3,
-        steps_per_epoch=2,
-        max_epochs=epochs,
-        patience=9,
-        device="cpu",
-        seed=0,
-        dc_loss="whitened",
-        snapshot_every=snapshot_every,
-    )
+    config = tiny_train_config(epochs, snapshot_every=snapshot_every)
     return train_dynamic(corpus, out, model, config, MIX, provenance={"command": "deepclust train-dynamic (test)"})
 
 

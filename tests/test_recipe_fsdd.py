@@ -17,11 +17,11 @@ from deepclust.model.blstm import ModelConfig
 from deepclust.pipeline.driver import run_stage
 from deepclust.pipeline.store import COMPUTE_COUNTER
 from deepclust.stages.corpus import CorpusConfig, plan_corpus
-from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+from deepclust.stages.evaluate import EvaluateConfig, plan_evaluate
 from deepclust.stages.features import plan_features
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
-from deepclust.stages.separation import SeparateConfig, plan_separation
-from deepclust.stages.training import plan_training
+from deepclust.stages.separate import SeparateConfig, plan_separate
+from deepclust.stages.train import plan_train
 from deepclust.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -50,10 +50,10 @@ def fsdd_run(tmp_path_factory, fsdd_dir):
         seed=0,
         device="cpu",
     )
-    model = run_stage(plan_training(root, features, model_config, train_config))
+    model = run_stage(plan_train(root, features, model_config, train_config))
     # Held-out mixtures: the 'cv' split (training speakers, utterances never used for training).
-    separated = run_stage(plan_separation(root, model, mixtures, SeparateConfig(splits=("cv",))))
-    results = run_stage(plan_evaluation(root, separated, mixtures, EvaluateConfig(oracles=("ibm",))))
+    separated = run_stage(plan_separate(root, model, mixtures, SeparateConfig(splits=("cv",))))
+    results = run_stage(plan_evaluate(root, separated, mixtures, EvaluateConfig(oracles=("ibm",))))
     return {
         "root": root,
         "model": model,
@@ -89,9 +89,9 @@ def test_separating_held_out_mixtures_beats_the_mixture(fsdd_run):
 def test_rerun_reuses_every_stage_and_a_new_training_parameter_reuses_features(fsdd_run):
     root = fsdd_run["root"]
     before = dict(COMPUTE_COUNTER)
-    again = plan_training(root, fsdd_run["features"], fsdd_run["model_config"], fsdd_run["train_config"])
+    again = plan_train(root, fsdd_run["features"], fsdd_run["model_config"], fsdd_run["train_config"])
     assert again.stage.is_complete() and run_stage(again) == fsdd_run["model"]
-    changed = plan_training(
+    changed = plan_train(
         root,
         fsdd_run["features"],
         fsdd_run["model_config"],

@@ -73,13 +73,13 @@ def test_a_missing_three_speaker_list_says_how_to_leave_that_test_out(wsj0_tree,
     folder = write_lists(tmp_path / "lists", {k: v for k, v in LISTS.items() if k != "mix_3_spk_tt"})
     with pytest.raises(RecipeInputError) as error:
         check_inputs(wsj0_config(wsj0_tree, folder))
-    assert "mix_3_spk_tt.txt" in str(error.value) and "--set mix.test_speaker_counts=2" in str(error.value)
+    assert "mix_3_spk_tt.txt" in str(error.value) and "--set mixtures.test_speaker_counts=2" in str(error.value)
     two_only = resolve_recipe(
         "paper",
         "runs/x",
         CorpusConfig(name="wsj0", root=str(wsj0_tree)),
         mix_lists=str(folder),
-        overrides=["mix.test_speaker_counts=2"],
+        overrides=["mixtures.test_speaker_counts=2"],
     )
     check_inputs(two_only)
 

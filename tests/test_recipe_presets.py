@@ -14,7 +14,7 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
 from deepclust.recipe.config import ReproduceConfig, demo_config
 from deepclust.recipe.presets import PRESETS, preset_config
-from deepclust.stages.evaluation import EvaluateConfig
+from deepclust.stages.evaluate import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
 from deepclust.training.config import TrainConfig
 
@@ -26,7 +26,7 @@ def printed_config(capsys, *argv) -> dict:
 
 def test_the_paper_preset_is_the_librarys_paper_defaults_at_full_size():
     paper = preset_config("paper")
-    assert paper.mix == MixStageConfig(test_speaker_counts=(2, 3))  # 20k/5k/3k, min, 8 kHz, + the 3-speaker test
+    assert paper.mixtures == MixStageConfig(test_speaker_counts=(2, 3))  # 20k/5k/3k, min, 8 kHz, + the 3-speaker test
     assert paper.features == FeatureConfig() and paper.evaluate == EvaluateConfig()
     assert paper.model == ModelConfig() == ModelConfig.preset("paper")
     assert paper.train == TrainConfig(curriculum_chunk_frames=400)  # no step budget, no time cap, early stopping
@@ -50,8 +50,8 @@ def test_print_config_of_a_wsj0_run_shows_the_full_paper_recipe_and_touches_noth
     )
     assert config["preset"] == "paper" and config["overrides"] == []
     assert config["corpus"]["name"] == "wsj0" and config["corpus"]["root"] == str(tmp_path / "no-such-wsj0")
-    assert config["mix"]["sizes"] == {"tr": 20000, "cv": 5000, "tt": 3000}
-    assert config["mix"]["mix_lists"] == {
+    assert config["mixtures"]["sizes"] == {"tr": 20000, "cv": 5000, "tt": 3000}
+    assert config["mixtures"]["mix_lists"] == {
         split: str(tmp_path / "no-such-lists" / f"mix_2_spk_{split}.txt") for split in ("tr", "cv", "tt")
     } | {"mix_3_spk_tt": str(tmp_path / "no-such-lists" / "mix_3_spk_tt.txt")}
     train = config["train"]
@@ -104,30 +104,30 @@ def test_set_changes_any_field_after_the_shorthands_and_both_are_recorded(capsys
         "--set",
         "train.max_epochs=20",
         "--set",
-        "mix.sizes.tr=100",
+        "mixtures.sizes.tr=100",
         "--set",
         "train.curriculum_chunk_frames=null",
         "--set",
-        "mix.scale=0.25",
+        "mixtures.scale=0.25",
         "--set",
-        "mix.test_speaker_counts=2",
+        "mixtures.test_speaker_counts=2",
         "--set",
         "separate.splits=tt,cv",
     )
     assert config["train"]["max_epochs"] == 20 and config["train"]["curriculum_chunk_frames"] is None
-    assert config["mix"]["sizes"] == {"tr": 100, "cv": 5000, "tt": 3000}
-    assert config["mix"]["scale"] == 0.25  # --set comes after the --scale shorthand, so it wins
-    assert config["mix"]["test_speaker_counts"] == [2] and config["separate"]["splits"] == ["tt", "cv"]
+    assert config["mixtures"]["sizes"] == {"tr": 100, "cv": 5000, "tt": 3000}
+    assert config["mixtures"]["scale"] == 0.25  # --set comes after the --scale shorthand, so it wins
+    assert config["mixtures"]["test_speaker_counts"] == [2] and config["separate"]["splits"] == ["tt", "cv"]
     assert config["train"]["device"] == config["separate"]["device"] == "cpu"
     assert config["overrides"] == [
-        "mix.scale=0.5",
+        "mixtures.scale=0.5",
         "train.device=cpu",
         "separate.device=cpu",
         "train.max_epochs=20",
-        "mix.sizes.tr=100",
+        "mixtures.sizes.tr=100",
         "train.curriculum_chunk_frames=null",
-        "mix.scale=0.25",
-        "mix.test_speaker_counts=2",
+        "mixtures.scale=0.25",
+        "mixtures.test_speaker_counts=2",
         "separate.splits=tt,cv",
     ]
 

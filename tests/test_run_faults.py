@@ -314,7 +314,7 @@ def test_the_recorded_precision_is_the_one_of_the_device_the_network_runs_on(tin
 
 def test_the_recipe_separation_key_holds_its_precision():
     from deepclust.pipeline.plan import recipe_params
-    from deepclust.stages.separation import SeparateConfig
+    from deepclust.stages.separate import SeparateConfig
 
     assert recipe_params(SeparateConfig())["precision"] == "fp32"
     assert recipe_params(SeparateConfig(precision="bf16")) != recipe_params(SeparateConfig())

@@ -20,9 +20,9 @@ from deepclust.archive import read_manifest, separate_archive
 from deepclust.pipeline.driver import run_stage
 from deepclust.separation.long import WindowConfig
 from deepclust.stages.corpus import CorpusConfig, plan_corpus
-from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+from deepclust.stages.evaluate import EvaluateConfig, plan_evaluate
 from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
-from deepclust.stages.separation import SeparateConfig, plan_separation
+from deepclust.stages.separate import SeparateConfig, plan_separate
 
 REPO = Path(__file__).resolve().parents[1]
 COMPARED = [
@@ -173,7 +173,7 @@ def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_
 
     model_manifest = str(tmp_path / "model.parquet")  # what the training stage commits: the model's URL
     storage.write_parquet(pd.DataFrame([{"model_url": tiny_model_url}]), model_manifest)
-    plan = plan_separation(
+    plan = plan_separate(
         str(tmp_path / "run"),
         model_manifest,
         mixture_set["url"],
@@ -193,7 +193,7 @@ def test_same_rows_whichever_command_separates(mixture_set, tiny_model_url, tmp_
     assert bad["outputs"] == ""
     # The recipe's evaluation reads any of them.
     results = run_stage(
-        plan_evaluation(
+        plan_evaluate(
             str(tmp_path / "run"),
             storage.join(plain, "manifest.parquet"),
             mixture_set["url"],

@@ -13,8 +13,8 @@ from deepclust import storage
 from deepclust.pipeline.plan import execution_only_fields
 from deepclust.recipe.config import demo_config
 from deepclust.reports.history import config_fingerprint
-from deepclust.stages.evaluation import EvaluateConfig
-from deepclust.stages.separation import SeparateConfig, plan_separation
+from deepclust.stages.evaluate import EvaluateConfig
+from deepclust.stages.separate import SeparateConfig, plan_separate
 from deepclust.training.config import TrainConfig
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "fsdd"
@@ -52,7 +52,7 @@ def separation_inputs(tmp_path):
 
 def _separation_key(inputs, **settings) -> str:
     run_root, model_url, mixture_url = inputs
-    return plan_separation(run_root, model_url, mixture_url, SeparateConfig(**settings)).stage.key
+    return plan_separate(run_root, model_url, mixture_url, SeparateConfig(**settings)).stage.key
 
 
 def test_separation_key_ignores_device_batch_size_and_unit_size(separation_inputs):
@@ -68,8 +68,8 @@ def test_separation_key_changes_with_a_setting_that_changes_the_outputs(separati
 
 def test_units_are_named_by_the_range_they_hold_so_another_unit_size_never_reuses_a_different_range(separation_inputs):
     run_root, model_url, mixture_url = separation_inputs
-    by_two = plan_separation(run_root, model_url, mixture_url, SeparateConfig(unit_size=2)).units
-    by_three = plan_separation(run_root, model_url, mixture_url, SeparateConfig(unit_size=3)).units
+    by_two = plan_separate(run_root, model_url, mixture_url, SeparateConfig(unit_size=2)).units
+    by_three = plan_separate(run_root, model_url, mixture_url, SeparateConfig(unit_size=3)).units
     assert [u["id"] for u in by_two] == ["items-00000-00001", "items-00002-00003", "items-00004-00004"]
     shared = {u["id"] for u in by_two} & {u["id"] for u in by_three}
     for unit_id in shared:  # equal ids hold equal items

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from training_fixtures import tiny_train_config
 
 from deepclust.features.extract import FeatureConfig
 from deepclust.mixing.p56 import active_level
 from deepclust.model.blstm import ModelConfig
-from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import (
     DynamicMixConfig,
     DynamicMixing,
@@ -75,18 +75,7 @@ def test_cv_speakers_are_drawn_per_source_and_disjoint():
 
 
 def _tiny(max_epochs):
-    return TrainConfig(
-        chunk_frames=30,
-        batch_size=3,
-        steps_per_epoch=2,
-        max_epochs=max_epochs,
-        patience=9,
-        device="cpu",
-        seed=0,
-        dc_loss="whitened",
-        lr_halving_patience=1,
-        lr_halving_epochs=(2,),
-    )
+    return tiny_train_config(max_epochs, lr_halving_patience=1, lr_halving_epochs=(2,))
 
 
 def test_a_stopped_and_resumed_run_ends_with_the_same_model(pool, tmp_path):

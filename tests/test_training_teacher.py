@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 import torch
+from training_fixtures import tiny_train_config
 
 from deepclust.model.blstm import ModelConfig
 from deepclust.model.distillation_loss import affinity_matching_loss, distillation_loss
-from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig
 from deepclust.training.dynamic_train import train_dynamic
 
@@ -19,9 +19,7 @@ MIX = DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2)
 
 
 def _config(epochs):
-    return TrainConfig(
-        chunk_frames=30, batch_size=3, steps_per_epoch=2, max_epochs=epochs, patience=9, device="cpu", dc_loss="whitened"
-    )
+    return tiny_train_config(epochs)
 
 
 def _unit(shape, seed):

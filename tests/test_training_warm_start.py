@@ -5,10 +5,10 @@ import hashlib
 
 import pytest
 import torch
+from training_fixtures import tiny_train_config
 
 from deepclust.corpora.sources import CorpusSource, prepare_sources
 from deepclust.model.blstm import ModelConfig
-from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig
 from deepclust.training.dynamic_train import train_dynamic
 
@@ -17,17 +17,7 @@ MIX = DynamicMixConfig(cv_mixtures=4, stats_mixtures=16, cv_fraction=0.2)
 
 
 def _config(epochs, **changes):
-    return TrainConfig(
-        chunk_frames=30,
-        batch_size=3,
-        steps_per_epoch=2,
-        max_epochs=epochs,
-        patience=9,
-        device="cpu",
-        seed=0,
-        dc_loss="whitened",
-        **changes,
-    )
+    return tiny_train_config(epochs, **changes)
 
 
 def test_a_warm_start_continues_the_parent_and_records_the_lineage(corpus, tmp_path):

@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXI
 # The commands in the order ``deepclust --help`` lists them.
 BUILDERS = (
     stage_commands.add_corpus,
-    stage_commands.add_mix,
+    stage_commands.add_mixtures,
     stage_commands.add_features,
     training_commands.add_train,
     training_commands.add_train_dynamic,
@@ -37,6 +37,11 @@ BUILDERS = (
     recipe_commands.add_demo,
     recipe_commands.add_compare,
 )
+
+
+# Commands renamed so that command, stage, module and manifest kind share one name (issue 28); the old names
+# still work, with a note on stderr, for one release.
+OLD_COMMAND_NAMES = {"mix": "mixtures"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +75,11 @@ def main(argv=None, runners: Runners | None = None) -> None:
     import logging
 
     args = build_parser().parse_args(argv)
+    if args.command in OLD_COMMAND_NAMES:
+        new = OLD_COMMAND_NAMES[args.command]
+        note = f"deepclust {args.command} is now deepclust {new}; the old name goes in the next release"
+        print(note, file=sys.stderr)
+        args.command = new
     prefect_defaults()
     # The library reports progress (training epochs, loss, time left) through logging: show it on the
     # console, so a person watching a long stage sees it move.

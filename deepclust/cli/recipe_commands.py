@@ -57,7 +57,7 @@ def add_reproduce(sub, name: str = "reproduce") -> None:
     p.add_argument("--root", help="folder corpus root")
     p.add_argument("--pattern")
     p.add_argument("--test-speakers")
-    p.add_argument("--scale", type=float, help="same as --set mix.scale=SCALE")
+    p.add_argument("--scale", type=float, help="same as --set mixtures.scale=SCALE")
     p.add_argument(
         "--max-train-seconds",
         "--train-seconds",
@@ -119,7 +119,7 @@ def reproduce_config_from_args(args):
         )
     shorthand = []
     if args.scale is not None:
-        shorthand.append(f"mix.scale={args.scale}")
+        shorthand.append(f"mixtures.scale={args.scale}")
     if args.max_train_seconds is not None:
         shorthand.append(f"train.max_train_seconds={args.max_train_seconds}")
     if args.device:

@@ -29,7 +29,7 @@ def add_separate(sub, name: str = "separate") -> None:
         "--input",
         required=True,
         help="audio file, folder, s3://bucket/prefix (any audio, rate, channels, length) or a mixture "
-        "manifest (deepclust mix's manifest.parquet: its output can be passed to evaluate)",
+        "manifest (deepclust mixtures's manifest.parquet: its output can be passed to evaluate)",
     )
     p.add_argument(
         "--out",

@@ -45,10 +45,13 @@ def cmd_corpus(args) -> None:
     run_stage_printing_url(plan_corpus(args.out, config))
 
 
-def add_mix(sub) -> None:
+def add_mixtures(sub) -> None:
     from deepclust.stages.mixtures import MixStageConfig
 
-    p = sub.add_parser("mix", help="mixtures as the wsj0-2mix/3mix recipe (official lists or generated ones)")
+    # Named for its stage, "mixtures" (one name per concept); "mix" is kept for one release (OLD_COMMAND_NAMES).
+    p = sub.add_parser(
+        "mixtures", aliases=["mix"], help="mixtures as the wsj0-2mix/3mix recipe (official lists or generated ones)"
+    )
     p.add_argument("--corpus-manifest", required=True)
     p.add_argument(
         "--mix-lists",
@@ -71,7 +74,7 @@ def add_mix(sub) -> None:
     p.add_argument("--scale", type=float, default=MixStageConfig.scale, help="scales the 20k/5k/3k list sizes")
     p.add_argument("--seed", type=int, default=MixStageConfig.seed)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_mix)
+    p.set_defaults(func=cmd_mixtures)
 
 
 def parse_mix_lists(values) -> dict | None:
@@ -87,8 +90,8 @@ def parse_mix_lists(values) -> dict | None:
     return lists
 
 
-def cmd_mix(args) -> None:
-    """``deepclust mix``: the mixtures stage (official lists or generated ones); prints the manifest's URL."""
+def cmd_mixtures(args) -> None:
+    """``deepclust mixtures``: the mixtures stage (official lists or generated ones); prints the manifest's URL."""
     from deepclust.stages.mixtures import MixStageConfig, plan_mixtures
 
     config = MixStageConfig(
@@ -137,7 +140,7 @@ def cmd_features(args) -> None:
 
 
 def add_evaluate(sub) -> None:
-    from deepclust.stages.evaluation import EvaluateConfig
+    from deepclust.stages.evaluate import EvaluateConfig
 
     p = sub.add_parser("evaluate", help="BSS-eval and SI-SDR tables, with IBM/IRM oracle rows")
     p.add_argument("--mixtures", required=True, help="mixture manifest URL")
@@ -152,10 +155,10 @@ def cmd_evaluate(args) -> None:
     """``deepclust evaluate``: the evaluation stage; prints the headline table."""
     from deepclust import storage
     from deepclust.reports.summary import headline, markdown_table, summarise_by_condition
-    from deepclust.stages.evaluation import EvaluateConfig, plan_evaluation
+    from deepclust.stages.evaluate import EvaluateConfig, plan_evaluate
 
     config = EvaluateConfig(backend=args.backend, oracles=tuple(o for o in args.oracles.split(",") if o))
-    url = run_stage_printing_url(plan_evaluation(args.out, args.separated, args.mixtures, config))
+    url = run_stage_printing_url(plan_evaluate(args.out, args.separated, args.mixtures, config))
     print(markdown_table(headline(summarise_by_condition(storage.read_parquet(url), url))))
 
 

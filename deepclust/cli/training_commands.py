@@ -93,9 +93,9 @@ def add_train(sub) -> None:
 
 def cmd_train(args) -> None:
     """``deepclust train``: the training stage on a feature manifest; prints the model file's URL."""
-    from deepclust.stages.training import model_url_of, plan_training
+    from deepclust.stages.train import model_url_of, plan_train
 
-    url = run_stage_printing_url(plan_training(args.out, args.features, model_config(args), train_config_of(args)))
+    url = run_stage_printing_url(plan_train(args.out, args.features, model_config(args), train_config_of(args)))
     print(model_url_of(url))
 
 

@@ -21,7 +21,7 @@ from deepclust.storage.manifests import SCHEMAS
 log = logging.getLogger(__name__)
 
 ORACLES = {"ibm": ideal_binary_mask_estimates, "irm": ideal_ratio_mask_estimates}
-RESULT_COLUMNS = SCHEMAS["evaluation"].required  # the results table's columns (deepclust.storage.manifests)
+RESULT_COLUMNS = SCHEMAS["evaluate"].required  # the results table's columns (deepclust.storage.manifests)
 
 
 def gender_condition(genders) -> str | None:

@@ -46,7 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TRAIN_SPLIT = "tr"
-MANIFEST_COLUMNS = SCHEMAS["feature"].required  # the feature manifest's columns (deepclust.storage.manifests)
+MANIFEST_COLUMNS = SCHEMAS["features"].required  # the feature manifest's columns (deepclust.storage.manifests)
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def plan_shards(
     stage writes its splits sorted), is cut in manifest order into `{out}/shards/{split}-{index:05d}.{parquet|npz}`
     of up to `utterances_per_shard` rows.
     """
-    manifest = validate(mixture_manifest, "mixture", "the mixture manifest given to plan_shards")
+    manifest = validate(mixture_manifest, "mixtures", "the mixture manifest given to plan_shards")
     manifest = manifest[manifest["status"] == "done"]
     if splits is not None:
         splits = [splits] if isinstance(splits, str) else list(splits)
@@ -269,7 +269,7 @@ def write_feature_index(
     manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)
     manifest["num_frames"] = manifest["num_frames"].astype("int64")
     manifest["num_speakers"] = manifest["num_speakers"].astype("int64")
-    validate(manifest, "feature", storage.join(out_url, MANIFEST_NAME))
+    validate(manifest, "features", storage.join(out_url, MANIFEST_NAME))
     ok = manifest[manifest["status"] == "done"]
     shards = (
         ok.groupby("shard_url", sort=False)
@@ -307,7 +307,7 @@ def extract_features(
     only), `{out}/shards.parquet` (shard_url, split, num_utterances, sha256) and `{out}/manifest.parquet`.
 
     Args:
-        mixture_manifest: a mixture manifest (`deepclust.storage.manifests.SCHEMAS["mixture"]`); rows whose
+        mixture_manifest: a mixture manifest (`deepclust.storage.manifests.SCHEMAS["mixtures"]`); rows whose
             mixing failed are skipped.
         out_url: output folder/prefix.
         config: feature parameters.

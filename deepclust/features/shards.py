@@ -211,7 +211,7 @@ def iter_features(feature_manifest_url: str, split: str, shuffle: bool = False, 
             shards are the unit read from storage, so this keeps reads sequential).
         seed: seed for the shard order.
     """
-    manifest = read_manifest(feature_manifest_url, "feature")
+    manifest = read_manifest(feature_manifest_url, "features")
     rows = manifest[(manifest["split"] == split) & (manifest["status"] == "done")]
     shard_urls = list(dict.fromkeys(rows["shard_url"].tolist()))  # unique, in manifest order
     if shuffle:

@@ -25,7 +25,7 @@ from deepclust.storage.manifests import MANIFEST_NAME, SCHEMAS, validate
 
 PEAK_AFTER_SCALING = 0.9  # the recipe's anti-clipping target for max(|mix|, |s_k|)
 
-MANIFEST_COLUMNS = SCHEMAS["mixture"].required  # the mixture manifest's columns (deepclust.storage.manifests)
+MANIFEST_COLUMNS = SCHEMAS["mixtures"].required  # the mixture manifest's columns (deepclust.storage.manifests)
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def create_mixtures(
     # pandas turns None into NaN next to strings; keep None ("no error") as stored in Parquet
     manifest["error"] = pd.Series([r["error"] for r in rows], index=manifest.index, dtype=object)
     url = storage.join(out_url, split, MANIFEST_NAME)
-    validate(manifest, "mixture", url)
+    validate(manifest, "mixtures", url)
     if write_manifest:
         storage.write_parquet(manifest, url)
     return manifest

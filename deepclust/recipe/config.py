@@ -13,12 +13,17 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
 from deepclust.pipeline.plan import execution_only, fields_from_dict
 from deepclust.stages.corpus import CorpusConfig
-from deepclust.stages.evaluation import EvaluateConfig
+from deepclust.stages.evaluate import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
-from deepclust.stages.separation import SeparateConfig
+from deepclust.stages.separate import SeparateConfig
 from deepclust.training.config import TrainConfig
 
 __all__ = ["ReproduceConfig", "demo_config", "request_label"]
+
+
+# Fields renamed so that each stage's config has the stage's name (issue 28); old spellings are read (run.json,
+# --set) for one release, and the recipe fingerprint keeps the old spelling so that earlier runs stay comparable.
+OLD_FIELD_NAMES = {"mix": "mixtures"}
 
 
 @dataclass
@@ -31,7 +36,7 @@ class ReproduceConfig:
     preset: str | None = execution_only(None)
     overrides: tuple[str, ...] = execution_only(())
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    mix: MixStageConfig = field(default_factory=MixStageConfig)
+    mixtures: MixStageConfig = field(default_factory=MixStageConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -44,14 +49,17 @@ class ReproduceConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ReproduceConfig":
-        """Inverse of ``to_dict`` (e.g. ``run.json``'s ``config``): every stage's config rebuilt by its own rule."""
+        """Inverse of ``to_dict`` (e.g. ``run.json``'s ``config``): every stage's config rebuilt by its own rule.
+        A run.json written before the mixtures stage's config was named for its stage has it as ``mix``."""
+        if OLD_FIELD_NAMES["mix"] not in data and "mix" in data:
+            data = {**{k: v for k, v in data.items() if k != "mix"}, OLD_FIELD_NAMES["mix"]: data["mix"]}
         return fields_from_dict(cls, data)
 
     def stage_configs(self) -> dict[str, list]:
         """Each stage's configs by stage name, in the order its ``plan`` takes them after its upstream manifests."""
         return {
             "corpus": [self.corpus],
-            "mixtures": [self.mix],
+            "mixtures": [self.mixtures],
             "features": [self.features],
             "train": [self.model, self.train],
             "separate": [self.separate],

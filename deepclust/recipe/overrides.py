@@ -1,6 +1,6 @@
 """``--set train.max_epochs=20``: one field of the end-to-end config changed by its dotted path.
 
-The path walks the config's own fields (``train.max_epochs``, ``mix.sizes.tr``, ``corpus.root``), so every field of
+The path walks the config's own fields (``train.max_epochs``, ``mixtures.sizes.tr``, ``corpus.root``), so every field of
 every stage is reachable and a misspelt one is refused naming the fields there are. The value is read as JSON
 (``20``, ``1e-4``, ``null``, ``true``, ``[2, 3]``, ``{"tr": 100}``), a comma list for a list field (``2,3``) or, for
 a text field, as the text itself (``cuda``, ``/data/wsj0``); a value of another type than the field's is refused.
@@ -16,7 +16,10 @@ import dataclasses
 import json
 import types
 import typing
+import warnings
 from collections.abc import Sequence
+
+from deepclust.recipe.config import OLD_FIELD_NAMES
 
 __all__ = ["apply_overrides", "parse_override"]
 
@@ -36,6 +39,14 @@ def apply_overrides(config, overrides: Sequence[str]):
     data = config.to_dict()
     for text in overrides:
         path, raw = parse_override(text)
+        if path[0] in OLD_FIELD_NAMES and dataclasses.is_dataclass(config) and not hasattr(config, path[0]):
+            warnings.warn(
+                f"--set {text}: {path[0]} is now {OLD_FIELD_NAMES[path[0]]} (named for its stage); the old name goes "
+                "in the next release",
+                FutureWarning,  # shown by default: the person typing --set is the one to tell
+                stacklevel=2,
+            )
+            path = [OLD_FIELD_NAMES[path[0]], *path[1:]]
         _set(config, data, path, raw, text)
     return type(config).from_dict(data)
 
@@ -53,7 +64,7 @@ def _set(config, data: dict, path: list[str], raw: str, text: str) -> None:
             child = getattr(obj, part)
             if not last and not dataclasses.is_dataclass(child) and dict not in _types_of(hint):
                 raise ValueError(f"--set {text!r}: {'.'.join(path[: depth + 1])} is a value, not a config with fields")
-        elif isinstance(obj, dict) or obj is None:  # a dict-valued field (mix.sizes, mix.mix_lists): free keys
+        elif isinstance(obj, dict) or obj is None:  # a dict-valued field (mixtures.sizes): free keys
             child, hint = (obj or {}).get(part), None
         else:
             raise ValueError(f"--set {text!r}: {where} is a value ({obj!r}), not a config with fields")

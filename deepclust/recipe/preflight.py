@@ -31,13 +31,13 @@ def check_inputs(config: ReproduceConfig) -> None:
         raise RecipeInputError(f"the {corpus.name} corpus needs its root folder ({flag})")
     if corpus.root and corpus.name in ("wsj0", "folder") and not storage.exists(corpus.root):
         raise RecipeInputError(f"{corpus.root}: no such folder (the {corpus.name} corpus root)")
-    lists = config.mix.mix_lists or {}
+    lists = config.mixtures.mix_lists or {}
     absent = [url for _, url in sorted(lists.items()) if not storage.exists(url)]
     if absent:
         raise RecipeInputError(
             f"mix lists not found: {', '.join(absent)}. --mix-lists takes the folder of the official lists "
             f"(mix_2_spk_tr.txt ...; mix_3_spk_tt.txt for the 3-speaker test set, or leave it out with "
-            f"--set mix.test_speaker_counts=2)"
+            f"--set mixtures.test_speaker_counts=2)"
         )
     listed = []
     for _, url in sorted(lists.items()):

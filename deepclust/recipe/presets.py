@@ -25,9 +25,9 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.model.blstm import ModelConfig
 from deepclust.recipe.config import ReproduceConfig
 from deepclust.stages.corpus import CorpusConfig
-from deepclust.stages.evaluation import EvaluateConfig
+from deepclust.stages.evaluate import EvaluateConfig
 from deepclust.stages.mixtures import MixStageConfig
-from deepclust.stages.separation import SeparateConfig
+from deepclust.stages.separate import SeparateConfig
 from deepclust.training.config import TrainConfig
 
 __all__ = ["PRESETS", "UNAVAILABLE", "default_preset", "preset_config"]
@@ -46,7 +46,7 @@ def paper(run_root: str) -> ReproduceConfig:
     the 3-speaker test set and k-means named explicitly."""
     return ReproduceConfig(
         run_root=run_root,
-        mix=MixStageConfig(test_speaker_counts=(2, 3)),
+        mixtures=MixStageConfig(test_speaker_counts=(2, 3)),
         model=ModelConfig.preset("paper"),
         train=TrainConfig(curriculum_chunk_frames=PAPER_CURRICULUM_FRAMES),
         separate=SeparateConfig(inference="kmeans"),
@@ -70,7 +70,7 @@ def demo(run_root: str) -> ReproduceConfig:
     return ReproduceConfig(
         run_root=run_root,
         corpus=CorpusConfig(name="demo"),
-        mix=MixStageConfig(sizes={"tr": 2000, "cv": 200, "tt": 200}, test_speaker_counts=(2, 3)),
+        mixtures=MixStageConfig(sizes={"tr": 2000, "cv": 200, "tt": 200}, test_speaker_counts=(2, 3)),
         features=FeatureConfig(utterances_per_shard=250),
         model=ModelConfig.preset("paper"),
         train=TrainConfig(
@@ -91,7 +91,7 @@ def quick(run_root: str) -> ReproduceConfig:
     return ReproduceConfig(
         run_root=run_root,
         corpus=CorpusConfig(name="demo", utterances_per_speaker=6),
-        mix=MixStageConfig(sizes={"tr": 120, "cv": 24, "tt": 16}, test_speaker_counts=(2, 3), batch_size=60),
+        mixtures=MixStageConfig(sizes={"tr": 120, "cv": 24, "tt": 16}, test_speaker_counts=(2, 3), batch_size=60),
         features=FeatureConfig(utterances_per_shard=40),
         model=ModelConfig(hidden=32, layers=1, emb_dim=8),
         train=TrainConfig(max_epochs=2, steps_per_epoch=5, batch_size=8, patience=2),

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from deepclust.pipeline.plan import StageDefinition, StagePlan
 from deepclust.stages.corpus import STAGE as CORPUS
-from deepclust.stages.evaluation import STAGE as EVALUATE
+from deepclust.stages.evaluate import STAGE as EVALUATE
 from deepclust.stages.features import STAGE as FEATURES
 from deepclust.stages.mixtures import STAGE as MIXTURES
-from deepclust.stages.separation import STAGE as SEPARATE
-from deepclust.stages.training import STAGE as TRAIN
+from deepclust.stages.separate import STAGE as SEPARATE
+from deepclust.stages.train import STAGE as TRAIN
 
 __all__ = ["STAGES", "UPSTREAM", "plan", "plan_from_dict"]
 

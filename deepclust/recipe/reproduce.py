@@ -17,7 +17,7 @@ from deepclust.recipe.config import ReproduceConfig, request_label
 from deepclust.recipe.preflight import check_inputs
 from deepclust.reports.comparison import REGRESSION_MARGIN_DB
 from deepclust.reports.history import config_fingerprint
-from deepclust.stages.training import model_url_of
+from deepclust.stages.train import model_url_of
 
 
 def training_outcome(info: dict, train_config) -> dict:

@@ -7,7 +7,7 @@ corpus. What the data must hold is checked before the first stage (``deepclust.r
 
     >>> config = resolve_recipe("paper", "runs/wsj0", CorpusConfig(name="wsj0", root="/data/LDC93S6A"),
     ...                         mix_lists="/data/create-speaker-mixtures", overrides=["train.max_epochs=20"])
-    >>> config.train.curriculum_chunk_frames, config.train.max_epochs, sorted(config.mix.mix_lists)
+    >>> config.train.curriculum_chunk_frames, config.train.max_epochs, sorted(config.mixtures.mix_lists)
     (400, 20, ['cv', 'mix_3_spk_tt', 'tr', 'tt'])
 """
 
@@ -59,8 +59,11 @@ def resolve_recipe(
         config.corpus = corpus
     config = apply_overrides(config, overrides)
     if mix_lists:
-        if any(parse_override(text)[0][:2] == ["mix", "mix_lists"] for text in overrides):
-            raise ValueError("give the official lists either as a folder (--mix-lists) or as mix.mix_lists, not both")
-        config.mix.mix_lists = official_mix_lists(mix_lists, config.mix.n_speakers, config.mix.test_speaker_counts)
+        if any(parse_override(text)[0][:2] == ["mixtures", "mix_lists"] for text in overrides):
+            raise ValueError(
+                "give the official lists either as a folder (--mix-lists) or as mixtures.mix_lists, not both"
+            )
+        mixtures = config.mixtures
+        mixtures.mix_lists = official_mix_lists(mix_lists, mixtures.n_speakers, mixtures.test_speaker_counts)
     config.preset, config.overrides = name, overrides
     return config

@@ -22,12 +22,20 @@ import pandas as pd
 from deepclust import storage
 from deepclust.pipeline.plan import recipe_params
 
+FINGERPRINT_SPELLINGS = {"mix": "mixtures"}  # deepclust.recipe.config.OLD_FIELD_NAMES (reports sit below recipe)
+
 
 def config_fingerprint(config) -> str:
     """16 hex digits of the recipe: a run's typed config (``ReproduceConfig``) minus its execution-only settings
     (``deepclust.pipeline.plan.recipe_params``, the same rule the stage keys follow), so runs that differ only in
     where or how fast they ran are one recipe."""
-    text = json.dumps(recipe_params(config), sort_keys=True, default=str)
+    params = recipe_params(config)
+    # A field renamed for one name per concept keeps its old spelling here, so runs before and after the rename
+    # remain one recipe in the history (deepclust.recipe.config.OLD_FIELD_NAMES).
+    for old, new in FINGERPRINT_SPELLINGS.items():
+        if new in params:
+            params[old] = params.pop(new)
+    text = json.dumps(params, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -20,9 +20,9 @@ GROUPS = ["num_speakers", "condition", "gender_condition"]
 def summarise_by_condition(results: pd.DataFrame, where: str = "evaluation results") -> pd.DataFrame:
     """Mean and median of each metric per system and condition, plus an 'all' row per speaker count.
 
-    ``results``: the evaluation stage's results (``deepclust.storage.manifests.SCHEMAS["evaluation"]`` with its
+    ``results``: the evaluation stage's results (``deepclust.storage.manifests.SCHEMAS["evaluate"]`` with its
     ``condition``); ``where`` names them in a schema error."""
-    validate(results, "evaluation", where, needs=("condition",))
+    validate(results, "evaluate", where, needs=("condition",))
     done = results[results["status"] == "done"].copy()
     if done.empty:
         return pd.DataFrame(columns=["system", *GROUPS, "mixtures"])

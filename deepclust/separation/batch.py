@@ -51,7 +51,7 @@ TIMING_COLUMNS = ["read_seconds", "network_seconds", "clustering_seconds", "writ
 # ``status``: "done", "failed" (the input's fault: its reason in ``error``, the library's words in
 # ``error_detail``) or "transient" (a fault that outlasted the retry budget; tried again by the next run).
 # ``downmix``: how the input was made mono ("mono", "mean of 2 channels", "channel 1 of 2, the loudest: ...").
-MANIFEST_COLUMNS = SCHEMAS["separation"].names  # the separation manifest's columns, in order
+MANIFEST_COLUMNS = SCHEMAS["separate"].names  # the separation manifest's columns, in order
 # A scratch folder's path (``deepclust.storage.workspace``), wherever a message names one.
 _SCRATCH_PATH = re.compile(r"[^\s'\"]*" + re.escape(SCRATCH_PREFIX) + r"[^\s'\"]*")
 

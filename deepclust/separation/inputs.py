@@ -99,7 +99,7 @@ def list_archive(input_url: str) -> list[str]:
 
 
 def is_mixture_manifest(url: str) -> bool:
-    """A ``.parquet`` file with the mixture manifest's columns (``deepclust mix``'s output)."""
+    """A ``.parquet`` file with the mixture manifest's columns (``deepclust mixtures``'s output)."""
     if not str(url).endswith(".parquet") or not storage.exists(url):
         return False
     import pyarrow.parquet as pq
@@ -151,9 +151,9 @@ def inputs_from_mixtures(manifest: pd.DataFrame | str, splits: tuple[str, ...] |
     there; ``sha256`` is optional in that schema (only the mixtures stage adds it): without it, the input's identity
     is its file's."""
     mixtures = (
-        read_manifest(manifest, "mixture")
+        read_manifest(manifest, "mixtures")
         if isinstance(manifest, str)
-        else validate(manifest, "mixture", "the mixture manifest")
+        else validate(manifest, "mixtures", "the mixture manifest")
     )
     if splits is not None:
         mixtures = mixtures[mixtures["split"].isin(splits)]

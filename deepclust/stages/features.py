@@ -22,7 +22,7 @@ def plan_features(run_root: str, mixture_manifest_url: str, config, splits=("tr"
     stage = make_stage(
         run_root, "features", {"config": recipe_params(config), "splits": list(splits)}, [mixture_manifest_url]
     )
-    mixtures = read_manifest(mixture_manifest_url, "mixture")
+    mixtures = read_manifest(mixture_manifest_url, "mixtures")
     # The library's one shard plan; a unit is named by its shard (``tr-00000``), as its shard file is.
     units = [
         {"id": _shard_name(shard_url), "split": split, "mixture_ids": list(rows["mixture_id"])}
@@ -43,7 +43,7 @@ def features_unit(plan, unit) -> dict:
     from deepclust.features.shards import shard_extension
 
     config = config_of(plan, FeatureConfig)
-    mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixture").set_index("mixture_id")
+    mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixtures").set_index("mixture_id")
     rows = mixtures.loc[unit["mixture_ids"]].reset_index()
     shard_url = plan.stage.path("shards", f"{unit['id']}{shard_extension(config.shard_format)}")
     # Each shard accumulates its own statistics; finish merges the training ones.
@@ -79,4 +79,4 @@ def features_finish(plan, results):
     }
 
 
-STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "feature")
+STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "features")

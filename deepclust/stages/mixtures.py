@@ -156,4 +156,4 @@ def mixtures_finish(plan, results):
     return manifest, info
 
 
-STAGE = StageDefinition("mixtures", plan_mixtures, mixtures_unit, mixtures_finish, "mixture")
+STAGE = StageDefinition("mixtures", plan_mixtures, mixtures_unit, mixtures_finish, "mixtures")

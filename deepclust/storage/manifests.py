@@ -5,14 +5,18 @@ stored as ``manifest.parquet`` (``MANIFEST_NAME``) in its folder. Writers build 
 order (``SCHEMAS[kind].names``) and validate before they write; readers validate what they read, so a consumer
 never guards for a missing column: a manifest that lacks one is refused, naming the file and the column.
 
-Item status: the kinds whose items can fail one by one (mixture, feature, separation, evaluation) have a ``status``
-column (``"done"``, ``"failed"``; a separation row may also be ``"transient"``) and an ``error`` naming the item
-and the reason. The corpus and model manifests have none: an unreadable corpus file is left out and logged
+Each kind is named for the stage and the command that write it: corpus, mixtures, features, train, separate
+(the recipe's stage and the ``separate`` command write the same kind), evaluate.
+
+Item status: the kinds whose items can fail one by one (mixtures, features, separate, evaluate) have a ``status``
+column (``"done"``, ``"failed"``; a separated input's row may also be ``"transient"``) and an ``error`` naming the
+item and the reason. The corpus and train manifests have none: an unreadable corpus file is left out and logged
 (``attrs["errors"]``), and a training run that fails has no manifest at all.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,8 +80,34 @@ _STATUS = ("status", "str", '"done" or "failed": a failed item never stops its b
 _ERROR = ("error", "str", "why the item failed, naming it (empty or null when done)")
 _OUTCOME = (_STATUS, _ERROR)  # the outcome of an item that may fail one by one (mixture, feature, evaluation)
 
-SCHEMAS: dict[str, Schema] = {
-    schema.kind: schema
+
+class _Schemas(dict):
+    """The schemas by kind; a kind's name before they were named for their stage still finds it, with a
+    DeprecationWarning, for one release (``OLD_KIND_NAMES``)."""
+
+    def __missing__(self, kind: str) -> Schema:
+        if kind not in OLD_KIND_NAMES:
+            raise KeyError(f"no manifest kind {kind!r}; the kinds are {sorted(self)}")
+        warnings.warn(
+            f"manifest kind {kind!r} is now {OLD_KIND_NAMES[kind]!r} (named for its stage); the old name goes in the "
+            "next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return self[OLD_KIND_NAMES[kind]]
+
+
+# Each kind is named for the stage (and command) that writes it: one name per concept (issue 28).
+OLD_KIND_NAMES = {
+    "mixture": "mixtures",
+    "feature": "features",
+    "model": "train",
+    "separation": "separate",
+    "evaluation": "evaluate",
+}
+
+SCHEMAS: dict[str, Schema] = _Schemas(
+    (schema.kind, schema)
     for schema in (
         _schema(
             "corpus",  # deepclust.corpora (validate_manifest adds the value checks); no status: see the module doc
@@ -90,7 +120,7 @@ SCHEMAS: dict[str, Schema] = {
             ("subset", "str", 'the corpus-given subset ("si_tr_s", ...), or "train"/"test" by speaker split'),
         ),
         _schema(
-            "mixture",  # deepclust.mixing.mix.create_mixtures, the mixtures stage
+            "mixtures",  # deepclust.mixing.mix.create_mixtures, the mixtures stage
             ("mixture_id", "str", "unique id, from the sources and their SNRs"),
             _SPLIT,
             ("mixture_path", "str", "the mixture WAV"),
@@ -107,7 +137,7 @@ SCHEMAS: dict[str, Schema] = {
             ("sha256", "str", "checksum of the mixture WAV (the mixtures stage adds it)", False),
         ),
         _schema(
-            "feature",  # deepclust.features.extract, the features stage
+            "features",  # deepclust.features.extract, the features stage
             ("mixture_id", "str", "the mixture the row was computed from"),
             _SPLIT,
             ("shard_url", "str", "the shard holding its log_mag, target and weight"),
@@ -117,7 +147,7 @@ SCHEMAS: dict[str, Schema] = {
             ("shard_sha256", "str", "checksum of the shard"),
         ),
         _schema(
-            "model",  # the training stage's one row
+            "train",  # the training stage's one row
             ("model_url", "str", "the trained model.pt"),
             ("sha256", "str", "its checksum"),
             ("best_val_loss", "float", "best validation loss"),
@@ -126,7 +156,7 @@ SCHEMAS: dict[str, Schema] = {
             ("loss_curve_png", "str", "the loss curve figure, or empty"),
         ),
         _schema(
-            "separation",  # deepclust.separation.batch.separate_items, the archive job, the separation stage
+            "separate",  # deepclust.separation.batch.separate_items, the archive job, the separation stage
             ("input", "str", "the input's URL"),
             ("relative_path", "str", "the input relative to the input root: the row's key"),
             ("mixture_id", "str", "the mixture, when the input came from a mixture manifest (else empty)"),
@@ -152,7 +182,7 @@ SCHEMAS: dict[str, Schema] = {
             ("write_seconds", "float", "writing the outputs"),
         ),
         _schema(
-            "evaluation",  # deepclust.evaluation.results.evaluate_mixtures, the evaluation stage
+            "evaluate",  # deepclust.evaluation.results.evaluate_mixtures, the evaluation stage
             ("mixture_id", "str", "the mixture scored"),
             ("split", "str", "its split"),
             ("system", "str", '"model", "ibm", "irm" or another separator\'s name'),
@@ -172,7 +202,7 @@ SCHEMAS: dict[str, Schema] = {
             ("condition", "str", '"closed", "open" or "partly open" (the evaluation stage adds it)', False),
         ),
     )
-}
+)
 
 
 class ManifestSchemaError(ValueError):
@@ -180,7 +210,7 @@ class ManifestSchemaError(ValueError):
 
     def __init__(self, where, kind: str, reason: str):
         self.where, self.kind, self.reason = str(where), kind, reason
-        super().__init__(f"{self.where}: {kind} manifest {reason}")
+        super().__init__(f"{self.where}: {kind!r} manifest {reason}")
 
     def __reduce__(self):
         return (ManifestSchemaError, (self.where, self.kind, self.reason))
@@ -225,14 +255,15 @@ def validate(frame: pd.DataFrame, kind: str, where, needs: tuple[str, ...] = ())
     ``needs``), every known column of its type.
 
     ``where`` names the file (or the writer) in the error. Extra columns are allowed. Returns ``frame``, so a
-    reader can write ``validate(storage.read_parquet(url), "mixture", url)``.
+    reader can write ``validate(storage.read_parquet(url), "mixtures", url)``.
 
-    >>> validate(pd.DataFrame({"model_url": ["m.pt"]}), "model", "train/manifest.parquet")  # doctest: +ELLIPSIS
+    >>> validate(pd.DataFrame({"model_url": ["m.pt"]}), "train", "train/manifest.parquet")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     deepclust.storage.manifests.ManifestSchemaError: train/manifest.parquet: model manifest lacks columns [...]...
     """
     schema = SCHEMAS[kind]
+    kind = schema.kind  # an old kind name is reported by its new one
     missing = [name for name in [*schema.required, *needs] if name not in frame.columns]
     if missing:
         raise ManifestSchemaError(where, kind, f"lacks columns {missing} (has {list(frame.columns)})")

@@ -11,7 +11,7 @@ from deepclust.pipeline.plan import StageDefinition, StagePlan, config_dict, con
 from deepclust.pipeline.store import make_stage
 
 
-def plan_training(run_root: str, feature_manifest_url: str, model_config, train_config) -> StagePlan:
+def plan_train(run_root: str, feature_manifest_url: str, model_config, train_config) -> StagePlan:
     """One unit: training resumes from its own checkpoints inside the stage folder."""
     stage = make_stage(
         run_root,
@@ -79,4 +79,4 @@ def model_url_of(model_manifest_url: str) -> str:
     return storage.read_parquet(model_manifest_url)["model_url"].iloc[0]
 
 
-STAGE = StageDefinition("train", plan_training, train_unit, train_finish, "model")
+STAGE = StageDefinition("train", plan_train, train_unit, train_finish, "train")

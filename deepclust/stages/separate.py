@@ -50,7 +50,7 @@ class SeparateConfig:
     splits: tuple[str, ...] = ("tt",)
 
 
-def plan_separation(
+def plan_separate(
     run_root: str, model_manifest_url: str, mixture_manifest_url: str, config: SeparateConfig
 ) -> StagePlan:
     """Units: batches of ``config.unit_size`` test mixtures (input-manifest rows), named by their range."""
@@ -78,7 +78,7 @@ def separate_unit(plan, unit) -> dict:
     """Separate one batch of input rows with the training stage's model (cached per process) into a part file."""
     from deepclust.archive import job_settings, separate_job_batch
     from deepclust.separation.separator import cached_separator
-    from deepclust.stages.training import model_url_of
+    from deepclust.stages.train import model_url_of
 
     config = config_of(plan, SeparateConfig)
     model_url = model_url_of(plan.context["model_manifest_url"])
@@ -111,4 +111,4 @@ def separate_finish(plan, results):
     }
 
 
-STAGE = StageDefinition("separate", plan_separation, separate_unit, separate_finish, "separation")
+STAGE = StageDefinition("separate", plan_separate, separate_unit, separate_finish, "separate")

@@ -34,13 +34,13 @@ class EvaluateConfig:
     unit_size: int = execution_only(100)  # mixtures per work unit: how the work is cut, not what it computes
 
 
-def plan_evaluation(
+def plan_evaluate(
     run_root: str, separation_manifest_url: str, mixture_manifest_url: str, config: EvaluateConfig
 ) -> StagePlan:
     """Units: batches of the separated mixtures. The separation manifest is the recipe's separation stage's or
     ``deepclust separate --input <mixture manifest>``'s (the same schema): its rows name their ``mixture_id``."""
-    separated = read_manifest(separation_manifest_url, "separation")
-    known = set(read_manifest(mixture_manifest_url, "mixture")["mixture_id"])
+    separated = read_manifest(separation_manifest_url, "separate")
+    known = set(read_manifest(mixture_manifest_url, "mixtures")["mixture_id"])
     ids = [m for m in separated["mixture_id"] if m]
     if not ids or not set(ids) <= known:
         raise ValueError(
@@ -71,8 +71,8 @@ def evaluate_unit(plan, unit) -> dict:
     from deepclust.evaluation import evaluate_mixtures
 
     config = config_of(plan, EvaluateConfig)
-    mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixture")
-    separated = read_manifest(plan.context["separation_manifest_url"], "separation").set_index("mixture_id")
+    mixtures = read_manifest(plan.context["mixture_manifest_url"], "mixtures")
+    separated = read_manifest(plan.context["separation_manifest_url"], "separate").set_index("mixture_id")
     chosen = mixtures[mixtures["mixture_id"].isin(unit["mixture_ids"])]
     base = storage.parent(plan.context["separation_manifest_url"])  # outputs are recorded relative to it
     estimates = {
@@ -152,7 +152,7 @@ def _loss_curve_of(separation_manifest_url: str) -> str | None:
     model_manifest_url = info.get("model_manifest_url")
     if not model_manifest_url or not storage.exists(model_manifest_url):
         return None
-    png = read_manifest(model_manifest_url, "model")["loss_curve_png"].iloc[0]
+    png = read_manifest(model_manifest_url, "train")["loss_curve_png"].iloc[0]
     return png if png and storage.exists(png) else None
 
 
@@ -190,4 +190,4 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
     return figures
 
 
-STAGE = StageDefinition("evaluate", plan_evaluation, evaluate_unit, evaluate_finish, "evaluation")
+STAGE = StageDefinition("evaluate", plan_evaluate, evaluate_unit, evaluate_finish, "evaluate")
