@@ -6,13 +6,13 @@ Import the end-to-end flow as ``from deepclust.flows.reproduce import reproduce`
 ``deepclust.flows.cli`` can be imported (and fall back to the library) where Prefect is not installed.
 """
 
-STAGE_FLOWS = ("make_corpus", "make_mixtures", "extract_features", "train", "separate", "evaluate")
+LAZY_FLOWS = ("make_corpus", "make_mixtures", "extract_features", "train", "separate", "evaluate")
 
-__all__ = list(STAGE_FLOWS)
+__all__ = list(LAZY_FLOWS)
 
 
 def __getattr__(name: str):
-    if name in STAGE_FLOWS:
+    if name in LAZY_FLOWS:
         from deepclust.flows import stages
 
         return getattr(stages, name)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 
 from deepclust.flows import stages as stage_flows
-from deepclust.flows.stages import failed_items, with_task_runner
+from deepclust.flows.stages import STAGE_FLOWS, failed_items, with_task_runner
 from deepclust.tasks import finish_task, plan_stage, publish_history, publish_run_artifacts
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
@@ -85,14 +85,6 @@ def reproduce(
     began = time.perf_counter()
     config = recipe_config(config, preset, run_root, corpus, mix_lists, overrides)
     logger.info("%s -> %s", request_label(config.preset, config.overrides), config.run_root)
-    flows_by_stage = {
-        "corpus": stage_flows.make_corpus,
-        "mixtures": stage_flows.make_mixtures,
-        "features": stage_flows.extract_features,
-        "train": stage_flows.train,
-        "separate": stage_flows.separate,
-        "evaluate": stage_flows.evaluate,
-    }
 
     def run_stage_flow(name: str, run_root: str, upstream: list, configs: list):
         """Plan the stage here; a committed one is reused from the store (its commit task comes out of
@@ -102,10 +94,8 @@ def reproduce(
         if stage.is_complete():
             logger.info("%s: reusing %s", name, stage.url)
             return stage, finish_task(plan)(plan, [])
-        stage_flow = flows_by_stage[name]
-        runner = stage_flow if name == "train" else with_task_runner(stage_flow, task_runner, max_workers)
-        options = {"publish": False} if name in ("train", "evaluate") else {}
-        return stage, runner(run_root, *upstream, *configs, **options)
+        # Artifacts are published once, for the whole run, below.
+        return stage, stage_flow_of(name, task_runner, max_workers)(run_root, *upstream, *configs, publish=False)
 
     done_stages, manifests, stage_seconds = run_recipe(config, stage_runner=run_stage_flow)
     model, results = manifests["train"], manifests["evaluate"]
@@ -129,6 +119,15 @@ def reproduce(
         listing = ", ".join(f"{name}: {count}" for name, count in failed.items() if count)
         return Completed(message=f"completed; failed items recorded with their reasons ({listing})", data=record)
     return record
+
+
+def stage_flow_of(name: str, task_runner: str = "thread", max_workers: int | None = None):
+    """The stage's flow (``STAGE_FLOWS``) mapping its units over the run's task runner; a stage whose definition
+    runs one unit at a time (``unit_workers == 1``: training, whose one unit uses every core) keeps its own."""
+    stage_flow = STAGE_FLOWS[name]
+    if STAGES[name].unit_workers == 1:
+        return stage_flow
+    return with_task_runner(stage_flow, task_runner, max_workers)
 
 
 def config_from_dict(data: dict) -> ReproduceConfig:

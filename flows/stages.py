@@ -1,10 +1,16 @@
-"""One flow per stage. Each takes the run root, its typed config (defaults: the paper's recipe) and the
-upstream manifest URLs, and returns the URL of its own manifest.
+"""One flow per stage. Each takes the run root, the upstream manifest URLs and its typed configs (defaults: the
+paper's recipe), then ``publish`` (whether to publish its artifacts; a no-op for a stage that publishes none), and
+returns the URL of its own manifest. ``STAGE_FLOWS`` holds them by stage name, in the registry's order
+(``deepclust.recipe.registry.STAGES``, checked at import); each flow's Prefect name is its stage's name.
 
 Every stage flow is the same three steps: ``plan_stage`` (content key + units), ``run_stage_unit`` per
 unit mapped over the flow's task runner (threads by default, ``max_workers`` configurable through
 ``with_task_runner``), then ``finish_stage`` (manifest + marker). A stage already committed in the
 store is reused without running any unit.
+
+The six flows are written out by hand rather than generated from the registry on purpose: Prefect validates a
+flow's parameters against its signature and shows them, typed, in the UI and in a deployment's form; a flow made
+from ``*configs`` would lose both.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from deepclust.tasks import (
     result_storage_for,
     run_stage_unit,
 )
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -125,25 +131,29 @@ def _finished(manifest_url: str, stage: str):
     return manifest_url
 
 
-@flow(name="make-corpus", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
-def make_corpus(run_root: str, config: CorpusConfig = CorpusConfig()) -> str:
-    """Corpus -> utterance manifest (demo: synthesised; wsj0 / folder: scanned)."""
+@flow(name="corpus", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def make_corpus(run_root: str, config: CorpusConfig = CorpusConfig(), publish: bool = True) -> str:
+    """Corpus -> utterance manifest (demo: synthesised; wsj0 / folder: scanned). Publishes nothing."""
     return _finished(run_plan(plan_stage("corpus", run_root, [], [config])), "corpus")
 
 
-@flow(name="make-mixtures", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
-def make_mixtures(run_root: str, corpus_manifest_url: str, config: MixStageConfig = MixStageConfig()) -> str:
-    """Mix lists (generated or official) -> mixture WAVs and the mixture manifest."""
+@flow(name="mixtures", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def make_mixtures(
+    run_root: str, corpus_manifest_url: str, config: MixStageConfig = MixStageConfig(), publish: bool = True
+) -> str:
+    """Mix lists (generated or official) -> mixture WAVs and the mixture manifest. Publishes nothing."""
     return _finished(run_plan(plan_stage("mixtures", run_root, [corpus_manifest_url], [config])), "mixtures")
 
 
-@flow(name="extract-features", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
-def extract_features(run_root: str, mixture_manifest_url: str, config: FeatureConfig = FeatureConfig()) -> str:
-    """Mixtures -> feature shards (one task per shard) + training normalisation statistics."""
+@flow(name="features", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
+def extract_features(
+    run_root: str, mixture_manifest_url: str, config: FeatureConfig = FeatureConfig(), publish: bool = True
+) -> str:
+    """Mixtures -> feature shards (one task per shard) + training normalisation statistics. Publishes nothing."""
     return _finished(run_plan(plan_stage("features", run_root, [mixture_manifest_url], [config])), "features")
 
 
-@flow(name="train", task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="train", task_runner=ThreadPoolTaskRunner(max_workers=STAGES["train"].unit_workers))
 def train(
     run_root: str,
     feature_manifest_url: str,
@@ -168,9 +178,13 @@ def publish_training(model_manifest_url: str) -> None:
 
 @flow(name="separate", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()))
 def separate(
-    run_root: str, model_manifest_url: str, mixture_manifest_url: str, config: SeparateConfig = SeparateConfig()
+    run_root: str,
+    model_manifest_url: str,
+    mixture_manifest_url: str,
+    config: SeparateConfig = SeparateConfig(),
+    publish: bool = True,
 ) -> str:
-    """Test mixtures -> separated sources (one task per batch of mixtures)."""
+    """Test mixtures -> separated sources (one task per batch of mixtures). Publishes nothing."""
     plan = plan_stage("separate", run_root, [model_manifest_url, mixture_manifest_url], [config])
     return _finished(run_plan(plan), "separate")
 
@@ -202,3 +216,22 @@ def publish_evaluation(results_manifest_url: str) -> None:
     publish_summary(reports["report_md"], reports["summary_parquet"])
     if reports.get("listen_html"):  # stages committed before listening pages existed have none
         publish_listen(reports["listen_html"])
+
+
+# The stage flows by stage name (each flow's Prefect name is its stage's), in the registry's order: how the
+# end-to-end flow finds a stage's flow.
+STAGE_FLOWS: dict[str, Flow] = {
+    f.name: f for f in (make_corpus, make_mixtures, extract_features, train, separate, evaluate)
+}
+
+
+def _check_stage_flows(stage_flows: dict) -> None:
+    """One flow per registered stage, in the registry's order: a stage added to (or renamed in) the registry
+    needs its flow here."""
+    if tuple(stage_flows) != tuple(STAGES):
+        raise RuntimeError(
+            f"flows.stages.STAGE_FLOWS has flows named {tuple(stage_flows)}; the registry's stages are {tuple(STAGES)}"
+        )
+
+
+_check_stage_flows(STAGE_FLOWS)

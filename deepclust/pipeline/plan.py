@@ -29,6 +29,11 @@ class StageDefinition:
     ``run_unit`` calls it for units not done yet); ``finish(plan, results) -> (manifest, info)`` merges the unit
     results (the driver validates the manifest against ``manifest_kind``'s schema, ``deepclust.storage.manifests``,
     and commits).
+
+    Where it sits in the recipe, as plain names (so this layer knows no domain): ``upstream``, the stages whose
+    manifests ``plan`` takes, in its order; ``config_fields``, the end-to-end config's fields whose values it takes
+    after them, in order; ``unit_workers``, how many of its units run at once (None: the flow's task runner decides;
+    1: one unit that uses every core by itself). The registry, the end-to-end config and the flows read these.
     """
 
     name: str
@@ -36,6 +41,9 @@ class StageDefinition:
     compute_unit: Callable[["StagePlan", dict], Any]
     finish: Callable[["StagePlan", list], tuple[pd.DataFrame, dict]]
     manifest_kind: str  # a key of deepclust.storage.manifests.SCHEMAS
+    upstream: tuple[str, ...] = ()  # stage names
+    config_fields: tuple[str, ...] = ()  # field names of deepclust.recipe.config.ReproduceConfig
+    unit_workers: int | None = None
 
 
 @dataclass

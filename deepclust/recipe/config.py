@@ -56,15 +56,11 @@ class ReproduceConfig:
         return fields_from_dict(cls, data)
 
     def stage_configs(self) -> dict[str, list]:
-        """Each stage's configs by stage name, in the order its ``plan`` takes them after its upstream manifests."""
-        return {
-            "corpus": [self.corpus],
-            "mixtures": [self.mixtures],
-            "features": [self.features],
-            "train": [self.model, self.train],
-            "separate": [self.separate],
-            "evaluate": [self.evaluate],
-        }
+        """Each stage's configs by stage name, in the order its ``plan`` takes them after its upstream manifests:
+        the fields each registered stage names (``StageDefinition.config_fields``), in the registry's order."""
+        from deepclust.recipe.registry import STAGES  # lazily: the config alone need not load every stage module
+
+        return {name: [getattr(self, f) for f in definition.config_fields] for name, definition in STAGES.items()}
 
 
 def request_label(preset: str | None, overrides=()) -> str:

@@ -114,4 +114,6 @@ def corpus_finish(plan, results):
     return manifest, info
 
 
-STAGE = StageDefinition("corpus", plan_corpus, corpus_unit, corpus_finish, "corpus")
+STAGE = StageDefinition(
+    "corpus", plan_corpus, corpus_unit, corpus_finish, "corpus", upstream=(), config_fields=("corpus",)
+)

@@ -190,4 +190,12 @@ def _mask_figures(plan, table: pd.DataFrame, count: int = EXAMPLE_MIXTURES) -> d
     return figures
 
 
-STAGE = StageDefinition("evaluate", plan_evaluate, evaluate_unit, evaluate_finish, "evaluate")
+STAGE = StageDefinition(
+    "evaluate",
+    plan_evaluate,
+    evaluate_unit,
+    evaluate_finish,
+    "evaluate",
+    upstream=("separate", "mixtures"),
+    config_fields=("evaluate",),
+)

@@ -79,4 +79,12 @@ def features_finish(plan, results):
     }
 
 
-STAGE = StageDefinition("features", plan_features, features_unit, features_finish, "features")
+STAGE = StageDefinition(
+    "features",
+    plan_features,
+    features_unit,
+    features_finish,
+    "features",
+    upstream=("mixtures",),
+    config_fields=("features",),
+)

@@ -156,4 +156,12 @@ def mixtures_finish(plan, results):
     return manifest, info
 
 
-STAGE = StageDefinition("mixtures", plan_mixtures, mixtures_unit, mixtures_finish, "mixtures")
+STAGE = StageDefinition(
+    "mixtures",
+    plan_mixtures,
+    mixtures_unit,
+    mixtures_finish,
+    "mixtures",
+    upstream=("corpus",),
+    config_fields=("mixtures",),
+)

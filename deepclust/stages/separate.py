@@ -111,4 +111,12 @@ def separate_finish(plan, results):
     }
 
 
-STAGE = StageDefinition("separate", plan_separate, separate_unit, separate_finish, "separate")
+STAGE = StageDefinition(
+    "separate",
+    plan_separate,
+    separate_unit,
+    separate_finish,
+    "separate",
+    upstream=("train", "mixtures"),
+    config_fields=("separate",),
+)

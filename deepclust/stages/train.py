@@ -79,4 +79,14 @@ def model_url_of(model_manifest_url: str) -> str:
     return storage.read_parquet(model_manifest_url)["model_url"].iloc[0]
 
 
-STAGE = StageDefinition("train", plan_train, train_unit, train_finish, "train")
+# One unit (the whole training run), which uses every core by itself: unit_workers=1.
+STAGE = StageDefinition(
+    "train",
+    plan_train,
+    train_unit,
+    train_finish,
+    "train",
+    upstream=("features",),
+    config_fields=("model", "train"),
+    unit_workers=1,
+)
