@@ -76,3 +76,22 @@ def test_a_teacher_that_heard_the_held_out_speakers_or_a_weight_outside_0_1_is_r
     )
     with pytest.raises(ValueError, match="holds out"):
         train_dynamic(other_split, str(tmp_path / "leak"), STUDENT, _config(1), MIX, teacher=teacher)
+
+
+def test_the_command_line_trains_a_conv2_student_of_a_teacher_file(corpus, tmp_path, capsys):
+    from deepclust.cli import main
+
+    teacher = train_dynamic(corpus, str(tmp_path / "teacher"), TEACHER, _config(1), MIX)["model_url"]
+    root = corpus.attrs["sources"][0]["root"]
+    tiny = ["--hidden", "6", "--layers", "1", "--emb-dim", "3", "--chunk-frames", "30", "--batch-size", "3"]
+    tiny += ["--steps-per-epoch", "2", "--max-epochs", "1", "--compile", "off", "--room-probability", "0"]
+    tiny += ["--noise-probability", "0", "--channel-probability", "0"]
+    main(
+        ["train-dynamic", "--source", f"{root}=librispeech", "--test-fraction", "0.25", "--split-seed", "0"]
+        + ["--preset", "chimera++-conv2", *tiny, "--teacher", teacher, "--teacher-weight", "0.3"]
+        + ["--out", str(tmp_path / "student")]
+    )
+    saved = torch.load(tmp_path / "student" / "model.pt", weights_only=True)
+    assert saved["model_config"]["front_end"] == "conv2" and saved["model_config"]["hidden"] == 6
+    assert saved["extra"]["lineage"][-1]["taught_by"]["weight"] == 0.3
+    assert "model:" in capsys.readouterr().out
