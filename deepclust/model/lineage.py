@@ -7,10 +7,12 @@ instead of from zero. Each model file then records, in ``extra["lineage"]``, eve
      "command": the exact command line, "steps": optimiser steps of this run, "epochs": its epochs,
      "global_step": steps of the whole chain at its end, "seed", "seconds": its training seconds,
      "data": sources, speakers and hours, mixing and augmentation config, "precision",
-     "machine": host facts (CPU, cores, threads, torch), "finished_at": UTC date}
+     "machine": host facts (CPU, cores, threads, torch), "finished_at": UTC date,
+     "grown_from": the parent's network where this run grew it, "taught_by": the teacher model where one taught it}
 
 The sha256 of a link's result is the next link's ``parent_sha256`` (the file itself cannot hold its own).
-A parent made before lineage existed (the first shipped model) gets one link rebuilt from its own facts.
+A parent made before lineage existed (the first shipped model) gets one link rebuilt from its own facts. A run taught
+by a model (``--teacher``) without warm-starting inherits the teacher's chain: those runs made what it learnt from.
 
 A training run writes ``model.pt`` as a function of its inputs, byte for byte (docs/REPRODUCIBILITY.md),
 so the readings of the clock and the host (``seconds``, ``machine``, ``finished_at``) go to
