@@ -6,7 +6,11 @@ a user can change, all in one run so that the ratios are comparable on a shared 
 is the figure that matters: training quality grows with the number of mixture frames seen. The same run
 prints the machine's float32 and bf16 GEMM rates and the share of the bf16 rate each step reaches.
 
-    python benchmarks/bench_train_step.py [--steps 6] [--threads 2] [--augment]
+    python benchmarks/bench_train_step.py [--steps 6] [--threads 2] [--augment] [--teacher]
+
+``--teacher`` times instead what a teacher costs (``train-dynamic --teacher``, issue 31): the 2 x 300 network and
+the conv2 network, each without and with the shipped model annotating every batch (its forward pass, embeddings
+included), so the overhead is a ratio within one run.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from deepclust.corpora.sources import CorpusSource, prepare_sources  # noqa: E40
 from deepclust.features.extract import FeatureConfig  # noqa: E402
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig, training_flops_per_frame  # noqa: E402
 from deepclust.model.device import autocast_dtype, bf16_support, cpu_name  # noqa: E402
+from deepclust.model.lineage import ParentModel  # noqa: E402
+from deepclust.pretrained import path as pretrained_path  # noqa: E402
 from deepclust.training.augment import AugmentConfig  # noqa: E402
 from deepclust.training.config import TrainConfig  # noqa: E402
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool  # noqa: E402
 from deepclust.training.prefetch import prefetched  # noqa: E402
 from deepclust.training.steps import torch_settings, train_epoch  # noqa: E402
+from deepclust.training.teacher import TaughtBatches, Teacher  # noqa: E402
 
 CORPORA = REPO.parent / "shared" / "corpora"
 
@@ -78,6 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--augment", action="store_true", help="draw batches with the shipped recipe's augmentation")
     parser.add_argument("--quick", action="store_true", help="the first four settings only")
+    parser.add_argument("--teacher", action="store_true", help="only the rows without and with the shipped teacher")
     args = parser.parse_args()
     with torch_settings(TrainConfig(num_threads=args.threads), torch.device("cpu")):  # as fit() trains on CPU
         run(args)
@@ -92,7 +100,7 @@ def run(args) -> None:
     bf16 = gemm_rate(torch.bfloat16) if bf16_support().runs else fp32  # (the share column is then of fp32's)
     print(
         f"$ python benchmarks/bench_train_step.py --steps {args.steps} --threads {args.threads}"
-        f"{' --augment' if args.augment else ''}"
+        f"{' --augment' if args.augment else ''}{' --teacher' if args.teacher else ''}"
     )
     print(
         f"GEMM 2048^3 at {args.threads} threads: float32 {fp32:.0f} GFLOP/s, "
@@ -123,9 +131,18 @@ def run(args) -> None:
         settings.insert(2, ("chimera++-conv2", "fp32", True, 16, 400, 0, None))
     if args.quick:
         settings = settings[:4]
+    taught = {}
+    if args.teacher:  # the same batches, annotated by the shipped model, as train-dynamic --teacher draws them
+        precision = "bf16" if bf16_support().runs else "fp32"
+        settings = [(preset, precision, True, 16, 400, 0, None) for preset in ("chimera++", "chimera++-conv2")] * 2
+        teacher = Teacher(ParentModel.read(pretrained_path()), TrainConfig(precision=precision, device="cpu"))
+        taught = {2: TaughtBatches(source, teacher), 3: TaughtBatches(source, teacher)}
+        print("(rows 3-4: every batch annotated by the shipped model, taught_by weight 0.5)")
     first = None
-    for preset, precision, compiled, batch_size, frames, prefetch, overrides in settings:
-        rate = time_steps(source, preset, precision, compiled, batch_size, frames, args.steps, prefetch, overrides)
+    for row, (preset, precision, compiled, batch_size, frames, prefetch, overrides) in enumerate(settings):
+        rate = time_steps(
+            taught.get(row, source), preset, precision, compiled, batch_size, frames, args.steps, prefetch, overrides
+        )
         first = first or rate
         config = ModelConfig.preset(preset, **(overrides or {}))
         share = rate * training_flops_per_frame(config) / (bf16 * 1e9)
