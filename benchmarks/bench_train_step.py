@@ -136,7 +136,7 @@ def run(args) -> None:
         precision = "bf16" if bf16_support().runs else "fp32"
         settings = [(preset, precision, True, 16, 400, 0, None) for preset in ("chimera++", "chimera++-conv2")] * 2
         teacher = Teacher(ParentModel.read(pretrained_path()), TrainConfig(precision=precision, device="cpu"))
-        taught = {2: TaughtBatches(source, teacher), 3: TaughtBatches(source, teacher)}
+        taught = dict.fromkeys((2, 3), TaughtBatches(source, teacher))
         print("(rows 3-4: every batch annotated by the shipped model, taught_by weight 0.5)")
     first = None
     for row, (preset, precision, compiled, batch_size, frames, prefetch, overrides) in enumerate(settings):

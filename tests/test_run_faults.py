@@ -74,22 +74,15 @@ def test_bf16_on_a_cpu_without_bf16_is_refused_before_any_input(mixtures, tmp_pa
     assert not (tmp_path / "out").exists()  # nothing started: no lock, no manifest, no row blaming an input
 
 
+def deepclust_on_avx2(*arguments: str) -> subprocess.CompletedProcess:
+    """``python -m deepclust.cli ARGUMENTS`` with oneDNN capped at AVX2 (no bf16 LSTM, as on an AVX2-only CPU)."""
+    command = [sys.executable, "-m", "deepclust.cli", *arguments]
+    return subprocess.run(command, cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True, timeout=300)
+
+
 def test_training_refuses_bf16_on_a_cpu_without_bf16_before_reading_any_data(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "deepclust.cli",
-        "train-dynamic",
-        "--source",
-        str(tmp_path / "no-such-corpus"),
-        "--precision",
-        "bf16",
-        "--out",
-        str(tmp_path / "run"),
-    ]
-    result = subprocess.run(
-        command, cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True, timeout=300
-    )
+    corpus, out = str(tmp_path / "no-such-corpus"), str(tmp_path / "run")
+    result = deepclust_on_avx2("train-dynamic", "--source", corpus, "--precision", "bf16", "--out", out)
     assert result.returncode == 2, result.stderr  # (a missing corpus would have been another error)
     assert "cannot run the network in bfloat16" in one_plain_line(result.stderr)
 
@@ -321,10 +314,7 @@ def test_the_recipe_separation_key_holds_its_precision():
 
 
 def test_a_recipe_asking_for_bf16_on_a_cpu_without_it_stops_before_its_first_stage(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "deepclust.cli",
+    result = deepclust_on_avx2(
         "reproduce",
         "--corpus",
         "demo",
@@ -335,9 +325,6 @@ def test_a_recipe_asking_for_bf16_on_a_cpu_without_it_stops_before_its_first_sta
         "--no-prefect",
         "--out",
         str(tmp_path / "run"),
-    ]
-    result = subprocess.run(
-        command, cwd=REPO, env=environment(**AVX2_ONLY), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "cannot run the network in bfloat16" in one_plain_line(result.stderr)

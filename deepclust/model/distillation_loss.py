@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from deepclust.model.chimera_loss import mask_inference_loss
+from deepclust.model.loss import affinity_distance
 
 
 def affinity_matching_loss(
@@ -26,25 +27,14 @@ def affinity_matching_loss(
     """``|V V^T - U U^T|^2 / (sum w)^2`` per utterance on sqrt(w)-scaled rows, batch mean; float32.
 
     ``student`` ``(batch, N, D_s)``, ``teacher`` ``(batch, N, D_t)``, ``weights`` ``(batch, N)`` or None.
-    0 when the two embeddings have the same affinities (e.g. the same network).
+    0 when the two embeddings have the same affinities (e.g. the same network). The deep clustering loss's own
+    computation (``deepclust.model.loss.affinity_distance``) with the teacher's embeddings in place of Y.
     """
     if student.ndim != 3 or teacher.shape[:2] != student.shape[:2]:
         raise ValueError(
             f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} must be (batch, N, D) with one N"
         )
-    dtype = torch.promote_types(student.dtype, torch.float32)
-    with torch.autocast(device_type=student.device.type, enabled=False):
-        v, u = student.to(dtype), teacher.to(dtype)
-        if weights is None:
-            weights = torch.ones(v.shape[:2], dtype=dtype, device=v.device)
-        weights = weights.to(dtype).clamp_min(0)
-        root = weights.sqrt().unsqueeze(-1)
-        v, u = v * root, u * root
-        vtv = v.transpose(1, 2) @ v
-        vtu = v.transpose(1, 2) @ u
-        utu = u.transpose(1, 2) @ u
-        per_utterance = vtv.square().sum((1, 2)) - 2 * vtu.square().sum((1, 2)) + utu.square().sum((1, 2))
-        return (per_utterance / weights.sum(1).square().clamp_min(1e-12)).mean()
+    return affinity_distance(student, teacher, weights)
 
 
 def distillation_loss(

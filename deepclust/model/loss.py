@@ -51,21 +51,28 @@ def deep_clustering_loss(
     Gram matrices sum N ~ 10^4 products and lose every significant digit in half precision.
     """
     check_embedding_shapes(embeddings, targets)
-    dtype = torch.promote_types(embeddings.dtype, torch.float32)
-    with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        embeddings = embeddings.to(dtype)
-        one_hot = F.one_hot(targets.long(), n_sources).to(dtype)  # Y: (batch, N, C)
+    one_hot = F.one_hot(targets.long(), n_sources)  # Y: (batch, N, C)
+    return affinity_distance(embeddings, one_hot, weights)
+
+
+def affinity_distance(v: torch.Tensor, u: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``|V V^T - U U^T|_F^2 / (sum w)^2`` per utterance on sqrt(w)-scaled rows, batch mean (Eq. 3's right-hand
+    form, never N x N). ``v`` ``(batch, N, D)``, ``u`` ``(batch, N, C)`` (the one-hot targets, or a teacher's
+    embeddings), ``weights`` ``(batch, N)`` or None for all ones. Float32 (float64 for float64 ``v``), autocast off."""
+    dtype = torch.promote_types(v.dtype, torch.float32)
+    with torch.autocast(device_type=v.device.type, enabled=False):
+        v, u = v.to(dtype), u.to(dtype)
         if weights is None:
-            weights = torch.ones(targets.shape, dtype=dtype, device=embeddings.device)
+            weights = torch.ones(v.shape[:2], dtype=dtype, device=v.device)
         weights = weights.to(dtype)
         root_weights = weights.clamp_min(0).sqrt().unsqueeze(-1)  # (batch, N, 1)
-        weighted_v = embeddings * root_weights
-        weighted_y = one_hot * root_weights
+        weighted_v = v * root_weights
+        weighted_u = u * root_weights
 
         vtv = weighted_v.transpose(1, 2) @ weighted_v  # (batch, D, D)
-        vty = weighted_v.transpose(1, 2) @ weighted_y  # (batch, D, C)
-        yty = weighted_y.transpose(1, 2) @ weighted_y  # (batch, C, C)
-        per_utterance = vtv.square().sum((1, 2)) - 2 * vty.square().sum((1, 2)) + yty.square().sum((1, 2))
+        vtu = weighted_v.transpose(1, 2) @ weighted_u  # (batch, D, C)
+        utu = weighted_u.transpose(1, 2) @ weighted_u  # (batch, C, C)
+        per_utterance = vtv.square().sum((1, 2)) - 2 * vtu.square().sum((1, 2)) + utu.square().sum((1, 2))
 
         # Normalise by the number of weighted affinity entries; clamp so an all-silent chunk gives 0, not NaN.
         normaliser = weights.sum(1).square().clamp_min(1e-12)

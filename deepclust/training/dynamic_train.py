@@ -21,7 +21,7 @@ from deepclust.training.augment import AugmentConfig
 from deepclust.training.config import TrainConfig
 from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, split_cv_speakers
 from deepclust.training.replicas import Replicas
-from deepclust.training.teacher import TaughtBatches, Teacher
+from deepclust.training.teacher import Teacher, check_weight
 from deepclust.training.train import fit
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def train_dynamic(
     its own batches (the rank is part of the batch seed), and only rank 0 writes.
     """
     replicas = replicas or Replicas()
-    if teacher and not 0.0 < teacher_weight < 1.0:  # before any audio is read
-        raise ValueError(f"the teacher's weight must be between 0 and 1 (exclusive), got {teacher_weight}")
+    if teacher:
+        check_weight(teacher_weight)  # before any audio is read
     train_rows = corpus_manifest[corpus_manifest["subset"] == "train"]
     test_speakers = sorted(set(corpus_manifest.loc[corpus_manifest["subset"] != "train", "speaker"]))
     train_speakers, cv_speakers = split_cv_speakers(train_rows["speaker"], mix_config.cv_fraction, train_config.seed)
@@ -121,7 +121,6 @@ def train_dynamic(
         "skipped_sources": [list(e) for e in train_pool.errors + cv_pool.errors],
         "processes": replicas.world_size,  # data-parallel: the effective batch is this times the batch size
     }
-    taught = Teacher(teacher_model, train_config, teacher_weight) if teacher_model else None
     return fit(
         [],
         [],
@@ -132,11 +131,11 @@ def train_dynamic(
         feature_config=feature_config.to_dict(),
         resume=resume,
         progress=progress,
-        batch_source=TaughtBatches(source, taught) if taught else source,
+        batch_source=source,
         extra=extra,
         init_from=parent_model,
         replicas=replicas,
-        teacher=taught,
+        teacher=Teacher(teacher_model, train_config, teacher_weight) if teacher_model else None,
     )
 
 

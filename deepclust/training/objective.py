@@ -97,7 +97,7 @@ def batch_loss(
     target = batch["target"].to(device, non_blocking=True)
     weight = batch["weight"].to(device, non_blocking=True)
     psa_target = batch.get("psa_target")
-    mixture_mag = batch["mixture_mag"].to(device) if psa_target is not None else None
+    mixture_mag = batch["mixture_mag"].to(device) if "mixture_mag" in batch else None
     psa_target = psa_target.to(device) if psa_target is not None else None
     waveform_share = config.waveform_loss_weight
     if waveform_share > 0 and not {"mixture_spectra", "sources", "stft_config"} <= batch.keys():
@@ -142,7 +142,7 @@ def batch_loss(
             batch["teacher_embeddings"].to(device),
             None if teacher_masks is None else teacher_masks.to(device),
             weight,
-            batch["mixture_mag"].to(device) if "mixture_mag" in batch else None,
+            mixture_mag,
         )
         loss = (1 - share) * loss + share * distance
     return loss

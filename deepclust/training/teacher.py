@@ -21,6 +21,12 @@ from deepclust.training.config import TrainConfig
 from deepclust.training.steps import amp_dtype_of
 
 
+def check_weight(weight: float) -> None:
+    """The teacher's share of each step's loss must lie strictly between 0 (no teacher) and 1 (no true targets)."""
+    if not 0.0 < weight < 1.0:
+        raise ValueError(f"the teacher's weight must be between 0 and 1 (exclusive), got {weight}")
+
+
 class Teacher:
     """A model file's network, frozen, that annotates batches with ``teacher_embeddings`` (and ``teacher_masks``)
     and ``teacher_weight``, the share of the step's loss given to matching them (the true targets keep the rest).
@@ -29,18 +35,13 @@ class Teacher:
     key: a setting only ``train-dynamic`` has must not change the recipe's keys."""
 
     def __init__(self, parent: ParentModel, train_config: TrainConfig, weight: float = 0.5):
-        if not 0.0 < weight < 1.0:
-            raise ValueError(f"the teacher's weight must be between 0 and 1 (exclusive), got {weight}")
+        check_weight(weight)
         self.parent, self.weight = parent, weight
         self.device = resolve_device(train_config.device)
         self.amp_dtype = amp_dtype_of(train_config, self.device)
         self.model = parent.loaded.model.float().to(self.device).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
-
-    @property
-    def feature_stats(self):
-        return self.parent.loaded.feature_stats
 
     @torch.no_grad()
     def annotate(self, batch: dict) -> dict:

@@ -54,6 +54,7 @@ from deepclust.training.run_state import (
     write_history,
 )
 from deepclust.training.steps import amp_dtype_of, compile_wanted, evaluate, torch_settings, train_epoch
+from deepclust.training.teacher import TaughtBatches
 
 log = logging.getLogger(__name__)
 
@@ -423,14 +424,18 @@ def fit(
         extra: more facts stored in ``model.pt`` (e.g. the training speakers).
         init_from: a model file (or a ``ParentModel`` already read) to warm-start from (same network; fresh
             optimiser; counters and lineage continue the parent's). Ignored when resuming from ``checkpoints/last.pt``.
-        teacher: a ``deepclust.training.teacher.Teacher`` whose outputs ``batch_source`` adds to each training
-            batch (``TaughtBatches``); recorded in the lineage as ``taught_by``.
+        teacher: a ``deepclust.training.teacher.Teacher`` whose outputs are added to each training batch of
+            ``batch_source`` (``TaughtBatches``); recorded in the lineage as ``taught_by``.
 
     Returns:
         ``dict(model_url, history, best_val_loss, stopped_reason, epochs, global_step)``.
     """
     if batch_source is not None and not train_config.steps_per_epoch:
         raise ValueError("training from a batch source (dynamic mixing) needs steps_per_epoch")
+    if teacher is not None:
+        if batch_source is None:
+            raise ValueError("a teacher annotates the batches of a batch source (dynamic mixing); none was given")
+        batch_source = TaughtBatches(batch_source, teacher)
     replicas = replicas or Replicas()
     device = resolve_device(train_config.device)
     val_source = val_items if callable(val_items) else (lambda: val_items)
