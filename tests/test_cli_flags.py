@@ -75,7 +75,7 @@ def test_defaults_are_read_from_the_configs_that_own_them():
     )
     mix = parser.parse_args(MIX)
     assert mix.n_speakers == MixStageConfig.n_speakers
-    assert tuple(int(n) for n in mix.test_speaker_counts.split(",")) == MixStageConfig.test_speaker_counts
+    assert mix.test_speaker_counts == MixStageConfig.test_speaker_counts
     assert parser.parse_args(FEATURES).shard_format == FeatureConfig.shard_format
     separate = parser.parse_args(SEPARATE)
     assert (separate.windows_per_batch, separate.window_seconds) == (
@@ -198,3 +198,43 @@ def test_the_recorded_command_is_the_one_typed_for_the_console_script_and_the_mo
     assert invoked_command() == "python -m deepclust train-dynamic --seed 0"
     monkeypatch.setattr("sys.argv", ["/usr/lib/python3/pytest", "-x"])
     assert invoked_command() is None
+
+
+def test_list_flags_parse_to_tuples_and_a_bad_item_is_a_usage_error_naming_it(capsys):
+    parsed = build_parser().parse_args(
+        [*TRAIN_DYNAMIC, "--speaker-counts", "2,3", "--speaker-count-weights", "3,1", "--lr-halving-epochs", "4,8"]
+    )
+    assert (parsed.speaker_counts, parsed.speaker_count_weights, parsed.lr_halving_epochs) == (
+        (2, 3),
+        (3.0, 1.0),
+        (4, 8),
+    )
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args([*TRAIN_DYNAMIC, "--speaker-counts", "2,x"])
+    assert stopped.value.code == 2
+    assert "'x' is not a number of type int" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (
+            ["--speaker-counts", "2,3", "--speaker-count-weights", "1"],
+            "speaker_count_weights [1.0] needs one weight per speaker count [2, 3]",
+        ),
+        (["--waveform-loss-weight", "2"], "waveform_loss_weight must be in [0, 1], got 2.0"),
+    ],
+)
+def test_a_value_a_config_refuses_stops_training_in_one_plain_line_before_any_data(flags, said, tmp_path, capsys):
+    from deepclust.cli import main
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train-dynamic", "--source", str(tmp_path / "no-such-corpus"), *flags, "--out", str(out)])
+    assert stopped.value.code == 2  # a setting, refused before the (missing) corpus is read
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("deepclust ")] == [
+        f"deepclust train-dynamic: stopped: {said}"
+    ]
+    assert not out.exists()

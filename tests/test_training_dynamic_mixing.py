@@ -129,3 +129,19 @@ def test_two_runs_of_one_config_write_byte_identical_model_files(corpus, tmp_pat
         return hashlib.sha256(open(result["model_url"], "rb").read()).hexdigest()
 
     assert run("first") == run("second")
+
+
+def test_speaker_count_weights_set_the_share_of_three_talker_batches(pool):
+    def three_talker_share(weights):
+        config = DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=weights, stats_mixtures=8)
+        source = DynamicMixing(pool, pool, FeatureConfig(), config, seed=0)
+        talkers = [batch["psa_target"].shape[1] for batch in source.training_batches([0, 1, 0], 10, 1, 200)]
+        assert set(talkers) == {2, 3}
+        return talkers.count(3) / len(talkers)
+
+    assert 0.15 < three_talker_share((3.0, 1.0)) < 0.35  # a quarter, 200 seeded draws
+    assert 0.65 < three_talker_share((1.0, 3.0)) < 0.85
+    with pytest.raises(ValueError, match="one weight per speaker count"):
+        DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(1.0,))
+    with pytest.raises(ValueError, match=">= 0 with a positive sum"):
+        DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(1.0, -1.0))

@@ -4,10 +4,12 @@ it, where no typed config does)."""
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from deepclust import storage
 
@@ -42,6 +44,39 @@ def default_of(func: Callable, name: str):
     if default is inspect.Parameter.empty:
         raise TypeError(f"{func.__qualname__}'s parameter {name!r} has no default")
     return default
+
+
+def number_list(kind: type) -> Callable[[str], tuple]:
+    """An argparse ``type`` for a comma-separated list (``2,3``, ``3,1``): a tuple of ``kind``, or argparse's usage
+    error naming the item it could not read (exit 2) instead of a traceback. An empty text is the empty tuple."""
+
+    def parse(text: str) -> tuple:
+        values = []
+        for item in filter(None, (item.strip() for item in text.split(","))):
+            try:
+                values.append(kind(item))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{item!r} is not a number of type {kind.__name__} (a comma-separated list such as 2,3)"
+                ) from None
+        return tuple(values)
+
+    return parse
+
+
+@contextmanager
+def settings_refused_plainly() -> Iterator[None]:
+    """Wrap the building of a command's configs from its flags: a value a config refuses (its ``ValueError``, e.g.
+    a weight outside [0, 1]) is a setting of the run, so it stops the command in one plain line with exit 2
+    (``RunSettingError``), never a traceback."""
+    from deepclust.faults.errors import RunFaultError, RunSettingError
+
+    try:
+        yield
+    except RunFaultError:
+        raise
+    except ValueError as error:
+        raise RunSettingError(str(error)) from None
 
 
 def to_stderr(message: str) -> None:

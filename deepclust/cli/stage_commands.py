@@ -4,7 +4,7 @@ kept as an alias."""
 
 from __future__ import annotations
 
-from deepclust.cli.common import run_stage_printing_url
+from deepclust.cli.common import number_list, run_stage_printing_url
 
 
 def add_corpus(sub) -> None:
@@ -66,7 +66,8 @@ def add_mixtures(sub) -> None:
         "--test-speaker-counts",
         "--test-speakers",
         dest="test_speaker_counts",
-        default=",".join(map(str, MixStageConfig.test_speaker_counts)),
+        type=number_list(int),
+        default=MixStageConfig.test_speaker_counts,
         help="speaker counts of the test sets, e.g. 2,3",
     )
     p.add_argument("--sample-rate", type=int, default=MixStageConfig.sample_rate, choices=[8000, 16000])
@@ -101,7 +102,7 @@ def cmd_mixtures(args) -> None:
         scale=args.scale,
         seed=args.seed,
         mix_lists=parse_mix_lists(args.mix_lists),
-        test_speaker_counts=tuple(int(n) for n in args.test_speaker_counts.split(",")),
+        test_speaker_counts=args.test_speaker_counts,
     )
     run_stage_printing_url(plan_mixtures(args.out, args.corpus_manifest, config))
 

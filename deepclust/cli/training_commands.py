@@ -8,7 +8,14 @@ from __future__ import annotations
 import sys
 
 from deepclust import storage
-from deepclust.cli.common import model_config, model_overrides, precision_arguments, run_stage_printing_url
+from deepclust.cli.common import (
+    model_config,
+    model_overrides,
+    number_list,
+    precision_arguments,
+    run_stage_printing_url,
+    settings_refused_plainly,
+)
 
 
 def train_config_arguments(
@@ -95,7 +102,9 @@ def cmd_train(args) -> None:
     """``deepclust train``: the training stage on a feature manifest; prints the model file's URL."""
     from deepclust.stages.train import model_url_of, plan_train
 
-    url = run_stage_printing_url(plan_train(args.out, args.features, model_config(args), train_config_of(args)))
+    with settings_refused_plainly():
+        model, config = model_config(args), train_config_of(args)
+    url = run_stage_printing_url(plan_train(args.out, args.features, model, config))
     print(model_url_of(url))
 
 
@@ -133,8 +142,15 @@ def add_train_dynamic(sub) -> None:
         "--speaker-counts",
         "--speakers",
         dest="speaker_counts",
-        default=",".join(map(str, DynamicMixConfig.speaker_counts)),
+        type=number_list(int),
+        default=DynamicMixConfig.speaker_counts,
         help="speaker counts of the training mixtures, e.g. 2 or 2,3",
+    )
+    p.add_argument(
+        "--speaker-count-weights",
+        type=number_list(float),
+        default=DynamicMixConfig.speaker_count_weights,
+        help="relative share of batches of each speaker count, e.g. 3,1 with --speaker-counts 2,3 (default: equal)",
     )
     train_config_arguments(
         p, preset="chimera++", batch_size=dynamic_train.BATCH_SIZE, steps_per_epoch=dynamic_train.STEPS_PER_EPOCH
@@ -192,7 +208,12 @@ def add_train_dynamic(sub) -> None:
     p.add_argument(
         "--lr-halving-patience", type=int, help="halve the learning rate after this many epochs without improvement"
     )
-    p.add_argument("--lr-halving-epochs", default="", help="halve the learning rate after these epochs, e.g. 10,12")
+    p.add_argument(
+        "--lr-halving-epochs",
+        type=number_list(int),
+        default=(),
+        help="halve the learning rate after these epochs, e.g. 10,12",
+    )
     p.add_argument("--snapshot-every", type=int, help="keep the model of every N-th epoch in OUT/snapshots/")
     p.add_argument(
         "--num-threads",
@@ -219,27 +240,30 @@ def cmd_train_dynamic(args) -> None:
     from deepclust.training.dynamic_mixing import DynamicMixConfig
     from deepclust.training.processes import train_dynamic_on_processes
 
-    model = model_config(args)
-    train_config = train_config_of(
-        args,
-        chunk_frames=args.chunk_frames,
-        patience=args.patience,
-        num_threads=args.num_threads,
-        dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
-        mask_loss_weight=args.mask_loss_weight,
-        waveform_loss_weight=args.waveform_loss_weight,
-        lr_halving_patience=args.lr_halving_patience,
-        snapshot_every=args.snapshot_every,
-        lr_halving_epochs=tuple(int(e) for e in args.lr_halving_epochs.split(",") if e),
-    )
-    mix_config = DynamicMixConfig(speaker_counts=tuple(int(n) for n in args.speaker_counts.split(",")))
-    augment = AugmentConfig(
-        room_probability=args.room_probability,
-        noise_probability=args.noise_probability,
-        channel_probability=args.channel_probability,
-        noise_root=args.noise_root,
-        snr_db_range=(args.snr_db_min, args.snr_db_max),
-    )
+    with settings_refused_plainly():  # a value a config refuses: one plain line, exit 2
+        model = model_config(args)
+        train_config = train_config_of(
+            args,
+            chunk_frames=args.chunk_frames,
+            patience=args.patience,
+            num_threads=args.num_threads,
+            dc_loss=args.dc_loss or ("whitened" if model.mask_heads else "classic"),
+            mask_loss_weight=args.mask_loss_weight,
+            waveform_loss_weight=args.waveform_loss_weight,
+            lr_halving_patience=args.lr_halving_patience,
+            snapshot_every=args.snapshot_every,
+            lr_halving_epochs=args.lr_halving_epochs,
+        )
+        mix_config = DynamicMixConfig(
+            speaker_counts=args.speaker_counts, speaker_count_weights=args.speaker_count_weights
+        )
+        augment = AugmentConfig(
+            room_probability=args.room_probability,
+            noise_probability=args.noise_probability,
+            channel_probability=args.channel_probability,
+            noise_root=args.noise_root,
+            snr_db_range=(args.snr_db_min, args.snr_db_max),
+        )
     corpus = prepare_sources(
         [CorpusSource.parse(text) for text in args.sources], test_fraction=args.test_fraction, seed=args.split_seed
     )

@@ -61,8 +61,13 @@ class DynamicMixConfig(JsonableConfig):
     def __post_init__(self):
         if not self.speaker_counts or min(self.speaker_counts) < 2:
             raise ValueError(f"speaker_counts must be >= 2, got {self.speaker_counts}")
-        if self.speaker_count_weights is not None and len(self.speaker_count_weights) != len(self.speaker_counts):
-            raise ValueError("speaker_count_weights needs one weight per speaker count")
+        weights = self.speaker_count_weights
+        if weights is not None and len(weights) != len(self.speaker_counts):
+            raise ValueError(
+                f"speaker_count_weights {list(weights)} needs one weight per speaker count {list(self.speaker_counts)}"
+            )
+        if weights is not None and (min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"speaker_count_weights {list(weights)} must be >= 0 with a positive sum")
 
 
 def _gains_db(rng: np.random.Generator, n_speakers: int, max_snr_db: float) -> list[float]:
