@@ -59,5 +59,15 @@ class ArchiveJobConfig(JsonableConfig):
     listen: int = 0
 
     def __post_init__(self):
-        if self.channel is not None and self.channel < 1:  # refused before any input: exit 2 on the command line
+        # Each refused before any input: one plain line and exit 2 on the command line, never a traceback mid-run
+        # or a model blamed for a setting.
+        if self.channel is not None and self.channel < 1:
             raise RunSettingError(f"channel counts channels from 1, got {self.channel}")
+        at_least = {"n_speakers": 1, "files_per_batch": 1, "max_consecutive_failures": 1, "listen": 0}
+        for name, least in at_least.items():
+            if getattr(self, name) < least:
+                raise RunSettingError(f"{name} must be at least {least}, got {getattr(self, name)}")
+        if self.retry_seconds < 0 or self.stale_minutes <= 0:
+            raise RunSettingError(
+                f"retry_seconds must be >= 0 and stale_minutes > 0, got {self.retry_seconds} and {self.stale_minutes}"
+            )

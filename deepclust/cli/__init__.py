@@ -100,3 +100,9 @@ def main(argv=None, runners: Runners | None = None) -> None:
         # plain line, no traceback; 2 for a setting refused before any input, 4 for a run that stopped.
         print(f"deepclust {args.command}: stopped: {error}", file=sys.stderr)
         raise SystemExit(error.exit_status) from None
+    except FileNotFoundError as error:
+        # A path the command was given that is not there (an input folder, a manifest, a corpus): a setting of the
+        # run, in one line naming it, exit 2. (An input that vanishes mid-run is that input's failed row, not this.)
+        missing = f"no such file or folder: {error.filename}" if error.filename else str(error)
+        print(f"deepclust {args.command}: stopped: {missing}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -10,7 +10,14 @@ import json
 import sys
 
 from deepclust import storage
-from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners, model_or_pretrained, to_stderr
+from deepclust.cli.common import (
+    EXIT_CIRCUIT_OPEN,
+    EXIT_TEMPFAIL,
+    Runners,
+    model_or_pretrained,
+    settings_refused_plainly,
+    to_stderr,
+)
 
 HELP = {
     "separate": "separate one audio file, a folder, an s3:// prefix or a mixture manifest (resumable)",
@@ -222,7 +229,8 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2)
-    config = job_config_from_args(args)  # a setting refused here (--channel 0) exits 2 through cli.main
+    with settings_refused_plainly():  # a setting refused here (--channel 0, --window-seconds -1): exit 2
+        config = job_config_from_args(args)
     args.model = model_or_pretrained(args.model)
     try:
         if through_prefect:

@@ -105,6 +105,8 @@ def prepare_folder(
         genders = read_fsdd_genders(root)
     genders = {str(k): normalise_gender(v) for k, v in (genders or {}).items()}
 
+    if not storage.exists(root):
+        raise FileNotFoundError(f"{root}: no such folder")
     rows, errors, unmatched = [], [], []
     for path in storage.list_files(root, AUDIO_EXTENSIONS):
         relative = _relative(path, root)

@@ -1,0 +1,48 @@
+"""A setting the run cannot use (a value out of range, a path that is not there) stops the command before any input
+in one plain line naming it, exit status 2: never a traceback, never a model or an input blamed for it."""
+
+import pytest
+
+from deepclust.cli import main
+
+
+def stopped_line(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    said = [line for line in err.splitlines() if line.startswith("deepclust ")]
+    assert len(said) == 1, err
+    return said[0]
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--files-per-batch", "0"], "files_per_batch must be at least 1, got 0"),
+        (["--speakers", "0"], "n_speakers must be at least 1, got 0"),  # was blamed on the network, exit 4
+        (["--window-seconds", "-1"], "window_seconds must be > 0, got -1.0"),
+        (["--retry-minutes", "-1"], "retry_seconds must be >= 0"),
+    ],
+)
+def test_separate_refuses_a_value_out_of_range_before_any_input(flags, said, fsdd_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    line = stopped_line(["separate", "--input", str(fsdd_dir / "recordings"), "--out", str(out), *flags], capsys)
+    assert line.startswith("deepclust separate: stopped: ") and said in line
+    assert not out.exists()  # nothing started
+
+
+def test_a_path_that_is_not_there_is_named_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    line = stopped_line(["separate", "--input", str(missing), "--out", str(tmp_path / "out")], capsys)
+    assert line == f"deepclust separate: stopped: {missing}: no such file, folder or prefix"
+    line = stopped_line(["train-dynamic", "--source", str(missing), "--out", str(tmp_path / "run")], capsys)
+    assert line == f"deepclust train-dynamic: stopped: {missing}: no such folder"
+    manifest = tmp_path / "mixtures.parquet"
+    for argv in (
+        ["features", "--mixtures", str(manifest), "--out", str(tmp_path / "r")],
+        ["train", "--features", str(manifest), "--out", str(tmp_path / "r")],
+        ["mixtures", "--corpus-manifest", str(manifest), "--out", str(tmp_path / "r")],
+    ):
+        assert stopped_line(argv, capsys) == f"deepclust {argv[0]}: stopped: no such file or folder: {manifest}"
