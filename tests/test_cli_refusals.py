@@ -46,3 +46,34 @@ def test_a_path_that_is_not_there_is_named_in_one_line(tmp_path, capsys):
         ["mixtures", "--corpus-manifest", str(manifest), "--out", str(tmp_path / "r")],
     ):
         assert stopped_line(argv, capsys) == f"deepclust {argv[0]}: stopped: no such file or folder: {manifest}"
+
+
+def test_a_file_that_is_not_a_model_is_refused_naming_it(fsdd_dir, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model\n")
+    line = stopped_line(
+        ["separate", "--model", str(notes), "--input", str(fsdd_dir / "recordings")] + ["--out", str(tmp_path / "out")],
+        capsys,
+    )
+    assert line.startswith(f"deepclust separate: stopped: {notes}: not a deepclust model file (torch cannot read it")
+    line = stopped_line(["export-model", "--model", str(notes), "--out", str(tmp_path / "x.pt")], capsys)
+    assert line.startswith(f"deepclust export-model: stopped: {notes}: not a deepclust model file")
+
+
+def test_listen_to_a_folder_that_is_no_evaluation_is_refused_naming_it(tmp_path, capsys):
+    line = stopped_line(["listen", "--evaluation", str(tmp_path), "--out", str(tmp_path / "page")], capsys)
+    assert (
+        line == f"deepclust listen: stopped: {tmp_path}: not a committed evaluation stage (no _COMPLETE in {tmp_path})"
+    )
+
+
+def test_a_folder_with_no_audio_separates_nothing_and_says_why(tmp_path, capsys):
+    from deepclust.cli import main
+
+    empty = tmp_path / "drop"
+    empty.mkdir()
+    (empty / "readme.md").write_text("recordings go here\n")
+    main(["separate", "--input", str(empty), "--out", str(tmp_path / "out")])  # returns: exit 0 for an empty drop
+    captured = capsys.readouterr()
+    assert f"nothing to separate: {empty} holds no audio file (.wav .flac" in captured.err
+    assert "0 separated, 0 already done, 0 failed" in captured.out

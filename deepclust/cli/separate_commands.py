@@ -276,6 +276,12 @@ def report(summary: dict, args, exit: bool = True) -> None:
     for relative_path, error in summary.get("transient_inputs", []):
         print(f"transient: {error}", file=sys.stderr)
     transient = f", {summary['transient']} transient" if summary.get("transient") else ""
+    if not (summary["separated"] or summary["already_done"] or summary["failed"] or summary.get("transient")):
+        from deepclust.audio.files import AUDIO_EXTENSIONS
+
+        # An empty drop folder is not an error for a nightly job (exit 0), but a person who gave the wrong path
+        # or a file of another kind should see why nothing happened.
+        to_stderr(f"nothing to separate: {args.input} holds no audio file ({' '.join(AUDIO_EXTENSIONS)})")
     print(
         f"{summary['message']}: {summary['separated']} separated, {summary['already_done']} already done, "
         f"{summary['failed']} failed{transient}, {summary['real_time_factor']:.1f}x real time; "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from deepclust import storage
+from deepclust.faults.errors import RunSettingError
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 
 FORMAT = "deepclust-model/1"
@@ -87,10 +88,15 @@ def read_payload(url: str, data: bytes | None = None) -> dict:
     it is not one; ``data``: the file's bytes when the caller has read them already."""
     if data is None:
         data = storage.read_bytes(url)
-    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # text, audio, a cut download: torch's own error names no file
+        raise RunSettingError(
+            f"{url}: not a deepclust model file (torch cannot read it: {type(error).__name__}: {error})"[:400]
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{url}: not a deepclust model file (format {found!r}, expected {FORMAT!r})")
+        raise RunSettingError(f"{url}: not a deepclust model file (format {found!r}, expected {FORMAT!r})")
     return payload
 
 

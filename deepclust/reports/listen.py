@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from deepclust import storage
+from deepclust.faults.errors import RunSettingError
 
 MAX_SECONDS = 10.0  # per clip on the page
 # Lossless and about half a WAV's bytes; every current browser plays FLAC in <audio> (the page test plays each
@@ -286,11 +287,11 @@ def listen_to_evaluation(evaluation_url: str, out_url: str | None = None) -> str
     folder = storage.parent(evaluation_url) if evaluation_url.endswith(".parquet") else evaluation_url
     marker = storage.join(folder, COMPLETE)
     if not storage.exists(marker):
-        raise ValueError(f"{evaluation_url}: not a committed evaluation stage (no {COMPLETE} in {folder})")
+        raise RunSettingError(f"{evaluation_url}: not a committed evaluation stage (no {COMPLETE} in {folder})")
     committed = storage.read_json(marker)
     info = committed.get("info", {})
     if not info.get("separation_manifest_url"):
-        raise ValueError(
+        raise RunSettingError(
             f"{folder}: committed by an older deepclust that did not record its inputs; run the evaluation again"
         )
     results = storage.read_parquet(info.get("results_parquet") or storage.join(folder, "results.parquet"))
