@@ -213,28 +213,3 @@ def test_list_flags_parse_to_tuples_and_a_bad_item_is_a_usage_error_naming_it(ca
         build_parser().parse_args([*TRAIN_DYNAMIC, "--speaker-counts", "2,x"])
     assert stopped.value.code == 2
     assert "'x' is not a number of type int" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "flags, said",
-    [
-        (
-            ["--speaker-counts", "2,3", "--speaker-count-weights", "1"],
-            "speaker_count_weights [1.0] needs one weight per speaker count [2, 3]",
-        ),
-        (["--waveform-loss-weight", "2"], "waveform_loss_weight must be in [0, 1], got 2.0"),
-    ],
-)
-def test_a_value_a_config_refuses_stops_training_in_one_plain_line_before_any_data(flags, said, tmp_path, capsys):
-    from deepclust.cli import main
-
-    out = tmp_path / "run"
-    with pytest.raises(SystemExit) as stopped:
-        main(["train-dynamic", "--source", str(tmp_path / "no-such-corpus"), *flags, "--out", str(out)])
-    assert stopped.value.code == 2  # a setting, refused before the (missing) corpus is read
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert [line for line in err.splitlines() if line.startswith("deepclust ")] == [
-        f"deepclust train-dynamic: stopped: {said}"
-    ]
-    assert not out.exists()

@@ -33,6 +33,24 @@ def test_separate_refuses_a_value_out_of_range_before_any_input(flags, said, fsd
     assert not out.exists()  # nothing started
 
 
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (
+            ["--speaker-counts", "2,3", "--speaker-count-weights", "1"],
+            "speaker_count_weights [1.0] needs one weight per speaker count [2, 3]",
+        ),
+        (["--waveform-loss-weight", "2"], "waveform_loss_weight must be in [0, 1], got 2.0"),
+    ],
+)
+def test_a_value_a_config_refuses_stops_training_in_one_plain_line_before_any_data(flags, said, tmp_path, capsys):
+    out = tmp_path / "run"
+    # Refused before the (missing) corpus is read: a missing corpus would say "no such folder".
+    argv = ["train-dynamic", "--source", str(tmp_path / "no-such-corpus"), *flags, "--out", str(out)]
+    assert stopped_line(argv, capsys) == f"deepclust train-dynamic: stopped: {said}"
+    assert not out.exists()
+
+
 def test_a_path_that_is_not_there_is_named_in_one_line(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
     line = stopped_line(["separate", "--input", str(missing), "--out", str(tmp_path / "out")], capsys)
