@@ -55,6 +55,7 @@ def test_a_path_that_is_not_there_is_named_in_one_line(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
     line = stopped_line(["separate", "--input", str(missing), "--out", str(tmp_path / "out")], capsys)
     assert line == f"deepclust separate: stopped: {missing}: no such file, folder or prefix"
+    assert not (tmp_path / "out").exists()  # refused before the out folder's lock, which would create it
     line = stopped_line(["train-dynamic", "--source", str(missing), "--out", str(tmp_path / "run")], capsys)
     assert line == f"deepclust train-dynamic: stopped: {missing}: no such folder"
     manifest = tmp_path / "mixtures.parquet"

@@ -70,7 +70,13 @@ from deepclust.faults.transient import (
 )
 from deepclust.pipeline import store
 from deepclust.separation.batch import MANIFEST_COLUMNS, TIMING_COLUMNS, separate_items, transient_row
-from deepclust.separation.inputs import MIXTURE_SPLITS, assign_output_stems, input_manifest, relative_to
+from deepclust.separation.inputs import (
+    MIXTURE_SPLITS,
+    assign_output_stems,
+    input_manifest,
+    relative_to,
+    require_input,
+)
 from deepclust.separation.long import WindowConfig
 from deepclust.storage.lock import folder_lock
 from deepclust.storage.manifest_log import ManifestLog
@@ -436,6 +442,8 @@ def separate_archive(
     breaker = Breaker(config.max_consecutive_failures)
     todo: list[dict] = []
     already_done: list[str] = []
+    # An input that is not there is refused before the lock, which would leave an empty out folder behind.
+    retried(lambda: require_input(input_url), what=f"listing {input_url}")
     try:
         with folder_lock(
             out_url, retry_seconds=retry_seconds, stale_minutes=config.stale_minutes, break_lock=config.break_lock

@@ -180,10 +180,15 @@ def input_manifest(
     its own count)."""
     if is_mixture_manifest(input_url):
         return inputs_from_mixtures(input_url, splits)
+    require_input(input_url)
+    return inputs_from_files(input_url, n_speakers, out_url)
+
+
+def require_input(input_url: str) -> None:
+    """Raise ``FileNotFoundError`` naming ``input_url`` when no file, folder or prefix is there."""
     fs, path = storage.filesystem(input_url)
     if not fs.exists(path):
         raise FileNotFoundError(f"{input_url}: no such file, folder or prefix")
-    return inputs_from_files(input_url, n_speakers, out_url)
 
 
 def _clash_key(stem: str) -> str:
