@@ -38,6 +38,7 @@ them too (``tests/test_api.py``).
 
 from __future__ import annotations
 
+import operator
 import os
 import tempfile
 
@@ -114,8 +115,7 @@ def separate(audio, sample_rate: int | None = None, speakers: int = 2, model=Non
     >>> deepclust.separate(example_paths()["mixture"], speakers=3).shape
     (3, 40000)
     """
-    if int(speakers) < 1:
-        raise ValueError(f"speakers must be 1 or more, got {speakers}")
+    speakers = _whole_number(speakers, "speakers", "1 or more")
     separator = _separator_for(model)
     with tempfile.TemporaryDirectory(prefix="deepclust-separate-") as scratch:
         if isinstance(audio, (str, os.PathLike)):
@@ -129,7 +129,7 @@ def separate(audio, sample_rate: int | None = None, speakers: int = 2, model=Non
                 )
             name, input_url = ARRAY_NAME, _array_as_file(audio, sample_rate, scratch)
         out = os.path.join(scratch, "separated")
-        item = _input_row(input_url, int(speakers))
+        item = _input_row(input_url, speakers)
         # Retried like a batch of the command (a restarting object store); anything else is raised at once.
         [row] = call_with_retries(lambda: separate_items(separator, [item], out), what=f"separating {name}")
         if row["status"] != "done":
@@ -163,11 +163,23 @@ def _array_as_file(audio, sample_rate: int, folder: str) -> str:
         raise ValueError(
             f"audio: shape {waveform.shape} looks like (samples, channels); pass audio.T, (channels, samples)"
         )
-    if int(sample_rate) <= 0:
-        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+    sample_rate = _whole_number(sample_rate, "sample_rate", "a positive number of Hz")
+    if waveform.size == 0:  # said here: the file it would become would be blamed on its header
+        raise BadAudioError(ARRAY_NAME, "0 samples: the array is empty")
     path = os.path.join(folder, "input.wav")
-    write_audio(path, waveform, int(sample_rate), subtype="FLOAT")
+    write_audio(path, waveform, sample_rate, subtype="FLOAT")
     return path
+
+
+def _whole_number(value, name: str, wanted: str) -> int:
+    """``value`` (an int, or a float with no fraction: 44100.0) as an int >= 1, else a ValueError naming it."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = int(value) if isinstance(value, float) and value.is_integer() else None
+    if number is None or number < 1:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return number
 
 
 def _input_row(url: str, speakers: int) -> dict:

@@ -85,11 +85,25 @@ def test_an_array_gives_what_its_file_gives_and_two_equal_channels_what_one_give
         (np.zeros(8000, np.int16), 8000, TypeError, "float samples"),
         (np.zeros((8000, 2), np.float32), 8000, ValueError, "(samples, channels)"),
         (MIXTURE, 8000, ValueError, "a file's rate"),
+        (np.zeros(8000, np.float32), "8k", ValueError, "sample_rate must be a positive number of Hz, got '8k'"),
+        (np.zeros(8000, np.float32), 0, ValueError, "sample_rate must be a positive number of Hz, got 0"),
     ],
 )
 def test_arguments_that_do_not_fit_are_refused_saying_why(audio, sample_rate, error, words):
     with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
         deepclust.separate(audio, sample_rate=sample_rate)
+
+
+@pytest.mark.parametrize("speakers", [0, 2.5, "two"])
+def test_a_speaker_count_that_is_no_whole_number_above_zero_is_refused_naming_it(speakers):
+    with pytest.raises(ValueError, match=f"speakers must be 1 or more, got {speakers!r}"):
+        deepclust.separate(MIXTURE, speakers=speakers)
+
+
+def test_an_empty_array_is_bad_audio_named_as_the_array_not_a_file_header():
+    with pytest.raises(BadAudioError) as raised:
+        deepclust.separate(np.zeros(0, np.float32), sample_rate=8000)
+    assert raised.value.path == "<array>" and raised.value.reason == "0 samples: the array is empty"
 
 
 def test_silent_audio_raises_bad_audio_error_naming_the_array():
