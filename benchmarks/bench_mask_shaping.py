@@ -1,0 +1,105 @@
+"""Does reshaping the mask head's masks at inference cut the leakage between talkers? (issue 31)
+
+The losses on real recordings are leakage, not speaker swaps (issue 31). The mask head gives each talker an
+independent sigmoid mask; a cheap inference-time change would be to reshape them before the inverse STFT:
+a power (``pow1.5``: sharper, less of the other talker where a mask is between 0 and 1; ``pow0.75``: softer),
+normalising the talkers' masks to sum to one (``norm``), or only where they sum to more than one (``normcap``:
+no bin is given out twice), or the squared masks normalised (``sq-norm``, a Wiener-like rule).
+Each is scored against the masks as they are (``id``) on the same mixtures, paired, on held-out speakers of
+the training corpora (a) and the same mixtures in rooms with noise (c), drawn with another seed than the
+quality benchmark's (``--seed``, default 7) so that a shape chosen here can be confirmed there.
+
+    python benchmarks/bench_mask_shaping.py $(cat runs/bench-sources.txt) --mixtures 80 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_quality_real as quality  # noqa: E402
+
+from deepclust import pretrained  # noqa: E402
+from deepclust.corpora.sources import CorpusSource, prepare_sources  # noqa: E402
+from deepclust.model.checkpoint import load_model  # noqa: E402
+from deepclust.separation.separator import Separator  # noqa: E402
+from deepclust.training.dynamic_mixing import SourcePool  # noqa: E402
+
+
+def shaped(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each shape of masks ``(batch, K, frames, freq)`` in [0, 1], by name (``id``: as they are)."""
+    total = masks.sum(1, keepdim=True)
+    squared = masks**2
+    return {
+        "id": masks,
+        "pow1.5": masks**1.5,
+        "pow2": squared,
+        "pow0.75": masks**0.75,
+        "norm": masks / total.clamp_min(1e-6),
+        "normcap": masks / total.clamp_min(1.0),
+        "sq-norm": squared / squared.sum(1, keepdim=True).clamp_min(1e-6),
+    }
+
+
+class ShapedMasks:
+    """One shape of the mask head's masks, as a system for ``bench_quality_real.score``. The systems of one
+    batch share one network forward (``shared``: the last batch's waveforms and shapes)."""
+
+    def __init__(self, separator: Separator, name: str, shared: dict):
+        self.separator, self.name, self.shared = separator, name, shared
+
+    def separate_batch(self, waveforms, n_speakers: int):
+        key = tuple(id(w) for w in waveforms)
+        if self.shared.get("key") != key:
+            batch = self.separator.embed_batch(waveforms, embeddings=False, masks=True)
+            self.shared.update(key=key, batch=batch, shapes=shaped(batch["masks"].float()))
+        return self.separator.reconstruct_masks(self.shared["batch"], self.shared["shapes"][self.name])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=pretrained.path())
+    parser.add_argument("--source", action="append", help="corpus folders (default: those the model names)")
+    parser.add_argument("--mixtures", type=int, default=80)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results", help="write every row to this Parquet file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    sources = [CorpusSource.parse(s) for s in args.source] if args.source else quality.model_sources(loaded)
+    corpus = prepare_sources(sources, test_fraction=0.25, seed=0)
+    pool = SourcePool(corpus[corpus["subset"] == "test"], 8000)
+    speaker_of = dict(zip(corpus["utterance_id"], corpus["speaker"]))
+    gender_of = dict(zip(corpus["speaker"], corpus["gender"]))
+    separator, shared = Separator(loaded, device="cpu", inference="mask"), {}
+    systems = {name: ShapedMasks(separator, name, shared) for name in shaped(torch.rand(1, 2, 1, 1))}
+    mixtures = quality.draw_mixtures(pool, args.mixtures, 2, args.seed)
+    frames = []
+    for label, items in (("a", mixtures), ("c", quality.in_rooms(mixtures, args.seed))):
+        rows, _ = quality.score(items, systems, 2, speaker_of, gender_of, {})
+        frames.append(pd.DataFrame(rows).assign(test_set=label))
+    frame = pd.concat(frames, ignore_index=True)
+    if args.results:
+        frame.to_parquet(args.results)
+    print(f"$ python benchmarks/bench_mask_shaping.py {' '.join(sys.argv[1:])}\n")
+    print(f"model: {args.model}; {args.mixtures} two-talker mixtures of held-out speakers, seed {args.seed}\n")
+    print("| shape | set | SDRi | paired difference to id (95 % interval) |\n| --- | --- | --- | --- |")
+    base = frame[frame["system"] == "id"].set_index(["test_set", "mixture"])["sdri"]
+    for name in [*systems, "IBM"]:
+        own = frame[frame["system"] == name].set_index(["test_set", "mixture"])["sdri"]
+        for test_set, difference in (own - base).groupby(level=0):
+            half = 1.96 * difference.std(ddof=1) / len(difference) ** 0.5
+            print(
+                f"| {name} | {test_set} | {own.loc[test_set].mean():.2f} | "
+                f"{difference.mean():+.2f} ({difference.mean() - half:+.2f} .. {difference.mean() + half:+.2f}) |"
+            )
+
+
+if __name__ == "__main__":
+    main()
