@@ -2,6 +2,7 @@
 in one plain line naming it, exit status 2: never a traceback, never a model or an input blamed for it."""
 
 import pytest
+import torch
 
 from deepclust.cli import main
 
@@ -48,6 +49,31 @@ def test_a_value_a_config_refuses_stops_training_in_one_plain_line_before_any_da
     # Refused before the (missing) corpus is read: a missing corpus would say "no such folder".
     argv = ["train-dynamic", "--source", str(tmp_path / "no-such-corpus"), *flags, "--out", str(out)]
     assert stopped_line(argv, capsys) == f"deepclust train-dynamic: stopped: {said}"
+    assert not out.exists()
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is usable here: --device cuda is no error")
+
+
+@pytest.mark.parametrize(
+    "device, said",
+    [
+        pytest.param("cuda", "device 'cuda': no CUDA GPU is usable here", marks=NO_CUDA),
+        ("gpu", "device 'gpu' is not a device name torch knows"),
+    ],
+)
+@pytest.mark.parametrize("command", ["separate", "train-dynamic", "reproduce"])
+def test_a_device_this_machine_cannot_use_is_refused_before_any_input(
+    command, device, said, fsdd_dir, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    given = {
+        "separate": ["--input", str(fsdd_dir / "recordings")],
+        "train-dynamic": ["--source", str(fsdd_dir)],
+        "reproduce": ["--corpus", "demo", "--quick", "--no-prefect"],
+    }[command]
+    line = stopped_line([command, *given, "--out", str(out), "--device", device], capsys)  # was a traceback
+    assert line.startswith(f"deepclust {command}: ") and said in line
     assert not out.exists()
 
 

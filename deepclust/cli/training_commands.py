@@ -61,7 +61,7 @@ def train_config_arguments(
 
 def train_config_of(args, **fields):
     """The ``TrainConfig`` of ``train_config_arguments``' flags, with a command's own ``fields`` over them."""
-    from deepclust.model.device import resolve_device, resolve_precision
+    from deepclust.model.device import resolve_precision, usable_device
     from deepclust.training.config import TrainConfig
 
     config = TrainConfig(
@@ -78,7 +78,7 @@ def train_config_of(args, **fields):
         **fields,
     )
     # A precision this machine cannot run is refused now, before any data is read (exit 2, one line).
-    resolve_precision(config.precision, resolve_device(config.device))
+    resolve_precision(config.precision, usable_device(config.device))
     return config
 
 

@@ -41,10 +41,31 @@ INFERENCE_PRECISIONS = (*PRECISIONS, "int8")  # what separation accepts; trainin
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; any other name as ``torch.device`` reads it."""
+    """``"auto"``: CUDA when available, else the CPU; any other name as ``torch.device`` reads it (a name it
+    cannot read is a ``RunSettingError``). Whether that device is here is ``usable_device``'s question: a driver
+    may name the GPU its workers have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError):
+        raise RunSettingError(
+            f"device {name!r} is not a device name torch knows (auto, cpu, cuda, cuda:1, mps, ...)"
+        ) from None
+
+
+def usable_device(name: str) -> torch.device:
+    """``resolve_device``, refusing (``RunSettingError``, before any input) a CUDA device this process cannot use:
+    a CPU-only torch build, no GPU visible, or an index past the last GPU."""
+    device = resolve_device(name)
+    if device.type == "cuda":
+        build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise RunSettingError(f"device {name!r}: no CUDA GPU is usable here{build}; use --device cpu or auto")
+        if (device.index or 0) >= count:
+            raise RunSettingError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 .. cuda:{count - 1}")
+    return device
 
 
 @functools.lru_cache(maxsize=1)

@@ -56,12 +56,13 @@ def check_inputs(config: ReproduceConfig) -> None:
 
 
 def check_precisions(config: ReproduceConfig) -> None:
-    """Refuse (``PrecisionUnavailableError``, exit 2) a training or separation precision this machine cannot run,
-    e.g. ``--set train.precision=bf16`` on an AVX2-only CPU, before any stage rather than in the training stage."""
-    from deepclust.model.device import inference_precision, resolve_device, resolve_precision
+    """Refuse (``RunSettingError``, exit 2) a training or separation device or precision this machine cannot run,
+    e.g. ``--set train.precision=bf16`` on an AVX2-only CPU or ``--device cuda`` without a GPU, before any stage
+    rather than in the training stage."""
+    from deepclust.model.device import inference_precision, resolve_precision, usable_device
 
-    resolve_precision(config.train.precision, resolve_device(config.train.device))
-    inference_precision(config.separate.precision, config.separate.device)
+    resolve_precision(config.train.precision, usable_device(config.train.device))
+    inference_precision(config.separate.precision, usable_device(config.separate.device))
 
 
 def _read(url: str):

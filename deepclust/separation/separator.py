@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from deepclust.features.extract import FeatureConfig, loud_bins, network_input
 from deepclust.features.stft import istft, num_frames, stft
 from deepclust.model.checkpoint import LoadedModel, load_model
-from deepclust.model.device import autocast, autocast_dtype, inference_precision, quantize_for_inference, resolve_device
+from deepclust.model.device import autocast, autocast_dtype, inference_precision, quantize_for_inference, usable_device
 from deepclust.separation.kmeans import DEFAULT_N_INIT, kmeans_sklearn, kmeans_torch
 from deepclust.separation.phase import misi
 
@@ -149,7 +149,7 @@ class Separator:
             raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
         self.inference = inference
         self.soft_beta = float(soft_beta)
-        self.device = resolve_device(str(device))
+        self.device = usable_device(str(device))
         self.precision = inference_precision(precision, self.device)
         self.autocast_dtype = autocast_dtype(self.precision, self.device)
         if kmeans == "auto":

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-from deepclust.model.device import autocast, resolve_device
+from deepclust.model.device import autocast, usable_device
 from deepclust.model.lineage import ParentModel
 from deepclust.training.config import TrainConfig
 from deepclust.training.steps import amp_dtype_of
@@ -37,7 +37,7 @@ class Teacher:
     def __init__(self, parent: ParentModel, train_config: TrainConfig, weight: float = 0.5):
         check_weight(weight)
         self.parent, self.weight = parent, weight
-        self.device = resolve_device(train_config.device)
+        self.device = usable_device(train_config.device)
         self.amp_dtype = amp_dtype_of(train_config, self.device)
         self.model = parent.loaded.model.float().to(self.device).eval()
         for parameter in self.model.parameters():

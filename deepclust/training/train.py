@@ -29,7 +29,7 @@ import torch
 from deepclust import storage
 from deepclust.model.blstm import DeepClusteringNet, ModelConfig
 from deepclust.model.checkpoint import save_model
-from deepclust.model.device import resolve_device, resolve_precision
+from deepclust.model.device import resolve_precision, usable_device
 from deepclust.model.lineage import (
     RUN_FACTS,
     SNAPSHOTS,
@@ -437,7 +437,7 @@ def fit(
             raise ValueError("a teacher annotates the batches of a batch source (dynamic mixing); none was given")
         batch_source = TaughtBatches(batch_source, teacher)
     replicas = replicas or Replicas()
-    device = resolve_device(train_config.device)
+    device = usable_device(train_config.device)
     val_source = val_items if callable(val_items) else (lambda: val_items)
     with torch_settings(train_config, device):
         run = _Run(
