@@ -29,7 +29,7 @@ def stopped_line(argv: list[str], capsys) -> str:
 )
 def test_separate_refuses_a_value_out_of_range_before_any_input(flags, said, fsdd_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    line = stopped_line(["separate", "--input", str(fsdd_dir / "recordings"), "--out", str(out), *flags], capsys)
+    line = stopped_line(["separate", "--input", str(fsdd_dir), "--out", str(out), *flags], capsys)
     assert line.startswith("deepclust separate: stopped: ") and said in line
     assert not out.exists()  # nothing started
 
@@ -68,7 +68,7 @@ def test_a_device_this_machine_cannot_use_is_refused_before_any_input(
 ):
     out = tmp_path / "out"
     given = {
-        "separate": ["--input", str(fsdd_dir / "recordings")],
+        "separate": ["--input", str(fsdd_dir)],
         "train-dynamic": ["--source", str(fsdd_dir)],
         "reproduce": ["--corpus", "demo", "--quick", "--no-prefect"],
     }[command]
@@ -97,7 +97,7 @@ def test_a_file_that_is_not_a_model_is_refused_naming_it(fsdd_dir, tmp_path, cap
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model\n")
     line = stopped_line(
-        ["separate", "--model", str(notes), "--input", str(fsdd_dir / "recordings")] + ["--out", str(tmp_path / "out")],
+        ["separate", "--model", str(notes), "--input", str(fsdd_dir)] + ["--out", str(tmp_path / "out")],
         capsys,
     )
     assert line.startswith(f"deepclust separate: stopped: {notes}: not a deepclust model file (torch cannot read it")

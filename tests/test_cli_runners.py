@@ -63,7 +63,7 @@ def test_prefect_flags_go_to_the_separate_runner_as_one_job_config(tmp_path):
             "--model",
             "m.pt",
             "--input",
-            "in",
+            str(tmp_path),  # (a folder that is there: an --input that is not is refused before the flow)
             "--out",
             "out",
             "--dask-address",
@@ -89,7 +89,7 @@ def test_prefect_flags_go_to_the_separate_runner_as_one_job_config(tmp_path):
         runners=Runners(reproduce=_unexpected, separate_archive_flow=separate_archive_flow),
     )
     ((model_url, input_url, out_url, config, options),) = calls
-    assert (model_url, input_url, out_url) == ("m.pt", "in", "out")
+    assert (model_url, input_url, out_url) == ("m.pt", str(tmp_path), "out")
     assert options == {"dask_address": "tcp://h:8786", "max_workers": 2}
     assert config == ArchiveJobConfig(
         kmeans="torch",
@@ -206,3 +206,20 @@ def test_the_prefect_separate_runner_hands_the_flow_the_job_config_whole(monkeyp
     ((args, options),) = calls
     assert args == ("m.pt", "in", "out", config)
     assert options == {"dask_address": "local", "max_workers": None}
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--input", "no-such-folder"], "no-such-folder: no such file, folder or prefix"),
+        (["--device", "gpu"], "device 'gpu' is not a device name torch knows"),
+    ],
+)
+def test_what_stops_any_input_is_refused_before_the_prefect_flow_starts(flags, said, tmp_path, capsys):
+    # The runner stands for the flow (a temporary Prefect server: a minute, and Prefect's traceback in its log).
+    argv = ["separate", "--input", str(tmp_path), "--out", str(tmp_path / "out"), "--prefect", *flags]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv, runners=Runners(reproduce=_unexpected, separate_archive_flow=_unexpected))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.splitlines()[-1].startswith(f"deepclust separate: stopped: {said}")

@@ -211,6 +211,22 @@ def job_config_from_args(args):
     )
 
 
+def refuse_what_stops_any_input(args) -> None:
+    """Before a Prefect server or flow starts (which takes a minute and logs a traceback): an ``--input`` that is
+    not there (retried through a restarting store, as the listing is) and, where batches run in this process, a
+    ``--device`` this machine cannot use; each raised as the command's one plain line (exit 2). The job checks
+    both again for its library callers; a Dask cluster's workers check their own device."""
+    from deepclust.faults.transient import call_with_retries
+    from deepclust.model.device import usable_device
+    from deepclust.separation.inputs import require_input
+
+    call_with_retries(
+        lambda: require_input(args.input), what=f"listing {args.input}", budget_seconds=args.retry_minutes * 60
+    )
+    if not args.dask_address:
+        usable_device(args.device)
+
+
 def cmd_separate(args, runners: Runners | None = None) -> None:
     """``separate`` and ``separate-archive``: the same separation job (``deepclust.archive``), plain or as
     the Prefect flow (``--prefect``, ``--dask-address``: ``runners.separate_archive_flow``). Exit 0, 1 (``--strict``
@@ -232,6 +248,7 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
     with settings_refused_plainly():  # a setting refused here (--channel 0, --window-seconds -1): exit 2
         config = job_config_from_args(args)
     args.model = model_or_pretrained(args.model)
+    refuse_what_stops_any_input(args)
     try:
         if through_prefect:
             summary = runners.separate_archive_flow(
