@@ -5,11 +5,14 @@ independent sigmoid mask; a cheap inference-time change would be to reshape them
 a power (``pow1.5``: sharper, less of the other talker where a mask is between 0 and 1; ``pow0.75``: softer),
 normalising the talkers' masks to sum to one (``norm``), or only where they sum to more than one (``normcap``:
 no bin is given out twice), or the squared masks normalised (``sq-norm``, a Wiener-like rule).
+Beside them, ``second-pass``: the same network run again on each estimate, keeping the louder of the two voices it
+finds there (the leaked talker should be the quiet one), at three times the cost.
 Each is scored against the masks as they are (``id``) on the same mixtures, paired, on held-out speakers of
 the training corpora (a) and the same mixtures in rooms with noise (c), drawn with another seed than the
 quality benchmark's (``--seed``, default 7) so that a shape chosen here can be confirmed there.
 
     python benchmarks/bench_mask_shaping.py $(cat runs/bench-sources.txt) --mixtures 80 --threads 1
+    python benchmarks/bench_mask_shaping.py $(cat runs/bench-sources.txt) --mixtures 60 --shapes second-pass --threads 1
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -61,6 +65,22 @@ class ShapedMasks:
         return self.separator.reconstruct_masks(self.shared["batch"], self.shared["shapes"][self.name])
 
 
+class SecondPass:
+    """The separator's estimates, each separated again into two; the louder of the two is kept."""
+
+    def __init__(self, separator: Separator):
+        self.separator = separator
+
+    def separate_batch(self, waveforms, n_speakers: int):
+        first = self.separator.separate_batch(waveforms, n_speakers)
+        second = iter(self.separator.separate_batch([voice for voices in first for voice in voices], 2))
+        kept = []
+        for voices in first:
+            parts = [next(second) for _ in voices]
+            kept.append(np.stack([part[int(np.argmax((part**2).sum(1)))] for part in parts]))
+        return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=pretrained.path())
@@ -69,6 +89,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", help="write every row to this Parquet file")
+    parser.add_argument(
+        "--shapes", help="which to score beside id, comma-separated (default: every shape and second-pass)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
@@ -79,6 +102,9 @@ def main() -> None:
     gender_of = dict(zip(corpus["speaker"], corpus["gender"]))
     separator, shared = Separator(loaded, device="cpu", inference="mask"), {}
     systems = {name: ShapedMasks(separator, name, shared) for name in shaped(torch.rand(1, 2, 1, 1))}
+    systems["second-pass"] = SecondPass(separator)
+    if args.shapes:
+        systems = {name: system for name, system in systems.items() if name in {"id", *args.shapes.split(",")}}
     mixtures = quality.draw_mixtures(pool, args.mixtures, 2, args.seed)
     frames = []
     for label, items in (("a", mixtures), ("c", quality.in_rooms(mixtures, args.seed))):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_mask_shaping import ShapedMasks, shaped  # noqa: E402
+from bench_mask_shaping import SecondPass, ShapedMasks, shaped  # noqa: E402
 
 
 def test_each_shape_does_what_its_name_says():
@@ -47,3 +47,15 @@ def test_the_shapes_of_one_batch_share_one_forward():
     np.testing.assert_allclose(outputs["normcap"][0], 0.5)  # 0.8 + 0.8 > 1: brought down to 0.5 each
     systems["id"].separate_batch([np.zeros(10)], 2)  # another batch: a forward of its own
     assert separator.forwards == 2
+
+
+class _HalvingSeparator:
+    """Gives each input back as two voices: the input itself and a tenth of it (the quiet one)."""
+
+    def separate_batch(self, waveforms, n_speakers):
+        return [np.stack([w, 0.1 * w][:n_speakers]) for w in waveforms]
+
+
+def test_the_second_pass_keeps_the_louder_voice_of_each_estimate():
+    [estimates] = SecondPass(_HalvingSeparator()).separate_batch([np.arange(4.0)], 2)
+    np.testing.assert_allclose(estimates, [np.arange(4.0), 0.1 * np.arange(4.0)])  # each estimate's own louder part
