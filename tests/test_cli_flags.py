@@ -177,16 +177,44 @@ def test_default_of_refuses_a_parameter_without_a_default():
 
 
 def test_the_inference_flags_offer_every_method_the_separator_has():
-    from deepclust.cli.training_commands import INFERENCE_METHODS, inference_choices
+    from deepclust.cli.training_commands import INFERENCE_METHODS
     from deepclust.separation.separator import INFERENCES, METHODS
 
     separate = build_parser()._subparsers._group_actions[0].choices["separate"]
     assert tuple(next(a for a in separate._actions if a.dest == "inference").choices) == INFERENCES
     assert INFERENCE_METHODS == METHODS
-    assert inference_choices(["2=blend", "3=soft-kmeans"]) == {"2": "blend", "3": "soft-kmeans"}
-    for bad in (["2=softmax"], ["two=mask"], ["2"]):
-        with pytest.raises(SystemExit, match="K=METHOD"):
-            inference_choices(bad)
+
+
+@pytest.mark.parametrize(
+    "given, said",
+    [
+        ("2=softmax", "'2=softmax': K=METHOD with METHOD one of mask, kmeans, soft-kmeans, blend"),
+        ("two=mask", "'two=mask': K=METHOD with K a number of speakers (1 or more)"),
+        ("0=mask", "'0=mask': K=METHOD with K a number of speakers"),
+        ("2", "'2': K=METHOD with METHOD one of"),
+    ],
+)
+def test_export_model_refuses_an_inference_choice_naming_the_part_that_is_wrong(given, said, tmp_path, capsys):
+    argv = ["export-model", "--model", "m.pt", "--out", str(tmp_path / "x.pt"), "--inference", given]
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(argv)
+    assert stopped.value.code == 2  # a usage error, as argparse gives (was exit 1)
+    assert said in capsys.readouterr().err
+
+
+def test_export_model_reads_inference_choices_as_speaker_counts_and_methods():
+    argv = [
+        "export-model",
+        "--model",
+        "m.pt",
+        "--out",
+        "x.pt",
+        "--inference",
+        "2=blend",
+        "--inference",
+        "3=soft-kmeans",
+    ]
+    assert dict(build_parser().parse_args(argv).inference) == {"2": "blend", "3": "soft-kmeans"}
 
 
 def test_the_recorded_command_is_the_one_typed_for_the_console_script_and_the_module(monkeypatch):

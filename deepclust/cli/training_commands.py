@@ -5,6 +5,7 @@ alias."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from deepclust import storage
@@ -304,6 +305,7 @@ def add_export_model(sub) -> None:
         "--inference",
         action="append",
         default=[],
+        type=inference_choice,
         metavar="K=METHOD",
         help=f"what --inference auto uses for K speakers ({', '.join(INFERENCE_METHODS)}), e.g. 2=blend: "
         "choose by benchmarks/bench_quality_real.py on sets the model never trained on",
@@ -330,21 +332,22 @@ def invoked_command() -> str | None:
 INFERENCE_METHODS = ("mask", "kmeans", "soft-kmeans", "blend")
 
 
-def inference_choices(texts: list[str]) -> dict:
-    """``["2=blend", "3=soft-kmeans"]`` -> ``{"2": "blend", "3": "soft-kmeans"}``; exits naming what is wrong."""
-    pairs = [text.split("=", 1) for text in texts]
-    choices = {pair[0]: pair[1] if len(pair) == 2 else "" for pair in pairs}
-    bad = {k: v for k, v in choices.items() if not k.isdigit() or v not in INFERENCE_METHODS}
-    if bad:
-        raise SystemExit(f"--inference takes K=METHOD with METHOD one of {', '.join(INFERENCE_METHODS)}; got {bad}")
-    return choices
+def inference_choice(text: str) -> tuple[str, str]:
+    """An argparse ``type`` for one ``--inference K=METHOD``: ``"2=blend"`` -> ``("2", "blend")``, or argparse's
+    usage error (exit 2) saying which part is wrong."""
+    k, _, method = text.partition("=")
+    if not k.strip().isdigit() or int(k) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: K=METHOD with K a number of speakers (1 or more), e.g. 2=mask")
+    if method not in INFERENCE_METHODS:
+        raise argparse.ArgumentTypeError(f"{text!r}: K=METHOD with METHOD one of {', '.join(INFERENCE_METHODS)}")
+    return str(int(k)), method
 
 
 def cmd_export_model(args) -> None:
     """``deepclust export-model``: a half-precision copy of a model file, for shipping."""
     from deepclust.model.export import export_half
 
-    choices = inference_choices(args.inference)
+    choices = dict(args.inference)
     export_half(
         args.model, args.out, drop_extra=("skipped_sources",), set_extra={"inference": choices} if choices else None
     )
