@@ -89,3 +89,17 @@ def test_a_wsj0_run_without_its_root_is_refused(tmp_path):
         check_inputs(resolve_recipe("paper", "runs/x", CorpusConfig(name="wsj0")))
     with pytest.raises(RecipeInputError, match="no such folder"):
         check_inputs(resolve_recipe("paper", "runs/x", CorpusConfig(name="wsj0", root=str(tmp_path / "nowhere"))))
+
+
+def test_a_sources_run_without_its_folders_is_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    for flags, said in (
+        ([], "the sources corpus needs one or more speaker-labelled folders: --source"),  # was a TypeError traceback
+        (["--source", str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}: no such folder (a --source"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["reproduce", "--corpus", "sources", *flags, "--quick", "--no-prefect", "--out", str(out)])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().startswith(f"deepclust reproduce: {said}")
+        assert not out.exists()

@@ -31,6 +31,8 @@ def check_inputs(config: ReproduceConfig) -> None:
         raise RecipeInputError(f"the {corpus.name} corpus needs its root folder ({flag})")
     if corpus.root and corpus.name in ("wsj0", "folder") and not storage.exists(corpus.root):
         raise RecipeInputError(f"{corpus.root}: no such folder (the {corpus.name} corpus root)")
+    if corpus.name == "sources":
+        check_sources(corpus.sources)
     lists = config.mixtures.mix_lists or {}
     absent = [url for _, url in sorted(lists.items()) if not storage.exists(url)]
     if absent:
@@ -53,6 +55,20 @@ def check_inputs(config: ReproduceConfig) -> None:
                 f"{len(missing)} of the {len(set(listed))} files the mix lists name are not under --wsj0-root "
                 f"{corpus.root} (as .wav or .wv1, in si_tr_s, si_dt_05 or si_et_05):\n  {shown}{more}"
             )
+
+
+def check_sources(sources: list[str] | None) -> None:
+    """A "sources" corpus names one or more speaker-labelled folders, each of them there."""
+    from deepclust.corpora.sources import CorpusSource
+
+    if not sources:
+        raise RecipeInputError(
+            "the sources corpus needs one or more speaker-labelled folders: --source [NAME:]ROOT[=PATTERN], repeated"
+        )
+    for text in sources:
+        root = CorpusSource.parse(text).root
+        if not storage.exists(root):
+            raise RecipeInputError(f"{root}: no such folder (a --source of the sources corpus)")
 
 
 def check_precisions(config: ReproduceConfig) -> None:
