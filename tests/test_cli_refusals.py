@@ -93,6 +93,39 @@ def test_a_path_that_is_not_there_is_named_in_one_line(tmp_path, capsys):
         assert stopped_line(argv, capsys) == f"deepclust {argv[0]}: stopped: no such file or folder: {manifest}"
 
 
+def test_a_manifest_of_another_stage_or_no_manifest_at_all_is_refused_naming_it(tmp_path, capsys):
+    import pandas as pd
+
+    from deepclust.storage.manifests import SCHEMAS
+
+    corpus = tmp_path / "corpus.parquet"  # the corpus stage's manifest, given where mixtures are wanted
+    pd.DataFrame({name: ["x"] for name in SCHEMAS["corpus"].required}).to_parquet(corpus)
+    line = stopped_line(["features", "--mixtures", str(corpus), "--out", str(tmp_path / "r")], capsys)
+    assert line == (
+        f"deepclust features: stopped: {corpus}: 'mixtures' manifest expected; this is a 'corpus' manifest "
+        "(the corpus stage's)"
+    )  # was a traceback listing 13 missing columns
+    notes = tmp_path / "notes.md"
+    notes.write_text("not a manifest\n")
+    line = stopped_line(["mixtures", "--corpus-manifest", str(notes), "--out", str(tmp_path / "r")], capsys)
+    said = "'corpus' manifest expected; this file is not Parquet (or is damaged)"
+    assert line == f"deepclust mixtures: stopped: {notes}: {said}"  # was pyarrow's traceback
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["sources"], "the sources corpus needs one or more speaker-labelled folders: --source"),  # was a TypeError
+        (["folder"], "the folder corpus needs its root folder (--root)"),  # was "<cwd>/None: no such folder"
+        (["wsj0"], "the wsj0 corpus needs its root folder (--root)"),
+    ],
+)
+def test_the_corpus_stage_without_the_folders_its_kind_needs_is_refused_in_one_line(flags, said, tmp_path, capsys):
+    line = stopped_line(["corpus", *flags, "--out", str(tmp_path / "r")], capsys)
+    assert line.startswith(f"deepclust corpus: stopped: {said}")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_file_that_is_not_a_model_is_refused_naming_it(fsdd_dir, tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model\n")

@@ -18,6 +18,7 @@ from deepclust.cli import recipe_commands, separate_commands, stage_commands, tr
 from deepclust.cli.common import EXIT_CIRCUIT_OPEN, EXIT_TEMPFAIL, Runners
 from deepclust.cli.recipe_commands import reproduce_config_from_args
 from deepclust.faults.errors import RunFaultError
+from deepclust.storage.manifests import ManifestSchemaError
 
 __all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXIT_CIRCUIT_OPEN", "EXIT_TEMPFAIL"]
 
@@ -100,6 +101,10 @@ def main(argv=None, runners: Runners | None = None) -> None:
         # plain line, no traceback; 2 for a setting refused before any input, 4 for a run that stopped.
         print(f"deepclust {args.command}: stopped: {error}", file=sys.stderr)
         raise SystemExit(error.exit_status) from None
+    except ManifestSchemaError as error:
+        # A manifest given to a stage that is not of its kind (another stage's, not Parquet): a setting, one line.
+        print(f"deepclust {args.command}: stopped: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except FileNotFoundError as error:
         # A path the command was given that is not there (an input folder, a manifest, a corpus): a setting of the
         # run, in one line naming it, exit 2. (An input that vanishes mid-run is that input's failed row, not this.)

@@ -4,7 +4,7 @@ kept as an alias."""
 
 from __future__ import annotations
 
-from deepclust.cli.common import number_list, run_stage_printing_url
+from deepclust.cli.common import number_list, run_stage_printing_url, settings_refused_plainly
 
 
 def add_corpus(sub) -> None:
@@ -31,6 +31,7 @@ def add_corpus(sub) -> None:
 
 def cmd_corpus(args) -> None:
     """``deepclust corpus``: the corpus stage; prints the utterance manifest's URL."""
+    from deepclust.recipe.preflight import check_corpus
     from deepclust.stages.corpus import CorpusConfig, plan_corpus
 
     config = CorpusConfig(
@@ -42,6 +43,8 @@ def cmd_corpus(args) -> None:
         utterances_per_speaker=args.utterances_per_speaker,
         sources=args.sources,
     )
+    with settings_refused_plainly():  # a root or --source the corpus kind needs and lacks: one line, exit 2
+        check_corpus(config, root_flag="--root")
     run_stage_printing_url(plan_corpus(args.out, config))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from deepclust import storage
 from deepclust.recipe.config import ReproduceConfig
 
-__all__ = ["SHOWN_MISSING", "RecipeInputError", "check_inputs"]
+__all__ = ["SHOWN_MISSING", "RecipeInputError", "check_corpus", "check_inputs"]
 
 SHOWN_MISSING = 10  # missing files named in the message; the rest are counted
 
@@ -26,13 +26,7 @@ def check_inputs(config: ReproduceConfig) -> None:
     tree lacks files the lists name; else return None."""
     check_precisions(config)
     corpus = config.corpus
-    if corpus.name in ("wsj0", "folder") and not corpus.root:
-        flag = "--wsj0-root" if corpus.name == "wsj0" else "--root"
-        raise RecipeInputError(f"the {corpus.name} corpus needs its root folder ({flag})")
-    if corpus.root and corpus.name in ("wsj0", "folder") and not storage.exists(corpus.root):
-        raise RecipeInputError(f"{corpus.root}: no such folder (the {corpus.name} corpus root)")
-    if corpus.name == "sources":
-        check_sources(corpus.sources)
+    check_corpus(corpus)
     lists = config.mixtures.mix_lists or {}
     absent = [url for _, url in sorted(lists.items()) if not storage.exists(url)]
     if absent:
@@ -55,6 +49,18 @@ def check_inputs(config: ReproduceConfig) -> None:
                 f"{len(missing)} of the {len(set(listed))} files the mix lists name are not under --wsj0-root "
                 f"{corpus.root} (as .wav or .wv1, in si_tr_s, si_dt_05 or si_et_05):\n  {shown}{more}"
             )
+
+
+def check_corpus(corpus, root_flag: str | None = None) -> None:
+    """The corpus stage's config (``CorpusConfig``) names the folders its kind needs, and they are there.
+    ``root_flag``: the flag that gives the root (``reproduce``'s, by the kind, when None)."""
+    if corpus.name in ("wsj0", "folder") and not corpus.root:
+        flag = root_flag or ("--wsj0-root" if corpus.name == "wsj0" else "--root")
+        raise RecipeInputError(f"the {corpus.name} corpus needs its root folder ({flag})")
+    if corpus.root and corpus.name in ("wsj0", "folder") and not storage.exists(corpus.root):
+        raise RecipeInputError(f"{corpus.root}: no such folder (the {corpus.name} corpus root)")
+    if corpus.name == "sources":
+        check_sources(corpus.sources)
 
 
 def check_sources(sources: list[str] | None) -> None:

@@ -82,7 +82,7 @@ def prepare_mix_lists(stage, corpus_manifest_url: str, config) -> dict:
                 write_mix_list(entries, target)
             lists[name] = (split, n_speakers, target, len(entries))
         return lists
-    corpus = storage.read_parquet(corpus_manifest_url)
+    corpus = read_manifest(corpus_manifest_url, "corpus")
     wanted = [(config.n_speakers, ("tr", "cv", "tt"))]
     wanted += [(n, ("tt",)) for n in config.test_speaker_counts if n != config.n_speakers]
     for n_speakers, splits in wanted:

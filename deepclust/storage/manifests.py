@@ -266,6 +266,12 @@ def validate(frame: pd.DataFrame, kind: str, where, needs: tuple[str, ...] = ())
     kind = schema.kind  # an old kind name is reported by its new one
     missing = [name for name in [*schema.required, *needs] if name not in frame.columns]
     if missing:
+        # Another stage's manifest given in its place (the corpus manifest to `features`) is said as such.
+        other = [k for k, s in SCHEMAS.items() if k != kind and set(s.required) <= set(frame.columns)]
+        if other and set(schema.required) - set(frame.columns):
+            raise ManifestSchemaError(
+                where, kind, f"expected; this is a {other[0]!r} manifest (the {other[0]} stage's)"
+            )
         raise ManifestSchemaError(where, kind, f"lacks columns {missing} (has {list(frame.columns)})")
     for column in schema.columns:
         if column.name in frame.columns:
@@ -277,7 +283,13 @@ def validate(frame: pd.DataFrame, kind: str, where, needs: tuple[str, ...] = ())
 
 def read_manifest(url: str, kind: str, needs: tuple[str, ...] = ()) -> pd.DataFrame:
     """The manifest at ``url``, validated as ``kind`` (an error names the file and the column)."""
-    return validate(storage.read_parquet(url), kind, url, needs)
+    try:
+        frame = storage.read_parquet(url)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: not Parquet, or truncated
+        raise ManifestSchemaError(url, kind, "expected; this file is not Parquet (or is damaged)") from None
+    return validate(frame, kind, url, needs)
 
 
 def has_status(kind: str) -> bool:
