@@ -248,8 +248,8 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
     with settings_refused_plainly():  # a setting refused here (--channel 0, --window-seconds -1): exit 2
         config = job_config_from_args(args)
     args.model = model_or_pretrained(args.model)
-    refuse_what_stops_any_input(args)
     try:
+        refuse_what_stops_any_input(args)  # inside: a store down past --retry-minutes is exit 75, as a listing is
         if through_prefect:
             summary = runners.separate_archive_flow(
                 args.model, args.input, args.out, config, dask_address=args.dask_address, max_workers=args.workers

@@ -283,11 +283,11 @@ def validate(frame: pd.DataFrame, kind: str, where, needs: tuple[str, ...] = ())
 
 def read_manifest(url: str, kind: str, needs: tuple[str, ...] = ()) -> pd.DataFrame:
     """The manifest at ``url``, validated as ``kind`` (an error names the file and the column)."""
+    import pyarrow as pa
+
     try:
         frame = storage.read_parquet(url)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: not Parquet, or truncated
+    except pa.ArrowInvalid:  # not Parquet, or truncated; an object store's outage (an OSError) stays retryable
         raise ManifestSchemaError(url, kind, "expected; this file is not Parquet (or is damaged)") from None
     return validate(frame, kind, url, needs)
 
