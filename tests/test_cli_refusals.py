@@ -98,13 +98,18 @@ def test_a_manifest_of_another_stage_or_no_manifest_at_all_is_refused_naming_it(
 
     from deepclust.storage.manifests import SCHEMAS
 
-    corpus = tmp_path / "corpus.parquet"  # the corpus stage's manifest, given where mixtures are wanted
+    corpus = tmp_path / "corpus" / "manifest.parquet"  # the corpus stage's manifest, given where others are wanted
+    corpus.parent.mkdir()
     pd.DataFrame({name: ["x"] for name in SCHEMAS["corpus"].required}).to_parquet(corpus)
     line = stopped_line(["features", "--mixtures", str(corpus), "--out", str(tmp_path / "r")], capsys)
     assert line == (
         f"deepclust features: stopped: {corpus}: 'mixtures' manifest expected; this is a 'corpus' manifest "
         "(the corpus stage's)"
     )  # was a traceback listing 13 missing columns
+    line = stopped_line(["train", "--features", str(corpus), "--out", str(tmp_path / "r")], capsys)
+    assert line.endswith(
+        "'features' manifest expected; this is a 'corpus' manifest (the corpus stage's)"
+    )  # not stats.json
     notes = tmp_path / "notes.md"
     notes.write_text("not a manifest\n")
     line = stopped_line(["mixtures", "--corpus-manifest", str(notes), "--out", str(tmp_path / "r")], capsys)

@@ -12,7 +12,7 @@ from deepclust.features.extract import FeatureConfig
 from deepclust.features.normalisation import FeatureStats
 from deepclust.features.shards import iter_features
 from deepclust.model.blstm import ModelConfig
-from deepclust.storage.manifests import MANIFEST_NAME
+from deepclust.storage.manifests import MANIFEST_NAME, read_manifest
 from deepclust.training.config import TrainConfig
 from deepclust.training.replicas import Replicas
 from deepclust.training.train import fit
@@ -43,6 +43,7 @@ def train(
     replicas = replicas or Replicas()
     folder = _feature_folder(feature_manifest_url)
     manifest_url = storage.join(folder, MANIFEST_NAME)
+    read_manifest(manifest_url, "features")  # another stage's manifest is named as such, not as a missing stats.json
     stats_json = storage.read_json(storage.join(folder, "stats.json"))
     feature_stats = FeatureStats.from_dict(stats_json)
     # The extractor stores its FeatureConfig.to_dict() (sample rate, STFT, silence threshold) beside the stats.
