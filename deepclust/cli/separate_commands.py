@@ -212,10 +212,11 @@ def job_config_from_args(args):
 
 
 def refuse_what_stops_any_input(args) -> None:
-    """Before a Prefect server or flow starts (which takes a minute and logs a traceback): an ``--input`` that is
-    not there (retried through a restarting store, as the listing is) and, where batches run in this process, a
-    ``--device`` this machine cannot use; each raised as the command's one plain line (exit 2). The job checks
-    both again for its library callers; a Dask cluster's workers check their own device."""
+    """For the Prefect paths, before a Prefect server or flow starts (which takes a minute and logs a traceback): an
+    ``--input`` that is not there (retried through a restarting store, as the listing is) and, where batches run in
+    this process, a ``--device`` this machine cannot use; each raised as the command's one plain line (exit 2). The
+    plain job checks both itself before its lock (``separate_archive``); a Dask cluster's workers check their own
+    device."""
     from deepclust.faults.transient import call_with_retries
     from deepclust.model.device import usable_device
     from deepclust.separation.inputs import require_input
@@ -249,8 +250,8 @@ def cmd_separate(args, runners: Runners | None = None) -> None:
         config = job_config_from_args(args)
     args.model = model_or_pretrained(args.model)
     try:
-        refuse_what_stops_any_input(args)  # inside: a store down past --retry-minutes is exit 75, as a listing is
         if through_prefect:
+            refuse_what_stops_any_input(args)  # inside the try: a store down past --retry-minutes is exit 75
             summary = runners.separate_archive_flow(
                 args.model, args.input, args.out, config, dask_address=args.dask_address, max_workers=args.workers
             )
