@@ -93,3 +93,19 @@ def test_the_readme_commands_are_the_scripts_ci_runs_and_flags_that_exist():
 
     args = build_parser().parse_args(["separate", "--input", "recordings/", "--out", "separated/", "--speakers", "3"])
     assert (args.input, args.out, args.n_speakers) == ("recordings/", "separated/", 3)
+
+
+def test_the_top_level_help_starts_with_commands_that_parse():
+    import shlex
+
+    from deepclust.cli import START_HERE, build_parser
+
+    parser = build_parser()
+    assert START_HERE in parser.format_help()
+    commands = [
+        line.strip().split("  ")[0] for line in START_HERE.splitlines() if line.strip().startswith("deepclust ")
+    ]
+    commands = [command for command in commands if "COMMAND" not in command]
+    assert len(commands) == 3
+    for command in commands:
+        parser.parse_args(shlex.split(command)[1:])  # exits 2 on a flag or choice that does not exist

@@ -20,7 +20,15 @@ from deepclust.cli.recipe_commands import reproduce_config_from_args
 from deepclust.faults.errors import RunFaultError
 from deepclust.storage.manifests import ManifestSchemaError
 
-__all__ = ["main", "build_parser", "Runners", "reproduce_config_from_args", "EXIT_CIRCUIT_OPEN", "EXIT_TEMPFAIL"]
+__all__ = [
+    "main",
+    "build_parser",
+    "START_HERE",
+    "Runners",
+    "reproduce_config_from_args",
+    "EXIT_CIRCUIT_OPEN",
+    "EXIT_TEMPFAIL",
+]
 
 # The commands in the order ``deepclust --help`` lists them.
 BUILDERS = (
@@ -40,6 +48,21 @@ BUILDERS = (
 )
 
 
+# What `deepclust --help` says first: what the tool is for and the three commands most users start with (the
+# module docstring above is for readers of the code).
+DESCRIPTION = (
+    "Separate the voices in recordings of several people talking at once (deep clustering with a mask head),\n"
+    "and reproduce the method's recipe end to end."
+)
+START_HERE = """start here:
+  deepclust separate --input recordings/ --out separated/    the shipped model on a file, folder or s3:// prefix
+  deepclust demo                                             the whole recipe on the embedded demo corpus
+  deepclust reproduce --corpus wsj0 --wsj0-root /data/wsj0 --mix-lists /data/create-speaker-mixtures --out runs/wsj0
+                                                             the paper's recipe on WSJ0 (--print-config: the plan)
+
+deepclust COMMAND --help for each command; README.md and docs/usage.md for more."""
+
+
 # Commands renamed so that command, stage, module and manifest kind share one name (issue 28); the old names
 # still work, with a note on stderr, for one release.
 OLD_COMMAND_NAMES = {"mix": "mixtures"}
@@ -47,7 +70,12 @@ OLD_COMMAND_NAMES = {"mix": "mixtures"}
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``deepclust`` argument parser, one sub-command per library call."""
-    parser = argparse.ArgumentParser(prog="deepclust", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="deepclust",
+        description=DESCRIPTION,
+        epilog=START_HERE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in BUILDERS:
         add_command(sub)

@@ -10,7 +10,7 @@ from deepclust.cli.common import number_list, run_stage_printing_url, settings_r
 def add_corpus(sub) -> None:
     from deepclust.stages.corpus import CorpusConfig
 
-    p = sub.add_parser("corpus", help="make an utterance manifest from a corpus (demo, wsj0, folder)")
+    p = sub.add_parser("corpus", help="make an utterance manifest from a corpus (demo, wsj0, folder, sources)")
     p.add_argument("name", choices=["demo", "wsj0", "folder", "sources"])
     p.add_argument(
         "--sources",
