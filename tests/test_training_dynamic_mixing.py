@@ -145,3 +145,52 @@ def test_speaker_count_weights_set_the_share_of_three_talker_batches(pool):
         DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(1.0,))
     with pytest.raises(ValueError, match=">= 0 with a positive sum"):
         DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(1.0, -1.0))
+
+
+def _two_source_pool() -> SourcePool:
+    """Five talkers of two sources (ids ``source/speaker``), a second of noise each: enough to draw pairs."""
+    rng = np.random.default_rng(0)
+    talkers = ["a/1", "a/2", "b/1", "b/2", "b/3"]
+    return SourcePool.from_waveforms([(f"{t}-u", t, rng.normal(0, 0.1, 8000)) for t in talkers], 8000)
+
+
+def _sources_of(pool, chosen) -> set[str]:
+    return {pool.speakers[i].split("/")[0] for i in chosen}
+
+
+def test_same_source_mixtures_draw_all_talkers_of_one_source_in_proportion_to_its_speakers():
+    pool = _two_source_pool()
+    rng = np.random.default_rng(1)
+    draws = [pool._choose_speakers(rng, 2, 1.0) for _ in range(400)]
+    assert all(len(set(chosen)) == 2 and len(_sources_of(pool, chosen)) == 1 for chosen in draws)
+    share_b = np.mean([_sources_of(pool, chosen) == {"b"} for chosen in draws])
+    assert 0.5 < share_b < 0.7  # b holds 3 of the 5 talkers
+    # Three talkers: only b has three, so every same-source draw is b's.
+    assert all(_sources_of(pool, pool._choose_speakers(rng, 3, 1.0)) == {"b"} for _ in range(50))
+    # Half the mixtures: more one-source pairs than the whole pool gives by chance (4 of 10 pairs).
+    one_source = np.mean([len(_sources_of(pool, pool._choose_speakers(rng, 2, 0.5))) == 1 for _ in range(2000)])
+    assert 0.62 < one_source < 0.78, one_source  # 0.5 + 0.5 * 0.4
+
+
+def test_no_same_source_draws_consume_nothing_more_so_earlier_runs_batches_are_unchanged():
+    pool = _two_source_pool()
+    before, now = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(20):
+        assert list(pool._choose_speakers(now, 2, 0.0)) == list(before.choice(len(pool.speakers), 2, replace=False))
+    assert now.random() == before.random()
+
+
+def test_same_source_mixtures_change_the_training_batches_only_not_the_validation_list():
+    pool = _two_source_pool()
+    plain = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(cv_mixtures=4, stats_mixtures=32), seed=0)
+    config = DynamicMixConfig(cv_mixtures=4, stats_mixtures=32, same_source_probability=1.0)
+    one_source = DynamicMixing(pool, pool, FeatureConfig(), config, seed=0)
+    for a, b in zip(plain.validation_batches(20, 2), one_source.validation_batches(20, 2)):
+        assert torch.equal(a["log_mag"], b["log_mag"])
+    first = [next(iter(source.training_batches([0], 20, 8, 2)))["log_mag"] for source in (plain, one_source)]
+    assert not torch.equal(*first)
+
+
+def test_the_same_source_probability_is_a_share():
+    with pytest.raises(ValueError, match="same_source_probability"):
+        DynamicMixConfig(same_source_probability=1.5)

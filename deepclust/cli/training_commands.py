@@ -153,6 +153,14 @@ def add_train_dynamic(sub) -> None:
         default=DynamicMixConfig.speaker_count_weights,
         help="relative share of batches of each speaker count, e.g. 3,1 with --speaker-counts 2,3 (default: equal)",
     )
+    p.add_argument(
+        "--same-source-probability",
+        type=float,
+        default=DynamicMixConfig.same_source_probability,
+        help="share of training mixtures whose talkers all come from one --source (one corpus, so one kind of "
+        "microphone and room): the network must separate them by voice alone (0-1; 0 draws talkers from the "
+        "whole pool)",
+    )
     train_config_arguments(
         p, preset="chimera++", batch_size=dynamic_train.BATCH_SIZE, steps_per_epoch=dynamic_train.STEPS_PER_EPOCH
     )
@@ -256,7 +264,9 @@ def cmd_train_dynamic(args) -> None:
             lr_halving_epochs=args.lr_halving_epochs,
         )
         mix_config = DynamicMixConfig(
-            speaker_counts=args.speaker_counts, speaker_count_weights=args.speaker_count_weights
+            speaker_counts=args.speaker_counts,
+            speaker_count_weights=args.speaker_count_weights,
+            same_source_probability=args.same_source_probability,
         )
         augment = AugmentConfig(
             room_probability=args.room_probability,

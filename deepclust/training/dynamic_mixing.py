@@ -47,6 +47,12 @@ class DynamicMixConfig(JsonableConfig):
     cv_fraction: share of the training speakers held out for validation (early stopping, best model).
     cv_mixtures: size of the fixed validation list. cv_seconds: length of its crops.
     stats_mixtures: mixtures drawn (seeded) to estimate the input normalisation.
+    same_source_probability: the share of training mixtures whose talkers all come from one source (the part of
+        the speaker id before ``/``: one corpus), drawn with probability proportional to its speakers; the rest
+        draw talkers from the whole pool (where one source is also possible, by chance). Talkers of different
+        corpora differ in microphone and room as well as voice, a cue that a recording of two people in one
+        place never gives: more same-source mixtures make the network separate by voice. 0 (the default)
+        draws as before, bit for bit. Validation mixtures are drawn as before, so links stay comparable.
     """
 
     speaker_counts: tuple[int, ...] = (2,)
@@ -57,8 +63,11 @@ class DynamicMixConfig(JsonableConfig):
     cv_mixtures: int = 256
     cv_seconds: float = 3.2
     stats_mixtures: int = 512
+    same_source_probability: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.same_source_probability <= 1.0:
+            raise ValueError(f"same_source_probability must be in [0, 1], got {self.same_source_probability}")
         if not self.speaker_counts or min(self.speaker_counts) < 2:
             raise ValueError(f"speaker_counts must be >= 2, got {self.speaker_counts}")
         weights = self.speaker_count_weights
@@ -112,6 +121,22 @@ class SourcePool:
         self.speakers = sorted(by_speaker)
         if len(self.speakers) < 2:
             raise ValueError(f"dynamic mixing needs at least 2 speakers with usable audio, got {len(self.speakers)}")
+        # Speaker indices per source (the id's part before "/", as split_cv_speakers reads it).
+        self.by_source: dict[str, list[int]] = {}
+        for index, speaker in enumerate(self.speakers):
+            self.by_source.setdefault(speaker.split("/", 1)[0] if "/" in speaker else "", []).append(index)
+
+    def _choose_speakers(self, rng: np.random.Generator, n_speakers: int, same_source_probability: float) -> np.ndarray:
+        """Indices into ``speakers`` of ``n_speakers`` distinct talkers: with ``same_source_probability`` all of
+        one source (chosen in proportion to its speakers, among sources with enough of them), else from the
+        whole pool. A probability of 0 draws nothing extra, so earlier runs' batches are unchanged."""
+        if same_source_probability > 0 and rng.random() < same_source_probability:
+            sources = [members for members in self.by_source.values() if len(members) >= n_speakers]
+            if sources:
+                sizes = np.array([len(members) for members in sources], dtype=np.float64)
+                members = sources[int(rng.choice(len(sources), p=sizes / sizes.sum()))]
+                return np.asarray(members)[rng.choice(len(members), size=n_speakers, replace=False)]
+        return rng.choice(len(self.speakers), size=n_speakers, replace=False)
 
     @classmethod
     def from_waveforms(cls, utterances: list[tuple[str, str, np.ndarray]], sample_rate: int) -> "SourcePool":
@@ -145,12 +170,14 @@ class SourcePool:
         max_snr_db: float,
         gain_db_range: tuple[float, float],
         augment: "Augmenter | None" = None,
+        same_source_probability: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One mixture ``(samples,)`` and its talkers' targets ``(K, samples)``, float32, levels applied.
 
         Without ``augment`` the mixture is the targets' sum; with it, the mixture may hold a room's
-        reverberation and noise that the targets do not (``deepclust.training.augment``)."""
-        chosen = rng.choice(len(self.speakers), size=n_speakers, replace=False)
+        reverberation and noise that the targets do not (``deepclust.training.augment``).
+        ``same_source_probability``: ``DynamicMixConfig``'s."""
+        chosen = self._choose_speakers(rng, n_speakers, same_source_probability)
         gains_db = _gains_db(rng, n_speakers, max_snr_db)
         sources = np.zeros((n_speakers, samples), dtype=np.float64)
         for k, speaker_index in enumerate(chosen):
@@ -285,11 +312,26 @@ class DynamicMixing:
         return int(counts[int(rng.choice(len(counts), p=weights / weights.sum()))])
 
     def _draw_batch(
-        self, pool: SourcePool, rng: np.random.Generator, batch_size: int, samples: int, n_speakers: int
+        self,
+        pool: SourcePool,
+        rng: np.random.Generator,
+        batch_size: int,
+        samples: int,
+        n_speakers: int,
+        same_source_probability: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(mixtures (batch, samples), sources (batch, K, samples))``."""
+        config = self.config
         drawn = [
-            pool.draw(rng, n_speakers, samples, self.config.max_snr_db, self.config.gain_db_range, self.augmenter)
+            pool.draw(
+                rng,
+                n_speakers,
+                samples,
+                config.max_snr_db,
+                config.gain_db_range,
+                self.augmenter,
+                same_source_probability,
+            )
             for _ in range(batch_size)
         ]
         return np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
@@ -321,7 +363,8 @@ class DynamicMixing:
         for step in range(steps):
             rng = np.random.default_rng([*seed_sequence, step])
             n = self._speaker_count(rng)
-            yield self._batch(self._draw_batch(self.train_pool, rng, batch_size, samples, n), self.feature_stats)
+            drawn = self._draw_batch(self.train_pool, rng, batch_size, samples, n, self.config.same_source_probability)
+            yield self._batch(drawn, self.feature_stats)
 
     def validation_batches(self, chunk_frames: int, batch_size: int) -> list[dict]:
         """The fixed validation list (cv speakers, seeded), cut to ``chunk_frames`` frames, in batches.
