@@ -10,8 +10,12 @@ better on at least one set and worse on none, for the inference each speaker cou
 
 Set (b) is one set per never-trained corpus (``b-fsdd``, ``b-msc``); where a file holds more than one, the
 table adds their pool, ``b (pooled)``, and the pool of every never-trained set, ``b + c (pooled)``, on which
-``auto``'s choice is made. A file written before set (b) had two corpora labels FSDD ``b: never trained on
-(FSDD)``; its rows pair with ``b-fsdd`` (the same mixtures for the same ``--outside-mixtures`` and ``--seed``).
+``auto``'s choice is made. Where the files name each mixture's ``corpora``, the held-out sets (a) and (c) are also
+split by pairing: talkers of one corpus (as every mixture of set (b) is, and as people recorded in one place
+are) against talkers of different corpora, who differ in microphone and room as well as voice.
+
+A file written before set (b) had two corpora labels FSDD ``b: never trained on (FSDD)``; its rows pair with
+``b-fsdd`` (the same mixtures for the same ``--outside-mixtures`` and ``--seed``).
 
     python benchmarks/compare_quality.py BASELINE.parquet CANDIDATE.parquet
 """
@@ -27,6 +31,8 @@ KEYS = ["test_set", "num_speakers", "system", "mixture"]
 CEILINGS = ("IBM", "IRM")
 # Labels of earlier result files -> today's label of the same mixtures.
 RENAMED_SETS = {"b: never trained on (FSDD)": "b-fsdd: never trained on (fsdd)"}
+# Sets split by pairing (talkers of one corpus or of several) where the rows name their corpora ("x+y").
+SPLIT_BY_PAIRING = ("a", "c")
 # Pooled rows: name -> the set codes (the label before ":") they pool, by their first letter.
 POOLS = {"b (pooled)": ("b",), "b + c (pooled)": ("b", "c")}
 
@@ -58,7 +64,8 @@ def paired(baseline: pd.DataFrame, candidate: pd.DataFrame) -> pd.DataFrame:
     """One row per (test set, speakers, system), then per pool of two or more sets (``POOLS``): both means, the
     mean difference, its 95 % interval, a verdict."""
     baseline, candidate = with_current_labels(baseline), with_current_labels(candidate)
-    joined = baseline[KEYS + ["sdri"]].merge(candidate[KEYS + ["sdri"]], on=KEYS, suffixes=("_base", "_cand"))
+    named = ["corpora"] if "corpora" in baseline.columns else []
+    joined = baseline[KEYS + named + ["sdri"]].merge(candidate[KEYS + ["sdri"]], on=KEYS, suffixes=("_base", "_cand"))
     joined = joined[~joined["system"].isin(CEILINGS)]  # the oracles do not depend on the model
     if joined.empty:
         raise SystemExit("no mixture is in both files: were they made with the same mixture settings?")
@@ -75,7 +82,22 @@ def paired(baseline: pd.DataFrame, candidate: pd.DataFrame) -> pd.DataFrame:
             if len(sets) > 1 and (speakers, system, sets) not in pooled:  # else it repeats a row above
                 pooled.append((speakers, system, sets))
                 rows.append(verdict_row(pool, speakers, system, group))
+    if named:
+        rows += by_pairing(joined, first_letter)
     return pd.DataFrame(rows)
+
+
+def by_pairing(joined: pd.DataFrame, first_letter: pd.Series) -> list[dict]:
+    """Rows of the sets in ``SPLIT_BY_PAIRING``, split into mixtures of talkers of one corpus and of several."""
+    members = joined[first_letter.isin(SPLIT_BY_PAIRING) & joined["corpora"].notna()]
+    one_corpus = members["corpora"].map(lambda corpora: len(set(str(corpora).split("+"))) == 1)
+    rows = []
+    for (test_set, speakers, system, one), group in members.groupby(
+        ["test_set", "num_speakers", "system", one_corpus.rename("one")]
+    ):
+        pairing = "talkers of one corpus" if one else "talkers of different corpora"
+        rows.append(verdict_row(f"{test_set.split(':')[0]}, {pairing}", speakers, system, group))
+    return rows
 
 
 def main() -> None:

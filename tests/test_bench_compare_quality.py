@@ -65,3 +65,19 @@ def test_without_set_c_the_pool_of_b_and_c_is_not_repeated():
     sets = {"b-fsdd: never trained on (fsdd)": 0.0, "b-msc: never trained on (msc-malayalam)": 0.0}
     table = paired(_rows(sets, jitter=False), _rows(sets, jitter=True))
     assert list(table["test set"]).count("b (pooled)") == 1 and "b + c (pooled)" not in set(table["test set"])
+
+
+def test_held_out_sets_are_split_into_talkers_of_one_corpus_and_of_different_corpora():
+    baseline = _rows({"a: held out": 0.0, "b-fsdd: never trained on (fsdd)": 0.0}, jitter=False)
+    candidate = _rows({"a: held out": 0.0, "b-fsdd: never trained on (fsdd)": 0.0}, jitter=False)
+    # The first 50 mixtures of (a) pair two talkers of one corpus; the candidate gains 0.4 dB on them only.
+    for frame in (baseline, candidate):
+        pairing = np.where(frame["mixture"] < 50, "x+x", "x+y")
+        frame["corpora"] = np.where(frame["test_set"].str.startswith("a"), pairing, "fsdd+fsdd")
+    candidate.loc[candidate["test_set"].str.startswith("a") & (candidate["corpora"] == "x+x"), "sdri"] += 0.4
+    table = paired(baseline, candidate).set_index("test set")
+    one, mixed = table.loc["a, talkers of one corpus"], table.loc["a, talkers of different corpora"]
+    assert one["mixtures"] == 50 and abs(one["difference"] - 0.4) < 1e-9
+    assert mixed["mixtures"] == 150 and abs(mixed["difference"]) < 1e-9
+    assert not any(name.startswith("b-fsdd,") for name in table.index)  # set (b) is one corpus by construction
+    assert abs(table.loc["a: held out", "difference"] - 0.1) < 1e-9
