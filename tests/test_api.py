@@ -134,6 +134,33 @@ def test_speakers_and_a_given_separator_decide_what_comes_back():
     assert not np.allclose(deepclust.separate(MIXTURE, model=by_kmeans), deepclust.separate(MIXTURE), atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    "waveforms, error, words",
+    [
+        ([np.zeros((2, 8000), np.float32)], ValueError, "waveform 0 has shape (2, 8000): a Separator takes mono"),
+        ("meeting.wav", TypeError, "not a file name ('meeting.wav'): deepclust.separate(path)"),
+        (Path("meeting.wav"), TypeError, "not a file name"),
+        (np.zeros(8000, np.float32), ValueError, "this is one waveform of 8000 samples: give [waveform]"),
+    ],
+    ids=["channels", "file name", "path", "one waveform"],
+)
+def test_a_separator_batch_that_is_not_mono_waveforms_is_refused_not_flattened(waveforms, error, words):
+    separator = deepclust.Separator(deepclust.load_model(), device="cpu")
+    with pytest.raises(error) as raised:
+        separator.separate_batch(waveforms, n_speakers=2)
+    assert words in str(raised.value)
+
+
+def test_a_separator_batch_takes_lists_of_mono_waveforms_in_any_singleton_shape_and_batch_arrays():
+    mixture, _ = read_audio(MIXTURE, target_sr=8000)
+    separator = deepclust.Separator(deepclust.load_model(), device="cpu")
+    plain = separator.separate_batch([mixture], n_speakers=2)[0]
+    for shaped in (mixture[None, :], mixture[:, None], torch.from_numpy(mixture)):
+        assert np.array_equal(separator.separate_batch([shaped], n_speakers=2)[0], plain)
+    both = separator.separate_batch(np.stack([mixture, mixture]), n_speakers=2)  # (batch, samples): two items
+    assert len(both) == 2 and np.allclose(both[1], plain, atol=1e-3)  # bf16 kernels may differ with batch size
+
+
 def test_load_model_defaults_to_the_shipped_model_and_reads_a_given_file():
     shipped = deepclust.load_model()
     given = deepclust.load_model(Path(pretrained.path()))

@@ -91,8 +91,10 @@ def read_payload(url: str, data: bytes | None = None) -> dict:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # text, audio, a cut download: torch's own error names no file
+        # Its first sentence only: the rest of a weights-only refusal advises loading with arbitrary code execution.
+        first = str(error).strip().split("\n", 1)[0].split(". ", 1)[0][:200]
         raise RunSettingError(
-            f"{url}: not a deepclust model file (torch cannot read it: {type(error).__name__}: {error})"[:400]
+            f"{url}: not a deepclust model file (torch cannot read it: {type(error).__name__}: {first})"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

@@ -99,6 +99,36 @@ def head_seeded_soft_masks(
     return torch.softmax(beta * logits, dim=1).view(batch, -1, frames, freq)
 
 
+def mono_signals(waveforms, sample_rate: int) -> list[torch.Tensor]:
+    """A batch's waveforms as float32 ``(samples,)`` tensors. A list (or a ``(batch, samples)`` array) of mono
+    waveforms is what a batch is; anything else is refused in words, not flattened: a ``(channels, samples)``
+    item read as one waveform would join its channels end to end, and a lone 1-D array or a file name would be
+    taken as a batch of one-sample waveforms or of characters."""
+    if isinstance(waveforms, (str, bytes)) or hasattr(waveforms, "__fspath__"):
+        raise TypeError(
+            f"separate_batch takes a list of waveforms, not a file name ({waveforms!r}): "
+            "deepclust.separate(path) reads, downmixes and resamples a file"
+        )
+    if getattr(waveforms, "ndim", None) == 1:
+        raise ValueError(
+            f"separate_batch takes a list of waveforms; this is one waveform of {len(waveforms)} samples: "
+            "give [waveform], or use Separator.separate(waveform)"
+        )
+    signals = []
+    for index, waveform in enumerate(waveforms):
+        signal = torch.as_tensor(
+            np.asarray(waveform, dtype=np.float32) if not torch.is_tensor(waveform) else waveform, dtype=torch.float32
+        )
+        if signal.dim() > 1 and sum(size > 1 for size in signal.shape) > 1:
+            raise ValueError(
+                f"waveform {index} has shape {tuple(signal.shape)}: a Separator takes mono waveforms (samples,) at "
+                f"{sample_rate} Hz; average the channels first, or give the array to deepclust.separate, which "
+                "downmixes and resamples"
+            )
+        signals.append(signal.reshape(-1))
+    return signals
+
+
 class Separator:
     """Deep clustering separator around a trained model.
 
@@ -223,12 +253,7 @@ class Separator:
             ``masks``) also ``masks`` ``(batch, mask_heads, frames, freq)``; with ``hidden`` also ``hidden``;
             tensors on ``device``.
         """
-        signals = [
-            torch.as_tensor(
-                np.asarray(w, dtype=np.float32) if not torch.is_tensor(w) else w, dtype=torch.float32
-            ).reshape(-1)
-            for w in waveforms
-        ]
+        signals = mono_signals(waveforms, self.sample_rate)
         if not signals:
             raise ValueError("no waveforms to separate")
         lengths = [int(s.shape[0]) for s in signals]
