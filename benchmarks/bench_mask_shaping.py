@@ -6,13 +6,17 @@ a power (``pow1.5``: sharper, less of the other talker where a mask is between 0
 normalising the talkers' masks to sum to one (``norm``), or only where they sum to more than one (``normcap``:
 no bin is given out twice), or the squared masks normalised (``sq-norm``, a Wiener-like rule).
 Beside them, ``second-pass``: the same network run again on each estimate, keeping the louder of the two voices it
-finds there (the leaked talker should be the quiet one), at three times the cost.
+finds there (the leaked talker should be the quiet one), at three times the cost. And ``shift2`` / ``shift4``:
+the mask head's estimates averaged over the mixture delayed by 0 and 32 samples (half a hop), or by 0, 16, 32
+and 48, each estimate aligned to the first pass's talkers (test-time augmentation: the STFT frames fall
+elsewhere, so each pass's errors differ), at two or four times the cost.
 Each is scored against the masks as they are (``id``) on the same mixtures, paired, on held-out speakers of
 the training corpora (a) and the same mixtures in rooms with noise (c), drawn with another seed than the
 quality benchmark's (``--seed``, default 7) so that a shape chosen here can be confirmed there.
 
     python benchmarks/bench_mask_shaping.py $(cat runs/bench-sources.txt) --mixtures 80 --threads 1
     python benchmarks/bench_mask_shaping.py $(cat runs/bench-sources.txt) --mixtures 60 --shapes second-pass --threads 1
+    python benchmarks/bench_mask_shaping.py $(cat runs/bench-sources.txt) --mixtures 100 --shapes shift2,shift4
 """
 
 from __future__ import annotations
@@ -81,6 +85,41 @@ class SecondPass:
         return kept
 
 
+class ShiftedAverage:
+    """The separator's estimates averaged over copies of each mixture delayed by ``offsets`` samples, each copy's
+    talkers put in the order of the undelayed pass's (by correlation)."""
+
+    def __init__(self, separator: Separator, offsets: tuple[int, ...]):
+        self.separator, self.offsets = separator, offsets
+
+    def separate_batch(self, waveforms, n_speakers: int):
+        passes = []
+        for offset in self.offsets:
+            delayed = [np.concatenate([np.zeros(offset, np.float32), np.asarray(w, np.float32)]) for w in waveforms]
+            passes.append([voices[:, offset:] for voices in self.separator.separate_batch(delayed, n_speakers)])
+        averaged = []
+        for item, first in enumerate(passes[0]):
+            total = first.astype(np.float64).copy()
+            for other in passes[1:]:
+                total += aligned(first, other[item])
+            averaged.append((total / len(passes)).astype(np.float32))
+        return averaged
+
+
+def aligned(reference: np.ndarray, estimates: np.ndarray) -> np.ndarray:
+    """``estimates (K, samples)`` reordered to best match ``reference (K, samples)`` by summed correlation."""
+    from itertools import permutations
+
+    def correlation(a, b):
+        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+    best = max(
+        permutations(range(len(estimates))),
+        key=lambda order: sum(correlation(reference[k], estimates[j]) for k, j in enumerate(order)),
+    )
+    return estimates[list(best)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=pretrained.path())
@@ -90,7 +129,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", help="write every row to this Parquet file")
     parser.add_argument(
-        "--shapes", help="which to score beside id, comma-separated (default: every shape and second-pass)"
+        "--shapes", help="which to score beside id, comma-separated (default: every shape, second-pass and shifts)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,6 +142,8 @@ def main() -> None:
     separator, shared = Separator(loaded, device="cpu", inference="mask"), {}
     systems = {name: ShapedMasks(separator, name, shared) for name in shaped(torch.rand(1, 2, 1, 1))}
     systems["second-pass"] = SecondPass(separator)
+    systems["shift2"] = ShiftedAverage(separator, (0, 32))
+    systems["shift4"] = ShiftedAverage(separator, (0, 16, 32, 48))
     if args.shapes:
         systems = {name: system for name, system in systems.items() if name in {"id", *args.shapes.split(",")}}
     mixtures = quality.draw_mixtures(pool, args.mixtures, 2, args.seed)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_mask_shaping import SecondPass, ShapedMasks, shaped  # noqa: E402
+from bench_mask_shaping import SecondPass, ShapedMasks, ShiftedAverage, shaped  # noqa: E402
 
 
 def test_each_shape_does_what_its_name_says():
@@ -59,3 +59,26 @@ class _HalvingSeparator:
 def test_the_second_pass_keeps_the_louder_voice_of_each_estimate():
     [estimates] = SecondPass(_HalvingSeparator()).separate_batch([np.arange(4.0)], 2)
     np.testing.assert_allclose(estimates, [np.arange(4.0), 0.1 * np.arange(4.0)])  # each estimate's own louder part
+
+
+class _SwappingSeparator:
+    """Knows the two talkers of a mixture; gives them back delayed as its input is, in the other order when the
+    input is delayed (as a second pass may: its talkers' order is its own)."""
+
+    def __init__(self, talkers):
+        self.talkers = talkers
+
+    def separate_batch(self, waveforms, n_speakers):
+        out = []
+        for w in waveforms:
+            delay = np.zeros(len(w) - self.talkers.shape[1], np.float32)
+            voices = np.stack([np.concatenate([delay, t]) for t in self.talkers])
+            out.append(voices[::-1] if len(delay) else voices)
+        return out
+
+
+def test_the_shifted_average_undoes_each_delay_and_aligns_each_pass_to_the_first():
+    rng = np.random.default_rng(0)
+    talkers = rng.normal(size=(2, 400)).astype(np.float32)
+    [estimate] = ShiftedAverage(_SwappingSeparator(talkers), (0, 16, 32)).separate_batch([talkers.sum(0)], 2)
+    np.testing.assert_allclose(estimate, talkers, atol=1e-6)  # each pass shifted back, none averaged swapped
