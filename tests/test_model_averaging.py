@@ -97,3 +97,26 @@ def test_export_refuses_to_average_different_networks_naming_the_file(corpus, tm
     with pytest.raises(ValueError, match=f"{a}: its model_config differs"):
         export_half([a, b], str(tmp_path / "out.pt"))
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_snapshots_of_two_sibling_runs_average_into_one_file_whose_lineage_names_both(corpus, tmp_path):
+    parent = tmp_path / "parent"
+    _train(corpus, str(parent), 1)
+    runs = []
+    for seed in (1, 2):  # two warm starts from one parent: one network on one input normalisation
+        run = tmp_path / f"sibling-{seed}"
+        config = tiny_train_config(3, snapshot_every=1, seed=seed)
+        command = f"deepclust train-dynamic --seed {seed} (test)"
+        train_dynamic(
+            corpus, str(run), TINY, config, MIX, provenance={"command": command}, init_from=str(parent / "model.pt")
+        )
+        runs.append(run)
+    files = [str(run / "snapshots" / f"epoch-{e:03d}.pt") for run in runs for e in (2, 3)]
+    lineage = export_half(files, str(tmp_path / "soup.pt"))["lineage"]
+    link = lineage[-1]
+    assert "--seed 2" in link["command"] and link["averaged_epochs"] == [2, 3]
+    [sibling] = link["averaged_with"]
+    assert "--seed 1" in sibling["command"] and sibling["averaged_epochs"] == [2, 3]
+    assert sibling["parent_sha256"] == link["parent_sha256"]  # one parent: the chain below them is one
+    one_run = export_half(files[2:], str(tmp_path / "one.pt"))["lineage"][-1]
+    assert "averaged_with" not in one_run and one_run["averaged_epochs"] == [2, 3]

@@ -55,11 +55,27 @@ def averaged_payload(urls: list[str]) -> dict:
     ]
     extra = {**last["extra"], "averaged_from": sources}
     if extra.get("lineage"):  # the link of the run these snapshots came from says which epochs were averaged
-        extra["lineage"] = [
-            *extra["lineage"][:-1],
-            {**extra["lineage"][-1], "averaged_epochs": [s["epoch"] for s in sources]},
-        ]
+        extra["lineage"] = [*extra["lineage"][:-1], averaged_link(extra["lineage"][-1], sources, payloads)]
     return {**last, "state_dict": mean, "extra": extra}
+
+
+def averaged_link(link: dict, sources: list[dict], payloads: list[dict]) -> dict:
+    """The last file's lineage link with the epochs averaged. Snapshots of sibling runs (warm-started from one
+    parent, told apart by their commands) may be averaged too, a "model soup" (Wortsman et al. 2022): their own
+    links, each with its epochs, are kept under ``averaged_with``, so the lineage names every run in the file."""
+    runs: dict = {}  # command -> (that run's newest link among the files, its epochs), in file order
+    for source, payload in zip(sources, payloads):
+        own = (payload["extra"].get("lineage") or [{}])[-1]
+        runs[own.get("command")] = (own, [*runs.get(own.get("command"), ({}, []))[1], source["epoch"]])
+    averaged = {**link, "averaged_epochs": runs[link.get("command")][1]}
+    siblings = [
+        {**other, "averaged_epochs": epochs}
+        for command, (other, epochs) in runs.items()
+        if command != link.get("command")
+    ]
+    if siblings:
+        averaged["averaged_with"] = siblings
+    return averaged
 
 
 def export_half(
