@@ -34,6 +34,7 @@ import bench_quality_real as quality  # noqa: E402
 
 from deepclust import pretrained  # noqa: E402
 from deepclust.corpora.sources import CorpusSource, prepare_sources  # noqa: E402
+from deepclust.metrics.permutation import best_match  # noqa: E402
 from deepclust.model.checkpoint import load_model  # noqa: E402
 from deepclust.separation.separator import Separator  # noqa: E402
 from deepclust.training.dynamic_mixing import SourcePool  # noqa: E402
@@ -108,16 +109,11 @@ class ShiftedAverage:
 
 def aligned(reference: np.ndarray, estimates: np.ndarray) -> np.ndarray:
     """``estimates (K, samples)`` reordered to best match ``reference (K, samples)`` by summed correlation."""
-    from itertools import permutations
 
-    def correlation(a, b):
-        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    def unit(signals):
+        return signals / (np.linalg.norm(signals, axis=1, keepdims=True) + 1e-12)
 
-    best = max(
-        permutations(range(len(estimates))),
-        key=lambda order: sum(correlation(reference[k], estimates[j]) for k, j in enumerate(order)),
-    )
-    return estimates[list(best)]
+    return estimates[best_match(unit(reference) @ unit(estimates).T)]
 
 
 def main() -> None:

@@ -63,14 +63,16 @@ def averaged_link(link: dict, sources: list[dict], payloads: list[dict]) -> dict
     """The last file's lineage link with the epochs averaged. Snapshots of sibling runs (warm-started from one
     parent, told apart by their commands) may be averaged too, a "model soup" (Wortsman et al. 2022): their own
     links, each with its epochs, are kept under ``averaged_with``, so the lineage names every run in the file."""
-    runs: dict = {}  # command -> (that run's newest link among the files, its epochs), in file order
+    newest: dict = {}  # command -> that run's newest link among the files (dicts keep file order)
+    epochs: dict = {}  # command -> that run's averaged epochs
     for source, payload in zip(sources, payloads):
         own = (payload["extra"].get("lineage") or [{}])[-1]
-        runs[own.get("command")] = (own, [*runs.get(own.get("command"), ({}, []))[1], source["epoch"]])
-    averaged = {**link, "averaged_epochs": runs[link.get("command")][1]}
+        newest[own.get("command")] = own
+        epochs.setdefault(own.get("command"), []).append(source["epoch"])
+    averaged = {**link, "averaged_epochs": epochs[link.get("command")]}
     siblings = [
-        {**other, "averaged_epochs": epochs}
-        for command, (other, epochs) in runs.items()
+        {**other, "averaged_epochs": epochs[command]}
+        for command, other in newest.items()
         if command != link.get("command")
     ]
     if siblings:
