@@ -44,7 +44,8 @@ WRITTEN_BEFORE = [
         DynamicMixConfig(speaker_counts=(2, 3), speaker_count_weights=(0.5, 0.5)),
         '{"speaker_counts": [2, 3], "speaker_count_weights": [0.5, 0.5], "max_snr_db": 5.0, '
         '"gain_db_range": [-25.0, 0.0], "cv_fraction": 0.05, "cv_mixtures": 256, "cv_seconds": 3.2, '
-        '"stats_mixtures": 512, "same_source_probability": 0.0}',
+        '"stats_mixtures": 512, "same_source_probability": 0.0, "speed_probability": 0.0, '
+        '"speed_factors": [0.9, 0.95, 1.05, 1.1]}',
     ),
     (
         AugmentConfig.recipe("/n"),

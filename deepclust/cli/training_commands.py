@@ -161,6 +161,19 @@ def add_train_dynamic(sub) -> None:
         "microphone and room): the network must separate them by voice alone (0-1; 0 draws talkers from the "
         "whole pool)",
     )
+    p.add_argument(
+        "--speed-probability",
+        type=float,
+        default=DynamicMixConfig.speed_probability,
+        help="share of talkers in training mixtures played faster or slower (pitch and tempo together, by one of "
+        "--speed-factors): each speed of a talker is a new voice (0-1; 0: as recorded)",
+    )
+    p.add_argument(
+        "--speed-factors",
+        type=number_list(float),
+        default=DynamicMixConfig.speed_factors,
+        help="the speeds of --speed-probability, e.g. 0.95,1.05 (default 0.9,0.95,1.05,1.1)",
+    )
     train_config_arguments(
         p, preset="chimera++", batch_size=dynamic_train.BATCH_SIZE, steps_per_epoch=dynamic_train.STEPS_PER_EPOCH
     )
@@ -267,6 +280,8 @@ def cmd_train_dynamic(args) -> None:
             speaker_counts=args.speaker_counts,
             speaker_count_weights=args.speaker_count_weights,
             same_source_probability=args.same_source_probability,
+            speed_probability=args.speed_probability,
+            speed_factors=args.speed_factors,
         )
         augment = AugmentConfig(
             room_probability=args.room_probability,

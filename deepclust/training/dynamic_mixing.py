@@ -53,6 +53,11 @@ class DynamicMixConfig(JsonableConfig):
         corpora differ in microphone and room as well as voice, a cue that a recording of two people in one
         place never gives: more same-source mixtures make the network separate by voice. 0 (the default)
         draws as before, bit for bit. Validation mixtures are drawn as before, so links stay comparable.
+    speed_probability / speed_factors: the share of training talkers played faster or slower, by one of
+        ``speed_factors`` (resampled: pitch and tempo change together, as Kaldi's and SpeechBrain's speed
+        perturbation): each speed of a talker is a new voice, so a few hundred speakers give several times
+        as many (Ko et al. 2015; SepFormer's dynamic mixing uses it). 0 (the default) draws as before, bit for
+        bit; validation mixtures are never perturbed.
     """
 
     speaker_counts: tuple[int, ...] = (2,)
@@ -64,10 +69,16 @@ class DynamicMixConfig(JsonableConfig):
     cv_seconds: float = 3.2
     stats_mixtures: int = 512
     same_source_probability: float = 0.0
+    speed_probability: float = 0.0
+    speed_factors: tuple[float, ...] = (0.9, 0.95, 1.05, 1.1)
 
     def __post_init__(self):
         if not 0.0 <= self.same_source_probability <= 1.0:
             raise ValueError(f"same_source_probability must be in [0, 1], got {self.same_source_probability}")
+        if not 0.0 <= self.speed_probability <= 1.0:
+            raise ValueError(f"speed_probability must be in [0, 1], got {self.speed_probability}")
+        if not self.speed_factors or not all(0.5 <= f <= 2.0 for f in self.speed_factors):
+            raise ValueError(f"speed_factors {list(self.speed_factors)} must be speeds between 0.5 and 2")
         if not self.speaker_counts or min(self.speaker_counts) < 2:
             raise ValueError(f"speaker_counts must be >= 2, got {self.speaker_counts}")
         weights = self.speaker_count_weights
@@ -171,12 +182,14 @@ class SourcePool:
         gain_db_range: tuple[float, float],
         augment: "Augmenter | None" = None,
         same_source_probability: float = 0.0,
+        speed_probability: float = 0.0,
+        speed_factors: tuple[float, ...] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """One mixture ``(samples,)`` and its talkers' targets ``(K, samples)``, float32, levels applied.
 
         Without ``augment`` the mixture is the targets' sum; with it, the mixture may hold a room's
         reverberation and noise that the targets do not (``deepclust.training.augment``).
-        ``same_source_probability``: ``DynamicMixConfig``'s."""
+        ``same_source_probability``, ``speed_probability``, ``speed_factors``: ``DynamicMixConfig``'s."""
         chosen = self._choose_speakers(rng, n_speakers, same_source_probability)
         gains_db = _gains_db(rng, n_speakers, max_snr_db)
         sources = np.zeros((n_speakers, samples), dtype=np.float64)
@@ -184,6 +197,9 @@ class SourcePool:
             indices = self.by_speaker[self.speakers[speaker_index]]
             utterance = indices[int(rng.integers(len(indices)))]
             waveform = self.waveforms[utterance]
+            if speed_probability > 0 and rng.random() < speed_probability:  # no draw at 0: earlier runs unchanged
+                factor = float(speed_factors[int(rng.integers(len(speed_factors)))])
+                waveform = speed_changed(rng, waveform, samples, factor)
             if waveform.size >= samples:  # a random crop
                 start = int(rng.integers(0, waveform.size - samples + 1))
                 crop, offset = waveform[start : start + samples], 0
@@ -222,6 +238,26 @@ class SourcePool:
             levels=[self.levels[u] for u in utterances],
         )
         return sources.astype(np.float32), utterances
+
+
+SPEED_EDGE = 64  # samples cut from each end of a resampled stretch: the filter's zero-padded edges
+
+
+def speed_changed(rng: np.random.Generator, waveform: np.ndarray, samples: int, factor: float) -> np.ndarray:
+    """``waveform`` played ``factor`` times as fast (resampled by 1 / factor: pitch and tempo together): a random
+    stretch of at least ``samples`` where the utterance is long enough (only that stretch is resampled), else the
+    whole utterance. The active level is the utterance's, so the caller's level from the original holds."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly  # first use only: the CLI reads the config at start-up
+
+    ratio = Fraction(factor).limit_denominator(100)  # e.g. 1.05 -> 21/20: 20 samples out for every 21 in
+    need = math.ceil((samples + 2 * SPEED_EDGE) * factor) + 1
+    if waveform.size > need:
+        start = int(rng.integers(0, waveform.size - need + 1))
+        stretch = resample_poly(waveform[start : start + need], ratio.denominator, ratio.numerator)
+        return stretch[SPEED_EDGE : SPEED_EDGE + samples].astype(np.float32)
+    return resample_poly(waveform, ratio.denominator, ratio.numerator).astype(np.float32)
 
 
 def mixture_batch(
@@ -319,6 +355,7 @@ class DynamicMixing:
         samples: int,
         n_speakers: int,
         same_source_probability: float = 0.0,
+        speed_probability: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(mixtures (batch, samples), sources (batch, K, samples))``."""
         config = self.config
@@ -331,6 +368,8 @@ class DynamicMixing:
                 config.gain_db_range,
                 self.augmenter,
                 same_source_probability,
+                speed_probability,
+                config.speed_factors,
             )
             for _ in range(batch_size)
         ]
@@ -363,7 +402,15 @@ class DynamicMixing:
         for step in range(steps):
             rng = np.random.default_rng([*seed_sequence, step])
             n = self._speaker_count(rng)
-            drawn = self._draw_batch(self.train_pool, rng, batch_size, samples, n, self.config.same_source_probability)
+            drawn = self._draw_batch(
+                self.train_pool,
+                rng,
+                batch_size,
+                samples,
+                n,
+                self.config.same_source_probability,
+                self.config.speed_probability,
+            )
             yield self._batch(drawn, self.feature_stats)
 
     def validation_batches(self, chunk_frames: int, batch_size: int) -> list[dict]:
