@@ -180,14 +180,15 @@ def test_no_same_source_draws_consume_nothing_more_so_earlier_runs_batches_are_u
     assert now.random() == before.random()
 
 
-def test_same_source_mixtures_change_the_training_batches_only_not_the_validation_list():
+@pytest.mark.parametrize("setting", [{"same_source_probability": 1.0}, {"speed_probability": 1.0}])
+def test_same_source_and_speed_settings_change_the_training_batches_only_not_the_validation_list(setting):
     pool = _two_source_pool()
     plain = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(cv_mixtures=4, stats_mixtures=32), seed=0)
-    config = DynamicMixConfig(cv_mixtures=4, stats_mixtures=32, same_source_probability=1.0)
-    one_source = DynamicMixing(pool, pool, FeatureConfig(), config, seed=0)
-    for a, b in zip(plain.validation_batches(20, 2), one_source.validation_batches(20, 2)):
+    config = DynamicMixConfig(cv_mixtures=4, stats_mixtures=32, **setting)
+    changed = DynamicMixing(pool, pool, FeatureConfig(), config, seed=0)
+    for a, b in zip(plain.validation_batches(20, 2), changed.validation_batches(20, 2)):
         assert torch.equal(a["log_mag"], b["log_mag"])
-    first = [next(iter(source.training_batches([0], 20, 8, 2)))["log_mag"] for source in (plain, one_source)]
+    first = [next(iter(source.training_batches([0], 20, 8, 2)))["log_mag"] for source in (plain, changed)]
     assert not torch.equal(*first)
 
 

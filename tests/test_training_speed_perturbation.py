@@ -1,11 +1,11 @@
-"""Speed perturbation in dynamic mixing: a talker played faster or slower is a new voice (pitch and tempo together)."""
+"""Speed perturbation in dynamic mixing: a talker played faster or slower is a new voice (pitch and tempo together).
+
+That it leaves the validation list alone: tests/test_training_dynamic_mixing.py."""
 
 import numpy as np
 import pytest
-import torch
 
-from deepclust.features.extract import FeatureConfig
-from deepclust.training.dynamic_mixing import DynamicMixConfig, DynamicMixing, SourcePool, speed_changed
+from deepclust.training.dynamic_mixing import DynamicMixConfig, SourcePool, speed_changed
 
 RATE = 8000
 
@@ -66,17 +66,6 @@ def test_half_the_talkers_are_perturbed_at_probability_one_half():
         _, sources = pool.draw(rng, 2, 3200, 5.0, (0.0, 0.0), speed_probability=0.5, speed_factors=(1.1,))
         changed += [min(abs(_pitch(s) - hz) for hz in (200, 300, 500, 700)) > 5.0 for s in sources]
     assert 0.4 < np.mean(changed) < 0.6, np.mean(changed)
-
-
-def test_speed_perturbation_changes_the_training_batches_only_not_the_validation_list():
-    pool = _tone_pool()
-    plain = DynamicMixing(pool, pool, FeatureConfig(), DynamicMixConfig(cv_mixtures=4, stats_mixtures=32), seed=0)
-    config = DynamicMixConfig(cv_mixtures=4, stats_mixtures=32, speed_probability=1.0)
-    perturbed = DynamicMixing(pool, pool, FeatureConfig(), config, seed=0)
-    for a, b in zip(plain.validation_batches(20, 2), perturbed.validation_batches(20, 2)):
-        assert torch.equal(a["log_mag"], b["log_mag"])
-    first = [next(iter(source.training_batches([0], 20, 8, 2)))["log_mag"] for source in (plain, perturbed)]
-    assert not torch.equal(*first)
 
 
 @pytest.mark.parametrize("settings", [{"speed_probability": 1.5}, {"speed_factors": ()}, {"speed_factors": (0.9, 3.0)}])
