@@ -354,10 +354,10 @@ class DynamicMixing:
         batch_size: int,
         samples: int,
         n_speakers: int,
-        same_source_probability: float = 0.0,
-        speed_probability: float = 0.0,
+        training: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(mixtures (batch, samples), sources (batch, K, samples))``."""
+        """``(mixtures (batch, samples), sources (batch, K, samples))``. ``training``: draw by the config's
+        same-source and speed settings (the validation list and the normalisation statistics do not)."""
         config = self.config
         drawn = [
             pool.draw(
@@ -367,8 +367,8 @@ class DynamicMixing:
                 config.max_snr_db,
                 config.gain_db_range,
                 self.augmenter,
-                same_source_probability,
-                speed_probability,
+                config.same_source_probability if training else 0.0,
+                config.speed_probability if training else 0.0,
                 config.speed_factors,
             )
             for _ in range(batch_size)
@@ -402,15 +402,7 @@ class DynamicMixing:
         for step in range(steps):
             rng = np.random.default_rng([*seed_sequence, step])
             n = self._speaker_count(rng)
-            drawn = self._draw_batch(
-                self.train_pool,
-                rng,
-                batch_size,
-                samples,
-                n,
-                self.config.same_source_probability,
-                self.config.speed_probability,
-            )
+            drawn = self._draw_batch(self.train_pool, rng, batch_size, samples, n, training=True)
             yield self._batch(drawn, self.feature_stats)
 
     def validation_batches(self, chunk_frames: int, batch_size: int) -> list[dict]:
